@@ -1,0 +1,79 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Process } from "@wrenn/proto/process/process_pb.js";
+import { Filesystem } from "@wrenn/proto/filesystem/filesystem_pb.js";
+import { createLogger, type Logger } from "@wrenn/shared/log.ts";
+import type { EnvdContext } from "./context.ts";
+import { initialState, type EnvdState } from "./state.ts";
+import { processService } from "./process/service.ts";
+import { filesystemService } from "./filesystem/service.ts";
+import { handleHttp } from "./http/routes.ts";
+
+export interface EnvdOptions {
+  port: number;
+  host?: string;
+  defaultUser?: string;
+  log?: Logger;
+  state?: EnvdState;
+}
+
+export interface Envd {
+  server: Server;
+  context: EnvdContext;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Rejects RPCs without the access token once /init has set one. */
+function accessTokenInterceptor(state: EnvdState): Interceptor {
+  return (next) => async (req) => {
+    if (state.accessToken !== undefined && req.header.get("x-access-token") !== state.accessToken) {
+      throw new ConnectError("missing or wrong X-Access-Token", Code.Unauthenticated);
+    }
+    return next(req);
+  };
+}
+
+export async function startEnvd(options: EnvdOptions): Promise<Envd> {
+  const log = options.log ?? createLogger("envd");
+  const state = options.state ?? initialState(options.defaultUser ?? "user");
+  const context: EnvdContext = { state, log };
+
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      router.service(Process, processService(context));
+      router.service(Filesystem, filesystemService(context));
+    },
+    interceptors: [accessTokenInterceptor(state)],
+    // Our server is HTTP/1.1 only, so the request is always an IncomingMessage.
+    fallback: (req, res) => {
+      void handleHttp(req as IncomingMessage, res as ServerResponse, context);
+    },
+  });
+
+  // No request or headers timeout: streams live as long as their process.
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 }, rpc);
+  server.headersTimeout = 0;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host ?? "0.0.0.0", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${options.host === undefined || options.host === "0.0.0.0" ? "127.0.0.1" : options.host}:${port}`;
+  log.info({ url, version: state.version }, "envd listening");
+  return {
+    server,
+    context,
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

