@@ -1,0 +1,33 @@
+/**
+ * The seam between the sandbox manager and sandbox networking: one slot per
+ * sandbox (namespace + veth + TAP), the same guest IP in every slot.
+ */
+
+/** Fixed inside every slot so a VM snapshot restores into any slot. */
+export const GUEST_IP = "169.254.0.21";
+export const TAP_IP = "169.254.0.22";
+export const TAP_PREFIX = 30;
+export const TAP_NAME = "tap0";
+export const GUEST_MAC = "02:fc:00:00:00:05";
+
+export interface NetworkSlot {
+  index: number;
+  /** `ip netns` name, e.g. "wrenn-ns-3". */
+  netns: string;
+  tapName: string;
+  /** The address at which the host reaches this slot's guest (10.11.0.N). */
+  hostAddress: string;
+  /** The kernel `ip=` argument that configures the guest. */
+  guestIpArg: string;
+}
+
+export interface NetworkManager {
+  /** Creates namespace, veth pair, TAP and NAT rules for a free slot. */
+  acquire(): Promise<NetworkSlot>;
+  /** Tears the slot down and frees its index; idempotent. */
+  release(slot: NetworkSlot): Promise<void>;
+  /** Marks a slot as taken by a re-adopted sandbox (agent restart). */
+  adopt(index: number): NetworkSlot;
+  /** Removes every `wrenn` namespace, link and rule not in `keep` (agent start). */
+  cleanupStale(keep: number[]): Promise<void>;
+}
