@@ -1,0 +1,200 @@
+import { readFileSync } from "node:fs";
+import { readlink, readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { WrennError } from "@wrenn/shared/errors.ts";
+
+/** A guest kernel and the initramfs that loads its virtio modules. */
+export interface KernelFiles {
+  version: string;
+  /** bzImage, for QEMU. */
+  vmlinuz: string;
+  /** Empty when the user's own kernel is used without an initrd. */
+  initrd: string;
+  /** Uncompressed ELF, for Firecracker (and QEMU's faster PVH entry). */
+  vmlinux: string;
+}
+
+export interface TemplateImage {
+  name: string;
+  /** Sparse ext4 image; never written to, sandboxes get copy-on-write overlays. */
+  rootfs: string;
+  /** Apparent size of the image file. */
+  sizeBytes: number;
+}
+
+/** What `wrenn image build` writes next to each rootfs. */
+export interface TemplateMeta {
+  name: string;
+  builtAt: string;
+  /** Hash over every input (package list, init, envd bundle, Node runtime). */
+  inputsHash: string;
+  debianSuite: string;
+  nodeVersion: string;
+  envdSha256: string;
+  sizeBytes: number;
+  /** Bytes actually allocated on disk (the image is sparse). */
+  allocatedBytes: number;
+}
+
+/** Path of the init the guest kernel must run (inside the rootfs). */
+export const GUEST_INIT = "/sbin/wrenn-init";
+export const DEFAULT_TEMPLATE = "minimal";
+export const TEMPLATE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+
+export function dataDir(): string {
+  return resolve(process.env.WRENN_DATA_DIR || "/var/lib/wrenn");
+}
+
+export function kernelsDir(data: string): string {
+  return join(data, "kernels");
+}
+
+export function templateDir(data: string, name: string): string {
+  return join(data, "images", name);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The kernel to boot: `WRENN_KERNEL` (+ `WRENN_INITRD`) when the user brings
+ * their own, else the one `wrenn image build` installed as `kernels/current`.
+ */
+export async function findKernel(data: string): Promise<KernelFiles> {
+  const own = process.env.WRENN_KERNEL;
+  if (own) {
+    const initrd = process.env.WRENN_INITRD ?? "";
+    for (const [name, path] of [
+      ["WRENN_KERNEL", own],
+      ["WRENN_INITRD", initrd],
+    ] as const) {
+      if (path && !(await exists(path))) {
+        throw new WrennError("failed_precondition", `${name}=${path} does not exist`);
+      }
+    }
+    return {
+      version: "custom",
+      vmlinuz: resolve(own),
+      initrd: initrd && resolve(initrd),
+      vmlinux: resolve(own),
+    };
+  }
+  const root = kernelsDir(data);
+  let version: string;
+  try {
+    version = (await readlink(join(root, "current"))).replace(/\/+$/, "");
+  } catch {
+    throw new WrennError(
+      "failed_precondition",
+      `no guest kernel in ${root}: run 'wrenn image build' (or set WRENN_KERNEL)`,
+    );
+  }
+  const dir = join(root, version);
+  const files: KernelFiles = {
+    version,
+    vmlinuz: join(dir, "vmlinuz"),
+    initrd: join(dir, "initrd.img"),
+    vmlinux: join(dir, "vmlinux"),
+  };
+  for (const path of [files.vmlinuz, files.initrd, files.vmlinux]) {
+    if (!(await exists(path))) {
+      throw new WrennError(
+        "failed_precondition",
+        `guest kernel ${version} is incomplete (${path} missing): run 'wrenn image build'`,
+      );
+    }
+  }
+  return files;
+}
+
+export async function findTemplate(data: string, name: string): Promise<TemplateImage> {
+  if (!TEMPLATE_NAME.test(name)) {
+    throw new WrennError("invalid_argument", `template name '${name}' is not valid`);
+  }
+  const rootfs = join(templateDir(data, name), "rootfs.ext4");
+  let size: number;
+  try {
+    size = (await stat(rootfs)).size;
+  } catch {
+    const hint = name === DEFAULT_TEMPLATE ? ": run 'wrenn image build'" : "";
+    throw new WrennError("not_found", `template '${name}' has no image at ${rootfs}${hint}`);
+  }
+  return { name, rootfs, sizeBytes: size };
+}
+
+export async function readTemplateMeta(data: string, name: string): Promise<TemplateMeta | null> {
+  try {
+    return JSON.parse(
+      await readFile(join(templateDir(data, name), "meta.json"), "utf8"),
+    ) as TemplateMeta;
+  } catch {
+    return null;
+  }
+}
+
+let tscKhz: number | undefined;
+
+/**
+ * The host's TSC rate in kHz. Passing it as `tsc_early_khz` skips the guest's
+ * TSC calibration, which under TCG sometimes hangs the boot (1 in 15 without it).
+ */
+export function hostTscKhz(): number {
+  if (tscKhz !== undefined) return tscKhz;
+  let khz = 0;
+  try {
+    khz = Number(readFileSync("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "utf8").trim());
+  } catch {
+    // Most kernels do not expose it; cpuinfo's first "cpu MHz" is the TSC rate on VMs.
+  }
+  if (!(khz > 0)) {
+    try {
+      const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
+      if (m?.[1]) khz = Math.round(Number(m[1]) * 1000);
+    } catch {
+      // Fall through to the default.
+    }
+  }
+  tscKhz = khz > 0 ? khz : 2_300_000;
+  return tscKhz;
+}
+
+/**
+ * The kernel command line the guest image needs. The network driver fixes the
+ * addresses (every guest 169.254.0.21 behind 169.254.0.22/30), so a snapshot
+ * restores into any slot. virtio_net is a module in Debian's cloud kernel, so
+ * the kernel cannot apply `ip=` itself: the initramfs (or init) does.
+ */
+export function guestBootArgs(opts: {
+  guestIp: string;
+  gatewayIp: string;
+  netmask: string;
+  hostname: string;
+  /** Name servers for /etc/resolv.conf; default 8.8.8.8 and 1.1.1.1. */
+  dns?: string[];
+}): string {
+  const [dns0 = "8.8.8.8", dns1 = "1.1.1.1"] = opts.dns ?? [];
+  return [
+    "console=ttyS0",
+    "reboot=k",
+    "panic=1",
+    "quiet",
+    "loglevel=3",
+    "root=/dev/vda",
+    "rw",
+    "rootfstype=ext4",
+    `init=${GUEST_INIT}`,
+    `ip=${opts.guestIp}::${opts.gatewayIp}:${opts.netmask}:${opts.hostname}:eth0:off:${dns0}:${dns1}`,
+    `tsc_early_khz=${hostTscKhz()}`,
+    "i8042.noaux",
+    "i8042.nomux",
+    "i8042.nopnp",
+    "i8042.dumbkbd",
+    "random.trust_cpu=on",
+  ].join(" ");
+}
