@@ -1,0 +1,70 @@
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { SandboxDisk } from "../storage/storage.ts";
+import type { VmRecord, VmmName } from "../vmm/vmm.ts";
+
+export type SandboxStatus = "starting" | "running" | "paused" | "failed";
+
+/**
+ * What the agent keeps on disk for each sandbox, rewritten after every step
+ * that acquires or releases a host resource: a restarted agent reads these to
+ * re-adopt live VMs or to tear down what a crash left half-built.
+ */
+export interface SandboxRecord {
+  id: string;
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+  timeoutSec: number;
+  createdAtMs: number;
+  lastActiveAtMs: number;
+  status: SandboxStatus;
+  vmm: VmmName;
+  slotIndex: number | null;
+  disk: SandboxDisk | null;
+  vm: VmRecord | null;
+  envVars: Record<string, string>;
+  envdAccessToken: string;
+  error?: string;
+}
+
+export class RecordStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  sandboxDir(id: string): string {
+    return join(this.dir, id);
+  }
+
+  /** Atomic: a crash mid-write leaves the previous record, never half of one. */
+  async save(record: SandboxRecord): Promise<void> {
+    const dir = this.sandboxDir(record.id);
+    await mkdir(dir, { recursive: true });
+    const tmp = join(dir, "record.json.tmp");
+    await writeFile(tmp, JSON.stringify(record, null, 2));
+    await rename(tmp, join(dir, "record.json"));
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(this.sandboxDir(id), { recursive: true, force: true });
+  }
+
+  async loadAll(): Promise<{ records: SandboxRecord[]; unreadable: string[] }> {
+    await mkdir(this.dir, { recursive: true });
+    const records: SandboxRecord[] = [];
+    const unreadable: string[] = [];
+    for (const id of await readdir(this.dir)) {
+      try {
+        const text = await readFile(join(this.dir, id, "record.json"), "utf8");
+        records.push(JSON.parse(text) as SandboxRecord);
+      } catch {
+        unreadable.push(id);
+      }
+    }
+    return { records, unreadable };
+  }
+}

@@ -1,0 +1,293 @@
+import { cpus, totalmem } from "node:os";
+import { statfs } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import {
+  HostAgentService,
+  SandboxState,
+  type SandboxInfo,
+} from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { SandboxInfoSchema } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
+import type { SandboxManager } from "./sandbox/manager.ts";
+import type { SandboxRecord } from "./sandbox/records.ts";
+
+export const AGENT_VERSION = "0.1.0";
+
+/** Ids come from the control plane; they name files, sockets and hostnames. */
+const sandboxId = z
+  .string()
+  .regex(/^[a-z0-9]{1,40}$/, "sandbox_id must be 1-40 lowercase letters or digits");
+const templateName = z
+  .string()
+  .regex(
+    /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/,
+    "template must start with a letter or digit and use only letters, digits, '.', '_' or '-' (at most 64)",
+  );
+const guestPath = z.string().min(1, "path must not be empty").max(4096, "path is too long");
+const user = z
+  .string()
+  .regex(/^([a-z_][a-z0-9_-]{0,31})?$/, "user must be a Linux user name")
+  .optional();
+
+const limits = {
+  vcpus: { default: 1, min: 1, max: Math.max(1, cpus().length * 4) },
+  memoryMb: { default: 512, min: 128, max: 262_144 },
+  diskSizeMb: { default: 20_480, min: 512, max: 4_194_304 },
+  timeoutSec: { default: 300, max: 30 * 24 * 3600 },
+};
+
+/** proto3 sends 0 for "not set": such fields take their default, others must be in range. */
+function bounded(name: string, l: { default: number; min?: number; max: number }) {
+  return z
+    .number()
+    .int()
+    .transform((v) => (v === 0 ? l.default : v))
+    .refine((v) => v >= (l.min ?? 0) && v <= l.max, {
+      message: `${name} must be between ${l.min ?? 0} and ${l.max}`,
+    });
+}
+
+const createSchema = z.object({
+  sandboxId,
+  template: z
+    .string()
+    .transform((t) => t || "minimal")
+    .pipe(templateName),
+  vcpus: bounded("vcpus", limits.vcpus),
+  memoryMb: bounded("memory_mb", limits.memoryMb),
+  diskSizeMb: bounded("disk_size_mb", limits.diskSizeMb),
+  timeoutSec: bounded("timeout_sec", limits.timeoutSec),
+  envVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "bad env var name"), z.string()),
+  envdAccessToken: z.string().max(256),
+});
+
+const execSchema = z.object({
+  sandboxId,
+  cmd: z.string().min(1, "cmd must not be empty"),
+  args: z.array(z.string()),
+  timeoutSec: bounded("timeout_sec", { default: 60, max: 24 * 3600 }),
+  envs: z.record(z.string(), z.string()),
+  cwd: z.string().optional(),
+  user,
+});
+
+function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const result = schema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+    throw new WrennError("invalid_argument", `${where}${issue?.message ?? "invalid request"}`);
+  }
+  return result.data;
+}
+
+const connectCodes: Record<ErrorCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  permission_denied: Code.PermissionDenied,
+  unauthenticated: Code.Unauthenticated,
+  resource_exhausted: Code.ResourceExhausted,
+  deadline_exceeded: Code.DeadlineExceeded,
+  cancelled: Code.Canceled,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/** Every error leaves the agent as a ConnectError whose code the control plane maps to HTTP. */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof WrennError) return new ConnectError(err.message, connectCodes[err.code]);
+  return new ConnectError(err instanceof Error ? err.message : String(err), Code.Internal);
+}
+
+function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args) => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+function guardStream<A extends unknown[], R>(
+  fn: (...args: A) => AsyncIterable<R>,
+): (...args: A) => AsyncIterable<R> {
+  return async function* (...args) {
+    try {
+      yield* fn(...args);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+const states: Record<SandboxRecord["status"], SandboxState> = {
+  starting: SandboxState.STARTING,
+  running: SandboxState.RUNNING,
+  paused: SandboxState.PAUSED,
+  failed: SandboxState.FAILED,
+};
+
+async function info(manager: SandboxManager, r: SandboxRecord): Promise<SandboxInfo> {
+  return create(SandboxInfoSchema, {
+    sandboxId: r.id,
+    template: r.template,
+    state: states[r.status],
+    vcpus: r.vcpus,
+    memoryMb: r.memoryMb,
+    diskSizeMb: r.diskSizeMb,
+    timeoutSec: r.timeoutSec,
+    createdAtMs: BigInt(r.createdAtMs),
+    lastActiveAtMs: BigInt(r.lastActiveAtMs),
+    envdAddress: manager.envdAddress(r.id),
+    vmm: r.vmm,
+    diskUsedBytes: BigInt(await manager.diskUsage(r)),
+    error: r.error ?? "",
+  });
+}
+
+const FILE_CHUNK = 256 * 1024;
+
+export function hostAgentService(
+  manager: SandboxManager,
+  hostId: string,
+  dataDir: string,
+): ServiceImpl<typeof HostAgentService> {
+  const notYet = guard(async (): Promise<never> => {
+    throw new WrennError("failed_precondition", "pause, resume and snapshots are not built yet");
+  });
+  return {
+    createSandbox: guard(async (req) => {
+      const p = parse(createSchema, req);
+      const record = await manager.create({
+        id: p.sandboxId,
+        template: p.template,
+        vcpus: p.vcpus,
+        memoryMb: p.memoryMb,
+        diskSizeMb: p.diskSizeMb,
+        timeoutSec: p.timeoutSec,
+        envVars: p.envVars,
+        envdAccessToken: p.envdAccessToken,
+      });
+      return { sandbox: await info(manager, record) };
+    }),
+    destroySandbox: guard(async (req) => {
+      await manager.destroy(parse(sandboxId, req.sandboxId));
+      return {};
+    }),
+    listSandboxes: guard(async () => ({
+      sandboxes: await Promise.all(manager.list().map((r) => info(manager, r))),
+      autoPausedSandboxIds: manager.autoPausedIds(),
+      reapedSandboxIds: manager.reapedIds(),
+    })),
+    pingSandbox: guard(async (req) => {
+      await manager.ping(parse(sandboxId, req.sandboxId));
+      return {};
+    }),
+    pauseSandbox: notYet,
+    resumeSandbox: notYet,
+    createSnapshot: notYet,
+    deleteSnapshot: notYet,
+    listTemplates: guard(async () => ({ templates: [] })),
+    exec: guard(async (req, ctx) => {
+      const p = parse(execSchema, req);
+      const r = await manager.exec(p.sandboxId, {
+        ...p,
+        cwd: p.cwd || undefined,
+        user: p.user || undefined,
+      });
+      void ctx;
+      return {
+        stdout: r.stdout,
+        stderr: r.stderr,
+        exitCode: r.exitCode,
+        durationMs: BigInt(r.durationMs),
+      };
+    }),
+    execStream: guardStream(async function* (req) {
+      const p = parse(execSchema, req);
+      for await (const ev of manager.execStream(p.sandboxId, {
+        ...p,
+        cwd: p.cwd || undefined,
+        user: p.user || undefined,
+      })) {
+        if (ev.type === "start") yield { event: { case: "start", value: { pid: ev.pid } } };
+        else if (ev.type === "end") {
+          yield { event: { case: "end", value: { exitCode: ev.exitCode, error: ev.error ?? "" } } };
+        } else {
+          yield { event: { case: "data", value: { output: { case: ev.type, value: ev.data } } } };
+        }
+      }
+    }),
+    writeFile: guard(async (req) => {
+      const id = parse(sandboxId, req.sandboxId);
+      const path = parse(guestPath, req.path);
+      await manager.envdOf(id).writeFile(path, req.content, parse(user, req.user) || undefined);
+      return { size: BigInt(req.content.length) };
+    }),
+    readFile: guard(async (req) => {
+      const id = parse(sandboxId, req.sandboxId);
+      const path = parse(guestPath, req.path);
+      const body = await manager.envdOf(id).readFile(path, parse(user, req.user) || undefined);
+      const chunks: Uint8Array[] = [];
+      for await (const c of body) chunks.push(c);
+      return { content: Buffer.concat(chunks) };
+    }),
+    writeFileStream: guard(async (reqs) => {
+      const it = reqs[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done || first.value.part.case !== "header") {
+        throw new WrennError("invalid_argument", "the first message must be the header");
+      }
+      const header = first.value.part.value;
+      const id = parse(sandboxId, header.sandboxId);
+      const path = parse(guestPath, header.path);
+      let size = 0n;
+      const body = Readable.from(
+        (async function* () {
+          for (;;) {
+            const next = await it.next();
+            if (next.done) return;
+            if (next.value.part.case !== "chunk") {
+              throw new WrennError("invalid_argument", "only the first message may be a header");
+            }
+            size += BigInt(next.value.part.value.length);
+            yield next.value.part.value;
+          }
+        })(),
+      );
+      await manager.envdOf(id).writeFile(path, body, parse(user, header.user) || undefined);
+      return { size };
+    }),
+    readFileStream: guardStream(async function* (req) {
+      const id = parse(sandboxId, req.sandboxId);
+      const path = parse(guestPath, req.path);
+      const body = await manager.envdOf(id).readFile(path, parse(user, req.user) || undefined);
+      // Re-chunk so messages stay small whatever the HTTP layer hands us.
+      for await (const c of body) {
+        for (let off = 0; off < c.length; off += FILE_CHUNK) {
+          yield { chunk: c.subarray(off, off + FILE_CHUNK) };
+        }
+      }
+    }),
+    getHostInfo: guard(async () => {
+      const fs = await statfs(dataDir);
+      return {
+        hostId,
+        vmm: manager.vmmName,
+        storage: manager.storageName,
+        totalVcpus: cpus().length,
+        totalMemoryMb: BigInt(Math.floor(totalmem() / (1024 * 1024))),
+        freeDiskMb: BigInt(Math.floor((fs.bavail * fs.bsize) / (1024 * 1024))),
+        runningSandboxes: manager.list().filter((r) => r.status === "running").length,
+        version: AGENT_VERSION,
+      };
+    }),
+  };
+}
