@@ -3,13 +3,13 @@ import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
+import { create } from "@bufbuild/protobuf";
 import {
-  HostAgentService,
+  SandboxInfoSchema,
   SandboxState,
+  type HostAgentService,
   type SandboxInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { create } from "@bufbuild/protobuf";
-import { SandboxInfoSchema } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
