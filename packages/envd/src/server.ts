@@ -9,7 +9,9 @@ import type { EnvdContext } from "./context.ts";
 import { initialState, type EnvdState } from "./state.ts";
 import { processService } from "./process/service.ts";
 import { filesystemService } from "./filesystem/service.ts";
+import { WatcherRegistry } from "./filesystem/watchers.ts";
 import { handleHttp } from "./http/routes.ts";
+import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
 
 export interface EnvdOptions {
   port: number;
@@ -36,17 +38,58 @@ function accessTokenInterceptor(state: EnvdState): Interceptor {
   };
 }
 
+const CONNECT_CODES: Record<ErrorCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  permission_denied: Code.PermissionDenied,
+  unauthenticated: Code.Unauthenticated,
+  resource_exhausted: Code.ResourceExhausted,
+  deadline_exceeded: Code.DeadlineExceeded,
+  cancelled: Code.Canceled,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+function toConnectError(err: unknown): unknown {
+  return err instanceof WrennError
+    ? new ConnectError(err.message, CONNECT_CODES[err.code], undefined, undefined, err)
+    : err;
+}
+
+async function* mapStreamErrors<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+/** Services throw WrennError; clients must see the matching Connect code, also mid-stream. */
+function wrennErrorInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      return res.stream ? { ...res, message: mapStreamErrors(res.message) } : res;
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
 export async function startEnvd(options: EnvdOptions): Promise<Envd> {
   const log = options.log ?? createLogger("envd");
   const state = options.state ?? initialState(options.defaultUser ?? "user");
   const context: EnvdContext = { state, log };
+  const watchers = new WatcherRegistry();
 
   const rpc = connectNodeAdapter({
     routes(router) {
       router.service(Process, processService(context));
-      router.service(Filesystem, filesystemService(context));
+      router.service(Filesystem, filesystemService(context, watchers));
     },
-    interceptors: [accessTokenInterceptor(state)],
+    interceptors: [accessTokenInterceptor(state), wrennErrorInterceptor()],
     // Our server is HTTP/1.1 only, so the request is always an IncomingMessage.
     fallback: (req, res) => {
       void handleHttp(req as IncomingMessage, res as ServerResponse, context);
@@ -72,6 +115,7 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
     url,
     close: () =>
       new Promise<void>((resolve) => {
+        watchers.closeAll();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

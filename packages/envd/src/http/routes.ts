@@ -1,17 +1,53 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { EnvdContext } from "../context.ts";
+import { checkAccess } from "./auth.ts";
+import { downloadFile, uploadFiles } from "./files.ts";
+import { handleInit } from "./init.ts";
+import { sendError, sendFailure, sendJson } from "./respond.ts";
 
 /** Plain HTTP routes beside the Connect services: /health, /init, /files. */
 export async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
-  _ctx: EnvdContext,
+  ctx: EnvdContext,
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://envd");
-  if (req.method === "GET" && url.pathname === "/health") {
-    res.writeHead(204).end();
-    return;
+  const route = `${req.method ?? "GET"} ${url.pathname}`;
+  try {
+    switch (route) {
+      case "GET /health":
+        // E2B's envd answers 204 without a body; the version rides in a header for the host agent.
+        res
+          .writeHead(204, { "x-envd-version": ctx.state.version, "cache-control": "no-store" })
+          .end();
+        return;
+      case "GET /version":
+        checkAccess(req, url, ctx.state);
+        sendJson(res, 200, { version: ctx.state.version });
+        return;
+      case "POST /init":
+        checkAccess(req, url, ctx.state);
+        await handleInit(req, ctx);
+        res.writeHead(204).end();
+        return;
+      case "GET /files":
+        checkAccess(req, url, ctx.state, "read");
+        await downloadFile(req, res, url, ctx);
+        return;
+      case "POST /files":
+        checkAccess(req, url, ctx.state, "write");
+        await uploadFiles(req, res, url, ctx);
+        return;
+      default:
+        req.resume();
+        sendError(res, 404, `no route for ${req.method} ${url.pathname}`);
+    }
+  } catch (err) {
+    if (!req.complete) {
+      res.setHeader("connection", "close");
+      req.resume();
+    }
+    if (!res.headersSent) ctx.log.debug({ route, err }, "request failed");
+    sendFailure(res, err);
   }
-  res.writeHead(404, { "content-type": "application/json" });
-  res.end(JSON.stringify({ code: 404, message: `no route for ${req.method} ${url.pathname}` }));
 }

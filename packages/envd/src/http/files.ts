@@ -1,0 +1,242 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { basename, dirname } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip, createGzip } from "node:zlib";
+import busboy from "busboy";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import type { EnvdContext } from "../context.ts";
+import { fsError } from "../filesystem/errors.ts";
+import { writeMetadata } from "../filesystem/metadata.ts";
+import { giveTo, makeDirsFor } from "../filesystem/ownership.ts";
+import { resolveUserPath } from "../filesystem/paths.ts";
+import { lookupUser, type LinuxUser } from "../users.ts";
+import { sendFailure, sendJson } from "./respond.ts";
+
+/** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
+const CHUNK = 1 << 20;
+const METADATA_HEADER = "x-metadata-";
+
+/** What POST /files returns per written file (the e2b SDK's WriteInfo). */
+export interface WrittenFile {
+  name: string;
+  type: "file";
+  path: string;
+  metadata?: Record<string, string>;
+}
+
+async function filesUser(url: URL, ctx: EnvdContext): Promise<LinuxUser> {
+  const name = url.searchParams.get("username") || ctx.state.defaultUser;
+  return lookupUser(name);
+}
+
+function pathParam(url: URL): string | undefined {
+  const path = url.searchParams.get("path");
+  return path === null || path === "" ? undefined : path;
+}
+
+/** `X-Metadata-<key>: <value>` headers, as the e2b SDK sends file metadata. */
+function metadataFrom(req: IncomingMessage): Record<string, string> | undefined {
+  let metadata: Record<string, string> | undefined;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] ?? "";
+    if (!name.toLowerCase().startsWith(METADATA_HEADER)) continue;
+    const key = name.slice(METADATA_HEADER.length);
+    if (key === "") throw new WrennError("invalid_argument", "X-Metadata- header without a key");
+    metadata ??= {};
+    metadata[key] = req.rawHeaders[i + 1] ?? "";
+  }
+  return metadata;
+}
+
+function wantsGzip(req: IncomingMessage): boolean {
+  const accept = req.headers["accept-encoding"] ?? "";
+  return /(^|,)\s*gzip\s*(;\s*q=(?!0(\.0*)?\s*($|,))[\d.]+)?\s*($|,)/i.test(accept);
+}
+
+function gzipped(req: IncomingMessage): boolean {
+  return (req.headers["content-encoding"] ?? "").toLowerCase() === "gzip";
+}
+
+/** GET /files: streams a file, gzipped when the client accepts it. */
+export async function downloadFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  ctx: EnvdContext,
+): Promise<void> {
+  const user = await filesUser(url, ctx);
+  const raw = pathParam(url);
+  if (raw === undefined)
+    throw new WrennError("invalid_argument", "query parameter 'path' is required");
+  const path = resolveUserPath(raw, user);
+  const st = await stat(path).catch((err: unknown) => {
+    throw fsError(err, path);
+  });
+  if (st.isDirectory())
+    throw new WrennError("invalid_argument", `'${path}' is a directory, not a file`);
+  const source = createReadStream(path, { highWaterMark: CHUNK });
+  await new Promise<void>((resolve, reject) => {
+    source.once("open", () => resolve());
+    source.once("error", (err) => reject(fsError(err, path)));
+  });
+  const gzip = wantsGzip(req);
+  res.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "content-disposition": `attachment; filename*=UTF-8''${encodeURIComponent(basename(path))}`,
+    ...(gzip
+      ? { "content-encoding": "gzip", vary: "Accept-Encoding" }
+      : { "content-length": st.size }),
+  });
+  try {
+    if (gzip) await pipeline(source, createGzip(), res);
+    else await pipeline(source, res);
+  } catch (err) {
+    // The client hung up: nothing left to tell it.
+    source.destroy();
+    res.destroy();
+    ctx.log.debug({ path, err }, "download ended early");
+  }
+}
+
+/** Streams one upload to its path; parents and new files go to the user. */
+async function writeOne(
+  source: Readable,
+  path: string,
+  user: LinuxUser,
+  metadata: Record<string, string> | undefined,
+): Promise<WrittenFile> {
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) throw new WrennError("invalid_argument", `'${path}' is a directory`);
+  await makeDirsFor(dirname(path), user);
+  try {
+    await pipeline(source, createWriteStream(path, { highWaterMark: CHUNK }));
+  } catch (err) {
+    throw fsError(err, path);
+  }
+  if (existing === undefined) await giveTo(path, user);
+  if (metadata !== undefined) {
+    await writeMetadata(path, metadata).catch((err: unknown) => {
+      throw fsError(err, path);
+    });
+  }
+  return {
+    name: basename(path),
+    type: "file",
+    path,
+    ...(metadata !== undefined ? { metadata } : {}),
+  };
+}
+
+function uploadMultipart(
+  body: Readable,
+  headers: IncomingMessage["headers"],
+  queryPath: string | undefined,
+  user: LinuxUser,
+  metadata: Record<string, string> | undefined,
+): Promise<WrittenFile[]> {
+  return new Promise((resolve, reject) => {
+    let bb: busboy.Busboy;
+    try {
+      // preservePath: the e2b SDK puts the whole target path in the filename.
+      bb = busboy({ headers, preservePath: true, highWaterMark: CHUNK, fileHwm: CHUNK });
+    } catch (err) {
+      reject(new WrennError("invalid_argument", `bad multipart body: ${(err as Error).message}`));
+      return;
+    }
+    const writes: Promise<WrittenFile>[] = [];
+    let failed = false;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      body.unpipe(bb);
+      // Let the rest of the body drain so the client reads our error, not a reset.
+      body.resume();
+      reject(err);
+    };
+    bb.on("file", (field, stream, info) => {
+      if (failed || field !== "file") {
+        stream.resume();
+        return;
+      }
+      const target = queryPath ?? info.filename;
+      if (target === undefined || target === "") {
+        stream.resume();
+        fail(
+          new WrennError(
+            "invalid_argument",
+            "no 'path' query parameter and the file part has no filename",
+          ),
+        );
+        return;
+      }
+      let path: string;
+      try {
+        path = resolveUserPath(target, user);
+      } catch (err) {
+        stream.resume();
+        fail(err);
+        return;
+      }
+      const write = writeOne(stream, path, user, metadata);
+      write.catch((err: unknown) => {
+        stream.resume();
+        fail(err);
+      });
+      writes.push(write);
+    });
+    bb.on("error", (err) =>
+      fail(new WrennError("invalid_argument", `bad multipart body: ${(err as Error).message}`)),
+    );
+    bb.on("close", () => {
+      if (failed) return;
+      Promise.all(writes).then((files) => {
+        if (files.length === 0)
+          fail(new WrennError("invalid_argument", "multipart body has no 'file' part"));
+        else resolve(files);
+      }, fail);
+    });
+    body.on("error", fail);
+    body.pipe(bb);
+  });
+}
+
+/** POST /files: multipart `file` parts or one application/octet-stream body, streamed to disk. */
+export async function uploadFiles(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  ctx: EnvdContext,
+): Promise<void> {
+  let body: Readable = req;
+  try {
+    const user = await filesUser(url, ctx);
+    const queryPath = pathParam(url);
+    const metadata = metadataFrom(req);
+    if (gzipped(req)) body = req.pipe(createGunzip());
+    const type = (req.headers["content-type"] ?? "").toLowerCase();
+    let files: WrittenFile[];
+    if (type.startsWith("multipart/form-data")) {
+      files = await uploadMultipart(body, req.headers, queryPath, user, metadata);
+    } else {
+      if (queryPath === undefined) {
+        throw new WrennError(
+          "invalid_argument",
+          "query parameter 'path' is required for a raw upload",
+        );
+      }
+      files = [await writeOne(body, resolveUserPath(queryPath, user), user, metadata)];
+    }
+    sendJson(res, 200, files);
+  } catch (err) {
+    if (!req.complete) {
+      // Do not read a body we refuse; close the connection once the error is out.
+      res.setHeader("connection", "close");
+      body.resume();
+      req.resume();
+    }
+    sendFailure(res, err);
+  }
+}

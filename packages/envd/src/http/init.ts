@@ -1,0 +1,97 @@
+import type { IncomingMessage } from "node:http";
+import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
+import type { EnvdContext } from "../context.ts";
+import { lookupUser } from "../users.ts";
+import { syncClock } from "./clock.ts";
+
+const MAX_BODY = 1 << 20;
+
+/** POST /init as E2B's envd takes it (camelCase); every field is optional. */
+export interface InitRequest {
+  envVars?: Record<string, string>;
+  accessToken?: string;
+  /** The host's time, RFC 3339 (or unix milliseconds). */
+  timestamp?: string | number;
+  defaultUser?: string;
+  defaultWorkdir?: string;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY)
+      throw new WrennError("invalid_argument", "/init body is larger than 1 MiB");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function bad(message: string): WrennError {
+  return new WrennError("invalid_argument", message);
+}
+
+export function parseInit(text: string): InitRequest {
+  if (text.trim() === "") return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw bad(`/init body is not JSON: ${messageOf(err)}`);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    throw bad("/init body must be an object");
+  const b = body as Record<string, unknown>;
+  const out: InitRequest = {};
+  if (b.envVars !== undefined && b.envVars !== null) {
+    if (typeof b.envVars !== "object" || Array.isArray(b.envVars))
+      throw bad("envVars must be an object of strings");
+    for (const [k, v] of Object.entries(b.envVars)) {
+      if (typeof v !== "string") throw bad(`envVars.${k} must be a string`);
+    }
+    out.envVars = b.envVars as Record<string, string>;
+  }
+  for (const key of ["accessToken", "defaultUser", "defaultWorkdir"] as const) {
+    const v = b[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "string") throw bad(`${key} must be a string`);
+    out[key] = v;
+  }
+  if (b.timestamp !== undefined && b.timestamp !== null) {
+    if (typeof b.timestamp !== "string" && typeof b.timestamp !== "number") {
+      throw bad("timestamp must be an RFC 3339 string");
+    }
+    if (Number.isNaN(new Date(b.timestamp).getTime()))
+      throw bad(`timestamp '${b.timestamp}' is not a valid time`);
+    out.timestamp = b.timestamp;
+  }
+  return out;
+}
+
+/** Applies the host's /init: after create and after every resume. */
+export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promise<void> {
+  const init = parseInit(await readBody(req));
+  if (init.defaultUser !== undefined && init.defaultUser !== "") {
+    await lookupUser(init.defaultUser).catch((err: unknown) => {
+      throw bad(`defaultUser: ${messageOf(err)}`);
+    });
+  }
+  if (init.timestamp !== undefined) await syncClock(new Date(init.timestamp), ctx.log);
+  const { state } = ctx;
+  if (init.envVars !== undefined) Object.assign(state.envVars, init.envVars);
+  if (init.accessToken !== undefined)
+    state.accessToken = init.accessToken === "" ? undefined : init.accessToken;
+  if (init.defaultUser !== undefined && init.defaultUser !== "")
+    state.defaultUser = init.defaultUser;
+  if (init.defaultWorkdir !== undefined && init.defaultWorkdir !== "")
+    state.defaultWorkdir = init.defaultWorkdir;
+  ctx.log.info(
+    {
+      envVars: Object.keys(init.envVars ?? {}).length,
+      token: init.accessToken !== undefined,
+      user: state.defaultUser,
+    },
+    "init",
+  );
+}
