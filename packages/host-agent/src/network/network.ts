@@ -7,6 +7,8 @@
 export const GUEST_IP = "169.254.0.21";
 export const TAP_IP = "169.254.0.22";
 export const TAP_PREFIX = 30;
+/** TAP_PREFIX as a dotted mask, for the kernel `ip=` argument. */
+export const GUEST_NETMASK = "255.255.255.252";
 export const TAP_NAME = "tap0";
 export const GUEST_MAC = "02:fc:00:00:00:05";
 

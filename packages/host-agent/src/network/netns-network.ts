@@ -1,0 +1,289 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { runCommand, type Runner } from "@wrenn/shared/command.ts";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
+import {
+  GUEST_IP,
+  GUEST_NETMASK,
+  TAP_IP,
+  TAP_NAME,
+  type NetworkManager,
+  type NetworkSlot,
+} from "./network.ts";
+import {
+  FIRST_INDEX,
+  LAST_INDEX,
+  checkIndex,
+  checkPrefix,
+  indexFromName,
+  slotAddresses,
+  slotNames,
+} from "./addresses.ts";
+import { SlotAllocator } from "./allocator.ts";
+import {
+  HOST_BATCH_CLAIM_LINES,
+  deleteHostTableScript,
+  hostSlotBatch,
+  hostTableScript,
+  namespaceScript,
+} from "./rules.ts";
+import {
+  defaultRouteInterface,
+  deleteAll,
+  failedBatchLine,
+  listNames,
+  saysFileExists,
+} from "./ip.ts";
+
+export interface NetnsNetworkOptions {
+  /** Seam for host commands (tests inject failures here). */
+  runner?: Runner;
+  log?: Logger;
+  /**
+   * Names namespaces `<prefix>-ns-N`, host veths `<prefix>-vh-N` and the host
+   * table `inet <prefix>`; default "wrenn". Tests use their own prefix so
+   * they never touch a running agent's slots.
+   */
+  prefix?: string;
+  /**
+   * Interface the guests' traffic leaves through, masqueraded; default: the
+   * interface of the host's default route when the host rules are loaded.
+   * With neither, guests get no egress.
+   */
+  egressInterface?: string;
+  /** Slot indexes this manager hands out (default 1..32767). */
+  firstIndex?: number;
+  lastIndex?: number;
+}
+
+const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+
+/** Whoever else holds an index (another agent, another test) made the kernel say "File exists". */
+class IndexHeldElsewhere extends Error {}
+
+/**
+ * Sandbox networking with one network namespace per slot (see network.ts
+ * and rules.ts for the layout). A slot costs two process spawns: one
+ * `ip -batch` on the host and one shell inside the namespace.
+ */
+export class NetnsNetworkManager implements NetworkManager {
+  readonly prefix: string;
+  readonly #run: Runner;
+  readonly #log: Logger;
+  readonly #egressOption: string | undefined;
+  readonly #slots: SlotAllocator;
+  readonly #releasing = new Map<number, Promise<void>>();
+  #hostReady: Promise<void> | null = null;
+
+  constructor(options: NetnsNetworkOptions = {}) {
+    this.prefix = checkPrefix(options.prefix ?? "wrenn");
+    this.#run = options.runner ?? runCommand;
+    this.#log = (options.log ?? createLogger("host-agent")).child({ component: "network" });
+    this.#egressOption = options.egressInterface;
+    const first = checkIndex(options.firstIndex ?? FIRST_INDEX);
+    const last = checkIndex(options.lastIndex ?? LAST_INDEX);
+    this.#slots = new SlotAllocator(first, last);
+  }
+
+  slot(index: number): NetworkSlot {
+    checkIndex(index);
+    return {
+      index,
+      netns: slotNames(this.prefix, index).netns,
+      tapName: TAP_NAME,
+      hostAddress: slotAddresses(index).hostAddress,
+      guestIpArg: `ip=${GUEST_IP}::${TAP_IP}:${GUEST_NETMASK}::eth0:off`,
+    };
+  }
+
+  /** Indexes currently held by this manager. */
+  get inUse(): number[] {
+    return this.#slots.taken;
+  }
+
+  async acquire(): Promise<NetworkSlot> {
+    await this.#ensureHost();
+    const heldElsewhere = new Set<number>();
+    for (;;) {
+      const index = this.#slots.take(heldElsewhere);
+      try {
+        await timed(this.#log, "network.acquire", () => this.#setUp(index), { slot: index });
+        return this.slot(index);
+      } catch (err) {
+        this.#slots.free(index);
+        if (err instanceof IndexHeldElsewhere) {
+          this.#log.warn(
+            { slot: index, reason: err.message },
+            "slot held elsewhere; trying the next",
+          );
+          heldElsewhere.add(index);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  async release(slot: NetworkSlot): Promise<void> {
+    const index = slot.index;
+    const pending = this.#releasing.get(index);
+    if (pending) return pending;
+    if (!this.#slots.has(index)) return;
+    const done = timed(this.#log, "network.release", () => this.#tearDown(index), { slot: index })
+      // The index stays taken if teardown failed: its resources may still exist.
+      .then(() => this.#slots.free(index))
+      .finally(() => this.#releasing.delete(index));
+    this.#releasing.set(index, done);
+    return done;
+  }
+
+  adopt(index: number): NetworkSlot {
+    const slot = this.slot(index);
+    if (!this.#slots.inRange(index)) {
+      throw new WrennError(
+        "invalid_argument",
+        `network slot ${index} is outside this agent's slot range`,
+      );
+    }
+    this.#slots.mark(index);
+    return slot;
+  }
+
+  /**
+   * Agent start: removes every namespace and host veth of ours whose index is
+   * not in `keep` (what a crashed or killed agent left behind) and reloads
+   * the host table, which holds no per-slot state. Not meant to run while
+   * this manager is setting up slots.
+   */
+  async cleanupStale(keep: number[]): Promise<void> {
+    await timed(this.#log, "network.cleanupStale", async () => {
+      const kept = new Set(keep);
+      const [namespaces, links] = await Promise.all([
+        listNames(this.#run, ["netns", "list"], "name"),
+        listNames(this.#run, ["link", "show"], "ifname"),
+      ]);
+      const lines: string[] = [];
+      const stale = new Set<number>();
+      for (const name of links) {
+        const index = indexFromName(this.prefix, "vh", name);
+        if (index !== null && !kept.has(index)) {
+          lines.push(`link del ${name}`);
+          stale.add(index);
+        }
+      }
+      for (const name of namespaces) {
+        const index = indexFromName(this.prefix, "ns", name);
+        if (index !== null && !kept.has(index)) {
+          lines.push(`netns del ${name}`);
+          stale.add(index);
+        }
+      }
+      await deleteAll(this.#run, lines);
+      for (const index of this.#slots.taken) if (!kept.has(index)) this.#slots.free(index);
+      for (const index of kept) if (this.#slots.inRange(index)) this.#slots.mark(index);
+      this.#hostReady = null;
+      await this.#ensureHost();
+      if (stale.size > 0) {
+        this.#log.info({ slots: [...stale].sort((a, b) => a - b) }, "removed stale network slots");
+      }
+    });
+  }
+
+  /**
+   * Removes the host table. Only for uninstalling or tests: running sandboxes
+   * lose isolation and egress without it.
+   */
+  async removeHostRules(): Promise<void> {
+    this.#hostReady = null;
+    await this.#run("nft", ["-f", "-"], { input: deleteHostTableScript(this.prefix) });
+  }
+
+  #ensureHost(): Promise<void> {
+    this.#hostReady ??= timed(this.#log, "network.host", async () => {
+      await enableForwarding();
+      const egress = this.#egressOption ?? (await defaultRouteInterface(this.#run));
+      if (egress === null) {
+        this.#log.warn("the host has no default route: sandboxes get no outbound network");
+      }
+      await this.#run("nft", ["-f", "-"], { input: hostTableScript(this.prefix, egress) });
+    }).catch((err: unknown) => {
+      this.#hostReady = null;
+      throw err;
+    });
+    return this.#hostReady;
+  }
+
+  async #setUp(index: number): Promise<void> {
+    const { netns, hostVeth } = slotNames(this.prefix, index);
+    const addresses = slotAddresses(index);
+    const batch = hostSlotBatch(netns, hostVeth, addresses);
+    try {
+      await timed(
+        this.#log,
+        "network.host-side",
+        () => this.#run("ip", ["-batch", "-"], { input: batch.join("\n") + "\n" }),
+        { slot: index },
+      );
+    } catch (err) {
+      const line = failedBatchLine(err);
+      // Undo only what this batch created: the lines before the failing one.
+      const undo: string[] = [];
+      if (line === null || line > 2) undo.push(`link del ${hostVeth}`);
+      if (line === null || line > 1) undo.push(`netns del ${netns}`);
+      await this.#rollBack(index, undo, err);
+      if (line !== null && HOST_BATCH_CLAIM_LINES.has(line) && saysFileExists(err)) {
+        throw new IndexHeldElsewhere(`${batch[line - 1]}: File exists`);
+      }
+      throw err;
+    }
+    try {
+      await timed(
+        this.#log,
+        "network.namespace",
+        () =>
+          this.#run("ip", ["netns", "exec", netns, "sh", "-es"], {
+            input: namespaceScript(this.prefix, addresses),
+          }),
+        { slot: index },
+      );
+    } catch (err) {
+      await this.#rollBack(index, [`link del ${hostVeth}`, `netns del ${netns}`], err);
+      throw err;
+    }
+  }
+
+  async #rollBack(index: number, lines: string[], cause: unknown): Promise<void> {
+    try {
+      await deleteAll(this.#run, lines);
+    } catch (err) {
+      // Keep the original failure as the error; the leftovers go at the next cleanupStale.
+      this.#log.error(
+        { slot: index, err: messageOf(err), cause: messageOf(cause) },
+        "network slot rollback failed",
+      );
+    }
+  }
+
+  async #tearDown(index: number): Promise<void> {
+    const { netns, hostVeth } = slotNames(this.prefix, index);
+    // Deleting the host end removes the pair and the route; deleting the
+    // namespace takes the TAP and its NAT table with it.
+    await deleteAll(this.#run, [`link del ${hostVeth}`, `netns del ${netns}`]);
+  }
+}
+
+export function createNetworkManager(options: NetnsNetworkOptions = {}): NetnsNetworkManager {
+  return new NetnsNetworkManager(options);
+}
+
+async function enableForwarding(): Promise<void> {
+  try {
+    if ((await readFile(IP_FORWARD, "utf8")).trim() !== "1") await writeFile(IP_FORWARD, "1\n");
+  } catch (err) {
+    throw new WrennError(
+      "failed_precondition",
+      `cannot turn on IPv4 forwarding (${IP_FORWARD}); the host agent must run as root: ${messageOf(err)}`,
+      { cause: err },
+    );
+  }
+}

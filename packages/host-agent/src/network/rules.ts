@@ -1,0 +1,125 @@
+import { GUEST_IP, TAP_IP, TAP_NAME, TAP_PREFIX } from "./network.ts";
+import { HOST_ADDRESS_RANGE, NS_VETH_NAME, VETH_RANGE, type SlotAddresses } from "./addresses.ts";
+
+/**
+ * nftables and iproute2 scripts for the host table and for one slot
+ * namespace. Kept as pure functions so their exact text can be read and
+ * tested without root.
+ */
+
+/**
+ * The host's own table. It holds no per-slot rules — everything matches the
+ * host veth names by wildcard — so slot setup never touches it and an agent
+ * restart can replace it atomically while sandboxes keep running.
+ *
+ * - input: a sandbox may not open connections to the host itself (its veth
+ *   address, the host's other addresses, anything listening); replies to
+ *   connections the host opened (the agent talking to envd) come back.
+ * - forward: nothing may open connections into a slot through the host (that
+ *   covers sandbox → sandbox); a sandbox may only open connections out of the
+ *   egress interface, never to link-local addresses (cloud metadata services
+ *   live at 169.254.169.254) nor to the slot ranges.
+ * - postrouting: egress is masqueraded behind the egress interface's address.
+ *
+ * The first two commands make loading the script replace the table atomically
+ * whether or not it exists.
+ */
+export function hostTableScript(prefix: string, egressInterface: string | null): string {
+  const veths = `"${prefix}-vh-*"`;
+  const egress = egressInterface === null ? [] : [`oifname "${egressInterface}" accept`];
+  const masquerade =
+    egressInterface === null ? [] : [`iifname ${veths} oifname "${egressInterface}" masquerade`];
+  return [
+    `table inet ${prefix}`,
+    `delete table inet ${prefix}`,
+    `table inet ${prefix} {`,
+    `  chain input {`,
+    `    type filter hook input priority filter; policy accept;`,
+    `    iifname ${veths} ct state established,related accept`,
+    `    iifname ${veths} drop`,
+    `  }`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter; policy accept;`,
+    `    oifname ${veths} ct state established,related accept`,
+    `    oifname ${veths} drop`,
+    `    iifname ${veths} jump sandbox_egress`,
+    `  }`,
+    `  chain sandbox_egress {`,
+    `    ip daddr { 169.254.0.0/16, ${HOST_ADDRESS_RANGE}, ${VETH_RANGE} } drop`,
+    `    meta nfproto ipv6 drop`,
+    ...egress.map((r) => `    ${r}`),
+    `    drop`,
+    `  }`,
+    `  chain postrouting {`,
+    `    type nat hook postrouting priority srcnat; policy accept;`,
+    ...masquerade.map((r) => `    ${r}`),
+    `  }`,
+    `}`,
+    ``,
+  ].join("\n");
+}
+
+/** Deletes the host table if it exists (one `nft -f -` transaction). */
+export function deleteHostTableScript(prefix: string): string {
+  return `table inet ${prefix}\ndelete table inet ${prefix}\n`;
+}
+
+/** `ip -batch` lines run on the host: namespace, veth pair, host address and route. */
+export function hostSlotBatch(netns: string, hostVeth: string, addresses: SlotAddresses): string[] {
+  return [
+    `netns add ${netns}`,
+    `link add ${hostVeth} type veth peer name ${NS_VETH_NAME} netns ${netns}`,
+    `addr add ${addresses.hostVethIp}/31 dev ${hostVeth}`,
+    `link set ${hostVeth} up`,
+    `route add ${addresses.hostAddress}/32 via ${addresses.nsVethIp} dev ${hostVeth}`,
+  ];
+}
+
+/** Lines of `hostSlotBatch` whose "File exists" means the index is held by someone else. */
+export const HOST_BATCH_CLAIM_LINES = new Set([1, 2, 5]);
+
+/**
+ * A shell script run inside the slot namespace (`ip netns exec NS sh -es`):
+ * one process chain instead of one spawn per step. It turns on forwarding
+ * (per namespace; `ip` cannot set sysctls), configures veth and TAP, and
+ * loads the NAT table:
+ * - DNAT: the host's connections to the slot's host address go to the guest;
+ * - SNAT: the guest's traffic leaves with the namespace veth address, which
+ *   the host can route back (every guest has the same address);
+ * - forward: only the guest's own address may leave (no spoofing another
+ *   slot's addresses), and only DNATed connections or replies come in.
+ * The namespace's table lives and dies with the namespace.
+ */
+export function namespaceScript(prefix: string, addresses: SlotAddresses): string {
+  return [
+    `echo 1 > /proc/sys/net/ipv4/ip_forward`,
+    `ip -batch - <<'WRENN_IP'`,
+    `link set lo up`,
+    `addr add ${addresses.nsVethIp}/31 dev ${NS_VETH_NAME}`,
+    `link set ${NS_VETH_NAME} up`,
+    `tuntap add dev ${TAP_NAME} mode tap`,
+    `addr add ${TAP_IP}/${TAP_PREFIX} dev ${TAP_NAME}`,
+    `link set ${TAP_NAME} up`,
+    `route add default via ${addresses.hostVethIp} dev ${NS_VETH_NAME}`,
+    `WRENN_IP`,
+    `nft -f - <<'WRENN_NFT'`,
+    `table inet ${prefix} {`,
+    `  chain prerouting {`,
+    `    type nat hook prerouting priority dstnat; policy accept;`,
+    `    iifname "${NS_VETH_NAME}" ip daddr ${addresses.hostAddress} dnat ip to ${GUEST_IP}`,
+    `  }`,
+    `  chain postrouting {`,
+    `    type nat hook postrouting priority srcnat; policy accept;`,
+    `    oifname "${NS_VETH_NAME}" ip saddr ${GUEST_IP} snat ip to ${addresses.nsVethIp}`,
+    `  }`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter; policy drop;`,
+    `    ct state established,related accept`,
+    `    iifname "${TAP_NAME}" oifname "${NS_VETH_NAME}" ip saddr ${GUEST_IP} accept`,
+    `    iifname "${NS_VETH_NAME}" oifname "${TAP_NAME}" ct status dnat accept`,
+    `  }`,
+    `}`,
+    `WRENN_NFT`,
+    ``,
+  ].join("\n");
+}
