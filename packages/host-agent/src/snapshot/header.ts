@@ -159,6 +159,12 @@ export function validateHeader(header: Header): void {
     throw corrupt(`memory size ${m.size} is not a positive multiple of ${BLOCK_SIZE}`);
   }
   if (m.buildId === NIL_BUILD_ID) throw corrupt("the snapshot's own build id is nil");
+  // Order first: an unsorted mapping would otherwise be reported as a confusing gap.
+  for (let i = 1; i < mapping.length; i++) {
+    if ((mapping[i] as MappingEntry).offset < (mapping[i - 1] as MappingEntry).offset) {
+      throw corrupt(`entry ${i}: entries are not sorted by offset`);
+    }
+  }
   let end = 0;
   for (const [i, e] of mapping.entries()) {
     const where = `entry ${i} [${e.offset}, +${e.length})`;
@@ -170,12 +176,7 @@ export function validateHeader(header: Header): void {
     }
     if (e.offset > end) throw corrupt(`${where}: gap, memory [${end}, ${e.offset}) is unmapped`);
     if (e.offset < end) {
-      const prev = mapping[i - 1];
-      throw corrupt(
-        prev !== undefined && e.offset < prev.offset
-          ? `${where}: entries are not sorted by offset`
-          : `${where}: overlaps the previous entry, which ends at ${end}`,
-      );
+      throw corrupt(`${where}: overlaps the previous entry, which ends at ${end}`);
     }
     end = e.offset + e.length;
   }

@@ -1,0 +1,175 @@
+/**
+ * Starts and watches the native userfaultfd page server (native/uffd) for
+ * one VM. The agent starts one per restored sandbox, hands `socketPath` to
+ * Firecracker as the Uffd backend, and watches `exited`: if the server dies
+ * while the VM runs, the VM would hang on its next fault, so the sandbox
+ * must be marked failed.
+ */
+import { spawn } from "node:child_process";
+import { access } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
+import { runCommand, type Runner } from "@wrenn/shared/command.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { HEADER_FILE } from "./header.ts";
+
+const log = createLogger("page-server");
+
+export const NATIVE_UFFD_DIR = resolve(import.meta.dirname, "../../../../native/uffd");
+
+/** WRENN_UFFD_SERVER overrides where the binary is (e.g. an installed copy). */
+export function pageServerBinary(): string {
+  return process.env.WRENN_UFFD_SERVER ?? join(NATIVE_UFFD_DIR, "uffd-server");
+}
+
+/** Builds the page server and its test harness (gcc + make). */
+export async function buildPageServer(runner: Runner = runCommand): Promise<void> {
+  await runner("make", ["-s", "-C", NATIVE_UFFD_DIR]);
+}
+
+export interface PageServerOptions {
+  /** Unix socket Firecracker connects to (`mem_backend.backend_path`). */
+  socketPath: string;
+  /** Snapshot directory: `memfile.header` + generations, or a legacy `memfile`. */
+  snapshotDir: string;
+  /** Pin the server to this CPU, the vCPU's: wakeups there are ~15x cheaper. */
+  cpu?: number;
+  /** Longest run copied per fault (KiB); bigger runs make sequential restore faster. */
+  runKib?: number;
+  readyTimeoutMs?: number;
+  binary?: string;
+}
+
+export interface PageServerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** What the exit means, in words. */
+  reason: string;
+  /** True when the server ended because its VM went away (the normal end). */
+  vmExited: boolean;
+}
+
+/** The server's exit statuses (see uffd-server.c). */
+const EXIT_REASONS: Record<number, [ErrorCode, string]> = {
+  0: ["cancelled", "the VM exited"],
+  2: ["invalid_argument", "bad arguments"],
+  3: ["failed_precondition", "the memory snapshot is invalid"],
+  4: ["unavailable", "the VMM's handshake failed"],
+  5: ["internal", "a userfaultfd operation failed"],
+};
+
+export interface PageServer {
+  readonly pid: number;
+  readonly socketPath: string;
+  readonly exited: Promise<PageServerExit>;
+  /** The last lines the server wrote to stderr (its errors and final statistics). */
+  stderr(): string;
+  /** Stops the server (SIGTERM, SIGKILL after a grace period) and waits for it; idempotent. */
+  stop(): Promise<PageServerExit>;
+}
+
+const STDERR_KEEP = 16 << 10;
+
+export async function startPageServer(opts: PageServerOptions): Promise<PageServer> {
+  const binary = opts.binary ?? pageServerBinary();
+  try {
+    await access(binary);
+  } catch {
+    throw new WrennError(
+      "failed_precondition",
+      `page server ${binary} is not built (run 'make -C native/uffd'; needs gcc and make)`,
+    );
+  }
+  const header = await access(join(opts.snapshotDir, HEADER_FILE)).then(
+    () => join(opts.snapshotDir, HEADER_FILE),
+    () => "-",
+  );
+  const args: string[] = [];
+  if (opts.cpu !== undefined) args.push("--cpu", String(opts.cpu));
+  if (opts.runKib !== undefined) args.push("--run-kib", String(opts.runKib));
+  args.push(opts.socketPath, header, opts.snapshotDir);
+
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (s: string) => {
+    err = (err + s).slice(-STDERR_KEEP);
+    for (const line of s.split("\n")) if (line) log.debug({ pid: child.pid }, line);
+  });
+
+  const exited = new Promise<PageServerExit>((res) => {
+    child.on("error", (e) => {
+      res({
+        code: null,
+        signal: null,
+        reason: `cannot run ${binary}: ${e.message}`,
+        vmExited: false,
+      });
+    });
+    child.on("close", (code, signal) => {
+      const known = code === null ? undefined : EXIT_REASONS[code];
+      const reason = signal
+        ? `killed by ${signal}`
+        : `${known?.[1] ?? `exit ${code}`}${code === 0 ? "" : `: ${lastLine(err)}`}`;
+      const exit = { code, signal, reason, vmExited: code === 0 };
+      log.info({ pid: child.pid, ...exit, stats: lastLine(err) }, "page server exited");
+      res(exit);
+    });
+  });
+
+  await new Promise<void>((res, rej) => {
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      rej(
+        new WrennError(
+          "deadline_exceeded",
+          `page server for ${opts.snapshotDir} not ready after ${opts.readyTimeoutMs ?? 10_000} ms`,
+        ),
+      );
+    }, opts.readyTimeoutMs ?? 10_000);
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (s: string) => {
+      out += s;
+      if (out.includes("ready\n")) {
+        clearTimeout(timer);
+        res();
+      }
+    });
+    void exited.then((exit) => {
+      clearTimeout(timer);
+      const code = exit.code === null ? undefined : EXIT_REASONS[exit.code];
+      rej(
+        new WrennError(
+          code?.[0] ?? "internal",
+          `page server for ${opts.snapshotDir} failed to start: ${exit.reason}`,
+        ),
+      );
+    });
+  });
+
+  let stopping: Promise<PageServerExit> | undefined;
+  return {
+    pid: child.pid as number,
+    socketPath: opts.socketPath,
+    exited,
+    stderr: () => err,
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+          const exit = await exited;
+          clearTimeout(timer);
+          return exit;
+        }
+        return exited;
+      })();
+      return stopping;
+    },
+  };
+}
+
+function lastLine(s: string): string {
+  return s.trim().split("\n").at(-1) ?? "";
+}
