@@ -94,7 +94,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
     err = (err + s).slice(-STDERR_KEEP);
-    for (const line of s.split("\n")) if (line) log.debug({ pid: child.pid }, line);
+    for (const line of s.split("\n")) if (line) log.debug({ serverPid: child.pid }, line);
   });
 
   const exited = new Promise<PageServerExit>((res) => {
@@ -112,7 +112,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
         ? `killed by ${signal}`
         : `${known?.[1] ?? `exit ${code}`}${code === 0 ? "" : `: ${lastLine(err)}`}`;
       const exit = { code, signal, reason, vmExited: code === 0 };
-      log.info({ pid: child.pid, ...exit, stats: lastLine(err) }, "page server exited");
+      log.info({ serverPid: child.pid, ...exit, stats: lastLine(err) }, "page server exited");
       res(exit);
     });
   });
