@@ -24,6 +24,8 @@ export interface EnvdOptions {
 export interface Envd {
   server: Server;
   context: EnvdContext;
+  /** Live directory watchers (polled and streamed), so tests can see none leak. */
+  watchers: WatcherRegistry;
   url: string;
   close(): Promise<void>;
 }
@@ -107,11 +109,14 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
     });
   });
   const { port } = server.address() as AddressInfo;
-  const url = `http://${options.host === undefined || options.host === "0.0.0.0" ? "127.0.0.1" : options.host}:${port}`;
+  const wildcard =
+    options.host === undefined || options.host === "0.0.0.0" || options.host === "::";
+  const url = `http://${wildcard ? "127.0.0.1" : options.host}:${port}`;
   log.info({ url, version: state.version }, "envd listening");
   return {
     server,
     context,
+    watchers,
     url,
     close: () =>
       new Promise<void>((resolve) => {

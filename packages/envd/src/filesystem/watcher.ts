@@ -12,19 +12,15 @@ export interface WatchEvent {
   path: string;
 }
 
-interface Known {
-  ino: number;
-  dir: boolean;
-}
-
 /**
  * Watches a directory (optionally its whole tree) and reports E2B's event
  * types. Node's fs.watch only says "rename" or "change", and its recursive
  * mode drops creations in subdirectories, so this keeps one inotify watch per
  * directory itself and recovers the real event from what it knew before:
- * a name that appears is CREATE, one that vanishes is REMOVE — or RENAME when
- * its inode shows up under another name in the same inotify batch — and a
- * change is WRITE, or CHMOD when only the inode's ctime moved past its mtime.
+ * a name that appears is CREATE; one that vanishes is RENAME when inotify
+ * pairs it with a new name (moved-from, moved-to) or its inode reappears,
+ * else REMOVE; a change is WRITE when contents moved and CHMOD when only
+ * mode, owner or ctime did. A move out of the watched tree reads as REMOVE.
  */
 export class DirWatcher {
   readonly root: string;
@@ -32,7 +28,8 @@ export class DirWatcher {
   private readonly onEvent: (event: WatchEvent) => void;
   private readonly onError: (err: Error) => void;
   private readonly watchers = new Map<string, FSWatcher>();
-  private readonly known = new Map<string, Known>();
+  /** Paths seen so far with their last stat (null: seen, but gone before it could be stat'ed). */
+  private readonly known = new Map<string, Stats | null>();
   private pending: { rel: string; kind: string }[] = [];
   private flushing: Promise<void> = Promise.resolve();
   private closed = false;
@@ -100,7 +97,7 @@ export class DirWatcher {
       if (this.known.has(childRel)) continue;
       const st = await lstat(join(abs, child.name)).catch(() => undefined);
       if (st === undefined) continue;
-      this.known.set(childRel, { ino: st.ino, dir: st.isDirectory() });
+      this.known.set(childRel, st);
       if (announce) this.emit(childRel, EventType.CREATE);
       if (this.recursive && st.isDirectory()) await this.addDir(childRel, announce);
     }
@@ -133,37 +130,76 @@ export class DirWatcher {
 
   private async flush(batch: { rel: string; kind: string }[]): Promise<void> {
     if (this.closed) return;
-    const stats = new Map<string, Stats | undefined>();
-    for (const { rel } of batch) {
-      if (!stats.has(rel)) stats.set(rel, await lstat(join(this.root, rel)).catch(() => undefined));
+    const final = new Map<string, Stats | undefined>();
+    const last = new Map<string, number>();
+    for (const [i, { rel }] of batch.entries()) {
+      last.set(rel, i);
+      if (!final.has(rel)) final.set(rel, await lstat(join(this.root, rel)).catch(() => undefined));
     }
-    const appearedInodes = new Set<number>();
-    for (const [rel, st] of stats) {
+    const appeared = new Set<number>();
+    for (const [rel, st] of final) {
       const before = this.known.get(rel);
-      if (st !== undefined && (before === undefined || before.ino !== st.ino))
-        appearedInodes.add(st.ino);
+      if (st !== undefined && (before === undefined || before?.ino !== st.ino))
+        appeared.add(st.ino);
     }
-    for (const { rel, kind } of batch) {
-      const st = stats.get(rel);
+    // Replays the batch in order against what was known, so a burst like
+    // create → write → rename → delete still yields each step, even though
+    // only the end state can be stat'ed.
+    for (const [i, { rel, kind }] of batch.entries()) {
+      const isLast = last.get(rel) === i;
+      const st = isLast ? final.get(rel) : undefined;
+      const known = this.known.has(rel);
       const before = this.known.get(rel);
-      if (st === undefined) {
-        if (before === undefined && kind !== "rename") continue;
-        this.removeTree(rel);
-        const moved = before !== undefined && appearedInodes.has(before.ino);
-        this.emit(rel, moved ? EventType.RENAME : EventType.REMOVE);
+      if (kind === "rename") {
+        if (!known) {
+          if (isLast && st === undefined) continue;
+          await this.created(rel, isLast ? st : final.get(rel));
+        } else if (isLast && st !== undefined) {
+          // Replaced by another inode (renamed over), or a spurious event.
+          if (before !== null && before !== undefined && before.ino !== st.ino) {
+            this.removeTree(rel);
+            await this.created(rel, st);
+          }
+        } else {
+          const next = batch[i + 1];
+          const pairedMove =
+            next?.kind === "rename" && next.rel !== rel && !this.known.has(next.rel);
+          const moved =
+            pairedMove || (before !== null && before !== undefined && appeared.has(before.ino));
+          this.removeTree(rel);
+          this.emit(rel, moved ? EventType.RENAME : EventType.REMOVE);
+        }
         continue;
       }
-      if (before === undefined || before.ino !== st.ino) {
-        if (before !== undefined) this.removeTree(rel);
-        this.known.set(rel, { ino: st.ino, dir: st.isDirectory() });
-        this.emit(rel, EventType.CREATE);
-        if (this.recursive && st.isDirectory()) await this.addDir(rel, true);
+      // "change": contents or attributes.
+      const now = final.get(rel);
+      if (!known) {
+        if (now !== undefined) await this.created(rel, now);
         continue;
       }
-      if (kind === "change") {
-        // A write moves mtime and ctime together; chmod/chown move only ctime.
-        this.emit(rel, st.ctimeMs > st.mtimeMs ? EventType.CHMOD : EventType.WRITE);
+      if (now === undefined || before === null || before === undefined) {
+        this.emit(rel, EventType.WRITE);
+        continue;
       }
+      this.known.set(rel, now);
+      this.emit(rel, changeType(before, now));
     }
   }
+
+  private async created(rel: string, st: Stats | undefined): Promise<void> {
+    this.known.set(rel, st ?? null);
+    this.emit(rel, EventType.CREATE);
+    if (this.recursive && st?.isDirectory()) await this.addDir(rel, true);
+  }
+}
+
+/** What a "change" was, from the inode before and after. */
+function changeType(before: Stats, now: Stats): EventType {
+  if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) return EventType.WRITE;
+  if (now.mode !== before.mode || now.uid !== before.uid || now.gid !== before.gid)
+    return EventType.CHMOD;
+  if (now.ctimeMs !== before.ctimeMs) return EventType.CHMOD;
+  // Already folded into an earlier event of this batch: a write moves mtime
+  // and ctime together, chmod/chown only ctime.
+  return now.ctimeMs > now.mtimeMs ? EventType.CHMOD : EventType.WRITE;
 }
