@@ -14,6 +14,18 @@ const commands: Record<string, Command> = {
     summary: "start the guest daemon on this machine (for testing)",
     load: () => import("./commands/envd.ts"),
   },
+  setup: {
+    summary: "install the host's system packages (QEMU, debootstrap, nftables, …) with apt",
+    load: () => import("./commands/setup.ts"),
+  },
+  image: {
+    summary: "build the guest kernel and the base template ('image build'), or show them",
+    load: () => import("./commands/image.ts"),
+  },
+  "host-agent": {
+    summary: "start the host agent (root): --listen HOST:PORT --data-dir DIR",
+    load: () => import("./commands/host-agent.ts"),
+  },
 };
 
 function usage(): string {

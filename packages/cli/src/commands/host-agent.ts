@@ -1,0 +1,55 @@
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { dataDir } from "@wrenn/host-agent/image/store.ts";
+import { requireTools, type Tool } from "@wrenn/host-agent/image/prerequisites.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import type { VmmName } from "@wrenn/host-agent/vmm/vmm.ts";
+import type { StorageName } from "@wrenn/host-agent/storage/storage.ts";
+
+/** What the agent runs on the host, whatever the drivers chosen. */
+export const AGENT_TOOLS: readonly Tool[] = [
+  { command: "qemu-system-x86_64", aptPackage: "qemu-system-x86" },
+  { command: "qemu-img", aptPackage: "qemu-utils" },
+  { command: "ip", aptPackage: "iproute2" },
+  { command: "nft", aptPackage: "nftables" },
+  { command: "e2fsck", aptPackage: "e2fsprogs" },
+  { command: "resize2fs", aptPackage: "e2fsprogs" },
+];
+
+const vmms: readonly VmmName[] = ["qemu", "firecracker"];
+const storages: readonly StorageName[] = ["dm-snapshot", "qcow2", "reflink"];
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]) {
+  if (value === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new WrennError("invalid_argument", `${flag} must be one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+/** `wrenn host-agent --listen HOST:PORT --data-dir DIR`: the root daemon of a host. */
+export async function run(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: "string", default: "127.0.0.1:7070" },
+      "data-dir": { type: "string", default: dataDir() },
+      vmm: { type: "string", default: process.env.WRENN_VMM },
+      storage: { type: "string", default: process.env.WRENN_STORAGE },
+    },
+  });
+  requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
+  const agent = await startHostAgent({
+    listen: values.listen,
+    dataDir: resolve(values["data-dir"]),
+    vmm: oneOf("--vmm", values.vmm || undefined, vmms),
+    storage: oneOf("--storage", values.storage || undefined, storages),
+  });
+  process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);
+  await new Promise<void>((done) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => void agent.close().then(done));
+    }
+  });
+}

@@ -1,0 +1,137 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
+import { findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
+import { createNetworkManager } from "./network/netns-network.ts";
+import { selectStorage } from "./storage/select.ts";
+import type { StorageName } from "./storage/storage.ts";
+import { selectVmm } from "./vmm/select.ts";
+import type { VmmName } from "./vmm/vmm.ts";
+import { SandboxManager } from "./sandbox/manager.ts";
+import { hostAgentService } from "./service.ts";
+
+export interface HostAgentOptions {
+  /** "HOST:PORT"; port 0 picks a free one. */
+  listen: string;
+  /** Sandboxes, records and snapshots. */
+  dataDir: string;
+  /** Kernels and base templates (`wrenn image build`); default: dataDir. */
+  imageDir?: string;
+  /** Sockets and RAM files; short, for Unix socket path limits. Default /run/wrenn. */
+  runRoot?: string;
+  vmm?: VmmName;
+  storage?: StorageName;
+  /** Names this agent's namespaces and links; two agents on one host need different ones. */
+  networkPrefix?: string;
+  reapIntervalMs?: number;
+  bootTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface HostAgent {
+  url: string;
+  hostId: string;
+  manager: SandboxManager;
+  server: Server;
+  /** Stops serving; running VMs stay up for the next agent to re-adopt. */
+  close(): Promise<void>;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(.*):(\d{1,5})$/.exec(listen);
+  const port = Number(match?.[2]);
+  if (!match?.[1] || !Number.isInteger(port) || port > 65535) {
+    throw new WrennError("invalid_argument", `--listen must be HOST:PORT, got '${listen}'`);
+  }
+  return { host: match[1].replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/** The host's identity survives restarts so the control plane recognises it. */
+async function hostIdOf(dataDir: string): Promise<string> {
+  const path = join(dataDir, "host-id");
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch {
+    const id = randomUUID();
+    await writeFile(path, `${id}\n`);
+    return id;
+  }
+}
+
+export async function startHostAgent(options: HostAgentOptions): Promise<HostAgent> {
+  if (process.getuid?.() !== 0) {
+    throw new WrennError(
+      "permission_denied",
+      "the host agent must run as root (it creates network namespaces, TAP devices and VMs)",
+    );
+  }
+  const { host, port } = parseListen(options.listen);
+  const log = options.log ?? createLogger("host-agent");
+  const dataDir = options.dataDir;
+  const imageDir = options.imageDir ?? dataDir;
+  await mkdir(dataDir, { recursive: true });
+  const hostId = await hostIdOf(dataDir);
+
+  const vmm = await timed(log, "start.select_vmm", () =>
+    selectVmm({ override: options.vmm, dataDir, log }),
+  );
+  const storage = await selectStorage({
+    vmm: vmm.name,
+    dataDir,
+    override: options.storage,
+    log,
+  });
+  const network = createNetworkManager({ prefix: options.networkPrefix, log });
+  const manager = new SandboxManager({
+    dataDir,
+    runRoot: options.runRoot ?? "/run/wrenn",
+    vmm,
+    storage,
+    network,
+    log,
+    bootTimeoutMs: options.bootTimeoutMs,
+    images: {
+      kernel: () => findKernel(imageDir),
+      template: (name) => findTemplate(imageDir, name),
+      bootArgs: guestBootArgs,
+    },
+  });
+  await timed(log, "start.adopt", () => manager.start());
+  manager.startReaper(options.reapIntervalMs ?? 5000);
+
+  const handler = connectNodeAdapter({
+    routes(router) {
+      router.service(HostAgentService, hostAgentService(manager, hostId, dataDir));
+    },
+  });
+  // Exec streams and file transfers may run long: no request timeout.
+  const server = createServer({ requestTimeout: 0 }, handler);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) =>
+      reject(
+        new WrennError("unavailable", `cannot listen on ${options.listen}: ${messageOf(err)}`),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
+  log.info({ url, hostId, vmm: vmm.name, storage: storage.name }, "host agent listening");
+  return {
+    url,
+    hostId,
+    manager,
+    server,
+    close: async () => {
+      await manager.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
