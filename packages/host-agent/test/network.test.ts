@@ -19,11 +19,11 @@
  * metadata service at 169.254.169.254) behind a host link that the manager
  * is told is the egress interface; no traffic is sent to real addresses.
  */
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
-import { createServer, type AddressInfo, type Server } from "node:net";
+import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { createNetworkManager, type NetnsNetworkOptions } from "../src/network/netns-network.ts";
@@ -57,7 +57,7 @@ function manager(options: NetnsNetworkOptions = {}) {
 
 /** Runs `body` between a resource snapshot and a leak check, with cleanups in reverse order. */
 function leakChecked(body: (cleanup: Cleanups) => Promise<void>) {
-  return async (t: import("node:test").TestContext) => {
+  return async (t: TestContext) => {
     if (skipReason) {
       t.skip(skipReason);
       return;
@@ -74,7 +74,9 @@ function leakChecked(body: (cleanup: Cleanups) => Promise<void>) {
     try {
       await assertNoLeaks(before);
     } catch (leak) {
-      if (failure) throw new AggregateError([failure, leak], "test failed and leaked");
+      if (failure) {
+        throw new AggregateError([failure, leak], "test failed and leaked", { cause: leak });
+      }
       throw leak;
     }
     if (failure) throw failure;
@@ -203,23 +205,17 @@ class Probe {
 /** Connects from the host (this process) and returns what the server said. */
 function hostConnect(host: string, port: number, timeoutMs = 3000): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    import("node:net").then(({ connect }) => {
-      const s = connect({ host, port });
-      let data = "";
-      const timer = setTimeout(() => {
-        s.destroy();
-        resolve({ ok: false, error: "timeout" });
-      }, timeoutMs);
-      s.on("data", (d: Buffer) => (data += d.toString()));
-      s.on("end", () => {
-        clearTimeout(timer);
-        resolve({ ok: true, data: data.trim() });
-      });
-      s.on("error", (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        resolve({ ok: false, error: e.code });
-      });
-    }, resolve);
+    const s = connect({ host, port });
+    let data = "";
+    const done = (r: ProbeResult) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done({ ok: false, error: "timeout" }), timeoutMs);
+    s.on("data", (d: Buffer) => (data += d.toString()));
+    s.on("end", () => done({ ok: true, data: data.trim() }));
+    s.on("error", (e: NodeJS.ErrnoException) => done({ ok: false, error: e.code }));
   });
 }
 
