@@ -29,6 +29,8 @@ export interface HostAgentOptions {
   storage?: StorageName;
   /** Names this agent's namespaces and links; two agents on one host need different ones. */
   networkPrefix?: string;
+  /** Interface guests' traffic leaves through (default: the default route's). */
+  egressInterface?: string;
   reapIntervalMs?: number;
   bootTimeoutMs?: number;
   log?: Logger;
@@ -87,7 +89,11 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     override: options.storage,
     log,
   });
-  const network = createNetworkManager({ prefix: options.networkPrefix, log });
+  const network = createNetworkManager({
+    prefix: options.networkPrefix,
+    egressInterface: options.egressInterface,
+    log,
+  });
   const manager = new SandboxManager({
     dataDir,
     runRoot: options.runRoot ?? "/run/wrenn",

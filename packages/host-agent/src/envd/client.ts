@@ -34,14 +34,22 @@ export class EnvdClient {
   readonly baseUrl: string;
   private readonly accessToken: string | undefined;
   private readonly process: Client<typeof Process>;
+  /** Aborts every request when the VM behind this envd is gone (a dead guest sends no RST). */
+  private readonly gone: AbortSignal | undefined;
 
-  constructor(address: string, accessToken?: string) {
+  constructor(address: string, accessToken?: string, gone?: AbortSignal) {
     this.baseUrl = `http://${address}`;
     this.accessToken = accessToken || undefined;
+    this.gone = gone;
     this.process = createClient(
       Process,
       createConnectTransport({ baseUrl: this.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
     );
+  }
+
+  private signal(own?: AbortSignal): AbortSignal | undefined {
+    const all = [own, this.gone].filter((s): s is AbortSignal => s !== undefined);
+    return all.length > 1 ? AbortSignal.any(all) : all[0];
   }
 
   private headers(user?: string): Record<string, string> {
@@ -104,7 +112,7 @@ export class EnvdClient {
         },
         stdin: false,
       },
-      { headers: this.headers(options.user), signal: options.signal },
+      { headers: this.headers(options.user), signal: this.signal(options.signal) },
     );
     try {
       for await (const res of stream) {
@@ -120,6 +128,7 @@ export class EnvdClient {
         }
       }
     } catch (err) {
+      if (this.gone?.aborted) throw this.gone.reason;
       throw fromConnect(err);
     }
   }
@@ -144,7 +153,10 @@ export class EnvdClient {
       body:
         body instanceof Uint8Array ? body : (Readable.toWeb(body) as ReadableStream<Uint8Array>),
       duplex: "half",
-    } as RequestInit);
+      signal: this.signal(),
+    } as RequestInit).catch((err: unknown) => {
+      throw this.gone?.aborted ? this.gone.reason : err;
+    });
     if (!res.ok) throw await filesError(res, path);
     await res.body?.cancel();
   }
@@ -152,7 +164,11 @@ export class EnvdClient {
   /** A stream of the guest file's bytes. */
   async readFile(path: string, user?: string): Promise<ReadableStream<Uint8Array>> {
     const url = `${this.baseUrl}/files?${new URLSearchParams({ path, ...(user ? { username: user } : {}) })}`;
-    const res = await fetch(url, { headers: this.headers() });
+    const res = await fetch(url, { headers: this.headers(), signal: this.signal() }).catch(
+      (err: unknown) => {
+        throw this.gone?.aborted ? this.gone.reason : err;
+      },
+    );
     if (!res.ok || res.body === null) throw await filesError(res, path);
     return res.body;
   }

@@ -71,6 +71,8 @@ interface Live {
   envd: EnvdClient | null;
   /** Set while the agent itself is stopping the VM, so its exit is not a failure. */
   stopping: boolean;
+  /** Aborted when the VM exits: in-flight envd calls fail at once instead of hanging. */
+  gone: AbortController;
 }
 
 const NETMASK = "255.255.255.252";
@@ -136,7 +138,14 @@ export class SandboxManager {
     const keep: number[] = [];
     for (const record of records) {
       if (record.status === "paused") {
-        this.live.set(record.id, { record, vm: null, slot: null, envd: null, stopping: false });
+        this.live.set(record.id, {
+          record,
+          vm: null,
+          slot: null,
+          envd: null,
+          stopping: false,
+          gone: new AbortController(),
+        });
         continue;
       }
       const adopted = await this.adopt(record).catch((err: unknown) => {
@@ -160,13 +169,18 @@ export class SandboxManager {
     const vm = await this.opts.vmm.adopt(record.vm);
     if (vm === null) return false;
     const slot = this.opts.network.adopt(record.slotIndex);
-    const envd = new EnvdClient(`${slot.hostAddress}:${ENVD_PORT}`, record.envdAccessToken);
+    const gone = new AbortController();
+    const envd = new EnvdClient(
+      `${slot.hostAddress}:${ENVD_PORT}`,
+      record.envdAccessToken,
+      gone.signal,
+    );
     if (!(await envd.healthy(3000))) {
       await vm.stop().catch(() => undefined);
       await this.opts.network.release(slot).catch(() => undefined);
       return false;
     }
-    const live: Live = { record, vm, slot, envd, stopping: false };
+    const live: Live = { record, vm, slot, envd, stopping: false, gone };
     this.live.set(record.id, live);
     this.watchExit(live, vm);
     this.log.info({ sandbox: record.id, pid: vm.pid }, "re-adopted running sandbox");
@@ -229,7 +243,14 @@ export class SandboxManager {
       envVars: params.envVars,
       envdAccessToken: params.envdAccessToken ?? "",
     };
-    const live: Live = { record, vm: null, slot: null, envd: null, stopping: false };
+    const live: Live = {
+      record,
+      vm: null,
+      slot: null,
+      envd: null,
+      stopping: false,
+      gone: new AbortController(),
+    };
     this.live.set(params.id, live);
     return this.withLock(params.id, () => this.boot(live));
   }
@@ -294,13 +315,23 @@ export class SandboxManager {
       record.vm = this.opts.vmm.record(vm);
       await this.records.save(record);
 
-      const envd = new EnvdClient(`${slot.hostAddress}:${ENVD_PORT}`, record.envdAccessToken);
-      const died = new AbortController();
+      const envd = new EnvdClient(
+        `${slot.hostAddress}:${ENVD_PORT}`,
+        record.envdAccessToken,
+        live.gone.signal,
+      );
       void vm.exited.then(() =>
-        died.abort(new WrennError("unavailable", "the VM exited while booting")),
+        live.gone.abort(
+          new WrennError(
+            "unavailable",
+            live.record.status === "starting"
+              ? "the VM exited while booting"
+              : "the VM exited; the sandbox is gone",
+          ),
+        ),
       );
       await timed(log, "create.envd_health", () =>
-        envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, died.signal),
+        envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, live.gone.signal),
       );
       await timed(log, "create.envd_init", () =>
         envd.init({
@@ -333,6 +364,7 @@ export class SandboxManager {
   /** A VM that dies on its own frees its resources at once and is reported as failed. */
   private watchExit(live: Live, vm: VmHandle): void {
     void vm.exited.then(async (exit) => {
+      live.gone.abort(new WrennError("unavailable", "the VM exited; the sandbox is gone"));
       if (live.stopping || live.vm !== vm) return;
       const why = `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`})`;
       this.log.error({ sandbox: live.record.id, ...exit }, "VM exited unexpectedly");
@@ -420,7 +452,7 @@ export class SandboxManager {
           `command did not finish within ${params.timeoutSec} s and was killed`,
         );
       }
-      if (live.record.status !== "running" || live.stopping) {
+      if (live.gone.signal.aborted || live.stopping) {
         throw new WrennError("unavailable", `sandbox '${id}' stopped during the command`);
       }
       throw err;
