@@ -1,0 +1,29 @@
+import type { Logger } from "@wrenn/shared/log.ts";
+import type { AgentPool } from "../agents.ts";
+import type { Sessions } from "../auth/sessions.ts";
+import type { Db } from "../db/open.ts";
+import type { TeamRole } from "../db/schema.ts";
+import type { Placement } from "../scheduler.ts";
+
+/** Who is calling: every query is scoped to `teamId`. */
+export interface Caller {
+  teamId: string;
+  role: TeamRole;
+  /** Null for API keys whose creator was deleted. */
+  userId: string | null;
+  isAdmin: boolean;
+  via: "api_key" | "session";
+}
+
+export interface AppEnv {
+  Variables: { caller: Caller };
+}
+
+/** What route handlers need; built once per control plane. */
+export interface Deps {
+  db: Db;
+  agents: AgentPool;
+  sessions: Sessions;
+  placement: Placement;
+  log: Logger;
+}

@@ -1,0 +1,123 @@
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { authenticate } from "../auth/authenticate.ts";
+import { fromAgentError, statusOf, toErrorResponse } from "../errors.ts";
+import type { SandboxService } from "../sandboxes.ts";
+import type { Deps } from "./context.ts";
+import { describeIssues } from "./router.ts";
+import { ExecBody } from "./schemas.ts";
+
+export const EXEC_STREAM_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec\/stream$/;
+
+/**
+ * `GET /v1/sandboxes/{id}/exec/stream` upgraded to a WebSocket. The client
+ * sends one JSON text message shaped like the exec body; the server answers
+ * with JSON events `{type:"start",pid}`, `{type:"stdout"|"stderr",data}`
+ * (data base64), `{type:"end",exit_code,error}` or `{type:"error",code,message}`,
+ * then closes. Closing the socket early cancels the command.
+ */
+export function attachExecStream(server: Server, deps: Deps, service: SandboxService): () => void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head).catch((err: unknown) => {
+      const { status, body } = toErrorResponse(err);
+      const text = JSON.stringify(body);
+      socket.end(
+        `HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+    });
+  };
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const match = EXEC_STREAM_PATH.exec(url.pathname);
+    if (!match?.[1]) throw new WrennError("not_found", `no WebSocket route at ${url.pathname}`);
+    const auth = req.headers.authorization;
+    const caller = await authenticate(deps.db, deps.sessions, {
+      apiKey: header(req, "x-api-key") ?? url.searchParams.get("api_key"),
+      // Browsers cannot set headers on a WebSocket: they pass the session as ?token=.
+      bearer: auth?.toLowerCase().startsWith("bearer ")
+        ? auth.slice(7).trim()
+        : url.searchParams.get("token"),
+      teamId: header(req, "x-team-id") ?? url.searchParams.get("team_id"),
+    });
+    const { host } = await service.running(caller, match[1], "exec in");
+    const sandboxId = match[1];
+    wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host.address));
+  }
+  function run(ws: WebSocket, sandboxId: string, address: string) {
+    const abort = new AbortController();
+    const send = (event: object) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
+    };
+    const fail = (err: unknown) => {
+      const e = err instanceof WrennError ? err : fromAgentError(err, address);
+      send({ type: "error", code: e.code, status: statusOf(e.code), message: e.message });
+      ws.close(1011, e.code);
+    };
+    ws.on("close", () => abort.abort());
+    ws.once("message", (data, isBinary) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(isBinary ? "" : String(data));
+      } catch {
+        fail(
+          new WrennError(
+            "invalid_argument",
+            "the first message must be JSON: {cmd, args, timeout_sec}",
+          ),
+        );
+        return;
+      }
+      const req = ExecBody.safeParse(parsed);
+      if (!req.success) {
+        fail(new WrennError("invalid_argument", describeIssues(req.error.issues)));
+        return;
+      }
+      void (async () => {
+        try {
+          const events = deps.agents.client(address).execStream(
+            {
+              sandboxId,
+              cmd: req.data.cmd,
+              args: req.data.args,
+              timeoutSec: req.data.timeout_sec,
+              envs: req.data.envs ?? {},
+              cwd: req.data.cwd ?? "",
+              user: req.data.user ?? "",
+            },
+            { signal: abort.signal, timeoutMs: (req.data.timeout_sec + 15) * 1000 },
+          );
+          for await (const ev of events) {
+            const e = ev.event;
+            if (e.case === "start") send({ type: "start", pid: e.value.pid });
+            else if (e.case === "data" && e.value.output.case) {
+              send({
+                type: e.value.output.case,
+                data: Buffer.from(e.value.output.value).toString("base64"),
+              });
+            } else if (e.case === "end") {
+              send({ type: "end", exit_code: e.value.exitCode, error: e.value.error });
+            }
+          }
+          ws.close(1000, "done");
+        } catch (err) {
+          if (!abort.signal.aborted) fail(err);
+          else deps.log.debug({ sandboxId, err: messageOf(err) }, "exec stream cancelled");
+        }
+      })();
+    });
+  }
+  server.on("upgrade", onUpgrade);
+  return () => {
+    server.off("upgrade", onUpgrade);
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | null {
+  const v = req.headers[name];
+  return typeof v === "string" ? v : null;
+}

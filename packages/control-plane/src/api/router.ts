@@ -1,0 +1,58 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { authenticate } from "../auth/authenticate.ts";
+import { errorBody } from "../errors.ts";
+import type { AppEnv, Caller, Deps } from "./context.ts";
+
+interface Issue {
+  path: PropertyKey[];
+  message: string;
+}
+
+/** Zod's issues as one line a user can act on: `memory_mb: Too big: expected number to be <=262144`. */
+export function describeIssues(issues: readonly Issue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((i) => (i.path.length ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))
+    .join("; ");
+}
+
+/** A router whose validation failures answer 400 in the API's error shape. */
+export function router(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        return c.json(errorBody("invalid_argument", describeIssues(result.error.issues)), 400);
+      }
+    },
+  });
+}
+
+export function credentialsOf(c: Context) {
+  const auth = c.req.header("authorization");
+  return {
+    apiKey: c.req.header("x-api-key") ?? null,
+    bearer: auth?.toLowerCase().startsWith("bearer ") ? auth.slice(7).trim() : null,
+    teamId: c.req.header("x-team-id") ?? null,
+  };
+}
+
+export function requireAuth(deps: Deps): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    c.set("caller", await authenticate(deps.db, deps.sessions, credentialsOf(c)));
+    await next();
+  };
+}
+
+export function requireAdmin(caller: Caller): void {
+  if (!caller.isAdmin) throw new WrennError("permission_denied", "this route is for admins only");
+}
+
+export function requireTeamRole(caller: Caller, action: string): void {
+  if (caller.role === "member") {
+    throw new WrennError("permission_denied", `only a team owner or admin may ${action}`);
+  }
+}
+
+export const security: Array<Record<string, string[]>> = [{ ApiKeyAuth: [] }, { BearerAuth: [] }];

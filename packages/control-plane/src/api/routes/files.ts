@@ -1,0 +1,206 @@
+import { Readable } from "node:stream";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import busboy from "busboy";
+import { createRoute, z } from "@hono/zod-openapi";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { fromAgentError } from "../../errors.ts";
+import type { SandboxService } from "../../sandboxes.ts";
+import type { Deps } from "../context.ts";
+import { router, security } from "../router.ts";
+import {
+  FilePath,
+  IdParams,
+  ReadFileBody,
+  WrittenFile,
+  agentErrors,
+  commonErrors,
+  jsonBody,
+  jsonResponse,
+} from "../schemas.ts";
+
+// A 1 GiB upload at a slow link still finishes; a stuck agent still fails eventually.
+const FILE_TIMEOUT_MS = 3600_000;
+
+const errors = { ...commonErrors, ...agentErrors };
+
+/**
+ * Files stream end to end: the multipart body is parsed as it arrives and
+ * each chunk goes on to the agent's WriteFileStream; reads relay
+ * ReadFileStream chunks as they come. Nothing holds a whole file in memory.
+ */
+export function fileRoutes(deps: Deps, service: SandboxService) {
+  const app = router();
+
+  app.openAPIRegistry.registerPath({
+    method: "post",
+    path: "/v1/sandboxes/{id}/files/write",
+    tags: ["files"],
+    summary: "Write a file: multipart with a `path` field, then a `file` part (or ?path=)",
+    security,
+    request: {
+      params: IdParams,
+      query: z.object({ path: FilePath.optional(), user: z.string().max(64).optional() }),
+      body: {
+        required: true,
+        content: {
+          "multipart/form-data": {
+            schema: z.object({
+              path: FilePath,
+              user: z.string().optional(),
+              file: z.string().openapi({ type: "string", format: "binary" }),
+            }),
+          },
+        },
+      },
+    },
+    responses: { 200: jsonResponse(WrittenFile, "Written"), ...errors },
+  });
+
+  app.post("/v1/sandboxes/:id/files/write", async (c) => {
+    const id = IdParams.safeParse({ id: c.req.param("id") });
+    if (!id.success)
+      throw new WrennError("invalid_argument", "sandbox ids are lowercase letters and digits");
+    const contentType = c.req.header("content-type") ?? "";
+    if (!contentType.toLowerCase().startsWith("multipart/form-data")) {
+      throw new WrennError(
+        "invalid_argument",
+        "send multipart/form-data with a `path` field and a `file` part",
+      );
+    }
+    const body = c.req.raw.body;
+    if (!body) throw new WrennError("invalid_argument", "the request has no body");
+    const { host } = await service.running(c.get("caller"), id.data.id, "write files to");
+    let path = c.req.query("path");
+    let user = c.req.query("user") ?? "";
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({
+        headers: { "content-type": contentType },
+        limits: { files: 1, fields: 8, fieldSize: 8192 },
+      });
+    } catch (err) {
+      throw new WrennError("invalid_argument", `bad multipart body: ${(err as Error).message}`);
+    }
+    const written = new Promise<{ path: string; size: number }>((resolve, reject) => {
+      let sawFile = false;
+      bb.on("field", (name, value) => {
+        if (name === "path") path = value;
+        if (name === "user") user = value;
+      });
+      bb.on("file", (name, stream) => {
+        if (name !== "file" || sawFile) {
+          stream.resume();
+          return;
+        }
+        sawFile = true;
+        const checked = FilePath.safeParse(path);
+        if (!checked.success) {
+          stream.resume();
+          reject(
+            new WrennError(
+              "invalid_argument",
+              "send the `path` field before the `file` part, or pass ?path=",
+            ),
+          );
+          return;
+        }
+        const target = checked.data;
+        async function* parts() {
+          yield {
+            part: {
+              case: "header" as const,
+              value: { sandboxId: id.data!.id, path: target, user },
+            },
+          };
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            yield { part: { case: "chunk" as const, value: chunk } };
+          }
+        }
+        deps.agents
+          .call(host.address, (a, o) => a.writeFileStream(parts(), o), FILE_TIMEOUT_MS)
+          .then(
+            (res) => resolve({ path: target, size: Number(res.size) }),
+            (err: unknown) => {
+              stream.resume();
+              reject(err);
+            },
+          );
+      });
+      bb.on("error", (err: Error) =>
+        reject(new WrennError("invalid_argument", `bad multipart body: ${err.message}`)),
+      );
+      bb.on("close", () => {
+        if (!sawFile)
+          reject(new WrennError("invalid_argument", "the multipart body has no `file` part"));
+      });
+    });
+    const source = Readable.fromWeb(body as NodeReadableStream<Uint8Array>);
+    source.on("error", (err) => bb.destroy(err));
+    source.pipe(bb);
+    return c.json(await written, 200);
+  });
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/sandboxes/{id}/files/read",
+      tags: ["files"],
+      summary: "Read a file; the bytes stream back as they are read",
+      security,
+      request: { params: IdParams, body: jsonBody(ReadFileBody) },
+      responses: {
+        200: {
+          description: "The file's bytes",
+          content: {
+            "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+          },
+        },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const req = c.req.valid("json");
+      const { host } = await service.running(c.get("caller"), id, "read files from");
+      const abort = new AbortController();
+      const responses = deps.agents
+        .client(host.address)
+        .readFileStream(
+          { sandboxId: id, path: req.path, user: req.user ?? "" },
+          { timeoutMs: FILE_TIMEOUT_MS, signal: abort.signal },
+        );
+      const chunks = responses[Symbol.asyncIterator]();
+      // Wait for the first chunk so a missing file is a 404, not a broken 200.
+      let first: IteratorResult<{ chunk: Uint8Array }>;
+      try {
+        first = await chunks.next();
+      } catch (err) {
+        throw fromAgentError(err, host.address);
+      }
+      const stream = new ReadableStream<Uint8Array>(
+        {
+          start(ctrl) {
+            if (first.done) ctrl.close();
+            else ctrl.enqueue(first.value.chunk);
+          },
+          async pull(ctrl) {
+            try {
+              const next = await chunks.next();
+              if (next.done) ctrl.close();
+              else ctrl.enqueue(next.value.chunk);
+            } catch (err) {
+              ctrl.error(fromAgentError(err, host.address));
+            }
+          },
+          cancel() {
+            abort.abort();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      return c.body(stream, 200, { "content-type": "application/octet-stream" });
+    },
+  );
+
+  return app;
+}

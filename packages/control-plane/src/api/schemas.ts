@@ -1,0 +1,332 @@
+import { z } from "@hono/zod-openapi";
+
+/** Template, snapshot, key and team names. */
+export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+
+export const Name = z
+  .string()
+  .regex(NAME_PATTERN, "must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+  .openapi({ example: "my-template" });
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: "not_found" }),
+      message: z.string().openapi({ example: "sandbox 'abc' not found" }),
+    }),
+  })
+  .openapi("Error");
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { "application/json": { schema: ErrorSchema } },
+});
+
+/** The error responses every authenticated route can give, for the document. */
+export const commonErrors = {
+  400: errorResponse("Malformed or out-of-bounds input"),
+  401: errorResponse("Missing or invalid credentials"),
+  403: errorResponse("The caller may not do this"),
+  404: errorResponse("No such resource in the caller's team"),
+} as const;
+
+export const agentErrors = {
+  409: errorResponse("The resource is not in a state that allows this"),
+  502: errorResponse("The host agent could not be reached or failed"),
+  503: errorResponse("No host has room"),
+} as const;
+
+export const jsonBody = <T extends z.ZodType>(schema: T, description?: string) => ({
+  required: true,
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const jsonResponse = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+export const noContent = { description: "Done" } as const;
+
+export const SandboxId = z
+  .string()
+  .regex(/^[a-z0-9]{1,64}$/, "sandbox ids are lowercase letters and digits")
+  .openapi({ param: { name: "id", in: "path" }, example: "k3j9x0q2m1n8b7v6" });
+
+export const IdParams = z.object({ id: SandboxId });
+
+export const Uuid = z.uuid();
+
+// ---- accounts
+
+export const SignupBody = z
+  .object({
+    email: z.email().max(254),
+    password: z.string().min(8).max(256),
+    name: z.string().max(128).optional(),
+  })
+  .openapi("SignupRequest");
+
+export const LoginBody = z
+  .object({ email: z.email().max(254), password: z.string().min(1).max(256) })
+  .openapi("LoginRequest");
+
+export const TeamRoleSchema = z.enum(["owner", "admin", "member"]);
+
+export const Team = z
+  .object({ id: z.uuid(), name: z.string(), role: TeamRoleSchema, created_at: z.string() })
+  .openapi("Team");
+
+export const User = z
+  .object({
+    id: z.uuid(),
+    email: z.string(),
+    name: z.string(),
+    is_admin: z.boolean(),
+    created_at: z.string(),
+  })
+  .openapi("User");
+
+export const Session = z
+  .object({ token: z.string(), expires_at: z.string(), user: User, team: Team })
+  .openapi("Session");
+
+export const Me = z
+  .object({
+    user: User.nullable(),
+    team_id: z.uuid(),
+    role: TeamRoleSchema,
+    is_admin: z.boolean(),
+    teams: z.array(Team),
+  })
+  .openapi("Me");
+
+export const CreateTeamBody = z.object({ name: z.string().min(1).max(128) }).openapi("CreateTeam");
+
+export const TeamParams = z.object({
+  id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
+});
+
+export const Member = z
+  .object({ user_id: z.uuid(), email: z.string(), role: TeamRoleSchema, created_at: z.string() })
+  .openapi("Member");
+
+export const AddMemberBody = z
+  .object({ email: z.email().max(254), role: TeamRoleSchema.default("member") })
+  .openapi("AddMember");
+
+export const MemberParams = z.object({
+  id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
+  user_id: z.uuid().openapi({ param: { name: "user_id", in: "path" } }),
+});
+
+export const CreateApiKeyBody = z
+  .object({ name: z.string().min(1).max(128) })
+  .openapi("CreateApiKey");
+
+export const ApiKey = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    prefix: z.string().openapi({ example: "wrn_3f9a01bc" }),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+    revoked_at: z.string().nullable(),
+  })
+  .openapi("ApiKey");
+
+export const CreatedApiKey = ApiKey.extend({
+  key: z.string().openapi({
+    description: "The key itself; shown only in this response",
+    example: "wrn_3f9a01bc5d7e4a2b8c6d0e1f2a3b4c5d",
+  }),
+}).openapi("CreatedApiKey");
+
+export const KeyParams = z.object({
+  id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
+});
+
+// ---- sandboxes
+
+export const SandboxStatusSchema = z.enum(["pending", "running", "paused", "stopped", "error"]);
+
+export const CreateSandboxBody = z
+  .object({
+    template: Name.default("minimal"),
+    vcpus: z.number().int().min(1).max(32).default(1),
+    memory_mb: z.number().int().min(128).max(262144).default(512),
+    timeout_sec: z.number().int().min(1).max(86400).default(300),
+    disk_size_mb: z.number().int().min(512).max(1048576).default(20480),
+    env_vars: z.record(z.string().max(256), z.string().max(8192)).optional(),
+    client_request_id: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .openapi({ description: "Creating twice with the same id creates one sandbox" }),
+  })
+  .openapi("CreateSandbox");
+
+export const Sandbox = z
+  .object({
+    sandbox_id: z.string(),
+    template: z.string(),
+    status: SandboxStatusSchema,
+    vcpus: z.number().int(),
+    memory_mb: z.number().int(),
+    disk_size_mb: z.number().int(),
+    timeout_sec: z.number().int(),
+    host_id: z.string().nullable(),
+    client_request_id: z.string().nullable(),
+    error: z.string(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("Sandbox");
+
+export const ListSandboxesQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  next_token: z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ description: "From the X-Next-Token header of the previous page" }),
+});
+
+export const ExecBody = z
+  .object({
+    cmd: z.string().min(1).max(4096),
+    args: z.array(z.string().max(65536)).max(1024).default([]),
+    timeout_sec: z.number().int().min(1).max(3600).default(60),
+    envs: z.record(z.string().max(256), z.string().max(8192)).optional(),
+    cwd: z.string().max(4096).optional(),
+    user: z.string().max(64).optional(),
+  })
+  .openapi("Exec");
+
+export const ExecResult = z
+  .object({
+    stdout: z.string(),
+    stderr: z.string(),
+    exit_code: z.number().int(),
+    duration_ms: z.number().int(),
+    encoding: z.enum(["utf-8", "base64"]),
+  })
+  .openapi("ExecResult");
+
+export const ResumeBody = z
+  .object({ timeout_sec: z.number().int().min(1).max(86400).optional() })
+  .openapi("Resume");
+
+export const FilePath = z.string().min(1).max(4096);
+
+export const ReadFileBody = z.object({ path: FilePath, user: z.string().max(64).optional() });
+
+export const WrittenFile = z.object({ path: z.string(), size: z.number().int() }).openapi("File");
+
+// ---- snapshots / templates
+
+export const TemplateTypeSchema = z.enum(["base", "snapshot"]);
+
+export const Template = z
+  .object({
+    name: z.string(),
+    type: TemplateTypeSchema,
+    team_id: z.uuid(),
+    host_id: z.string().nullable(),
+    vcpus: z.number().int(),
+    memory_mb: z.number().int(),
+    size_bytes: z.number().int(),
+    created_at: z.string(),
+  })
+  .openapi("Template");
+
+export const CreateSnapshotBody = z
+  .object({ sandbox_id: SandboxId, name: Name.optional() })
+  .openapi("CreateSnapshot");
+
+export const CreateSnapshotQuery = z.object({
+  overwrite: z.enum(["true", "false"]).optional(),
+});
+
+export const ListSnapshotsQuery = z.object({ type: TemplateTypeSchema.optional() });
+
+export const SnapshotParams = z.object({
+  name: Name.openapi({ param: { name: "name", in: "path" } }),
+});
+
+// ---- hosts
+
+export const CreateHostTokenBody = z
+  .object({
+    ttl_sec: z
+      .number()
+      .int()
+      .min(60)
+      .max(7 * 86400)
+      .default(3600),
+  })
+  .openapi("CreateHostToken");
+
+export const HostToken = z
+  .object({ token: z.string(), expires_at: z.string() })
+  .openapi("HostToken");
+
+export const RegisterHostBody = z
+  .object({
+    token: z.string().min(1).max(200),
+    address: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^(https?:\/\/)?[a-zA-Z0-9.:[\]-]+(:\d{1,5})?\/?$/, "must be host:port or a URL")
+      .openapi({ example: "10.0.0.5:50051" }),
+  })
+  .openapi("RegisterHost");
+
+export const RegisteredHost = z
+  .object({
+    host_id: z.uuid(),
+    secret: z.string().openapi({ description: "Sent as Bearer token on heartbeats" }),
+  })
+  .openapi("RegisteredHost");
+
+export const HeartbeatBody = z
+  .object({
+    total_vcpus: z.number().int().min(0).max(100000),
+    total_memory_mb: z
+      .number()
+      .int()
+      .min(0)
+      .max(1 << 30),
+    free_disk_mb: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1),
+    vmm: z.string().max(64).optional(),
+    storage: z.string().max(64).optional(),
+    version: z.string().max(64).optional(),
+  })
+  .openapi("Heartbeat");
+
+export const HostParams = z.object({
+  id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
+});
+
+export const Host = z
+  .object({
+    id: z.uuid(),
+    address: z.string(),
+    status: z.enum(["ready", "unreachable"]),
+    vmm: z.string(),
+    storage: z.string(),
+    version: z.string(),
+    total_vcpus: z.number().int(),
+    total_memory_mb: z.number().int(),
+    free_disk_mb: z.number().int(),
+    last_seen_at: z.string().nullable(),
+    created_at: z.string(),
+  })
+  .openapi("Host");

@@ -1,0 +1,98 @@
+import { and, asc, eq, isNull, lt, or, sql } from "drizzle-orm";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import type { Caller } from "../api/context.ts";
+import type { Db } from "../db/open.ts";
+import { apiKeys, teamMembers, users } from "../db/schema.ts";
+import type { Sessions } from "./sessions.ts";
+import { API_KEY_PATTERN, sha256 } from "./tokens.ts";
+
+export interface Credentials {
+  apiKey?: string | null;
+  /** A session JWT from `Authorization: Bearer` (or `?token=` on WebSocket routes). */
+  bearer?: string | null;
+  /** `X-Team-Id`: which of a user's teams a session acts for. */
+  teamId?: string | null;
+}
+
+export async function authenticate(
+  db: Db,
+  sessions: Sessions,
+  credentials: Credentials,
+): Promise<Caller> {
+  if (credentials.apiKey) return byApiKey(db, credentials.apiKey);
+  if (credentials.bearer) {
+    // API keys also work as bearer tokens, for clients that can only set Authorization.
+    if (credentials.bearer.startsWith("wrn_")) return byApiKey(db, credentials.bearer);
+    const userId = await sessions.verify(credentials.bearer);
+    return bySession(db, userId, credentials.teamId ?? null);
+  }
+  throw new WrennError(
+    "unauthenticated",
+    "send an API key in X-API-Key, or a session token in Authorization: Bearer",
+  );
+}
+
+async function byApiKey(db: Db, key: string): Promise<Caller> {
+  if (!API_KEY_PATTERN.test(key)) {
+    throw new WrennError(
+      "unauthenticated",
+      "malformed API key; keys look like wrn_ + 32 hex digits",
+    );
+  }
+  const [row] = await db
+    .select({
+      id: apiKeys.id,
+      teamId: apiKeys.teamId,
+      userId: apiKeys.createdBy,
+      isAdmin: users.isAdmin,
+    })
+    .from(apiKeys)
+    .leftJoin(users, eq(users.id, apiKeys.createdBy))
+    .where(and(eq(apiKeys.keyHash, sha256(key)), isNull(apiKeys.revokedAt)));
+  if (!row) throw new WrennError("unauthenticated", "unknown or revoked API key");
+  // Recording every use would make each request a write; a few seconds of slack is plenty.
+  void db
+    .update(apiKeys)
+    .set({ lastUsedAt: sql`now()` })
+    .where(
+      and(
+        eq(apiKeys.id, row.id),
+        or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, sql`now() - interval '5 seconds'`)),
+      ),
+    )
+    .catch(() => {});
+  return {
+    teamId: row.teamId,
+    role: "admin",
+    userId: row.userId,
+    isAdmin: row.isAdmin ?? false,
+    via: "api_key",
+  };
+}
+
+async function bySession(db: Db, userId: string, teamId: string | null): Promise<Caller> {
+  const [user] = await db.select().from(users).where(eq(users.id, userId));
+  if (!user) throw new WrennError("unauthenticated", "the session's user no longer exists");
+  const memberships = await db
+    .select({ teamId: teamMembers.teamId, role: teamMembers.role })
+    .from(teamMembers)
+    .where(eq(teamMembers.userId, userId))
+    .orderBy(asc(teamMembers.createdAt));
+  const membership =
+    teamId === null ? memberships[0] : memberships.find((m) => m.teamId === teamId);
+  if (!membership) {
+    throw new WrennError(
+      teamId === null ? "failed_precondition" : "permission_denied",
+      teamId === null
+        ? "you belong to no team; create one"
+        : `you are not a member of team ${teamId}`,
+    );
+  }
+  return {
+    teamId: membership.teamId,
+    role: membership.role,
+    userId,
+    isAdmin: user.isAdmin,
+    via: "session",
+  };
+}

@@ -1,0 +1,30 @@
+import { createHash, randomBytes } from "node:crypto";
+
+/** API keys are `wrn_` + 32 hex digits: 128 random bits, so a fast hash is enough to store them. */
+export const API_KEY_PATTERN = /^wrn_[0-9a-f]{32}$/;
+
+export function newApiKey(): { key: string; prefix: string; hash: string } {
+  const key = `wrn_${randomBytes(16).toString("hex")}`;
+  return { key, prefix: key.slice(0, 12), hash: sha256(key) };
+}
+
+/** One-time host registration tokens and host secrets: random, stored hashed like API keys. */
+export function newSecret(kind: "wrh" | "wrs"): { value: string; hash: string } {
+  const value = `${kind}_${randomBytes(24).toString("hex")}`;
+  return { value, hash: sha256(value) };
+}
+
+export function sha256(value: string): string {
+  return createHash("sha256").update(value).digest("hex");
+}
+
+const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Sandbox ids: lowercase letters and digits only, so they fit host names and file names. */
+export function newSandboxId(): string {
+  const bytes = randomBytes(20);
+  let id = "";
+  // 252 = 7 * 36: reject the tail so every character is equally likely.
+  for (const b of bytes) if (b < 252 && id.length < 16) id += ID_ALPHABET[b % 36];
+  return id.length === 16 ? id : newSandboxId();
+}

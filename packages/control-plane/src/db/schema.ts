@@ -1,0 +1,157 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () =>
+  timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
+
+/** The platform team owns templates every team can see (the base images). */
+export const PLATFORM_TEAM_ID = "00000000-0000-0000-0000-000000000000";
+
+export const teams = pgTable("teams", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  name: text("name").notNull(),
+  createdAt: createdAt(),
+});
+
+export const users = pgTable("users", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  email: text("email").notNull().unique(),
+  name: text("name").notNull().default(""),
+  passwordHash: text("password_hash").notNull(),
+  isAdmin: boolean("is_admin").notNull().default(false),
+  createdAt: createdAt(),
+});
+
+export type TeamRole = "owner" | "admin" | "member";
+
+export const teamMembers = pgTable(
+  "team_members",
+  {
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id, { onDelete: "cascade" }),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    role: text("role").$type<TeamRole>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.teamId, t.userId] }), index("team_members_user").on(t.userId)],
+);
+
+export const apiKeys = pgTable(
+  "api_keys",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id, { onDelete: "cascade" }),
+    createdBy: uuid("created_by").references(() => users.id, { onDelete: "set null" }),
+    name: text("name").notNull(),
+    // Shown in listings so a user can tell keys apart; never enough to use.
+    prefix: text("prefix").notNull(),
+    keyHash: text("key_hash").notNull().unique(),
+    createdAt: createdAt(),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true, precision: 3 }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("api_keys_team").on(t.teamId)],
+);
+
+export type HostStatus = "ready" | "unreachable";
+
+export const hosts = pgTable("hosts", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  address: text("address").notNull().unique(),
+  secretHash: text("secret_hash").notNull(),
+  status: text("status").$type<HostStatus>().notNull().default("ready"),
+  vmm: text("vmm").notNull().default(""),
+  storage: text("storage").notNull().default(""),
+  version: text("version").notNull().default(""),
+  totalVcpus: integer("total_vcpus").notNull().default(0),
+  totalMemoryMb: integer("total_memory_mb").notNull().default(0),
+  freeDiskMb: integer("free_disk_mb").notNull().default(0),
+  lastSeenAt: timestamp("last_seen_at", { withTimezone: true, precision: 3 }),
+  createdAt: createdAt(),
+});
+
+export const hostTokens = pgTable("host_tokens", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  tokenHash: text("token_hash").notNull().unique(),
+  createdBy: uuid("created_by").references(() => users.id, { onDelete: "set null" }),
+  expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+  usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
+  hostId: uuid("host_id").references(() => hosts.id, { onDelete: "set null" }),
+  createdAt: createdAt(),
+});
+
+export type TemplateType = "base" | "snapshot";
+
+export const templates = pgTable(
+  "templates",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id, { onDelete: "cascade" }),
+    // Names are global: an agent keeps snapshots in one flat namespace.
+    name: text("name").notNull().unique(),
+    type: text("type").$type<TemplateType>().notNull(),
+    // Where a snapshot's files live; null for base images, which every host has.
+    hostId: uuid("host_id").references(() => hosts.id, { onDelete: "set null" }),
+    sourceSandboxId: text("source_sandbox_id"),
+    vcpus: integer("vcpus").notNull().default(0),
+    memoryMb: integer("memory_mb").notNull().default(0),
+    sizeBytes: bigint("size_bytes", { mode: "number" }).notNull().default(0),
+    createdAt: createdAt(),
+  },
+  (t) => [index("templates_team").on(t.teamId)],
+);
+
+export type SandboxStatus = "pending" | "running" | "paused" | "stopped" | "error";
+
+export const sandboxes = pgTable(
+  "sandboxes",
+  {
+    id: text("id").primaryKey(),
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id, { onDelete: "cascade" }),
+    hostId: uuid("host_id").references(() => hosts.id, { onDelete: "set null" }),
+    template: text("template").notNull(),
+    status: text("status").$type<SandboxStatus>().notNull(),
+    vcpus: integer("vcpus").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    diskSizeMb: integer("disk_size_mb").notNull(),
+    timeoutSec: integer("timeout_sec").notNull(),
+    clientRequestId: text("client_request_id"),
+    envdAddress: text("envd_address").notNull().default(""),
+    error: text("error").notNull().default(""),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("sandboxes_client_request")
+      .on(t.teamId, t.clientRequestId)
+      .where(sql`${t.clientRequestId} is not null`),
+    index("sandboxes_team_status_created").on(t.teamId, t.status, t.createdAt),
+    index("sandboxes_host_status").on(t.hostId, t.status),
+  ],
+);
+
+/** Secrets the control plane generates once and shares between its instances. */
+export const settings = pgTable("settings", {
+  key: text("key").primaryKey(),
+  value: text("value").notNull(),
+});

@@ -1,0 +1,78 @@
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { HTTPException } from "hono/http-exception";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { WrennError, isWrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
+
+/** Every error leaves the API as `{"error": {"code", "message"}}` with one of these statuses. */
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  already_exists: 409,
+  failed_precondition: 409,
+  resource_exhausted: 503,
+  cancelled: 408,
+  deadline_exceeded: 504,
+  unavailable: 502,
+  internal: 500,
+};
+
+export function statusOf(code: ErrorCode): ContentfulStatusCode {
+  return STATUS[code];
+}
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+export function errorBody(code: ErrorCode, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+const BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  400: "invalid_argument",
+  401: "unauthenticated",
+  403: "permission_denied",
+  404: "not_found",
+  405: "invalid_argument",
+  408: "cancelled",
+  409: "failed_precondition",
+  413: "invalid_argument",
+  415: "invalid_argument",
+};
+
+/** Whatever was thrown, as a status and the error shape; unknown errors are internal. */
+export function toErrorResponse(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+  if (isWrennError(err))
+    return { status: statusOf(err.code), body: errorBody(err.code, err.message) };
+  if (err instanceof HTTPException) {
+    const code = BY_STATUS[err.status] ?? (err.status >= 500 ? "internal" : "invalid_argument");
+    const status = err.status as ContentfulStatusCode;
+    return { status, body: errorBody(code, err.message || "bad request") };
+  }
+  return { status: 500, body: errorBody("internal", "internal error; see the control plane log") };
+}
+
+/**
+ * A failed call to a host agent, in the API's terms: the agent's verdict on
+ * the request keeps its meaning (not_found, invalid_argument,
+ * failed_precondition); anything else means the host could not do it → 502.
+ */
+export function fromAgentError(err: unknown, address: string): WrennError {
+  if (isWrennError(err)) return err;
+  const ce = ConnectError.from(err);
+  const message = ce.rawMessage || ce.message;
+  switch (ce.code) {
+    case Code.NotFound:
+      return new WrennError("not_found", message, { cause: err });
+    case Code.InvalidArgument:
+      return new WrennError("invalid_argument", message, { cause: err });
+    case Code.FailedPrecondition:
+      return new WrennError("failed_precondition", message, { cause: err });
+    case Code.AlreadyExists:
+      return new WrennError("already_exists", message, { cause: err });
+    default:
+      return new WrennError("unavailable", `host agent at ${address}: ${message}`, { cause: err });
+  }
+}

@@ -1,0 +1,189 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { messageOf } from "@wrenn/shared/errors.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
+import {
+  SandboxState,
+  TemplateType,
+  type GetHostInfoResponse,
+} from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import type { AgentPool } from "./agents.ts";
+import type { Db } from "./db/open.ts";
+import { PLATFORM_TEAM_ID, hosts, sandboxes, templates, type SandboxStatus } from "./db/schema.ts";
+import type { HostRow } from "./scheduler.ts";
+
+export interface ReconcilerOptions {
+  intervalMs: number;
+  /** A host unheard of for this long turns `unreachable`. */
+  hostTimeoutMs: number;
+  /** Per-call deadline when polling an agent. */
+  callTimeoutMs?: number;
+}
+
+/**
+ * Brings the database in line with what the agents report. Each pass polls
+ * every host (GetHostInfo doubles as the heartbeat, ListTemplates registers
+ * base images, ListSandboxes settles sandbox rows). A running row whose VM
+ * the agent no longer has becomes `paused` if the agent auto-paused it,
+ * else `stopped`; paused sandboxes are expected to be absent.
+ */
+export class Reconciler {
+  readonly #db: Db;
+  readonly #agents: AgentPool;
+  readonly #log: Logger;
+  readonly #options: ReconcilerOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(db: Db, agents: AgentPool, log: Logger, options: ReconcilerOptions) {
+    this.#db = db;
+    this.#agents = agents;
+    this.#log = log;
+    this.#options = options;
+  }
+
+  start(): void {
+    const tick = () => {
+      this.#timer = setTimeout(() => {
+        void this.runOnce().finally(() => {
+          if (this.#timer) tick();
+        });
+      }, this.#options.intervalMs);
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  /** One pass over every host; passes never overlap. */
+  runOnce(): Promise<void> {
+    this.#running ??= this.#pass().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #pass(): Promise<void> {
+    const all = await this.#db.select().from(hosts);
+    await Promise.all(all.map((host) => this.syncHost(host)));
+  }
+
+  /** Polls one host and applies what it reports; failures mark it unreachable after the timeout. */
+  async syncHost(host: HostRow): Promise<void> {
+    const timeout = this.#options.callTimeoutMs ?? 5_000;
+    let info: GetHostInfoResponse;
+    try {
+      info = await this.#agents.call(host.address, (a, o) => a.getHostInfo({}, o), timeout);
+    } catch (err) {
+      const lastSeen = host.lastSeenAt?.getTime() ?? host.createdAt.getTime();
+      if (host.status === "ready" && Date.now() - lastSeen > this.#options.hostTimeoutMs) {
+        this.#log.warn(
+          { host: host.id, address: host.address, err: messageOf(err) },
+          "host unreachable",
+        );
+        await this.#db.update(hosts).set({ status: "unreachable" }).where(eq(hosts.id, host.id));
+      }
+      return;
+    }
+    await recordHeartbeat(this.#db, host.id, {
+      total_vcpus: info.totalVcpus,
+      total_memory_mb: Number(info.totalMemoryMb),
+      free_disk_mb: Number(info.freeDiskMb),
+      vmm: info.vmm,
+      storage: info.storage,
+      version: info.version,
+    });
+    if (host.status !== "ready") this.#log.info({ host: host.id }, "host reachable again");
+    try {
+      await this.#syncTemplates(host);
+      await this.#syncSandboxes(host);
+    } catch (err) {
+      this.#log.warn({ host: host.id, err: messageOf(err) }, "reconcile failed");
+    }
+  }
+
+  async #syncTemplates(host: HostRow): Promise<void> {
+    const res = await this.#agents.call(host.address, (a, o) => a.listTemplates({}, o), 10_000);
+    for (const t of res.templates) {
+      if (t.type !== TemplateType.BASE) continue;
+      const values = {
+        teamId: PLATFORM_TEAM_ID,
+        name: t.name,
+        type: "base" as const,
+        vcpus: t.vcpus,
+        memoryMb: t.memoryMb,
+        sizeBytes: Number(t.sizeBytes),
+      };
+      // A team's snapshot never turns into a platform template by name collision.
+      await this.#db
+        .insert(templates)
+        .values(values)
+        .onConflictDoUpdate({
+          target: templates.name,
+          set: { vcpus: values.vcpus, memoryMb: values.memoryMb, sizeBytes: values.sizeBytes },
+          setWhere: eq(templates.teamId, PLATFORM_TEAM_ID),
+        });
+    }
+  }
+
+  async #syncSandboxes(host: HostRow): Promise<void> {
+    const res = await this.#agents.call(host.address, (a, o) => a.listSandboxes({}, o), 10_000);
+    const reported = new Map(res.sandboxes.map((s) => [s.sandboxId, s]));
+    const autoPaused = new Set(res.autoPausedSandboxIds);
+    const rows = await this.#db
+      .select({ id: sandboxes.id, status: sandboxes.status })
+      .from(sandboxes)
+      .where(and(eq(sandboxes.hostId, host.id), inArray(sandboxes.status, ["running", "paused"])));
+    for (const row of rows) {
+      const vm = reported.get(row.id);
+      let next: SandboxStatus | undefined;
+      let error = "";
+      if (row.status === "running") {
+        if (!vm) next = autoPaused.has(row.id) ? "paused" : "stopped";
+        else if (vm.state === SandboxState.PAUSED) next = "paused";
+        else if (vm.state === SandboxState.STOPPED) next = "stopped";
+        else if (vm.state === SandboxState.FAILED) {
+          next = "error";
+          error = vm.error || "the sandbox failed on its host";
+        }
+      } else if (vm?.state === SandboxState.RUNNING) {
+        next = "running";
+      }
+      if (!next) continue;
+      // Conditional on the status we read, so a concurrent pause or resume wins.
+      await this.#db
+        .update(sandboxes)
+        .set({ status: next, updatedAt: new Date(), ...(error ? { error } : {}) })
+        .where(and(eq(sandboxes.id, row.id), eq(sandboxes.status, row.status)));
+      this.#log.info({ sandboxId: row.id, from: row.status, to: next }, "reconciled sandbox");
+    }
+  }
+}
+
+export interface Capacity {
+  total_vcpus: number;
+  total_memory_mb: number;
+  free_disk_mb: number;
+  vmm?: string | undefined;
+  storage?: string | undefined;
+  version?: string | undefined;
+}
+
+export async function recordHeartbeat(db: Db, hostId: string, c: Capacity): Promise<void> {
+  await db
+    .update(hosts)
+    .set({
+      status: "ready",
+      lastSeenAt: sql`now()`,
+      totalVcpus: c.total_vcpus,
+      totalMemoryMb: Math.min(c.total_memory_mb, 2 ** 31 - 1),
+      freeDiskMb: Math.min(c.free_disk_mb, 2 ** 31 - 1),
+      ...(c.vmm !== undefined ? { vmm: c.vmm } : {}),
+      ...(c.storage !== undefined ? { storage: c.storage } : {}),
+      ...(c.version !== undefined ? { version: c.version } : {}),
+    })
+    .where(eq(hosts.id, hostId));
+}

@@ -1,0 +1,451 @@
+import { randomBytes } from "node:crypto";
+import { and, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { timed } from "@wrenn/shared/log.ts";
+import type { Caller, Deps } from "./api/context.ts";
+import { newSandboxId } from "./auth/tokens.ts";
+import { PLATFORM_TEAM_ID, hosts, sandboxes, templates, type SandboxStatus } from "./db/schema.ts";
+import type { HostRow } from "./scheduler.ts";
+
+export type SandboxRow = typeof sandboxes.$inferSelect;
+export type TemplateRow = typeof templates.$inferSelect;
+
+export interface CreateInput {
+  template: string;
+  vcpus: number;
+  memory_mb: number;
+  timeout_sec: number;
+  disk_size_mb: number;
+  env_vars?: Record<string, string> | undefined;
+  client_request_id?: string | undefined;
+}
+
+export function sandboxJson(row: SandboxRow) {
+  return {
+    sandbox_id: row.id,
+    template: row.template,
+    status: row.status,
+    vcpus: row.vcpus,
+    memory_mb: row.memoryMb,
+    disk_size_mb: row.diskSizeMb,
+    timeout_sec: row.timeoutSec,
+    host_id: row.hostId,
+    client_request_id: row.clientRequestId,
+    error: row.error,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+  };
+}
+
+export function templateJson(row: TemplateRow) {
+  return {
+    name: row.name,
+    type: row.type,
+    team_id: row.teamId,
+    host_id: row.hostId,
+    vcpus: row.vcpus,
+    memory_mb: row.memoryMb,
+    size_bytes: row.sizeBytes,
+    created_at: row.createdAt.toISOString(),
+  };
+}
+
+const LIVE: SandboxStatus[] = ["pending", "running", "paused"];
+
+/** Sandbox lifecycle in the database and on the agents; every query is scoped to the caller's team. */
+export class SandboxService {
+  readonly #deps: Deps;
+
+  constructor(deps: Deps) {
+    this.#deps = deps;
+  }
+
+  async create(caller: Caller, input: CreateInput): Promise<SandboxRow> {
+    const { db, placement, log } = this.#deps;
+    if (input.client_request_id) {
+      const existing = await this.#byRequestId(caller, input.client_request_id);
+      if (existing) return existing;
+    }
+    const template = await this.#visibleTemplate(caller, input.template);
+    // A snapshot restores the machine it was taken from: its shape is fixed.
+    const shape =
+      template.type === "snapshot" && template.vcpus > 0
+        ? { vcpus: template.vcpus, memoryMb: template.memoryMb }
+        : { vcpus: input.vcpus, memoryMb: input.memory_mb };
+    const host = await placement.pick(
+      { ...shape, diskSizeMb: input.disk_size_mb },
+      template.type === "snapshot" ? (template.hostId ?? undefined) : undefined,
+    );
+    const [row] = await db
+      .insert(sandboxes)
+      .values({
+        id: newSandboxId(),
+        teamId: caller.teamId,
+        hostId: host.id,
+        template: template.name,
+        status: "pending",
+        vcpus: shape.vcpus,
+        memoryMb: shape.memoryMb,
+        diskSizeMb: input.disk_size_mb,
+        timeoutSec: input.timeout_sec,
+        clientRequestId: input.client_request_id ?? null,
+      })
+      .onConflictDoNothing()
+      .returning();
+    if (!row) {
+      // Lost a race with the same client request id: the other request's sandbox is the answer.
+      const existing = await this.#byRequestId(caller, input.client_request_id ?? "");
+      if (existing) return existing;
+      throw new WrennError("internal", "sandbox insert conflicted without a matching request id");
+    }
+    try {
+      const res = await timed(
+        log,
+        "sandbox.create",
+        () =>
+          this.#deps.agents.call(host.address, (agent, opts) =>
+            agent.createSandbox(
+              {
+                sandboxId: row.id,
+                template: template.name,
+                vcpus: shape.vcpus,
+                memoryMb: shape.memoryMb,
+                timeoutSec: input.timeout_sec,
+                diskSizeMb: input.disk_size_mb,
+                envVars: input.env_vars ?? {},
+                envdAccessToken: randomBytes(16).toString("hex"),
+              },
+              opts,
+            ),
+          ),
+        { sandboxId: row.id, host: host.address },
+      );
+      return await this.#set(row.id, {
+        status: "running",
+        envdAddress: res.sandbox?.envdAddress ?? "",
+      });
+    } catch (err) {
+      const failed = err instanceof WrennError ? err : new WrennError("internal", String(err));
+      await this.#set(row.id, { status: "error", error: failed.message });
+      throw failed;
+    }
+  }
+
+  async get(caller: Caller, id: string): Promise<SandboxRow> {
+    const [row] = await this.#deps.db
+      .select()
+      .from(sandboxes)
+      .where(and(eq(sandboxes.id, id), eq(sandboxes.teamId, caller.teamId)));
+    if (!row) throw new WrennError("not_found", `sandbox '${id}' not found`);
+    return row;
+  }
+
+  /** Newest first; stopped and failed sandboxes are history, not listed. */
+  async list(
+    caller: Caller,
+    page: { limit: number; nextToken?: string | undefined },
+  ): Promise<{ rows: SandboxRow[]; nextToken: string | null }> {
+    const where: SQL[] = [eq(sandboxes.teamId, caller.teamId), inArray(sandboxes.status, LIVE)];
+    if (page.nextToken) {
+      const cursor = decodeCursor(page.nextToken);
+      const before = or(
+        lt(sandboxes.createdAt, cursor.createdAt),
+        and(eq(sandboxes.createdAt, cursor.createdAt), lt(sandboxes.id, cursor.id)),
+      );
+      if (before) where.push(before);
+    }
+    const rows = await this.#deps.db
+      .select()
+      .from(sandboxes)
+      .where(and(...where))
+      .orderBy(desc(sandboxes.createdAt), desc(sandboxes.id))
+      .limit(page.limit + 1);
+    const more = rows.length > page.limit;
+    if (more) rows.pop();
+    const last = rows.at(-1);
+    return { rows, nextToken: more && last ? encodeCursor(last) : null };
+  }
+
+  async destroy(caller: Caller, id: string): Promise<void> {
+    const row = await this.get(caller, id);
+    if (row.status === "stopped") return;
+    const host = await this.#hostOf(row, { allowMissing: true });
+    if (host) {
+      try {
+        await this.#deps.agents.call(host.address, (agent, opts) =>
+          agent.destroySandbox({ sandboxId: id }, opts),
+        );
+      } catch (err) {
+        if (!(err instanceof WrennError && err.code === "not_found")) throw err;
+      }
+    }
+    await this.#set(id, { status: "stopped" });
+  }
+
+  /** The row in `status`, with its host; 409 otherwise, naming what to do. */
+  async #require(
+    caller: Caller,
+    id: string,
+    status: SandboxStatus,
+    action: string,
+  ): Promise<{ row: SandboxRow; host: HostRow }> {
+    const row = await this.get(caller, id);
+    if (row.status !== status) {
+      throw new WrennError(
+        "failed_precondition",
+        `cannot ${action} sandbox '${id}': it is ${row.status}, must be ${status}`,
+      );
+    }
+    const host = await this.#hostOf(row, { allowMissing: false });
+    if (!host) throw new WrennError("unavailable", `sandbox '${id}' has no host`);
+    return { row, host };
+  }
+
+  async running(caller: Caller, id: string, action: string) {
+    return this.#require(caller, id, "running", action);
+  }
+
+  async ping(caller: Caller, id: string): Promise<void> {
+    const { host } = await this.#require(caller, id, "running", "ping");
+    await this.#deps.agents.call(
+      host.address,
+      (a, o) => a.pingSandbox({ sandboxId: id }, o),
+      15_000,
+    );
+  }
+
+  async pause(caller: Caller, id: string): Promise<SandboxRow> {
+    const { host } = await this.#require(caller, id, "running", "pause");
+    await timed(this.#deps.log, "sandbox.pause", () =>
+      this.#deps.agents.call(host.address, (a, o) => a.pauseSandbox({ sandboxId: id }, o)),
+    );
+    return this.#set(id, { status: "paused" });
+  }
+
+  async resume(caller: Caller, id: string, timeoutSec?: number): Promise<SandboxRow> {
+    const { row, host } = await this.#require(caller, id, "paused", "resume");
+    // The snapshot lives on the sandbox's host: it resumes there, if that host has room.
+    await this.#deps.placement.pick(
+      { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
+      host.id,
+    );
+    const res = await timed(this.#deps.log, "sandbox.resume", () =>
+      this.#deps.agents.call(host.address, (a, o) =>
+        a.resumeSandbox({ sandboxId: id, timeoutSec: timeoutSec ?? row.timeoutSec }, o),
+      ),
+    );
+    return this.#set(id, {
+      status: "running",
+      timeoutSec: timeoutSec ?? row.timeoutSec,
+      envdAddress: res.sandbox?.envdAddress ?? row.envdAddress,
+    });
+  }
+
+  async exec(
+    caller: Caller,
+    id: string,
+    req: {
+      cmd: string;
+      args: string[];
+      timeout_sec: number;
+      envs?: Record<string, string> | undefined;
+      cwd?: string | undefined;
+      user?: string | undefined;
+    },
+  ) {
+    const { host } = await this.#require(caller, id, "running", "exec in");
+    const res = await this.#deps.agents.call(
+      host.address,
+      (a, o) =>
+        a.exec(
+          {
+            sandboxId: id,
+            cmd: req.cmd,
+            args: req.args,
+            timeoutSec: req.timeout_sec,
+            envs: req.envs ?? {},
+            cwd: req.cwd ?? "",
+            user: req.user ?? "",
+          },
+          o,
+        ),
+      (req.timeout_sec + 15) * 1000,
+    );
+    const stdout = utf8(res.stdout);
+    const stderr = utf8(res.stderr);
+    const text = stdout !== null && stderr !== null;
+    return {
+      stdout: text ? stdout : Buffer.from(res.stdout).toString("base64"),
+      stderr: text ? stderr : Buffer.from(res.stderr).toString("base64"),
+      exit_code: res.exitCode,
+      duration_ms: Number(res.durationMs),
+      encoding: text ? ("utf-8" as const) : ("base64" as const),
+    };
+  }
+
+  // ---- snapshots (templates)
+
+  async snapshot(
+    caller: Caller,
+    sandboxId: string,
+    name: string | undefined,
+    overwrite: boolean,
+  ): Promise<TemplateRow> {
+    const { db, agents, log } = this.#deps;
+    const row = await this.get(caller, sandboxId);
+    if (row.status !== "running" && row.status !== "paused") {
+      throw new WrennError(
+        "failed_precondition",
+        `cannot snapshot sandbox '${sandboxId}': it is ${row.status}, must be running or paused`,
+      );
+    }
+    const host = await this.#hostOf(row, { allowMissing: false });
+    if (!host) throw new WrennError("unavailable", `sandbox '${sandboxId}' has no host`);
+    const templateName = name ?? `snap-${sandboxId}-${Date.now().toString(36)}`;
+    const [existing] = await db.select().from(templates).where(eq(templates.name, templateName));
+    if (existing && (existing.teamId !== caller.teamId || existing.type !== "snapshot")) {
+      throw new WrennError("already_exists", `the name '${templateName}' is taken; choose another`);
+    }
+    if (existing && !overwrite) {
+      throw new WrennError(
+        "already_exists",
+        `snapshot '${templateName}' exists; pass ?overwrite=true to replace it`,
+      );
+    }
+    const res = await timed(
+      log,
+      "sandbox.snapshot",
+      () =>
+        agents.call(host.address, (a, o) =>
+          a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
+        ),
+      { sandboxId, name: templateName },
+    );
+    // Taking a snapshot pauses the sandbox, and it stays paused.
+    await this.#set(sandboxId, { status: "paused" });
+    if (existing?.hostId && existing.hostId !== host.id) await this.#deleteOnHost(existing);
+    const info = res.template;
+    const values = {
+      teamId: caller.teamId,
+      name: templateName,
+      type: "snapshot" as const,
+      hostId: host.id,
+      sourceSandboxId: sandboxId,
+      vcpus: info?.vcpus || row.vcpus,
+      memoryMb: info?.memoryMb || row.memoryMb,
+      sizeBytes: Number(info?.sizeBytes ?? 0),
+    };
+    const [tpl] = await db
+      .insert(templates)
+      .values(values)
+      .onConflictDoUpdate({ target: templates.name, set: { ...values, createdAt: new Date() } })
+      .returning();
+    if (!tpl) throw new WrennError("internal", "template upsert returned nothing");
+    return tpl;
+  }
+
+  async listTemplates(caller: Caller, type?: "base" | "snapshot"): Promise<TemplateRow[]> {
+    const team = inArray(templates.teamId, [caller.teamId, PLATFORM_TEAM_ID]);
+    return this.#deps.db
+      .select()
+      .from(templates)
+      .where(type ? and(team, eq(templates.type, type)) : team)
+      .orderBy(templates.name);
+  }
+
+  async deleteTemplate(caller: Caller, name: string): Promise<void> {
+    const [tpl] = await this.#deps.db
+      .select()
+      .from(templates)
+      .where(
+        and(eq(templates.name, name), inArray(templates.teamId, [caller.teamId, PLATFORM_TEAM_ID])),
+      );
+    if (!tpl) throw new WrennError("not_found", `snapshot '${name}' not found`);
+    if (tpl.teamId === PLATFORM_TEAM_ID || tpl.type === "base") {
+      throw new WrennError(
+        "permission_denied",
+        `'${name}' is a platform template; it cannot be deleted`,
+      );
+    }
+    await this.#deleteOnHost(tpl);
+    await this.#deps.db.delete(templates).where(eq(templates.id, tpl.id));
+  }
+
+  async #deleteOnHost(tpl: TemplateRow): Promise<void> {
+    if (!tpl.hostId) return;
+    const [host] = await this.#deps.db.select().from(hosts).where(eq(hosts.id, tpl.hostId));
+    if (!host) return;
+    try {
+      await this.#deps.agents.call(host.address, (a, o) => a.deleteSnapshot({ name: tpl.name }, o));
+    } catch (err) {
+      if (!(err instanceof WrennError && err.code === "not_found")) throw err;
+    }
+  }
+
+  async #visibleTemplate(caller: Caller, name: string): Promise<TemplateRow> {
+    const [tpl] = await this.#deps.db
+      .select()
+      .from(templates)
+      .where(
+        and(eq(templates.name, name), inArray(templates.teamId, [caller.teamId, PLATFORM_TEAM_ID])),
+      );
+    if (!tpl) {
+      throw new WrennError(
+        "not_found",
+        `template '${name}' not found; GET /v1/snapshots lists them`,
+      );
+    }
+    return tpl;
+  }
+
+  async #byRequestId(caller: Caller, requestId: string): Promise<SandboxRow | undefined> {
+    const [row] = await this.#deps.db
+      .select()
+      .from(sandboxes)
+      .where(and(eq(sandboxes.teamId, caller.teamId), eq(sandboxes.clientRequestId, requestId)));
+    return row;
+  }
+
+  async #hostOf(row: SandboxRow, opts: { allowMissing: boolean }): Promise<HostRow | undefined> {
+    if (!row.hostId) return undefined;
+    const [host] = await this.#deps.db.select().from(hosts).where(eq(hosts.id, row.hostId));
+    if (!host) return undefined;
+    if (host.status !== "ready" && !opts.allowMissing) {
+      throw new WrennError("unavailable", `the host of sandbox '${row.id}' is unreachable`);
+    }
+    return host;
+  }
+
+  async #set(id: string, values: Partial<typeof sandboxes.$inferInsert>): Promise<SandboxRow> {
+    const [row] = await this.#deps.db
+      .update(sandboxes)
+      .set({ ...values, updatedAt: new Date() })
+      .where(eq(sandboxes.id, id))
+      .returning();
+    if (!row) throw new WrennError("not_found", `sandbox '${id}' not found`);
+    return row;
+  }
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function utf8(bytes: Uint8Array): string | null {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+function encodeCursor(row: SandboxRow): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString("base64url");
+}
+
+function decodeCursor(token: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(token, "base64url").toString().split("|");
+  const createdAt = new Date(at ?? "");
+  if (!id || Number.isNaN(createdAt.getTime())) {
+    throw new WrennError("invalid_argument", "next_token is not one this API gave out");
+  }
+  return { createdAt, id };
+}

@@ -1,0 +1,116 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import type { Db } from "./db/open.ts";
+import { hosts, sandboxes } from "./db/schema.ts";
+
+export interface Overcommit {
+  /** vCPUs are time-shared; idle sandboxes cost little CPU. */
+  cpu: number;
+  memory: number;
+  /** Writable layers are sparse: a 20 GiB disk costs what is written to it. */
+  disk: number;
+}
+
+export const DEFAULT_OVERCOMMIT: Overcommit = { cpu: 4, memory: 1, disk: 8 };
+
+export interface Demand {
+  vcpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+}
+
+export type HostRow = typeof hosts.$inferSelect;
+
+interface Load {
+  vcpus: number;
+  memoryMb: number;
+  count: number;
+}
+
+/**
+ * Placement: a ready host with room for the demand, least loaded first. Load
+ * counts the sandboxes that hold CPU and memory (pending and running); paused
+ * ones only hold disk, which the host reports as free space.
+ */
+export class Placement {
+  readonly #db: Db;
+  readonly #overcommit: Overcommit;
+
+  constructor(db: Db, overcommit: Overcommit = DEFAULT_OVERCOMMIT) {
+    this.#db = db;
+    this.#overcommit = overcommit;
+  }
+
+  /** The best host for the demand; `only` restricts it to one host (a snapshot's). */
+  async pick(demand: Demand, only?: string): Promise<HostRow> {
+    const candidates = await this.#db
+      .select()
+      .from(hosts)
+      .where(only ? and(eq(hosts.status, "ready"), eq(hosts.id, only)) : eq(hosts.status, "ready"));
+    if (candidates.length === 0) {
+      throw new WrennError(
+        only ? "unavailable" : "resource_exhausted",
+        only
+          ? "the host that holds this sandbox's or template's snapshot is not reachable"
+          : "no host is registered and reachable; start a host agent and register it",
+      );
+    }
+    const loads = await this.#loads(candidates.map((h) => h.id));
+    let best: { host: HostRow; score: number; count: number } | undefined;
+    for (const host of candidates) {
+      const load = loads.get(host.id) ?? { vcpus: 0, memoryMb: 0, count: 0 };
+      const cpuCap = host.totalVcpus * this.#overcommit.cpu;
+      const memCap = host.totalMemoryMb * this.#overcommit.memory;
+      const fits =
+        load.vcpus + demand.vcpus <= cpuCap &&
+        load.memoryMb + demand.memoryMb <= memCap &&
+        demand.diskSizeMb <= host.freeDiskMb * this.#overcommit.disk;
+      if (!fits) continue;
+      const score = Math.max(
+        (load.vcpus + demand.vcpus) / cpuCap,
+        (load.memoryMb + demand.memoryMb) / memCap,
+      );
+      if (
+        !best ||
+        score < best.score ||
+        (score === best.score && load.count < best.count) ||
+        (score === best.score && load.count === best.count && host.id < best.host.id)
+      ) {
+        best = { host, score, count: load.count };
+      }
+    }
+    if (!best) {
+      throw new WrennError(
+        "resource_exhausted",
+        `no host has room for ${demand.vcpus} vCPUs, ${demand.memoryMb} MiB memory and a ${demand.diskSizeMb} MiB disk; stop or pause sandboxes, or add a host`,
+      );
+    }
+    return best.host;
+  }
+
+  async #loads(hostIds: string[]): Promise<Map<string, Load>> {
+    const rows = await this.#db
+      .select({
+        hostId: sandboxes.hostId,
+        vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}), 0)`,
+        memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}), 0)`,
+        count: sql<string>`count(*)`,
+      })
+      .from(sandboxes)
+      .where(
+        and(inArray(sandboxes.hostId, hostIds), inArray(sandboxes.status, ["pending", "running"])),
+      )
+      .groupBy(sandboxes.hostId);
+    const loads = new Map<string, Load>();
+    for (const r of rows) {
+      if (r.hostId) {
+        loads.set(r.hostId, {
+          vcpus: Number(r.vcpus),
+          memoryMb: Number(r.memoryMb),
+          count: Number(r.count),
+        });
+      }
+    }
+    return loads;
+  }
+}

@@ -1,0 +1,91 @@
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { serve } from "@hono/node-server";
+import type { PGlite } from "@electric-sql/pglite";
+import { createLogger, type Logger } from "@wrenn/shared/log.ts";
+import { AgentPool } from "./agents.ts";
+import { buildApp } from "./api/app.ts";
+import type { Deps } from "./api/context.ts";
+import { attachExecStream } from "./api/exec-stream.ts";
+import { createSessions } from "./auth/sessions.ts";
+import { openDatabase, type Db } from "./db/open.ts";
+import { Reconciler } from "./reconciler.ts";
+import { SandboxService } from "./sandboxes.ts";
+import { DEFAULT_OVERCOMMIT, Placement, type Overcommit } from "./scheduler.ts";
+
+export interface ControlPlaneOptions {
+  port?: number;
+  host?: string;
+  /** PostgreSQL; without it an embedded PGlite under `dataDir`. */
+  databaseUrl?: string;
+  dataDir?: string;
+  /** An open PGlite to use instead (tests). */
+  pglite?: PGlite;
+  jwtSecret?: string;
+  reconcileIntervalMs?: number;
+  /** Unheard-of hosts turn `unreachable` after this long (default 3 reconcile intervals). */
+  hostTimeoutMs?: number;
+  overcommit?: Partial<Overcommit>;
+  log?: Logger;
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  db: Db;
+  reconciler: Reconciler;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = options.log ?? createLogger("control-plane");
+  const database = await openDatabase({
+    log,
+    ...(options.databaseUrl ? { url: options.databaseUrl } : {}),
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+    ...(options.pglite ? { pglite: options.pglite } : {}),
+  });
+  const { db } = database;
+  const agents = new AgentPool();
+  const deps: Deps = {
+    db,
+    agents,
+    log,
+    sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
+    placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
+  };
+  const intervalMs = options.reconcileIntervalMs ?? 10_000;
+  const reconciler = new Reconciler(db, agents, log, {
+    intervalMs,
+    hostTimeoutMs: options.hostTimeoutMs ?? 3 * intervalMs,
+  });
+  const service = new SandboxService(deps);
+  const app = buildApp(deps, service, reconciler);
+
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve(
+      { fetch: app.fetch, port: options.port ?? 8080, hostname: options.host ?? "127.0.0.1" },
+      () => resolve(s as Server),
+    ) as Server;
+  });
+  const detachWs = attachExecStream(server, deps, service);
+  reconciler.start();
+  const { port, address } = server.address() as AddressInfo;
+  const host = address.includes(":") ? `[${address}]` : address;
+  const url = `http://${host}:${port}`;
+  log.info({ url, database: database.kind }, "control plane listening");
+
+  return {
+    url,
+    port,
+    db,
+    reconciler,
+    async close() {
+      await reconciler.stop();
+      detachWs();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,229 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { create } from "@bufbuild/protobuf";
+import {
+  HostAgentService,
+  SandboxInfoSchema,
+  SandboxState,
+  TemplateInfoSchema,
+  TemplateType,
+  type SandboxInfo,
+  type TemplateInfo,
+} from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+
+/**
+ * A host agent that keeps sandboxes in a map, served over a real Connect
+ * server on loopback: enough to test routing, placement, the reconciler and
+ * error mapping without VMs. Files live in memory per sandbox.
+ */
+export interface FakeAgent {
+  address: string;
+  sandboxes: Map<string, SandboxInfo>;
+  files: Map<string, Buffer>;
+  templates: Map<string, TemplateInfo>;
+  autoPaused: Set<string>;
+  capacity: { totalVcpus: number; totalMemoryMb: number; freeDiskMb: number };
+  calls: string[];
+  /** Largest single chunk seen by WriteFileStream (streaming check). */
+  maxChunk: number;
+  close(): Promise<void>;
+}
+
+export async function startFakeAgent(): Promise<FakeAgent> {
+  const sandboxes = new Map<string, SandboxInfo>();
+  const files = new Map<string, Buffer>();
+  const templates = new Map<string, TemplateInfo>([
+    [
+      "minimal",
+      create(TemplateInfoSchema, {
+        name: "minimal",
+        type: TemplateType.BASE,
+        vcpus: 1,
+        memoryMb: 512,
+      }),
+    ],
+  ]);
+  const state: FakeAgent = {
+    address: "",
+    sandboxes,
+    files,
+    templates,
+    autoPaused: new Set(),
+    capacity: { totalVcpus: 8, totalMemoryMb: 16384, freeDiskMb: 100_000 },
+    calls: [],
+    maxChunk: 0,
+    close: async () => {},
+  };
+  const need = (id: string, want?: SandboxState): SandboxInfo => {
+    const sb = sandboxes.get(id);
+    if (!sb) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
+    if (want !== undefined && sb.state !== want) {
+      throw new ConnectError(
+        `sandbox ${id} is in state ${SandboxState[sb.state]}`,
+        Code.FailedPrecondition,
+      );
+    }
+    return sb;
+  };
+  const routes = (router: ConnectRouter) =>
+    router.service(HostAgentService, {
+      createSandbox(req) {
+        state.calls.push(`create:${req.sandboxId}`);
+        if (!templates.has(req.template))
+          throw new ConnectError(`no template ${req.template}`, Code.NotFound);
+        if (req.template === "boom") throw new ConnectError("boot failed", Code.Internal);
+        const sb = create(SandboxInfoSchema, {
+          sandboxId: req.sandboxId,
+          template: req.template,
+          state: SandboxState.RUNNING,
+          vcpus: req.vcpus,
+          memoryMb: req.memoryMb,
+          diskSizeMb: req.diskSizeMb,
+          timeoutSec: req.timeoutSec,
+          createdAtMs: BigInt(Date.now()),
+          envdAddress: "10.0.0.1:49983",
+        });
+        sandboxes.set(req.sandboxId, sb);
+        return { sandbox: sb };
+      },
+      destroySandbox(req) {
+        state.calls.push(`destroy:${req.sandboxId}`);
+        need(req.sandboxId);
+        sandboxes.delete(req.sandboxId);
+        return {};
+      },
+      listSandboxes() {
+        return { sandboxes: [...sandboxes.values()], autoPausedSandboxIds: [...state.autoPaused] };
+      },
+      pingSandbox(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        return {};
+      },
+      pauseSandbox(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        // Like the real agent: a paused sandbox's VM is gone; its snapshot stays on disk.
+        sandboxes.delete(req.sandboxId);
+        return {};
+      },
+      resumeSandbox(req) {
+        if (sandboxes.has(req.sandboxId))
+          throw new ConnectError("already running", Code.FailedPrecondition);
+        const sb = create(SandboxInfoSchema, {
+          sandboxId: req.sandboxId,
+          state: SandboxState.RUNNING,
+          envdAddress: "10.0.0.1:49983",
+        });
+        sandboxes.set(req.sandboxId, sb);
+        return { sandbox: sb };
+      },
+      createSnapshot(req) {
+        const sb = sandboxes.get(req.sandboxId);
+        if (templates.has(req.name) && !req.overwrite)
+          throw new ConnectError("exists", Code.AlreadyExists);
+        const t = create(TemplateInfoSchema, {
+          name: req.name,
+          type: TemplateType.SNAPSHOT,
+          vcpus: sb?.vcpus ?? 1,
+          memoryMb: sb?.memoryMb ?? 512,
+          sizeBytes: 1234n,
+        });
+        templates.set(req.name, t);
+        sandboxes.delete(req.sandboxId);
+        return { template: t };
+      },
+      deleteSnapshot(req) {
+        if (!templates.delete(req.name)) throw new ConnectError("no such snapshot", Code.NotFound);
+        return {};
+      },
+      listTemplates() {
+        return { templates: [...templates.values()] };
+      },
+      exec(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        if (req.cmd === "binary") {
+          return {
+            stdout: new Uint8Array([0xff, 0xfe, 0x00]),
+            stderr: new Uint8Array(),
+            exitCode: 0,
+            durationMs: 1n,
+          };
+        }
+        const out = [req.cmd, ...req.args].join(" ");
+        return {
+          stdout: new TextEncoder().encode(out + "\n"),
+          stderr: new Uint8Array(),
+          exitCode: req.cmd === "false" ? 1 : 0,
+          durationMs: 3n,
+        };
+      },
+      async *execStream(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        yield { event: { case: "start", value: { pid: 42 } } };
+        for (const a of req.args) {
+          yield {
+            event: {
+              case: "data",
+              value: { output: { case: "stdout", value: new TextEncoder().encode(a) } },
+            },
+          };
+        }
+        yield { event: { case: "end", value: { exitCode: 0, error: "" } } };
+      },
+      async writeFileStream(reqs) {
+        let key = "";
+        const parts: Buffer[] = [];
+        let size = 0;
+        for await (const r of reqs) {
+          if (r.part.case === "header") {
+            need(r.part.value.sandboxId, SandboxState.RUNNING);
+            key = `${r.part.value.sandboxId}:${r.part.value.path}`;
+          } else if (r.part.case === "chunk") {
+            state.maxChunk = Math.max(state.maxChunk, r.part.value.length);
+            size += r.part.value.length;
+            // Big uploads only count bytes, so the fake itself does not hold them.
+            if (size <= 8 << 20) parts.push(Buffer.from(r.part.value));
+          }
+        }
+        files.set(key, Buffer.concat(parts));
+        return { size: BigInt(size) };
+      },
+      writeFile(req) {
+        files.set(`${req.sandboxId}:${req.path}`, Buffer.from(req.content));
+        return { size: BigInt(req.content.length) };
+      },
+      readFile(req) {
+        const f = files.get(`${req.sandboxId}:${req.path}`);
+        if (!f) throw new ConnectError("no such file", Code.NotFound);
+        return { content: f };
+      },
+      async *readFileStream(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        const f = files.get(`${req.sandboxId}:${req.path}`);
+        if (!f) throw new ConnectError(`no such file ${req.path}`, Code.NotFound);
+        for (let i = 0; i < f.length; i += 64 * 1024) yield { chunk: f.subarray(i, i + 64 * 1024) };
+      },
+      getHostInfo() {
+        return {
+          hostId: "fake",
+          vmm: "fake",
+          storage: "memory",
+          totalVcpus: state.capacity.totalVcpus,
+          totalMemoryMb: BigInt(state.capacity.totalMemoryMb),
+          freeDiskMb: BigInt(state.capacity.freeDiskMb),
+          runningSandboxes: sandboxes.size,
+          version: "test",
+        };
+      },
+    });
+  const server: Server = createServer(connectNodeAdapter({ routes }));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return state;
+}
