@@ -10,6 +10,10 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  up: {
+    summary: "bring the platform up on this machine and show a sandbox running a command",
+    load: () => import("./commands/up.ts"),
+  },
   envd: {
     summary: "start the guest daemon on this machine (for testing)",
     load: () => import("./commands/envd.ts"),

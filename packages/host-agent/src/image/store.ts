@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { readlink, readFile, stat } from "node:fs/promises";
+import { readlink, readFile, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 
@@ -102,7 +102,9 @@ export async function findKernel(data: string): Promise<KernelFiles> {
     initrd: join(dir, "initrd.img"),
     vmlinux: join(dir, "vmlinux"),
   };
-  for (const path of [files.vmlinuz, files.initrd, files.vmlinux]) {
+  // A user's own kernel may come without an initrd (virtio and ext4 built in).
+  if (!(await exists(files.initrd))) files.initrd = "";
+  for (const path of [files.vmlinuz, files.vmlinux]) {
     if (!(await exists(path))) {
       throw new WrennError(
         "failed_precondition",
@@ -119,13 +121,17 @@ export async function findTemplate(data: string, name: string): Promise<Template
   }
   const rootfs = join(templateDir(data, name), "rootfs.ext4");
   let size: number;
+  let path: string;
   try {
-    size = (await stat(rootfs)).size;
+    // rootfs.ext4 links to this build's file; overlays must name the file itself,
+    // which stays when the template is rebuilt.
+    path = await realpath(rootfs);
+    size = (await stat(path)).size;
   } catch {
     const hint = name === DEFAULT_TEMPLATE ? ": run 'wrenn image build'" : "";
     throw new WrennError("not_found", `template '${name}' has no image at ${rootfs}${hint}`);
   }
-  return { name, rootfs, sizeBytes: size };
+  return { name, rootfs: path, sizeBytes: size };
 }
 
 export async function readTemplateMeta(data: string, name: string): Promise<TemplateMeta | null> {

@@ -1,0 +1,147 @@
+// Bundles envd into one ESM file for the guest image, plus the native addon
+// packages it loads at runtime (they cannot be bundled: .node binaries).
+//
+//   node packages/envd/build.ts OUT_DIR   → OUT_DIR/envd.mjs, OUT_DIR/node_modules/…
+import { createHash } from "node:crypto";
+import { cp, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+/** Packages with native addons: kept external and copied next to the bundle. */
+export const NATIVE_PACKAGES: string[] = ["@napi-rs/xattr", "node-pty"];
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export interface EnvdBundle {
+  dir: string;
+  /** The entry file, `envd.mjs`. */
+  bundle: string;
+  /** Hash over the bundle and every copied file, to decide whether an image is stale. */
+  sha256: string;
+}
+
+// Sources, build intermediates and other platforms' prebuilt binaries are dead
+// weight in the guest.
+const SKIP_DIRS = new Set([
+  "src",
+  "deps",
+  "third_party",
+  "test",
+  "tests",
+  "obj.target",
+  ".deps",
+  "node-addon-api",
+  "typings",
+  "scripts",
+]);
+const SKIP_FILE =
+  /\.(o|cc|cpp|c|h|hpp|gyp|gypi|mk|md|ts|map)$|\.test\.js$|^Makefile$|^binding\.Makefile$/;
+
+function keep(root: string, src: string): boolean {
+  const rel = src.slice(root.length + 1);
+  if (rel === "") return true;
+  const parts = rel.split(sep);
+  const name = parts[parts.length - 1] ?? "";
+  if (parts.slice(0, -1).some((p) => SKIP_DIRS.has(p)) || SKIP_DIRS.has(name)) return false;
+  if (parts[0] === "prebuilds" && parts[1] !== undefined && parts[1] !== "linux-x64") return false;
+  return name.endsWith(".d.ts") ? false : !SKIP_FILE.test(name) || name === "package.json";
+}
+
+interface PackageJson {
+  name: string;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+}
+
+/** Copies a package and its installed runtime dependencies into `outModules`. */
+async function copyPackage(
+  name: string,
+  from: string,
+  outModules: string,
+  done: Set<string>,
+): Promise<void> {
+  if (done.has(name)) return;
+  done.add(name);
+  const req = createRequire(join(from, "noop.js"));
+  let manifest: string;
+  try {
+    manifest = req.resolve(`${name}/package.json`);
+  } catch {
+    // Optional platform packages for other platforms are not installed.
+    return;
+  }
+  const root = dirname(manifest);
+  const pkg = JSON.parse(await readFile(manifest, "utf8")) as PackageJson;
+  await cp(root, join(outModules, name), {
+    recursive: true,
+    dereference: true,
+    filter: (src) => keep(root, src),
+  });
+  const deps = { ...pkg.dependencies, ...pkg.optionalDependencies };
+  for (const dep of Object.keys(deps)) {
+    // Header-only build dependencies are not needed at runtime.
+    if (dep === "node-addon-api" || dep === "nan") continue;
+    await copyPackage(dep, root, outModules, done);
+  }
+}
+
+async function hashTree(dir: string, files: string[]): Promise<string> {
+  const h = createHash("sha256");
+  for (const f of files.sort()) {
+    h.update(f.slice(dir.length));
+    h.update(await readFile(f));
+  }
+  return h.digest("hex");
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const { readdir } = await import("node:fs/promises");
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+export async function buildEnvd(outDir: string): Promise<EnvdBundle> {
+  const dir = resolve(outDir);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const bundle = join(dir, "envd.mjs");
+  await build({
+    entryPoints: [join(here, "src", "main.ts")],
+    outfile: bundle,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node22",
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: "none",
+    external: NATIVE_PACKAGES.flatMap((p) => [p, `${p}/*`]),
+    // CommonJS dependencies call require() for Node's builtins; ESM output has none.
+    banner: {
+      js: "import { createRequire as __wrennRequire } from 'node:module'; const require = __wrennRequire(import.meta.url);",
+    },
+    logLevel: "warning",
+  });
+  const done = new Set<string>();
+  for (const name of NATIVE_PACKAGES) {
+    await copyPackage(name, here, join(dir, "node_modules"), done);
+    try {
+      await stat(join(dir, "node_modules", name, "package.json"));
+    } catch {
+      throw new Error(`native package ${name} is not installed; run 'npm ci'`);
+    }
+  }
+  return { dir, bundle, sha256: await hashTree(dir, await listFiles(dir)) };
+}
+
+if (import.meta.main) {
+  const out = process.argv[2];
+  if (!out) {
+    process.stderr.write(`usage: node ${basename(fileURLToPath(import.meta.url))} OUT_DIR\n`);
+    process.exit(2);
+  }
+  const result = await buildEnvd(out);
+  process.stdout.write(`${result.bundle} sha256=${result.sha256}\n`);
+}
