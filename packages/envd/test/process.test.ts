@@ -155,7 +155,12 @@ for (const useBinaryFormat of [true, false]) {
       assert.ok(r.pid > 0);
       assert.equal(r.stdout, "out\n");
       assert.equal(r.stderr, "err\n");
-      assert.deepEqual(r.end, { exitCode: 3, exited: true, status: "exit status 3" });
+      assert.deepEqual(r.end, {
+        exitCode: 3,
+        exited: true,
+        status: "exit status 3",
+        error: "exit status 3",
+      });
     });
 
     test("envs, cwd, sandbox env vars below request envs, default cwd is home", async () => {
@@ -285,7 +290,12 @@ for (const useBinaryFormat of [true, false]) {
           await client.sendSignal({ process: byPid(pid), signal: 15 });
         },
       );
-      assert.deepEqual(r.end, { exitCode: -1, exited: false, status: "signal: terminated" });
+      assert.deepEqual(r.end, {
+        exitCode: -1,
+        exited: false,
+        status: "signal: terminated",
+        error: "signal: terminated",
+      });
       const child = Number((await readFile(marker, "utf8")).trim());
       await until(
         async () =>

@@ -7,6 +7,10 @@ export interface ExitInfo {
   exited: boolean;
   /** "exit status N" or "signal: killed": the strings E2B's Go daemon reports. */
   status: string;
+  /**
+   * Set whenever the process did not exit 0, as E2B's daemon does (Go's Wait
+   * error); the e2b SDK makes it the message of its CommandExitError.
+   */
   error?: string;
 }
 
@@ -52,12 +56,12 @@ export function signalNumber(signal: NodeJS.Signals | number): number {
 export function exitInfo(code: number | null, signal: NodeJS.Signals | number | null): ExitInfo {
   const signo = signal === null ? 0 : signalNumber(signal);
   if (signo > 0) {
-    return {
-      exitCode: -1,
-      exited: false,
-      status: `signal: ${SIGNAL_TEXT[signo] ?? `signal ${signo}`}`,
-    };
+    const status = `signal: ${SIGNAL_TEXT[signo] ?? `signal ${signo}`}`;
+    return { exitCode: -1, exited: false, status, error: status };
   }
   const exitCode = code ?? -1;
-  return { exitCode, exited: true, status: `exit status ${exitCode}` };
+  const status = `exit status ${exitCode}`;
+  return exitCode === 0
+    ? { exitCode, exited: true, status }
+    : { exitCode, exited: true, status, error: status };
 }
