@@ -24,6 +24,11 @@ export interface BootSpec {
   netns: string;
   /** Directory the driver may use for sockets, logs and state files. */
   runDir: string;
+  /**
+   * Firecracker: keep KVM's dirty log so the next snapshot can be a Diff
+   * (not stored in a snapshot: pass it again on every restore). QEMU ignores it.
+   */
+  trackDirtyPages?: boolean;
 }
 
 /** Where a memory snapshot lives on disk; the layout is owned by snapshot/. */

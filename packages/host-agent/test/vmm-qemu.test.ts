@@ -1,0 +1,351 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test, type TestContext } from "node:test";
+import { runCommand } from "@wrenn/shared/command.ts";
+import { dataDir, findKernel, findTemplate, guestBootArgs } from "../src/image/store.ts";
+import { QemuDriver } from "../src/vmm/qemu.ts";
+import type { BootSpec, VmHandle, VmRecord } from "../src/vmm/vmm.ts";
+
+const GUEST = "169.254.0.21";
+const GATEWAY = "169.254.0.22";
+const ENVD = `http://${GUEST}:49983`;
+const MAC = "02:fc:00:00:00:05";
+const MEMORY_MB = 256;
+
+function has(cmd: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+}
+
+async function images(): Promise<{ kernel: string; initrd: string; rootfs: string } | string> {
+  try {
+    const data = dataDir();
+    const [kernel, template] = await Promise.all([findKernel(data), findTemplate(data, "minimal")]);
+    return { kernel: kernel.vmlinuz, initrd: kernel.initrd, rootfs: template.rootfs };
+  } catch (err) {
+    return `no guest image (${(err as Error).message})`;
+  }
+}
+
+const found = await images();
+const skipReason =
+  process.getuid?.() !== 0
+    ? "needs root (network namespaces, TAP)"
+    : !has("qemu-system-x86_64") || !has("qemu-img")
+      ? "qemu-system-x86_64/qemu-img not installed (apt-get install qemu-system-x86 qemu-utils)"
+      : typeof found === "string"
+        ? found
+        : null;
+
+function skipLoudly(t: TestContext): boolean {
+  if (!skipReason) return false;
+  console.warn(`\n!!! SKIPPING QEMU VMM TEST: ${skipReason}\n`);
+  t.skip(skipReason);
+  return true;
+}
+
+let work = "";
+const namespaces = new Set<string>();
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "wrenn-vmm-"));
+});
+
+after(async () => {
+  for (const ns of namespaces) await runCommand("ip", ["netns", "del", ns]).catch(() => undefined);
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A network namespace with the slot's TAP, as the network driver makes it. */
+async function slot(name: string): Promise<string> {
+  const ns = `wrenn-vmmt-${process.pid}-${name}`;
+  await runCommand("ip", ["netns", "add", ns]);
+  namespaces.add(ns);
+  const inNs = (...args: string[]) => runCommand("ip", ["netns", "exec", ns, "ip", ...args]);
+  await inNs("tuntap", "add", "tap0", "mode", "tap");
+  await inNs("addr", "add", `${GATEWAY}/30`, "dev", "tap0");
+  await inNs("link", "set", "tap0", "up");
+  await inNs("link", "set", "lo", "up");
+  return ns;
+}
+
+async function dropSlot(ns: string): Promise<void> {
+  await runCommand("ip", ["netns", "del", ns]);
+  namespaces.delete(ns);
+}
+
+interface NsResponse {
+  status: number;
+  body: string;
+}
+
+/**
+ * An HTTP request from inside a namespace (the guest is only reachable
+ * there): a short-lived pinned Node does the fetch.
+ */
+async function nsFetch(
+  ns: string,
+  path: string,
+  opts: { method?: string; form?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<NsResponse | null> {
+  const script = `
+    const o = JSON.parse(process.argv[1]);
+    let body;
+    if (o.form) { body = new FormData(); for (const [k, v] of Object.entries(o.form)) body.append(k, new Blob([v]), "f"); }
+    fetch(o.url, { method: o.method, body, signal: AbortSignal.timeout(o.timeoutMs) })
+      .then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))
+      .catch(() => console.log("null"));`;
+  const { stdout } = await runCommand("ip", [
+    "netns",
+    "exec",
+    ns,
+    process.execPath,
+    "-e",
+    script,
+    JSON.stringify({
+      url: ENVD + path,
+      method: opts.method ?? "GET",
+      form: opts.form,
+      timeoutMs: opts.timeoutMs ?? 2000,
+    }),
+  ]);
+  return JSON.parse(stdout) as NsResponse | null;
+}
+
+async function waitHealthy(ns: string, timeoutMs = 90_000): Promise<number> {
+  const start = performance.now();
+  while (performance.now() - start < timeoutMs) {
+    const r = await nsFetch(ns, "/health", { timeoutMs: 1000 });
+    if (r && r.status >= 200 && r.status < 300) return performance.now() - start;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`envd /health did not answer in ${timeoutMs} ms`);
+}
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Processes whose command line names this VM: none may outlive `stop`. */
+function vmProcesses(vmId: string): string {
+  const r = spawnSync("pgrep", ["-af", `wrenn-${vmId}`], { encoding: "utf8" });
+  return r.stdout.trim();
+}
+
+async function assertNoLeaks(vmId: string, runDir: string): Promise<void> {
+  assert.equal(vmProcesses(vmId), "", "QEMU process left behind");
+  assert.deepEqual(await readdir(runDir), [], "files left in the run directory");
+}
+
+let seq = 0;
+async function bootSpec(ns: string): Promise<BootSpec> {
+  if (typeof found === "string") throw new Error(found);
+  const vmId = `vt${process.pid}x${++seq}`;
+  const runDir = join(work, vmId);
+  await runCommand("mkdir", ["-p", runDir]);
+  // The VM writes its disk: give it a qcow2 overlay over the template, never the template.
+  const disk = join(work, `${vmId}.qcow2`);
+  await runCommand("qemu-img", [
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-b",
+    found.rootfs,
+    "-F",
+    "raw",
+    disk,
+  ]);
+  return {
+    vmId,
+    vcpus: 1,
+    memoryMb: MEMORY_MB,
+    kernelPath: found.kernel,
+    initrdPath: found.initrd,
+    bootArgs: guestBootArgs({
+      guestIp: GUEST,
+      gatewayIp: GATEWAY,
+      netmask: "255.255.255.252",
+      hostname: vmId,
+    }),
+    rootfs: { path: disk, format: "qcow2" },
+    tapName: "tap0",
+    guestMac: MAC,
+    netns: ns,
+    runDir,
+  };
+}
+
+/** Stops whatever a failed test left running, then checks nothing leaked. */
+async function cleanup(vm: VmHandle | null, spec: BootSpec): Promise<void> {
+  await vm?.stop();
+  await assertNoLeaks(spec.vmId, spec.runDir);
+}
+
+const driver = new QemuDriver({ accel: "tcg" });
+
+test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", async (t) => {
+  if (skipLoudly(t)) return;
+  const ns = await slot("a");
+  const spec = await bootSpec(ns);
+  let vm: VmHandle | null = null;
+  let restored: VmHandle | null = null;
+  let clone: VmHandle | null = null;
+  const snapDir = join(work, `${spec.vmId}-snap`);
+  await runCommand("mkdir", ["-p", snapDir]);
+  const files = { statePath: join(snapDir, "state"), memPath: join(snapDir, "mem") };
+  try {
+    const t0 = performance.now();
+    vm = await driver.boot(spec);
+    const launched = performance.now() - t0;
+    const healthMs = await waitHealthy(ns);
+    console.log(
+      `qemu(tcg) boot-to-health: ${Math.round(launched + healthMs)} ms (QEMU up in ${Math.round(launched)} ms)`,
+    );
+
+    await vm.pause();
+    assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null, "paused VM answered");
+    await vm.resume();
+    await waitHealthy(ns, 10_000);
+
+    const marker = `wrenn-${Date.now()}`;
+    const put = await nsFetch(ns, "/files?path=/tmp/marker&username=root", {
+      method: "POST",
+      form: { file: marker },
+    });
+    assert.ok(
+      put && put.status < 300,
+      `writing a file through envd failed: ${JSON.stringify(put)}`,
+    );
+
+    await vm.pause();
+    const s0 = performance.now();
+    await vm.snapshot(files, "full");
+    const saveMs = performance.now() - s0;
+    await vm.stop();
+    vm = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    const stateBytes = (await stat(files.statePath)).size;
+    console.log(
+      `qemu snapshot: save ${Math.round(saveMs)} ms, state ${Math.round(stateBytes / 1024)} KiB`,
+    );
+    assert.ok(stateBytes < 4 * 1024 * 1024, "guest RAM leaked into the state file");
+    assert.equal((await stat(files.memPath)).size, MEMORY_MB * 1024 * 1024);
+
+    // Restore into a different slot: a snapshot must not depend on where it was taken.
+    await dropSlot(ns);
+    const ns2 = await slot("b");
+    const memBefore = await sha256(files.memPath);
+    const r0 = performance.now();
+    clone = await driver.restore({ ...spec, netns: ns2, snapshot: files, privateMemory: true });
+    const cloneMs = performance.now() - r0;
+    await waitHealthy(ns2, 20_000);
+    const cloneRead = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
+    assert.equal(cloneRead?.body, marker, "the clone lost the guest's state");
+    await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root", {
+      method: "POST",
+      form: { file: "x".repeat(100_000) },
+    });
+    await clone.stop();
+    clone = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    assert.equal(await sha256(files.memPath), memBefore, "a private clone changed the RAM file");
+
+    const r1 = performance.now();
+    restored = await driver.restore({ ...spec, netns: ns2, snapshot: files });
+    const restoreMs = performance.now() - r1;
+    console.log(
+      `qemu restore (launch to running): shared ${Math.round(restoreMs)} ms, private clone ${Math.round(cloneMs)} ms`,
+    );
+    await waitHealthy(ns2, 20_000);
+    const read = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
+    assert.equal(read?.body, marker, "the restored VM lost the guest's state");
+    const gone = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
+    assert.notEqual(gone?.status, 200, "the clone's writes leaked into the snapshot");
+
+    // Pause again into the same files (the resume → pause cycle) and once more.
+    await restored.pause();
+    await restored.snapshot(files, "diff");
+    await restored.resume();
+    await waitHealthy(ns2, 10_000);
+    await restored.stop();
+    restored = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    await dropSlot(ns2);
+  } finally {
+    await cleanup(vm, spec).catch(() => undefined);
+    await cleanup(clone, spec).catch(() => undefined);
+    await cleanup(restored, spec);
+  }
+});
+
+test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (t) => {
+  if (skipLoudly(t)) return;
+  const ns = await slot("c");
+  const spec = await bootSpec(ns);
+  let vm: VmHandle | null = null;
+  try {
+    // Boot from a separate agent process that then exits, as an agent restart does.
+    const script = `
+      import { QemuDriver } from ${JSON.stringify(new URL("../src/vmm/qemu.ts", import.meta.url).pathname)};
+      const d = new QemuDriver({ accel: "tcg" });
+      const vm = await d.boot(JSON.parse(process.argv[1]));
+      console.log(JSON.stringify(d.record(vm)));
+      process.exit(0);`;
+    const { stdout } = await runCommand(process.execPath, [
+      "--input-type=module",
+      "-e",
+      script,
+      JSON.stringify(spec),
+    ]);
+    const record = JSON.parse(stdout.trim().split("\n").pop() ?? "") as VmRecord;
+    vm = await driver.adopt(record);
+    assert.ok(vm, "a running VM was not re-adopted");
+    assert.equal(vm.pid, record.pid);
+    await waitHealthy(ns);
+    await vm.pause();
+    assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null);
+    await vm.resume();
+    await waitHealthy(ns, 10_000);
+
+    process.kill(vm.pid, "SIGKILL");
+    const exit = await vm.exited;
+    assert.ok(exit, "exited did not resolve");
+    assert.equal(await driver.adopt(record), null, "a dead VM was adopted");
+    await vm.stop();
+    vm = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+
+    // Same for our own child.
+    vm = await driver.boot(spec);
+    process.kill(vm.pid, "SIGKILL");
+    assert.equal((await vm.exited).signal, "SIGKILL");
+    await vm.stop();
+    vm = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    await dropSlot(ns);
+  } finally {
+    await cleanup(vm, spec);
+  }
+});
+
+test("qemu: a bad disk path is a clear error and leaves nothing behind", async (t) => {
+  if (skipLoudly(t)) return;
+  const ns = await slot("d");
+  const spec = await bootSpec(ns);
+  try {
+    await assert.rejects(
+      driver.boot({ ...spec, rootfs: { path: join(work, "missing.img"), format: "raw" } }),
+      /QEMU did not start.*missing\.img/s,
+    );
+    await assertNoLeaks(spec.vmId, spec.runDir);
+  } finally {
+    await dropSlot(ns);
+  }
+});
