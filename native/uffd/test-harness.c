@@ -5,8 +5,10 @@
  * regions with the uffd over SCM_RIGHTS, touches every page and compares
  * every byte with EXPECTED (the raw image the snapshot should reproduce).
  *
- *   test-harness [--regions N] [--remove] [--hold] [--cpu N] SOCKET EXPECTED
+ *   test-harness [--regions N] [--threads N] [--remove] [--hold] [--cpu N] SOCKET EXPECTED
  *
+ * --threads touches pages from N threads at once, interleaved, as several
+ *           vCPUs do (faults on pages already in flight: EEXIST, wakeups).
  * --remove  afterwards drops a range with MADV_DONTNEED (the balloon's way)
  *           and checks it reads back as zeros while the rest is unchanged.
  * --hold    after reporting, waits to be killed (tests the server's exit).
@@ -18,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,12 +95,33 @@ static int compare(const uint8_t *got, const uint8_t *want, size_t len, size_t o
 	return -1;
 }
 
+struct toucher {
+	struct region *regions;
+	int n_regions, index, threads;
+	unsigned sum;
+};
+
+/* One "vCPU": reads one byte of every threads-th page, over all regions. */
+static void *touch(void *arg)
+{
+	struct toucher *t = arg;
+	size_t k = 0;
+	for (int i = 0; i < t->n_regions; i++)
+		for (size_t o = 0; o < t->regions[i].size; o += PAGE, k++)
+			if ((int)(k % (size_t)t->threads) == t->index)
+				t->sum += ((volatile uint8_t *)t->regions[i].base)[o];
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
+	int n_threads = 1;
 	int n_regions = 3, remove_test = 0, hold = 0, cpu = -1, argi = 1;
 	while (argi < argc && strncmp(argv[argi], "--", 2) == 0) {
 		if (strcmp(argv[argi], "--regions") == 0 && argi + 1 < argc) {
 			n_regions = atoi(argv[++argi]);
+		} else if (strcmp(argv[argi], "--threads") == 0 && argi + 1 < argc) {
+			n_threads = atoi(argv[++argi]);
 		} else if (strcmp(argv[argi], "--cpu") == 0 && argi + 1 < argc) {
 			cpu = atoi(argv[++argi]);
 		} else if (strcmp(argv[argi], "--remove") == 0) {
@@ -109,7 +133,8 @@ int main(int argc, char **argv)
 		}
 		argi++;
 	}
-	if (argc - argi != 2 || n_regions < 1 || n_regions > MAX_REGIONS)
+	if (argc - argi != 2 || n_regions < 1 || n_regions > MAX_REGIONS || n_threads < 1 ||
+	    n_threads > 64)
 		fail("%s", "usage: test-harness [--regions N] [--remove] [--hold] [--cpu N] SOCKET "
 			   "EXPECTED");
 	const char *sock_path = argv[argi], *expected_path = argv[argi + 1];
@@ -208,9 +233,17 @@ int main(int argc, char **argv)
 	/* Touch every page, as vCPUs would, in guest-memory order. */
 	t0 = now_ns();
 	unsigned sum = 0;
-	for (int i = 0; i < n_regions; i++)
-		for (size_t o = 0; o < regions[i].size; o += PAGE)
-			sum += ((volatile uint8_t *)regions[i].base)[o];
+	struct toucher touchers[64];
+	pthread_t tids[64];
+	for (int i = 0; i < n_threads; i++) {
+		touchers[i] = (struct toucher){ regions, n_regions, i, n_threads, 0 };
+		if (pthread_create(&tids[i], NULL, touch, &touchers[i]) != 0)
+			fail("%s", "pthread_create failed");
+	}
+	for (int i = 0; i < n_threads; i++) {
+		pthread_join(tids[i], NULL);
+		sum += touchers[i].sum;
+	}
 	uint64_t touch_ns = now_ns() - t0;
 
 	int bad = 0;

@@ -312,7 +312,13 @@ static int settle(int rc, int64_t done, uint64_t addr, uint64_t off, uint64_t le
 	return 0;
 }
 
-/* Serves one fault, copying the longest run the mapping allows (up to run_max). */
+/*
+ * Serves one fault: the run the faulting page starts (wakes the vCPU), then
+ * the runs after it up to run_max bytes in all, so a sequential reader
+ * finds its next pages in place while the vCPU is already running again.
+ */
+static int serve_run(const struct region *r, uint64_t addr, uint64_t limit_off, uint64_t *next);
+
 static int serve(uint64_t fault_addr)
 {
 	const struct region *r = region_of(fault_addr);
@@ -321,7 +327,26 @@ static int serve(uint64_t fault_addr)
 	uint64_t ps = r->page_size;
 	uint64_t addr = fault_addr & ~(ps - 1);
 	uint64_t off = r->offset + (addr - r->base);
-	uint64_t region_end = r->offset + r->size;
+	uint64_t limit = off + run_max;
+	if (limit > r->offset + r->size)
+		limit = r->offset + r->size;
+	uint64_t next;
+	if (serve_run(r, addr, limit, &next) < 0)
+		return -1;
+	while (ps == SNAP_BLOCK && next < limit && !populated[next / SNAP_BLOCK]) {
+		uint64_t at = next;
+		if (serve_run(r, r->base + (at - r->offset), limit, &next) < 0 || next <= at)
+			break; /* prefetch only: the fault itself is already served */
+	}
+	return 0;
+}
+
+/* Copies (or zeroes) one run that the mapping allows, starting at addr; *next = its end. */
+static int serve_run(const struct region *r, uint64_t addr, uint64_t limit, uint64_t *next)
+{
+	uint64_t ps = r->page_size;
+	uint64_t off = r->offset + (addr - r->base);
+	*next = off + ps;
 
 	if (ps != SNAP_BLOCK) {
 		/* Huge page: assemble it (it may span entries) and copy it whole. */
@@ -345,15 +370,13 @@ static int serve(uint64_t fault_addr)
 	size_t ei;
 	const uint8_t *src = source_of(off, &ei);
 	uint64_t entry_end = snap.entries[ei].offset + snap.entries[ei].length;
-	uint64_t limit = off + run_max;
-	if (limit > region_end)
-		limit = region_end;
 	if (limit > entry_end)
 		limit = entry_end;
 	uint64_t len = SNAP_BLOCK;
 	while (off + len < limit && !populated[(off + len) / SNAP_BLOCK] &&
 	       zeroed[(off + len) / SNAP_BLOCK] == zeroed[off / SNAP_BLOCK])
 		len += SNAP_BLOCK;
+	*next = off + len;
 
 	if (!src) {
 		struct uffdio_zeropage z = { .range = { .start = addr, .len = len }, .mode = 0 };

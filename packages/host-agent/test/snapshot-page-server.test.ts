@@ -155,6 +155,17 @@ test("the page server serves a 3-generation chain byte for byte to a real userfa
   );
 });
 
+test("faults from several threads at once (vCPUs) are all served correctly", async (t) => {
+  if (skipped(t)) return;
+  const dir = await mkdtemp(join(root, "threads-"));
+  const expected = await threeGenerations(dir, 4096);
+  const server = await start(dir);
+  const run = await runHarness(server.socketPath, expected, ["--threads", "4", "--regions", "5"]);
+  assert.equal(run.code, 0, `harness failed: ${run.stderr}`);
+  assert.equal(run.report?.ok, true);
+  assert.equal((await server.exited).vmExited, true);
+});
+
 test("the harness notices a single wrong byte (so a pass means something)", async (t) => {
   if (skipped(t)) return;
   const dir = await mkdtemp(join(root, "wrong-"));
