@@ -4,7 +4,7 @@
  * test — also when the test failed.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -28,7 +28,7 @@ export interface Scratch {
 /**
  * A scratch dir for one test. Afterwards: unmounts anything left under it
  * (reporting it), then asserts no loop device backed by a file in it and no
- * file left in `work`, and removes it.
+ * file left under `work` (empty directories are fine), and removes it.
  */
 export async function scratch(t: TestContext, label: string): Promise<Scratch> {
   const root = await mkdtemp(join(tmpdir(), `wrenn-storage-${label}-`));
@@ -43,6 +43,8 @@ export async function scratch(t: TestContext, label: string): Promise<Scratch> {
     const mounts = await mountsUnder(root);
     for (const m of mounts.reverse()) await runCommand("umount", [m]).catch(() => undefined);
     try {
+      // Directories are the manager's; files left in them are leaks.
+      await removeEmptyDirs(work).catch(() => undefined);
       assert.deepEqual(mounts, [], "mounts leaked");
       await assertNoLeaks(before, { settleMs: 200 });
     } finally {
@@ -119,4 +121,17 @@ export async function installed(tools: string[]): Promise<Set<string>> {
     }
   }
   return have;
+}
+
+/**
+ * Removes the (sandbox, keep) directories a test made under `dir` with rmdir,
+ * which fails if a driver left a file in one of them.
+ */
+export async function removeEmptyDirs(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const path = join(dir, entry.name);
+    await removeEmptyDirs(path);
+    await rmdir(path);
+  }
 }
