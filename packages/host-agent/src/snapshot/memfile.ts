@@ -311,6 +311,16 @@ async function mergedChunk(
   buf: Buffer,
 ): Promise<void> {
   await parent.read(pos, buf.length, buf);
+  await readDirtyRuns(image, dirty, pos, buf);
+}
+
+/** Reads only the dirty blocks of one chunk of the image into `buf`; the rest stays as it is. */
+async function readDirtyRuns(
+  image: FileHandle,
+  dirty: Uint8Array,
+  pos: number,
+  buf: Buffer,
+): Promise<void> {
   const first = pos / BLOCK_SIZE;
   const blocks = buf.length / BLOCK_SIZE;
   for (let b = 0; b < blocks;) {
@@ -351,7 +361,7 @@ async function writeDiffFrom(
         for (let b = 0; b < blocks && !any; b++) any = isDirty(dirty, first + b);
         if (!any) continue;
         pick = (b) => isDirty(dirty, first + b);
-        await readImageChunk(image, view, pos);
+        await readDirtyRuns(image, dirty, pos, view);
       } else {
         const before = (old as Buffer).subarray(0, n);
         await readImageChunk(image, view, pos);
