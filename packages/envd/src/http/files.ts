@@ -51,9 +51,23 @@ function metadataFrom(req: IncomingMessage): Record<string, string> | undefined 
   return metadata;
 }
 
-function wantsGzip(req: IncomingMessage): boolean {
-  const accept = req.headers["accept-encoding"] ?? "";
-  return /(^|,)\s*gzip\s*(;\s*q=(?!0(\.0*)?\s*($|,))[\d.]+)?\s*($|,)/i.test(accept);
+/**
+ * Gzip only when the client asks for gzip alone (the e2b SDK's `gzip: true`
+ * sends exactly "gzip"). fetch and browsers offer "gzip, deflate" on every
+ * request; compressing every download for them would spend the sandbox's CPU
+ * and cut throughput several-fold for bytes that are often incompressible.
+ */
+export function wantsGzip(header: string | undefined): boolean {
+  let gzip = false;
+  for (const part of (header ?? "").split(",")) {
+    const [token = "", ...params] = part.trim().toLowerCase().split(";");
+    if (token === "") continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    const refused = q !== undefined && Number(q.slice(2)) === 0;
+    if (token === "gzip" || token === "x-gzip") gzip = !refused;
+    else if (token !== "identity" && !refused) return false;
+  }
+  return gzip;
 }
 
 function gzipped(req: IncomingMessage): boolean {
@@ -82,7 +96,7 @@ export async function downloadFile(
     source.once("open", () => resolve());
     source.once("error", (err) => reject(fsError(err, path)));
   });
-  const gzip = wantsGzip(req);
+  const gzip = wantsGzip(req.headers["accept-encoding"]);
   res.writeHead(200, {
     "content-type": "application/octet-stream",
     "content-disposition": `attachment; filename*=UTF-8''${encodeURIComponent(basename(path))}`,
