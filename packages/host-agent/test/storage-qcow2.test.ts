@@ -165,3 +165,29 @@ test("qcow2: failures midway leave no files behind", async (t) => {
   await storage.destroy(disk);
   await runCommand("rm", ["-rf", dir, join(work, "sb4")]);
 });
+
+test("qcow2: growBase grows a real ext4 image sparsely, and not while an overlay reads it", async (t) => {
+  if (skipWithout(t, TOOLS, have)) return;
+  const { root, work } = await scratch(t, "qcow2-grow");
+  const basePath = await makeExt4(root, "base", 16, { "etc/hello": "hi\n" });
+  const base = { name: "t", path: basePath };
+  const storage = new Qcow2Storage({ log });
+  const before = await stat(basePath);
+  await storage.growBase(base, 512);
+  const after = await stat(basePath);
+  assert.equal(after.size, 512 * MIB);
+  assert.ok(
+    after.blocks * 512 - before.blocks * 512 < 8 * MIB,
+    `growing allocates only new metadata (${after.blocks * 512 - before.blocks * 512} bytes)`,
+  );
+  await assertFsckClean(basePath);
+  const { stdout } = await runCommand("dumpe2fs", ["-h", basePath]);
+  assert.match(stdout, /Block count:\s+131072/, "the filesystem fills the image");
+  assert.equal(await readExt4(basePath, "/etc/hello"), "hi\n");
+
+  const disk = await storage.create("g", base, 1024, join(work, "g"));
+  await assert.rejects(storage.growBase(base, 1024), { code: "failed_precondition" });
+  const paused = await storage.detach(disk, join(work, "keep"));
+  await storage.growBase(base, 600);
+  await storage.destroy(paused);
+});

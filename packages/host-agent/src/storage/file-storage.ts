@@ -31,6 +31,8 @@ export abstract class FileStorage implements StorageDriver {
   protected abstract readonly format: SandboxDisk["format"];
   protected readonly runner: Runner;
   protected readonly log: Logger;
+  /** Base image path → sandboxes whose attached disk reads it (growBase must wait). */
+  private readonly users = new Map<string, Set<string>>();
 
   constructor(runner: Runner, log: Logger) {
     this.runner = runner;
@@ -48,7 +50,22 @@ export abstract class FileStorage implements StorageDriver {
   /** Fixes up a re-attached file whose base image moved. */
   protected async rebased(_file: string, _base: BaseImage): Promise<void> {}
 
+  private use(basePath: string, sandboxId: string, inUse: boolean): void {
+    const set = this.users.get(basePath) ?? new Set<string>();
+    if (inUse) set.add(sandboxId);
+    else set.delete(sandboxId);
+    if (set.size > 0) this.users.set(basePath, set);
+    else this.users.delete(basePath);
+  }
+
   async growBase(base: BaseImage, sizeMb: number): Promise<void> {
+    const users = this.users.get(base.path)?.size ?? 0;
+    if (users > 0) {
+      throw new WrennError(
+        "failed_precondition",
+        `base image '${base.name}' is in use by ${users} sandbox disk(s); grow it before creating any`,
+      );
+    }
     await growImage(this.runner, this.log, base.path, sizeMb);
   }
 
@@ -77,6 +94,7 @@ export abstract class FileStorage implements StorageDriver {
       await rm(path, { force: true });
       throw err;
     }
+    this.use(base.path, sandboxId, true);
     this.log.info(
       {
         sandboxId,
@@ -104,6 +122,7 @@ export abstract class FileStorage implements StorageDriver {
   }
 
   async destroy(disk: SandboxDisk): Promise<void> {
+    this.use(disk.state.basePath ?? "", disk.sandboxId, false);
     if (isDetached(disk)) {
       await rm(disk.state.keptPath ?? "", { force: true });
       await removeKeepMeta(disk.state.keepDir ?? "");
@@ -134,6 +153,7 @@ export abstract class FileStorage implements StorageDriver {
       );
       throw err;
     }
+    this.use(s.basePath ?? "", disk.sandboxId, false);
     return detachedDisk(disk, keepDir, kept);
   }
 
@@ -158,6 +178,7 @@ export abstract class FileStorage implements StorageDriver {
       );
       throw err;
     }
+    this.use(base.path, disk.sandboxId, true);
     return {
       sandboxId: disk.sandboxId,
       path: file,
@@ -191,7 +212,11 @@ export abstract class FileStorage implements StorageDriver {
     return allocatedBytes(isDetached(disk) ? (disk.state.keptPath ?? "") : (disk.state.file ?? ""));
   }
 
-  adopt(disk: SandboxDisk): Promise<boolean> {
-    return exists(isDetached(disk) ? (disk.state.keptPath ?? "") : (disk.state.file ?? ""));
+  async adopt(disk: SandboxDisk): Promise<boolean> {
+    const detached = isDetached(disk);
+    if (!(await exists(detached ? (disk.state.keptPath ?? "") : (disk.state.file ?? ""))))
+      return false;
+    if (!detached) this.use(disk.state.basePath ?? "", disk.sandboxId, true);
+    return true;
   }
 }
