@@ -27,7 +27,7 @@ import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { createNetworkManager, type NetnsNetworkOptions } from "../src/network/netns-network.ts";
-import { GUEST_IP, GUEST_MAC, TAP_IP, type NetworkSlot } from "../src/network/network.ts";
+import { GUEST_IP, GUEST_MAC, TAP_IP, TAP_MAC, type NetworkSlot } from "../src/network/network.ts";
 import { slotAddresses, slotNames } from "../src/network/addresses.ts";
 import { defaultRouteInterface } from "../src/network/ip.ts";
 import { assertNoLeaks, snapshotHostResources, type LeakScope } from "./leaks.ts";
@@ -248,14 +248,18 @@ async function startUpstream(cleanup: Cleanups): Promise<Probe> {
   return probe;
 }
 
-/** Swaps the slot's TAP for a veth into a "guest" namespace (see the top of this file). */
+/**
+ * Swaps the slot's TAP for a veth (with the TAP's MAC) into a "guest"
+ * namespace (see the top of this file).
+ */
 async function attachGuest(slot: NetworkSlot, cleanup: Cleanups): Promise<Probe> {
+  const tapMac = await assertRealTap(slot);
   const guestNs = `${PREFIX}-g-${slot.index}`;
   await ip("netns", "add", guestNs);
   cleanup.add(() => ip("netns", "del", guestNs));
   await ipBatch(slot.netns, [
     `link del ${slot.tapName}`,
-    `link add ${slot.tapName} type veth peer name eth0 netns ${guestNs}`,
+    `link add ${slot.tapName} address ${tapMac} type veth peer name eth0 netns ${guestNs}`,
     `addr add ${TAP_IP}/30 dev ${slot.tapName}`,
     `link set ${slot.tapName} up`,
   ]);
@@ -279,9 +283,11 @@ async function startHostServer(cleanup: Cleanups): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-async function assertRealTap(slot: NetworkSlot): Promise<void> {
+/** Checks the slot's TAP as the manager made it; returns its MAC. */
+async function assertRealTap(slot: NetworkSlot): Promise<string> {
   const { stdout } = await ip("-d", "-j", "-n", slot.netns, "addr", "show", "dev", slot.tapName);
   const [tap] = JSON.parse(stdout) as Array<{
+    address: string;
     flags: string[];
     linkinfo?: { info_kind?: string; info_data?: { type?: string } };
     addr_info: Array<{ family: string; local: string; prefixlen: number }>;
@@ -294,6 +300,8 @@ async function assertRealTap(slot: NetworkSlot): Promise<void> {
     tap.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
     [`${TAP_IP}/30`],
   );
+  assert.equal(tap.address, TAP_MAC);
+  return tap.address;
 }
 
 // ---------------------------------------------------------------------------
@@ -323,13 +331,25 @@ test(
     for (const slot of slots) {
       assert.equal(slot.netns, `${PREFIX}-ns-${slot.index}`);
       assert.equal(slot.guestIpArg, "ip=169.254.0.21::169.254.0.22:255.255.255.252::eth0:off");
-      await assertRealTap(slot);
     }
     const guests = await Promise.all(slots.map((slot) => attachGuest(slot, cleanup)));
-    const [a, b] = slots as [NetworkSlot, NetworkSlot, NetworkSlot];
+    const [a, b, c] = slots as [NetworkSlot, NetworkSlot, NetworkSlot];
     const [guestA] = guests as [Probe, Probe, Probe];
     const addrA = slotAddresses(a.index);
     const addrB = slotAddresses(b.index);
+
+    // Guest C "was restored from a snapshot taken in another slot": its ARP
+    // cache still holds the old gateway MAC, which must be this slot's too,
+    // or what the guest sends first (before anyone ARPs it) goes nowhere.
+    const [, , guestC] = guests as [Probe, Probe, Probe];
+    await ip(
+      ...["-n", `${PREFIX}-g-${c.index}`, "neigh", "replace", TAP_IP, "lladdr", TAP_MAC],
+      ...["dev", "eth0", "nud", "reachable"],
+    );
+    assert.deepEqual(await guestC.connect(UPSTREAM_IP, UPSTREAM_PORT, 2000), {
+      ok: true,
+      data: UPSTREAM_HOST_IP,
+    });
 
     // The host reaches every guest at 10.11.x.y, as the agent reaches envd.
     for (const slot of slots) {

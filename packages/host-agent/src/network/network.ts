@@ -11,6 +11,12 @@ export const TAP_PREFIX = 30;
 export const GUEST_NETMASK = "255.255.255.252";
 export const TAP_NAME = "tap0";
 export const GUEST_MAC = "02:fc:00:00:00:05";
+/**
+ * The TAP's MAC, fixed too: a restored guest still has the gateway's MAC in
+ * its ARP cache, and a TAP with another address would drop what the guest
+ * sends until something makes it ARP again.
+ */
+export const TAP_MAC = "02:fc:00:00:00:06";
 
 export interface NetworkSlot {
   index: number;

@@ -1,4 +1,4 @@
-import { GUEST_IP, TAP_IP, TAP_NAME, TAP_PREFIX } from "./network.ts";
+import { GUEST_IP, TAP_IP, TAP_MAC, TAP_NAME, TAP_PREFIX } from "./network.ts";
 import { HOST_ADDRESS_RANGE, NS_VETH_NAME, VETH_RANGE, type SlotAddresses } from "./addresses.ts";
 
 /**
@@ -99,7 +99,7 @@ export function namespaceScript(prefix: string, addresses: SlotAddresses): strin
     `link set ${NS_VETH_NAME} up`,
     `tuntap add dev ${TAP_NAME} mode tap`,
     `addr add ${TAP_IP}/${TAP_PREFIX} dev ${TAP_NAME}`,
-    `link set ${TAP_NAME} up`,
+    `link set ${TAP_NAME} address ${TAP_MAC} up`,
     `route add default via ${addresses.hostVethIp} dev ${NS_VETH_NAME}`,
     `WRENN_IP`,
     `nft -f - <<'WRENN_NFT'`,
