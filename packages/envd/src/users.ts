@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { WrennError } from "@wrenn/shared/errors.ts";
 
 /** A Linux account as a process started for it needs to see it. */
@@ -17,7 +17,15 @@ export interface LinuxUser {
  * the sandbox at any time (useradd), and the files are small.
  */
 export async function lookupUser(name: string): Promise<LinuxUser> {
-  const passwd = await readFile("/etc/passwd", "utf8");
+  return lookupUserSync(name);
+}
+
+/**
+ * lookupUser without the thread-pool round trips of async reads: two small
+ * local files cost microseconds, and every exec waits on this.
+ */
+export function lookupUserSync(name: string): LinuxUser {
+  const passwd = readFileSync("/etc/passwd", "utf8");
   const line = passwd.split("\n").find((l) => l.split(":")[0] === name);
   if (line === undefined) {
     throw new WrennError("unauthenticated", `user '${name}' does not exist in this sandbox`);
@@ -31,7 +39,12 @@ export async function lookupUser(name: string): Promise<LinuxUser> {
     home: home || "/",
     shell: shell || "/bin/sh",
   };
-  const group = await readFile("/etc/group", "utf8").catch(() => "");
+  let group = "";
+  try {
+    group = readFileSync("/etc/group", "utf8");
+  } catch {
+    // No /etc/group: the primary group is all there is.
+  }
   for (const g of group.split("\n")) {
     const [, , id, members] = g.split(":");
     if (members?.split(",").includes(name) && !user.groups.includes(Number(id))) {

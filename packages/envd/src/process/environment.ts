@@ -1,4 +1,4 @@
-import { access, constants, stat } from "node:fs/promises";
+import { accessSync, constants, statSync, type Stats } from "node:fs";
 import path from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { LinuxUser } from "../users.ts";
@@ -27,11 +27,15 @@ export function processEnvironment(
   };
 }
 
-async function statOrUndefined(p: string) {
-  return stat(p).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT" || err.code === "ENOTDIR") return undefined;
+// Synchronous on purpose: a few stats of local paths cost microseconds, while
+// each async one is a thread-pool round trip on the path of every exec.
+function statOrUndefined(p: string): Stats | undefined {
+  try {
+    return statSync(p, { throwIfNoEntry: false });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
     throw err;
-  });
+  }
 }
 
 /**
@@ -40,19 +44,19 @@ async function statOrUndefined(p: string) {
  * default (sandbox workdir or home) falls back to / when it does not, so a
  * user without a home directory can still run commands.
  */
-export async function workingDirectory(
+export function workingDirectory(
   requested: string | undefined,
   fallback: string | undefined,
   user: LinuxUser,
-): Promise<string> {
+): string {
   if (requested === undefined || requested === "") {
     const dir = fallback ?? user.home;
-    const info = await statOrUndefined(dir);
+    const info = statOrUndefined(dir);
     return info?.isDirectory() ? dir : "/";
   }
   const expanded = requested === "~" ? user.home : requested.replace(/^~\//, `${user.home}/`);
   const dir = path.resolve(user.home, expanded);
-  const info = await statOrUndefined(dir);
+  const info = statOrUndefined(dir);
   if (info === undefined) {
     throw new WrennError("not_found", `working directory '${dir}' does not exist`);
   }
@@ -62,13 +66,15 @@ export async function workingDirectory(
   return dir;
 }
 
-async function isExecutableFile(p: string): Promise<boolean> {
-  const info = await statOrUndefined(p);
+function isExecutableFile(p: string): boolean {
+  const info = statOrUndefined(p);
   if (info === undefined || !info.isFile()) return false;
-  return access(p, constants.X_OK).then(
-    () => true,
-    () => false,
-  );
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -76,20 +82,16 @@ async function isExecutableFile(p: string): Promise<boolean> {
  * would only show up as exit status 127 and a line on stderr, while the
  * caller deserves a clear error instead of a start event.
  */
-export async function resolveExecutable(
-  cmd: string,
-  env: Record<string, string>,
-  cwd: string,
-): Promise<string> {
+export function resolveExecutable(cmd: string, env: Record<string, string>, cwd: string): string {
   if (cmd.includes("/")) {
     const file = path.resolve(cwd, cmd);
-    if (await isExecutableFile(file)) return file;
+    if (isExecutableFile(file)) return file;
     throw new WrennError("not_found", `'${cmd}' does not exist or is not an executable file`);
   }
   const dirs = (env.PATH ?? DEFAULT_PATH).split(":").filter((d) => d !== "");
   for (const dir of dirs) {
     const file = path.resolve(cwd, dir, cmd);
-    if (await isExecutableFile(file)) return file;
+    if (isExecutableFile(file)) return file;
   }
   throw new WrennError("not_found", `'${cmd}' was not found in PATH (${dirs.join(":")})`);
 }

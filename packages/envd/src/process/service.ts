@@ -8,7 +8,7 @@ import type {
 } from "@wrenn/proto/process/process_pb.js";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdContext } from "../context.ts";
-import { lookupUser, userFromAuthorization } from "../users.ts";
+import { lookupUserSync, userFromAuthorization } from "../users.ts";
 import { toConnectError } from "./connect-errors.ts";
 import { processEnvironment, resolveExecutable, workingDirectory } from "./environment.ts";
 import { launchAs } from "./identity.ts";
@@ -90,7 +90,7 @@ export function processService(
   const limits = options.limits ?? outputLimitsFromEnv();
   const log = ctx.log.child({ service: "process" });
 
-  async function prepare(req: StartRequest, rpc: HandlerContext): Promise<ProcessSpec> {
+  function prepare(req: StartRequest, rpc: HandlerContext): ProcessSpec {
     const config = req.process;
     if (config === undefined || config.cmd === "") {
       throw new WrennError(
@@ -102,15 +102,15 @@ export function processService(
       rpc.requestHeader.get("authorization"),
       ctx.state.defaultUser,
     );
-    const user = await lookupUser(userName);
+    const user = lookupUserSync(userName);
     const env = processEnvironment(user, ctx.state.envVars, config.envs);
     const pty = req.pty?.size;
     if (req.pty !== undefined && pty !== undefined && (pty.cols === 0 || pty.rows === 0)) {
       throw new WrennError("invalid_argument", "a PTY needs a size of at least 1×1");
     }
     if (req.pty !== undefined) env.TERM ??= "xterm-256color";
-    const cwd = await workingDirectory(config.cwd, ctx.state.defaultWorkdir, user);
-    const file = await resolveExecutable(config.cmd, env, cwd);
+    const cwd = workingDirectory(config.cwd, ctx.state.defaultWorkdir, user);
+    const file = resolveExecutable(config.cmd, env, cwd);
     return {
       config: {
         cmd: config.cmd,
@@ -155,7 +155,7 @@ export function processService(
 
   return {
     start: guardStream(async function* (req, rpc) {
-      const spec = await prepare(req, rpc);
+      const spec = prepare(req, rpc);
       const release = table.reserveTag(spec.tag);
       let proc: ManagedProcess;
       try {
