@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { BLOCK_SIZE, HEADER_FILE, dataFileName } from "../src/snapshot/header.ts";
 import { dirtyBitmap, writeDiff, writeFull } from "../src/snapshot/memfile.ts";
 import { LEGACY_FILE, openSnapshot } from "../src/snapshot/reader.ts";
+import { dirtyFromSparseFile } from "../src/snapshot/sparse.ts";
 import {
   NATIVE_UFFD_DIR,
   buildPageServer,
@@ -166,6 +167,26 @@ test("faults from several threads at once (vCPUs) are all served correctly", asy
   assert.equal((await server.exited).vmExited, true);
 });
 
+test("a Firecracker-style sparse diff file yields its dirty blocks from its extents", async (t) => {
+  if (skipped(t)) return;
+  const dir = await mkdtemp(join(root, "sparse-"));
+  const size = 1 << 20;
+  const file = join(dir, "diff");
+  const fh = await open(file, "w");
+  for (const b of [0, 3, 4, 200])
+    await fh.write(randomBytes(BLOCK_SIZE), 0, BLOCK_SIZE, b * BLOCK_SIZE);
+  await fh.truncate(size);
+  await fh.close();
+  const bitmap = await dirtyFromSparseFile(file, size);
+  const set: number[] = [];
+  for (let b = 0; b < size / BLOCK_SIZE; b++)
+    if ((bitmap[b >>> 3] as number) & (1 << (b & 7))) set.push(b);
+  // ext4/xfs/btrfs/tmpfs report holes exactly; a file system that cannot would report all.
+  assert.ok(set.length === 4 || set.length === size / BLOCK_SIZE, `dirty blocks ${set.join(",")}`);
+  if (set.length === 4) assert.deepEqual(set, [0, 3, 4, 200]);
+  await assert.rejects(dirtyFromSparseFile(file, size / 2), /beyond guest memory/);
+});
+
 test("the harness notices a single wrong byte (so a pass means something)", async (t) => {
   if (skipped(t)) return;
   const dir = await mkdtemp(join(root, "wrong-"));
@@ -286,6 +307,7 @@ test("a handshake without a userfaultfd is refused", async (t) => {
   sock.destroy();
   assert.equal(exit.code, 4);
   assert.match(exit.reason, /no userfaultfd attached/);
+  assert.equal(exit.unexpected, true, "the sandbox must be marked failed");
 });
 
 test("stop() ends a server nobody connected to", async (t) => {
@@ -296,5 +318,6 @@ test("stop() ends a server nobody connected to", async (t) => {
   const exit = await server.stop();
   assert.equal(exit.signal, "SIGTERM");
   assert.equal(exit.vmExited, false);
+  assert.equal(exit.unexpected, false, "a requested stop is not a failure");
   assert.equal(await server.stop(), exit, "idempotent");
 });

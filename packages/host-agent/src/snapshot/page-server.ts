@@ -47,6 +47,11 @@ export interface PageServerExit {
   reason: string;
   /** True when the server ended because its VM went away (the normal end). */
   vmExited: boolean;
+  /**
+   * Neither the VM's exit nor stop(): the VM, if still running, will hang
+   * on its next page fault, so its sandbox must be marked failed.
+   */
+  unexpected: boolean;
 }
 
 /** The server's exit statuses (see uffd-server.c). */
@@ -90,6 +95,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   args.push(opts.socketPath, header, opts.snapshotDir);
 
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stopRequested = false;
   let err = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
@@ -104,6 +110,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
         signal: null,
         reason: `cannot run ${binary}: ${e.message}`,
         vmExited: false,
+        unexpected: true,
       });
     });
     child.on("close", (code, signal) => {
@@ -111,7 +118,13 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       const reason = signal
         ? `killed by ${signal}`
         : `${known?.[1] ?? `exit ${code}`}${code === 0 ? "" : `: ${lastLine(err)}`}`;
-      const exit = { code, signal, reason, vmExited: code === 0 };
+      const exit = {
+        code,
+        signal,
+        reason,
+        vmExited: code === 0,
+        unexpected: code !== 0 && !stopRequested,
+      };
       log.info({ serverPid: child.pid, ...exit, stats: lastLine(err) }, "page server exited");
       res(exit);
     });
@@ -157,6 +170,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
     stop() {
       stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
+          stopRequested = true;
           child.kill("SIGTERM");
           const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
           const exit = await exited;
