@@ -31,6 +31,8 @@ export interface ControlPlaneOptions {
 
 export interface ControlPlane {
   url: string;
+  /** The Hono app, for in-process requests and route listings. */
+  app: ReturnType<typeof buildApp>;
   port: number;
   db: Db;
   reconciler: Reconciler;
@@ -77,6 +79,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
   return {
     url,
+    app,
     port,
     db,
     reconciler,

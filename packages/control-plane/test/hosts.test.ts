@@ -1,0 +1,177 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DATABASES, startHarness } from "./harness.ts";
+import { startFakeAgent } from "./fake-agent.ts";
+
+type Json = Record<string, unknown>;
+
+for (const kind of DATABASES) {
+  test(`host registration is one-time, heartbeats need the host secret (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 0 });
+    try {
+      const agent = await startFakeAgent();
+      h.agents.push(agent);
+      const tok = (await (
+        await h.api("/v1/admin/host-tokens", { method: "POST", json: {} })
+      ).json()) as { token: string };
+      const reg = await h.api("/v1/hosts/register", {
+        method: "POST",
+        key: null,
+        json: { token: tok.token, address: agent.address },
+      });
+      assert.equal(reg.status, 201);
+      const { host_id, secret } = (await reg.json()) as { host_id: string; secret: string };
+      const reuse = await h.api("/v1/hosts/register", {
+        method: "POST",
+        key: null,
+        json: { token: tok.token, address: "10.9.9.9:1" },
+      });
+      assert.equal(reuse.status, 401);
+      const hosts = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      assert.equal(hosts.length, 1);
+      assert.equal(hosts[0]!.status, "ready");
+      assert.equal(hosts[0]!.total_vcpus, 8, "registration polls the agent's capacity");
+      // Base templates the agent has become platform templates.
+      const tpls = (await (await h.api("/v1/snapshots?type=base")).json()) as Json[];
+      assert.deepEqual(
+        tpls.map((t) => t.name),
+        ["minimal"],
+      );
+
+      const beat = { total_vcpus: 3, total_memory_mb: 2048, free_disk_mb: 5000 };
+      const wrong = await h.api(`/v1/hosts/${host_id}/heartbeat`, {
+        method: "POST",
+        key: null,
+        headers: { authorization: "Bearer wrs_nope" },
+        json: beat,
+      });
+      assert.equal(wrong.status, 401);
+      const ok = await h.api(`/v1/hosts/${host_id}/heartbeat`, {
+        method: "POST",
+        key: null,
+        headers: { authorization: `Bearer ${secret}` },
+        json: beat,
+      });
+      assert.equal(ok.status, 204);
+      const after = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      assert.equal(after[0]!.total_vcpus, 3);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test(`placement: least loaded host with room; snapshots resume where they live (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 2, overcommit: { cpu: 1, memory: 1, disk: 1 } });
+    try {
+      const [a, b] = h.agents as [
+        NonNullable<(typeof h.agents)[0]>,
+        NonNullable<(typeof h.agents)[0]>,
+      ];
+      const hostOf = new Map<string, string>();
+      const hostList = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      for (const host of hostList) hostOf.set(String(host.id), String(host.address));
+      const place = async (body: Json) => {
+        const res = await h.api("/v1/sandboxes", {
+          method: "POST",
+          json: { memory_mb: 4096, disk_size_mb: 1024, ...body },
+        });
+        const json = (await res.json()) as Json;
+        return { status: res.status, json, address: hostOf.get(String(json.host_id)) };
+      };
+      // Capacity: 8 vCPUs, 16 GiB each. Four 4 GiB sandboxes alternate hosts.
+      const placed = [];
+      for (let i = 0; i < 4; i++) placed.push((await place({})).address);
+      assert.deepEqual(placed.filter((x) => x === a.address).length, 2);
+      assert.deepEqual(placed.filter((x) => x === b.address).length, 2);
+      // Fill host A's memory; the next one must go to B, and when both are full: 503.
+      a.capacity.totalMemoryMb = 8192;
+      await h.cp.reconciler.runOnce();
+      const next = await place({});
+      assert.equal(next.address, b.address);
+      const big = await place({ memory_mb: 8192 });
+      assert.equal(big.status, 503, JSON.stringify(big.json));
+      assert.equal((big.json as { error: { code: string } }).error.code, "resource_exhausted");
+      const disk = await place({ memory_mb: 128, disk_size_mb: 200_000 });
+      assert.equal(disk.status, 503);
+
+      // A snapshot template lives on one host: sandboxes from it go there.
+      const list = (await (await h.api("/v1/sandboxes?limit=1000")).json()) as Json[];
+      const onB = list.find((s) => hostOf.get(String(s.host_id)) === b.address)!;
+      const snap = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: onB.sandbox_id, name: "tpl-b" },
+      });
+      assert.equal(snap.status, 201, await snap.clone().text());
+      a.capacity.totalMemoryMb = 65536;
+      b.capacity.totalMemoryMb = 65536;
+      await h.cp.reconciler.runOnce();
+      for (let i = 0; i < 3; i++) {
+        const fromTpl = await place({ template: "tpl-b", memory_mb: 128 });
+        assert.equal(fromTpl.status, 201);
+        assert.equal(fromTpl.address, b.address);
+        assert.equal(fromTpl.json.memory_mb, 4096, "a snapshot keeps its machine shape");
+      }
+    } finally {
+      await h.close();
+    }
+  });
+
+  test(`reconciler: vanished VMs become paused or stopped; silent hosts turn unreachable (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 1, hostTimeoutMs: 200 });
+    try {
+      const agent = h.agents[0]!;
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const res = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+        ids.push(String(((await res.json()) as Json).sandbox_id));
+      }
+      const [autoPaused, vanished, paused, kept] = ids as [string, string, string, string];
+      await h.api(`/v1/sandboxes/${paused}/pause`, { method: "POST" });
+      agent.sandboxes.delete(autoPaused);
+      agent.autoPaused.add(autoPaused);
+      agent.sandboxes.delete(vanished);
+      await h.cp.reconciler.runOnce();
+      const status = async (id: string) =>
+        ((await (await h.api(`/v1/sandboxes/${id}`)).json()) as Json).status;
+      assert.equal(await status(autoPaused), "paused");
+      assert.equal(await status(vanished), "stopped");
+      assert.equal(await status(paused), "paused", "paused sandboxes are expected to be absent");
+      assert.equal(await status(kept), "running");
+      // The auto-paused one resumes normally.
+      const resumed = await h.api(`/v1/sandboxes/${autoPaused}/resume`, { method: "POST" });
+      assert.equal(((await resumed.json()) as Json).status, "running");
+
+      await agent.close();
+      await new Promise((r) => setTimeout(r, 300));
+      await h.cp.reconciler.runOnce();
+      const hosts = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      assert.equal(hosts[0]!.status, "unreachable");
+      const exec = await h.api(`/v1/sandboxes/${kept}/exec`, {
+        method: "POST",
+        json: { cmd: "true" },
+      });
+      assert.equal(exec.status, 502);
+      const create = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      assert.equal(create.status, 503);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test(`reconciler runs on its own interval (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 1, reconcileIntervalMs: 100 });
+    try {
+      const res = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      const id = String(((await res.json()) as Json).sandbox_id);
+      h.agents[0]!.sandboxes.delete(id);
+      let status: unknown;
+      for (let i = 0; i < 100 && status !== "stopped"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = ((await (await h.api(`/v1/sandboxes/${id}`)).json()) as Json).status;
+      }
+      assert.equal(status, "stopped");
+    } finally {
+      await h.close();
+    }
+  });
+}
