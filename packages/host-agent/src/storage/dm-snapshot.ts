@@ -32,6 +32,10 @@ const CHUNK_BYTES = 4096;
 const SECTOR = 512;
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 
+function since(start: number): number {
+  return Math.round((performance.now() - start) * 10) / 10;
+}
+
 export function dmName(sandboxId: string): string {
   return `wrenn-${sandboxId}`;
 }
@@ -97,6 +101,7 @@ export class DmSnapshotStorage implements StorageDriver {
     const name = dmName(sandboxId);
     const cowPath = join(dir, COW_FILE);
     checkSignal(signal, `create disk ${name}`);
+    const start = performance.now();
     await this.clearStale(name, cowPath, signal);
     await rm(cowPath, { force: true });
 
@@ -126,7 +131,7 @@ export class DmSnapshotStorage implements StorageDriver {
       undo.push(`dm device ${name}`, () => this.dm.remove(name));
       checkSignal(signal, `create disk ${name}`);
       this.log.info(
-        { sandboxId, device: name, origin, cowLoop, sectors },
+        { sandboxId, device: name, origin, cowLoop, sectors, ms: since(start) },
         "created dm-snapshot disk",
       );
       return {
@@ -169,6 +174,7 @@ export class DmSnapshotStorage implements StorageDriver {
     if (isDetached(disk)) return disk;
     const s = disk.state;
     const cowPath = s.cowPath ?? "";
+    const start = performance.now();
     // A removal that fails is a hard error: the device still uses the loops,
     // so they (and the base reference) stay until a later destroy succeeds.
     await this.release(dmName(disk.sandboxId), disk.sandboxId, cowPath, options.signal);
@@ -192,7 +198,10 @@ export class DmSnapshotStorage implements StorageDriver {
       );
       throw err;
     }
-    this.log.info({ sandboxId: disk.sandboxId, kept }, "detached dm-snapshot disk");
+    this.log.info(
+      { sandboxId: disk.sandboxId, kept, ms: since(start) },
+      "detached dm-snapshot disk",
+    );
     return detachedDisk(disk, keepDir, kept, { cowLoop: "", baseLoop: "" });
   }
 
@@ -208,6 +217,7 @@ export class DmSnapshotStorage implements StorageDriver {
     const kept = s.keptPath ?? "";
     const cowPath = s.cowPath ?? join(s.dir ?? "", COW_FILE);
     checkSignal(signal, `attach disk ${name}`);
+    const start = performance.now();
     await this.clearStale(name, cowPath, signal);
 
     const undo = new Undo(this.log);
@@ -233,7 +243,7 @@ export class DmSnapshotStorage implements StorageDriver {
       checkSignal(signal, `attach disk ${name}`);
       await removeKeepMeta(s.keepDir ?? "");
       this.log.info(
-        { sandboxId: disk.sandboxId, device: name, origin, cowLoop },
+        { sandboxId: disk.sandboxId, device: name, origin, cowLoop, ms: since(start) },
         "attached dm-snapshot disk",
       );
       return {
@@ -257,6 +267,7 @@ export class DmSnapshotStorage implements StorageDriver {
     const { signal } = options;
     const s = disk.state;
     const partial = `${outPath}.partial`;
+    const start = performance.now();
     const temp = new Undo(this.log);
     try {
       let source = disk.path;
@@ -287,6 +298,7 @@ export class DmSnapshotStorage implements StorageDriver {
       return temp.fail(err);
     }
     await temp.run(`flatten ${disk.sandboxId}`);
+    this.log.info({ sandboxId: disk.sandboxId, outPath, ms: since(start) }, "flattened disk");
   }
 
   usage(disk: SandboxDisk): Promise<number> {
