@@ -256,6 +256,23 @@ test("Diffs store only dirtied blocks, chain generations and collapse after the 
   assert.deepEqual(await snap.read(0, img.length), img);
 });
 
+test("by default diffs chain 10 generations deep, then the 11th pause is a Full", async () => {
+  const dir = await scratch("default-limit");
+  const img = makeImage(8);
+  await writeFile(join(dir, "image"), img);
+  await writeFull({ imagePath: join(dir, "image"), dir });
+  const kinds: string[] = [];
+  for (let i = 1; i <= 11; i++) {
+    randomBytes(BLOCK_SIZE).copy(img, (i % 8) * BLOCK_SIZE);
+    await writeFile(join(dir, "image"), img);
+    const r = await writeDiff({ imagePath: join(dir, "image"), dir });
+    kinds.push(`${r.kind}${r.header.metadata.generation}`);
+  }
+  assert.deepEqual(kinds, [...Array.from({ length: 10 }, (_, i) => `diff${i + 1}`), "full0"]);
+  await using snap = await openSnapshot(dir);
+  assert.deepEqual(await snap.read(0, img.length), img);
+});
+
 test("a collapse with a dirty bitmap merges the parent chain with the dirty blocks", async () => {
   const dir = await scratch("collapse");
   const img = makeImage(64);
