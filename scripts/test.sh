@@ -17,6 +17,13 @@ echo "== generated code is up to date"
 buf generate proto --template proto/buf.gen.yaml
 git diff --exit-code -- packages/proto/gen
 
+echo "== guest kernel and base template (cached: rebuilt only when their inputs change)"
+if [ "$(id -u)" = 0 ]; then
+  ./wrenn image build
+else
+  echo "!!! not root: 'wrenn image build' skipped, the image and boot tests will skip" >&2
+fi
+
 echo "== tests"
 exec node --test --test-concurrency="${WRENN_TEST_CONCURRENCY:-2}" \
   --test-reporter=spec \

@@ -16,7 +16,7 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { runCommand } from "@wrenn/shared/command.ts";
-import { WrennError } from "@wrenn/shared/errors.ts";
+import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import { IMAGES_DIR } from "./kernel.ts";
 import { type Progress, runStreaming } from "./progress.ts";
 import { GUEST_INIT, type TemplateMeta, templateDir } from "./store.ts";
@@ -218,6 +218,10 @@ export async function buildRootfs(
     await chmod(join(tree, GUEST_NODE), 0o755);
     await mkdir(join(tree, GUEST_ENVD_DIR), { recursive: true });
     await cp(inputs.envdDir, join(tree, GUEST_ENVD_DIR), { recursive: true });
+    // A library Node links against but the tree lacks would otherwise only show at boot.
+    await runCommand("chroot", [tree, GUEST_NODE, "--version"]).catch((err: unknown) => {
+      throw new WrennError("internal", `Node does not run in the guest tree: ${messageOf(err)}`);
+    });
     await copyFile(join(RECIPE_DIR, "wrenn-init"), join(tree, GUEST_INIT));
     await chmod(join(tree, GUEST_INIT), 0o755);
     await writeFile(

