@@ -444,8 +444,7 @@ function hookedRunner(
 }
 
 const isHostBatch = (cmd: string, args: string[]) => cmd === "ip" && args.join(" ") === "-batch -";
-const isNamespaceStep = (cmd: string, args: string[]) =>
-  cmd === "ip" && args[0] === "netns" && args[1] === "exec";
+const isNamespaceStep = (cmd: string) => cmd === "nsenter";
 
 test(
   "a failure at any step of slot setup leaves nothing behind and frees the index",
@@ -461,21 +460,21 @@ test(
       [
         "namespace step fails before running",
         (cmd, args) =>
-          isNamespaceStep(cmd, args)
+          isNamespaceStep(cmd)
             ? Promise.reject(new CommandError(`${cmd} ${args.join(" ")}`, 1, "injected"))
             : null,
       ],
       [
         "namespace step fails halfway (TAP made, no NAT)",
         (cmd, args, input, real) =>
-          isNamespaceStep(cmd, args)
+          isNamespaceStep(cmd)
             ? real(cmd, args, { input: input.replace("nft -f -", "false\nnft -f -") })
             : null,
       ],
       [
         "namespace step completes, then reports failure",
         (cmd, args, input, real) =>
-          isNamespaceStep(cmd, args)
+          isNamespaceStep(cmd)
             ? real(cmd, args, { input }).then(() => {
                 throw new CommandError(`${cmd} ${args.join(" ")}`, null, "injected after");
               })

@@ -79,7 +79,7 @@ export function hostSlotBatch(netns: string, hostVeth: string, addresses: SlotAd
 export const HOST_BATCH_CLAIM_LINES = new Set([1, 2, 5]);
 
 /**
- * A shell script run inside the slot namespace (`ip netns exec NS sh -es`):
+ * A shell script run inside the slot namespace (`nsenter --net=… sh -es`):
  * one process chain instead of one spawn per step. It turns on forwarding
  * (per namespace; `ip` cannot set sysctls), configures veth and TAP, and
  * loads the NAT table:
