@@ -20,7 +20,7 @@ import {
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
+import { createLogger, timed } from "@wrenn/shared/log.ts";
 import {
   BLOCK_SIZE,
   HEADER_FILE,
@@ -237,6 +237,10 @@ async function writeFullFrom(
 
 /** A Full snapshot of a raw memory image. */
 export async function writeFull(opts: FullOptions): Promise<WriteResult> {
+  return timed(log, "memory snapshot (full)", () => writeFullImpl(opts), { dir: opts.dir });
+}
+
+async function writeFullImpl(opts: FullOptions): Promise<WriteResult> {
   const chunkBytes = checkChunk(opts.chunkBytes);
   const size = await imageSize(opts.imagePath);
   const image = await open(opts.imagePath, "r");
@@ -259,6 +263,13 @@ export async function writeFull(opts: FullOptions): Promise<WriteResult> {
  * `maxGenerations` deep or the parent is the legacy layout).
  */
 export async function writeDiff(opts: DiffOptions): Promise<WriteResult> {
+  return timed(log, "memory snapshot (diff)", () => writeDiffImpl(opts), {
+    dir: opts.dir,
+    dirtyBitmap: opts.dirty !== undefined,
+  });
+}
+
+async function writeDiffImpl(opts: DiffOptions): Promise<WriteResult> {
   const chunkBytes = checkChunk(opts.chunkBytes);
   const maxGenerations = opts.maxGenerations ?? DEFAULT_MAX_GENERATIONS;
   const parentDir = opts.parentDir ?? opts.dir;
