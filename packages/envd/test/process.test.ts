@@ -322,12 +322,18 @@ for (const useBinaryFormat of [true, false]) {
     });
 
     test("keepalive events come at the Keepalive-Ping-Interval (seconds)", async () => {
+      const started = performance.now();
       const r = await collect(
         client.start(req("sleep", ["2.5"], { stdin: false }), {
           headers: { "Keepalive-Ping-Interval": "1" },
         }),
       );
-      assert.ok(r.keepalives >= 2 && r.keepalives <= 3, `got ${r.keepalives} keepalives`);
+      // One a second while the stream was open (a loaded machine may stretch the sleep).
+      const seconds = Math.floor((performance.now() - started) / 1000);
+      assert.ok(
+        r.keepalives >= 2 && r.keepalives <= seconds,
+        `got ${r.keepalives} keepalives in ${seconds} s`,
+      );
       const quiet = await collect(client.start(req("sleep", ["1.2"], { stdin: false })));
       assert.equal(quiet.keepalives, 0);
     });
