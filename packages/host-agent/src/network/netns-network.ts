@@ -57,6 +57,8 @@ export interface NetnsNetworkOptions {
 }
 
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+/** A wedged `ip` or `nft` must fail the slot (and roll it back), not hang the sandbox. */
+const COMMAND_TIMEOUT_MS = 15_000;
 /** Where `ip netns add` pins named namespaces. */
 const NETNS_DIR = "/run/netns";
 
@@ -79,7 +81,9 @@ export class NetnsNetworkManager implements NetworkManager {
 
   constructor(options: NetnsNetworkOptions = {}) {
     this.prefix = checkPrefix(options.prefix ?? "wrenn");
-    this.#run = options.runner ?? runCommand;
+    const run = options.runner ?? runCommand;
+    this.#run = (cmd, args, opts = {}) =>
+      run(cmd, args, { timeoutMs: COMMAND_TIMEOUT_MS, ...opts });
     this.#log = (options.log ?? createLogger("host-agent")).child({ component: "network" });
     this.#egressOption = options.egressInterface;
     const first = checkIndex(options.firstIndex ?? FIRST_INDEX);
