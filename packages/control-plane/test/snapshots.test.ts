@@ -1,0 +1,96 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DATABASES, startHarness } from "./harness.ts";
+
+type Json = Record<string, unknown>;
+
+for (const kind of DATABASES) {
+  test(`snapshots: create, duplicate names, overwrite, list, delete, admin view (${kind})`, async () => {
+    const h = await startHarness(kind);
+    try {
+      const mk = async () =>
+        String(
+          ((await (await h.api("/v1/sandboxes", { method: "POST", json: {} })).json()) as Json)
+            .sandbox_id,
+        );
+      const s1 = await mk();
+      const snap = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: s1, name: "py.v1" },
+      });
+      assert.equal(snap.status, 201);
+      const tpl = (await snap.json()) as Json;
+      assert.equal(tpl.type, "snapshot");
+      assert.equal(tpl.name, "py.v1");
+      const s1Status = ((await (await h.api(`/v1/sandboxes/${s1}`)).json()) as Json).status;
+      assert.equal(s1Status, "paused", "the snapshotted sandbox is paused and stays paused");
+
+      const s2 = await mk();
+      const dup = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: s2, name: "py.v1" },
+      });
+      assert.equal(dup.status, 409);
+      const over = await h.api("/v1/snapshots?overwrite=true", {
+        method: "POST",
+        json: { sandbox_id: s2, name: "py.v1" },
+      });
+      assert.equal(over.status, 201);
+      const unnamed = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: await mk() },
+      });
+      assert.equal(unnamed.status, 201);
+      const badName = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: s2, name: ".hidden" },
+      });
+      assert.equal(badName.status, 400);
+      const longName = await h.api("/v1/snapshots", {
+        method: "POST",
+        json: { sandbox_id: s2, name: "a".repeat(65) },
+      });
+      assert.equal(longName.status, 400);
+
+      const all = (await (await h.api("/v1/snapshots")).json()) as Json[];
+      assert.equal(all.length, 3);
+      const snapsOnly = (await (await h.api("/v1/snapshots?type=snapshot")).json()) as Json[];
+      assert.equal(snapsOnly.length, 2);
+      assert.equal((await h.api("/v1/snapshots?type=weird")).status, 400);
+
+      // Start from the template; platform templates are visible to other teams, snapshots are not.
+      const fromTpl = await h.api("/v1/sandboxes", { method: "POST", json: { template: "py.v1" } });
+      assert.equal(fromTpl.status, 201);
+      const other = await h.api("/v1/auth/signup", {
+        method: "POST",
+        key: null,
+        json: { email: "o@example.com", password: "a long password" },
+      });
+      const otherToken = ((await other.json()) as { token: string }).token;
+      const asOther = { key: null, headers: { authorization: `Bearer ${otherToken}` } };
+      const theirs = (await (await h.api("/v1/snapshots", asOther)).json()) as Json[];
+      assert.deepEqual(
+        theirs.map((t) => t.name),
+        ["minimal"],
+      );
+      const steal = await h.api("/v1/sandboxes", {
+        method: "POST",
+        ...asOther,
+        json: { template: "py.v1" },
+      });
+      assert.equal(steal.status, 404);
+      const squat = await h.api("/v1/snapshots/py.v1", { method: "DELETE", ...asOther });
+      assert.equal(squat.status, 404);
+      const admin = (await (await h.api("/v1/admin/templates")).json()) as Json[];
+      assert.equal(admin.length, 3);
+      assert.equal((await h.api("/v1/admin/templates", asOther)).status, 403);
+
+      assert.equal((await h.api("/v1/snapshots/minimal", { method: "DELETE" })).status, 403);
+      assert.equal((await h.api("/v1/snapshots/py.v1", { method: "DELETE" })).status, 204);
+      assert.equal(h.agents[0]!.templates.has("py.v1"), false, "the agent's files are deleted too");
+      assert.equal((await h.api("/v1/snapshots/py.v1", { method: "DELETE" })).status, 404);
+    } finally {
+      await h.close();
+    }
+  });
+}
