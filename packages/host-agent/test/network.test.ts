@@ -511,6 +511,35 @@ test(
 );
 
 test(
+  "a failed teardown keeps the index out of use until a release succeeds",
+  leakChecked(async (cleanup) => {
+    let failTeardown = false;
+    const net = manager({
+      firstIndex: 1055,
+      egressInterface: "lo",
+      runner: hookedRunner((cmd, args) =>
+        failTeardown && cmd === "ip" && args[0] === "-force"
+          ? Promise.reject(new CommandError("ip -force -batch -", 1, "Device or resource busy"))
+          : null,
+      ),
+    });
+    cleanup.add(() => net.removeHostRules());
+    const slot = await net.acquire();
+    cleanup.add(() => net.release(slot));
+    failTeardown = true;
+    await assert.rejects(net.release(slot), /resource busy/);
+    assert.deepEqual(net.inUse, [slot.index]);
+    const other = await net.acquire();
+    cleanup.add(() => net.release(other));
+    assert.notEqual(other.index, slot.index);
+    failTeardown = false;
+    await net.release(slot);
+    assert.equal(await exists("netns", slot.netns), false);
+    assert.deepEqual(net.inUse, [other.index]);
+  }),
+);
+
+test(
   "an index held by someone else is skipped and left alone",
   leakChecked(async (cleanup) => {
     // A foreign namespace with our name for 1060, and a foreign route for 1062's host address.
