@@ -102,8 +102,7 @@ try {
   );
   await client.destroySandbox({ sandboxId: id });
 } finally {
-  await agent.manager.destroyAll();
-  await agent.close();
+  await agent.shutdown();
   await rm(root, { recursive: true, force: true });
   await rm(runRoot, { recursive: true, force: true });
 }

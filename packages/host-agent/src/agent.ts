@@ -43,6 +43,8 @@ export interface HostAgent {
   server: Server;
   /** Stops serving; running VMs stay up for the next agent to re-adopt. */
   close(): Promise<void>;
+  /** Destroys every sandbox, removes the host's network rules, and stops serving. */
+  shutdown(): Promise<void>;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -129,15 +131,23 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const addr = server.address() as AddressInfo;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
   log.info({ url, hostId, vmm: vmm.name, storage: storage.name }, "host agent listening");
+  const close = async (): Promise<void> => {
+    await manager.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
   return {
     url,
     hostId,
     manager,
     server,
-    close: async () => {
-      await manager.close();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+    close,
+    shutdown: async () => {
+      await manager.destroyAll();
+      await network.removeHostRules().catch((err: unknown) => {
+        log.warn({ err: messageOf(err) }, "removing the host's network rules failed");
+      });
+      await close();
     },
   };
 }

@@ -129,8 +129,7 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
   });
 
   after(async () => {
-    await agent?.manager.destroyAll();
-    await agent?.close();
+    await agent?.shutdown();
     await removeUpstream();
     await assertNoLeaks(baseline);
     await rm(root, { recursive: true, force: true });

@@ -72,10 +72,7 @@ export async function run(argv: string[]): Promise<void> {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       process.once(signal, () => {
         say("\nstopping: destroying sandboxes…");
-        void agent.manager
-          .destroyAll()
-          .then(() => agent.close())
-          .then(done);
+        void agent.shutdown().then(done);
       });
     }
   });
