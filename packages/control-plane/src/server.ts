@@ -8,6 +8,9 @@ import { buildApp } from "./api/app.ts";
 import type { Deps } from "./api/context.ts";
 import { attachExecStream } from "./api/exec-stream.ts";
 import { createSessions } from "./auth/sessions.ts";
+import { newSecret } from "./auth/tokens.ts";
+import { hosts } from "./db/schema.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
 import { Reconciler } from "./reconciler.ts";
 import { SandboxService } from "./sandboxes.ts";
@@ -36,6 +39,11 @@ export interface ControlPlane {
   port: number;
   db: Db;
   reconciler: Reconciler;
+  /**
+   * Registers a host agent by address without a token (for `wrenn up` and
+   * `--host-agent`, where the operator starts both daemons) and polls it once.
+   */
+  addHost(address: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -83,6 +91,16 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     port,
     db,
     reconciler,
+    async addHost(address) {
+      const [host] = await db
+        .insert(hosts)
+        .values({ address, secretHash: newSecret("wrs").hash })
+        .onConflictDoUpdate({ target: hosts.address, set: { status: "ready" } })
+        .returning();
+      if (!host) throw new WrennError("internal", "host upsert returned nothing");
+      await reconciler.syncHost(host);
+      return host.id;
+    },
     async close() {
       await reconciler.stop();
       detachWs();

@@ -1,0 +1,58 @@
+import { parseArgs } from "node:util";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { startControlPlane } from "@wrenn/control-plane/server.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
+
+function integer(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new WrennError(
+      "invalid_argument",
+      `${flag} must be an integer ${min}..${max}, got '${value}'`,
+    );
+  }
+  return n;
+}
+
+/**
+ * `wrenn control-plane`: the REST API alone. PostgreSQL from --database-url
+ * or DATABASE_URL; otherwise an embedded PGlite under --data-dir.
+ */
+export async function run(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: "string", default: process.env.WRENN_PORT ?? "8080" },
+      host: { type: "string", default: "127.0.0.1" },
+      "database-url": { type: "string", default: process.env.DATABASE_URL },
+      "data-dir": {
+        type: "string",
+        default: process.env.WRENN_DATA_DIR ?? join(homedir(), ".wrenn", "control-plane"),
+      },
+      "reconcile-interval": { type: "string", default: "10" },
+      "host-agent": { type: "string", multiple: true, default: [] },
+    },
+  });
+  const databaseUrl = values["database-url"] || undefined;
+  const cp = await startControlPlane({
+    port: integer("--port", values.port, 0, 65535),
+    host: values.host,
+    ...(databaseUrl ? { databaseUrl } : { dataDir: resolve(values["data-dir"], "pgdata") }),
+    ...(process.env.WRENN_JWT_SECRET ? { jwtSecret: process.env.WRENN_JWT_SECRET } : {}),
+    reconcileIntervalMs:
+      integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
+  });
+  for (const address of values["host-agent"]) {
+    const id = await cp.addHost(address);
+    process.stdout.write(`host agent ${address} registered as ${id}\n`);
+  }
+  process.stdout.write(
+    `control plane listening on ${cp.url} (API docs at ${cp.url}/docs, database: ${databaseUrl ? "postgres" : "embedded"})\n`,
+  );
+  await new Promise<void>((done) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => void cp.close().then(done));
+    }
+  });
+}
