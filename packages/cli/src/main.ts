@@ -26,6 +26,10 @@ const commands: Record<string, Command> = {
     summary: "build the guest kernel and the base template ('image build'), or show them",
     load: () => import("./commands/image.ts"),
   },
+  "control-plane": {
+    summary: "start the control plane (REST API): --port 8080, DATABASE_URL or an embedded PGlite",
+    load: () => import("./commands/control-plane.ts"),
+  },
   "host-agent": {
     summary: "start the host agent (root): --listen HOST:PORT --data-dir DIR",
     load: () => import("./commands/host-agent.ts"),
