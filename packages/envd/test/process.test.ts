@@ -511,3 +511,24 @@ test("a client that stops reading is cut off and the process goes on", async () 
     res.destroy();
   }
 });
+
+test("a background child holding the output pipes does not keep the command from ending", async () => {
+  const client = createClient(
+    Process,
+    createConnectTransport({ baseUrl: envd.url, httpVersion: "1.1", useBinaryFormat: true }),
+  );
+  const started = performance.now();
+  const r = await collect(client.start(req("sh", ["-c", "sleep 30 & echo $!"], { stdin: false })));
+  const child = Number(r.stdout.trim());
+  try {
+    assert.equal(r.end?.exitCode, 0);
+    assert.ok(performance.now() - started < 10_000, "ended long before the background sleep");
+    assert.ok(child > 0);
+    assert.ok(
+      (await readFile(`/proc/${child}/cmdline`, "latin1").catch(() => "")).startsWith("sleep"),
+      "the background child is still running",
+    );
+  } finally {
+    if (child > 0) process.kill(child, "SIGKILL");
+  }
+});

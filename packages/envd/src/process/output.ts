@@ -43,6 +43,7 @@ export class Subscription {
   #bytes = 0;
   #wake: (() => void) | undefined;
   #closed = false;
+  #ended = false;
   #error: WrennError | undefined;
   #stallTimer: NodeJS.Timeout | undefined;
 
@@ -62,6 +63,7 @@ export class Subscription {
     if (this.#closed) return;
     this.#queue.push(item);
     if (item.type === "data") this.#bytes += item.bytes.byteLength;
+    if (item.type === "end") this.#ended = true;
     this.#wake?.();
   }
 
@@ -71,8 +73,9 @@ export class Subscription {
   }
 
   /**
-   * The next item, or undefined once the reader went away (signal) or the
-   * subscription was closed. Throws when the hub cut this reader off.
+   * The next item, or undefined after the end, once the reader went away
+   * (signal) or the subscription was closed. Throws when the hub cut this
+   * reader off.
    */
   async next(signal: AbortSignal): Promise<OutputItem | undefined> {
     for (;;) {
@@ -85,7 +88,7 @@ export class Subscription {
         return item;
       }
       if (this.#error !== undefined) throw this.#error;
-      if (this.#closed || signal.aborted) return undefined;
+      if (this.#closed || this.#ended || signal.aborted) return undefined;
       await new Promise<void>((resolve) => {
         const onAbort = () => resolve();
         signal.addEventListener("abort", onAbort, { once: true });
