@@ -110,16 +110,16 @@ async function nsFetch(
       url: ENVD + path,
       method: opts.method ?? "GET",
       form: opts.form,
-      timeoutMs: opts.timeoutMs ?? 2000,
+      timeoutMs: opts.timeoutMs ?? 10_000,
     }),
   ]);
   return JSON.parse(stdout) as NsResponse | null;
 }
 
-async function waitHealthy(ns: string, timeoutMs = 90_000): Promise<number> {
+async function waitHealthy(ns: string, timeoutMs = 300_000): Promise<number> {
   const start = performance.now();
   while (performance.now() - start < timeoutMs) {
-    const r = await nsFetch(ns, "/health", { timeoutMs: 1000 });
+    const r = await nsFetch(ns, "/health", { timeoutMs: 3000 });
     if (r && r.status >= 200 && r.status < 300) return performance.now() - start;
     await new Promise((res) => setTimeout(res, 100));
   }
@@ -212,7 +212,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     await vm.pause();
     assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null, "paused VM answered");
     await vm.resume();
-    await waitHealthy(ns, 10_000);
+    await waitHealthy(ns, 120_000);
 
     const marker = `wrenn-${Date.now()}`;
     const put = await nsFetch(ns, "/files?path=/tmp/marker&username=root", {
@@ -245,17 +245,31 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     const r0 = performance.now();
     clone = await driver.restore({ ...spec, netns: ns2, snapshot: files, privateMemory: true });
     const cloneMs = performance.now() - r0;
-    await waitHealthy(ns2, 20_000);
+    await waitHealthy(ns2, 120_000);
     const cloneRead = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
     assert.equal(cloneRead?.body, marker, "the clone lost the guest's state");
     await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root", {
       method: "POST",
       form: { file: "x".repeat(100_000) },
     });
+    // A clone's RAM is in no file of its own: its snapshot carries RAM in the state stream.
+    const cloneFiles = {
+      statePath: join(snapDir, "clone.state"),
+      memPath: join(snapDir, "clone.mem"),
+    };
+    await clone.pause();
+    await clone.snapshot(cloneFiles, "full");
     await clone.stop();
     clone = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
     assert.equal(await sha256(files.memPath), memBefore, "a private clone changed the RAM file");
+    clone = await driver.restore({ ...spec, netns: ns2, snapshot: cloneFiles });
+    await waitHealthy(ns2, 120_000);
+    const again = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
+    assert.equal(again?.body.length, 100_000, "the clone's snapshot lost its writes");
+    await clone.stop();
+    clone = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
 
     const r1 = performance.now();
     restored = await driver.restore({ ...spec, netns: ns2, snapshot: files });
@@ -263,7 +277,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     console.log(
       `qemu restore (launch to running): shared ${Math.round(restoreMs)} ms, private clone ${Math.round(cloneMs)} ms`,
     );
-    await waitHealthy(ns2, 20_000);
+    await waitHealthy(ns2, 120_000);
     const read = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
     assert.equal(read?.body, marker, "the restored VM lost the guest's state");
     const gone = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
@@ -273,7 +287,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     await restored.pause();
     await restored.snapshot(files, "diff");
     await restored.resume();
-    await waitHealthy(ns2, 10_000);
+    await waitHealthy(ns2, 120_000);
     await restored.stop();
     restored = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
@@ -312,7 +326,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
     await vm.pause();
     assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null);
     await vm.resume();
-    await waitHealthy(ns, 10_000);
+    await waitHealthy(ns, 120_000);
 
     process.kill(vm.pid, "SIGKILL");
     const exit = await vm.exited;
