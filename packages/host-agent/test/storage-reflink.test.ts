@@ -22,14 +22,14 @@ import {
 const log = createLogger("storage-test", "silent");
 const MIB = 1024 * 1024;
 const TOOLS = ["mkfs.ext4", "debugfs", "mkfs.btrfs"];
-const have = await installed(TOOLS);
+const have = await installed([...TOOLS, "mkfs.xfs"]);
 
-/** A loop-mounted btrfs inside `root` (reflink-capable); unmounted by the scratch check if a test dies. */
-async function mountBtrfs(root: string): Promise<string> {
-  const img = join(root, "btrfs.img");
-  const mnt = join(root, "btrfs");
-  await runCommand("truncate", ["-s", "256M", img]);
-  await runCommand("mkfs.btrfs", ["-q", img]);
+/** A loop-mounted btrfs or xfs inside `root` (reflink-capable); unmounted by the scratch check if a test dies. */
+async function mountReflinkFs(root: string, fs: "btrfs" | "xfs" = "btrfs"): Promise<string> {
+  const img = join(root, `${fs}.img`);
+  const mnt = join(root, fs);
+  await runCommand("truncate", ["-s", fs === "xfs" ? "320M" : "256M", img]);
+  await runCommand(`mkfs.${fs}`, fs === "xfs" ? ["-q", "-m", "reflink=1", img] : ["-q", img]);
   await mkdir(mnt);
   await runCommand("mount", ["-o", "loop", img, mnt]);
   return mnt;
@@ -86,20 +86,22 @@ async function lifecycle(
   await runCommand("rm", ["-rf", dir, keep, tmpl, basePath]);
 }
 
-test("reflink: on btrfs the disk is a reflink (instant, shares the base's blocks)", async (t) => {
-  if (skipWithout(t, TOOLS, have)) return;
-  const { root } = await scratch(t, "reflink-btrfs");
-  const mnt = await mountBtrfs(root);
-  try {
-    const work = join(mnt, "work");
-    await mkdir(work);
-    assert.equal(await reflinkSupported(work), true);
-    await lifecycle(root, work, "reflink");
-    await runCommand("rm", ["-rf", work]);
-  } finally {
-    await umount(mnt);
-  }
-});
+for (const fs of ["btrfs", "xfs"] as const) {
+  test(`reflink: on ${fs} the disk is a reflink (instant, shares the base's blocks)`, async (t) => {
+    if (skipWithout(t, [...TOOLS, `mkfs.${fs}`], have)) return;
+    const { root } = await scratch(t, `reflink-${fs}`);
+    const mnt = await mountReflinkFs(root, fs);
+    try {
+      const work = join(mnt, "work");
+      await mkdir(work);
+      assert.equal(await reflinkSupported(work), true);
+      await lifecycle(root, work, "reflink");
+      await runCommand("rm", ["-rf", work]);
+    } finally {
+      await umount(mnt);
+    }
+  });
+}
 
 test("reflink: on ext4 it falls back to a sparse copy", async (t) => {
   if (skipWithout(t, TOOLS, have)) return;
@@ -144,7 +146,7 @@ test("reflink: failures midway release what was made (disk files, mounts, loops)
 
   // A test that dies with a btrfs loop-mounted still gets it cleaned (and the
   // leak reported): the check itself must catch leaked mounts and loops.
-  const mnt = await mountBtrfs(root);
+  const mnt = await mountReflinkFs(root);
   assert.deepEqual(await mountsUnder(root), [mnt]);
   const leakScope = await snapshotHostResources({ markers: [join(root, "leaky")] });
   await runCommand("truncate", ["-s", "1M", join(root, "leaky")]);
