@@ -165,6 +165,8 @@ test("the base template boots under QEMU and runs a command through envd", async
         `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:49983`,
         "-device",
         "virtio-net-device,netdev=n0",
+        "-device",
+        "virtio-rng-device",
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );

@@ -290,8 +290,9 @@ describe("prerequisite checks", () => {
         encoding: "utf8",
       });
       assert.equal(setup.status, 1, setup.stderr);
-      assert.match(setup.stderr, /apt-get \(apt package apt\)/);
+      // The PATH holds apt-get (an image build tool) but not dpkg-query.
       assert.match(setup.stderr, /dpkg-query \(apt package dpkg\)/);
+      assert.doesNotMatch(setup.stderr, /apt-get \(apt/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
