@@ -5,10 +5,12 @@
  * regions with the uffd over SCM_RIGHTS, touches every page and compares
  * every byte with EXPECTED (the raw image the snapshot should reproduce).
  *
- *   test-harness [--regions N] [--threads N] [--remove] [--hold] [--cpu N] SOCKET EXPECTED
+ *   test-harness [--regions N] [--threads N] [--random] [--remove] [--hold] [--cpu N]
+ *                SOCKET EXPECTED
  *
  * --threads touches pages from N threads at once, interleaved, as several
  *           vCPUs do (faults on pages already in flight: EEXIST, wakeups).
+ * --random  touches pages in a scattered order instead of guest-memory order.
  * --remove  afterwards drops a range with MADV_DONTNEED (the balloon's way)
  *           and checks it reads back as zeros while the rest is unchanged.
  * --hold    after reporting, waits to be killed (tests the server's exit).
@@ -97,25 +99,40 @@ static int compare(const uint8_t *got, const uint8_t *want, size_t len, size_t o
 
 struct toucher {
 	struct region *regions;
-	int n_regions, index, threads;
+	int n_regions, index, threads, random;
+	size_t pages;
 	unsigned sum;
 };
 
-/* One "vCPU": reads one byte of every threads-th page, over all regions. */
+static volatile uint8_t *page_addr(struct region *regions, int n, size_t page)
+{
+	size_t off = page * PAGE;
+	for (int i = 0; i < n; i++)
+		if (off >= regions[i].offset && off - regions[i].offset < regions[i].size)
+			return regions[i].base + (off - regions[i].offset);
+	return NULL;
+}
+
+/*
+ * One "vCPU": reads one byte of every threads-th page, in guest-memory order
+ * or (random) in a scattered order that defeats any read-ahead.
+ */
 static void *touch(void *arg)
 {
 	struct toucher *t = arg;
-	size_t k = 0;
-	for (int i = 0; i < t->n_regions; i++)
-		for (size_t o = 0; o < t->regions[i].size; o += PAGE, k++)
-			if ((int)(k % (size_t)t->threads) == t->index)
-				t->sum += ((volatile uint8_t *)t->regions[i].base)[o];
+	size_t stride = 7919; /* prime: k * stride mod pages visits every page once */
+	while (t->pages % stride == 0)
+		stride += 2;
+	for (size_t k = (size_t)t->index; k < t->pages; k += (size_t)t->threads) {
+		size_t page = t->random ? (k * stride) % t->pages : k;
+		t->sum += *page_addr(t->regions, t->n_regions, page);
+	}
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	int n_threads = 1;
+	int n_threads = 1, random_order = 0;
 	int n_regions = 3, remove_test = 0, hold = 0, cpu = -1, argi = 1;
 	while (argi < argc && strncmp(argv[argi], "--", 2) == 0) {
 		if (strcmp(argv[argi], "--regions") == 0 && argi + 1 < argc) {
@@ -124,6 +141,8 @@ int main(int argc, char **argv)
 			n_threads = atoi(argv[++argi]);
 		} else if (strcmp(argv[argi], "--cpu") == 0 && argi + 1 < argc) {
 			cpu = atoi(argv[++argi]);
+		} else if (strcmp(argv[argi], "--random") == 0) {
+			random_order = 1;
 		} else if (strcmp(argv[argi], "--remove") == 0) {
 			remove_test = 1;
 		} else if (strcmp(argv[argi], "--hold") == 0) {
@@ -135,8 +154,8 @@ int main(int argc, char **argv)
 	}
 	if (argc - argi != 2 || n_regions < 1 || n_regions > MAX_REGIONS || n_threads < 1 ||
 	    n_threads > 64)
-		fail("%s", "usage: test-harness [--regions N] [--remove] [--hold] [--cpu N] SOCKET "
-			   "EXPECTED");
+		fail("%s", "usage: test-harness [--regions N] [--threads N] [--random] [--remove] "
+			   "[--hold] [--cpu N] SOCKET EXPECTED");
 	const char *sock_path = argv[argi], *expected_path = argv[argi + 1];
 	if (cpu >= 0) {
 		cpu_set_t set;
@@ -236,7 +255,7 @@ int main(int argc, char **argv)
 	struct toucher touchers[64];
 	pthread_t tids[64];
 	for (int i = 0; i < n_threads; i++) {
-		touchers[i] = (struct toucher){ regions, n_regions, i, n_threads, 0 };
+		touchers[i] = (struct toucher){ regions, n_regions, i, n_threads, random_order, pages, 0 };
 		if (pthread_create(&tids[i], NULL, touch, &touchers[i]) != 0)
 			fail("%s", "pthread_create failed");
 	}

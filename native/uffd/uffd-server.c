@@ -2,7 +2,7 @@
  * uffd-server: serves a VM's guest memory page faults from a generational
  * memory snapshot, speaking Firecracker's UFFD handshake.
  *
- *   uffd-server [--cpu N] [--run-kib K] SOCKET HEADER DIR
+ *   uffd-server [--cpu N] [--run-kib K] [--readahead-kib K] SOCKET HEADER DIR
  *
  * Loads and validates HEADER (or "-" for the legacy raw DIR/memfile) and
  * the data files, listens on SOCKET, prints "ready" on stdout, accepts ONE
@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -51,6 +52,16 @@ static int uffd = -1;
 /* Per 4 KiB page of guest memory: already served / removed (reads as zeros from now on). */
 static uint8_t *populated, *zeroed;
 static uint64_t run_max = 256u << 10;
+/*
+ * Read-ahead after sequential faults, like the page cache's: a fault inside
+ * the previous window doubles the window (up to readahead_max); any other
+ * fault resets it. The window is filled between events, never ahead of them.
+ */
+static uint64_t readahead_max = 4u << 20;
+static struct {
+	const struct region *region;
+	uint64_t start, next, end, window; /* guest memory offsets */
+} ra;
 static uint8_t *bounce;
 static struct {
 	uint64_t faults, copied, zero, eexist, removes;
@@ -69,10 +80,14 @@ static void die(int status, const char *fmt, ...)
 
 static void print_stats(const char *why)
 {
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	uint64_t cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+			  (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 	fprintf(stderr,
 		"uffd-server: %s; faults=%" PRIu64 " copied_pages=%" PRIu64 " zero_pages=%" PRIu64
-		" eexist=%" PRIu64 " removes=%" PRIu64 "\n",
-		why, stats.faults, stats.copied, stats.zero, stats.eexist, stats.removes);
+		" eexist=%" PRIu64 " removes=%" PRIu64 " cpu_us=%" PRIu64 "\n",
+		why, stats.faults, stats.copied, stats.zero, stats.eexist, stats.removes, cpu_us);
 }
 
 /* ---- handshake ---------------------------------------------------------- */
@@ -338,7 +353,37 @@ static int serve(uint64_t fault_addr)
 		if (serve_run(r, r->base + (at - r->offset), limit, &next) < 0 || next <= at)
 			break; /* prefetch only: the fault itself is already served */
 	}
+	if (ps == SNAP_BLOCK && readahead_max > 0) {
+		int sequential = ra.region == r && off >= ra.start && off <= ra.end;
+		ra.window = sequential ? ra.window * 2 : run_max;
+		if (ra.window > readahead_max)
+			ra.window = readahead_max;
+		ra.region = r;
+		ra.start = off;
+		ra.next = next;
+		ra.end = off + run_max + ra.window;
+		if (ra.end > r->offset + r->size)
+			ra.end = r->offset + r->size;
+	}
 	return 0;
+}
+
+/* Fills one run of the read-ahead window; returns 0 when the window is done. */
+static int read_ahead(void)
+{
+	while (ra.next < ra.end && populated[ra.next / SNAP_BLOCK])
+		ra.next += SNAP_BLOCK;
+	if (ra.next >= ra.end)
+		return 0;
+	uint64_t limit = ra.next + run_max < ra.end ? ra.next + run_max : ra.end;
+	uint64_t at = ra.next, next;
+	if (serve_run(ra.region, ra.region->base + (at - ra.region->offset), limit, &next) < 0 ||
+	    next <= at) {
+		ra.end = at; /* the address space is changing: stop until the next fault */
+		return 0;
+	}
+	ra.next = next;
+	return 1;
 }
 
 /* Copies (or zeroes) one run that the mapping allows, starting at addr; *next = its end. */
@@ -419,7 +464,12 @@ static void serve_loop(int pidfd, pid_t pid)
 	struct pollfd pfd[2] = { { .fd = uffd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
 	for (;;) {
 		if (n_pending == 0) {
-			int n = poll(pfd, 2, -1);
+			int idle = ra.next < ra.end;
+			int n = poll(pfd, 2, idle ? 0 : -1);
+			if (n == 0 && idle) {
+				read_ahead();
+				continue;
+			}
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0)
@@ -463,7 +513,7 @@ static void serve_loop(int pidfd, pid_t pid)
 
 static void usage(void)
 {
-	die(EXIT_USAGE, "usage: uffd-server [--cpu N] [--run-kib K] SOCKET HEADER|- DIR");
+	die(EXIT_USAGE, "usage: uffd-server [--cpu N] [--run-kib K] [--readahead-kib K] SOCKET HEADER|- DIR");
 }
 
 int main(int argc, char **argv)
@@ -472,6 +522,8 @@ int main(int argc, char **argv)
 	while (argi < argc && strncmp(argv[argi], "--", 2) == 0) {
 		if (strcmp(argv[argi], "--cpu") == 0 && argi + 1 < argc) {
 			cpu = atoi(argv[argi + 1]);
+		} else if (strcmp(argv[argi], "--readahead-kib") == 0 && argi + 1 < argc) {
+			readahead_max = strtoull(argv[argi + 1], NULL, 10) << 10;
 		} else if (strcmp(argv[argi], "--run-kib") == 0 && argi + 1 < argc) {
 			run_max = strtoull(argv[argi + 1], NULL, 10) << 10;
 			if (run_max < SNAP_BLOCK)
