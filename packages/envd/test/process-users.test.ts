@@ -233,7 +233,7 @@ test("envd that is not root runs processes only as its own user, and says so", a
         }
         break;
       } catch (err) {
-        if (!(err instanceof ConnectError) || err.code !== Code.Unavailable || attempt > 100)
+        if (!(err instanceof ConnectError) || err.code !== Code.Unavailable || attempt > 300)
           throw err;
         await sleep(100);
       }

@@ -306,18 +306,24 @@ for (const useBinaryFormat of [true, false]) {
 
     test("a stream the client gives a deadline ends; the process runs on and can be re-attached", async () => {
       const tag = `deadline-${useBinaryFormat}`;
+      let pid = 0;
       await assert.rejects(
         collect(
-          client.start(req("sh", ["-c", "sleep 1.5; echo late"], { tag, stdin: false }), {
-            timeoutMs: 400,
-          }),
+          client.start(req("sh", ["-c", "read x; echo late $x"], { tag }), { timeoutMs: 1000 }),
+          (p) => void (pid = p),
         ),
         isCode(Code.DeadlineExceeded),
       );
+      assert.ok(pid > 0, "the process started before the deadline");
       const listed = (await client.list({})).processes.find((p) => p.tag === tag);
-      assert.ok(listed, "the process outlives its stream");
-      const r = await collect(client.connect({ process: byTag(tag) }));
-      assert.equal(r.stdout, "late\n");
+      assert.equal(listed?.pid, pid, "the process outlives its stream");
+      const r = await collect(client.connect({ process: byTag(tag) }), async () => {
+        await client.sendInput({
+          process: byTag(tag),
+          input: { input: { case: "stdin", value: new TextEncoder().encode("arrival\n") } },
+        });
+      });
+      assert.equal(r.stdout, "late arrival\n");
       assert.equal(r.end?.exitCode, 0);
     });
 
