@@ -13,6 +13,7 @@ import { writeMetadata } from "../filesystem/metadata.ts";
 import { giveTo, makeDirsFor } from "../filesystem/ownership.ts";
 import { resolveUserPath } from "../filesystem/paths.ts";
 import { lookupUser, type LinuxUser } from "../users.ts";
+import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
 
 /** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
@@ -105,6 +106,7 @@ export async function downloadFile(
       : { "content-length": st.size }),
   });
   try {
+    reclaimWhileStreaming(source);
     if (gzip) await pipeline(source, createGzip(), res);
     else await pipeline(source, res);
   } catch (err) {
@@ -126,6 +128,8 @@ async function writeOne(
   if (existing?.isDirectory()) throw new WrennError("invalid_argument", `'${path}' is a directory`);
   await makeDirsFor(dirname(path), user);
   try {
+    // Attached in the same tick as the pipe: a 'data' listener starts the flow.
+    reclaimWhileStreaming(source);
     await pipeline(source, createWriteStream(path, { highWaterMark: CHUNK }));
   } catch (err) {
     throw fsError(err, path);

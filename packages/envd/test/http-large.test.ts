@@ -1,0 +1,184 @@
+// 1 GiB through /files in both directions with envd in its own process, so
+// its memory can be read from /proc: uploads and downloads must stream.
+import { describe, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { request } from "node:http";
+import { userInfo } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { tempDir } from "./filesystem-fixtures.ts";
+
+const GiB = 1 << 30;
+const MAX_GROWTH = 64 << 20;
+const repo = resolve(import.meta.dirname, "../../..");
+
+interface Child {
+  pid: number;
+  url: string;
+}
+
+/** Runs envd from source as a child process and waits for its "listening" log line. */
+async function spawnEnvd(t: TestContext): Promise<Child> {
+  const child = spawn(
+    join(repo, "node_modules/.bin/node"),
+    [
+      join(repo, "packages/envd/src/main.ts"),
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--default-user",
+      userInfo().username,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, WRENN_LOG_LEVEL: "info" } },
+  );
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  t.after(async () => {
+    child.kill("SIGKILL");
+    await exited;
+    assert.throws(() => process.kill(child.pid ?? 0, 0), { code: "ESRCH" }, "envd child leaked");
+  });
+  const lines = createInterface({ input: child.stderr });
+  for await (const line of lines) {
+    const parsed = JSON.parse(line) as { msg?: string; url?: string };
+    if (parsed.msg === "envd listening" && parsed.url !== undefined) {
+      // Keep draining stderr so the child never blocks on a full pipe.
+      child.stderr.resume();
+      return { pid: child.pid ?? 0, url: parsed.url };
+    }
+  }
+  throw new Error("envd exited before listening");
+}
+
+async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) * 1024;
+  return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
+}
+
+/** Deterministic, non-repeating-per-MiB bytes, generated on the fly. */
+function* chunks(total: number): Generator<Buffer> {
+  const block = Buffer.alloc(1 << 20);
+  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let sent = 0, n = 0; sent < total; sent += block.length, n++) {
+    // A fresh buffer each time: http may still hold the previous one in its queue.
+    const out = Buffer.from(block.subarray(0, Math.min(block.length, total - sent)));
+    out.writeUInt32LE(n, 0);
+    yield out;
+  }
+}
+
+/** Streams `total` bytes to envd with backpressure; returns their sha256 and the response. */
+function upload(
+  url: string,
+  headers: Record<string, string>,
+  total: number,
+  prefix = Buffer.alloc(0),
+  suffix = Buffer.alloc(0),
+): Promise<{ sha: string; status: number; body: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const hash = createHash("sha256");
+    const req = request(url, { method: "POST", headers }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () =>
+        resolvePromise({ sha: hash.digest("hex"), status: res.statusCode ?? 0, body }),
+      );
+    });
+    req.on("error", reject);
+    const source = chunks(total);
+    const pump = (): void => {
+      for (;;) {
+        const next = source.next();
+        if (next.done) {
+          req.end(suffix);
+          return;
+        }
+        hash.update(next.value);
+        if (!req.write(next.value)) {
+          req.once("drain", pump);
+          return;
+        }
+      }
+    };
+    req.write(prefix);
+    pump();
+  });
+}
+
+function download(url: string): Promise<{ sha: string; bytes: number }> {
+  return new Promise((resolvePromise, reject) => {
+    request(url, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`download answered ${res.statusCode}`));
+      const hash = createHash("sha256");
+      let bytes = 0;
+      res.on("data", (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      res.on("end", () => resolvePromise({ sha: hash.digest("hex"), bytes }));
+      res.on("error", reject);
+    })
+      .on("error", reject)
+      .end();
+  });
+}
+
+describe("/files with 1 GiB", () => {
+  test("octet-stream upload and download stream: envd grows by less than 64 MiB", async (t) => {
+    const dir = await tempDir(t, "wrenn-large-");
+    const envd = await spawnEnvd(t);
+    const path = join(dir, "big.bin");
+    const url = `${envd.url}/files?path=${encodeURIComponent(path)}`;
+    // Warm up so lazily loaded code is not counted as growth.
+    await upload(url, { "content-type": "application/octet-stream" }, 4 << 20);
+    await download(url);
+    const before = await memory(envd.pid);
+
+    const up = await upload(url, { "content-type": "application/octet-stream" }, GiB);
+    assert.equal(up.status, 200, up.body);
+    assert.equal((await stat(path)).size, GiB);
+    const down = await download(url);
+    assert.equal(down.bytes, GiB);
+    assert.equal(down.sha, up.sha, "downloaded bytes equal uploaded bytes");
+
+    const after = await memory(envd.pid);
+    const growth = after.hwm - before.rss;
+    console.log(
+      `envd RSS before ${before.rss >> 20} MiB, peak after 1 GiB up+down ${after.hwm >> 20} MiB`,
+    );
+    assert.ok(growth < MAX_GROWTH, `envd grew by ${growth >> 20} MiB moving 1 GiB (limit 64)`);
+  });
+
+  test("multipart upload streams too", async (t) => {
+    const dir = await tempDir(t, "wrenn-large-");
+    const envd = await spawnEnvd(t);
+    const path = join(dir, "multi.bin");
+    const boundary = "wrenn-large-boundary";
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${path}"\r\n` +
+        "Content-Type: application/octet-stream\r\n\r\n",
+    );
+    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+    const headers = { "content-type": `multipart/form-data; boundary=${boundary}` };
+    await upload(`${envd.url}/files`, headers, 4 << 20, head, tail);
+    const before = await memory(envd.pid);
+    const up = await upload(`${envd.url}/files`, headers, GiB, head, tail);
+    assert.equal(up.status, 200, up.body);
+    assert.equal((await stat(path)).size, GiB);
+    const after = await memory(envd.pid);
+    const growth = after.hwm - before.rss;
+    console.log(
+      `envd RSS before ${before.rss >> 20} MiB, peak after 1 GiB multipart ${after.hwm >> 20} MiB`,
+    );
+    assert.ok(
+      growth < MAX_GROWTH,
+      `envd grew by ${growth >> 20} MiB on a 1 GiB multipart upload (limit 64)`,
+    );
+  });
+});
