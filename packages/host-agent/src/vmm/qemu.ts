@@ -116,9 +116,17 @@ export function withTscArg(bootArgs: string): string {
     : `${bootArgs} tsc_early_khz=${hostTscKhz()}`.trim();
 }
 
-async function readStateHeader(
-  statePath: string,
-): Promise<{ machine: QemuMachine; offset: number }> {
+/**
+ * `ramInState`: guest RAM is in the migration stream (a copy-on-write clone's
+ * RAM is in no file). x-ignore-shared must then be off on both sides: with
+ * it on, the loading side refuses pages for its file-backed RAM.
+ */
+interface StateHeader {
+  machine: QemuMachine;
+  ramInState: boolean;
+}
+
+async function readStateHeader(statePath: string): Promise<StateHeader & { offset: number }> {
   const fh = await open(statePath, "r").catch((err: unknown) => {
     throw new WrennError("not_found", `snapshot state ${statePath}: ${messageOf(err)}`);
   });
@@ -133,7 +141,7 @@ async function readStateHeader(
         `${statePath} is not a QEMU snapshot written by this driver`,
       );
     }
-    return { machine: JSON.parse(line.slice(STATE_MAGIC.length)) as QemuMachine, offset: nl + 1 };
+    return { ...(JSON.parse(line.slice(STATE_MAGIC.length)) as StateHeader), offset: nl + 1 };
   } finally {
     await fh.close();
   }
@@ -260,6 +268,7 @@ class QemuVm implements VmHandle {
         "this VM was re-adopted without its boot configuration; it cannot be snapshotted",
       );
     }
+    const machine = s.machine;
     if (!s.sharedRam && files.memPath === s.ramPath) {
       throw new WrennError(
         "invalid_argument",
@@ -267,9 +276,10 @@ class QemuVm implements VmHandle {
       );
     }
     await timed(this.#log, "qemu.save_state", async () => {
-      await writeFile(files.statePath, STATE_MAGIC + JSON.stringify(s.machine) + "\n");
+      const header: StateHeader = { machine, ramInState: !s.sharedRam };
+      await writeFile(files.statePath, STATE_MAGIC + JSON.stringify(header) + "\n");
       await s.qmp.execute("migrate-set-capabilities", {
-        capabilities: [{ capability: "x-ignore-shared", state: true }],
+        capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
       });
       await s.qmp.execute("migrate", { uri: `exec:cat >> ${shellQuote(files.statePath)}` });
       await waitMigration(s.qmp, "saving VM state");
@@ -365,7 +375,7 @@ export class QemuDriver implements VmmDriver {
   }
 
   async restore(spec: RestoreSpec): Promise<VmHandle> {
-    const { machine, offset } = await readStateHeader(spec.snapshot.statePath);
+    const { machine, ramInState, offset } = await readStateHeader(spec.snapshot.statePath);
     if (machine.vcpus !== spec.vcpus || machine.memoryMb !== spec.memoryMb) {
       this.#log.warn(
         { snapshot: machine, asked: { vcpus: spec.vcpus, memoryMb: spec.memoryMb } },
@@ -382,7 +392,7 @@ export class QemuDriver implements VmmDriver {
     try {
       await timed(this.#log, "qemu.load_state", async () => {
         await qmp.execute("migrate-set-capabilities", {
-          capabilities: [{ capability: "x-ignore-shared", state: true }],
+          capabilities: [{ capability: "x-ignore-shared", state: !ramInState }],
         });
         await qmp.execute("migrate-incoming", {
           uri: `exec:tail -c +${offset + 1} ${shellQuote(spec.snapshot.statePath)}`,
@@ -391,11 +401,12 @@ export class QemuDriver implements VmmDriver {
         await qmp.execute("cont");
       });
     } catch (err) {
-      const why = await tail(paths(spec.runDir, spec.vmId).log, 3);
+      const why = await tail(paths(spec.runDir, spec.vmId).log, 5);
       await vm.handle.stop();
-      throw why && err instanceof WrennError
-        ? new WrennError(err.code, `${err.message}: ${why}`, { cause: err })
-        : err;
+      // QEMU's own log says why a load failed; the QMP error is only "connection closed".
+      throw new WrennError("internal", `restoring the VM failed: ${why || messageOf(err)}`, {
+        cause: err,
+      });
     }
     return vm.handle;
   }

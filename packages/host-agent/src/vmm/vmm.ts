@@ -43,7 +43,11 @@ export interface RestoreSpec extends Omit<BootSpec, "kernelPath" | "initrdPath" 
   snapshot: SnapshotFiles;
   /** Firecracker: Unix socket of the page server serving the memory lazily. */
   uffdSocket?: string;
-  /** QEMU clone: map the template's RAM file copy-on-write (share=off). */
+  /**
+   * QEMU clone: map the template's RAM file copy-on-write (share=off), leaving
+   * it unchanged. Without it QEMU maps `memPath` shared: the file becomes the
+   * live guest memory (a paused sandbox's own snapshot, consumed by resume).
+   */
   privateMemory?: boolean;
 }
 
@@ -55,7 +59,12 @@ export interface VmHandle {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /** Only while paused; `diff` = only pages dirtied since the last load. */
+  /**
+   * Only while paused; `diff` = only pages dirtied since the last load
+   * (Firecracker, needs trackDirtyPages). QEMU always writes complete memory:
+   * its RAM file becomes `memPath` (renamed when it can, so pause then stop
+   * copies nothing); resuming after a snapshot first gives the VM its own copy.
+   */
   snapshot(files: SnapshotFiles, kind: "full" | "diff"): Promise<void>;
   /** Stops the VMM and waits for its exit; idempotent. */
   stop(): Promise<void>;
