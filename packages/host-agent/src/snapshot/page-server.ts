@@ -7,8 +7,9 @@
  */
 import { spawn } from "node:child_process";
 import { access } from "node:fs/promises";
+import { setPriority } from "node:os";
 import { join, resolve } from "node:path";
-import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
+import { WrennError, messageOf, type ErrorCode } from "@wrenn/shared/errors.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { HEADER_FILE } from "./header.ts";
@@ -36,6 +37,13 @@ export interface PageServerOptions {
   cpu?: number;
   /** Longest run copied per fault (KiB); bigger runs make sequential restore faster. */
   runKib?: number;
+  /** Largest read-ahead window after sequential faults (KiB; 0 = off). */
+  readaheadKib?: number;
+  /**
+   * Scheduling priority (nice, default -10): a vCPU waiting on a fault is
+   * stalled until the server runs, so it must not queue behind batch work.
+   */
+  nice?: number;
   readyTimeoutMs?: number;
   binary?: string;
 }
@@ -92,10 +100,21 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   const args: string[] = [];
   if (opts.cpu !== undefined) args.push("--cpu", String(opts.cpu));
   if (opts.runKib !== undefined) args.push("--run-kib", String(opts.runKib));
+  if (opts.readaheadKib !== undefined) args.push("--readahead-kib", String(opts.readaheadKib));
   args.push(opts.socketPath, header, opts.snapshotDir);
 
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stopRequested = false;
+  if (child.pid !== undefined) {
+    try {
+      setPriority(child.pid, opts.nice ?? -10);
+    } catch (e) {
+      log.warn(
+        { serverPid: child.pid, err: messageOf(e) },
+        "cannot raise the page server's priority",
+      );
+    }
+  }
   let err = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (s: string) => {
