@@ -10,7 +10,9 @@ import { describe, test, type TestContext } from "node:test";
 import { gzipSync } from "node:zlib";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { isWrennError } from "@wrenn/shared/errors.ts";
+import { installCustomKernel } from "../src/image/kernel.ts";
 import { IMAGE_BUILD_TOOLS, missingTools, which } from "../src/image/prerequisites.ts";
+import { silentProgress } from "../src/image/progress.ts";
 import {
   dataDir,
   findKernel,
@@ -142,6 +144,31 @@ describe("built base template", () => {
     ]) {
       assert.ok(files.includes(f), `${f} not in initramfs`);
     }
+  });
+});
+
+describe("the user's own kernel", () => {
+  test("--kernel installs it as kernels/custom-<hash> and makes it current", async (t) => {
+    const img = await builtImage(t);
+    if (!img) return;
+    const built = await findKernel(dataDir());
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-kernel-"));
+    const saved = process.env.WRENN_KERNEL;
+    delete process.env.WRENN_KERNEL;
+    try {
+      const files = await installCustomKernel(dir, built.vmlinuz, built.initrd, silentProgress);
+      assert.match(files.version, /^custom-[0-9a-f]{12}$/);
+      assert.deepEqual(await findKernel(dir), files);
+      assert.deepEqual(await readFile(files.vmlinux), await readFile(built.vmlinux));
+      // Without an initrd the kernel is expected to carry its drivers itself.
+      const bare = await installCustomKernel(dir, built.vmlinux, undefined, silentProgress);
+      assert.notEqual(bare.version, files.version);
+      assert.equal((await findKernel(dir)).initrd, "");
+    } finally {
+      if (saved !== undefined) process.env.WRENN_KERNEL = saved;
+      await rm(dir, { recursive: true, force: true });
+    }
+    await assert.rejects(stat(dir), "temp data dir removed");
   });
 });
 

@@ -87,9 +87,6 @@ async function build(argv: string[]): Promise<void> {
     const kernel = values.kernel
       ? { path: values.kernel, ...(values.initrd ? { initrd: values.initrd } : {}) }
       : undefined;
-    if (!kernel && process.env.WRENN_KERNEL) {
-      progress.step(`kernel: WRENN_KERNEL=${process.env.WRENN_KERNEL} is used instead`);
-    }
     const result = await buildImages({
       data,
       rootfs: {

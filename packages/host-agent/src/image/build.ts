@@ -5,7 +5,7 @@ import { ensureKernel, installCustomKernel } from "./kernel.ts";
 import { IMAGE_BUILD_TOOLS, requireTools } from "./prerequisites.ts";
 import type { Progress } from "./progress.ts";
 import { assertTemplateName, buildRootfs, type RootfsInputs } from "./rootfs.ts";
-import type { KernelFiles, TemplateMeta } from "./store.ts";
+import { findKernel, type KernelFiles, type TemplateMeta } from "./store.ts";
 
 export interface BuildOptions {
   data: string;
@@ -73,9 +73,21 @@ export async function buildImages(opts: BuildOptions): Promise<BuildResult> {
   await mkdir(opts.data, { recursive: true });
   const unlock = await lock(opts.data);
   try {
-    const kernel = opts.kernel
-      ? await installCustomKernel(opts.data, opts.kernel.path, opts.kernel.initrd, opts.progress)
-      : await ensureKernel(opts.data, opts.progress, opts.force);
+    let kernel: KernelFiles;
+    if (opts.kernel) {
+      kernel = await installCustomKernel(
+        opts.data,
+        opts.kernel.path,
+        opts.kernel.initrd,
+        opts.progress,
+      );
+    } else if (process.env.WRENN_KERNEL) {
+      // The user's kernel is used at run time; Debian's is not needed.
+      kernel = await findKernel(opts.data);
+      opts.progress.step(`kernel: WRENN_KERNEL=${kernel.vmlinuz}, nothing to build`);
+    } else {
+      kernel = await ensureKernel(opts.data, opts.progress, opts.force);
+    }
     const template = await buildRootfs(opts.data, opts.rootfs, opts.progress, opts.force);
     return { kernel, template };
   } finally {
