@@ -373,14 +373,14 @@ for (const useBinaryFormat of [true, false]) {
       assert.equal(r.end?.exitCode, 0);
     });
 
-    test("PTY: TERM defaults to xterm-256color, CloseStdin sends end-of-input", async () => {
+    test("PTY: TERM and size default to xterm-256color and 80×24, CloseStdin sends end-of-input", async () => {
       const r = await collect(
-        client.start(req("sh", ["-c", "echo $TERM; cat"], { pty: {} })),
+        client.start(req("sh", ["-c", "echo $TERM; stty size; cat"], { pty: {} })),
         async (pid) => {
           await client.closeStdin({ process: byPid(pid) });
         },
       );
-      assert.match(r.pty, /xterm-256color/);
+      assert.match(r.pty, /xterm-256color\r\n24 80\r\n/);
       assert.equal(r.end?.exitCode, 0);
     });
 

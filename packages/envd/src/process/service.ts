@@ -105,9 +105,6 @@ export function processService(
     const user = lookupUserSync(userName);
     const env = processEnvironment(user, ctx.state.envVars, config.envs);
     const pty = req.pty?.size;
-    if (req.pty !== undefined && pty !== undefined && (pty.cols === 0 || pty.rows === 0)) {
-      throw new WrennError("invalid_argument", "a PTY needs a size of at least 1×1");
-    }
     if (req.pty !== undefined) env.TERM ??= "xterm-256color";
     const cwd = workingDirectory(config.cwd, ctx.state.defaultWorkdir, user);
     const file = resolveExecutable(config.cmd, env, cwd);
@@ -123,7 +120,8 @@ export function processService(
       argv0: config.cmd,
       env,
       cwd,
-      pty: req.pty === undefined ? undefined : { cols: pty?.cols ?? 80, rows: pty?.rows ?? 24 },
+      // A size left out (or zero, as JSON leaves it out) means a classic 80×24 terminal.
+      pty: req.pty === undefined ? undefined : { cols: pty?.cols || 80, rows: pty?.rows || 24 },
       // Absent means open: older SDKs never send the flag.
       stdin: req.stdin ?? true,
     };
