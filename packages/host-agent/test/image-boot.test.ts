@@ -203,6 +203,13 @@ test("the base template boots under QEMU and runs a command through envd", async
     ]);
     assert.equal(who.stdout, "user\n/home/user\nsmoke\nroot\n", who.stderr);
 
+    const tools = await exec(base, "/bin/bash", [
+      "-c",
+      "python3 -c 'print(6*7)' && git --version && curl --version | head -1 && ls /bin/ls",
+    ]);
+    assert.equal(tools.exitCode, 0, tools.stderr);
+    assert.match(tools.stdout, /^42\ngit version .*\ncurl .*\n\/bin\/ls\n$/);
+
     // The grow runs in the background at boot; give it a moment under TCG.
     let size = 0;
     for (let i = 0; i < 60; i++) {
