@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -23,7 +23,7 @@ export interface HostAgentOptions {
   dataDir: string;
   /** Kernels and base templates (`wrenn image build`); default: dataDir. */
   imageDir?: string;
-  /** Sockets and RAM files; short, for Unix socket path limits. Default /run/wrenn. */
+  /** Sockets and RAM files; default DATA/run (same filesystem, so pause is a rename). */
   runRoot?: string;
   vmm?: VmmName;
   storage?: StorageName;
@@ -98,7 +98,8 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   });
   const manager = new SandboxManager({
     dataDir,
-    runRoot: options.runRoot ?? "/run/wrenn",
+    // Beside the data so a paused VM's RAM file moves into its pause folder by rename.
+    runRoot: options.runRoot ?? join(dataDir, "run"),
     vmm,
     storage,
     network,
@@ -107,6 +108,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),
+      templates: async () => {
+        const names = await readdir(join(imageDir, "images")).catch(() => []);
+        const found = await Promise.all(
+          names.map((n) => findTemplate(imageDir, n).catch(() => null)),
+        );
+        return found.filter((t) => t !== null);
+      },
       bootArgs: guestBootArgs,
     },
   });

@@ -7,6 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   SandboxInfoSchema,
   SandboxState,
+  TemplateType,
   type HostAgentService,
   type SandboxInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
@@ -159,9 +160,6 @@ export function hostAgentService(
   hostId: string,
   dataDir: string,
 ): ServiceImpl<typeof HostAgentService> {
-  const notYet = guard(async (): Promise<never> => {
-    throw new WrennError("failed_precondition", "pause, resume and snapshots are not built yet");
-  });
   return {
     createSandbox: guard(async (req) => {
       const p = parse(createSchema, req);
@@ -190,11 +188,55 @@ export function hostAgentService(
       await manager.ping(parse(sandboxId, req.sandboxId));
       return {};
     }),
-    pauseSandbox: notYet,
-    resumeSandbox: notYet,
-    createSnapshot: notYet,
-    deleteSnapshot: notYet,
-    listTemplates: guard(async () => ({ templates: [] })),
+    pauseSandbox: guard(async (req) => {
+      await manager.pause(parse(sandboxId, req.sandboxId));
+      return {};
+    }),
+    resumeSandbox: guard(async (req) => {
+      const id = parse(sandboxId, req.sandboxId);
+      const timeout = parse(bounded("timeout_sec", limits.timeoutSec), req.timeoutSec);
+      const record = await manager.resume(id, req.timeoutSec === 0 ? undefined : timeout);
+      return { sandbox: await info(manager, record) };
+    }),
+    createSnapshot: guard(async (req) => {
+      const id = parse(sandboxId, req.sandboxId);
+      const name = parse(templateName, req.name);
+      const meta = await manager.createSnapshot(id, name, req.overwrite);
+      return {
+        template: {
+          name: meta.name,
+          type: TemplateType.SNAPSHOT,
+          vcpus: meta.vcpus,
+          memoryMb: meta.memoryMb,
+          createdAtMs: BigInt(meta.createdAtMs),
+        },
+      };
+    }),
+    deleteSnapshot: guard(async (req) => {
+      await manager.deleteSnapshot(parse(templateName, req.name));
+      return {};
+    }),
+    listTemplates: guard(async () => {
+      const snapshots = await manager.templates.list();
+      const bases = await manager.baseTemplates();
+      return {
+        templates: [
+          ...bases.map((b) => ({
+            name: b.name,
+            type: TemplateType.BASE,
+            sizeBytes: BigInt(b.sizeBytes),
+          })),
+          ...snapshots.map((t) => ({
+            name: t.name,
+            type: TemplateType.SNAPSHOT,
+            vcpus: t.vcpus,
+            memoryMb: t.memoryMb,
+            sizeBytes: BigInt(t.sizeBytes),
+            createdAtMs: BigInt(t.createdAtMs),
+          })),
+        ],
+      };
+    }),
     exec: guard(async (req, ctx) => {
       const p = parse(execSchema, req);
       const r = await manager.exec(p.sandboxId, {

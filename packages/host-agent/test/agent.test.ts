@@ -122,8 +122,8 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
   before(async () => {
     await findTemplate(imageDataDir(), "minimal"); // fails with "run wrenn image build" when absent
     root = await mkdtemp(join(tmpdir(), "wrenn-agent-"));
-    runRoot = await mkdtemp("/run/wat-");
-    baseline = await snapshotHostResources({ prefix: PREFIX, markers: [root, runRoot] });
+    runRoot = join(root, "run");
+    baseline = await snapshotHostResources({ prefix: PREFIX, markers: [root] });
     await makeUpstream();
     await startAgent();
   });
@@ -133,7 +133,6 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
     await removeUpstream();
     await assertNoLeaks(baseline);
     await rm(root, { recursive: true, force: true });
-    await rm(runRoot, { recursive: true, force: true });
   });
 
   /** After each test: nothing of ours left but the upstream namespace. */

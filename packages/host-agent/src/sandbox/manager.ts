@@ -1,4 +1,4 @@
-import { mkdir, rm } from "node:fs/promises";
+import { access, copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -14,12 +14,20 @@ import {
 } from "../network/network.ts";
 import { EnvdClient, ENVD_PORT, type ExecEvent } from "../envd/client.ts";
 import { RecordStore, type SandboxRecord } from "./records.ts";
+import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "./templates.ts";
+import { HEADER_FILE } from "../snapshot/header.ts";
+import { writeDiff, writeFull } from "../snapshot/memfile.ts";
+import { dirtyFromSparseFile } from "../snapshot/sparse.ts";
+import { startPageServer, type PageServer } from "../snapshot/page-server.ts";
+import { copySparse } from "../vmm/files.ts";
 import type { KernelFiles, TemplateImage } from "../image/store.ts";
 
 /** Where the manager finds kernels and base templates (the image store). */
 export interface ImageSource {
   kernel(): Promise<KernelFiles>;
   template(name: string): Promise<TemplateImage>;
+  /** Every base template built on this host. */
+  templates(): Promise<TemplateImage[]>;
   bootArgs(opts: { guestIp: string; gatewayIp: string; netmask: string; hostname: string }): string;
 }
 
@@ -73,6 +81,20 @@ interface Live {
   stopping: boolean;
   /** Aborted when the VM exits: in-flight envd calls fail at once instead of hanging. */
   gone: AbortController;
+  /** Firecracker restores: serves the VM's memory; the VM hangs without it. */
+  pageServer: PageServer | null;
+}
+
+function newLive(record: SandboxRecord): Live {
+  return {
+    record,
+    vm: null,
+    slot: null,
+    envd: null,
+    stopping: false,
+    gone: new AbortController(),
+    pageServer: null,
+  };
 }
 
 const NETMASK = "255.255.255.252";
@@ -86,6 +108,7 @@ export class SandboxManager {
   private readonly opts: ManagerOptions;
   private readonly log: Logger;
   private readonly records: RecordStore;
+  readonly templates: TemplateStore;
   private readonly live = new Map<string, Live>();
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Sandboxes removed by the agent itself (TTL, VM death, restart), with why. */
@@ -97,6 +120,7 @@ export class SandboxManager {
     this.opts = opts;
     this.log = opts.log;
     this.records = new RecordStore(join(opts.dataDir, "sandboxes"));
+    this.templates = new TemplateStore(join(opts.dataDir, "snapshots"));
   }
 
   get vmmName(): string {
@@ -130,6 +154,7 @@ export class SandboxManager {
    * remove network leftovers no record accounts for.
    */
   async start(): Promise<void> {
+    await this.templates.cleanupPartial();
     const { records, unreadable } = await this.records.loadAll();
     for (const id of unreadable) {
       this.log.warn({ sandbox: id }, "unreadable sandbox record; removing its directory");
@@ -138,14 +163,7 @@ export class SandboxManager {
     const keep: number[] = [];
     for (const record of records) {
       if (record.status === "paused") {
-        this.live.set(record.id, {
-          record,
-          vm: null,
-          slot: null,
-          envd: null,
-          stopping: false,
-          gone: new AbortController(),
-        });
+        this.live.set(record.id, newLive(record));
         continue;
       }
       const adopted = await this.adopt(record).catch((err: unknown) => {
@@ -180,7 +198,7 @@ export class SandboxManager {
       await this.opts.network.release(slot).catch(() => undefined);
       return false;
     }
-    const live: Live = { record, vm, slot, envd, stopping: false, gone };
+    const live: Live = { ...newLive(record), vm, slot, envd, gone };
     this.live.set(record.id, live);
     this.watchExit(live, vm);
     this.log.info({ sandbox: record.id, pid: vm.pid }, "re-adopted running sandbox");
@@ -242,24 +260,22 @@ export class SandboxManager {
       vm: null,
       envVars: params.envVars,
       envdAccessToken: params.envdAccessToken ?? "",
+      basePath: "",
+      fromSnapshot: null,
     };
-    const live: Live = {
-      record,
-      vm: null,
-      slot: null,
-      envd: null,
-      stopping: false,
-      gone: new AbortController(),
-    };
+    const live = newLive(record);
     this.live.set(params.id, live);
-    return this.withLock(params.id, () => this.boot(live));
+    const snapshot = await this.templates.get(params.template);
+    return this.withLock(params.id, () =>
+      snapshot ? this.restoreTemplate(live, snapshot) : this.boot(live),
+    );
   }
 
   private async boot(live: Live): Promise<SandboxRecord> {
     const { record } = live;
     const log = this.log.child({ sandbox: record.id });
     const started = performance.now();
-    try {
+    return this.orTeardown(live, log, "create", async () => {
       const [kernel, template] = await timed(log, "create.images", () =>
         Promise.all([this.opts.images.kernel(), this.opts.images.template(record.template)]),
       );
@@ -270,32 +286,12 @@ export class SandboxManager {
           `disk_size_mb ${record.diskSizeMb} is smaller than template '${record.template}' (${templateMb} MiB)`,
         );
       }
-      await this.records.save(record);
-      const sandboxDir = this.records.sandboxDir(record.id);
-      const runDir = this.runDir(record.id);
-      await mkdir(runDir, { recursive: true });
-
-      const slot = await timed(log, "create.network", () => this.opts.network.acquire());
-      live.slot = slot;
-      record.slotIndex = slot.index;
-      await this.records.save(record);
-
-      const disk: SandboxDisk = await timed(log, "create.disk", () =>
-        this.opts.storage.create(
-          record.id,
-          { name: record.template, path: template.rootfs },
-          record.diskSizeMb,
-          sandboxDir,
-        ),
-      );
-      record.disk = disk;
-      await this.records.save(record);
-
+      record.basePath = template.rootfs;
+      const slot = await this.acquireSlot(live, log, "create");
+      const disk = await this.createDisk(live, log, template.rootfs);
       const vm = await timed(log, "create.boot", () =>
         this.opts.vmm.boot({
-          vmId: record.id,
-          vcpus: record.vcpus,
-          memoryMb: record.memoryMb,
+          ...this.machine(record, slot, disk),
           kernelPath: this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.vmlinuz,
           initrdPath: kernel.initrd,
           bootArgs: this.opts.images.bootArgs({
@@ -304,61 +300,430 @@ export class SandboxManager {
             netmask: NETMASK,
             hostname: record.id,
           }),
-          rootfs: { path: disk.path, format: disk.format },
-          tapName: slot.tapName,
-          guestMac: GUEST_MAC,
-          netns: slot.netns,
-          runDir,
         }),
       );
-      live.vm = vm;
-      record.vm = this.opts.vmm.record(vm);
-      await this.records.save(record);
-
-      const envd = new EnvdClient(
-        `${slot.hostAddress}:${ENVD_PORT}`,
-        record.envdAccessToken,
-        live.gone.signal,
-      );
-      void vm.exited.then(() =>
-        live.gone.abort(
-          new WrennError(
-            "unavailable",
-            live.record.status === "starting"
-              ? "the VM exited while booting"
-              : "the VM exited; the sandbox is gone",
-          ),
-        ),
-      );
-      await timed(log, "create.envd_health", () =>
-        envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, live.gone.signal),
-      );
-      await timed(log, "create.envd_init", () =>
-        envd.init({
-          envVars: record.envVars,
-          accessToken: record.envdAccessToken || undefined,
-          defaultUser: "user",
-        }),
-      );
-      live.envd = envd;
-      record.status = "running";
-      record.lastActiveAtMs = Date.now();
-      await this.records.save(record);
-      this.watchExit(live, vm);
+      await this.attachVm(live, vm, "create");
       log.info(
         { ms: Math.round(performance.now() - started), vmm: record.vmm, pid: vm.pid },
         "sandbox created",
       );
       return record;
+    });
+  }
+
+  /** Create from a snapshot template: restore its memory instead of booting. */
+  private async restoreTemplate(live: Live, snap: SnapshotMeta): Promise<SandboxRecord> {
+    const { record } = live;
+    const log = this.log.child({ sandbox: record.id, template: snap.name });
+    const started = performance.now();
+    return this.orTeardown(live, log, "create", async () => {
+      if (snap.vmm !== this.opts.vmm.name) {
+        throw new WrennError(
+          "failed_precondition",
+          `snapshot template '${snap.name}' was taken with ${snap.vmm}; this host runs ${this.opts.vmm.name}`,
+        );
+      }
+      // A snapshot carries its machine: the guest's memory and filesystem were sized for it.
+      record.vcpus = snap.vcpus;
+      record.memoryMb = snap.memoryMb;
+      record.diskSizeMb = snap.diskSizeMb;
+      record.fromSnapshot = snap.name;
+      const files = this.templates.files(snap.name);
+      record.basePath = files.rootfs;
+      const slot = await this.acquireSlot(live, log, "create");
+      const disk = await this.createDisk(live, log, files.rootfs);
+      const vm = await this.restoreVm(live, log, "create", slot, disk, files.dir, true);
+      await this.attachVm(live, vm, "create");
+      log.info(
+        { ms: Math.round(performance.now() - started), vmm: record.vmm, pid: vm.pid },
+        "sandbox created from snapshot template",
+      );
+      return record;
+    });
+  }
+
+  /** Runs a create step list; on failure releases everything the sandbox holds. */
+  private async orTeardown<T>(
+    live: Live,
+    log: Logger,
+    what: string,
+    fn: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      await this.records.save(live.record);
+      await mkdir(this.runDir(live.record.id), { recursive: true });
+      return await fn();
     } catch (err) {
       live.stopping = true;
-      log.warn({ err: messageOf(err) }, "create failed; releasing what it acquired");
-      await this.teardown(record, live.vm);
-      this.live.delete(record.id);
+      log.warn({ err: messageOf(err) }, `${what} failed; releasing what it acquired`);
+      await live.pageServer?.stop().catch(() => undefined);
+      await this.teardown(live.record, live.vm);
+      this.live.delete(live.record.id);
       throw err instanceof WrennError
         ? err
-        : new WrennError("internal", `create failed: ${messageOf(err)}`, { cause: err });
+        : new WrennError("internal", `${what} failed: ${messageOf(err)}`, { cause: err });
     }
+  }
+
+  private async acquireSlot(live: Live, log: Logger, phase: string): Promise<NetworkSlot> {
+    const slot = await timed(log, `${phase}.network`, () => this.opts.network.acquire());
+    live.slot = slot;
+    live.record.slotIndex = slot.index;
+    await this.records.save(live.record);
+    return slot;
+  }
+
+  private async createDisk(live: Live, log: Logger, basePath: string): Promise<SandboxDisk> {
+    const { record } = live;
+    const disk = await timed(log, "create.disk", () =>
+      this.opts.storage.create(
+        record.id,
+        { name: record.template, path: basePath },
+        record.diskSizeMb,
+        this.records.sandboxDir(record.id),
+      ),
+    );
+    record.disk = disk;
+    await this.records.save(record);
+    return disk;
+  }
+
+  private machine(record: SandboxRecord, slot: NetworkSlot, disk: SandboxDisk) {
+    return {
+      vmId: record.id,
+      vcpus: record.vcpus,
+      memoryMb: record.memoryMb,
+      rootfs: { path: disk.path, format: disk.format },
+      tapName: slot.tapName,
+      guestMac: GUEST_MAC,
+      netns: slot.netns,
+      runDir: this.runDir(record.id),
+      // Every pause after the first can then be a Diff (Firecracker; QEMU ignores it).
+      trackDirtyPages: true,
+    };
+  }
+
+  /**
+   * Starts a VMM from a memory snapshot in `dir`. Firecracker's memory is
+   * served lazily by a page server; QEMU maps the RAM file (a template's
+   * privately, copy-on-write, so one template serves many sandboxes).
+   */
+  private async restoreVm(
+    live: Live,
+    log: Logger,
+    phase: string,
+    slot: NetworkSlot,
+    disk: SandboxDisk,
+    dir: string,
+    clone: boolean,
+  ): Promise<VmHandle> {
+    const { record } = live;
+    let uffdSocket: string | undefined;
+    if (this.opts.vmm.name === "firecracker") {
+      uffdSocket = join(this.runDir(record.id), "uffd.sock");
+      live.pageServer = await timed(log, `${phase}.page_server`, () =>
+        startPageServer({ socketPath: uffdSocket as string, snapshotDir: dir }),
+      );
+    }
+    return timed(log, `${phase}.restore`, () =>
+      this.opts.vmm.restore({
+        ...this.machine(record, slot, disk),
+        snapshot: { statePath: join(dir, "state"), memPath: join(dir, "memfile") },
+        uffdSocket,
+        privateMemory: clone,
+      }),
+    );
+  }
+
+  /** The VM is up: wait for envd, give it its identity (token, env, clock), mark it running. */
+  private async attachVm(live: Live, vm: VmHandle, phase: string): Promise<void> {
+    const { record } = live;
+    const log = this.log.child({ sandbox: record.id });
+    const slot = live.slot as NetworkSlot;
+    live.vm = vm;
+    live.gone = new AbortController();
+    record.vm = this.opts.vmm.record(vm);
+    await this.records.save(record);
+    const gone = live.gone;
+    const fail = (why: string) => gone.abort(new WrennError("unavailable", why));
+    void vm.exited.then(() =>
+      fail(
+        record.status === "running"
+          ? "the VM exited; the sandbox is gone"
+          : `the VM exited during ${phase}`,
+      ),
+    );
+    void live.pageServer?.exited.then((exit) => {
+      if (exit.unexpected) fail(`the VM's page server died: ${exit.reason}`);
+    });
+    const envd = new EnvdClient(
+      `${slot.hostAddress}:${ENVD_PORT}`,
+      record.envdAccessToken,
+      gone.signal,
+    );
+    await timed(log, `${phase}.envd_health`, () =>
+      envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
+    );
+    await timed(log, `${phase}.envd_init`, () =>
+      envd.init({
+        envVars: record.envVars,
+        accessToken: record.envdAccessToken || undefined,
+        defaultUser: "user",
+      }),
+    );
+    live.envd = envd;
+    record.status = "running";
+    record.lastActiveAtMs = Date.now();
+    await this.records.save(record);
+    this.watchExit(live, vm);
+  }
+
+  private keepDir(id: string): string {
+    return join(this.records.sandboxDir(id), "paused");
+  }
+
+  /**
+   * Pause, in the seed's order: freeze → snapshot → compact the memory →
+   * stop the VMM → detach the disk → release the slot. Anything failing
+   * before the VMM stops resumes the vCPUs (the sandbox stays usable);
+   * anything failing after frees every host resource and reports the error.
+   */
+  async pause(id: string, reason: "user" | "ttl" = "user"): Promise<void> {
+    await this.withLock(id, async () => {
+      const live = this.get(id);
+      const { record } = live;
+      if (record.status !== "running" || live.vm === null || live.slot === null) {
+        throw new WrennError(
+          "failed_precondition",
+          `sandbox '${id}' is ${record.status}; only a running sandbox can be paused`,
+        );
+      }
+      const log = this.log.child({ sandbox: id, reason });
+      const started = performance.now();
+      const vm = live.vm;
+      const keep = this.keepDir(id);
+      await mkdir(keep, { recursive: true });
+      await timed(log, "pause.freeze", () => vm.pause());
+      try {
+        await this.saveMemory(live, vm, keep, log);
+      } catch (err) {
+        log.warn({ err: messageOf(err) }, "pause failed before the VMM stopped; resuming vCPUs");
+        await vm.resume().catch((e: unknown) => {
+          log.error({ err: messageOf(e) }, "could not resume vCPUs after a failed pause");
+        });
+        throw err;
+      }
+      live.stopping = true;
+      try {
+        await timed(log, "pause.stop_vmm", () => vm.stop());
+        await live.pageServer?.stop();
+        live.pageServer = null;
+        record.vm = null;
+        live.vm = null;
+        const disk = record.disk as SandboxDisk;
+        record.disk = await timed(log, "pause.detach_disk", () =>
+          this.opts.storage.detach(disk, keep),
+        );
+        await timed(log, "pause.release_network", () =>
+          this.opts.network.release(live.slot as NetworkSlot),
+        );
+        live.slot = null;
+        record.slotIndex = null;
+        live.envd = null;
+        record.status = "paused";
+        await this.records.save(record);
+        await rm(this.runDir(id), { recursive: true, force: true });
+      } catch (err) {
+        log.error(
+          { err: messageOf(err) },
+          "pause failed after the VMM stopped; freeing everything",
+        );
+        await this.teardown(record, null);
+        record.status = "failed";
+        record.error = `pause failed: ${messageOf(err)}`;
+        record.disk = null;
+        record.slotIndex = null;
+        throw err;
+      } finally {
+        live.stopping = false;
+      }
+      if (reason === "ttl") this.autoPaused.add(id);
+      log.info({ ms: Math.round(performance.now() - started) }, "sandbox paused");
+    });
+  }
+
+  /** Writes the VM's device state and memory into `keep` (the VM is frozen). */
+  private async saveMemory(live: Live, vm: VmHandle, keep: string, log: Logger): Promise<void> {
+    const statePath = join(keep, "state");
+    if (this.opts.vmm.name !== "firecracker") {
+      // QEMU: the RAM file is the memory snapshot; it moves into `keep`.
+      await timed(log, "pause.snapshot", () =>
+        vm.snapshot({ statePath, memPath: join(keep, "memfile") }, "full"),
+      );
+      return;
+    }
+    const fromTemplate = live.record.fromSnapshot
+      ? this.templates.files(live.record.fromSnapshot).dir
+      : null;
+    const parentDir = (await exists(join(keep, HEADER_FILE))) ? keep : fromTemplate;
+    const raw = join(keep, "memfile.raw");
+    try {
+      await timed(log, "pause.snapshot", () =>
+        vm.snapshot({ statePath, memPath: raw }, parentDir ? "diff" : "full"),
+      );
+      await timed(log, "pause.compact_memory", async () => {
+        if (parentDir === null) return writeFull({ imagePath: raw, dir: keep });
+        const size = live.record.memoryMb * 1024 * 1024;
+        return writeDiff({
+          imagePath: raw,
+          dir: keep,
+          parentDir,
+          dirty: await dirtyFromSparseFile(raw, size),
+        });
+      });
+    } finally {
+      await rm(raw, { force: true });
+    }
+  }
+
+  /**
+   * Resume: re-attach the disk, take a slot, restore the VM, wait for envd,
+   * sync its clock. If anything fails, the disk goes back into the pause
+   * folder and the sandbox stays paused, ready for another try.
+   */
+  async resume(id: string, timeoutSec?: number): Promise<SandboxRecord> {
+    return this.withLock(id, async () => {
+      const live = this.get(id);
+      const { record } = live;
+      if (record.status !== "paused" || record.disk === null) {
+        throw new WrennError(
+          "failed_precondition",
+          `sandbox '${id}' is ${record.status}; only a paused sandbox can be resumed`,
+        );
+      }
+      const log = this.log.child({ sandbox: id });
+      const started = performance.now();
+      const keep = this.keepDir(id);
+      const detached = record.disk;
+      await mkdir(this.runDir(id), { recursive: true });
+      try {
+        const disk = await timed(log, "resume.attach_disk", () =>
+          this.opts.storage.attach(detached, { name: record.template, path: record.basePath }),
+        );
+        record.disk = disk;
+        const slot = await this.acquireSlot(live, log, "resume");
+        const vm = await this.restoreVm(live, log, "resume", slot, disk, keep, false);
+        if (timeoutSec) record.timeoutSec = timeoutSec;
+        await this.attachVm(live, vm, "resume");
+      } catch (err) {
+        log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
+        live.stopping = true;
+        await live.vm?.stop().catch(() => undefined);
+        await live.pageServer?.stop().catch(() => undefined);
+        live.pageServer = null;
+        live.vm = null;
+        record.vm = null;
+        if (live.slot) await this.opts.network.release(live.slot).catch(() => undefined);
+        live.slot = null;
+        record.slotIndex = null;
+        if (record.disk && record.disk !== detached) {
+          record.disk = await this.opts.storage.detach(record.disk, keep).catch((e: unknown) => {
+            log.error({ err: messageOf(e) }, "could not move the disk back into the pause folder");
+            return record.disk;
+          });
+        }
+        record.status = "paused";
+        live.stopping = false;
+        await this.records.save(record);
+        await rm(this.runDir(id), { recursive: true, force: true });
+        throw err instanceof WrennError
+          ? err
+          : new WrennError("unavailable", `resume failed: ${messageOf(err)}`, { cause: err });
+      }
+      this.autoPaused.delete(id);
+      log.info({ ms: Math.round(performance.now() - started) }, "sandbox resumed");
+      return record;
+    });
+  }
+
+  /**
+   * A snapshot template from a sandbox: it is paused (if running) and stays
+   * paused; its disk is flattened and its memory kept, so new sandboxes
+   * restore from it instead of booting.
+   */
+  async createSnapshot(id: string, name: string, overwrite: boolean): Promise<SnapshotMeta> {
+    if (!SNAPSHOT_NAME.test(name)) {
+      throw new WrennError(
+        "invalid_argument",
+        "name must start with a letter or digit and use only letters, digits, '.', '_' or '-' (at most 64)",
+      );
+    }
+    const isBase = await this.opts.images.template(name).then(
+      () => true,
+      () => false,
+    );
+    if (isBase) {
+      throw new WrennError("already_exists", `'${name}' is a base template's name`);
+    }
+    if (!overwrite && (await this.templates.get(name))) {
+      throw new WrennError(
+        "already_exists",
+        `snapshot template '${name}' already exists (ask for overwrite to replace it)`,
+      );
+    }
+    if (this.list().some((r) => r.fromSnapshot === name && r.status !== "failed")) {
+      throw new WrennError(
+        "failed_precondition",
+        `snapshot template '${name}' is in use by sandboxes; it cannot be replaced now`,
+      );
+    }
+    if (this.get(id).record.status === "running") await this.pause(id);
+    return this.withLock(id, async () => {
+      const { record } = this.get(id);
+      if (record.status !== "paused" || record.disk === null) {
+        throw new WrennError("failed_precondition", `sandbox '${id}' is ${record.status}`);
+      }
+      const log = this.log.child({ sandbox: id, template: name });
+      const keep = this.keepDir(id);
+      const build = await this.templates.begin(name);
+      try {
+        const disk = record.disk;
+        // No fsck, no shrink: the snapshotted kernel has this filesystem mounted.
+        await timed(log, "snapshot.flatten_disk", () =>
+          this.opts.storage.flatten(disk, join(build.dir, "rootfs.ext4"), { shrink: false }),
+        );
+        await timed(log, "snapshot.copy_memory", () => copyMemory(keep, build.dir));
+        const meta: SnapshotMeta = {
+          name,
+          vmm: record.vmm,
+          vcpus: record.vcpus,
+          memoryMb: record.memoryMb,
+          diskSizeMb: record.diskSizeMb,
+          baseTemplate: record.fromSnapshot
+            ? ((await this.templates.get(record.fromSnapshot))?.baseTemplate ?? record.template)
+            : record.template,
+          sourceSandbox: id,
+          createdAtMs: Date.now(),
+        };
+        await build.commit(meta);
+        log.info("snapshot template created");
+        return meta;
+      } catch (err) {
+        await rm(build.dir, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  async deleteSnapshot(name: string): Promise<void> {
+    const users = this.list().filter((r) => r.fromSnapshot === name && r.status !== "failed");
+    if (users.length > 0) {
+      throw new WrennError(
+        "failed_precondition",
+        `snapshot template '${name}' is used by ${users.length} sandbox(es): ${users.map((r) => r.id).join(", ")}`,
+      );
+    }
+    await this.templates.remove(name);
   }
 
   /** A VM that dies on its own frees its resources at once and is reported as failed. */
@@ -402,6 +767,10 @@ export class SandboxManager {
 
   list(): SandboxRecord[] {
     return [...this.live.values()].map((l) => l.record);
+  }
+
+  baseTemplates(): Promise<TemplateImage[]> {
+    return this.opts.images.templates();
   }
 
   reapedIds(): string[] {
@@ -506,12 +875,13 @@ export class SandboxManager {
       const r = live.record;
       if (r.status !== "running" || r.timeoutSec <= 0) continue;
       if (now - r.lastActiveAtMs < r.timeoutSec * 1000) continue;
-      this.log.info({ sandbox: r.id, timeoutSec: r.timeoutSec }, "TTL expired; destroying");
+      this.log.info({ sandbox: r.id, timeoutSec: r.timeoutSec }, "TTL expired; pausing");
       try {
-        await this.destroy(r.id);
-        this.reaped.set(r.id, `idle longer than its timeout (${r.timeoutSec} s)`);
+        await this.pause(r.id, "ttl");
       } catch (err) {
-        this.log.error({ sandbox: r.id, err: messageOf(err) }, "TTL destroy failed");
+        this.log.error({ sandbox: r.id, err: messageOf(err) }, "TTL pause failed; destroying");
+        await this.destroy(r.id).catch(() => undefined);
+        this.reaped.set(r.id, `idle past its timeout and could not be paused: ${messageOf(err)}`);
       }
     }
   }
@@ -525,6 +895,28 @@ export class SandboxManager {
   /** Destroys every sandbox (tests, `wrenn up` teardown). */
   async destroyAll(): Promise<void> {
     await Promise.all([...this.live.keys()].map((id) => this.destroy(id).catch(() => undefined)));
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The memory of a paused sandbox into a template folder. Generation files
+ * never change once written, so they are hard-linked; a raw RAM file (QEMU)
+ * keeps running sandboxes' memory separate, so it is copied (sparse).
+ */
+async function copyMemory(from: string, to: string): Promise<void> {
+  for (const name of await readdir(from)) {
+    const src = join(from, name);
+    const dst = join(to, name);
+    if (name === "state" || name === HEADER_FILE) await copyFile(src, dst);
+    else if (name.startsWith("memfile.")) await link(src, dst).catch(() => copySparse(src, dst));
+    else if (name === "memfile") await copySparse(src, dst);
   }
 }
 

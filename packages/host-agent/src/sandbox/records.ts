@@ -26,6 +26,10 @@ export interface SandboxRecord {
   vm: VmRecord | null;
   envVars: Record<string, string>;
   envdAccessToken: string;
+  /** The read-only image the disk overlays (a base template's or a snapshot template's). */
+  basePath: string;
+  /** The snapshot template this sandbox was restored from, if any. */
+  fromSnapshot: string | null;
   error?: string;
 }
 

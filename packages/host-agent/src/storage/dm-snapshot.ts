@@ -25,7 +25,13 @@ import {
   writeKeepMeta,
 } from "./keep.ts";
 import { attachLoop, detachLoop, LoopRegistry, loopsOf } from "./loop-registry.ts";
-import type { BaseImage, SandboxDisk, StorageDriver, StorageOptions } from "./storage.ts";
+import type {
+  BaseImage,
+  SandboxDisk,
+  StorageDriver,
+  FlattenOptions,
+  StorageOptions,
+} from "./storage.ts";
 
 export const COW_FILE = "rootfs.cow";
 const CHUNK_BYTES = 4096;
@@ -263,7 +269,7 @@ export class DmSnapshotStorage implements StorageDriver {
     }
   }
 
-  async flatten(disk: SandboxDisk, outPath: string, options: StorageOptions = {}): Promise<void> {
+  async flatten(disk: SandboxDisk, outPath: string, options: FlattenOptions = {}): Promise<void> {
     const { signal } = options;
     const s = disk.state;
     const partial = `${outPath}.partial`;
@@ -292,7 +298,7 @@ export class DmSnapshotStorage implements StorageDriver {
       temp.push(`partial image ${partial}`, () => rm(partial, { force: true }));
       await this.runner("cp", ["--sparse=always", source, partial]);
       checkSignal(signal, `flatten ${disk.sandboxId}`);
-      await shrinkImage(this.runner, partial);
+      if (options.shrink ?? true) await shrinkImage(this.runner, partial);
       await rename(partial, outPath);
     } catch (err) {
       return temp.fail(err);

@@ -22,6 +22,7 @@ import type {
   SandboxDisk,
   StorageDriver,
   StorageName,
+  FlattenOptions,
   StorageOptions,
 } from "./storage.ts";
 
@@ -187,7 +188,7 @@ export abstract class FileStorage implements StorageDriver {
     };
   }
 
-  async flatten(disk: SandboxDisk, outPath: string, options: StorageOptions = {}): Promise<void> {
+  async flatten(disk: SandboxDisk, outPath: string, options: FlattenOptions = {}): Promise<void> {
     const file = isDetached(disk) ? (disk.state.keptPath ?? "") : (disk.state.file ?? "");
     const partial = `${outPath}.partial`;
     const start = performance.now();
@@ -196,7 +197,7 @@ export abstract class FileStorage implements StorageDriver {
       await rm(partial, { force: true });
       await this.exportRaw(file, partial);
       checkSignal(options.signal, `flatten ${disk.sandboxId}`);
-      await shrinkImage(this.runner, partial);
+      if (options.shrink ?? true) await shrinkImage(this.runner, partial);
       await rename(partial, outPath);
     } catch (err) {
       await rm(partial, { force: true });

@@ -30,6 +30,15 @@ export interface StorageOptions {
   signal?: AbortSignal;
 }
 
+export interface FlattenOptions extends StorageOptions {
+  /**
+   * fsck and shrink the image (default true). False for memory snapshot
+   * templates: their guest kernel has the filesystem mounted in the saved
+   * memory, so the image must stay byte for byte what that kernel wrote.
+   */
+  shrink?: boolean;
+}
+
 export interface StorageDriver {
   readonly name: StorageName;
   /**
@@ -60,7 +69,7 @@ export interface StorageDriver {
    * Writes a standalone, sparse, shrunk (`resize2fs -M`), fsck-clean raw image
    * of the disk (templates). Attached or detached; the VM must not be running.
    */
-  flatten(disk: SandboxDisk, outPath: string, options?: StorageOptions): Promise<void>;
+  flatten(disk: SandboxDisk, outPath: string, options?: FlattenOptions): Promise<void>;
   /** Bytes allocated on the host for this disk (st_blocks * 512). */
   usage(disk: SandboxDisk): Promise<number>;
   /**

@@ -1,0 +1,116 @@
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import type { VmmName } from "../vmm/vmm.ts";
+
+/** Same rule as the REST API's names: they become directory names here. */
+export const SNAPSHOT_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+
+/** What a snapshot template restores: the machine it was taken from. */
+export interface SnapshotMeta {
+  name: string;
+  vmm: VmmName;
+  vcpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+  /** The base template the source sandbox was made from, ultimately. */
+  baseTemplate: string;
+  sourceSandbox: string;
+  createdAtMs: number;
+}
+
+/**
+ * Snapshot templates on disk: `<dir>/<name>/` holds `rootfs.ext4` (the
+ * flattened disk), `state` (VMM device state), the memory (`memfile` raw for
+ * QEMU, or `memfile.header` + `memfile.<buildId>` generations) and
+ * `meta.json`. A template is built in a hidden directory and renamed into
+ * place, so a half-written one is never visible.
+ */
+export class TemplateStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  files(name: string) {
+    const d = this.path(name);
+    return {
+      dir: d,
+      rootfs: join(d, "rootfs.ext4"),
+      state: join(d, "state"),
+      memfile: join(d, "memfile"),
+      meta: join(d, "meta.json"),
+    };
+  }
+
+  async get(name: string): Promise<SnapshotMeta | null> {
+    if (!SNAPSHOT_NAME.test(name)) return null;
+    try {
+      return JSON.parse(await readFile(this.files(name).meta, "utf8")) as SnapshotMeta;
+    } catch {
+      return null;
+    }
+  }
+
+  async list(): Promise<Array<SnapshotMeta & { sizeBytes: number }>> {
+    await mkdir(this.dir, { recursive: true });
+    const out: Array<SnapshotMeta & { sizeBytes: number }> = [];
+    for (const name of await readdir(this.dir)) {
+      const meta = await this.get(name);
+      if (meta) out.push({ ...meta, sizeBytes: await allocated(this.path(name)) });
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** A fresh build directory for `name`; `commit` moves it into place. */
+  async begin(
+    name: string,
+  ): Promise<{ dir: string; commit: (meta: SnapshotMeta) => Promise<void> }> {
+    const dir = join(this.dir, `.building-${name}-${process.pid}-${Date.now()}`);
+    await mkdir(dir, { recursive: true });
+    return {
+      dir,
+      commit: async (meta) => {
+        await writeFile(join(dir, "meta.json"), JSON.stringify(meta, null, 2));
+        const target = this.path(name);
+        const old = join(this.dir, `.old-${name}-${process.pid}-${Date.now()}`);
+        await rename(target, old).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") throw err;
+        });
+        await rename(dir, target);
+        await rm(old, { recursive: true, force: true });
+      },
+    };
+  }
+
+  async remove(name: string): Promise<void> {
+    if ((await this.get(name)) === null) {
+      throw new WrennError("not_found", `snapshot template '${name}' does not exist`);
+    }
+    await rm(this.path(name), { recursive: true, force: true });
+  }
+
+  /** Leftovers of builds a crash interrupted. */
+  async cleanupPartial(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(".building-") || name.startsWith(".old-")) {
+        await rm(join(this.dir, name), { recursive: true, force: true });
+      }
+    }
+  }
+}
+
+/** Bytes allocated under a directory (sparse files count what they hold). */
+export async function allocated(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
+  }
+  return total;
+}
