@@ -78,6 +78,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       () => resolve(s as Server),
     ) as Server;
   });
+  // Longer than clients' idle pools (undici: 4 s hint, load balancers: 60 s), so the
+  // server never closes a kept-alive socket just as a client reuses it.
+  server.keepAliveTimeout = 65_000;
   const detachWs = attachExecStream(server, deps, service);
   reconciler.start();
   const { port, address } = server.address() as AddressInfo;

@@ -145,7 +145,10 @@ export const sandboxes = pgTable(
     uniqueIndex("sandboxes_client_request")
       .on(t.teamId, t.clientRequestId)
       .where(sql`${t.clientRequestId} is not null`),
-    index("sandboxes_team_status_created").on(t.teamId, t.status, t.createdAt),
+    // Listing reads live sandboxes newest first: this index yields them in order, so a page is a short scan.
+    index("sandboxes_team_live_created")
+      .on(t.teamId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst())
+      .where(sql`${t.status} in ('pending', 'running', 'paused')`),
     index("sandboxes_host_status").on(t.hostId, t.status),
   ],
 );
