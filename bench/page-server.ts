@@ -102,17 +102,18 @@ try {
 
   console.log(`page server: ${size >> 20} MiB, 3-generation chain, median of ${rounds} rounds`);
   console.log(
-    "run size  pinned   pages/s    memcpy pages/s   ratio    server CPU: pages/s of its own CPU time",
+    "run KiB  read-ahead  pinned  pages/s   memcpy pages/s  ratio   server CPU: pages/s of its own CPU time",
   );
-  const configs: [number, number | undefined][] = [
-    [4, undefined],
-    [4, 0],
-    [64, undefined],
-    [256, undefined],
-    [256, 0],
-    [1024, undefined],
+  // [run KiB, read-ahead KiB, CPU]: 4/0 is one page per fault (a plain handler), the last rows are the defaults.
+  const configs: [number, number, number | undefined][] = [
+    [4, 0, undefined],
+    [4, 0, 0],
+    [64, 0, undefined],
+    [1024, 0, undefined],
+    [256, 4096, 0],
+    [256, 4096, undefined],
   ];
-  for (const [runKib, cpu] of configs) {
+  for (const [runKib, readaheadKib, cpu] of configs) {
     const rates: number[] = [];
     const base: number[] = [];
     const cpuRates: number[] = [];
@@ -121,6 +122,7 @@ try {
         socketPath: join(dir, "uffd.sock"),
         snapshotDir: dir,
         runKib,
+        readaheadKib,
         cpu,
       });
       const rep = await harness(server.socketPath, image, cpu);
@@ -135,9 +137,10 @@ try {
     const rate = median(rates);
     const mem = median(base);
     console.log(
-      `${`${runKib} KiB`.padEnd(9)} ${(cpu === undefined ? "no" : `cpu ${cpu}`).padEnd(8)} ` +
-        `${Math.round(rate).toString().padStart(9)}  ${Math.round(mem).toString().padStart(14)}   ` +
-        `${`${((rate / mem) * 100).toFixed(1)}%`.padEnd(8)} ${Math.round(median(cpuRates))} ` +
+      `${String(runKib).padEnd(8)} ${`${readaheadKib} KiB`.padEnd(11)} ` +
+        `${(cpu === undefined ? "no" : `cpu ${cpu}`).padEnd(7)} ` +
+        `${Math.round(rate).toString().padStart(7)}  ${Math.round(mem).toString().padStart(14)}  ` +
+        `${`${((rate / mem) * 100).toFixed(1)}%`.padEnd(7)} ${Math.round(median(cpuRates))} ` +
         `(${((median(cpuRates) / mem) * 100).toFixed(0)}% of memcpy)`,
     );
   }
