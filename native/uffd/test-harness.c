@@ -5,11 +5,12 @@
  * regions with the uffd over SCM_RIGHTS, touches every page and compares
  * every byte with EXPECTED (the raw image the snapshot should reproduce).
  *
- *   test-harness [--regions N] [--threads N] [--random] [--remove] [--hold] [--cpu N]
+ *   test-harness [--regions N] [--threads N] [--random] [--huge] [--remove] [--hold] [--cpu N]
  *                SOCKET EXPECTED
  *
  * --threads touches pages from N threads at once, interleaved, as several
  *           vCPUs do (faults on pages already in flight: EEXIST, wakeups).
+ * --huge    maps the regions with 2 MiB hugetlb pages (needs reserved huge pages).
  * --random  touches pages in a scattered order instead of guest-memory order.
  * --remove  afterwards drops a range with MADV_DONTNEED (the balloon's way)
  *           and checks it reads back as zeros while the rest is unchanged.
@@ -42,6 +43,7 @@
 #endif
 
 #define PAGE 4096u
+#define HUGE (2u << 20)
 #define MAX_REGIONS 16
 
 struct region {
@@ -132,7 +134,7 @@ static void *touch(void *arg)
 
 int main(int argc, char **argv)
 {
-	int n_threads = 1, random_order = 0;
+	int n_threads = 1, random_order = 0, huge = 0;
 	int n_regions = 3, remove_test = 0, hold = 0, cpu = -1, argi = 1;
 	while (argi < argc && strncmp(argv[argi], "--", 2) == 0) {
 		if (strcmp(argv[argi], "--regions") == 0 && argi + 1 < argc) {
@@ -141,6 +143,8 @@ int main(int argc, char **argv)
 			n_threads = atoi(argv[++argi]);
 		} else if (strcmp(argv[argi], "--cpu") == 0 && argi + 1 < argc) {
 			cpu = atoi(argv[++argi]);
+		} else if (strcmp(argv[argi], "--huge") == 0) {
+			huge = 1;
 		} else if (strcmp(argv[argi], "--random") == 0) {
 			random_order = 1;
 		} else if (strcmp(argv[argi], "--remove") == 0) {
@@ -154,7 +158,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - argi != 2 || n_regions < 1 || n_regions > MAX_REGIONS || n_threads < 1 ||
 	    n_threads > 64)
-		fail("%s", "usage: test-harness [--regions N] [--threads N] [--random] [--remove] "
+		fail("%s", "usage: test-harness [--regions N] [--threads N] [--random] [--huge] [--remove] "
 			   "[--hold] [--cpu N] SOCKET EXPECTED");
 	const char *sock_path = argv[argi], *expected_path = argv[argi + 1];
 	if (cpu >= 0) {
@@ -195,17 +199,23 @@ int main(int argc, char **argv)
 
 	/* Uneven region sizes (half, quarter, …) so offsets really accumulate. */
 	struct region regions[MAX_REGIONS];
-	size_t pages = total / PAGE, offset = 0;
+	/* --huge: 2 MiB hugetlb pages, as Firecracker's huge_pages "2M". */
+	size_t unit = huge ? HUGE : PAGE;
+	if (total % unit || total / unit < (size_t)n_regions)
+		fail("%s", "expected image is not whole (huge) pages for the regions");
+	size_t pages = total / PAGE, units = total / unit, offset = 0;
 	for (int i = 0; i < n_regions; i++) {
-		size_t left = pages - offset / PAGE;
+		size_t left = units - offset / unit;
 		size_t np = i == n_regions - 1 ? left : left / 2;
 		if (np == 0)
 			np = 1;
-		regions[i].size = np * PAGE;
+		regions[i].size = np * unit;
 		regions[i].offset = offset;
 		offset += regions[i].size;
-		regions[i].base = mmap(NULL, regions[i].size, PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+		if (huge)
+			flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+		regions[i].base = mmap(NULL, regions[i].size, PROT_READ | PROT_WRITE, flags, -1, 0);
 		if (regions[i].base == MAP_FAILED)
 			fail("mmap: %s", strerror(errno));
 		struct uffdio_register reg = {
@@ -224,7 +234,7 @@ int main(int argc, char **argv)
 				       "%s{\"base_host_virt_addr\":%" PRIuPTR ",\"size\":%zu,"
 				       "\"offset\":%zu,\"page_size\":%u,\"page_size_kib\":%u}",
 				       i ? "," : "", (uintptr_t)regions[i].base, regions[i].size,
-				       regions[i].offset, PAGE, PAGE);
+				       regions[i].offset, (unsigned)unit, (unsigned)unit);
 	jl += (size_t)snprintf(json + jl, sizeof json - jl, "]");
 
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

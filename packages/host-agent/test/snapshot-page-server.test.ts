@@ -173,6 +173,37 @@ test("faults from several threads at once (vCPUs), in scattered order, are all s
   assert.equal((await server.exited).vmExited, true);
 });
 
+test("2 MiB hugetlb regions (Firecracker huge_pages 2M) are served whole", async (t) => {
+  if (skipped(t)) return;
+  const knob = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+  if (!existsSync(knob)) {
+    console.warn("\n!!! SKIPPED hugetlb page server test: no 2 MiB huge page support !!!\n");
+    t.skip("no 2 MiB huge pages");
+    return;
+  }
+  const before = Number(readFileSync(knob, "utf8"));
+  // Reserve on top of whatever others hold, and give exactly that back.
+  await writeFile(knob, String(before + 16));
+  try {
+    if (Number(readFileSync(knob, "utf8")) < before + 8) {
+      console.warn("\n!!! SKIPPED hugetlb page server test: cannot reserve 8 huge pages !!!\n");
+      t.skip("cannot reserve huge pages");
+      return;
+    }
+    const dir = await mkdtemp(join(root, "huge-"));
+    const expected = await threeGenerations(dir, 4096); // 16 MiB = 8 huge pages
+    const server = await start(dir);
+    const run = await runHarness(server.socketPath, expected, ["--huge", "--threads", "2"]);
+    assert.equal(run.code, 0, `harness failed: ${run.stderr}`);
+    assert.equal(run.report?.ok, true);
+    assert.equal((await server.exited).vmExited, true);
+  } finally {
+    const now = Number(readFileSync(knob, "utf8"));
+    await writeFile(knob, String(Math.max(0, now - 16)));
+    assert.equal(Number(readFileSync(knob, "utf8")), before, "huge page reservation leaked");
+  }
+});
+
 test("a Firecracker-style sparse diff file yields its dirty blocks from its extents", async (t) => {
   if (skipped(t)) return;
   const dir = await mkdtemp(join(root, "sparse-"));
