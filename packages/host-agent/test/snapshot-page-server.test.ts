@@ -347,6 +347,20 @@ test("a handshake without a userfaultfd is refused", async (t) => {
   assert.equal(exit.unexpected, true, "the sandbox must be marked failed");
 });
 
+test("a missing page server binary is a clear precondition error", async () => {
+  const dir = await mkdtemp(join(root, "nobinary-"));
+  await assert.rejects(
+    startPageServer({
+      socketPath: join(dir, "s.sock"),
+      snapshotDir: dir,
+      binary: join(dir, "no-such-uffd-server"),
+    }),
+    (err) =>
+      isWrennError(err, "failed_precondition") &&
+      /is not built \(run 'make -C native\/uffd'/.test(err.message),
+  );
+});
+
 test("stop() ends a server nobody connected to", async (t) => {
   if (skipped(t)) return;
   const dir = await mkdtemp(join(root, "stop-"));

@@ -156,6 +156,59 @@ test("overlay lays new ranges over the parent and shifts split storage offsets",
   ]);
 });
 
+test("overlay agrees with a block-by-block model on random mappings", () => {
+  const ids = [uuid(), uuid(), uuid(), NIL_BUILD_ID];
+  const B = BLOCK_SIZE;
+  /** A random covering (or, with holes, partial) mapping over `blocks` blocks. */
+  const randomMapping = (blocks: number, holes: boolean): MappingEntry[] => {
+    const out: MappingEntry[] = [];
+    let storage = 0;
+    for (let b = 0; b < blocks;) {
+      const len = 1 + Math.floor(Math.random() * 5);
+      const n = Math.min(len, blocks - b);
+      if (!holes || Math.random() < 0.5) {
+        const buildId = ids[Math.floor(Math.random() * ids.length)] as string;
+        out.push({ offset: b * B, length: n * B, buildId, storageOffset: storage * B });
+        storage += n;
+      }
+      b += n;
+    }
+    return out;
+  };
+  /** Per block: "id@storage block", the source each block reads from. */
+  const model = (m: MappingEntry[], blocks: number): (string | undefined)[] => {
+    const out: (string | undefined)[] = new Array(blocks);
+    for (const e of m) {
+      for (let i = 0; i < e.length / B; i++) {
+        out[e.offset / B + i] =
+          e.buildId === NIL_BUILD_ID ? "zero" : `${e.buildId}@${e.storageOffset / B + i}`;
+      }
+    }
+    return out;
+  };
+  for (let round = 0; round < 200; round++) {
+    const blocks = 1 + Math.floor(Math.random() * 40);
+    const base = randomMapping(blocks, false);
+    const over = randomMapping(blocks, true);
+    const merged = overlayMapping(base, over);
+    const want = model(base, blocks);
+    model(over, blocks).forEach((v, i) => {
+      if (v !== undefined) want[i] = v;
+    });
+    assert.deepEqual(model(merged, blocks), want);
+    // Still a valid header mapping, and adjacent entries that continue each other are merged.
+    assert.doesNotThrow(() => encodeHeader(header(blocks * B, merged)));
+    for (let i = 1; i < merged.length; i++) {
+      const a = merged[i - 1] as MappingEntry;
+      const b = merged[i] as MappingEntry;
+      const continues =
+        a.buildId === b.buildId &&
+        (a.buildId === NIL_BUILD_ID || a.storageOffset + a.length === b.storageOffset);
+      assert.ok(!continues, `entries ${i - 1} and ${i} should have been merged`);
+    }
+  }
+});
+
 test("a Full snapshot stores only the non-zero blocks and reads back exactly", async () => {
   const dir = await scratch("full");
   const img = makeImage(300);
