@@ -111,8 +111,8 @@ export class SnapshotReader {
         // Leave all-zero chunks as holes: guest RAM is mostly zeros.
         if (!view.equals(zero.subarray(0, n))) await out.write(view, 0, n, pos);
       }
+      // No fsync: the file becomes a running VM's RAM, which a host crash loses anyway.
       await out.truncate(this.size);
-      await out.datasync();
     } finally {
       await out.close();
     }
