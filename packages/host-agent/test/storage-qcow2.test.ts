@@ -88,6 +88,15 @@ test("qcow2: create, write, detach, attach, flatten, destroy", async (t) => {
   assert.equal(await readExt4(tmpl, "/etc/hello"), "from the base\n");
   assert.equal(await readExt4(tmpl, "/root-note"), "written in the sandbox\n");
 
+  // Memory-snapshot templates keep the disk byte for byte: no fsck, no shrink.
+  const exact = join(work, "exact.raw");
+  await storage.flatten(paused, exact, { shrink: false });
+  const ex = await stat(exact);
+  assert.equal(ex.size, 256 * MIB, "unshrunk image keeps the virtual size");
+  assert.ok(ex.blocks * 512 < 64 * MIB, "and is sparse");
+  assert.equal(await readExt4(exact, "/root-note"), "written in the sandbox\n");
+  await runCommand("rm", ["-f", exact]);
+
   await assert.rejects(
     storage.attach(paused, { name: "other", path: basePath }),
     /belongs on template 'minimal'/,

@@ -38,7 +38,13 @@ export async function readKeepMeta(keepDir: string): Promise<KeptDisk> {
   } catch (err) {
     throw new WrennError("not_found", `paused disk metadata ${path} is missing`, { cause: err });
   }
-  const parsed = KeptDisk.safeParse(JSON.parse(text));
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new WrennError("internal", `paused disk metadata ${path} is not JSON`, { cause: err });
+  }
+  const parsed = KeptDisk.safeParse(json);
   if (!parsed.success) {
     throw new WrennError(
       "internal",

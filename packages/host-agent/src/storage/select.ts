@@ -3,7 +3,7 @@
  * has device-mapper and the VMM is Firecracker, qcow2 overlays for QEMU,
  * reflink/copy otherwise. A configured name overrides the choice.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
@@ -38,6 +38,7 @@ export async function deviceMapperAvailable(runner: Runner = runCommand): Promis
 
 /** Whether `cp --reflink=always` works inside `dir`. */
 export async function reflinkSupported(dir: string, runner: Runner = runCommand): Promise<boolean> {
+  await mkdir(dir, { recursive: true });
   const probe = await mkdtemp(join(dir, ".reflink-probe-"));
   try {
     await writeFile(join(probe, "a"), "wrenn");
