@@ -14,6 +14,11 @@ export const DEFAULT_AGENT_TIMEOUT_MS = 120_000;
  */
 export class AgentPool {
   readonly #clients = new Map<string, AgentClient>();
+  readonly #defaultTimeoutMs: number;
+
+  constructor(defaultTimeoutMs = DEFAULT_AGENT_TIMEOUT_MS) {
+    this.#defaultTimeoutMs = defaultTimeoutMs;
+  }
 
   client(address: string): AgentClient {
     let client = this.#clients.get(address);
@@ -31,10 +36,10 @@ export class AgentPool {
   async call<T>(
     address: string,
     fn: (client: AgentClient, options: CallOptions) => Promise<T>,
-    timeoutMs = DEFAULT_AGENT_TIMEOUT_MS,
+    timeoutMs?: number,
   ): Promise<T> {
     try {
-      return await fn(this.client(address), { timeoutMs });
+      return await fn(this.client(address), { timeoutMs: timeoutMs ?? this.#defaultTimeoutMs });
     } catch (err) {
       throw fromAgentError(err, address);
     }

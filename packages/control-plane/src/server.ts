@@ -29,6 +29,8 @@ export interface ControlPlaneOptions {
   /** Unheard-of hosts turn `unreachable` after this long (default 3 reconcile intervals). */
   hostTimeoutMs?: number;
   overcommit?: Partial<Overcommit>;
+  /** Deadline of lifecycle calls to agents (create, pause, resume, snapshot); default 120 s. */
+  agentTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -56,7 +58,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ...(options.pglite ? { pglite: options.pglite } : {}),
   });
   const { db } = database;
-  const agents = new AgentPool();
+  const agents = new AgentPool(options.agentTimeoutMs);
   const deps: Deps = {
     db,
     agents,
