@@ -273,9 +273,7 @@ test("dm-snapshot: errors other than busy are returned at once", async (t) => {
     argv[1] === "remove"
       ? "device-mapper: remove ioctl on wrenn-sb  failed: Permission denied\n"
       : undefined;
-  const started = performance.now();
   await assert.rejects(storage.destroy(disk), /Permission denied/);
-  assert.ok(performance.now() - started < RETRY.initialDelayMs * 50);
   assert.equal(host.count("dmsetup", "remove"), 1);
   assert.equal(storage.loops.refs(base.path), 1);
   host.fail = () => undefined;
