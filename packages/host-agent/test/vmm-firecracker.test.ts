@@ -82,6 +82,13 @@ before(async () => {
     await chmod(join(bin, "firecracker"), 0o755);
     process.env.PATH = `${bin}:${savedPath}`;
   }
+  // Namespaces of killed runs (their after() never ran).
+  const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+  for (const m of list.matchAll(/^wrenn-fct-(\d+)/gm)) {
+    if (spawnSync("kill", ["-0", m[1] ?? ""]).status !== 0) {
+      await runCommand("ip", ["netns", "del", m[0]]).catch(() => undefined);
+    }
+  }
   ns = `wrenn-fct-${process.pid}`;
   await runCommand("ip", ["netns", "add", ns]);
   await runCommand("ip", ["netns", "exec", ns, "ip", "tuntap", "add", "tap0", "mode", "tap"]);
