@@ -6,60 +6,39 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { HostAgentService, SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
-import { startHostAgent, type HostAgent } from "../src/agent.ts";
-import { dataDir as imageDataDir, findTemplate } from "../src/image/store.ts";
-import { assertNoLeaks, snapshotHostResources, type HostResources } from "./leaks.ts";
+import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
-const PREFIX = "wat";
+const PREFIX = new AgentHarness("wa").prefix;
 const UPSTREAM_NS = `${PREFIX}-upstream`;
 const UPSTREAM_HOST = "198.18.7.1";
 const UPSTREAM_PEER = "198.18.7.2";
 
-const isRoot = process.getuid?.() === 0;
-const skip = isRoot ? false : "needs root (network namespaces, TAP devices, VMs)";
-if (skip) console.warn(`\n!!! SKIPPING host-agent end-to-end tests: ${skip}\n`);
-
-let root: string;
-let runRoot: string;
-let agent: HostAgent;
-let client: Client<typeof HostAgentService>;
-let baseline: HostResources;
-
-async function startAgent(): Promise<void> {
-  agent = await startHostAgent({
-    listen: "127.0.0.1:0",
-    dataDir: join(root, "data"),
-    imageDir: imageDataDir(),
-    runRoot,
-    networkPrefix: PREFIX,
-    egressInterface: `${PREFIX}-up0`,
-    reapIntervalMs: 300,
-    log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),
-  });
-  client = createClient(
-    HostAgentService,
-    createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
-  );
-}
+const skip = vmSkipReason("host-agent end-to-end tests");
+const h = new AgentHarness("wa", { egressInterface: `${PREFIX}-up0` });
 
 /** An "outside" host for egress tests: a namespace routed from the host, never the real network. */
 async function makeUpstream(): Promise<void> {
+  await removeUpstream(); // a crashed earlier run's
   await runCommand("ip", ["netns", "add", UPSTREAM_NS]);
-  await runCommand("ip", ["link", "add", `${PREFIX}-up0`, "type", "veth", "peer", "name", "up1"]);
-  await runCommand("ip", ["link", "set", "up1", "netns", UPSTREAM_NS]);
+  await runCommand("ip", [
+    "link",
+    "add",
+    `${PREFIX}-up0`,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    `${PREFIX}-up1`,
+  ]);
+  await runCommand("ip", ["link", "set", `${PREFIX}-up1`, "netns", UPSTREAM_NS]);
   await runCommand("ip", ["addr", "add", `${UPSTREAM_HOST}/30`, "dev", `${PREFIX}-up0`]);
   await runCommand("ip", ["link", "set", `${PREFIX}-up0`, "up"]);
   const inNs = (...args: string[]) => runCommand("ip", ["netns", "exec", UPSTREAM_NS, ...args]);
-  await inNs("ip", "addr", "add", `${UPSTREAM_PEER}/30`, "dev", "up1");
-  await inNs("ip", "link", "set", "up1", "up");
+  await inNs("ip", "addr", "add", `${UPSTREAM_PEER}/30`, "dev", `${PREFIX}-up1`);
+  await inNs("ip", "link", "set", `${PREFIX}-up1`, "up");
   await inNs("ip", "link", "set", "lo", "up");
 }
 
@@ -68,83 +47,26 @@ async function removeUpstream(): Promise<void> {
   await runCommand("ip", ["netns", "del", UPSTREAM_NS]).catch(() => undefined);
 }
 
-function sandboxId(): string {
-  return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-}
-
-async function create(id: string, extra: { diskSizeMb?: number; timeoutSec?: number } = {}) {
-  const res = await client.createSandbox({
-    sandboxId: id,
-    template: "minimal",
-    vcpus: 1,
-    memoryMb: 256,
-    timeoutSec: extra.timeoutSec ?? 600,
-    diskSizeMb: extra.diskSizeMb ?? 0,
-  });
-  return res.sandbox;
-}
-
-async function sh(id: string, script: string, timeoutSec = 60) {
-  const res = await client.exec({
-    sandboxId: id,
-    cmd: "/bin/sh",
-    args: ["-c", script],
-    timeoutSec,
-  });
-  return {
-    stdout: Buffer.from(res.stdout).toString(),
-    stderr: Buffer.from(res.stderr).toString(),
-    exitCode: res.exitCode,
-  };
-}
-
-async function vmmPid(id: string, timeoutMs = 60_000): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      const rec = JSON.parse(
-        await readFile(join(root, "data", "sandboxes", id, "record.json"), "utf8"),
-      ) as { vm: { pid: number } | null };
-      if (rec.vm?.pid) return rec.vm.pid;
-    } catch {
-      // Not written yet.
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`no VMM pid recorded for ${id}`);
-}
-
-function connectCode(err: unknown): Code | undefined {
-  return err instanceof ConnectError ? err.code : undefined;
-}
-
 describe("host agent with real VMs", { skip, concurrency: false }, () => {
   before(async () => {
-    await findTemplate(imageDataDir(), "minimal"); // fails with "run wrenn image build" when absent
-    root = await mkdtemp(join(tmpdir(), "wrenn-agent-"));
-    runRoot = join(root, "run");
-    baseline = await snapshotHostResources({ prefix: PREFIX, markers: [root] });
+    await h.setUp();
     await makeUpstream();
-    await startAgent();
+    h.allowed.netns.push(UPSTREAM_NS);
+    h.allowed.links.push(`${PREFIX}-up0`);
+    await h.start();
   });
 
   after(async () => {
-    await agent?.shutdown();
+    await h.agent?.shutdown();
     await removeUpstream();
-    await assertNoLeaks(baseline);
-    await rm(root, { recursive: true, force: true });
+    await h.tearDown();
   });
 
-  /** After each test: nothing of ours left but the upstream namespace. */
-  async function noLeaks(): Promise<void> {
-    assert.deepEqual((await client.listSandboxes({})).sandboxes, []);
-    await assertNoLeaks({
-      ...baseline,
-      netns: [...baseline.netns, UPSTREAM_NS],
-      links: [...baseline.links, `${PREFIX}-up0`],
-      nftTables: [...baseline.nftTables, `inet ${PREFIX}`],
-    });
-  }
+  const client = () => h.client;
+  const create = (...a: Parameters<AgentHarness["create"]>) => h.create(...a);
+  const sh = (...a: Parameters<AgentHarness["sh"]>) => h.sh(...a);
+  const sandboxId = () => h.newId();
+  const noLeaks = () => h.noLeaks();
 
   test("create minimal → exec echo hello → destroy", async () => {
     const id = sandboxId();
@@ -152,7 +74,12 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
     const sb = await create(id);
     const createdMs = performance.now() - started;
     assert.equal(sb?.state, SandboxState.RUNNING);
-    const res = await client.exec({ sandboxId: id, cmd: "echo", args: ["hello"], timeoutSec: 30 });
+    const res = await client().exec({
+      sandboxId: id,
+      cmd: "echo",
+      args: ["hello"],
+      timeoutSec: 30,
+    });
     console.log(
       `create → first exec: ${Math.round(performance.now() - started)} ms (create ${Math.round(createdMs)} ms)`,
     );
@@ -161,13 +88,13 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
     const failing = await sh(id, "echo oops >&2; exit 3");
     assert.equal(failing.exitCode, 3);
     assert.equal(failing.stderr, "oops\n");
-    const list = await client.listSandboxes({});
+    const list = await client().listSandboxes({});
     assert.deepEqual(
       list.sandboxes.map((s) => [s.sandboxId, s.state]),
       [[id, SandboxState.RUNNING]],
     );
-    await client.pingSandbox({ sandboxId: id });
-    await client.destroySandbox({ sandboxId: id });
+    await client().pingSandbox({ sandboxId: id });
+    await client().destroySandbox({ sandboxId: id });
     await noLeaks();
   });
 
@@ -215,7 +142,11 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
       }
     } finally {
       await Promise.all(
-        ids.map((id) => client.destroySandbox({ sandboxId: id }).catch(() => undefined)),
+        ids.map((id) =>
+          client()
+            .destroySandbox({ sandboxId: id })
+            .catch(() => undefined),
+        ),
       );
       await runCommand("ip", ["netns", "pids", UPSTREAM_NS]).then(({ stdout }) =>
         stdout
@@ -236,12 +167,12 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
       const sizeMb = Number(df.stdout.trim()) / 1024;
       assert.ok(sizeMb > 3700 && sizeMb <= 4096, `df / reports ${sizeMb} MiB for a 4096 MiB disk`);
 
-      await client.writeFile({
+      await client().writeFile({
         sandboxId: id,
         path: "/tmp/small.txt",
         content: Buffer.from("hi\n"),
       });
-      const back = await client.readFile({ sandboxId: id, path: "/tmp/small.txt" });
+      const back = await client().readFile({ sandboxId: id, path: "/tmp/small.txt" });
       assert.equal(Buffer.from(back.content).toString(), "hi\n");
 
       const chunk = 1024 * 1024;
@@ -261,14 +192,14 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
           yield { part: { case: "chunk" as const, value: data } };
         }
       };
-      const written = await client.writeFileStream(chunks());
+      const written = await client().writeFileStream(chunks());
       assert.equal(written.size, BigInt(total * chunk));
       const expected = hash.digest("hex");
       const inGuest = await sh(id, "sha256sum /home/user/big.bin | cut -d' ' -f1", 120);
       assert.equal(inGuest.stdout.trim(), expected);
       const readHash = createHash("sha256");
       let read = 0;
-      for await (const part of client.readFileStream({
+      for await (const part of client().readFileStream({
         sandboxId: id,
         path: "/home/user/big.bin",
       })) {
@@ -278,36 +209,38 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
       assert.equal(read, total * chunk);
       assert.equal(readHash.digest("hex"), expected);
 
-      const missing = await client
+      const missing = await client()
         .readFile({ sandboxId: id, path: "/nope" })
         .catch((e: unknown) => e);
       assert.equal(connectCode(missing), Code.NotFound);
     } finally {
-      await client.destroySandbox({ sandboxId: id });
+      await client().destroySandbox({ sandboxId: id });
     }
     await noLeaks();
   });
 
   test("bad input is refused with the right code and leaves nothing behind", async () => {
-    const bad = await client.createSandbox({ sandboxId: "Bad-Id" }).catch((e: unknown) => e);
+    const bad = await client()
+      .createSandbox({ sandboxId: "Bad-Id" })
+      .catch((e: unknown) => e);
     assert.equal(connectCode(bad), Code.InvalidArgument);
-    const huge = await client
+    const huge = await client()
       .createSandbox({ sandboxId: sandboxId(), memoryMb: 10_000_000 })
       .catch((e: unknown) => e);
     assert.equal(connectCode(huge), Code.InvalidArgument);
-    const noTemplate = await client
+    const noTemplate = await client()
       .createSandbox({ sandboxId: sandboxId(), template: "does-not-exist" })
       .catch((e: unknown) => e);
     assert.equal(connectCode(noTemplate), Code.NotFound);
-    const unknown = await client
+    const unknown = await client()
       .exec({ sandboxId: "nosuchsandbox", cmd: "true" })
       .catch((e: unknown) => e);
     assert.equal(connectCode(unknown), Code.NotFound);
-    const noCmd = await client
+    const noCmd = await client()
       .exec({ sandboxId: "nosuchsandbox", cmd: "" })
       .catch((e: unknown) => e);
     assert.equal(connectCode(noCmd), Code.InvalidArgument);
-    const destroyUnknown = await client
+    const destroyUnknown = await client()
       .destroySandbox({ sandboxId: "nosuchsandbox" })
       .catch((e: unknown) => e);
     assert.equal(connectCode(destroyUnknown), Code.NotFound);
@@ -317,7 +250,7 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
   test("the VMM killed mid-create gives a clean error and leaks nothing", async () => {
     const id = sandboxId();
     const creating = create(id).catch((e: unknown) => e);
-    process.kill(await vmmPid(id), "SIGKILL");
+    process.kill(await h.vmmPid(id), "SIGKILL");
     const err = await creating;
     assert.ok(err instanceof ConnectError, `create should fail, got ${String(err)}`);
     assert.equal(err.code, Code.Unavailable, err.message);
@@ -329,19 +262,19 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
     await create(id);
     const running = sh(id, "sleep 30").catch((e: unknown) => e);
     await new Promise((r) => setTimeout(r, 500));
-    process.kill(await vmmPid(id), "SIGKILL");
+    process.kill(await h.vmmPid(id), "SIGKILL");
     const err = await running;
     assert.ok(err instanceof ConnectError, `exec should fail, got ${JSON.stringify(err)}`);
     assert.equal(err.code, Code.Unavailable, err.message);
     let state: SandboxState | undefined;
     for (let i = 0; i < 50 && state !== SandboxState.FAILED; i++) {
-      state = (await client.listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
+      state = (await client().listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(state, SandboxState.FAILED);
     const after = await sh(id, "true").catch((e: unknown) => e);
     assert.equal(connectCode(after), Code.FailedPrecondition);
-    await client.destroySandbox({ sandboxId: id });
+    await client().destroySandbox({ sandboxId: id });
     await noLeaks();
   });
 
@@ -349,28 +282,29 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
     const id = sandboxId();
     await create(id);
     await sh(id, "echo kept > /tmp/state");
-    await agent.close();
-    await startAgent();
-    const list = await client.listSandboxes({});
+    await h.agent.close();
+    await h.start();
+    const list = await client().listSandboxes({});
     assert.deepEqual(
       list.sandboxes.map((s) => [s.sandboxId, s.state]),
       [[id, SandboxState.RUNNING]],
     );
     assert.equal((await sh(id, "cat /tmp/state")).stdout, "kept\n");
-    await client.destroySandbox({ sandboxId: id });
+    await client().destroySandbox({ sandboxId: id });
     await noLeaks();
   });
 
-  test("the TTL reaper removes an idle sandbox and reports it", async () => {
+  test("the TTL reaper auto-pauses an idle sandbox and reports it", async () => {
     const id = sandboxId();
     await create(id, { timeoutSec: 1 });
-    let list = await client.listSandboxes({});
-    for (let i = 0; i < 100 && list.sandboxes.some((s) => s.sandboxId === id); i++) {
+    const state = async () =>
+      (await client().listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
+    for (let i = 0; i < 150 && (await state()) !== SandboxState.PAUSED; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      list = await client.listSandboxes({});
     }
-    assert.ok(!list.sandboxes.some((s) => s.sandboxId === id), "still listed after its TTL");
-    assert.ok(list.reapedSandboxIds.includes(id), "reported as reaped");
+    assert.equal(await state(), SandboxState.PAUSED, "not paused after its TTL");
+    assert.ok((await client().listSandboxes({})).autoPausedSandboxIds.includes(id));
+    await client().destroySandbox({ sandboxId: id });
     await noLeaks();
   });
 });

@@ -1,0 +1,144 @@
+/**
+ * A real host agent for tests: its own data dir, its own network prefix (so
+ * test files can run side by side), a Connect client, and helpers to run
+ * shell in a sandbox and to check that nothing leaked.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Code } from "@connectrpc/connect";
+import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { startHostAgent, type HostAgent, type HostAgentOptions } from "../src/agent.ts";
+import { dataDir as imageDataDir, findTemplate } from "../src/image/store.ts";
+import { assertNoLeaks, snapshotHostResources, type HostResources } from "./leaks.ts";
+
+export const isRoot = process.getuid?.() === 0;
+
+/** Skip reason when the host cannot run VMs at all (said loudly once). */
+export function vmSkipReason(what: string): string | false {
+  if (isRoot) return false;
+  const why = "needs root (network namespaces, TAP devices, VMs)";
+  console.warn(`\n!!! SKIPPING ${what}: ${why}\n`);
+  return why;
+}
+
+export class AgentHarness {
+  readonly prefix: string;
+  root = "";
+  agent!: HostAgent;
+  client!: Client<typeof HostAgentService>;
+  private baseline!: HostResources;
+  private extra: Partial<HostAgentOptions>;
+  /** Host resources the test file itself keeps for its whole run. */
+  readonly allowed = { netns: [] as string[], links: [] as string[] };
+
+  /**
+   * `prefix` names this file's namespaces and links; the pid is added so two
+   * runs of the suite on one machine never clean up each other's slots.
+   */
+  constructor(prefix: string, extra: Partial<HostAgentOptions> = {}) {
+    this.prefix = `${prefix}${(process.pid % 1296).toString(36)}`;
+    this.extra = extra;
+  }
+
+  async setUp(): Promise<void> {
+    // Fails with "run wrenn image build" when the image is absent.
+    await findTemplate(imageDataDir(), "minimal");
+    this.root = await mkdtemp(join(tmpdir(), `wrenn-${this.prefix}-`));
+    this.baseline = await snapshotHostResources({ prefix: this.prefix, markers: [this.root] });
+  }
+
+  async start(): Promise<void> {
+    this.agent = await startHostAgent({
+      listen: "127.0.0.1:0",
+      dataDir: join(this.root, "data"),
+      imageDir: imageDataDir(),
+      networkPrefix: this.prefix,
+      reapIntervalMs: 300,
+      log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),
+      ...this.extra,
+    });
+    this.client = createClient(
+      HostAgentService,
+      createConnectTransport({ baseUrl: this.agent.url, httpVersion: "1.1" }),
+    );
+  }
+
+  async tearDown(): Promise<void> {
+    await this.agent?.shutdown();
+    await assertNoLeaks(this.baseline);
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  /** No sandbox listed, and nothing of ours on the host beyond what the file keeps. */
+  async noLeaks(): Promise<void> {
+    assert.deepEqual(
+      (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
+      [],
+    );
+    await assertNoLeaks({
+      ...this.baseline,
+      netns: [...this.baseline.netns, ...this.allowed.netns],
+      links: [...this.baseline.links, ...this.allowed.links],
+      nftTables: [...this.baseline.nftTables, `inet ${this.prefix}`],
+    });
+  }
+
+  newId(): string {
+    return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  async create(
+    id: string,
+    extra: { diskSizeMb?: number; timeoutSec?: number; template?: string; memoryMb?: number } = {},
+  ) {
+    const res = await this.client.createSandbox({
+      sandboxId: id,
+      template: extra.template ?? "minimal",
+      vcpus: 1,
+      memoryMb: extra.memoryMb ?? 256,
+      timeoutSec: extra.timeoutSec ?? 600,
+      diskSizeMb: extra.diskSizeMb ?? 0,
+    });
+    return res.sandbox;
+  }
+
+  async sh(id: string, script: string, timeoutSec = 60) {
+    const res = await this.client.exec({
+      sandboxId: id,
+      cmd: "/bin/sh",
+      args: ["-c", script],
+      timeoutSec,
+    });
+    return {
+      stdout: Buffer.from(res.stdout).toString(),
+      stderr: Buffer.from(res.stderr).toString(),
+      exitCode: res.exitCode,
+    };
+  }
+
+  /** The VMM's pid as the agent recorded it (waits for it during a create). */
+  async vmmPid(id: string, timeoutMs = 60_000): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      try {
+        const rec = JSON.parse(
+          await readFile(join(this.root, "data", "sandboxes", id, "record.json"), "utf8"),
+        ) as { vm: { pid: number } | null };
+        if (rec.vm?.pid) return rec.vm.pid;
+      } catch {
+        // Not written yet.
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no VMM pid recorded for ${id}`);
+  }
+}
+
+export function connectCode(err: unknown): Code | undefined {
+  return err instanceof ConnectError ? err.code : undefined;
+}
