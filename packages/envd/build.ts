@@ -3,7 +3,7 @@
 //
 //   node packages/envd/build.ts OUT_DIR   → OUT_DIR/envd.mjs, OUT_DIR/node_modules/…
 import { createHash } from "node:crypto";
-import { cp, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,7 +46,7 @@ function keep(root: string, src: string): boolean {
   const name = parts[parts.length - 1] ?? "";
   if (parts.slice(0, -1).some((p) => SKIP_DIRS.has(p)) || SKIP_DIRS.has(name)) return false;
   if (parts[0] === "prebuilds" && parts[1] !== undefined && parts[1] !== "linux-x64") return false;
-  return name.endsWith(".d.ts") ? false : !SKIP_FILE.test(name) || name === "package.json";
+  return !SKIP_FILE.test(name);
 }
 
 interface PackageJson {
@@ -97,7 +97,6 @@ async function hashTree(dir: string, files: string[]): Promise<string> {
 }
 
 async function listFiles(dir: string): Promise<string[]> {
-  const { readdir } = await import("node:fs/promises");
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
