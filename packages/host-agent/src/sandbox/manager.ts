@@ -163,8 +163,11 @@ export class SandboxManager {
     const keep: number[] = [];
     for (const record of records) {
       if (record.status === "paused") {
-        this.live.set(record.id, newLive(record));
-        continue;
+        if (record.disk && (await this.opts.storage.adopt(record.disk).catch(() => false))) {
+          this.live.set(record.id, newLive(record));
+          continue;
+        }
+        this.log.warn({ sandbox: record.id }, "paused sandbox lost its disk; removing it");
       }
       const adopted = await this.adopt(record).catch((err: unknown) => {
         this.log.warn({ sandbox: record.id, err: messageOf(err) }, "re-adopt failed");
