@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { and, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
@@ -113,7 +112,8 @@ export class SandboxService {
                 timeoutSec: input.timeout_sec,
                 diskSizeMb: input.disk_size_mb,
                 envVars: input.env_vars ?? {},
-                envdAccessToken: randomBytes(16).toString("hex"),
+                // E2B's default, non-"secure" sandboxes: envd takes no access token.
+                envdAccessToken: "",
               },
               opts,
             ),
