@@ -115,10 +115,11 @@ test(
       const form = new FormData();
       form.set("path", "/tmp/note.txt");
       form.set("file", new Blob(["written through REST"]));
-      assert.equal(
-        (await h.api(`/v1/sandboxes/${id}/files/write`, { method: "POST", body: form })).status,
-        200,
-      );
+      const written = await h.api(`/v1/sandboxes/${id}/files/write`, {
+        method: "POST",
+        body: form,
+      });
+      assert.equal(written.status, 200, await written.clone().text());
       const read = await h.api(`/v1/sandboxes/${id}/files/read`, {
         method: "POST",
         json: { path: "/tmp/note.txt" },
