@@ -428,10 +428,20 @@ export class SandboxManager {
         startPageServer({ socketPath: uffdSocket as string, snapshotDir: dir }),
       );
     }
+    let memPath = join(dir, "memfile");
+    if (this.opts.vmm.name === "qemu" && !clone) {
+      // QEMU writes guest RAM into the file it maps: run on a copy (a reflink
+      // where the filesystem has them) so a failed resume leaves the paused
+      // memory as it was, and a retry restores a consistent state. The copy
+      // takes the name of the VM's own RAM file, so stop and pause treat it so.
+      const own = join(this.runDir(record.id), `${record.id}.mem`);
+      await timed(log, `${phase}.copy_memory`, () => copySparse(memPath, own));
+      memPath = own;
+    }
     return timed(log, `${phase}.restore`, () =>
       this.opts.vmm.restore({
         ...this.machine(record, slot, disk),
-        snapshot: { statePath: join(dir, "state"), memPath: join(dir, "memfile") },
+        snapshot: { statePath: join(dir, "state"), memPath },
         uffdSocket,
         privateMemory: clone,
       }),
