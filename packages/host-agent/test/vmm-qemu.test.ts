@@ -50,10 +50,55 @@ function skipLoudly(t: TestContext): boolean {
 
 let work = "";
 const namespaces = new Set<string>();
+/** Pids of VMs this run started, killed if the run itself is interrupted. */
+const running = new Set<number>();
+
+/**
+ * VMs are detached on purpose (they outlive an agent restart), so a test run
+ * that was killed leaves its VMs and namespaces behind: remove those whose
+ * test process is gone, before starting.
+ */
+async function sweepKilledRuns(): Promise<void> {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const ps = spawnSync("pgrep", ["-af", "^qemu-system-x86_64 -name wrenn-vt"], {
+    encoding: "utf8",
+  });
+  for (const line of ps.stdout.split("\n")) {
+    const m = /^(\d+) .*-name wrenn-vt(\d+)x/.exec(line);
+    if (m && !alive(Number(m[2]))) process.kill(Number(m[1]), "SIGKILL");
+  }
+  const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+  for (const m of list.matchAll(/^wrenn-vmmt-(\d+)-\w+/gm)) {
+    if (!alive(Number(m[1]))) await runCommand("ip", ["netns", "del", m[0]]).catch(() => undefined);
+  }
+}
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), "wrenn-vmm-"));
+  if (!skipReason) await sweepKilledRuns();
 });
+
+// A run stopped with Ctrl-C or `timeout` still stops its VMs.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    for (const pid of running) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    for (const ns of namespaces) spawnSync("ip", ["netns", "del", ns]);
+    process.exit(130);
+  });
+}
 
 after(async () => {
   for (const ns of namespaces) await runCommand("ip", ["netns", "del", ns]).catch(() => undefined);
@@ -190,6 +235,11 @@ async function cleanup(vm: VmHandle | null, spec: BootSpec): Promise<void> {
 
 const driver = new QemuDriver({ accel: "tcg" });
 
+function track<T extends VmHandle | null>(vm: T): T {
+  if (vm) running.add(vm.pid);
+  return vm;
+}
+
 test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", async (t) => {
   if (skipLoudly(t)) return;
   const ns = await slot("a");
@@ -202,7 +252,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
   const files = { statePath: join(snapDir, "state"), memPath: join(snapDir, "mem") };
   try {
     const t0 = performance.now();
-    vm = await driver.boot(spec);
+    vm = track(await driver.boot(spec));
     const launched = performance.now() - t0;
     const healthMs = await waitHealthy(ns);
     console.log(
@@ -243,7 +293,9 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     const ns2 = await slot("b");
     const memBefore = await sha256(files.memPath);
     const r0 = performance.now();
-    clone = await driver.restore({ ...spec, netns: ns2, snapshot: files, privateMemory: true });
+    clone = track(
+      await driver.restore({ ...spec, netns: ns2, snapshot: files, privateMemory: true }),
+    );
     const cloneMs = performance.now() - r0;
     await waitHealthy(ns2, 120_000);
     const cloneRead = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
@@ -263,7 +315,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     clone = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
     assert.equal(await sha256(files.memPath), memBefore, "a private clone changed the RAM file");
-    clone = await driver.restore({ ...spec, netns: ns2, snapshot: cloneFiles });
+    clone = track(await driver.restore({ ...spec, netns: ns2, snapshot: cloneFiles }));
     await waitHealthy(ns2, 120_000);
     const again = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
     assert.equal(again?.body.length, 100_000, "the clone's snapshot lost its writes");
@@ -272,7 +324,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     await assertNoLeaks(spec.vmId, spec.runDir);
 
     const r1 = performance.now();
-    restored = await driver.restore({ ...spec, netns: ns2, snapshot: files });
+    restored = track(await driver.restore({ ...spec, netns: ns2, snapshot: files }));
     const restoreMs = performance.now() - r1;
     console.log(
       `qemu restore (launch to running): shared ${Math.round(restoreMs)} ms, private clone ${Math.round(cloneMs)} ms`,
@@ -283,11 +335,24 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     const gone = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
     assert.notEqual(gone?.status, 200, "the clone's writes leaked into the snapshot");
 
-    // Pause again into the same files (the resume → pause cycle) and once more.
+    // Pause the resumed VM into new files (its RAM file moves there), then
+    // resume it: the snapshot must stay as it was while the VM runs on.
+    const files2 = { statePath: join(snapDir, "state2"), memPath: join(snapDir, "mem2") };
     await restored.pause();
-    await restored.snapshot(files, "diff");
+    await restored.snapshot(files2, "diff");
     await restored.resume();
     await waitHealthy(ns2, 120_000);
+    await nsFetch(ns2, "/files?path=/tmp/marker&username=root", {
+      method: "POST",
+      form: { file: "changed after the snapshot" },
+    });
+    await restored.stop();
+    restored = null;
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    restored = track(await driver.restore({ ...spec, netns: ns2, snapshot: files2 }));
+    await waitHealthy(ns2, 120_000);
+    const kept = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
+    assert.equal(kept?.body, marker, "resuming after a snapshot changed the snapshot");
     await restored.stop();
     restored = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
@@ -319,7 +384,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
       JSON.stringify(spec),
     ]);
     const record = JSON.parse(stdout.trim().split("\n").pop() ?? "") as VmRecord;
-    vm = await driver.adopt(record);
+    vm = track(await driver.adopt(record));
     assert.ok(vm, "a running VM was not re-adopted");
     assert.equal(vm.pid, record.pid);
     await waitHealthy(ns);
@@ -337,7 +402,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
     await assertNoLeaks(spec.vmId, spec.runDir);
 
     // Same for our own child.
-    vm = await driver.boot(spec);
+    vm = track(await driver.boot(spec));
     process.kill(vm.pid, "SIGKILL");
     assert.equal((await vm.exited).signal, "SIGKILL");
     await vm.stop();

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { WrennError } from "@wrenn/shared/errors.ts";
 
 export interface ExitStatus {
@@ -55,7 +55,11 @@ export async function spawnInNetns(opts: {
   }
 }
 
-/** True while `pid` exists and is not a zombie. */
+/**
+ * True while `pid` exists and has not finished exiting. A zombie leader
+ * whose other threads still run has not released its files yet (QEMU's disk
+ * lock, for one): it counts as alive until it is the last thread left.
+ */
 export async function isAlive(pid: number): Promise<boolean> {
   try {
     process.kill(pid, 0);
@@ -65,7 +69,9 @@ export async function isAlive(pid: number): Promise<boolean> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8");
     // The state letter follows the parenthesised command name, which may contain spaces.
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    const close = stat.lastIndexOf(")");
+    if (stat.slice(close + 2, close + 3) !== "Z") return true;
+    return (await readdir(`/proc/${pid}/task`)).length > 1;
   } catch {
     return false;
   }

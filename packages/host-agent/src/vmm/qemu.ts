@@ -250,8 +250,8 @@ class QemuVm implements VmHandle {
   /**
    * Writes the device state (≈60 KB: guest RAM is skipped through
    * x-ignore-shared) and makes `files.memPath` hold guest RAM: nothing to do
-   * when it already is the RAM file, a rename when the RAM file is ours, else
-   * a reflink or sparse copy. A private (copy-on-write) clone's RAM is not in
+   * when it already is the RAM file, else a rename (a reflink or sparse copy
+   * across filesystems). A private (copy-on-write) clone's RAM is not in
    * any file, so it goes into the state stream and `memPath` becomes an empty
    * file the restore fills. QEMU has no dirty-page diff: `kind` is ignored and
    * the memory file is always complete.
@@ -292,15 +292,15 @@ class QemuVm implements VmHandle {
     }
     if (files.memPath !== s.ramPath) {
       await timed(this.#log, "qemu.save_memory", async () => {
-        if (s.ownsRam) {
-          try {
-            await rename(s.ramPath, files.memPath);
-            s.ramPath = files.memPath;
-            s.ownsRam = false;
-            return;
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-          }
+        // Shared RAM is the live memory whoever made the file (a resumed
+        // sandbox consumed its snapshot), so it moves rather than copies.
+        try {
+          await rename(s.ramPath, files.memPath);
+          s.ramPath = files.memPath;
+          s.ownsRam = false;
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
         }
         await copySparse(s.ramPath, files.memPath);
       });

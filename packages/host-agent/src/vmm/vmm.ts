@@ -46,7 +46,8 @@ export interface RestoreSpec extends Omit<BootSpec, "kernelPath" | "initrdPath" 
   /**
    * QEMU clone: map the template's RAM file copy-on-write (share=off), leaving
    * it unchanged. Without it QEMU maps `memPath` shared: the file becomes the
-   * live guest memory (a paused sandbox's own snapshot, consumed by resume).
+   * live guest memory (a paused sandbox's own snapshot, consumed by resume;
+   * a later snapshot moves it to its own memPath).
    */
   privateMemory?: boolean;
 }
