@@ -12,7 +12,7 @@ import { createNetworkManager } from "./network/netns-network.ts";
 import { selectStorage } from "./storage/select.ts";
 import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
-import type { VmmName } from "./vmm/vmm.ts";
+import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
 import { hostAgentService } from "./service.ts";
 
@@ -26,6 +26,8 @@ export interface HostAgentOptions {
   /** Sockets and RAM files; default DATA/run (same filesystem, so pause is a rename). */
   runRoot?: string;
   vmm?: VmmName;
+  /** A ready VMM driver (composed by the caller, e.g. wrapped to inject faults); wins over `vmm`. */
+  vmmDriver?: VmmDriver;
   storage?: StorageName;
   /** Names this agent's namespaces and links; two agents on one host need different ones. */
   networkPrefix?: string;
@@ -82,9 +84,11 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   await mkdir(dataDir, { recursive: true });
   const hostId = await hostIdOf(dataDir);
 
-  const vmm = await timed(log, "start.select_vmm", () =>
-    selectVmm({ override: options.vmm, dataDir, log }),
-  );
+  const vmm =
+    options.vmmDriver ??
+    (await timed(log, "start.select_vmm", () =>
+      selectVmm({ override: options.vmm, dataDir, log }),
+    ));
   const storage = await selectStorage({
     vmm: vmm.name,
     dataDir,

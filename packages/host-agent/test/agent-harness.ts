@@ -45,6 +45,11 @@ export class AgentHarness {
     this.extra = extra;
   }
 
+  /** More agent options, e.g. a driver built after setUp. */
+  configure(extra: Partial<HostAgentOptions>): void {
+    this.extra = { ...this.extra, ...extra };
+  }
+
   async setUp(): Promise<void> {
     // Fails with "run wrenn image build" when the image is absent.
     await findTemplate(imageDataDir(), "minimal");

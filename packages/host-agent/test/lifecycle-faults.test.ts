@@ -1,0 +1,120 @@
+/**
+ * The pause rules under real faults, on real VMs: the VMM dying in the middle
+ * of a snapshot, and the disk filling up while the memory is written.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { runCommand } from "@wrenn/shared/command.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { selectVmm } from "../src/vmm/select.ts";
+import type { VmHandle, VmmDriver } from "../src/vmm/vmm.ts";
+import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
+import { Code } from "@connectrpc/connect";
+
+const skip = vmSkipReason("pause fault-injection tests");
+
+/** Sandboxes whose next snapshot finds their VMM killed first. */
+const crashOnSnapshot = new Set<string>();
+
+/** The real driver, with a fault hook on snapshot. */
+function faulty(real: VmmDriver): VmmDriver {
+  // The driver keeps per-VM state in private fields: hand it back its own object.
+  const targets = new WeakMap<VmHandle, VmHandle>();
+  const wrap = (vm: VmHandle): VmHandle => {
+    const proxy = new Proxy(vm, {
+      get(target, prop, receiver) {
+        if (prop === "snapshot" && crashOnSnapshot.has(target.vmId)) {
+          return async (...args: Parameters<VmHandle["snapshot"]>) => {
+            process.kill(target.pid, "SIGKILL");
+            await target.exited;
+            return target.snapshot(...args);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    targets.set(proxy, vm);
+    return proxy;
+  };
+  return {
+    name: real.name,
+    boot: async (spec) => wrap(await real.boot(spec)),
+    restore: async (spec) => wrap(await real.restore(spec)),
+    adopt: async (rec) => {
+      const vm = await real.adopt(rec);
+      return vm && wrap(vm);
+    },
+    record: (vm) => real.record(targets.get(vm) ?? vm),
+  };
+}
+
+const h = new AgentHarness("wf");
+
+async function state(id: string): Promise<SandboxState | undefined> {
+  return (await h.client.listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
+}
+
+describe("pause failure rules", { skip, concurrency: false }, () => {
+  before(async () => {
+    await h.setUp();
+    const real = await selectVmm({
+      dataDir: h.root,
+      log: createLogger("host-agent", "warn"),
+    });
+    h.configure({ vmmDriver: faulty(real) });
+    await h.start();
+  });
+  after(() => h.tearDown());
+
+  test("the VMM crashing during the snapshot: pause fails, the sandbox is failed, nothing leaks", async () => {
+    const id = h.newId();
+    await h.create(id);
+    crashOnSnapshot.add(id);
+    const err = await h.client.pauseSandbox({ sandboxId: id }).catch((e: unknown) => e);
+    assert.ok(connectCode(err) !== undefined, `pause should fail, got ${String(err)}`);
+    let s = await state(id);
+    for (let i = 0; i < 50 && s !== SandboxState.FAILED; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await state(id);
+    }
+    assert.equal(s, SandboxState.FAILED);
+    await h.client.destroySandbox({ sandboxId: id });
+    crashOnSnapshot.delete(id);
+    await h.noLeaks();
+  });
+
+  test("the disk full while writing memory: vCPUs resume, the sandbox keeps running, a later pause works", async () => {
+    const id = h.newId();
+    await h.create(id);
+    const keep = join(h.root, "data", "sandboxes", id, "paused");
+    await mkdir(keep, { recursive: true });
+    // A 1 MiB filesystem where the pause writes the memory: a real ENOSPC.
+    await runCommand("mount", ["-t", "tmpfs", "-o", "size=1m", "wrenn-full", keep]);
+    try {
+      await h.sh(id, "echo alive > /home/user/f");
+      const err = await h.client.pauseSandbox({ sandboxId: id }).catch((e: unknown) => e);
+      assert.ok(connectCode(err) !== undefined, `pause should fail, got ${String(err)}`);
+      assert.equal(await state(id), SandboxState.RUNNING);
+      assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "alive\n");
+    } finally {
+      await runCommand("umount", [keep]);
+    }
+    await h.client.pauseSandbox({ sandboxId: id });
+    await h.client.resumeSandbox({ sandboxId: id });
+    assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "alive\n");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("unknown sandboxes and wrong states are refused without side effects", async () => {
+    const pause = await h.client.pauseSandbox({ sandboxId: "nosuch" }).catch((e: unknown) => e);
+    assert.equal(connectCode(pause), Code.NotFound);
+    const resume = await h.client.resumeSandbox({ sandboxId: "nosuch" }).catch((e: unknown) => e);
+    assert.equal(connectCode(resume), Code.NotFound);
+    await h.noLeaks();
+  });
+});
