@@ -11,6 +11,7 @@ import {
   stat,
   writeFile,
 } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +46,21 @@ function skipLoudly(t: TestContext, extra?: string): boolean {
   console.warn(`\n!!! SKIPPING FIRECRACKER VMM TEST: ${reason}\n`);
   t.skip(reason);
   return true;
+}
+
+/** Command lines of live processes containing `needle` (read from /proc: no procps needed). */
+function processesMatching(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+      if (cmd.includes(needle)) found.push(`${pid} ${cmd}`);
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return found;
 }
 
 let work = "";
@@ -130,7 +146,7 @@ async function spec(extra: Partial<BootSpec> = {}): Promise<BootSpec> {
 }
 
 async function assertNoLeaks(s: BootSpec): Promise<void> {
-  const procs = spawnSync("pgrep", ["-af", s.vmId], { encoding: "utf8" }).stdout.trim();
+  const procs = processesMatching(`${s.vmId}.fc.sock`).join("\n");
   assert.equal(procs, "", "VMM process left behind");
   assert.deepEqual(await readdir(s.runDir), [], "files left in the run directory");
   const mounts = await readFile("/proc/self/mounts", "utf8");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,6 +48,21 @@ function skipLoudly(t: TestContext): boolean {
   return true;
 }
 
+/** Command lines of live processes containing `needle` (read from /proc: no procps needed). */
+function processesMatching(needle: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+      if (cmd.includes(needle)) found.push(`${pid} ${cmd}`);
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return found;
+}
+
 let work = "";
 const namespaces = new Set<string>();
 /** Pids of VMs this run started, killed if the run itself is interrupted. */
@@ -67,10 +82,7 @@ async function sweepKilledRuns(): Promise<void> {
       return false;
     }
   };
-  const ps = spawnSync("pgrep", ["-af", "^qemu-system-x86_64 -name wrenn-vt"], {
-    encoding: "utf8",
-  });
-  for (const line of ps.stdout.split("\n")) {
+  for (const line of processesMatching("qemu-system-x86_64 -name wrenn-vt")) {
     const m = /^(\d+) .*-name wrenn-vt(\d+)x/.exec(line);
     if (m && !alive(Number(m[2]))) process.kill(Number(m[1]), "SIGKILL");
   }
@@ -179,8 +191,7 @@ async function sha256(path: string): Promise<string> {
 
 /** Processes whose command line names this VM: none may outlive `stop`. */
 function vmProcesses(vmId: string): string {
-  const r = spawnSync("pgrep", ["-af", `wrenn-${vmId}`], { encoding: "utf8" });
-  return r.stdout.trim();
+  return processesMatching(`-name wrenn-${vmId} `).join("\n");
 }
 
 async function assertNoLeaks(vmId: string, runDir: string): Promise<void> {
