@@ -2,9 +2,9 @@
 // straight to http://localhost:49983, which e2b-harness.ts provides.
 process.env.E2B_DEBUG = "true";
 
-import { describe, test, type TestContext } from "node:test";
+import { after, before, describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { FileType, Sandbox, type FilesystemEvent } from "e2b";
@@ -13,7 +13,7 @@ import type { Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
 import { lookupUser, type LinuxUser } from "../src/users.ts";
 import { startEnvdForE2b } from "./e2b-harness.ts";
-import { eventually, isRoot, tempDir, tempUser } from "./filesystem-fixtures.ts";
+import { eventually, fileScope, isRoot, tempDir, tempUser } from "./filesystem-fixtures.ts";
 
 const log = createLogger("envd-test", "warn");
 
@@ -24,12 +24,29 @@ interface Fixture {
   sandbox: Sandbox;
 }
 
-/** envd on :49983 (held for this test only) and an SDK sandbox that reports our envd version. */
-async function setup(t: TestContext, envdAccessToken?: string): Promise<Fixture> {
-  const dir = await tempDir(t, "wrenn-e2b-");
-  const user = isRoot ? await tempUser(t, dir) : await lookupUser(userInfo().username);
+// One envd on :49983 for the whole file: other files need the port too, so
+// it is taken once and given back at the end rather than per test.
+const scope = fileScope();
+let shared: { envd: Envd; root: string; user: LinuxUser } | undefined;
+let seq = 0;
+
+before(async () => {
+  const root = await tempDir(scope, "wrenn-e2b-");
+  const user = isRoot ? await tempUser(scope, root) : await lookupUser(userInfo().username);
   const envd = await startEnvdForE2b({ defaultUser: user.name, log });
-  t.after(() => envd.close());
+  scope.after(() => envd.close());
+  shared = { envd, root, user };
+});
+
+after(() => scope.run());
+
+/** A fresh directory and a clean envd state, and an SDK sandbox that reports our envd version. */
+async function setup(_t: TestContext, envdAccessToken?: string): Promise<Fixture> {
+  assert.ok(shared, "envd did not start");
+  const { envd, root, user } = shared;
+  Object.assign(envd.context.state, { accessToken: undefined, defaultUser: user.name });
+  const dir = join(root, `t${seq++}`);
+  await mkdir(dir);
   // Sandbox.create() in debug mode claims envd 99.99.99; the constructor lets
   // the SDK gate its features on the version we really report.
   const sandbox = new Sandbox({

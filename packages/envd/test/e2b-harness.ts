@@ -16,7 +16,7 @@ function addressInUse(err: unknown): boolean {
 /** Starts envd on :49983 (IPv4 and IPv6), waiting up to `waitMs` for another test to release it. */
 export async function startEnvdForE2b(
   options: Omit<EnvdOptions, "port" | "host"> = {},
-  waitMs = 300_000,
+  waitMs = 600_000,
 ): Promise<Envd> {
   const deadline = Date.now() + waitMs;
   for (;;) {

@@ -4,15 +4,30 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { lookupUser, type LinuxUser } from "../src/users.ts";
 
 export const isRoot = process.getuid?.() === 0;
 
+/** Where cleanups go: a test's context, or a file-wide list run by an after() hook. */
+export interface Scope {
+  after(fn: () => unknown): void;
+}
+
+/** A Scope for resources shared by a whole file: `run()` in after() undoes them, newest first. */
+export function fileScope(): Scope & { run(): Promise<void> } {
+  const cleanups: (() => unknown)[] = [];
+  return {
+    after: (fn) => void cleanups.unshift(fn),
+    run: async () => {
+      for (const fn of cleanups.splice(0)) await fn();
+    },
+  };
+}
+
 /** A fresh directory, removed (and checked gone) when the test ends, also after a failure. */
-export async function tempDir(t: TestContext, prefix = "wrenn-fs-"): Promise<string> {
+export async function tempDir(t: Scope, prefix = "wrenn-fs-"): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   t.after(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -28,7 +43,7 @@ let userSeq = 0;
  * when the test ends. useradd takes /etc/passwd's lock, which parallel tests
  * may hold for a moment, so it retries.
  */
-export async function tempUser(t: TestContext, parent: string): Promise<LinuxUser> {
+export async function tempUser(t: Scope, parent: string): Promise<LinuxUser> {
   const name = `wfs${process.pid % 100000}x${userSeq++}`;
   const home = join(parent, name);
   await mkdir(home);

@@ -152,7 +152,8 @@ export class DirWatcher {
       const before = this.known.get(rel);
       if (kind === "rename") {
         if (!known) {
-          if (isLast && st === undefined) continue;
+          // An unknown name can only have appeared, even if it is gone again by
+          // now: its disappearance is queued behind and reports REMOVE.
           await this.created(rel, isLast ? st : final.get(rel));
         } else if (isLast && st !== undefined) {
           // Replaced by another inode (renamed over), or a spurious event.
