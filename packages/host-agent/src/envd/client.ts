@@ -1,4 +1,6 @@
+import { Agent, request, type IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
@@ -37,14 +39,58 @@ export class EnvdClient {
   /** Aborts every request when the VM behind this envd is gone (a dead guest sends no RST). */
   private readonly gone: AbortSignal | undefined;
 
+  /**
+   * One connection pool per guest incarnation: slot addresses are reused,
+   * and a pooled connection to an earlier VM at the same address (or to the
+   * VM a snapshot was taken from) must never carry this one's requests.
+   */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
   constructor(address: string, accessToken?: string, gone?: AbortSignal) {
     this.baseUrl = `http://${address}`;
     this.accessToken = accessToken || undefined;
     this.gone = gone;
     this.process = createClient(
       Process,
-      createConnectTransport({ baseUrl: this.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
+      createConnectTransport({
+        baseUrl: this.baseUrl,
+        httpVersion: "1.1",
+        useBinaryFormat: true,
+        nodeOptions: { agent: this.agent },
+      }),
     );
+  }
+
+  /** Drops every pooled connection; the client is not used afterwards. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** One plain HTTP request on this guest's pool; the body may be a stream. */
+  private http(
+    method: string,
+    path: string,
+    opts: {
+      headers?: Record<string, string>;
+      body?: Readable | Uint8Array | string;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${this.baseUrl}${path}`, {
+        method,
+        agent: this.agent,
+        headers: opts.headers,
+        signal: opts.signal,
+      });
+      req.once("response", resolve);
+      req.once("error", (err) => reject(this.gone?.aborted ? this.gone.reason : err));
+      if (opts.body instanceof Readable) {
+        pipeline(opts.body, req).catch((err: unknown) => req.destroy(err as Error));
+      } else {
+        req.end(opts.body);
+      }
+    });
   }
 
   private signal(own?: AbortSignal): AbortSignal | undefined {
@@ -61,9 +107,9 @@ export class EnvdClient {
 
   async healthy(timeoutMs = 1000): Promise<boolean> {
     try {
-      const res = await fetch(`${this.baseUrl}/health`, { signal: AbortSignal.timeout(timeoutMs) });
-      await res.body?.cancel();
-      return res.status === 204 || res.status === 200;
+      const res = await this.http("GET", "/health", { signal: AbortSignal.timeout(timeoutMs) });
+      res.resume();
+      return res.statusCode === 204 || res.statusCode === 200;
     } catch {
       return false;
     }
@@ -84,8 +130,7 @@ export class EnvdClient {
   }
 
   async init(options: InitOptions): Promise<void> {
-    const res = await fetch(`${this.baseUrl}/init`, {
-      method: "POST",
+    const res = await this.http("POST", "/init", {
       headers: { "content-type": "application/json", ...this.headers() },
       body: JSON.stringify({
         envVars: options.envVars,
@@ -93,11 +138,11 @@ export class EnvdClient {
         defaultUser: options.defaultUser,
         timestamp: new Date().toISOString(),
       }),
-      signal: AbortSignal.timeout(10_000),
+      signal: this.signal(AbortSignal.timeout(10_000)),
     });
-    const text = await res.text();
-    if (!res.ok) {
-      throw new WrennError("unavailable", `envd /init answered ${res.status}: ${text}`);
+    const text = await readText(res);
+    if (!ok(res)) {
+      throw new WrennError("unavailable", `envd /init answered ${res.statusCode}: ${text}`);
     }
   }
 
@@ -146,36 +191,40 @@ export class EnvdClient {
 
   /** Streams `body` into a file in the guest (never buffered whole). */
   async writeFile(path: string, body: Readable | Uint8Array, user?: string): Promise<void> {
-    const url = `${this.baseUrl}/files?${new URLSearchParams({ path, ...(user ? { username: user } : {}) })}`;
-    const res = await fetch(url, {
-      method: "POST",
+    const query = new URLSearchParams({ path, ...(user ? { username: user } : {}) });
+    const res = await this.http("POST", `/files?${query}`, {
       headers: { "content-type": "application/octet-stream", ...this.headers() },
-      body:
-        body instanceof Uint8Array ? body : (Readable.toWeb(body) as ReadableStream<Uint8Array>),
-      duplex: "half",
+      body,
       signal: this.signal(),
-    } as RequestInit).catch((err: unknown) => {
-      throw this.gone?.aborted ? this.gone.reason : err;
     });
-    if (!res.ok) throw await filesError(res, path);
-    await res.body?.cancel();
+    if (!ok(res)) throw await filesError(res, path);
+    res.resume();
   }
 
   /** A stream of the guest file's bytes. */
-  async readFile(path: string, user?: string): Promise<ReadableStream<Uint8Array>> {
-    const url = `${this.baseUrl}/files?${new URLSearchParams({ path, ...(user ? { username: user } : {}) })}`;
-    const res = await fetch(url, { headers: this.headers(), signal: this.signal() }).catch(
-      (err: unknown) => {
-        throw this.gone?.aborted ? this.gone.reason : err;
-      },
-    );
-    if (!res.ok || res.body === null) throw await filesError(res, path);
-    return res.body;
+  async readFile(path: string, user?: string): Promise<Readable> {
+    const query = new URLSearchParams({ path, ...(user ? { username: user } : {}) });
+    const res = await this.http("GET", `/files?${query}`, {
+      headers: this.headers(),
+      signal: this.signal(),
+    });
+    if (!ok(res)) throw await filesError(res, path);
+    return res;
   }
 }
 
-async function filesError(res: Response, path: string): Promise<WrennError> {
-  const text = await res.text().catch(() => "");
+function ok(res: IncomingMessage): boolean {
+  return (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300;
+}
+
+async function readText(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function filesError(res: IncomingMessage, path: string): Promise<WrennError> {
+  const text = await readText(res).catch(() => "");
   let message = text;
   try {
     const parsed = JSON.parse(text) as { message?: unknown };
@@ -183,17 +232,18 @@ async function filesError(res: Response, path: string): Promise<WrennError> {
   } catch {
     // Not JSON: keep the raw text.
   }
+  const status = res.statusCode ?? 0;
   const code =
-    res.status === 404
+    status === 404
       ? "not_found"
-      : res.status === 400
+      : status === 400
         ? "invalid_argument"
-        : res.status === 401 || res.status === 403
+        : status === 401 || status === 403
           ? "permission_denied"
-          : res.status === 507
+          : status === 507
             ? "resource_exhausted"
             : "unavailable";
-  return new WrennError(code, `${path}: ${message || `envd answered ${res.status}`}`);
+  return new WrennError(code, `${path}: ${message || `envd answered ${status}`}`);
 }
 
 function fromConnect(err: unknown): unknown {

@@ -197,6 +197,7 @@ export class SandboxManager {
       gone.signal,
     );
     if (!(await envd.healthy(3000))) {
+      envd.close();
       await vm.stop().catch(() => undefined);
       await this.opts.network.release(slot).catch(() => undefined);
       return false;
@@ -474,16 +475,21 @@ export class SandboxManager {
       record.envdAccessToken,
       gone.signal,
     );
-    await timed(log, `${phase}.envd_health`, () =>
-      envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
-    );
-    await timed(log, `${phase}.envd_init`, () =>
-      envd.init({
-        envVars: record.envVars,
-        accessToken: record.envdAccessToken || undefined,
-        defaultUser: "user",
-      }),
-    );
+    try {
+      await timed(log, `${phase}.envd_health`, () =>
+        envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
+      );
+      await timed(log, `${phase}.envd_init`, () =>
+        envd.init({
+          envVars: record.envVars,
+          accessToken: record.envdAccessToken || undefined,
+          defaultUser: "user",
+        }),
+      );
+    } catch (err) {
+      envd.close();
+      throw err;
+    }
     live.envd = envd;
     record.status = "running";
     record.lastActiveAtMs = Date.now();
@@ -542,6 +548,7 @@ export class SandboxManager {
         );
         live.slot = null;
         record.slotIndex = null;
+        live.envd?.close();
         live.envd = null;
         record.status = "paused";
         await this.records.save(record);
@@ -751,6 +758,7 @@ export class SandboxManager {
         live.stopping = true;
         await this.teardown(live.record, vm);
         live.vm = null;
+        live.envd?.close();
         live.envd = null;
         live.record.status = "failed";
         live.record.error = why;
@@ -765,6 +773,7 @@ export class SandboxManager {
     const live = this.get(id);
     await this.withLock(id, async () => {
       live.stopping = true;
+      live.envd?.close();
       await timed(this.log, "destroy", () => this.teardown(live.record, live.vm), { sandbox: id });
       this.live.delete(id);
     });
