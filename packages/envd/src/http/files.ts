@@ -101,9 +101,9 @@ export async function downloadFile(
   res.writeHead(200, {
     "content-type": "application/octet-stream",
     "content-disposition": `attachment; filename*=UTF-8''${encodeURIComponent(basename(path))}`,
-    ...(gzip
-      ? { "content-encoding": "gzip", vary: "Accept-Encoding" }
-      : { "content-length": st.size }),
+    ...(gzip ? { "content-encoding": "gzip", vary: "Accept-Encoding" } : {}),
+    // Devices and FIFOs report size 0 but have data: those go chunked.
+    ...(!gzip && st.isFile() ? { "content-length": st.size } : {}),
   });
   try {
     reclaimWhileStreaming(source);
