@@ -71,8 +71,15 @@ let baseDisk = "";
 const savedPath = process.env.PATH;
 
 before(async () => {
-  work = await mkdtemp(join(tmpdir(), "wrenn-fc-"));
+  work = await mkdtemp(join(tmpdir(), `wrenn-fc-${process.pid}-`));
   if (skipReason) return;
+  // Work directories of killed runs (their after() never ran).
+  for (const dir of readdirSync(tmpdir())) {
+    const m = /^wrenn-fc-(\d+)-/.exec(dir);
+    if (m && spawnSync("kill", ["-0", m[1] ?? ""]).status !== 0) {
+      await rm(join(tmpdir(), dir), { recursive: true, force: true });
+    }
+  }
   if (realFirecracker) {
     const data = dataDir();
     const k = await findKernel(data);

@@ -90,11 +90,15 @@ async function sweepKilledRuns(): Promise<void> {
   for (const m of list.matchAll(/^wrenn-vmmt-(\d+)-\w+/gm)) {
     if (!alive(Number(m[1]))) await runCommand("ip", ["netns", "del", m[0]]).catch(() => undefined);
   }
+  for (const dir of readdirSync(tmpdir())) {
+    const m = /^wrenn-vmm-(\d+)-/.exec(dir);
+    if (m && !alive(Number(m[1]))) await rm(join(tmpdir(), dir), { recursive: true, force: true });
+  }
 }
 
 before(async () => {
-  work = await mkdtemp(join(tmpdir(), "wrenn-vmm-"));
   if (!skipReason) await sweepKilledRuns();
+  work = await mkdtemp(join(tmpdir(), `wrenn-vmm-${process.pid}-`));
 });
 
 // A run stopped with Ctrl-C or `timeout` still stops its VMs.
