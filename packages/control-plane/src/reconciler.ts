@@ -17,6 +17,11 @@ export interface ReconcilerOptions {
   hostTimeoutMs: number;
   /** Per-call deadline when polling an agent. */
   callTimeoutMs?: number;
+  /**
+   * A `pending` row older than this whose VM its agent does not list was
+   * orphaned by a control plane that died mid-create; it becomes `error`.
+   */
+  pendingGraceMs?: number;
 }
 
 /**
@@ -134,14 +139,24 @@ export class Reconciler {
     const reported = new Map(res.sandboxes.map((s) => [s.sandboxId, s]));
     const autoPaused = new Set(res.autoPausedSandboxIds);
     const rows = await this.#db
-      .select({ id: sandboxes.id, status: sandboxes.status })
+      .select({ id: sandboxes.id, status: sandboxes.status, createdAt: sandboxes.createdAt })
       .from(sandboxes)
-      .where(and(eq(sandboxes.hostId, host.id), inArray(sandboxes.status, ["running", "paused"])));
+      .where(
+        and(
+          eq(sandboxes.hostId, host.id),
+          inArray(sandboxes.status, ["pending", "running", "paused"]),
+        ),
+      );
+    const grace = this.#options.pendingGraceMs ?? 15 * 60_000;
     for (const row of rows) {
       const vm = reported.get(row.id);
       let next: SandboxStatus | undefined;
       let error = "";
-      if (row.status === "running") {
+      if (row.status === "pending") {
+        if (vm || Date.now() - row.createdAt.getTime() < grace) continue;
+        next = "error";
+        error = "creation was interrupted before the host started the sandbox";
+      } else if (row.status === "running") {
         if (!vm) next = autoPaused.has(row.id) ? "paused" : "stopped";
         else if (vm.state === SandboxState.PAUSED) next = "paused";
         else if (vm.state === SandboxState.STOPPED) next = "stopped";

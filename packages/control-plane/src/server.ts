@@ -28,6 +28,8 @@ export interface ControlPlaneOptions {
   reconcileIntervalMs?: number;
   /** Unheard-of hosts turn `unreachable` after this long (default 3 reconcile intervals). */
   hostTimeoutMs?: number;
+  /** Pending rows the agent does not know turn `error` after this long (default 15 min). */
+  pendingGraceMs?: number;
   overcommit?: Partial<Overcommit>;
   /** Deadline of lifecycle calls to agents (create, pause, resume, snapshot); default 120 s. */
   agentTimeoutMs?: number;
@@ -70,6 +72,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const reconciler = new Reconciler(db, agents, log, {
     intervalMs,
     hostTimeoutMs: options.hostTimeoutMs ?? 3 * intervalMs,
+    ...(options.pendingGraceMs !== undefined ? { pendingGraceMs: options.pendingGraceMs } : {}),
   });
   const service = new SandboxService(deps);
   const app = buildApp(deps, service, reconciler);

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DATABASES, startHarness } from "./harness.ts";
 import { startFakeAgent } from "./fake-agent.ts";
+import { hosts, sandboxes } from "../src/db/schema.ts";
 
 type Json = Record<string, unknown>;
 
@@ -153,6 +154,35 @@ for (const kind of DATABASES) {
       assert.equal(exec.status, 502);
       const create = await h.api("/v1/sandboxes", { method: "POST", json: {} });
       assert.equal(create.status, 503);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test(`reconciler: a pending row orphaned mid-create becomes error (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 1, pendingGraceMs: 0 });
+    try {
+      const res = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      const live = String(((await res.json()) as Json).sandbox_id);
+      const [host] = await h.cp.db.select().from(hosts);
+      const team = String(((await (await h.api("/v1/me")).json()) as Json).team_id);
+      await h.cp.db.insert(sandboxes).values({
+        id: "orphan1",
+        teamId: team,
+        hostId: host!.id,
+        template: "minimal",
+        status: "pending",
+        vcpus: 1,
+        memoryMb: 512,
+        diskSizeMb: 1024,
+        timeoutSec: 60,
+      });
+      await h.cp.reconciler.runOnce();
+      const orphan = (await (await h.api("/v1/sandboxes/orphan1")).json()) as Json;
+      assert.equal(orphan.status, "error");
+      assert.match(String(orphan.error), /interrupted/);
+      const kept = (await (await h.api(`/v1/sandboxes/${live}`)).json()) as Json;
+      assert.equal(kept.status, "running");
     } finally {
       await h.close();
     }
