@@ -125,7 +125,9 @@ test("every route answers junk with a 4xx in the error shape, never a 500", asyn
           const url =
             path.replace(/\{[a-z_]+\}/g, param) +
             "?limit=abc&type=nope&overwrite=maybe&next_token=%%%";
-          for (const junk of JUNK_BODIES) {
+          // A junk path parameter fails before the body is read: a few bodies are enough there.
+          const bodies = param === realId || param === "" ? JUNK_BODIES : JUNK_BODIES.slice(0, 3);
+          for (const junk of bodies) {
             // Without credentials one junk body per route is enough: auth answers first.
             for (const key of junk === JUNK_BODIES[2] ? [h.key, null] : [h.key]) {
               const headers: Record<string, string> = {};
@@ -150,7 +152,7 @@ test("every route answers junk with a 4xx in the error shape, never a 500", asyn
         }
       }
     }
-    assert.ok(requests > 500, `walked ${requests} requests`);
+    assert.ok(requests > 300, `walked ${requests} requests`);
   } finally {
     await h.close();
   }
