@@ -103,6 +103,12 @@ export function qemuArgs(opts: {
     `tap,id=net0,ifname=${opts.tapName},script=no,downscript=no`,
     "-device",
     `virtio-net-device,netdev=net0,mac=${opts.guestMac}`,
+    // Entropy for the guest: without it getrandom() (Node's start-up) blocks
+    // for tens of seconds under TCG. Last, so the disk and NIC keep their slots.
+    "-object",
+    "rng-random,id=rng0,filename=/dev/urandom",
+    "-device",
+    "virtio-rng-device,rng=rng0",
     "-qmp",
     `unix:${qemuOpt(opts.qmpPath)},server=on,wait=off`,
     ...(opts.incoming ? ["-S", "-incoming", "defer"] : []),
