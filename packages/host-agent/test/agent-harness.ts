@@ -99,7 +99,13 @@ export class AgentHarness {
 
   async create(
     id: string,
-    extra: { diskSizeMb?: number; timeoutSec?: number; template?: string; memoryMb?: number } = {},
+    extra: {
+      diskSizeMb?: number;
+      timeoutSec?: number;
+      template?: string;
+      memoryMb?: number;
+      token?: string;
+    } = {},
   ) {
     const res = await this.client.createSandbox({
       sandboxId: id,
@@ -108,6 +114,7 @@ export class AgentHarness {
       memoryMb: extra.memoryMb ?? 256,
       timeoutSec: extra.timeoutSec ?? 600,
       diskSizeMb: extra.diskSizeMb ?? 0,
+      envdAccessToken: extra.token ?? "",
     });
     return res.sandbox;
   }

@@ -83,7 +83,8 @@ describe("pause, resume and snapshot templates", { skip, concurrency: false }, (
   test("a template spawns 3 sandboxes that see its state and then diverge", async () => {
     const src = h.newId();
     const name = `tpl-${src}`;
-    await h.create(src);
+    // Secure sandboxes: each clone's /init must get past the template's token.
+    await h.create(src, { token: `token-${src}` });
     const clones: string[] = [];
     try {
       const pid = (await h.sh(src, COUNTER)).stdout.trim();
@@ -99,7 +100,7 @@ describe("pause, resume and snapshot templates", { skip, concurrency: false }, (
       const created = await Promise.all(
         clones.map(async (id) => {
           const t0 = performance.now();
-          const sb = await h.create(id, { template: name, memoryMb: 512 });
+          const sb = await h.create(id, { template: name, memoryMb: 512, token: `token-${id}` });
           await h.sh(id, "true");
           return { sb, ms: performance.now() - t0 };
         }),

@@ -1,34 +1,89 @@
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { startHostAgent } from "@wrenn/host-agent/agent.ts";
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
+import { startControlPlane } from "@wrenn/control-plane/server.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
 import { AGENT_TOOLS } from "./host-agent.ts";
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** A REST call to our own control plane; errors carry its `{error: {code, message}}`. */
+async function api<T>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  auth: Record<string, string> = {},
+): Promise<T> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...auth },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    throw new WrennError("unavailable", `${method} ${path} answered ${res.status}: ${text}`);
+  }
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+interface Admin {
+  email: string;
+  password: string;
+}
+
+/**
+ * The platform admin `wrenn up` acts as: signed up on the first run (the
+ * first user is the admin), its password kept in the data dir (mode 0600).
+ */
+async function adminSession(base: string, stateDir: string): Promise<string> {
+  const file = join(stateDir, "admin.json");
+  let admin = await readFile(file, "utf8").then(
+    (text) => JSON.parse(text) as Admin,
+    () => null,
+  );
+  if (admin === null) {
+    admin = { email: "admin@wrenn.local", password: randomBytes(18).toString("base64url") };
+    const s = await api<{ token: string }>(base, "POST", "/v1/auth/signup", {
+      ...admin,
+      name: "admin",
+    });
+    await writeFile(file, JSON.stringify(admin, null, 2), { mode: 0o600 });
+    return s.token;
+  }
+  return (await api<{ token: string }>(base, "POST", "/v1/auth/login", admin)).token;
+}
+
 /**
  * `wrenn up`: the whole platform on this machine. Installs what is missing,
- * builds the base template on first run, starts the host agent, shows a
- * sandbox running a command, and keeps serving until interrupted.
+ * builds the base template on first run, starts a host agent and the control
+ * plane (embedded PostgreSQL unless DATABASE_URL is set), prints the API URL,
+ * the docs URL and a fresh API key, shows a sandbox running a command through
+ * the REST API, and keeps serving until interrupted.
  */
 export async function run(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      listen: { type: "string", default: "127.0.0.1:7070" },
+      port: { type: "string", default: process.env.WRENN_PORT ?? "8080" },
+      host: { type: "string", default: "127.0.0.1" },
+      "agent-listen": { type: "string", default: "127.0.0.1:7070" },
       "data-dir": { type: "string", default: dataDir() },
       "skip-setup": { type: "boolean", default: false },
     },
   });
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new WrennError("invalid_argument", `--port must be 0..65535, got '${values.port}'`);
+  }
 
   if (!values["skip-setup"]) {
     say("==> host packages (wrenn setup)");
@@ -39,40 +94,83 @@ export async function run(argv: string[]): Promise<void> {
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
 
   say("==> host agent");
-  const agent = await startHostAgent({ listen: values.listen, dataDir: data });
-  say(`host agent ${agent.hostId} listening on ${agent.url}`);
+  const agent = await startHostAgent({ listen: values["agent-listen"], dataDir: data });
+  say(`host agent ${agent.hostId} on ${agent.url}`);
 
-  const client = createClient(
-    HostAgentService,
-    createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
-  );
-  const id = `demo${randomBytes(4).toString("hex")}`;
-  say(`==> demo: creating sandbox ${id} from 'minimal'`);
-  const t0 = performance.now();
-  await client.createSandbox({ sandboxId: id, template: "minimal", timeoutSec: 300 });
-  const t1 = performance.now();
-  const res = await client.exec({
-    sandboxId: id,
-    cmd: "/bin/bash",
-    args: ["-lc", 'echo "hello from $(hostname), $(uname -sr), user $(whoami)"; df -h / | tail -1'],
-    timeoutSec: 30,
+  say("==> control plane");
+  const stateDir = join(data, "control-plane");
+  await mkdir(stateDir, { recursive: true });
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  const cp = await startControlPlane({
+    port,
+    host: values.host,
+    ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
   });
-  const t2 = performance.now();
-  process.stdout.write(Buffer.from(res.stdout));
-  process.stderr.write(Buffer.from(res.stderr));
-  say(
-    `sandbox created in ${Math.round(t1 - t0)} ms, command ran in ${Math.round(t2 - t1)} ms (exit ${res.exitCode})`,
-  );
-  await client.destroySandbox({ sandboxId: id });
-  say(
-    `demo sandbox destroyed\n\nWrenn is serving: HostAgentService at ${agent.url} (Ctrl-C stops it)`,
-  );
+  const stop = async (): Promise<void> => {
+    await cp.close().catch(() => undefined);
+    await agent.shutdown();
+  };
+  try {
+    await cp.addHost(new URL(agent.url).host);
+    const session = await adminSession(cp.url, stateDir);
+    const { key } = await api<{ key: string }>(
+      cp.url,
+      "POST",
+      "/v1/api-keys",
+      { name: `wrenn up ${new Date().toISOString()}` },
+      { authorization: `Bearer ${session}` },
+    );
+    const auth = { "x-api-key": key };
+
+    say("==> demo: a sandbox from 'minimal' through the REST API");
+    const t0 = performance.now();
+    const sb = await api<{ sandbox_id: string }>(
+      cp.url,
+      "POST",
+      "/v1/sandboxes",
+      { template: "minimal", timeout_sec: 300 },
+      auth,
+    );
+    const t1 = performance.now();
+    const res = await api<{ stdout: string; stderr: string; exit_code: number }>(
+      cp.url,
+      "POST",
+      `/v1/sandboxes/${sb.sandbox_id}/exec`,
+      {
+        cmd: "/bin/bash",
+        args: [
+          "-lc",
+          'echo "hello from $(hostname), $(uname -sr), user $(whoami)"; df -h / | tail -1',
+        ],
+        timeout_sec: 30,
+      },
+      auth,
+    );
+    const t2 = performance.now();
+    process.stdout.write(res.stdout);
+    process.stderr.write(res.stderr);
+    say(
+      `sandbox ${sb.sandbox_id} created in ${Math.round(t1 - t0)} ms; the command ran in ${Math.round(t2 - t1)} ms (exit ${res.exit_code})`,
+    );
+    await api(cp.url, "DELETE", `/v1/sandboxes/${sb.sandbox_id}`, undefined, auth);
+
+    say("");
+    say(`Wrenn is up (Ctrl-C stops it and destroys its sandboxes).`);
+    say(`  API:      ${cp.url}/v1`);
+    say(`  docs:     ${cp.url}/docs   (OpenAPI: ${cp.url}/openapi.yaml)`);
+    say(`  API key:  ${key}   (shown once; send it as X-API-Key)`);
+    say(`  admin:    see ${join(stateDir, "admin.json")} to log in`);
+    say(`  try:      curl -s -H 'X-API-Key: ${key}' ${cp.url}/v1/sandboxes`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 
   await new Promise<void>((done) => {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       process.once(signal, () => {
         say("\nstopping: destroying sandboxes…");
-        void agent.shutdown().then(done);
+        void stop().then(done);
       });
     }
   });

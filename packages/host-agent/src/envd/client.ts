@@ -34,7 +34,8 @@ export interface InitOptions {
  */
 export class EnvdClient {
   readonly baseUrl: string;
-  private readonly accessToken: string | undefined;
+  /** The token envd expects now; /init replaces it with the one it sets. */
+  private accessToken: string | undefined;
   private readonly process: Client<typeof Process>;
   /** Aborts every request when the VM behind this envd is gone (a dead guest sends no RST). */
   private readonly gone: AbortSignal | undefined;
@@ -144,6 +145,7 @@ export class EnvdClient {
     if (!ok(res)) {
       throw new WrennError("unavailable", `envd /init answered ${res.statusCode}: ${text}`);
     }
+    this.accessToken = options.accessToken || undefined;
   }
 
   async *execStream(options: ExecOptions): AsyncGenerator<ExecEvent> {

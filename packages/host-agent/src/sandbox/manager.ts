@@ -470,11 +470,14 @@ export class SandboxManager {
     void live.pageServer?.exited.then((exit) => {
       if (exit.unexpected) fail(`the VM's page server died: ${exit.reason}`);
     });
-    const envd = new EnvdClient(
-      `${slot.hostAddress}:${ENVD_PORT}`,
-      record.envdAccessToken,
-      gone.signal,
-    );
+    // The token envd holds now: none after a boot, the template's in a clone.
+    const current =
+      phase === "create" && record.fromSnapshot
+        ? ((await this.templates.get(record.fromSnapshot))?.envdAccessToken ?? "")
+        : phase === "create"
+          ? ""
+          : record.envdAccessToken;
+    const envd = new EnvdClient(`${slot.hostAddress}:${ENVD_PORT}`, current, gone.signal);
     try {
       await timed(log, `${phase}.envd_health`, () =>
         envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
@@ -723,6 +726,7 @@ export class SandboxManager {
             ? ((await this.templates.get(record.fromSnapshot))?.baseTemplate ?? record.template)
             : record.template,
           sourceSandbox: id,
+          envdAccessToken: record.envdAccessToken,
           createdAtMs: Date.now(),
         };
         await build.commit(meta);

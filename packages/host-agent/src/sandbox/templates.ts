@@ -16,6 +16,8 @@ export interface SnapshotMeta {
   /** The base template the source sandbox was made from, ultimately. */
   baseTemplate: string;
   sourceSandbox: string;
+  /** The token the saved envd holds: a clone's /init must present it (host-private). */
+  envdAccessToken: string;
   createdAtMs: number;
 }
 
