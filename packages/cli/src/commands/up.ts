@@ -80,6 +80,8 @@ export async function run(argv: string[]): Promise<void> {
   });
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
+  // The daemons' JSON logs would bury the summary; WRENN_LOG_LEVEL=info brings them back.
+  process.env.WRENN_LOG_LEVEL ??= "warn";
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new WrennError("invalid_argument", `--port must be 0..65535, got '${values.port}'`);
