@@ -4,6 +4,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Process } from "@wrenn/proto/process/process_pb.js";
 import { Filesystem } from "@wrenn/proto/filesystem/filesystem_pb.js";
+import { wrennErrorInterceptor } from "@wrenn/shared/connect-errors.ts";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import type { EnvdContext } from "./context.ts";
 import { initialState, type EnvdState } from "./state.ts";
@@ -11,7 +12,6 @@ import { processService } from "./process/service.ts";
 import { filesystemService } from "./filesystem/service.ts";
 import { WatcherRegistry } from "./filesystem/watchers.ts";
 import { handleHttp } from "./http/routes.ts";
-import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
 
 export interface EnvdOptions {
   port: number;
@@ -37,46 +37,6 @@ function accessTokenInterceptor(state: EnvdState): Interceptor {
       throw new ConnectError("missing or wrong X-Access-Token", Code.Unauthenticated);
     }
     return next(req);
-  };
-}
-
-const CONNECT_CODES: Record<ErrorCode, Code> = {
-  invalid_argument: Code.InvalidArgument,
-  not_found: Code.NotFound,
-  already_exists: Code.AlreadyExists,
-  failed_precondition: Code.FailedPrecondition,
-  permission_denied: Code.PermissionDenied,
-  unauthenticated: Code.Unauthenticated,
-  resource_exhausted: Code.ResourceExhausted,
-  deadline_exceeded: Code.DeadlineExceeded,
-  cancelled: Code.Canceled,
-  unavailable: Code.Unavailable,
-  internal: Code.Internal,
-};
-
-function toConnectError(err: unknown): unknown {
-  return err instanceof WrennError
-    ? new ConnectError(err.message, CONNECT_CODES[err.code], undefined, undefined, err)
-    : err;
-}
-
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
-  try {
-    yield* messages;
-  } catch (err) {
-    throw toConnectError(err);
-  }
-}
-
-/** Services throw WrennError; clients must see the matching Connect code, also mid-stream. */
-function wrennErrorInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    try {
-      const res = await next(req);
-      return res.stream ? { ...res, message: mapStreamErrors(res.message) } : res;
-    } catch (err) {
-      throw toConnectError(err);
-    }
   };
 }
 

@@ -1,7 +1,7 @@
 import { cpus, totalmem } from "node:os";
 import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -11,7 +11,8 @@ import {
   type HostAgentService,
   type SandboxInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { WrennError, type ErrorCode } from "@wrenn/shared/errors.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { toConnectError } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
 
@@ -83,27 +84,6 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
     throw new WrennError("invalid_argument", `${where}${issue?.message ?? "invalid request"}`);
   }
   return result.data;
-}
-
-const connectCodes: Record<ErrorCode, Code> = {
-  invalid_argument: Code.InvalidArgument,
-  not_found: Code.NotFound,
-  already_exists: Code.AlreadyExists,
-  failed_precondition: Code.FailedPrecondition,
-  permission_denied: Code.PermissionDenied,
-  unauthenticated: Code.Unauthenticated,
-  resource_exhausted: Code.ResourceExhausted,
-  deadline_exceeded: Code.DeadlineExceeded,
-  cancelled: Code.Canceled,
-  unavailable: Code.Unavailable,
-  internal: Code.Internal,
-};
-
-/** Every error leaves the agent as a ConnectError whose code the control plane maps to HTTP. */
-export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof WrennError) return new ConnectError(err.message, connectCodes[err.code]);
-  return new ConnectError(err instanceof Error ? err.message : String(err), Code.Internal);
 }
 
 function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {

@@ -9,7 +9,7 @@ import type {
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdContext } from "../context.ts";
 import { lookupUserSync, userFromAuthorization } from "../users.ts";
-import { toConnectError } from "./connect-errors.ts";
+import { toConnectError } from "@wrenn/shared/connect-errors.ts";
 import { processEnvironment, resolveExecutable, workingDirectory } from "./environment.ts";
 import { launchAs } from "./identity.ts";
 import { ManagedProcess, type ProcessSpec } from "./managed.ts";
