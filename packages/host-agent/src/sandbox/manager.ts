@@ -115,6 +115,8 @@ export class SandboxManager {
   private readonly reaped = new Map<string, string>();
   private readonly autoPaused = new Set<string>();
   private reaper: NodeJS.Timeout | undefined;
+  /** Set by close(): this manager no longer owns the VMs (the next agent adopts them). */
+  private closed = false;
 
   constructor(opts: ManagerOptions) {
     this.opts = opts;
@@ -754,7 +756,7 @@ export class SandboxManager {
   private watchExit(live: Live, vm: VmHandle): void {
     void vm.exited.then(async (exit) => {
       live.gone.abort(new WrennError("unavailable", "the VM exited; the sandbox is gone"));
-      if (live.stopping || live.vm !== vm) return;
+      if (this.closed || live.stopping || live.vm !== vm) return;
       const why = `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`})`;
       this.log.error({ sandbox: live.record.id, ...exit }, "VM exited unexpectedly");
       await this.withLock(live.record.id, async () => {
@@ -916,6 +918,11 @@ export class SandboxManager {
   async close(): Promise<void> {
     clearInterval(this.reaper);
     await Promise.all([...this.locks.values()]);
+    this.closed = true;
+    for (const live of this.live.values()) {
+      live.vm?.release();
+      live.envd?.close();
+    }
   }
 
   /** Destroys every sandbox (tests, `wrenn up` teardown). */

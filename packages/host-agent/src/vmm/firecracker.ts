@@ -90,6 +90,10 @@ class FirecrackerVm implements VmHandle {
   readonly #graceMs: number;
   #stopping: Promise<void> | null = null;
 
+  release(): void {
+    // Every API call is its own request: no connection to drop.
+  }
+
   constructor(s: VmState, log: Logger, graceMs: number) {
     this.#s = s;
     this.#log = log;

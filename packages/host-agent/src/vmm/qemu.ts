@@ -205,6 +205,10 @@ class QemuVm implements VmHandle {
    */
   #sharedWithSnapshot: string | null = null;
 
+  release(): void {
+    this.#s.qmp.close();
+  }
+
   constructor(driver: QemuDriver, s: HandleState, log: Logger) {
     this.#driver = driver;
     this.#s = s;

@@ -69,6 +69,11 @@ export interface VmHandle {
   snapshot(files: SnapshotFiles, kind: "full" | "diff"): Promise<void>;
   /** Stops the VMM and waits for its exit; idempotent. */
   stop(): Promise<void>;
+  /**
+   * Drops the agent's control connection and leaves the VM running (agent
+   * shutdown): the next agent adopts it, and QMP takes one client at a time.
+   */
+  release(): void;
 }
 
 /** What a driver persists so a restarted agent can find its VM again. */
