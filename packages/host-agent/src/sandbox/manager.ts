@@ -1,4 +1,4 @@
-import { access, copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
+import { access, copyFile, link, mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -218,7 +218,11 @@ export class SandboxManager {
         "stop vm",
         async () => {
           if (vm) await vm.stop();
-          else if (record.vm) await (await this.opts.vmm.adopt(record.vm))?.stop();
+          else if (record.vm) {
+            const adopted = await this.opts.vmm.adopt(record.vm).catch(() => null);
+            if (adopted) await adopted.stop();
+            else await killStray(record.vm.pid, record.vm.vmId);
+          }
         },
       ],
       [
@@ -928,6 +932,23 @@ export class SandboxManager {
   /** Destroys every sandbox (tests, `wrenn up` teardown). */
   async destroyAll(): Promise<void> {
     await Promise.all([...this.live.keys()].map((id) => this.destroy(id).catch(() => undefined)));
+  }
+}
+
+/**
+ * A VMM the driver could not re-attach to (its control socket busy or gone)
+ * must still not outlive its sandbox: kill it if its command line names it.
+ */
+async function killStray(pid: number, vmId: string): Promise<void> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.split("\0").some((arg) => arg.includes(vmId))) return;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return; // Gone meanwhile.
+  }
+  for (let i = 0; i < 100 && (await exists(`/proc/${pid}`)); i++) {
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
