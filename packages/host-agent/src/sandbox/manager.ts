@@ -559,6 +559,8 @@ export class SandboxManager {
         record.slotIndex = null;
         live.envd?.close();
         live.envd = null;
+        // Reported together with the state, so no one sees "paused" without "auto".
+        if (reason === "ttl") this.autoPaused.add(id);
         record.status = "paused";
         await this.records.save(record);
         await rm(this.runDir(id), { recursive: true, force: true });
@@ -576,7 +578,6 @@ export class SandboxManager {
       } finally {
         live.stopping = false;
       }
-      if (reason === "ttl") this.autoPaused.add(id);
       log.info({ ms: Math.round(performance.now() - started) }, "sandbox paused");
     });
   }
