@@ -12,7 +12,7 @@ import {
   type SandboxInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { toConnectError } from "@wrenn/shared/connect-errors.ts";
+import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
 
@@ -84,28 +84,6 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
     throw new WrennError("invalid_argument", `${where}${issue?.message ?? "invalid request"}`);
   }
   return result.data;
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args) => {
-    try {
-      return await fn(...args);
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
-}
-
-function guardStream<A extends unknown[], R>(
-  fn: (...args: A) => AsyncIterable<R>,
-): (...args: A) => AsyncIterable<R> {
-  return async function* (...args) {
-    try {
-      yield* fn(...args);
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
 }
 
 const states: Record<SandboxRecord["status"], SandboxState> = {

@@ -46,3 +46,29 @@ export function wrennErrorInterceptor(): Interceptor {
     }
   };
 }
+
+/** An RPC handler whose WrennErrors reach the client with their Connect code. */
+export function guard<A extends unknown[], R>(
+  fn: (...args: A) => Promise<R>,
+): (...args: A) => Promise<R> {
+  return async (...args) => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+/** The same for a server-streaming handler, also for errors mid-stream. */
+export function guardStream<A extends unknown[], R>(
+  fn: (...args: A) => AsyncIterable<R>,
+): (...args: A) => AsyncIterable<R> {
+  return async function* (...args) {
+    try {
+      yield* fn(...args);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}

@@ -9,7 +9,7 @@ import type {
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdContext } from "../context.ts";
 import { lookupUserSync, userFromAuthorization } from "../users.ts";
-import { toConnectError } from "@wrenn/shared/connect-errors.ts";
+import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import { processEnvironment, resolveExecutable, workingDirectory } from "./environment.ts";
 import { launchAs } from "./identity.ts";
 import { ManagedProcess, type ProcessSpec } from "./managed.ts";
@@ -124,30 +124,6 @@ export function processService(
       pty: req.pty === undefined ? undefined : { cols: pty?.cols || 80, rows: pty?.rows || 24 },
       // Absent means open: older SDKs never send the flag.
       stdin: req.stdin ?? true,
-    };
-  }
-
-  function guard<A extends unknown[], R>(
-    fn: (...args: A) => Promise<R>,
-  ): (...args: A) => Promise<R> {
-    return async (...args) => {
-      try {
-        return await fn(...args);
-      } catch (err) {
-        throw toConnectError(err);
-      }
-    };
-  }
-
-  function guardStream<A extends unknown[], R>(
-    fn: (...args: A) => AsyncGenerator<R>,
-  ): (...args: A) => AsyncGenerator<R> {
-    return async function* (...args) {
-      try {
-        yield* fn(...args);
-      } catch (err) {
-        throw toConnectError(err);
-      }
     };
   }
 
