@@ -29,7 +29,8 @@ export interface ReconcilerOptions {
  * every host (GetHostInfo doubles as the heartbeat, ListTemplates registers
  * base images, ListSandboxes settles sandbox rows). A running row whose VM
  * the agent no longer has becomes `paused` if the agent auto-paused it,
- * else `stopped`; paused sandboxes are expected to be absent.
+ * else `stopped`; paused sandboxes are expected to be absent. A host that
+ * stays silent turns `unreachable` and its running sandboxes `unknown`.
  */
 export class Reconciler {
   readonly #db: Db;
@@ -90,6 +91,10 @@ export class Reconciler {
           "host unreachable",
         );
         await this.#db.update(hosts).set({ status: "unreachable" }).where(eq(hosts.id, host.id));
+        await this.#markUnknown(host);
+      } else if (host.status === "unreachable") {
+        // Also after a control plane restart that came between the two updates above.
+        await this.#markUnknown(host);
       }
       return;
     }
@@ -107,6 +112,25 @@ export class Reconciler {
       await this.#syncSandboxes(host);
     } catch (err) {
       this.#log.warn({ host: host.id, err: messageOf(err) }, "reconcile failed");
+    }
+  }
+
+  /**
+   * A running sandbox on a host that does not answer may be running or gone
+   * with its host: `unknown` until the host answers and settles it. Paused
+   * ones stay paused (their state is on the host's disk, unchanging).
+   */
+  async #markUnknown(host: HostRow): Promise<void> {
+    const marked = await this.#db
+      .update(sandboxes)
+      .set({ status: "unknown", updatedAt: new Date() })
+      .where(and(eq(sandboxes.hostId, host.id), eq(sandboxes.status, "running")))
+      .returning({ id: sandboxes.id });
+    if (marked.length > 0) {
+      this.#log.warn(
+        { host: host.id, sandboxIds: marked.map((m) => m.id) },
+        "sandboxes of an unreachable host marked unknown",
+      );
     }
   }
 
@@ -144,7 +168,7 @@ export class Reconciler {
       .where(
         and(
           eq(sandboxes.hostId, host.id),
-          inArray(sandboxes.status, ["pending", "running", "paused"]),
+          inArray(sandboxes.status, ["pending", "running", "paused", "unknown"]),
         ),
       );
     const grace = this.#options.pendingGraceMs ?? 15 * 60_000;
@@ -156,8 +180,10 @@ export class Reconciler {
         if (vm || Date.now() - row.createdAt.getTime() < grace) continue;
         next = "error";
         error = "creation was interrupted before the host started the sandbox";
-      } else if (row.status === "running") {
+      } else if (row.status === "running" || row.status === "unknown") {
+        // An unknown row's host answers again: what it reports settles the row.
         if (!vm) next = autoPaused.has(row.id) ? "paused" : "stopped";
+        else if (vm.state === SandboxState.RUNNING && row.status === "unknown") next = "running";
         else if (vm.state === SandboxState.PAUSED) next = "paused";
         else if (vm.state === SandboxState.STOPPED) next = "stopped";
         else if (vm.state === SandboxState.FAILED) {

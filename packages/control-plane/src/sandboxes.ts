@@ -49,7 +49,7 @@ export function templateJson(row: TemplateRow) {
   };
 }
 
-const LIVE: SandboxStatus[] = ["pending", "running", "paused"];
+const LIVE: SandboxStatus[] = ["pending", "running", "paused", "unknown"];
 
 /** Sandbox lifecycle in the database and on the agents; every query is scoped to the caller's team. */
 export class SandboxService {
@@ -190,6 +190,7 @@ export class SandboxService {
     action: string,
   ): Promise<{ row: SandboxRow; host: HostRow }> {
     const row = await this.get(caller, id);
+    requireKnown(row);
     if (row.status !== status) {
       throw new WrennError(
         "failed_precondition",
@@ -293,6 +294,7 @@ export class SandboxService {
   ): Promise<TemplateRow> {
     const { db, agents, log } = this.#deps;
     const row = await this.get(caller, sandboxId);
+    requireKnown(row);
     if (row.status !== "running" && row.status !== "paused") {
       throw new WrennError(
         "failed_precondition",
@@ -424,6 +426,16 @@ export class SandboxService {
       .returning();
     if (!row) throw new WrennError("not_found", `sandbox '${id}' not found`);
     return row;
+  }
+}
+
+/** A sandbox whose host stopped answering: the host's fault, not the request's (502, not 409). */
+function requireKnown(row: SandboxRow): void {
+  if (row.status === "unknown") {
+    throw new WrennError(
+      "unavailable",
+      `the host of sandbox '${row.id}' is unreachable; its state is unknown until the host answers again`,
+    );
   }
 }
 

@@ -29,8 +29,9 @@ interface Load {
 
 /**
  * Placement: a ready host with room for the demand, least loaded first. Load
- * counts the sandboxes that hold CPU and memory (pending and running); paused
- * ones only hold disk, which the host reports as free space.
+ * counts the sandboxes that hold CPU and memory (pending, running, and unknown
+ * ones, which may still run); paused ones only hold disk, which the host
+ * reports as free space.
  */
 export class Placement {
   readonly #db: Db;
@@ -98,7 +99,10 @@ export class Placement {
       })
       .from(sandboxes)
       .where(
-        and(inArray(sandboxes.hostId, hostIds), inArray(sandboxes.status, ["pending", "running"])),
+        and(
+          inArray(sandboxes.hostId, hostIds),
+          inArray(sandboxes.status, ["pending", "running", "unknown"]),
+        ),
       )
       .groupBy(sandboxes.hostId);
     const loads = new Map<string, Load>();

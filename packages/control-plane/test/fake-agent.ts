@@ -29,6 +29,8 @@ export interface FakeAgent {
   /** Largest single chunk seen by WriteFileStream (streaming check). */
   maxChunk: number;
   close(): Promise<void>;
+  /** Serves again on the same address after `close` (a restarted agent). */
+  reopen(): Promise<void>;
 }
 
 export async function startFakeAgent(): Promise<FakeAgent> {
@@ -55,6 +57,7 @@ export async function startFakeAgent(): Promise<FakeAgent> {
     calls: [],
     maxChunk: 0,
     close: async () => {},
+    reopen: async () => {},
   };
   const need = (id: string, want?: SandboxState): SandboxInfo => {
     const sb = sandboxes.get(id);
@@ -220,10 +223,12 @@ export async function startFakeAgent(): Promise<FakeAgent> {
   const server: Server = createServer(connectNodeAdapter({ routes }));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const port = (server.address() as AddressInfo).port;
   state.close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
     });
+  state.reopen = () => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return state;
 }

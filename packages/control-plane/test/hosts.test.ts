@@ -117,7 +117,7 @@ for (const kind of DATABASES) {
     }
   });
 
-  test(`reconciler: vanished VMs become paused or stopped; silent hosts turn unreachable (${kind})`, async () => {
+  test(`reconciler: vanished VMs become paused or stopped; silent hosts turn unreachable, their sandboxes unknown (${kind})`, async () => {
     const h = await startHarness(kind, { agents: 1, hostTimeoutMs: 200 });
     try {
       const agent = h.agents[0]!;
@@ -147,13 +147,41 @@ for (const kind of DATABASES) {
       await h.cp.reconciler.runOnce();
       const hosts = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
       assert.equal(hosts[0]!.status, "unreachable");
-      const exec = await h.api(`/v1/sandboxes/${kept}/exec`, {
+      // Running sandboxes may have died with their host: unknown; paused ones are on its disk.
+      assert.equal(await status(kept), "unknown");
+      assert.equal(await status(autoPaused), "unknown");
+      assert.equal(await status(paused), "paused");
+      const listed = (await (await h.api("/v1/sandboxes")).json()) as Json[];
+      assert.ok(listed.some((s) => s.sandbox_id === kept && s.status === "unknown"));
+      for (const [path, json] of [
+        [`/v1/sandboxes/${kept}/exec`, { cmd: "true" }],
+        [`/v1/sandboxes/${kept}/pause`, undefined],
+        [`/v1/sandboxes/${paused}/resume`, undefined],
+        ["/v1/snapshots", { sandbox_id: kept, name: "from-unknown" }],
+      ] as const) {
+        const res = await h.api(path, { method: "POST", json });
+        assert.equal(res.status, 502, path);
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        assert.equal(body.error.code, "unavailable");
+        assert.match(body.error.message, /unreachable/);
+      }
+      const create = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      assert.equal(create.status, 503);
+
+      // The host answers again: what it reports settles its unknown sandboxes.
+      agent.sandboxes.delete(autoPaused);
+      await agent.reopen();
+      await h.cp.reconciler.runOnce();
+      const back = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      assert.equal(back[0]!.status, "ready");
+      assert.equal(await status(kept), "running");
+      assert.equal(await status(autoPaused), "paused", "auto-paused while unknown");
+      assert.equal(await status(paused), "paused");
+      const again = await h.api(`/v1/sandboxes/${kept}/exec`, {
         method: "POST",
         json: { cmd: "true" },
       });
-      assert.equal(exec.status, 502);
-      const create = await h.api("/v1/sandboxes", { method: "POST", json: {} });
-      assert.equal(create.status, 503);
+      assert.equal(again.status, 200);
     } finally {
       await h.close();
     }

@@ -149,7 +149,12 @@ export const KeyParams = z.object({
 
 // ---- sandboxes
 
-export const SandboxStatusSchema = z.enum(["pending", "running", "paused", "stopped", "error"]);
+export const SandboxStatusSchema = z
+  .enum(["pending", "running", "paused", "unknown", "stopped", "error"])
+  .openapi({
+    description:
+      "`unknown`: it was running on a host that stopped answering; calls on it fail with 502 until the host is back and reports it",
+  });
 
 export const CreateSandboxBody = z
   .object({

@@ -119,7 +119,8 @@ export const templates = pgTable(
   (t) => [index("templates_team").on(t.teamId)],
 );
 
-export type SandboxStatus = "pending" | "running" | "paused" | "stopped" | "error";
+/** `unknown`: it was running on a host that stopped answering; the host settles it when it is back. */
+export type SandboxStatus = "pending" | "running" | "paused" | "unknown" | "stopped" | "error";
 
 export const sandboxes = pgTable(
   "sandboxes",
@@ -148,7 +149,7 @@ export const sandboxes = pgTable(
     // Listing reads live sandboxes newest first: this index yields them in order, so a page is a short scan.
     index("sandboxes_team_live_created")
       .on(t.teamId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst())
-      .where(sql`${t.status} in ('pending', 'running', 'paused')`),
+      .where(sql`${t.status} in ('pending', 'running', 'paused', 'unknown')`),
     index("sandboxes_host_status").on(t.hostId, t.status),
   ],
 );

@@ -1,0 +1,2 @@
+DROP INDEX "sandboxes_team_live_created";--> statement-breakpoint
+CREATE INDEX "sandboxes_team_live_created" ON "sandboxes" USING btree ("team_id","created_at" DESC NULLS FIRST,"id" DESC NULLS FIRST) WHERE "sandboxes"."status" in ('pending', 'running', 'paused', 'unknown');
