@@ -9,7 +9,7 @@ import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
 import { createNetworkManager } from "./network/netns-network.ts";
-import { selectStorage } from "./storage/select.ts";
+import { reflinkSupported, selectStorage } from "./storage/select.ts";
 import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
@@ -95,6 +95,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     override: options.storage,
     log,
   });
+  const reflinkCopies = await reflinkSupported(dataDir);
+  if (!reflinkCopies) {
+    log.warn(
+      { dataDir },
+      "the data dir's filesystem has no reflinks: each resume copies the sandbox's RAM file (put it on xfs with reflink=1 or btrfs for instant copies)",
+    );
+  }
   const network = createNetworkManager({
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
@@ -109,6 +116,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     network,
     log,
     bootTimeoutMs: options.bootTimeoutMs,
+    reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

@@ -4,7 +4,7 @@ import { pipeline } from "node:stream/promises";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
-import { WrennError } from "@wrenn/shared/errors.ts";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 
 export const ENVD_PORT = 49983;
 
@@ -130,17 +130,42 @@ export class EnvdClient {
     );
   }
 
-  async init(options: InitOptions): Promise<void> {
-    const res = await this.http("POST", "/init", {
-      headers: { "content-type": "application/json", ...this.headers() },
-      body: JSON.stringify({
-        envVars: options.envVars,
-        accessToken: options.accessToken,
-        defaultUser: options.defaultUser,
-        timestamp: new Date().toISOString(),
-      }),
-      signal: this.signal(AbortSignal.timeout(10_000)),
+  /**
+   * POST /init. Transport failures (a restored guest's stack still settling:
+   * reset or refused connections) are retried until `deadlineMs`; an HTTP
+   * error answer is not, since envd gave its reason.
+   */
+  async init(options: InitOptions, abort?: AbortSignal, deadlineMs = 10_000): Promise<void> {
+    const body = JSON.stringify({
+      envVars: options.envVars,
+      accessToken: options.accessToken,
+      defaultUser: options.defaultUser,
+      timestamp: new Date().toISOString(),
     });
+    const until = Date.now() + deadlineMs;
+    let res: IncomingMessage;
+    for (;;) {
+      try {
+        res = await this.http("POST", "/init", {
+          headers: { "content-type": "application/json", ...this.headers() },
+          body,
+          signal: this.signal(
+            AbortSignal.any([AbortSignal.timeout(deadlineMs), ...(abort ? [abort] : [])]),
+          ),
+        });
+        break;
+      } catch (err) {
+        if (abort?.aborted) throw abort.reason;
+        if (Date.now() >= until) {
+          throw new WrennError(
+            "unavailable",
+            `envd at ${this.baseUrl} did not take /init: ${messageOf(err)}`,
+            { cause: err },
+          );
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     const text = await readText(res);
     if (!ok(res)) {
       throw new WrennError("unavailable", `envd /init answered ${res.statusCode}: ${text}`);

@@ -1,5 +1,5 @@
-import { access, copyFile, link, mkdir, readdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { access, copyFile, link, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
@@ -40,6 +40,8 @@ export interface ManagerOptions {
   network: NetworkManager;
   images: ImageSource;
   log: Logger;
+  /** The data dir's filesystem makes `cp --reflink` copies (xfs, btrfs): copies cost nothing. */
+  reflinkCopies?: boolean;
   /** How long a cold boot may take to reach envd's /health. */
   bootTimeoutMs?: number;
 }
@@ -312,7 +314,7 @@ export class SandboxManager {
           }),
         }),
       );
-      await this.attachVm(live, vm, "create");
+      await this.attachVm(live, vm, "create", false);
       log.info(
         { ms: Math.round(performance.now() - started), vmm: record.vmm, pid: vm.pid },
         "sandbox created",
@@ -343,7 +345,7 @@ export class SandboxManager {
       const slot = await this.acquireSlot(live, log, "create");
       const disk = await this.createDisk(live, log, files.rootfs);
       const vm = await this.restoreVm(live, log, "create", slot, disk, files.dir, true);
-      await this.attachVm(live, vm, "create");
+      await this.attachVm(live, vm, "create", true);
       log.info(
         { ms: Math.round(performance.now() - started), vmm: record.vmm, pid: vm.pid },
         "sandbox created from snapshot template",
@@ -436,11 +438,14 @@ export class SandboxManager {
       );
     }
     let memPath = join(dir, "memfile");
-    if (this.opts.vmm.name === "qemu" && !clone) {
-      // QEMU writes guest RAM into the file it maps: run on a copy (a reflink
-      // where the filesystem has them) so a failed resume leaves the paused
-      // memory as it was, and a retry restores a consistent state. The copy
-      // takes the name of the VM's own RAM file, so stop and pause treat it so.
+    // QEMU writes guest RAM into the file it maps. A resume runs on a copy so
+    // a failed resume leaves the paused memory as it was and a retry restores
+    // a consistent state. A clone maps the template's file privately (nothing
+    // copied), unless copies are reflinks: then it gets its own file too, and
+    // its pauses are a rename instead of its whole RAM streamed into the state.
+    // The copy takes the name of the VM's own RAM file, so stop and pause treat it so.
+    const ownCopy = this.opts.vmm.name === "qemu" && (!clone || this.opts.reflinkCopies === true);
+    if (ownCopy) {
       const own = join(this.runDir(record.id), `${record.id}.mem`);
       await timed(log, `${phase}.copy_memory`, () => copySparse(memPath, own));
       memPath = own;
@@ -450,13 +455,18 @@ export class SandboxManager {
         ...this.machine(record, slot, disk),
         snapshot: { statePath: join(dir, "state"), memPath },
         uffdSocket,
-        privateMemory: clone,
+        privateMemory: clone && !ownCopy,
       }),
     );
   }
 
   /** The VM is up: wait for envd, give it its identity (token, env, clock), mark it running. */
-  private async attachVm(live: Live, vm: VmHandle, phase: string): Promise<void> {
+  private async attachVm(
+    live: Live,
+    vm: VmHandle,
+    phase: string,
+    restored: boolean,
+  ): Promise<void> {
     const { record } = live;
     const log = this.log.child({ sandbox: record.id });
     const slot = live.slot as NetworkSlot;
@@ -485,15 +495,23 @@ export class SandboxManager {
           : record.envdAccessToken;
     const envd = new EnvdClient(`${slot.hostAddress}:${ENVD_PORT}`, current, gone.signal);
     try {
-      await timed(log, `${phase}.envd_health`, () =>
-        envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
-      );
+      // A restored envd was answering when its memory was saved: /init itself
+      // is the first request (a health round trip costs hundreds of ms in a
+      // guest whose code TCG must translate again after every restore).
+      if (!restored) {
+        await timed(log, `${phase}.envd_health`, () =>
+          envd.waitHealthy(this.opts.bootTimeoutMs ?? 120_000, gone.signal),
+        );
+      }
       await timed(log, `${phase}.envd_init`, () =>
-        envd.init({
-          envVars: record.envVars,
-          accessToken: record.envdAccessToken || undefined,
-          defaultUser: "user",
-        }),
+        envd.init(
+          {
+            envVars: record.envVars,
+            accessToken: record.envdAccessToken || undefined,
+            defaultUser: "user",
+          },
+          gone.signal,
+        ),
       );
     } catch (err) {
       envd.close();
@@ -644,7 +662,7 @@ export class SandboxManager {
         const slot = await this.acquireSlot(live, log, "resume");
         const vm = await this.restoreVm(live, log, "resume", slot, disk, keep, false);
         if (timeoutSec) record.timeoutSec = timeoutSec;
-        await this.attachVm(live, vm, "resume");
+        await this.attachVm(live, vm, "resume", true);
       } catch (err) {
         log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
         live.stopping = true;
@@ -671,6 +689,10 @@ export class SandboxManager {
           : new WrennError("unavailable", `resume failed: ${messageOf(err)}`, { cause: err });
       }
       this.autoPaused.delete(id);
+      // The VM runs on its own copy now. Freeing a GiB of extents and page
+      // cache takes a rename over it (the next pause) hundreds of ms: move
+      // it aside now and let it go in the background.
+      if (this.opts.vmm.name === "qemu") await discard(join(keep, "memfile"), log);
       log.info({ ms: Math.round(performance.now() - started) }, "sandbox resumed");
       return record;
     });
@@ -951,6 +973,23 @@ async function killStray(pid: number, vmId: string): Promise<void> {
   for (let i = 0; i < 100 && (await exists(`/proc/${pid}`)); i++) {
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Removes a large file off the caller's path: renamed now (so nothing can
+ * reuse the name before it goes), unlinked in the background.
+ */
+async function discard(path: string, log: Logger): Promise<void> {
+  // A name no snapshot reader picks up (they look for `memfile*`).
+  const aside = join(dirname(path), `.discard-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    log.warn({ path, err: messageOf(err) }, "could not move a stale memory file aside");
+    return;
+  }
+  void rm(aside, { force: true });
 }
 
 async function exists(path: string): Promise<boolean> {
