@@ -60,7 +60,7 @@ export class SandboxService {
   }
 
   async create(caller: Caller, input: CreateInput): Promise<SandboxRow> {
-    const { db, placement, log } = this.#deps;
+    const { placement, log } = this.#deps;
     if (input.client_request_id) {
       const existing = await this.#byRequestId(caller, input.client_request_id);
       if (existing) return existing;
@@ -71,26 +71,30 @@ export class SandboxService {
       template.type === "snapshot" && template.vcpus > 0
         ? { vcpus: template.vcpus, memoryMb: template.memoryMb }
         : { vcpus: input.vcpus, memoryMb: input.memory_mb };
-    const host = await placement.pick(
+    // The pending row is the host's reservation: placed and inserted under one lock.
+    const { host, row } = await placement.place(
       { ...shape, diskSizeMb: input.disk_size_mb },
       template.type === "snapshot" ? (template.hostId ?? undefined) : undefined,
+      async (host, tx) => {
+        const [row] = await tx
+          .insert(sandboxes)
+          .values({
+            id: newSandboxId(),
+            teamId: caller.teamId,
+            hostId: host.id,
+            template: template.name,
+            status: "pending",
+            vcpus: shape.vcpus,
+            memoryMb: shape.memoryMb,
+            diskSizeMb: input.disk_size_mb,
+            timeoutSec: input.timeout_sec,
+            clientRequestId: input.client_request_id ?? null,
+          })
+          .onConflictDoNothing()
+          .returning();
+        return { host, row };
+      },
     );
-    const [row] = await db
-      .insert(sandboxes)
-      .values({
-        id: newSandboxId(),
-        teamId: caller.teamId,
-        hostId: host.id,
-        template: template.name,
-        status: "pending",
-        vcpus: shape.vcpus,
-        memoryMb: shape.memoryMb,
-        diskSizeMb: input.disk_size_mb,
-        timeoutSec: input.timeout_sec,
-        clientRequestId: input.client_request_id ?? null,
-      })
-      .onConflictDoNothing()
-      .returning();
     if (!row) {
       // Lost a race with the same client request id: the other request's sandbox is the answer.
       const existing = await this.#byRequestId(caller, input.client_request_id ?? "");

@@ -13,6 +13,9 @@ export interface Overcommit {
 
 export const DEFAULT_OVERCOMMIT: Overcommit = { cpu: 4, memory: 1, disk: 8 };
 
+// Any constant works; it only has to be the same for every control plane instance.
+const PLACEMENT_LOCK = 0x77_72_70_6c;
+
 export interface Demand {
   vcpus: number;
   memoryMb: number;
@@ -43,8 +46,29 @@ export class Placement {
   }
 
   /** The best host for the demand; `only` restricts it to one host (a snapshot's). */
-  async pick(demand: Demand, only?: string): Promise<HostRow> {
-    const candidates = await this.#db
+  pick(demand: Demand, only?: string): Promise<HostRow> {
+    return this.#pick(this.#db, demand, only);
+  }
+
+  /**
+   * Picks a host and reserves room on it (`reserve` inserts the pending row)
+   * under one database-wide lock, so concurrent creates, on this or another
+   * control plane instance, see each other's load instead of all choosing the
+   * host that was least loaded before any of them.
+   */
+  place<T>(
+    demand: Demand,
+    only: string | undefined,
+    reserve: (host: HostRow, tx: Db) => Promise<T>,
+  ): Promise<T> {
+    return this.#db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
+      return reserve(await this.#pick(tx, demand, only), tx);
+    });
+  }
+
+  async #pick(db: Db, demand: Demand, only: string | undefined): Promise<HostRow> {
+    const candidates = await db
       .select()
       .from(hosts)
       .where(only ? and(eq(hosts.status, "ready"), eq(hosts.id, only)) : eq(hosts.status, "ready"));
@@ -56,7 +80,10 @@ export class Placement {
           : "no host is registered and reachable; start a host agent and register it",
       );
     }
-    const loads = await this.#loads(candidates.map((h) => h.id));
+    const loads = await this.#loads(
+      db,
+      candidates.map((h) => h.id),
+    );
     let best: { host: HostRow; score: number; count: number } | undefined;
     for (const host of candidates) {
       const load = loads.get(host.id) ?? { vcpus: 0, memoryMb: 0, count: 0 };
@@ -89,8 +116,8 @@ export class Placement {
     return best.host;
   }
 
-  async #loads(hostIds: string[]): Promise<Map<string, Load>> {
-    const rows = await this.#db
+  async #loads(db: Db, hostIds: string[]): Promise<Map<string, Load>> {
+    const rows = await db
       .select({
         hostId: sandboxes.hostId,
         vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}), 0)`,

@@ -117,6 +117,26 @@ for (const kind of DATABASES) {
     }
   });
 
+  test(`placement: concurrent creates see each other's load and spread (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 2 });
+    try {
+      const created = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          h.api("/v1/sandboxes", { method: "POST", json: { memory_mb: 256 } }),
+        ),
+      );
+      const perHost = new Map<string, number>();
+      for (const res of created) {
+        assert.equal(res.status, 201);
+        const hostId = String(((await res.json()) as Json).host_id);
+        perHost.set(hostId, (perHost.get(hostId) ?? 0) + 1);
+      }
+      assert.deepEqual([...perHost.values()], [3, 3]);
+    } finally {
+      await h.close();
+    }
+  });
+
   test(`reconciler: vanished VMs become paused or stopped; silent hosts turn unreachable, their sandboxes unknown (${kind})`, async () => {
     const h = await startHarness(kind, { agents: 1, hostTimeoutMs: 200 });
     try {
