@@ -35,6 +35,8 @@ export interface HostAgentOptions {
   egressInterface?: string;
   reapIntervalMs?: number;
   bootTimeoutMs?: number;
+  /** How long a restored guest's envd may take to answer /init (default 30 s). */
+  restoreTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -116,6 +118,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     network,
     log,
     bootTimeoutMs: options.bootTimeoutMs,
+    restoreTimeoutMs: options.restoreTimeoutMs,
     reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),

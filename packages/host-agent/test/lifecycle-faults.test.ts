@@ -18,6 +18,8 @@ const skip = vmSkipReason("pause fault-injection tests");
 
 /** Sandboxes whose next snapshot finds their VMM killed first. */
 const crashOnSnapshot = new Set<string>();
+/** Sandboxes whose next restore leaves the VM alive but frozen: envd never answers. */
+const hangOnRestore = new Set<string>();
 
 /** The real driver, with a fault hook on snapshot. */
 function faulty(real: VmmDriver): VmmDriver {
@@ -43,7 +45,11 @@ function faulty(real: VmmDriver): VmmDriver {
   return {
     name: real.name,
     boot: async (spec) => wrap(await real.boot(spec)),
-    restore: async (spec) => wrap(await real.restore(spec)),
+    restore: async (spec) => {
+      const vm = await real.restore(spec);
+      if (hangOnRestore.has(spec.vmId)) process.kill(vm.pid, "SIGSTOP");
+      return wrap(vm);
+    },
     adopt: async (rec) => {
       const vm = await real.adopt(rec);
       return vm && wrap(vm);
@@ -65,7 +71,7 @@ describe("pause failure rules", { skip, concurrency: false }, () => {
       dataDir: h.root,
       log: createLogger("host-agent", "warn"),
     });
-    h.configure({ vmmDriver: faulty(real) });
+    h.configure({ vmmDriver: faulty(real), restoreTimeoutMs: 4000 });
     await h.start();
   });
   after(() => h.tearDown());
@@ -106,6 +112,23 @@ describe("pause failure rules", { skip, concurrency: false }, () => {
     await h.client.pauseSandbox({ sandboxId: id });
     await h.client.resumeSandbox({ sandboxId: id });
     assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "alive\n");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("a resumed guest that never answers: resume fails, the sandbox stays paused, a retry works", async () => {
+    const id = h.newId();
+    await h.create(id);
+    await h.sh(id, "echo kept > /home/user/f; sleep 1000 >/dev/null 2>&1 & echo $! > /tmp/pid");
+    await h.client.pauseSandbox({ sandboxId: id });
+    hangOnRestore.add(id);
+    const err = await h.client.resumeSandbox({ sandboxId: id }).catch((e: unknown) => e);
+    hangOnRestore.delete(id);
+    assert.equal(connectCode(err), Code.Unavailable, String(err));
+    assert.equal(await state(id), SandboxState.PAUSED);
+    await h.client.resumeSandbox({ sandboxId: id });
+    assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");
+    assert.equal((await h.sh(id, 'kill -0 "$(cat /tmp/pid)" && echo alive')).stdout, "alive\n");
     await h.client.destroySandbox({ sandboxId: id });
     await h.noLeaks();
   });

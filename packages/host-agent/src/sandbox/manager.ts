@@ -44,6 +44,8 @@ export interface ManagerOptions {
   reflinkCopies?: boolean;
   /** How long a cold boot may take to reach envd's /health. */
   bootTimeoutMs?: number;
+  /** How long a restored guest's envd may take to answer /init. */
+  restoreTimeoutMs?: number;
 }
 
 export interface CreateParams {
@@ -511,6 +513,7 @@ export class SandboxManager {
             defaultUser: "user",
           },
           gone.signal,
+          restored ? (this.opts.restoreTimeoutMs ?? 30_000) : 10_000,
         ),
       );
     } catch (err) {
