@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools, type Tool } from "@wrenn/host-agent/image/prerequisites.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
@@ -37,14 +39,20 @@ export async function run(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: dataDir() },
       vmm: { type: "string", default: process.env.WRENN_VMM },
       storage: { type: "string", default: process.env.WRENN_STORAGE },
+      // Two agents on one machine need different names for their namespaces, links and rules.
+      "network-prefix": { type: "string", default: process.env.WRENN_NETWORK_PREFIX },
     },
   });
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
+  const data = resolve(values["data-dir"]);
+  // After a reboot: the pool `wrenn setup` made is not mounted yet.
+  await mountDataFs(data, { log: createLogger("host-agent") });
   const agent = await startHostAgent({
     listen: values.listen,
-    dataDir: resolve(values["data-dir"]),
+    dataDir: data,
     vmm: oneOf("--vmm", values.vmm || undefined, vmms),
     storage: oneOf("--storage", values.storage || undefined, storages),
+    networkPrefix: values["network-prefix"] || undefined,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);
   await new Promise<void>((done) => {
