@@ -2,6 +2,9 @@ import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { CommandError } from "@wrenn/shared/command.ts";
 import { SETUP_TOOLS, requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
+import { dataDir } from "@wrenn/host-agent/image/store.ts";
+import { prepareDataDir } from "@wrenn/host-agent/storage/data-fs.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
 
 /** The host's Debian packages, each with why Wrenn needs it. */
 export const HOST_PACKAGES: readonly { name: string; why: string }[] = [
@@ -76,6 +79,21 @@ export async function run(argv: string[]): Promise<void> {
     needsRoot: !values["dry-run"],
     hint: " (wrenn setup needs Debian or Ubuntu, as root)",
   });
+  await installPackages(values["dry-run"]);
+  if (values["dry-run"]) return;
+  const data = dataDir();
+  const fs = await prepareDataDir(data, { log: createLogger("setup") });
+  process.stdout.write(`wrenn setup: data dir ${data}: ${DATA_FS[fs]}\n`);
+}
+
+const DATA_FS = {
+  reflink: "its filesystem makes reflink copies",
+  "pool-created": "created a sparse xfs pool for it (reflink copies)",
+  "pool-mounted": "its xfs pool is mounted",
+  plain: "no reflinks: RAM files and disks are copied for real (see the warning above)",
+} as const;
+
+async function installPackages(dryRun: boolean | undefined): Promise<void> {
   const names = HOST_PACKAGES.map((p) => p.name);
   const missing = await notInstalled(names);
   const present = names.filter((n) => !missing.includes(n));
@@ -88,7 +106,7 @@ export async function run(argv: string[]): Promise<void> {
   for (const p of HOST_PACKAGES.filter((p) => missing.includes(p.name))) {
     process.stdout.write(`  ${p.name.padEnd(16)} ${p.why}\n`);
   }
-  if (values["dry-run"]) return;
+  if (dryRun) return;
   await aptGet(["update", "-q"]);
   await aptGet([
     "-o",

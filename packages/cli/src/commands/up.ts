@@ -3,6 +3,8 @@ import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
@@ -88,8 +90,10 @@ export async function run(argv: string[]): Promise<void> {
   }
 
   if (!values["skip-setup"]) {
-    say("==> host packages (wrenn setup)");
+    say("==> host packages and data dir (wrenn setup)");
     await (await import("./setup.ts")).run([]);
+  } else {
+    await mountDataFs(data, { log: createLogger("up") });
   }
   say("==> base template (wrenn image build; the first run takes a few minutes)");
   await (await import("./image.ts")).run(["build"]);
