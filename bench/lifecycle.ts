@@ -1,32 +1,67 @@
 /**
  * Pause, resume and templates on real VMs (as root, after `./wrenn image build`):
- * - pause and resume time for 256 MiB and 1 GiB guests (to envd answering);
+ * - pause and resume time for 256 MiB and 1 GiB guests (resume = envd answered
+ *   /init), with the agent's own step times: "restore" is the VM running
+ *   again, "envd" the first guest request after it;
  * - create-from-template to first exec against a cold boot, in one run.
  *
- *   node_modules/.bin/node bench/lifecycle.ts [cycles]
+ * The data dir is prepared as `wrenn setup` prepares one (an xfs pool where
+ * the filesystem has no reflinks); `--plain` keeps it on the temp dir's own
+ * filesystem to show what copies cost there.
+ *
+ *   node_modules/.bin/node bench/lifecycle.ts [cycles] [--plain]
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { createLogger } from "@wrenn/shared/log.ts";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { poolImage, prepareDataDir } from "../packages/host-agent/src/storage/data-fs.ts";
 
-const cycles = Number(process.argv[2] ?? 5);
+const args = process.argv.slice(2);
+const plain = args.includes("--plain");
+const cycles = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
 
 const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const ms = (x: number) => `${Math.round(x)} ms`;
 
+/** The agent's `timed` steps, collected from its log. */
+const steps = new Map<string, number[]>();
+const sink = new Writable({
+  write(chunk: Buffer, _enc, done) {
+    for (const line of chunk.toString().split("\n")) {
+      if (!line) continue;
+      const rec = JSON.parse(line) as { step?: string; ms?: number; level: number; msg: string };
+      if (rec.step && rec.ms !== undefined)
+        steps.set(rec.step, [...(steps.get(rec.step) ?? []), rec.ms]);
+      else if (rec.level >= 40) process.stderr.write(line + "\n");
+    }
+    done();
+  },
+});
+const log = pino({ name: "host-agent", level: "info" }, sink);
+const step = (name: string) => {
+  const xs = steps.get(name) ?? [];
+  steps.delete(name);
+  return p50(xs);
+};
+
 const root = await mkdtemp(join(tmpdir(), "wrenn-bench-lc-"));
+const data = join(root, "data");
+const fs = plain ? "plain (no pool)" : await prepareDataDir(data, { log });
+console.log(`data dir: ${fs}`);
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
-  dataDir: join(root, "data"),
+  dataDir: data,
   imageDir: dataDir(),
   networkPrefix: "wbl",
-  log: createLogger("host-agent", "warn"),
+  log,
 });
 const client = createClient(
   HostAgentService,
@@ -41,8 +76,10 @@ try {
     await client.createSandbox({ sandboxId: id, memoryMb });
     // Give the guest some memory to keep: 64 MiB of page cache.
     await exec(id, "head -c 64M /dev/urandom > /tmp/fill");
+    steps.clear();
     const pause: number[] = [];
     const resume: number[] = [];
+    const firstExec: number[] = [];
     for (let i = 0; i < cycles; i++) {
       const t0 = performance.now();
       await client.pauseSandbox({ sandboxId: id });
@@ -52,9 +89,12 @@ try {
       await exec(id, "true");
       pause.push(t1 - t0);
       resume.push(t2 - t1);
+      firstExec.push(performance.now() - t2);
     }
     console.log(
-      `${agent.manager.vmmName} ${memoryMb} MiB guest, ${cycles} cycles: pause p50 ${ms(p50(pause))}, resume p50 ${ms(p50(resume))}  (targets for 1 GiB: pause ≤ 100 ms, resume ≤ 150 ms; E2B ≈ 4 s/GiB and ≈ 1 s)`,
+      `${agent.manager.vmmName} ${memoryMb} MiB guest, ${cycles} cycles: pause p50 ${ms(p50(pause))}, resume p50 ${ms(p50(resume))} ` +
+        `(network ${ms(step("resume.network"))}, RAM copy ${ms(step("resume.copy_memory"))}, VM running again ${ms(step("resume.restore"))}, first envd answer ${ms(step("resume.envd_init"))}), then first exec p50 ${ms(p50(firstExec))}` +
+        `  (targets for 1 GiB: pause ≤ 100 ms, resume ≤ 150 ms; E2B ≈ 4 s/GiB and ≈ 1 s)`,
     );
     if (memoryMb === 256) {
       await client.createSnapshot({ sandboxId: id, name: "bench-tpl" });
@@ -71,6 +111,10 @@ try {
     await exec(a, "true");
     fromTemplate.push(performance.now() - t0);
     await client.destroySandbox({ sandboxId: a });
+  }
+  const restored = step("create.restore");
+  const firstAnswer = step("create.envd_init");
+  for (let i = 0; i < Math.min(cycles, 3); i++) {
     const b = `benchcold${i}`;
     const t1 = performance.now();
     await client.createSandbox({ sandboxId: b, memoryMb: 256 });
@@ -79,10 +123,15 @@ try {
     await client.destroySandbox({ sandboxId: b });
   }
   console.log(
-    `create → first exec, ${cycles} runs: from template p50 ${ms(p50(fromTemplate))}, cold boot p50 ${ms(p50(cold))}, ratio ${(p50(fromTemplate) / p50(cold)).toFixed(3)}  (target from template ≤ 150 ms)`,
+    `create → first exec: from template p50 ${ms(p50(fromTemplate))} (${cycles} runs; VM running ${ms(restored)}, first envd answer ${ms(firstAnswer)}), ` +
+      `cold boot p50 ${ms(p50(cold))} (${cold.length} runs), ratio ${(p50(fromTemplate) / p50(cold)).toFixed(3)}  (target from template ≤ 150 ms)`,
   );
   await client.deleteSnapshot({ name: "bench-tpl" });
 } finally {
   await agent.shutdown();
+  if (fs === "pool-created") {
+    await runCommand("umount", [data]);
+    await rm(poolImage(data), { force: true });
+  }
   await rm(root, { recursive: true, force: true });
 }
