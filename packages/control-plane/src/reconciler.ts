@@ -82,7 +82,7 @@ export class Reconciler {
     const timeout = this.#options.callTimeoutMs ?? 5_000;
     let info: GetHostInfoResponse;
     try {
-      info = await this.#agents.call(host.address, (a, o) => a.getHostInfo({}, o), timeout);
+      info = await this.#agents.call(host, (a, o) => a.getHostInfo({}, o), timeout);
     } catch (err) {
       const lastSeen = host.lastSeenAt?.getTime() ?? host.createdAt.getTime();
       if (host.status === "ready" && Date.now() - lastSeen > this.#options.hostTimeoutMs) {
@@ -135,7 +135,7 @@ export class Reconciler {
   }
 
   async #syncTemplates(host: HostRow): Promise<void> {
-    const res = await this.#agents.call(host.address, (a, o) => a.listTemplates({}, o), 10_000);
+    const res = await this.#agents.call(host, (a, o) => a.listTemplates({}, o), 10_000);
     for (const t of res.templates) {
       if (t.type !== TemplateType.BASE) continue;
       const values = {
@@ -159,7 +159,7 @@ export class Reconciler {
   }
 
   async #syncSandboxes(host: HostRow): Promise<void> {
-    const res = await this.#agents.call(host.address, (a, o) => a.listSandboxes({}, o), 10_000);
+    const res = await this.#agents.call(host, (a, o) => a.listSandboxes({}, o), 10_000);
     const reported = new Map(res.sandboxes.map((s) => [s.sandboxId, s]));
     const autoPaused = new Set(res.autoPausedSandboxIds);
     const rows = await this.#db

@@ -106,7 +106,7 @@ export class SandboxService {
         log,
         "sandbox.create",
         () =>
-          this.#deps.agents.call(host.address, (agent, opts) =>
+          this.#deps.agents.call(host, (agent, opts) =>
             agent.createSandbox(
               {
                 sandboxId: row.id,
@@ -176,7 +176,7 @@ export class SandboxService {
     const host = await this.#hostOf(row, { allowMissing: true });
     if (host) {
       try {
-        await this.#deps.agents.call(host.address, (agent, opts) =>
+        await this.#deps.agents.call(host, (agent, opts) =>
           agent.destroySandbox({ sandboxId: id }, opts),
         );
       } catch (err) {
@@ -212,17 +212,13 @@ export class SandboxService {
 
   async ping(caller: Caller, id: string): Promise<void> {
     const { host } = await this.#require(caller, id, "running", "ping");
-    await this.#deps.agents.call(
-      host.address,
-      (a, o) => a.pingSandbox({ sandboxId: id }, o),
-      15_000,
-    );
+    await this.#deps.agents.call(host, (a, o) => a.pingSandbox({ sandboxId: id }, o), 15_000);
   }
 
   async pause(caller: Caller, id: string): Promise<SandboxRow> {
     const { host } = await this.#require(caller, id, "running", "pause");
     await timed(this.#deps.log, "sandbox.pause", () =>
-      this.#deps.agents.call(host.address, (a, o) => a.pauseSandbox({ sandboxId: id }, o)),
+      this.#deps.agents.call(host, (a, o) => a.pauseSandbox({ sandboxId: id }, o)),
     );
     return this.#set(id, { status: "paused" });
   }
@@ -235,7 +231,7 @@ export class SandboxService {
       host.id,
     );
     const res = await timed(this.#deps.log, "sandbox.resume", () =>
-      this.#deps.agents.call(host.address, (a, o) =>
+      this.#deps.agents.call(host, (a, o) =>
         a.resumeSandbox({ sandboxId: id, timeoutSec: timeoutSec ?? row.timeoutSec }, o),
       ),
     );
@@ -260,7 +256,7 @@ export class SandboxService {
   ) {
     const { host } = await this.#require(caller, id, "running", "exec in");
     const res = await this.#deps.agents.call(
-      host.address,
+      host,
       (a, o) =>
         a.exec(
           {
@@ -322,7 +318,7 @@ export class SandboxService {
       log,
       "sandbox.snapshot",
       () =>
-        agents.call(host.address, (a, o) =>
+        agents.call(host, (a, o) =>
           a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
         ),
       { sandboxId, name: templateName },
@@ -382,7 +378,7 @@ export class SandboxService {
     const [host] = await this.#deps.db.select().from(hosts).where(eq(hosts.id, tpl.hostId));
     if (!host) return;
     try {
-      await this.#deps.agents.call(host.address, (a, o) => a.deleteSnapshot({ name: tpl.name }, o));
+      await this.#deps.agents.call(host, (a, o) => a.deleteSnapshot({ name: tpl.name }, o));
     } catch (err) {
       if (!(err instanceof WrennError && err.code === "not_found")) throw err;
     }

@@ -8,7 +8,8 @@ import { buildApp } from "./api/app.ts";
 import type { Deps } from "./api/context.ts";
 import { attachExecStream } from "./api/exec-stream.ts";
 import { createSessions } from "./auth/sessions.ts";
-import { newSecret } from "./auth/tokens.ts";
+import { newSecret, sha256 } from "./auth/tokens.ts";
+import { HostSecret } from "./api/schemas.ts";
 import { hosts } from "./db/schema.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
@@ -46,8 +47,9 @@ export interface ControlPlane {
   /**
    * Registers a host agent by address without a token (for `wrenn up` and
    * `--host-agent`, where the operator starts both daemons) and polls it once.
+   * `secret` is the one the agent was started with; without it calls carry none.
    */
-  addHost(address: string): Promise<string>;
+  addHost(address: string, options?: { secret?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -99,11 +101,19 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     port,
     db,
     reconciler,
-    async addHost(address) {
+    async addHost(address, { secret } = {}) {
+      if (secret !== undefined && !HostSecret.safeParse(secret).success) {
+        throw new WrennError(
+          "invalid_argument",
+          "a host secret must be 16-256 printable ASCII characters without spaces",
+        );
+      }
+      // Without a secret nobody can push heartbeats for this host: it is polled only.
+      const auth = secret ? { secret, secretHash: sha256(secret) } : {};
       const [host] = await db
         .insert(hosts)
-        .values({ address, secretHash: newSecret("wrs").hash })
-        .onConflictDoUpdate({ target: hosts.address, set: { status: "ready" } })
+        .values({ address, secretHash: newSecret("wrs").hash, ...auth })
+        .onConflictDoUpdate({ target: hosts.address, set: { status: "ready", ...auth } })
         .returning();
       if (!host) throw new WrennError("internal", "host upsert returned nothing");
       await reconciler.syncHost(host);

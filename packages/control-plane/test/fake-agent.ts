@@ -29,11 +29,14 @@ export interface FakeAgent {
   /** Largest single chunk seen by WriteFileStream (streaming check). */
   maxChunk: number;
   close(): Promise<void>;
+  /** The Authorization header of every call, in order. */
+  authorizations: string[];
   /** Serves again on the same address after `close` (a restarted agent). */
   reopen(): Promise<void>;
 }
 
-export async function startFakeAgent(): Promise<FakeAgent> {
+/** With `secret`, calls without `Authorization: Bearer <secret>` fail as the real agent's do. */
+export async function startFakeAgent(options: { secret?: string } = {}): Promise<FakeAgent> {
   const sandboxes = new Map<string, SandboxInfo>();
   const files = new Map<string, Buffer>();
   const templates = new Map<string, TemplateInfo>([
@@ -56,6 +59,7 @@ export async function startFakeAgent(): Promise<FakeAgent> {
     capacity: { totalVcpus: 8, totalMemoryMb: 16384, freeDiskMb: 100_000 },
     calls: [],
     maxChunk: 0,
+    authorizations: [],
     close: async () => {},
     reopen: async () => {},
   };
@@ -220,7 +224,21 @@ export async function startFakeAgent(): Promise<FakeAgent> {
         };
       },
     });
-  const server: Server = createServer(connectNodeAdapter({ routes }));
+  const server: Server = createServer(
+    connectNodeAdapter({
+      routes,
+      interceptors: [
+        (next) => (req) => {
+          const auth = req.header.get("authorization") ?? "";
+          state.authorizations.push(auth);
+          if (options.secret && auth !== `Bearer ${options.secret}`) {
+            throw new ConnectError("wrong host secret", Code.Unauthenticated);
+          }
+          return next(req);
+        },
+      ],
+    }),
+  );
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   const port = (server.address() as AddressInfo).port;

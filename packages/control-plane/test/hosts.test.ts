@@ -61,6 +61,68 @@ for (const kind of DATABASES) {
     }
   });
 
+  test(`host secrets: the control plane sends each host's secret; a wrong one leaves it unreachable (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 0, hostTimeoutMs: 0 });
+    try {
+      const secret = "s3cret-of-host-a-0123456789";
+      const [a, b, c, d] = await Promise.all([
+        startFakeAgent({ secret }),
+        startFakeAgent({ secret: "the-secret-b-was-started-with" }),
+        startFakeAgent(),
+        startFakeAgent({ secret: "operator-given-secret-d" }),
+      ]);
+      h.agents.push(a, b, c, d);
+      const register = async (address: string, body: Json) => {
+        const tok = (await (
+          await h.api("/v1/admin/host-tokens", { method: "POST", json: {} })
+        ).json()) as { token: string };
+        return h.api("/v1/hosts/register", {
+          method: "POST",
+          key: null,
+          json: { token: tok.token, address, ...body },
+        });
+      };
+      const regA = await register(a.address, { secret });
+      assert.equal(regA.status, 201);
+      assert.equal(((await regA.json()) as Json).secret, secret);
+      const regB = await register(b.address, { secret: "not-the-secret-of-host-b" });
+      assert.equal(regB.status, 201);
+      // No secret given: one is made, returned, and sent (an agent without --secret ignores it).
+      const regC = await register(c.address, {});
+      const made = String(((await regC.json()) as Json).secret);
+      assert.match(made, /^wrs_[0-9a-f]{48}$/);
+      await h.cp.addHost(d.address, { secret: "operator-given-secret-d" });
+      for (const bad of ["short", "has spaces in the secret"]) {
+        const res = await register("10.1.1.1:1", { secret: bad });
+        assert.equal(res.status, 400);
+        await assert.rejects(h.cp.addHost("10.1.1.1:1", { secret: bad }), /16-256 printable/);
+      }
+
+      await h.cp.reconciler.runOnce();
+      const hosts = (await (await h.api("/v1/admin/hosts")).json()) as Json[];
+      const statusOf = (address: string) => hosts.find((x) => x.address === address)?.status;
+      assert.equal(statusOf(a.address), "ready");
+      assert.equal(statusOf(b.address), "unreachable", "a wrong secret is refused");
+      assert.equal(statusOf(c.address), "ready");
+      assert.equal(statusOf(d.address), "ready");
+      assert.ok(a.authorizations.length > 0);
+      assert.ok(a.authorizations.every((x) => x === `Bearer ${secret}`));
+      assert.ok(c.authorizations.every((x) => x === `Bearer ${made}`));
+      assert.ok(d.authorizations.every((x) => x === "Bearer operator-given-secret-d"));
+      // Sandbox calls carry it too.
+      const created = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      assert.equal(created.status, 201);
+      const id = String(((await created.json()) as Json).sandbox_id);
+      const exec = await h.api(`/v1/sandboxes/${id}/exec`, {
+        method: "POST",
+        json: { cmd: "echo", args: ["hi"] },
+      });
+      assert.equal(exec.status, 200);
+    } finally {
+      await h.close();
+    }
+  });
+
   test(`placement: least loaded host with room; snapshots resume where they live (${kind})`, async () => {
     const h = await startHarness(kind, { agents: 2, overcommit: { cpu: 1, memory: 1, disk: 1 } });
     try {

@@ -5,18 +5,20 @@
  * (SIGKILL, a `wrenn host-agent` process) turns its host `unreachable` and
  * its sandboxes `unknown` (REST answers 502) while the other host keeps
  * working; restarted on the same data dir, it re-adopts its VMs and the
- * control plane settles them back to `running`. Needs root, QEMU and the
- * image (`./wrenn image build`); skips loudly without them.
+ * control plane settles them back to `running`. Each agent has a secret the
+ * control plane presents. Needs root, QEMU and the image (`./wrenn image
+ * build`); skips loudly without them.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
@@ -79,6 +81,7 @@ async function spawnAgent(
   dataDir: string,
   port: number,
   prefix: string,
+  secret: string,
 ): Promise<{ proc: ChildProcess; output: () => string }> {
   const proc = spawn(
     join(repo, "node_modules/.bin/node"),
@@ -92,7 +95,10 @@ async function spawnAgent(
       "--network-prefix",
       prefix,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRENN_LOG_LEVEL: "warn" } },
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, WRENN_LOG_LEVEL: "warn", WRENN_HOST_SECRET: secret },
+    },
   );
   let output = "";
   proc.stdout?.on("data", (d: Buffer) => (output += d));
@@ -106,21 +112,31 @@ async function spawnAgent(
   return { proc, output: () => output };
 }
 
-function rpc(address: string): Client<typeof HostAgentService> {
+/** A direct client of an agent, with its secret as the control plane sends it. */
+function rpc(address: string, secret: string | undefined): Client<typeof HostAgentService> {
   return createClient(
     HostAgentService,
-    createConnectTransport({ baseUrl: `http://${address}`, httpVersion: "1.1" }),
+    createConnectTransport({
+      baseUrl: `http://${address}`,
+      httpVersion: "1.1",
+      interceptors: [
+        (next) => (req) => {
+          if (secret) req.header.set("authorization", `Bearer ${secret}`);
+          return next(req);
+        },
+      ],
+    }),
   );
 }
 
-async function registerWithToken(h: Harness, address: string): Promise<string> {
+async function registerWithToken(h: Harness, address: string, secret: string): Promise<string> {
   const tok = (await (
     await h.api("/v1/admin/host-tokens", { method: "POST", json: {} })
   ).json()) as { token: string };
   const res = await h.api("/v1/hosts/register", {
     method: "POST",
     key: null,
-    json: { token: tok.token, address },
+    json: { token: tok.token, address, secret },
   });
   assert.equal(res.status, 201, await res.clone().text());
   return ((await res.json()) as { host_id: string }).host_id;
@@ -146,6 +162,8 @@ test(
     const baselines: HostResources[] = await Promise.all(
       [prefixA, prefixB].map((prefix) => snapshotHostResources({ prefix, markers: [root] })),
     );
+    const secretA = `host-a-${randomBytes(16).toString("hex")}`;
+    const secretB = `host-b-${randomBytes(16).toString("hex")}`;
     const portB = await freePort();
     const addressB = `127.0.0.1:${portB}`;
 
@@ -160,6 +178,7 @@ test(
         dataDir: dataB,
         imageDir: imageRoot,
         networkPrefix: prefixB,
+        secret: secretB,
         log: agentLog,
       });
     try {
@@ -169,9 +188,10 @@ test(
           dataDir: dataA,
           imageDir: imageRoot,
           networkPrefix: prefixA,
+          secret: secretA,
           log: agentLog,
         }),
-        spawnAgent(dataB, portB, prefixB),
+        spawnAgent(dataB, portB, prefixB, secretB),
         startHarness(process.env.DATABASE_URL ? "postgres" : "pglite", {
           agents: 0,
           // A loaded 2-core CI machine boots a TCG guest slowly: allow for it.
@@ -182,14 +202,24 @@ test(
       ]);
       const cp = h;
       const addressA = new URL(agentA.url).host;
-      // Both ways a host joins: a one-time token (REST), and the operator's addHost.
-      const hostA = await registerWithToken(cp, addressA);
-      const hostB = await cp.cp.addHost(addressB);
+      // Both ways a host joins: a one-time token (REST), and the operator's addHost; each
+      // with the secret its agent was started with, which the control plane then sends.
+      const hostA = await registerWithToken(cp, addressA, secretA);
+      const hostB = await cp.cp.addHost(addressB, { secret: secretB });
       assert.notEqual(hostA, hostB);
-      const addressOf = new Map([
-        [hostA, addressA],
-        [hostB, addressB],
+      const agents = new Map([
+        [hostA, rpc(addressA, secretA)],
+        [hostB, rpc(addressB, secretB)],
       ]);
+      for (const [address, secret] of [
+        [addressA, undefined],
+        [addressB, secretA],
+      ] as const) {
+        await assert.rejects(rpc(address, secret).listSandboxes({}), (err: unknown) => {
+          assert.ok(err instanceof ConnectError && err.code === Code.Unauthenticated, String(err));
+          return true;
+        });
+      }
 
       // 1. Four sandboxes created at once: least-loaded placement gives each host two.
       const t0 = performance.now();
@@ -222,17 +252,17 @@ test(
         const out = (await res.json()) as Json;
         assert.equal(out.stdout, `${s.id}\n`);
         assert.equal(out.exit_code, 0);
-        const direct = await rpc(addressOf.get(s.host)!).exec({
+        const direct = await agents.get(s.host)!.exec({
           sandboxId: s.id,
           cmd: "cat",
           args: ["/tmp/who"],
         });
         assert.equal(Buffer.from(direct.stdout).toString(), `${s.id}\n`);
       }
-      const listedBy = async (address: string) =>
-        (await rpc(address).listSandboxes({})).sandboxes.map((s) => s.sandboxId).sort();
-      assert.deepEqual(await listedBy(addressA), [...onA].sort());
-      assert.deepEqual(await listedBy(addressB), [...onB].sort());
+      const listedBy = async (host: string) =>
+        (await agents.get(host)!.listSandboxes({})).sandboxes.map((s) => s.sandboxId).sort();
+      assert.deepEqual(await listedBy(hostA), [...onA].sort());
+      assert.deepEqual(await listedBy(hostB), [...onB].sort());
 
       // 2. Agent B dies without a word: its host turns unreachable, its sandboxes unknown.
       const exited = new Promise((r) => spawnedB!.proc.once("exit", r));
@@ -305,8 +335,8 @@ test(
       for (const s of created) {
         assert.equal((await cp.api(`/v1/sandboxes/${s.id}`, { method: "DELETE" })).status, 204);
       }
-      assert.deepEqual(await listedBy(addressA), []);
-      assert.deepEqual(await listedBy(addressB), []);
+      assert.deepEqual(await listedBy(hostA), []);
+      assert.deepEqual(await listedBy(hostB), []);
     } finally {
       // Whatever failed above: the control plane stops first (no reconciler racing the
       // teardown), then each agent destroys its VMs and host rules. A killed agent's VMs

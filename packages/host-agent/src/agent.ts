@@ -14,7 +14,7 @@ import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
-import { hostAgentService } from "./service.ts";
+import { HOST_SECRET_PATTERN, hostAgentService, hostSecretInterceptor } from "./service.ts";
 
 export interface HostAgentOptions {
   /** "HOST:PORT"; port 0 picks a free one. */
@@ -35,6 +35,8 @@ export interface HostAgentOptions {
   egressInterface?: string;
   reapIntervalMs?: number;
   bootTimeoutMs?: number;
+  /** When set, every call must carry `Authorization: Bearer <secret>` (the control plane's). */
+  secret?: string;
   /** How long a restored guest's envd may take to answer /init (default 30 s). */
   restoreTimeoutMs?: number;
   log?: Logger;
@@ -80,6 +82,12 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     );
   }
   const { host, port } = parseListen(options.listen);
+  if (options.secret !== undefined && !HOST_SECRET_PATTERN.test(options.secret)) {
+    throw new WrennError(
+      "invalid_argument",
+      "the host secret must be 16-256 printable ASCII characters without spaces",
+    );
+  }
   const log = options.log ?? createLogger("host-agent");
   const dataDir = options.dataDir;
   const imageDir = options.imageDir ?? dataDir;
@@ -140,6 +148,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     routes(router) {
       router.service(HostAgentService, hostAgentService(manager, hostId, dataDir));
     },
+    interceptors: options.secret ? [hostSecretInterceptor(options.secret)] : [],
   });
   // Exec streams and file transfers may run long: no request timeout.
   const server = createServer({ requestTimeout: 0 }, handler);
@@ -153,7 +162,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   });
   const addr = server.address() as AddressInfo;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
-  log.info({ url, hostId, vmm: vmm.name, storage: storage.name }, "host agent listening");
+  log.info(
+    { url, hostId, vmm: vmm.name, storage: storage.name, authenticated: Boolean(options.secret) },
+    "host agent listening",
+  );
+  if (!options.secret && !/^(127\.|::1$|localhost$)/.test(host)) {
+    log.warn({ url }, "no --secret: anyone who reaches this address can drive its VMs");
+  }
   const close = async (): Promise<void> => {
     await manager.close();
     server.closeAllConnections();

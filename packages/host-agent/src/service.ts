@@ -1,7 +1,8 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { cpus, totalmem } from "node:os";
 import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -112,6 +113,34 @@ async function info(manager: SandboxManager, r: SandboxRecord): Promise<SandboxI
 }
 
 const FILE_CHUNK = 256 * 1024;
+
+/** What fits an HTTP header unquoted; the control plane checks the same. */
+export const HOST_SECRET_PATTERN = /^[\x21-\x7e]{16,256}$/;
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}
+
+/**
+ * Rejects calls without `Authorization: Bearer <secret>`: the agent runs VMs
+ * as root, so with a secret only the control plane that holds it drives it.
+ * Digests compare in constant time whatever the lengths.
+ */
+export function hostSecretInterceptor(secret: string): Interceptor {
+  const want = digest(secret);
+  return (next) => async (req) => {
+    const given = /^bearer\s+(\S+)\s*$/i.exec(req.header.get("authorization") ?? "")?.[1];
+    if (given === undefined || !timingSafeEqual(digest(given), want)) {
+      throw new ConnectError(
+        given === undefined
+          ? "this host agent needs its secret: send Authorization: Bearer <secret> (the control plane sends the secret the host was registered with)"
+          : "wrong host secret: register the host with the secret the agent was started with (--secret, WRENN_HOST_SECRET)",
+        Code.Unauthenticated,
+      );
+    }
+    return next(req);
+  };
+}
 
 export function hostAgentService(
   manager: SandboxManager,

@@ -30,7 +30,11 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
   return value as T;
 }
 
-/** `wrenn host-agent --listen HOST:PORT --data-dir DIR`: the root daemon of a host. */
+/**
+ * `wrenn host-agent --listen HOST:PORT --data-dir DIR`: the root daemon of a
+ * host. With `--secret` (or WRENN_HOST_SECRET) it answers only calls that
+ * carry it, i.e. the control plane the host was registered with.
+ */
 export async function run(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -41,6 +45,8 @@ export async function run(argv: string[]): Promise<void> {
       storage: { type: "string", default: process.env.WRENN_STORAGE },
       // Two agents on one machine need different names for their namespaces, links and rules.
       "network-prefix": { type: "string", default: process.env.WRENN_NETWORK_PREFIX },
+      // The environment keeps it out of `ps`; the flag is for trying things out.
+      secret: { type: "string", default: process.env.WRENN_HOST_SECRET },
     },
   });
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
@@ -53,6 +59,7 @@ export async function run(argv: string[]): Promise<void> {
     vmm: oneOf("--vmm", values.vmm || undefined, vmms),
     storage: oneOf("--storage", values.storage || undefined, storages),
     networkPrefix: values["network-prefix"] || undefined,
+    secret: values.secret || undefined,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);
   await new Promise<void>((done) => {

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import type { AgentTarget } from "../agents.ts";
 import { authenticate } from "../auth/authenticate.ts";
 import { fromAgentError, statusOf, toErrorResponse } from "../errors.ts";
 import type { SandboxService } from "../sandboxes.ts";
@@ -44,15 +45,15 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
     });
     const { host } = await service.running(caller, match[1], "exec in");
     const sandboxId = match[1];
-    wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host.address));
+    wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host));
   }
-  function run(ws: WebSocket, sandboxId: string, address: string) {
+  function run(ws: WebSocket, sandboxId: string, host: AgentTarget) {
     const abort = new AbortController();
     const send = (event: object) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
     };
     const fail = (err: unknown) => {
-      const e = err instanceof WrennError ? err : fromAgentError(err, address);
+      const e = err instanceof WrennError ? err : fromAgentError(err, host.address);
       send({ type: "error", code: e.code, status: statusOf(e.code), message: e.message });
       ws.close(1011, e.code);
     };
@@ -77,7 +78,7 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
       }
       void (async () => {
         try {
-          const events = deps.agents.client(address).execStream(
+          const events = deps.agents.client(host).execStream(
             {
               sandboxId,
               cmd: req.data.cmd,

@@ -278,6 +278,11 @@ export const HostToken = z
   .object({ token: z.string(), expires_at: z.string() })
   .openapi("HostToken");
 
+/** What fits an HTTP header unquoted; the agent checks the same (host-agent/src/service.ts). */
+export const HostSecret = z
+  .string()
+  .regex(/^[\x21-\x7e]{16,256}$/, "must be 16-256 printable ASCII characters without spaces");
+
 export const RegisterHostBody = z
   .object({
     token: z.string().min(1).max(200),
@@ -287,13 +292,20 @@ export const RegisterHostBody = z
       .max(255)
       .regex(/^(https?:\/\/)?[a-zA-Z0-9.:[\]-]+(:\d{1,5})?\/?$/, "must be host:port or a URL")
       .openapi({ example: "10.0.0.5:50051" }),
+    secret: HostSecret.optional().openapi({
+      description:
+        "The secret the agent was started with (`wrenn host-agent --secret`, `WRENN_HOST_SECRET`); the control plane sends it on every call to the agent. Without it one is made and returned: start the agent with that",
+    }),
   })
   .openapi("RegisterHost");
 
 export const RegisteredHost = z
   .object({
     host_id: z.uuid(),
-    secret: z.string().openapi({ description: "Sent as Bearer token on heartbeats" }),
+    secret: z.string().openapi({
+      description:
+        "The host secret: the control plane sends it to the agent as `Authorization: Bearer`, the agent sends it on heartbeats",
+    }),
   })
   .openapi("RegisteredHost");
 

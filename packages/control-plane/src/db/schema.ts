@@ -74,7 +74,11 @@ export type HostStatus = "ready" | "unreachable";
 export const hosts = pgTable("hosts", {
   id: uuid("id").primaryKey().defaultRandom(),
   address: text("address").notNull().unique(),
+  // Authenticates what the agent pushes (heartbeats).
   secretHash: text("secret_hash").notNull(),
+  // The same secret in clear, which the control plane must present on its calls to
+  // the agent (`Authorization: Bearer`); "" when the agent was started without one.
+  secret: text("secret").notNull().default(""),
   status: text("status").$type<HostStatus>().notNull().default("ready"),
   vmm: text("vmm").notNull().default(""),
   storage: text("storage").notNull().default(""),

@@ -117,7 +117,7 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
           }
         }
         deps.agents
-          .call(host.address, (a, o) => a.writeFileStream(parts(), o), FILE_TIMEOUT_MS)
+          .call(host, (a, o) => a.writeFileStream(parts(), o), FILE_TIMEOUT_MS)
           .then(
             (res) => resolve({ path: target, size: Number(res.size) }),
             (err: unknown) => {
@@ -164,7 +164,7 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       const { host } = await service.running(c.get("caller"), id, "read files from");
       const abort = new AbortController();
       const responses = deps.agents
-        .client(host.address)
+        .client(host)
         .readFileStream(
           { sandboxId: id, path: req.path, user: req.user ?? "" },
           { timeoutMs: FILE_TIMEOUT_MS, signal: abort.signal },

@@ -38,8 +38,9 @@ const hostJson = (h: HostRow) => ({
 });
 
 /**
- * Hosts join with a one-time token an admin creates; registering returns a
- * host secret the agent sends as `Authorization: Bearer` on heartbeats.
+ * Hosts join with a one-time token an admin creates. The host secret (the
+ * agent's `--secret`, or one made here) goes both ways as `Authorization:
+ * Bearer`: on the control plane's calls to the agent, and on heartbeats.
  */
 export function hostRoutes(deps: Deps, reconciler: Reconciler) {
   const { db } = deps;
@@ -82,7 +83,8 @@ export function hostRoutes(deps: Deps, reconciler: Reconciler) {
     }),
     async (c) => {
       const body = c.req.valid("json");
-      const secret = newSecret("wrs");
+      const value = body.secret ?? newSecret("wrs").value;
+      const secret = { value, hash: sha256(value) };
       const host = await db.transaction(async (tx) => {
         const [token] = await tx
           .update(hostTokens)
@@ -103,10 +105,10 @@ export function hostRoutes(deps: Deps, reconciler: Reconciler) {
         // Re-registering an address (a reinstalled host) keeps its id and its sandboxes.
         const [host] = await tx
           .insert(hosts)
-          .values({ address: body.address, secretHash: secret.hash })
+          .values({ address: body.address, secretHash: secret.hash, secret: secret.value })
           .onConflictDoUpdate({
             target: hosts.address,
-            set: { secretHash: secret.hash, status: "ready" },
+            set: { secretHash: secret.hash, secret: secret.value, status: "ready" },
           })
           .returning();
         if (!host) throw new WrennError("internal", "host upsert returned nothing");

@@ -1,0 +1,1 @@
+ALTER TABLE "hosts" ADD COLUMN "secret" text DEFAULT '' NOT NULL;
