@@ -12,6 +12,7 @@ import { processService } from "./process/service.ts";
 import { filesystemService } from "./filesystem/service.ts";
 import { WatcherRegistry } from "./filesystem/watchers.ts";
 import { handleHttp } from "./http/routes.ts";
+import { leanStreams, streamRoute, type StreamCall } from "./connect-stream.ts";
 
 export interface EnvdOptions {
   port: number;
@@ -30,12 +31,16 @@ export interface Envd {
   close(): Promise<void>;
 }
 
+function checkAccessToken(state: EnvdState, header: (name: string) => string | null): void {
+  if (state.accessToken !== undefined && header("x-access-token") !== state.accessToken) {
+    throw new ConnectError("missing or wrong X-Access-Token", Code.Unauthenticated);
+  }
+}
+
 /** Rejects RPCs without the access token once /init has set one. */
 function accessTokenInterceptor(state: EnvdState): Interceptor {
   return (next) => async (req) => {
-    if (state.accessToken !== undefined && req.header.get("x-access-token") !== state.accessToken) {
-      throw new ConnectError("missing or wrong X-Access-Token", Code.Unauthenticated);
-    }
+    checkAccessToken(state, (name) => req.header.get(name));
     return next(req);
   };
 }
@@ -46,9 +51,18 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
   const context: EnvdContext = { state, log };
   const watchers = new WatcherRegistry();
 
+  const processes = processService(context);
+  // Exec latency is what users feel most: Start and Connect skip the generic adapter.
+  const lean = leanStreams(
+    [
+      streamRoute(Process.method.start, processes.start),
+      streamRoute(Process.method.connect, processes.connect),
+    ],
+    (call: StreamCall) => checkAccessToken(state, call.header),
+  );
   const rpc = connectNodeAdapter({
     routes(router) {
-      router.service(Process, processService(context));
+      router.service(Process, processes.service);
       router.service(Filesystem, filesystemService(context, watchers));
     },
     interceptors: [accessTokenInterceptor(state), wrennErrorInterceptor()],
@@ -59,7 +73,9 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
   });
 
   // No request or headers timeout: streams live as long as their process.
-  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 }, rpc);
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 65_000 }, (req, res) => {
+    if (!lean(req, res)) rpc(req, res);
+  });
   server.headersTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

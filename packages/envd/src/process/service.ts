@@ -1,15 +1,19 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type {
+  ConnectRequest,
+  ConnectResponseSchema,
   Process,
   ProcessEventSchema,
   ProcessSelector,
   StartRequest,
+  StartResponseSchema,
 } from "@wrenn/proto/process/process_pb.js";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdContext } from "../context.ts";
 import { lookupUserSync, userFromAuthorization } from "../users.ts";
 import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
+import { callOf, type StreamCall } from "../connect-stream.ts";
 import { processEnvironment, resolveExecutable, workingDirectory } from "./environment.ts";
 import { launchAs } from "./identity.ts";
 import { ManagedProcess, type ProcessSpec } from "./managed.ts";
@@ -25,6 +29,19 @@ type ProcessEventInit = MessageInitShape<typeof ProcessEventSchema>;
 
 export interface ProcessServiceOptions {
   limits?: OutputLimits;
+}
+
+/** The process service, and its two streams on their own for the lean Connect path. */
+export interface ProcessHandlers {
+  service: Partial<ServiceImpl<typeof Process>>;
+  start(
+    req: StartRequest,
+    call: StreamCall,
+  ): AsyncIterable<MessageInitShape<typeof StartResponseSchema>>;
+  connect(
+    req: ConnectRequest,
+    call: StreamCall,
+  ): AsyncIterable<MessageInitShape<typeof ConnectResponseSchema>>;
 }
 
 function selectorOf(selector: ProcessSelector | undefined): Selector {
@@ -52,8 +69,8 @@ function toEvent(item: OutputItem): ProcessEventInit {
 }
 
 /** `Keepalive-Ping-Interval` is in seconds; streams without it get no keepalives. */
-function keepaliveMs(ctx: HandlerContext): number | undefined {
-  const seconds = Number(ctx.requestHeader.get("keepalive-ping-interval"));
+function keepaliveMs(call: StreamCall): number | undefined {
+  const seconds = Number(call.header("keepalive-ping-interval"));
   return Number.isFinite(seconds) && seconds > 0 ? Math.max(seconds, 0.1) * 1000 : undefined;
 }
 
@@ -64,14 +81,14 @@ function keepaliveMs(ctx: HandlerContext): number | undefined {
 async function* follow(
   proc: ManagedProcess,
   sub: Subscription,
-  ctx: HandlerContext,
+  call: StreamCall,
 ): AsyncGenerator<{ event: ProcessEventInit }> {
-  const interval = keepaliveMs(ctx);
+  const interval = keepaliveMs(call);
   const timer = interval === undefined ? undefined : setInterval(() => sub.keepalive(), interval);
   try {
     yield { event: { event: { case: "start", value: { pid: proc.pid } } } };
     for (;;) {
-      const item = await sub.next(ctx.signal);
+      const item = await sub.next(call.signal);
       if (item === undefined) return;
       yield { event: toEvent(item) };
       if (item.type === "end") return;
@@ -85,12 +102,12 @@ async function* follow(
 export function processService(
   ctx: EnvdContext,
   options: ProcessServiceOptions = {},
-): Partial<ServiceImpl<typeof Process>> {
+): ProcessHandlers {
   const table = new ProcessTable();
   const limits = options.limits ?? outputLimitsFromEnv();
   const log = ctx.log.child({ service: "process" });
 
-  function prepare(req: StartRequest, rpc: HandlerContext): ProcessSpec {
+  function prepare(req: StartRequest, call: StreamCall): ProcessSpec {
     const config = req.process;
     if (config === undefined || config.cmd === "") {
       throw new WrennError(
@@ -98,10 +115,7 @@ export function processService(
         "StartRequest needs process.cmd: the program to run",
       );
     }
-    const userName = userFromAuthorization(
-      rpc.requestHeader.get("authorization"),
-      ctx.state.defaultUser,
-    );
+    const userName = userFromAuthorization(call.header("authorization"), ctx.state.defaultUser);
     const user = lookupUserSync(userName);
     const env = processEnvironment(user, ctx.state.envVars, config.envs);
     const pty = req.pty?.size;
@@ -127,28 +141,31 @@ export function processService(
     };
   }
 
-  return {
-    start: guardStream(async function* (req, rpc) {
-      const spec = prepare(req, rpc);
-      const release = table.reserveTag(spec.tag);
-      let proc: ManagedProcess;
-      try {
-        proc = await ManagedProcess.spawn(spec, limits, log);
-        table.add(proc);
-      } finally {
-        release();
-      }
-      // Subscribed in the same tick as the spawn: no output can come before.
-      const sub = proc.output.subscribe();
-      log.debug({ pid: proc.pid, cmd: spec.config.cmd, tag: spec.tag, pty: !!spec.pty }, "started");
-      proc.onEnd((p) => log.debug({ pid: p.pid, status: p.exit?.status }, "ended"));
-      yield* follow(proc, sub, rpc);
-    }),
+  async function* start(req: StartRequest, call: StreamCall) {
+    const spec = prepare(req, call);
+    const release = table.reserveTag(spec.tag);
+    let proc: ManagedProcess;
+    try {
+      proc = await ManagedProcess.spawn(spec, limits, log);
+      table.add(proc);
+    } finally {
+      release();
+    }
+    // Subscribed in the same tick as the spawn: no output can come before.
+    const sub = proc.output.subscribe();
+    log.debug({ pid: proc.pid, cmd: spec.config.cmd, tag: spec.tag, pty: !!spec.pty }, "started");
+    proc.onEnd((p) => log.debug({ pid: p.pid, status: p.exit?.status }, "ended"));
+    yield* follow(proc, sub, call);
+  }
 
-    connect: guardStream(async function* (req, rpc) {
-      const proc = table.find(selectorOf(req.process));
-      yield* follow(proc, proc.output.subscribe(), rpc);
-    }),
+  async function* connect(req: ConnectRequest, call: StreamCall) {
+    const proc = table.find(selectorOf(req.process));
+    yield* follow(proc, proc.output.subscribe(), call);
+  }
+
+  const service: Partial<ServiceImpl<typeof Process>> = {
+    start: guardStream((req: StartRequest, rpc: HandlerContext) => start(req, callOf(rpc))),
+    connect: guardStream((req: ConnectRequest, rpc: HandlerContext) => connect(req, callOf(rpc))),
 
     list: guard(async () => ({
       processes: table.running().map((p) => ({
@@ -230,4 +247,5 @@ export function processService(
       return {};
     }),
   };
+  return { service, start, connect };
 }
