@@ -2,6 +2,7 @@
 // packages it loads at runtime (they cannot be bundled: .node binaries).
 //
 //   node packages/envd/build.ts OUT_DIR   → OUT_DIR/envd.mjs, OUT_DIR/node_modules/…
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cp, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -9,14 +10,16 @@ import { basename, dirname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
-/** Packages with native addons: kept external and copied next to the bundle. */
-export const NATIVE_PACKAGES: string[] = ["@napi-rs/xattr", "node-pty"];
+/** Packages with native addons, copied next to the bundle (.node binaries cannot be bundled). */
+export const NATIVE_PACKAGES: string[] = ["@napi-rs/xattr", "node-pty", "@wrenn/clock"];
+/** Loaded from node_modules at runtime; @wrenn/clock's loader is bundled, only its addon is not. */
+const EXTERNAL = ["@napi-rs/xattr", "node-pty"].flatMap((p) => [p, `${p}/*`]);
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 export interface EnvdBundle {
   dir: string;
-  /** The entry file, `envd.mjs`. */
+  /** The entry file, `envd.cjs`. */
   bundle: string;
   /** Hash over the bundle and every copied file, to decide whether an image is stale. */
   sha256: string;
@@ -101,25 +104,57 @@ async function listFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
+/** npm builds the clock addon at install; a checkout installed before it existed has not. */
+async function ensureClockAddon(): Promise<void> {
+  const req = createRequire(join(here, "noop.js"));
+  try {
+    req.resolve("@wrenn/clock/wrenn_clock.node");
+    return;
+  } catch {
+    // Not built yet: build it below.
+  }
+  const repo = resolve(here, "../..");
+  const result = spawnSync("npm", ["rebuild", "@wrenn/clock"], { cwd: repo, encoding: "utf8" });
+  try {
+    req.resolve("@wrenn/clock/wrenn_clock.node");
+  } catch {
+    const why = (result.error?.message ?? result.stderr ?? "")
+      .trim()
+      .split("\n")
+      .slice(-3)
+      .join(" / ");
+    throw new Error(
+      `the @wrenn/clock addon is not built and 'npm rebuild @wrenn/clock' failed (${why}); ` +
+        "run 'npm install' in the repository (it needs g++, make and python3)",
+    );
+  }
+}
+
 export async function buildEnvd(outDir: string): Promise<EnvdBundle> {
   const dir = resolve(outDir);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const bundle = join(dir, "envd.mjs");
+  await ensureClockAddon();
+  const bundle = join(dir, "envd.cjs");
   await build({
     entryPoints: [join(here, "src", "main.ts")],
     outfile: bundle,
     bundle: true,
     platform: "node",
-    format: "esm",
+    // CommonJS, not ESM: an ESM import of a Node builtin builds a facade that
+    // reads every export, and node:http's lazy getters then load undici,
+    // http2 and tls: ≈60 ms on the host, ≈0.6 s of envd's start in a TCG guest.
+    format: "cjs",
     target: "node22",
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: "none",
-    external: NATIVE_PACKAGES.flatMap((p) => [p, `${p}/*`]),
-    // CommonJS dependencies call require() for Node's builtins; ESM output has none.
+    external: EXTERNAL,
+    // Sources resolve packages (addons) with createRequire(import.meta.url).
+    define: { "import.meta.url": "__wrennImportMetaUrl" },
+    // "use strict" first: esbuild's own would come after the banner, where it is no directive.
     banner: {
-      js: "import { createRequire as __wrennRequire } from 'node:module'; const require = __wrennRequire(import.meta.url);",
+      js: "'use strict'; const __wrennImportMetaUrl = require('node:url').pathToFileURL(__filename).href;",
     },
     logLevel: "warning",
   });

@@ -9,11 +9,19 @@ const { values } = parseArgs({
     "default-user": { type: "string", default: "user" },
   },
 });
-const envd = await startEnvd({
+// No top-level await: the bundle is CommonJS (see build.ts).
+void startEnvd({
   port: Number(values.port),
   host: values.host,
   defaultUser: values["default-user"],
-});
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.once(signal, () => void envd.close().then(() => process.exit(0)));
-}
+}).then(
+  (envd) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => void envd.close().then(() => process.exit(0)));
+    }
+  },
+  (err: unknown) => {
+    process.stderr.write(`envd: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -7,11 +7,12 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { getAttribute } from "@napi-rs/xattr";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { loadClockAddon } from "@wrenn/clock";
 import { Filesystem } from "@wrenn/proto/filesystem/filesystem_pb.js";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { fileSignature } from "../src/http/auth.ts";
-import { syncClock } from "../src/http/clock.ts";
+import { clockSetter, syncClock } from "../src/http/clock.ts";
 import { wantsGzip } from "../src/http/files.ts";
 import { startEnvd, type Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
@@ -114,19 +115,36 @@ describe("envd HTTP routes", () => {
   });
 
   test("syncClock sets the clock as root only when it is off by more than a little", async () => {
+    const set: number[] = [];
+    const setClock = (ms: number) => void set.push(ms);
+    const now = Date.UTC(2026, 0, 1);
+    assert.equal(await syncClock(new Date(now + 10), log, { setClock, now, isRoot: true }), false);
+    assert.equal(
+      await syncClock(new Date(now + 10_000), log, { setClock, now, isRoot: false }),
+      false,
+    );
+    assert.equal(
+      await syncClock(new Date(now + 10_500), log, { setClock, now, isRoot: true }),
+      true,
+    );
+    assert.deepEqual(set, [now + 10_500]);
+  });
+
+  test("the clock is set through the addon, and through date -s only without it", async () => {
     const calls: string[][] = [];
     const runner: Runner = async (cmd, args) => {
       calls.push([cmd, ...args]);
       return { stdout: "", stderr: "" };
     };
-    const now = Date.UTC(2026, 0, 1);
-    assert.equal(await syncClock(new Date(now + 10), log, { runner, now, isRoot: true }), false);
-    assert.equal(
-      await syncClock(new Date(now + 10_000), log, { runner, now, isRoot: false }),
-      false,
-    );
-    assert.equal(await syncClock(new Date(now + 10_500), log, { runner, now, isRoot: true }), true);
-    assert.deepEqual(calls, [["date", "-u", "-s", `@${((now + 10_500) / 1000).toFixed(3)}`]]);
+    const ms = Date.UTC(2026, 0, 1, 0, 0, 10, 500);
+    await clockSetter(log, runner, { addon: null, error: "not built" })(ms);
+    assert.deepEqual(calls, [["date", "-u", "-s", `@${(ms / 1000).toFixed(3)}`]]);
+    const viaAddon: number[] = [];
+    await clockSetter(log, runner, { addon: { setRealtime: (t) => void viaAddon.push(t) } })(ms);
+    assert.deepEqual(viaAddon, [ms]);
+    assert.equal(calls.length, 1, "no process when the addon is there");
+    // The addon envd ships is built and loads.
+    assert.equal(loadClockAddon().error, undefined);
   });
 
   test("GET /files streams a file, gzipped on request; relative paths use the user's home", async (t) => {

@@ -122,7 +122,7 @@ describe("built base template", () => {
     const guestNode = await inode(img.rootfs, "/usr/local/bin/node");
     assert.equal(guestNode?.size, (await stat(node)).size, "guest node is the pinned runtime");
     assert.equal(guestNode?.mode, "0755");
-    const envd = await inode(img.rootfs, "/opt/wrenn/envd/envd.mjs");
+    const envd = await inode(img.rootfs, "/opt/wrenn/envd/envd.cjs");
     assert.ok(envd && envd.size > 10_000, "envd bundle");
     assert.ok(await inode(img.rootfs, "/opt/wrenn/envd/node_modules/node-pty/package.json"));
     const init = await debugfs(img.rootfs, "cat /usr/sbin/wrenn-init");

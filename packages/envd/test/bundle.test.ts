@@ -1,0 +1,66 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { stat } from "node:fs/promises";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { buildEnvd } from "../build.ts";
+import { tempDir } from "./filesystem-fixtures.ts";
+
+/** The bundle as the guest runs it: `node envd.cjs` with its native packages beside it. */
+describe("envd bundle", () => {
+  test("is one CommonJS file that starts, answers /health and /init, and ships its addons", async (t) => {
+    const dir = await tempDir(t, "wrenn-envd-bundle-");
+    const out = await buildEnvd(join(dir, "out"));
+    assert.equal(out.bundle, join(out.dir, "envd.cjs"));
+    assert.match(out.sha256, /^[0-9a-f]{64}$/);
+    for (const f of [
+      "node_modules/node-pty/package.json",
+      "node_modules/@napi-rs/xattr/package.json",
+      "node_modules/@wrenn/clock/build/Release/wrenn_clock.node",
+    ]) {
+      await stat(join(out.dir, f));
+    }
+    // The bundled clock loader resolves the addon by package name from the bundle's directory.
+    const probe = spawnSync(
+      process.execPath,
+      [
+        "-e",
+        `require("node:module").createRequire(${JSON.stringify(out.bundle)})("@wrenn/clock/wrenn_clock.node").setRealtime`,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.equal(probe.status, 0, probe.stderr);
+
+    const child = spawn(
+      process.execPath,
+      [out.bundle, "--port", "0", "--host", "127.0.0.1", "--default-user", userInfo().username],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    t.after(async () => {
+      child.kill("SIGKILL");
+      await exited;
+    });
+    let log = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (chunk: string) => {
+        log += chunk;
+        const m = /"url":"(http:\/\/[^"]+)".*"envd listening"/.exec(log);
+        if (m?.[1]) resolve(m[1]);
+      });
+      void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
+    });
+    assert.equal((await fetch(`${url}/health`)).status, 204);
+    const init = await fetch(`${url}/init`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ envVars: { A: "1" }, timestamp: new Date().toISOString() }),
+    });
+    assert.equal(init.status, 204);
+    child.kill("SIGTERM");
+    assert.equal(await exited, 0, log);
+    assert.doesNotMatch(log, /"level":(40|50)/, "no warnings or errors");
+  });
+});
