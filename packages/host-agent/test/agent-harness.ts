@@ -11,7 +11,9 @@ import type { Code } from "@connectrpc/connect";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { poolImage, prepareDataDir, type DataFsResult } from "../src/storage/data-fs.ts";
 import { startHostAgent, type HostAgent, type HostAgentOptions } from "../src/agent.ts";
 import { dataDir as imageDataDir, findTemplate } from "../src/image/store.ts";
 import { assertNoLeaks, snapshotHostResources, type HostResources } from "./leaks.ts";
@@ -40,9 +42,18 @@ export class AgentHarness {
    * `prefix` names this file's namespaces and links; the pid is added so two
    * runs of the suite on one machine never clean up each other's slots.
    */
-  constructor(prefix: string, extra: Partial<HostAgentOptions> = {}) {
+  /** The data dir gets an xfs pool as `wrenn setup` would make (reflink copies). */
+  private readonly pool: boolean;
+  private poolResult: DataFsResult | undefined;
+
+  constructor(
+    prefix: string,
+    extra: Partial<HostAgentOptions> = {},
+    opts: { pool?: boolean } = {},
+  ) {
     this.prefix = `${prefix}${(process.pid % 1296).toString(36)}`;
     this.extra = extra;
+    this.pool = opts.pool ?? false;
   }
 
   /** More agent options, e.g. a driver built after setUp. */
@@ -54,6 +65,12 @@ export class AgentHarness {
     // Fails with "run wrenn image build" when the image is absent.
     await findTemplate(imageDataDir(), "minimal");
     this.root = await mkdtemp(join(tmpdir(), `wrenn-${this.prefix}-`));
+    if (this.pool) {
+      // As `wrenn setup` prepares a host's data dir: an xfs pool where there are no reflinks.
+      this.poolResult = await prepareDataDir(join(this.root, "data"), {
+        log: createLogger("test", "warn"),
+      });
+    }
     this.baseline = await snapshotHostResources({ prefix: this.prefix, markers: [this.root] });
   }
 
@@ -75,8 +92,16 @@ export class AgentHarness {
 
   async tearDown(): Promise<void> {
     await this.agent?.shutdown();
-    await assertNoLeaks(this.baseline);
-    await rm(this.root, { recursive: true, force: true });
+    try {
+      await assertNoLeaks(this.baseline);
+    } finally {
+      if (this.poolResult === "pool-created") {
+        const data = join(this.root, "data");
+        await runCommand("umount", [data]);
+        await rm(poolImage(data), { force: true });
+      }
+      await rm(this.root, { recursive: true, force: true });
+    }
   }
 
   /** No sandbox listed, and nothing of ours on the host beyond what the file keeps. */

@@ -133,6 +133,27 @@ describe("pause failure rules", { skip, concurrency: false }, () => {
     await h.noLeaks();
   });
 
+  test("without reflinks a clone maps its template's memory privately, and still pauses and resumes", async () => {
+    const src = h.newId();
+    const name = `plain-${src}`;
+    await h.create(src);
+    const clone = h.newId();
+    try {
+      await h.sh(src, "echo template > /home/user/t");
+      await h.client.createSnapshot({ sandboxId: src, name });
+      await h.create(clone, { template: name });
+      await h.sh(clone, "echo mine > /home/user/c");
+      await h.client.pauseSandbox({ sandboxId: clone });
+      await h.client.resumeSandbox({ sandboxId: clone });
+      assert.equal((await h.sh(clone, "cat /home/user/t /home/user/c")).stdout, "template\nmine\n");
+    } finally {
+      await h.client.destroySandbox({ sandboxId: clone }).catch(() => undefined);
+      await h.client.destroySandbox({ sandboxId: src }).catch(() => undefined);
+      await h.client.deleteSnapshot({ name }).catch(() => undefined);
+    }
+    await h.noLeaks();
+  });
+
   test("unknown sandboxes and wrong states are refused without side effects", async () => {
     const pause = await h.client.pauseSandbox({ sandboxId: "nosuch" }).catch((e: unknown) => e);
     assert.equal(connectCode(pause), Code.NotFound);

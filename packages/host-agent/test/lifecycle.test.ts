@@ -11,7 +11,9 @@ import { readFile } from "node:fs/promises";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const skip = vmSkipReason("pause/resume/snapshot tests");
-const h = new AgentHarness("wl");
+// On an xfs pool, as `wrenn setup` prepares a data dir: clones get their own
+// reflinked RAM file. lifecycle-faults.test.ts covers the plain (ext4) paths.
+const h = new AgentHarness("wl", {}, { pool: true });
 
 /** A process that keeps a counter in memory and appends it to a file it holds open. */
 const COUNTER = `nohup python3 -c '

@@ -14,6 +14,7 @@ import { LEGACY_FILE, openSnapshot } from "../src/snapshot/reader.ts";
 import { dirtyFromSparseFile } from "../src/snapshot/sparse.ts";
 import {
   NATIVE_UFFD_DIR,
+  adoptPageServer,
   buildPageServer,
   startPageServer,
   type PageServer,
@@ -371,4 +372,51 @@ test("stop() ends a server nobody connected to", async (t) => {
   assert.equal(exit.vmExited, false);
   assert.equal(exit.unexpected, false, "a requested stop is not a failure");
   assert.equal(await server.stop(), exit, "idempotent");
+});
+
+/** A harness that keeps its memory registered (a running VM) until killed. */
+async function holdingVm(socket: string, expected: string) {
+  const child = spawn(HARNESS, ["--hold", socket, expected], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  started.add(child.pid as number);
+  await new Promise<void>((resolve) => {
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+      if (out.includes("\n")) resolve();
+    });
+  });
+  return child;
+}
+
+test("a restarted agent adopts a page server by pid: its VM's exit is normal, its own death is not", async (t) => {
+  if (skipped(t)) return;
+  const dir = await mkdtemp(join(root, "adopt-"));
+  const expected = await threeGenerations(dir, 512);
+
+  // The VM ends first: the adopted server's end is the normal one.
+  const first = await start(dir, "a.sock");
+  const vm = await holdingVm(first.socketPath, expected);
+  const adopted = await adoptPageServer(first.record);
+  assert.ok(adopted, "a live server is adopted");
+  vm.kill("SIGKILL");
+  const normal = await adopted.exited;
+  assert.equal(normal.unexpected, false, normal.reason);
+  assert.equal(normal.vmExited, true);
+
+  // The server dies under a running VM: unexpected, with what it last said.
+  const second = await start(dir, "b.sock");
+  const vm2 = await holdingVm(second.socketPath, expected);
+  const again = await adoptPageServer(second.record);
+  assert.ok(again);
+  process.kill(second.pid, "SIGKILL");
+  const died = await again.exited;
+  assert.equal(died.unexpected, true, "a server killed under its VM is a failure");
+  assert.match(died.reason, /serving \d+ region/, "the reason is what the server last said");
+  vm2.kill("SIGKILL");
+
+  // Gone, or a pid that is some other process: nothing to adopt.
+  assert.equal(await adoptPageServer(second.record), null);
+  assert.equal(await adoptPageServer({ pid: process.pid, socketPath: second.socketPath }), null);
 });

@@ -45,7 +45,14 @@ export class EnvdClient {
    * and a pooled connection to an earlier VM at the same address (or to the
    * VM a snapshot was taken from) must never carry this one's requests.
    */
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly agent = new Agent({
+    keepAlive: true,
+    maxSockets: 64,
+    // TCP keepalive probes start after this much silence and give up 10
+    // probes (1 s apart) later: a TCG guest on a loaded host can be starved
+    // for seconds, and its connection must not die of it (1 s by default).
+    keepAliveMsecs: 30_000,
+  });
 
   constructor(address: string, accessToken?: string, gone?: AbortSignal) {
     this.baseUrl = `http://${address}`;

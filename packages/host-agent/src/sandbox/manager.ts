@@ -18,7 +18,7 @@ import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "./templates.ts"
 import { HEADER_FILE } from "../snapshot/header.ts";
 import { writeDiff, writeFull } from "../snapshot/memfile.ts";
 import { dirtyFromSparseFile } from "../snapshot/sparse.ts";
-import { startPageServer, type PageServer } from "../snapshot/page-server.ts";
+import { adoptPageServer, startPageServer, type PageServer } from "../snapshot/page-server.ts";
 import { copySparse } from "../vmm/files.ts";
 import type { KernelFiles, TemplateImage } from "../image/store.ts";
 
@@ -195,6 +195,16 @@ export class SandboxManager {
       return false;
     const vm = await this.opts.vmm.adopt(record.vm);
     if (vm === null) return false;
+    let pageServer: PageServer | null = null;
+    if (record.pageServer) {
+      pageServer = await adoptPageServer(record.pageServer);
+      if (pageServer === null) {
+        // Its memory is served by no one: the VM hangs at its next fault.
+        this.log.warn({ sandbox: record.id }, "the VM's page server is gone; not re-adopting it");
+        await vm.stop().catch(() => undefined);
+        return false;
+      }
+    }
     const slot = this.opts.network.adopt(record.slotIndex);
     const gone = new AbortController();
     const envd = new EnvdClient(
@@ -205,10 +215,11 @@ export class SandboxManager {
     if (!(await envd.healthy(3000))) {
       envd.close();
       await vm.stop().catch(() => undefined);
+      await pageServer?.stop().catch(() => undefined);
       await this.opts.network.release(slot).catch(() => undefined);
       return false;
     }
-    const live: Live = { ...newLive(record), vm, slot, envd, gone };
+    const live: Live = { ...newLive(record), vm, slot, envd, gone, pageServer };
     this.live.set(record.id, live);
     this.watchExit(live, vm);
     this.log.info({ sandbox: record.id, pid: vm.pid }, "re-adopted running sandbox");
@@ -438,6 +449,7 @@ export class SandboxManager {
       live.pageServer = await timed(log, `${phase}.page_server`, () =>
         startPageServer({ socketPath: uffdSocket as string, snapshotDir: dir }),
       );
+      record.pageServer = live.pageServer.record;
     }
     let memPath = join(dir, "memfile");
     // QEMU writes guest RAM into the file it maps. A resume runs on a copy so
@@ -567,6 +579,7 @@ export class SandboxManager {
         await timed(log, "pause.stop_vmm", () => vm.stop());
         await live.pageServer?.stop();
         live.pageServer = null;
+        record.pageServer = null;
         record.vm = null;
         live.vm = null;
         const disk = record.disk as SandboxDisk;
@@ -672,6 +685,7 @@ export class SandboxManager {
         await live.vm?.stop().catch(() => undefined);
         await live.pageServer?.stop().catch(() => undefined);
         live.pageServer = null;
+        record.pageServer = null;
         live.vm = null;
         record.vm = null;
         if (live.slot) await this.opts.network.release(live.slot).catch(() => undefined);
@@ -782,26 +796,45 @@ export class SandboxManager {
     await this.templates.remove(name);
   }
 
-  /** A VM that dies on its own frees its resources at once and is reported as failed. */
+  /**
+   * A VM that dies on its own frees its resources at once and is reported
+   * as failed; so does one whose page server dies under it (it would hang on
+   * its next page fault).
+   */
   private watchExit(live: Live, vm: VmHandle): void {
-    void vm.exited.then(async (exit) => {
+    void vm.exited.then((exit) => {
       live.gone.abort(new WrennError("unavailable", "the VM exited; the sandbox is gone"));
-      if (this.closed || live.stopping || live.vm !== vm) return;
-      const why = `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`})`;
-      this.log.error({ sandbox: live.record.id, ...exit }, "VM exited unexpectedly");
-      await this.withLock(live.record.id, async () => {
-        if (live.stopping || live.vm !== vm) return;
-        live.stopping = true;
-        await this.teardown(live.record, vm);
-        live.vm = null;
-        live.envd?.close();
-        live.envd = null;
-        live.record.status = "failed";
-        live.record.error = why;
-        live.record.slotIndex = null;
-        live.record.disk = null;
-        live.record.vm = null;
-      });
+      return this.lose(
+        live,
+        vm,
+        `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`})`,
+      );
+    });
+    const server = live.pageServer;
+    void server?.exited.then((exit) => {
+      if (!exit.unexpected || live.pageServer !== server) return;
+      live.gone.abort(new WrennError("unavailable", `the VM's page server died: ${exit.reason}`));
+      return this.lose(live, vm, `its page server died (${exit.reason}); the VM was stopped`);
+    });
+  }
+
+  private async lose(live: Live, vm: VmHandle, why: string): Promise<void> {
+    if (this.closed || live.stopping || live.vm !== vm) return;
+    this.log.error({ sandbox: live.record.id, why }, "sandbox lost");
+    await this.withLock(live.record.id, async () => {
+      if (live.stopping || live.vm !== vm) return;
+      live.stopping = true;
+      await this.teardown(live.record, vm);
+      live.vm = null;
+      live.pageServer = null;
+      live.envd?.close();
+      live.envd = null;
+      live.record.status = "failed";
+      live.record.error = why;
+      live.record.slotIndex = null;
+      live.record.disk = null;
+      live.record.vm = null;
+      live.record.pageServer = null;
     });
   }
 

@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmRecord, VmmName } from "../vmm/vmm.ts";
+import type { PageServerRecord } from "../snapshot/page-server.ts";
 
 export type SandboxStatus = "starting" | "running" | "paused" | "failed";
 
@@ -24,6 +25,8 @@ export interface SandboxRecord {
   slotIndex: number | null;
   disk: SandboxDisk | null;
   vm: VmRecord | null;
+  /** Firecracker restores: the page server serving the VM's memory (it outlives agent restarts). */
+  pageServer?: PageServerRecord | null;
   envVars: Record<string, string>;
   envdAccessToken: string;
   /** The read-only image the disk overlays (a base template's or a snapshot template's). */

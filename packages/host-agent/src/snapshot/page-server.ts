@@ -6,12 +6,14 @@
  * must be marked failed.
  */
 import { spawn } from "node:child_process";
-import { access } from "node:fs/promises";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { access, readFile } from "node:fs/promises";
 import { setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import { WrennError, messageOf, type ErrorCode } from "@wrenn/shared/errors.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { isAlive, watchForeignExit } from "../vmm/process.ts";
 import { HEADER_FILE } from "./header.ts";
 
 const log = createLogger("page-server");
@@ -48,6 +50,15 @@ export interface PageServerOptions {
   binary?: string;
 }
 
+/**
+ * Where a server's stderr goes: a file, not a pipe to the agent, so the
+ * server outlives an agent restart (a write to a dead pipe would kill it and
+ * hang its VM) and the next agent can still read why it ended.
+ */
+export function pageServerLog(socketPath: string): string {
+  return `${socketPath}.log`;
+}
+
 export interface PageServerExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -77,6 +88,8 @@ export interface PageServer {
   readonly exited: Promise<PageServerExit>;
   /** The last lines the server wrote to stderr (its errors and final statistics). */
   stderr(): string;
+  /** What a restarted agent needs to adopt the server (see adoptPageServer). */
+  readonly record: PageServerRecord;
   /** Stops the server (SIGTERM, SIGKILL after a grace period) and waits for it; idempotent. */
   stop(): Promise<PageServerExit>;
 }
@@ -103,7 +116,11 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   if (opts.readaheadKib !== undefined) args.push("--readahead-kib", String(opts.readaheadKib));
   args.push(opts.socketPath, header, opts.snapshotDir);
 
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const logPath = pageServerLog(opts.socketPath);
+  const logFd = openSync(logPath, "w");
+  // Its own process group: a Ctrl-C meant for the agent must not reach it.
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", logFd], detached: true });
+  closeSync(logFd);
   let stopRequested = false;
   if (child.pid !== undefined) {
     try {
@@ -115,12 +132,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       );
     }
   }
-  let err = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (s: string) => {
-    err = (err + s).slice(-STDERR_KEEP);
-    for (const line of s.split("\n")) if (line) log.debug({ serverPid: child.pid }, line);
-  });
+  const stderr = () => tailOf(logPath);
 
   const exited = new Promise<PageServerExit>((res) => {
     child.on("error", (e) => {
@@ -133,6 +145,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       });
     });
     child.on("close", (code, signal) => {
+      const err = stderr();
       const known = code === null ? undefined : EXIT_REASONS[code];
       const reason = signal
         ? `killed by ${signal}`
@@ -160,8 +173,10 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
         ),
       );
     }, opts.readyTimeoutMs ?? 10_000);
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (s: string) => {
+    const stdout = child.stdout;
+    if (stdout === null) throw new WrennError("internal", "the page server has no stdout pipe");
+    stdout.setEncoding("utf8");
+    stdout.on("data", (s: string) => {
       out += s;
       if (out.includes("ready\n")) {
         clearTimeout(timer);
@@ -184,8 +199,9 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   return {
     pid: child.pid as number,
     socketPath: opts.socketPath,
+    record: { pid: child.pid as number, socketPath: opts.socketPath },
     exited,
-    stderr: () => err,
+    stderr,
     stop() {
       stopping ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
@@ -201,6 +217,71 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       return stopping;
     },
   };
+}
+
+export interface PageServerRecord {
+  pid: number;
+  socketPath: string;
+}
+
+/**
+ * Re-attaches to a page server an earlier agent started (its VM kept
+ * running through the restart), or null when it is gone or `pid` is now
+ * another process. Not our child: its exit is polled and its status read
+ * from its log.
+ */
+export async function adoptPageServer(rec: PageServerRecord): Promise<PageServer | null> {
+  const cmdline = await readFile(`/proc/${rec.pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.split("\0").includes(rec.socketPath) || !(await isAlive(rec.pid))) return null;
+  const logPath = pageServerLog(rec.socketPath);
+  let stopRequested = false;
+  const exited = watchForeignExit(rec.pid).then((): PageServerExit => {
+    const last = lastLine(tailOf(logPath));
+    // Its last words on a normal end name the VM's exit (see uffd-server.c).
+    const vmExited = /VM process \d+ exited|the VM's memory is gone/.test(last);
+    return {
+      code: null,
+      signal: null,
+      reason: last || "exited without a word",
+      vmExited,
+      unexpected: !stopRequested && !vmExited,
+    };
+  });
+  let stopping: Promise<PageServerExit> | undefined;
+  log.info({ serverPid: rec.pid }, "re-adopted page server");
+  return {
+    pid: rec.pid,
+    socketPath: rec.socketPath,
+    record: rec,
+    exited,
+    stderr: () => tailOf(logPath),
+    stop() {
+      stopping ??= (async () => {
+        stopRequested = true;
+        const kill = (sig: NodeJS.Signals) => {
+          try {
+            process.kill(rec.pid, sig);
+          } catch {
+            // Gone already.
+          }
+        };
+        kill("SIGTERM");
+        const timer = setTimeout(() => kill("SIGKILL"), 2000);
+        const exit = await exited;
+        clearTimeout(timer);
+        return exit;
+      })();
+      return stopping;
+    },
+  };
+}
+
+function tailOf(path: string): string {
+  try {
+    return readFileSync(path, "utf8").slice(-STDERR_KEEP);
+  } catch {
+    return "";
+  }
 }
 
 function lastLine(s: string): string {
