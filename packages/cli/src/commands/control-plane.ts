@@ -44,7 +44,9 @@ export async function run(argv: string[]): Promise<void> {
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
   });
   for (const address of values["host-agent"]) {
-    const id = await cp.addHost(address);
+    // The agent's --secret / WRENN_HOST_SECRET, when it was started with one.
+    const secret = process.env.WRENN_HOST_SECRET || undefined;
+    const id = await cp.addHost(address, { secret });
     process.stdout.write(`host agent ${address} registered as ${id}\n`);
   }
   process.stdout.write(

@@ -100,7 +100,13 @@ export async function run(argv: string[]): Promise<void> {
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
 
   say("==> host agent");
-  const agent = await startHostAgent({ listen: values["agent-listen"], dataDir: data });
+  // Only this control plane may drive the agent, even on a shared machine.
+  const hostSecret = randomBytes(24).toString("hex");
+  const agent = await startHostAgent({
+    listen: values["agent-listen"],
+    dataDir: data,
+    secret: hostSecret,
+  });
   say(`host agent ${agent.hostId} on ${agent.url}`);
 
   say("==> control plane");
@@ -117,7 +123,7 @@ export async function run(argv: string[]): Promise<void> {
     await agent.shutdown();
   };
   try {
-    await cp.addHost(new URL(agent.url).host);
+    await cp.addHost(new URL(agent.url).host, { secret: hostSecret });
     const session = await adminSession(cp.url, stateDir);
     const { key } = await api<{ key: string }>(
       cp.url,
