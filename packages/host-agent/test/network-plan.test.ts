@@ -111,9 +111,10 @@ test("scripts: host batch, namespace NAT and host isolation rules", () => {
   assert.deepEqual(hostSlotBatch("wrenn-ns-3", "wrenn-vh-3", a), [
     "netns add wrenn-ns-3",
     "link add wrenn-vh-3 type veth peer name veth0 netns wrenn-ns-3",
-    "addr add 10.12.0.6/31 dev wrenn-vh-3",
     "link set wrenn-vh-3 up",
-    "route add 10.11.0.3/32 via 10.12.0.7 dev wrenn-vh-3",
+    "route add 10.11.0.3/32 dev wrenn-vh-3",
+    "addr add 10.12.0.6/31 dev wrenn-vh-3",
+    "route replace 10.11.0.3/32 via 10.12.0.7 dev wrenn-vh-3",
   ]);
   const ns = namespaceScript("wrenn", a);
   assert.match(ns, /^echo 1 > \/proc\/sys\/net\/ipv4\/ip_forward$/m);

@@ -64,19 +64,25 @@ export function deleteHostTableScript(prefix: string): string {
   return `table inet ${prefix}\ndelete table inet ${prefix}\n`;
 }
 
-/** `ip -batch` lines run on the host: namespace, veth pair, host address and route. */
+/**
+ * `ip -batch` lines run on the host: namespace, veth pair, then the claim —
+ * the slot's /32 route, which the kernel gives only one agent on the host —
+ * and only then the veth address: another agent holding the same index
+ * never sees its /31 duplicated on our link, not even for a moment.
+ */
 export function hostSlotBatch(netns: string, hostVeth: string, addresses: SlotAddresses): string[] {
   return [
     `netns add ${netns}`,
     `link add ${hostVeth} type veth peer name ${NS_VETH_NAME} netns ${netns}`,
-    `addr add ${addresses.hostVethIp}/31 dev ${hostVeth}`,
     `link set ${hostVeth} up`,
-    `route add ${addresses.hostAddress}/32 via ${addresses.nsVethIp} dev ${hostVeth}`,
+    `route add ${addresses.hostAddress}/32 dev ${hostVeth}`,
+    `addr add ${addresses.hostVethIp}/31 dev ${hostVeth}`,
+    `route replace ${addresses.hostAddress}/32 via ${addresses.nsVethIp} dev ${hostVeth}`,
   ];
 }
 
 /** Lines of `hostSlotBatch` whose "File exists" means the index is held by someone else. */
-export const HOST_BATCH_CLAIM_LINES = new Set([1, 2, 5]);
+export const HOST_BATCH_CLAIM_LINES = new Set([1, 2, 4]);
 
 /**
  * A shell script run inside the slot namespace (`nsenter --net=… sh -es`):
