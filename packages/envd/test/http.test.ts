@@ -1,8 +1,10 @@
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { getAttribute } from "@napi-rs/xattr";
 import { createClient } from "@connectrpc/connect";
@@ -173,6 +175,40 @@ describe("envd HTTP routes", () => {
     assert.equal(await res.text(), "home");
     res = await fetch(f.url("/files", { path: "mine.txt" }));
     assert.equal(await res.text(), "home", "the default user applies without username");
+  });
+
+  test("GET /files streams what a FIFO gives, chunked; a client that hangs up leaves no fd open", async (t) => {
+    const f = await setup(t);
+    const fifo = join(f.dir, "pipe");
+    await runCommand("mkfifo", [fifo]);
+    const writer = writeFile(fifo, "through a fifo\n");
+    const res = await fetch(f.url("/files", { path: fifo }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), null);
+    assert.equal(await res.text(), "through a fifo\n");
+    await writer;
+
+    const big = join(f.dir, "big.bin");
+    await writeFile(big, Buffer.alloc(64 << 20, 7));
+    const fds = async () => (await readdir("/proc/self/fd")).length;
+    const before = await fds();
+    await new Promise<void>((resolve, reject) => {
+      const req = request(f.url("/files", { path: big }), (r) => {
+        r.once("data", () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on("error", (err) => (req.destroyed ? undefined : reject(err)));
+      req.end();
+    });
+    for (let i = 0; (await fds()) > before; i++) {
+      assert.ok(
+        i < 200,
+        `envd still holds ${(await fds()) - before} more fds after the client left`,
+      );
+      await sleep(25);
+    }
   });
 
   test("gzip is used only when the client asks for gzip alone", () => {

@@ -1,5 +1,4 @@
-import { createReadStream, createWriteStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { basename, dirname } from "node:path";
 import type { Readable } from "node:stream";
@@ -13,6 +12,7 @@ import { writeMetadata } from "../filesystem/metadata.ts";
 import { giveTo, makeDirsFor } from "../filesystem/ownership.ts";
 import { resolveUserPath } from "../filesystem/paths.ts";
 import { lookupUser, type LinuxUser } from "../users.ts";
+import { receiveFile, sendFile } from "./file-io.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
 
@@ -92,10 +92,8 @@ export async function downloadFile(
   });
   if (st.isDirectory())
     throw new WrennError("invalid_argument", `'${path}' is a directory, not a file`);
-  const source = createReadStream(path, { highWaterMark: CHUNK });
-  await new Promise<void>((resolve, reject) => {
-    source.once("open", () => resolve());
-    source.once("error", (err) => reject(fsError(err, path)));
+  const file = await open(path, "r").catch((err: unknown) => {
+    throw fsError(err, path);
   });
   const gzip = wantsGzip(req.headers["accept-encoding"]);
   res.writeHead(200, {
@@ -106,14 +104,19 @@ export async function downloadFile(
     ...(!gzip && st.isFile() ? { "content-length": st.size } : {}),
   });
   try {
-    reclaimWhileStreaming(source);
-    if (gzip) await pipeline(source, createGzip(), res);
-    else await pipeline(source, res);
+    if (gzip) {
+      const source = file.createReadStream({ highWaterMark: CHUNK, autoClose: false });
+      reclaimWhileStreaming(source);
+      await pipeline(source, createGzip(), res);
+    } else {
+      await sendFile(file, res);
+    }
   } catch (err) {
-    // The client hung up: nothing left to tell it.
-    source.destroy();
+    // The client hung up (or the file could not be read on): nothing left to tell it.
     res.destroy();
     ctx.log.debug({ path, err }, "download ended early");
+  } finally {
+    await file.close();
   }
 }
 
@@ -128,9 +131,7 @@ async function writeOne(
   if (existing?.isDirectory()) throw new WrennError("invalid_argument", `'${path}' is a directory`);
   await makeDirsFor(dirname(path), user);
   try {
-    // Attached in the same tick as the pipe: a 'data' listener starts the flow.
-    reclaimWhileStreaming(source);
-    await pipeline(source, createWriteStream(path, { highWaterMark: CHUNK }));
+    await receiveFile(source, path);
   } catch (err) {
     throw fsError(err, path);
   }
