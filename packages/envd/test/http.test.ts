@@ -177,7 +177,7 @@ describe("envd HTTP routes", () => {
     assert.equal(await res.text(), "home", "the default user applies without username");
   });
 
-  test("GET /files streams what a FIFO gives, chunked; a client that hangs up leaves no fd open", async (t) => {
+  test("GET /files streams what a FIFO gives, chunked, and empty files; a client that hangs up leaves no fd open", async (t) => {
     const f = await setup(t);
     const fifo = join(f.dir, "pipe");
     await runCommand("mkfifo", [fifo]);
@@ -187,6 +187,10 @@ describe("envd HTTP routes", () => {
     assert.equal(res.headers.get("content-length"), null);
     assert.equal(await res.text(), "through a fifo\n");
     await writer;
+    await writeFile(join(f.dir, "empty"), "");
+    const empty = await fetch(f.url("/files", { path: join(f.dir, "empty") }));
+    assert.equal(empty.headers.get("content-length"), "0");
+    assert.equal(await empty.text(), "");
 
     const big = join(f.dir, "big.bin");
     await writeFile(big, Buffer.alloc(64 << 20, 7));

@@ -13,21 +13,34 @@ const RECEIVE_HIGH = 4 << 20;
 
 /**
  * Streams an open file to `res` through a few buffers reused for the whole
- * transfer. A file ReadStream allocates a fresh buffer per read, which V8
- * frees only in bulk: ~30% more of envd's CPU per GiB in allocation, page
- * faults and collection. A buffer is read into again only once the socket
- * has taken all of it (the write's callback). Resolves once the response
- * is finished; rejects if the file cannot be read or the client went away.
+ * transfer: `size` bytes of a regular file (its Content-Length), all of a
+ * device or FIFO. A file ReadStream allocates a fresh buffer per read,
+ * which V8 frees only in bulk: ~30% more of envd's CPU per GiB in
+ * allocation, page faults and collection. A buffer is read into again only
+ * once the socket has taken all of it (the write's callback). Resolves once
+ * the response is finished; rejects if the file cannot be read or the
+ * client went away.
  */
-export async function sendFile(file: FileHandle, res: ServerResponse): Promise<void> {
+export async function sendFile(
+  file: FileHandle,
+  res: ServerResponse,
+  size: number | undefined,
+): Promise<void> {
+  // A small file needs one small buffer; devices and FIFOs (no size) get full ones.
+  const chunk = size === undefined ? CHUNK : Math.min(CHUNK, Math.max(size, 16 << 10));
   const free: Buffer[] = [];
-  for (let i = 0; i < SEND_BUFFERS; i++) free.push(Buffer.allocUnsafeSlow(CHUNK));
+  let made = 0;
+  let left = size ?? Number.POSITIVE_INFINITY;
   let wake: (() => void) | undefined;
   let writeError: Error | undefined;
   const onClose = () => wake?.();
   res.on("close", onClose);
   try {
-    for (;;) {
+    while (left > 0) {
+      if (free.length === 0 && made < SEND_BUFFERS) {
+        free.push(Buffer.allocUnsafeSlow(chunk));
+        made++;
+      }
       while (free.length === 0 && !res.destroyed) {
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
@@ -36,8 +49,9 @@ export async function sendFile(file: FileHandle, res: ServerResponse): Promise<v
       if (res.destroyed) throw new Error("the client closed the connection");
       const buf = free.pop()!;
       // Position null reads on from the file's offset: FIFOs and devices cannot seek.
-      const { bytesRead } = await file.read(buf, 0, buf.length, null);
+      const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, left), null);
       if (bytesRead === 0) break;
+      left -= bytesRead;
       res.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), (err) => {
         if (err) writeError ??= err;
         free.push(buf);

@@ -109,7 +109,7 @@ export async function downloadFile(
       reclaimWhileStreaming(source);
       await pipeline(source, createGzip(), res);
     } else {
-      await sendFile(file, res);
+      await sendFile(file, res, st.isFile() ? st.size : undefined);
     }
   } catch (err) {
     // The client hung up (or the file could not be read on): nothing left to tell it.
