@@ -42,10 +42,32 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   415: "invalid_argument",
 };
 
+/** The SQLSTATE of a PostgreSQL error (pg and PGlite), looking through drizzle's wrapper. */
+function sqlState(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * A database verdict on the request's data, should a value get past the
+ * schemas: class 22 (data exception: a value the column cannot hold) is bad
+ * input, 23505 (unique violation) a conflict; neither is the server's fault.
+ */
+function fromDatabaseError(err: unknown): WrennError | undefined {
+  const state = sqlState(err);
+  if (state?.startsWith("22"))
+    return new WrennError("invalid_argument", "the request holds a value that cannot be stored");
+  if (state === "23505") return new WrennError("already_exists", "that already exists");
+  return undefined;
+}
+
 /** Whatever was thrown, as a status and the error shape; unknown errors are internal. */
 export function toErrorResponse(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
-  if (isWrennError(err))
-    return { status: statusOf(err.code), body: errorBody(err.code, err.message) };
+  const known = isWrennError(err) ? err : fromDatabaseError(err);
+  if (known) return { status: statusOf(known.code), body: errorBody(known.code, known.message) };
   if (err instanceof HTTPException) {
     const code = BY_STATUS[err.status] ?? (err.status >= 500 ? "internal" : "invalid_argument");
     const status = err.status as ContentfulStatusCode;

@@ -453,9 +453,13 @@ function encodeCursor(row: SandboxRow): string {
   return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString("base64url");
 }
 
+// What encodeCursor writes: an ISO time (PostgreSQL's range, 4-digit years) and a sandbox id.
+const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|([a-z0-9]{1,64})$/;
+
 function decodeCursor(token: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(token, "base64url").toString().split("|");
-  const createdAt = new Date(at ?? "");
+  const match = CURSOR.exec(Buffer.from(token, "base64url").toString());
+  const createdAt = new Date(match?.[1] ?? "");
+  const id = match?.[2];
   if (!id || Number.isNaN(createdAt.getTime())) {
     throw new WrennError("invalid_argument", "next_token is not one this API gave out");
   }

@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { serve } from "@hono/node-server";
 import type { PGlite } from "@electric-sql/pglite";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
@@ -12,6 +13,7 @@ import { newSecret, sha256 } from "./auth/tokens.ts";
 import { HostSecret } from "./api/schemas.ts";
 import { hosts } from "./db/schema.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { errorBody } from "./errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
 import { Reconciler } from "./reconciler.ts";
 import { SandboxService } from "./sandboxes.ts";
@@ -53,6 +55,29 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
+/**
+ * Requests Node's HTTP parser refuses before the app sees them (a URL or
+ * headers past 16 KiB, a malformed request line) get the API's error shape
+ * too, instead of Node's bare status line.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const [status, reason, message] = tooLarge
+    ? [431, "Request Header Fields Too Large", "the URL and headers are limited to 16 KiB"]
+    : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "Request Timeout", "the request did not arrive in time"]
+      : [400, "Bad Request", `malformed HTTP request (${err.code ?? err.message})`];
+  const code = status === 408 ? "cancelled" : "invalid_argument";
+  const body = JSON.stringify(errorBody(code, message));
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const log = options.log ?? createLogger("control-plane");
   const database = await openDatabase({
@@ -88,6 +113,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   // Longer than clients' idle pools (undici: 4 s hint, load balancers: 60 s), so the
   // server never closes a kept-alive socket just as a client reuses it.
   server.keepAliveTimeout = 65_000;
+  server.on("clientError", answerClientError);
   const detachWs = attachExecStream(server, deps, service);
   reconciler.start();
   const { port, address } = server.address() as AddressInfo;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
@@ -14,6 +15,21 @@ import {
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 
 /**
+ * `total` deterministic bytes in 1 MiB chunks made on the fly (each MiB differs),
+ * so a test can send or expect a gigabyte that nothing holds whole.
+ */
+export function* patternChunks(total: number): Generator<Buffer> {
+  const block = Buffer.alloc(1 << 20);
+  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let sent = 0, n = 0; sent < total; sent += block.length, n++) {
+    // A fresh buffer each time: a transport may still hold the previous one.
+    const out = Buffer.from(block.subarray(0, Math.min(block.length, total - sent)));
+    out.writeUInt32LE(n, 0);
+    yield out;
+  }
+}
+
+/**
  * A host agent that keeps sandboxes in a map, served over a real Connect
  * server on loopback: enough to test routing, placement, the reconciler and
  * error mapping without VMs. Files live in memory per sandbox.
@@ -28,6 +44,12 @@ export interface FakeAgent {
   calls: string[];
   /** Largest single chunk seen by WriteFileStream (streaming check). */
   maxChunk: number;
+  /** Every completed WriteFileStream by `sandboxId:path`: its size and sha256. */
+  written: Map<string, { size: number; sha256: string }>;
+  /** Files of `patternChunks(size)` bytes that ReadFileStream makes up as it sends them. */
+  generated: Map<string, number>;
+  /** Streams in progress, to prove a client going away ends the agent's side too. */
+  active: { writes: number; reads: number; execs: number };
   close(): Promise<void>;
   /** The Authorization header of every call, in order. */
   authorizations: string[];
@@ -59,6 +81,9 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     capacity: { totalVcpus: 8, totalMemoryMb: 16384, freeDiskMb: 100_000 },
     calls: [],
     maxChunk: 0,
+    written: new Map(),
+    generated: new Map(),
+    active: { writes: 0, reads: 0, execs: 0 },
     authorizations: [],
     close: async () => {},
     reopen: async () => {},
@@ -149,6 +174,12 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
       },
       exec(req) {
         need(req.sandboxId, SandboxState.RUNNING);
+        // `fail:<Code>` answers with that Connect code, for the error mapping tests.
+        const failing = /^fail:(\w+)$/.exec(req.cmd)?.[1];
+        if (failing) {
+          const code = Code[failing as keyof typeof Code];
+          throw new ConnectError(`the agent says ${failing}`, code ?? Code.Unknown);
+        }
         if (req.cmd === "binary") {
           return {
             stdout: new Uint8Array([0xff, 0xfe, 0x00]),
@@ -165,9 +196,22 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           durationMs: 3n,
         };
       },
-      async *execStream(req) {
+      async *execStream(req, ctx) {
         need(req.sandboxId, SandboxState.RUNNING);
         yield { event: { case: "start", value: { pid: 42 } } };
+        if (req.cmd === "hang") {
+          // Runs until the caller goes away, like a command that never ends.
+          state.active.execs++;
+          try {
+            await new Promise<void>((resolve) => {
+              if (ctx.signal.aborted) resolve();
+              ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+            });
+          } finally {
+            state.active.execs--;
+          }
+          return;
+        }
         for (const a of req.args) {
           yield {
             event: {
@@ -181,19 +225,27 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
       async writeFileStream(reqs) {
         let key = "";
         const parts: Buffer[] = [];
+        const hash = createHash("sha256");
         let size = 0;
-        for await (const r of reqs) {
-          if (r.part.case === "header") {
-            need(r.part.value.sandboxId, SandboxState.RUNNING);
-            key = `${r.part.value.sandboxId}:${r.part.value.path}`;
-          } else if (r.part.case === "chunk") {
-            state.maxChunk = Math.max(state.maxChunk, r.part.value.length);
-            size += r.part.value.length;
-            // Big uploads only count bytes, so the fake itself does not hold them.
-            if (size <= 8 << 20) parts.push(Buffer.from(r.part.value));
+        state.active.writes++;
+        try {
+          for await (const r of reqs) {
+            if (r.part.case === "header") {
+              need(r.part.value.sandboxId, SandboxState.RUNNING);
+              key = `${r.part.value.sandboxId}:${r.part.value.path}`;
+            } else if (r.part.case === "chunk") {
+              state.maxChunk = Math.max(state.maxChunk, r.part.value.length);
+              size += r.part.value.length;
+              hash.update(r.part.value);
+              // Big uploads are only hashed, so the fake itself does not hold them.
+              if (size <= 8 << 20) parts.push(Buffer.from(r.part.value));
+            }
           }
+        } finally {
+          state.active.writes--;
         }
         files.set(key, Buffer.concat(parts));
+        state.written.set(key, { size, sha256: hash.digest("hex") });
         return { size: BigInt(size) };
       },
       writeFile(req) {
@@ -207,9 +259,22 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
       },
       async *readFileStream(req) {
         need(req.sandboxId, SandboxState.RUNNING);
-        const f = files.get(`${req.sandboxId}:${req.path}`);
-        if (!f) throw new ConnectError(`no such file ${req.path}`, Code.NotFound);
-        for (let i = 0; i < f.length; i += 64 * 1024) yield { chunk: f.subarray(i, i + 64 * 1024) };
+        const key = `${req.sandboxId}:${req.path}`;
+        const size = state.generated.get(key);
+        const f = files.get(key);
+        if (size === undefined && !f)
+          throw new ConnectError(`no such file ${req.path}`, Code.NotFound);
+        state.active.reads++;
+        try {
+          if (size !== undefined) {
+            for (const chunk of patternChunks(size)) yield { chunk };
+          } else if (f) {
+            for (let i = 0; i < f.length; i += 64 * 1024)
+              yield { chunk: f.subarray(i, i + 64 * 1024) };
+          }
+        } finally {
+          state.active.reads--;
+        }
       },
       getHostInfo() {
         return {

@@ -2,11 +2,29 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { parse } from "yaml";
-import { startHarness } from "./harness.ts";
+import { DATABASES, startHarness, type Harness } from "./harness.ts";
+
+interface Schema {
+  $ref?: string;
+  type?: string;
+  format?: string;
+  enum?: unknown[];
+  default?: unknown;
+  minimum?: number;
+  pattern?: string;
+  properties?: Record<string, Schema>;
+  required?: string[];
+}
+
+interface Operation {
+  parameters?: Array<{ name: string; in: string; schema: Schema }>;
+  requestBody?: { content: Record<string, { schema: Schema }> };
+}
 
 interface Doc {
   openapi: string;
-  paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>>;
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, Schema> };
 }
 
 const METHODS = ["get", "post", "put", "patch", "delete"];
@@ -109,51 +127,215 @@ const JUNK_BODIES: Array<{ body: string | undefined; type?: string }> = [
   { body: "\u0000\u0001\u0002", type: "application/octet-stream" },
 ];
 
-test("every route answers junk with a 4xx in the error shape, never a 500", async () => {
-  const h = await startHarness("pglite");
-  try {
-    const created = await h.api("/v1/sandboxes", { method: "POST", json: {} });
-    const realId = ((await created.json()) as { sandbox_id: string }).sandbox_id;
-    const doc = (await (await h.api("/openapi.json", { key: null })).json()) as Doc;
-    let requests = 0;
-    for (const [path, ops] of Object.entries(doc.paths)) {
-      for (const method of Object.keys(ops).filter((m) => METHODS.includes(m))) {
-        const params = path.includes("{") ? [...JUNK_PARAMS, realId] : [""];
-        for (const param of params) {
-          // Deleting the real sandbox would only make later requests 409s; keep it.
-          if (method === "delete" && param === realId) continue;
-          const url =
-            path.replace(/\{[a-z_]+\}/g, param) +
-            "?limit=abc&type=nope&overwrite=maybe&next_token=%%%";
-          // A junk path parameter fails before the body is read: a few bodies are enough there.
-          const bodies = param === realId || param === "" ? JUNK_BODIES : JUNK_BODIES.slice(0, 3);
-          for (const junk of bodies) {
-            // Without credentials one junk body per route is enough: auth answers first.
-            for (const key of junk === JUNK_BODIES[2] ? [h.key, null] : [h.key]) {
-              const headers: Record<string, string> = {};
-              if (junk.type) headers["content-type"] = junk.type;
-              const res = await h.api(url, {
-                method: method.toUpperCase(),
-                key,
-                headers,
-                ...(junk.body !== undefined && method !== "get" ? { body: junk.body } : {}),
-              });
-              requests++;
-              const text = await res.text();
-              const where = `${method.toUpperCase()} ${url} body=${JSON.stringify(junk.body)?.slice(0, 60)} → ${res.status} ${text.slice(0, 200)}`;
-              assert.ok(res.status < 500, where);
-              if (res.status >= 400) {
-                const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-                assert.equal(typeof body.error?.code, "string", where);
-                assert.equal(typeof body.error?.message, "string", where);
+/** A 4xx must carry `{"error": {"code", "message"}}`; nothing may be a 5xx. */
+async function expectNo5xx(res: Response, where: string): Promise<void> {
+  const text = await res.text();
+  const what = `${where} → ${res.status} ${text.slice(0, 200)}`;
+  assert.ok(res.status < 500, what);
+  if (res.status >= 400) {
+    let body: { error?: { code?: unknown; message?: unknown } } = {};
+    assert.doesNotThrow(() => (body = JSON.parse(text) as typeof body), what);
+    assert.equal(typeof body.error?.code, "string", what);
+    assert.equal(typeof body.error?.message, "string", what);
+  }
+}
+
+for (const kind of DATABASES)
+  test(`every route answers junk with a 4xx in the error shape, never a 500 (${kind})`, async () => {
+    const h = await startHarness(kind);
+    try {
+      const created = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      const realId = ((await created.json()) as { sandbox_id: string }).sandbox_id;
+      const doc = (await (await h.api("/openapi.json", { key: null })).json()) as Doc;
+      let requests = 0;
+      for (const [path, ops] of Object.entries(doc.paths)) {
+        for (const method of Object.keys(ops).filter((m) => METHODS.includes(m))) {
+          const params = path.includes("{") ? [...JUNK_PARAMS, realId] : [""];
+          for (const param of params) {
+            // Deleting the real sandbox would only make later requests 409s; keep it.
+            if (method === "delete" && param === realId) continue;
+            const url =
+              path.replace(/\{[a-z_]+\}/g, param) +
+              "?limit=abc&type=nope&overwrite=maybe&next_token=%%%";
+            // A junk path parameter fails before the body is read: a few bodies are enough there.
+            const bodies = param === realId || param === "" ? JUNK_BODIES : JUNK_BODIES.slice(0, 3);
+            for (const junk of bodies) {
+              // Without credentials one junk body per route is enough: auth answers first.
+              for (const key of junk === JUNK_BODIES[2] ? [h.key, null] : [h.key]) {
+                const headers: Record<string, string> = {};
+                if (junk.type) headers["content-type"] = junk.type;
+                const res = await h.api(url, {
+                  method: method.toUpperCase(),
+                  key,
+                  headers,
+                  ...(junk.body !== undefined && method !== "get" ? { body: junk.body } : {}),
+                });
+                requests++;
+                const text = await res.text();
+                const where = `${method.toUpperCase()} ${url} body=${JSON.stringify(junk.body)?.slice(0, 60)} → ${res.status} ${text.slice(0, 200)}`;
+                assert.ok(res.status < 500, where);
+                if (res.status >= 400) {
+                  const body = JSON.parse(text) as {
+                    error?: { code?: unknown; message?: unknown };
+                  };
+                  assert.equal(typeof body.error?.code, "string", where);
+                  assert.equal(typeof body.error?.message, "string", where);
+                }
               }
             }
           }
         }
       }
+      assert.ok(requests > 300, `walked ${requests} requests`);
+    } finally {
+      await h.close();
     }
-    assert.ok(requests > 300, `walked ${requests} requests`);
-  } finally {
-    await h.close();
+  });
+
+/** Values that break one field at a time: types, bounds, NUL, sizes, odd Unicode. */
+const BAD_VALUES: unknown[] = [
+  "a\u0000b",
+  "\u0000",
+  "x".repeat(70_000),
+  "",
+  " ",
+  "../../../etc/passwd",
+  "é🙂",
+  "\ud800",
+  -1,
+  0,
+  1.5,
+  2 ** 53,
+  1e308,
+  -1e308,
+  true,
+  null,
+  [],
+  {},
+  ["a\u0000"],
+  { "k\u0000": "v\u0000" },
+];
+
+/** A valid value for a field, so that a body breaks only where a test breaks it. */
+function validValue(name: string, schema: Schema, ctx: { sandboxId: string }): unknown {
+  if (name === "sandbox_id") return ctx.sandboxId;
+  if (name === "email") return `fuzz-${crypto.randomUUID()}@example.com`;
+  if (name === "password") return "a long password";
+  if (name === "address") return "127.0.0.1:1";
+  if (name === "path") return "/tmp/fuzz";
+  if (name === "cmd") return "echo";
+  if (schema.default !== undefined) return schema.default;
+  if (schema.enum) return schema.enum[0];
+  switch (schema.type) {
+    case "integer":
+    case "number":
+      return schema.minimum ?? 1;
+    case "boolean":
+      return true;
+    case "array":
+      return [];
+    case "object":
+      return {};
+    default:
+      if (schema.format === "uuid") return crypto.randomUUID();
+      return schema.pattern?.startsWith("^[a-zA-Z0-9]") ? "fuzz-name" : "fuzz";
   }
-});
+}
+
+for (const kind of DATABASES)
+  test(`every field of every body and query, broken one at a time: 4xx in the error shape, never a 500 (${kind})`, async () => {
+    const h = await startHarness(kind);
+    try {
+      const created = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+      const sandboxId = ((await created.json()) as { sandbox_id: string }).sandbox_id;
+      const me = (await (await h.api("/v1/me")).json()) as { team_id: string };
+      // A host whose secret the test knows, so heartbeats get past authentication.
+      const hostSecret = "fuzz-host-secret-0123456789";
+      const hostId = await registerHost(h, "127.0.0.1:2", hostSecret);
+      const doc = (await (await h.api("/openapi.json", { key: null })).json()) as Doc;
+      const resolve = (s: Schema): Schema =>
+        s.$ref ? (doc.components.schemas[s.$ref.split("/").pop() ?? ""] ?? {}) : s;
+      const pathFor = (path: string) =>
+        path
+          .replace("{id}/members", `${me.team_id}/members`)
+          .replace("/hosts/{id}", `/hosts/${hostId}`)
+          .replace(/\{id\}/g, sandboxId)
+          .replace(/\{[a-z_]+\}/g, crypto.randomUUID());
+      let requests = 0;
+      const send = async (method: string, url: string, init: RequestInit & { json?: unknown }) => {
+        const headers = new Headers(init.headers);
+        if (url.endsWith("/heartbeat")) headers.set("authorization", `Bearer ${hostSecret}`);
+        const res = await h.api(url, { ...init, method, headers });
+        requests++;
+        const shown = JSON.stringify(init.json ?? "").slice(0, 80);
+        await expectNo5xx(res, `${method} ${url.slice(0, 100)} ${shown}`);
+      };
+      for (const [path, ops] of Object.entries(doc.paths)) {
+        for (const [method, op] of Object.entries(ops)) {
+          if (!METHODS.includes(method) || path.endsWith("/exec/stream")) continue;
+          const url = pathFor(path);
+          const M = method.toUpperCase();
+          // Query parameters, one at a time.
+          for (const param of (op.parameters ?? []).filter((p) => p.in === "query")) {
+            for (const bad of BAD_VALUES) {
+              const q = new URLSearchParams({ [param.name]: String(bad) });
+              const json = op.requestBody?.content["application/json"] ? {} : undefined;
+              await send(M, `${url}?${q}`, json ? { json } : {});
+            }
+          }
+          const schema = op.requestBody?.content["application/json"]?.schema;
+          if (!schema) continue;
+          const body = resolve(schema);
+          const props = Object.entries(body.properties ?? {});
+          const valid = async () => {
+            const v: Record<string, unknown> = {};
+            for (const [name, s] of props) v[name] = validValue(name, resolve(s), { sandboxId });
+            if (path === "/v1/hosts/register") v.token = await hostToken(h);
+            return v;
+          };
+          for (const [name] of props) {
+            for (const bad of BAD_VALUES)
+              await send(M, url, { json: { ...(await valid()), [name]: bad } });
+            // And the field missing.
+            const without = await valid();
+            delete without[name];
+            await send(M, url, { json: without });
+          }
+          // Keys the schema does not know are ignored, whatever they hold.
+          await send(M, url, { json: { ...(await valid()), "x\u0000": "\u0000", __proto__: 1 } });
+        }
+      }
+      // The multipart upload's fields.
+      for (const bad of BAD_VALUES.filter((v) => typeof v === "string")) {
+        for (const field of ["path", "user"]) {
+          const form = new FormData();
+          form.set("path", "/tmp/fuzz");
+          form.set(field, bad);
+          form.set("file", new Blob(["x"]));
+          await send("POST", `/v1/sandboxes/${sandboxId}/files/write`, { body: form });
+        }
+        const q = new URLSearchParams({ path: bad });
+        const form = new FormData();
+        form.set("file", new Blob(["x"]));
+        await send("POST", `/v1/sandboxes/${sandboxId}/files/write?${q}`, { body: form });
+      }
+      assert.ok(requests > 800, `sent ${requests} requests`);
+    } finally {
+      await h.close();
+    }
+  });
+
+async function hostToken(h: Harness): Promise<string> {
+  const res = await h.api("/v1/admin/host-tokens", { method: "POST", json: {} });
+  return ((await res.json()) as { token: string }).token;
+}
+
+async function registerHost(h: Harness, address: string, secret: string): Promise<string> {
+  const res = await h.api("/v1/hosts/register", {
+    method: "POST",
+    key: null,
+    json: { token: await hostToken(h), address, secret },
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  return ((await res.json()) as { host_id: string }).host_id;
+}

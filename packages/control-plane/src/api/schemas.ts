@@ -1,12 +1,24 @@
 import { z } from "@hono/zod-openapi";
 
-/** Template, snapshot, key and team names. */
+/** Template and snapshot names (an agent's files are named after them). */
 export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 
 export const Name = z
   .string()
   .regex(NAME_PATTERN, "must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
   .openapi({ example: "my-template" });
+
+/**
+ * Free text the API stores or hands on: PostgreSQL's text cannot hold NUL, and
+ * neither can a path, argument or environment variable, so NUL is bad input (400)
+ * rather than a failed query (500) or a failed spawn in the guest (502).
+ */
+export const Text = (max: number) =>
+  z
+    .string()
+    .max(max)
+    // eslint-disable-next-line no-control-regex -- NUL is the character this rejects
+    .regex(/^[^\u0000]*$/, "must not contain NUL characters");
 
 export const ErrorSchema = z
   .object({
@@ -64,7 +76,7 @@ export const SignupBody = z
   .object({
     email: z.email().max(254),
     password: z.string().min(8).max(256),
-    name: z.string().max(128).optional(),
+    name: Text(128).optional(),
   })
   .openapi("SignupRequest");
 
@@ -102,7 +114,7 @@ export const Me = z
   })
   .openapi("Me");
 
-export const CreateTeamBody = z.object({ name: z.string().min(1).max(128) }).openapi("CreateTeam");
+export const CreateTeamBody = z.object({ name: Text(128).min(1) }).openapi("CreateTeam");
 
 export const TeamParams = z.object({
   id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
@@ -121,9 +133,7 @@ export const MemberParams = z.object({
   user_id: z.uuid().openapi({ param: { name: "user_id", in: "path" } }),
 });
 
-export const CreateApiKeyBody = z
-  .object({ name: z.string().min(1).max(128) })
-  .openapi("CreateApiKey");
+export const CreateApiKeyBody = z.object({ name: Text(128).min(1) }).openapi("CreateApiKey");
 
 export const ApiKey = z
   .object({
@@ -163,11 +173,9 @@ export const CreateSandboxBody = z
     memory_mb: z.number().int().min(128).max(262144).default(512),
     timeout_sec: z.number().int().min(1).max(86400).default(300),
     disk_size_mb: z.number().int().min(512).max(1048576).default(20480),
-    env_vars: z.record(z.string().max(256), z.string().max(8192)).optional(),
-    client_request_id: z
-      .string()
+    env_vars: z.record(Text(256), Text(8192)).optional(),
+    client_request_id: Text(128)
       .min(1)
-      .max(128)
       .optional()
       .openapi({ description: "Creating twice with the same id creates one sandbox" }),
   })
@@ -192,21 +200,19 @@ export const Sandbox = z
 
 export const ListSandboxesQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  next_token: z
-    .string()
-    .max(200)
+  next_token: Text(200)
     .optional()
     .openapi({ description: "From the X-Next-Token header of the previous page" }),
 });
 
 export const ExecBody = z
   .object({
-    cmd: z.string().min(1).max(4096),
-    args: z.array(z.string().max(65536)).max(1024).default([]),
+    cmd: Text(4096).min(1),
+    args: z.array(Text(65536)).max(1024).default([]),
     timeout_sec: z.number().int().min(1).max(3600).default(60),
-    envs: z.record(z.string().max(256), z.string().max(8192)).optional(),
-    cwd: z.string().max(4096).optional(),
-    user: z.string().max(64).optional(),
+    envs: z.record(Text(256), Text(8192)).optional(),
+    cwd: Text(4096).optional(),
+    user: Text(64).optional(),
   })
   .openapi("Exec");
 
@@ -224,9 +230,11 @@ export const ResumeBody = z
   .object({ timeout_sec: z.number().int().min(1).max(86400).optional() })
   .openapi("Resume");
 
-export const FilePath = z.string().min(1).max(4096);
+export const FilePath = Text(4096).min(1);
 
-export const ReadFileBody = z.object({ path: FilePath, user: z.string().max(64).optional() });
+export const FileUser = Text(64);
+
+export const ReadFileBody = z.object({ path: FilePath, user: FileUser.optional() });
 
 export const WrittenFile = z.object({ path: z.string(), size: z.number().int() }).openapi("File");
 
@@ -285,7 +293,7 @@ export const HostSecret = z
 
 export const RegisterHostBody = z
   .object({
-    token: z.string().min(1).max(200),
+    token: Text(200).min(1),
     address: z
       .string()
       .min(1)
@@ -322,9 +330,9 @@ export const HeartbeatBody = z
       .int()
       .min(0)
       .max(2 ** 31 - 1),
-    vmm: z.string().max(64).optional(),
-    storage: z.string().max(64).optional(),
-    version: z.string().max(64).optional(),
+    vmm: Text(64).optional(),
+    storage: Text(64).optional(),
+    version: Text(64).optional(),
   })
   .openapi("Heartbeat");
 

@@ -6,9 +6,10 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import { fromAgentError } from "../../errors.ts";
 import type { SandboxService } from "../../sandboxes.ts";
 import type { Deps } from "../context.ts";
-import { router, security } from "../router.ts";
+import { describeIssues, router, security } from "../router.ts";
 import {
   FilePath,
+  FileUser,
   IdParams,
   ReadFileBody,
   WrittenFile,
@@ -39,14 +40,14 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     security,
     request: {
       params: IdParams,
-      query: z.object({ path: FilePath.optional(), user: z.string().max(64).optional() }),
+      query: z.object({ path: FilePath.optional(), user: FileUser.optional() }),
       body: {
         required: true,
         content: {
           "multipart/form-data": {
             schema: z.object({
               path: FilePath,
-              user: z.string().optional(),
+              user: FileUser.optional(),
               file: z.string().openapi({ type: "string", format: "binary" }),
             }),
           },
@@ -94,12 +95,15 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
         }
         sawFile = true;
         const checked = FilePath.safeParse(path);
-        if (!checked.success) {
+        const checkedUser = FileUser.safeParse(user);
+        if (!checked.success || !checkedUser.success) {
           stream.resume();
           reject(
             new WrennError(
               "invalid_argument",
-              "send the `path` field before the `file` part, or pass ?path=",
+              path === undefined
+                ? "send the `path` field before the `file` part, or pass ?path="
+                : `bad ${checked.success ? "user" : "path"}: ${describeIssues((checked.error ?? checkedUser.error)?.issues ?? [])}`,
             ),
           );
           return;
