@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import WebSocket from "ws";
-import { startHarness } from "./harness.ts";
+import { DATABASES, startHarness, type Harness } from "./harness.ts";
 
 type Json = Record<string, unknown>;
 
@@ -40,111 +41,324 @@ function multipart(
   });
 }
 
-test("files stream end to end; WebSocket exec streams events", async () => {
+for (const kind of DATABASES)
+  test(`files stream end to end; WebSocket exec streams events (${kind})`, async () => {
+    const h = await startHarness(kind);
+    try {
+      const id = String(
+        ((await (await h.api("/v1/sandboxes", { method: "POST", json: {} })).json()) as Json)
+          .sandbox_id,
+      );
+      const agent = h.agents[0]!;
+
+      // Small file: write with FormData, read back the bytes.
+      const form = new FormData();
+      form.set("path", "/home/user/hello.txt");
+      form.set("file", new Blob(["hello wrenn"]), "hello.txt");
+      const w = await h.api(`/v1/sandboxes/${id}/files/write`, { method: "POST", body: form });
+      assert.equal(w.status, 200, await w.clone().text());
+      assert.deepEqual(await w.json(), { path: "/home/user/hello.txt", size: 11 });
+      const r = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/home/user/hello.txt" },
+      });
+      assert.equal(r.status, 200);
+      assert.equal(await r.text(), "hello wrenn");
+      const missing = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/nope" },
+      });
+      assert.equal(missing.status, 404);
+      const noPath = await h.api(`/v1/sandboxes/${id}/files/write`, {
+        method: "POST",
+        headers: { "content-type": "multipart/form-data; boundary=b" },
+        body: multipart("b", null, 10),
+        duplex: "half",
+      } as RequestInit);
+      assert.equal(noPath.status, 400);
+
+      // 8 MiB round trip, read in chunks.
+      const eight = 8 << 20;
+      const w8 = await h.api(`/v1/sandboxes/${id}/files/write?path=/big`, {
+        method: "POST",
+        headers: { "content-type": "multipart/form-data; boundary=b" },
+        body: multipart("b", null, eight),
+        duplex: "half",
+      } as RequestInit);
+      assert.deepEqual(await w8.json(), { path: "/big", size: eight });
+      const r8 = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/big" },
+      });
+      let got = 0;
+      for await (const c of r8.body as unknown as AsyncIterable<Uint8Array>) got += c.length;
+      assert.equal(got, eight);
+
+      // The agent gets the upload in chunks as it arrives (1 GiB in bounded memory: large-files.test.ts).
+      assert.ok(agent.maxChunk > 0 && agent.maxChunk <= 1 << 20, `largest chunk ${agent.maxChunk}`);
+
+      // WebSocket exec stream.
+      const events = await new Promise<Json[]>((resolve, reject) => {
+        const ws = new WebSocket(
+          `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream`,
+          {
+            headers: { "x-api-key": h.key },
+          },
+        );
+        const got: Json[] = [];
+        ws.on("open", () => ws.send(JSON.stringify({ cmd: "echo", args: ["a", "b"] })));
+        ws.on("message", (m) => got.push(JSON.parse(String(m)) as Json));
+        ws.on("close", () => resolve(got));
+        ws.on("error", reject);
+      });
+      assert.deepEqual(events, [
+        { type: "start", pid: 42 },
+        { type: "stdout", data: Buffer.from("a").toString("base64") },
+        { type: "stdout", data: Buffer.from("b").toString("base64") },
+        { type: "end", exit_code: 0, error: "" },
+      ]);
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(
+          `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream`,
+        );
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on("error", () => {});
+      });
+      assert.equal(refused, 401);
+      const badFirst = await new Promise<Json[]>((resolve) => {
+        const ws = new WebSocket(
+          `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream?token=${h.token}`,
+        );
+        const got: Json[] = [];
+        ws.on("open", () => ws.send("{nope"));
+        ws.on("message", (m) => got.push(JSON.parse(String(m)) as Json));
+        ws.on("close", () => resolve(got));
+      });
+      assert.equal(badFirst[0]?.type, "error");
+      assert.equal(badFirst[0]?.code, "invalid_argument");
+    } finally {
+      await h.close();
+    }
+  });
+
+async function until(what: string, probe: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function newSandbox(h: Harness): Promise<string> {
+  const res = await h.api("/v1/sandboxes", { method: "POST", json: {} });
+  assert.equal(res.status, 201);
+  return String(((await res.json()) as Json).sandbox_id);
+}
+
+const wsUrl = (h: Harness, id: string, query = "") =>
+  `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream${query}`;
+
+test("a client that goes away ends the agent's side: upload, download, exec stream", async () => {
   const h = await startHarness("pglite");
   try {
-    const id = String(
-      ((await (await h.api("/v1/sandboxes", { method: "POST", json: {} })).json()) as Json)
-        .sandbox_id,
-    );
+    const id = await newSandbox(h);
     const agent = h.agents[0]!;
 
-    // Small file: write with FormData, read back the bytes.
-    const form = new FormData();
-    form.set("path", "/home/user/hello.txt");
-    form.set("file", new Blob(["hello wrenn"]), "hello.txt");
-    const w = await h.api(`/v1/sandboxes/${id}/files/write`, { method: "POST", body: form });
-    assert.equal(w.status, 200, await w.clone().text());
-    assert.deepEqual(await w.json(), { path: "/home/user/hello.txt", size: 11 });
-    const r = await h.api(`/v1/sandboxes/${id}/files/read`, {
-      method: "POST",
-      json: { path: "/home/user/hello.txt" },
-    });
-    assert.equal(r.status, 200);
-    assert.equal(await r.text(), "hello wrenn");
-    const missing = await h.api(`/v1/sandboxes/${id}/files/read`, {
-      method: "POST",
-      json: { path: "/nope" },
-    });
-    assert.equal(missing.status, 404);
-    const noPath = await h.api(`/v1/sandboxes/${id}/files/write`, {
-      method: "POST",
-      headers: { "content-type": "multipart/form-data; boundary=b" },
-      body: multipart("b", null, 10),
-      duplex: "half",
-    } as RequestInit);
-    assert.equal(noPath.status, 400);
+    // An upload cut off mid-way: the agent's WriteFileStream fails, nothing is written.
+    const upload = new AbortController();
+    const body = multipart("cut", "/cut", 1 << 30);
+    const res = h
+      .api(`/v1/sandboxes/${id}/files/write`, {
+        method: "POST",
+        headers: { "content-type": "multipart/form-data; boundary=cut" },
+        body,
+        duplex: "half",
+        signal: upload.signal,
+      } as RequestInit)
+      .catch((err: unknown) => err);
+    await until("the upload to reach the agent", () => agent.active.writes === 1, 10_000);
+    upload.abort();
+    assert.ok((await res) instanceof Error, "the aborted upload has no response");
+    await until("the agent's write stream to end", () => agent.active.writes === 0);
+    assert.equal(agent.written.has(`${id}:/cut`), false, "a cut-off upload is not a file");
 
-    // 8 MiB round trip, read in chunks.
-    const eight = 8 << 20;
-    const w8 = await h.api(`/v1/sandboxes/${id}/files/write?path=/big`, {
+    // A download the client stops reading: the agent's ReadFileStream is cancelled.
+    agent.generated.set(`${id}:/gen`, 1 << 30);
+    const download = new AbortController();
+    const read = await h.api(`/v1/sandboxes/${id}/files/read`, {
       method: "POST",
-      headers: { "content-type": "multipart/form-data; boundary=b" },
-      body: multipart("b", null, eight),
-      duplex: "half",
-    } as RequestInit);
-    assert.deepEqual(await w8.json(), { path: "/big", size: eight });
-    const r8 = await h.api(`/v1/sandboxes/${id}/files/read`, {
-      method: "POST",
-      json: { path: "/big" },
+      json: { path: "/gen" },
+      signal: download.signal,
     });
+    assert.equal(read.status, 200);
+    const reader = read.body!.getReader();
     let got = 0;
-    for await (const c of r8.body as unknown as AsyncIterable<Uint8Array>) got += c.length;
-    assert.equal(got, eight);
+    while (got < 4 << 20) got += (await reader.read()).value?.length ?? 0;
+    assert.equal(agent.active.reads, 1);
+    download.abort();
+    await until("the agent's read stream to end", () => agent.active.reads === 0);
 
-    // 256 MiB upload: memory stays flat because nothing buffers the file.
-    const size = 256 << 20;
-    const before = process.memoryUsage().rss;
-    let peak = before;
-    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
-    const big = await h.api(`/v1/sandboxes/${id}/files/write`, {
-      method: "POST",
-      headers: { "content-type": "multipart/form-data; boundary=zz" },
-      body: multipart("zz", "/huge", size),
-      duplex: "half",
-    } as RequestInit);
-    clearInterval(sampler);
-    assert.deepEqual(await big.json(), { path: "/huge", size });
-    const grew = (peak - before) / (1 << 20);
-    console.log(
-      `256 MiB upload: RSS grew ${grew.toFixed(0)} MiB, largest chunk to the agent ${agent.maxChunk} bytes`,
-    );
-    assert.ok(grew < 128, `RSS grew ${grew.toFixed(0)} MiB during a 256 MiB upload`);
-
-    // WebSocket exec stream.
-    const events = await new Promise<Json[]>((resolve, reject) => {
-      const ws = new WebSocket(`${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream`, {
-        headers: { "x-api-key": h.key },
+    // An exec stream whose socket closes: the command is cancelled on the agent.
+    const ws = new WebSocket(wsUrl(h, id), { headers: { "x-api-key": h.key } });
+    const started = new Promise<void>((resolve, reject) => {
+      ws.on("message", (m) => {
+        if ((JSON.parse(String(m)) as Json).type === "start") resolve();
       });
-      const got: Json[] = [];
-      ws.on("open", () => ws.send(JSON.stringify({ cmd: "echo", args: ["a", "b"] })));
-      ws.on("message", (m) => got.push(JSON.parse(String(m)) as Json));
-      ws.on("close", () => resolve(got));
       ws.on("error", reject);
     });
-    assert.deepEqual(events, [
-      { type: "start", pid: 42 },
-      { type: "stdout", data: Buffer.from("a").toString("base64") },
-      { type: "stdout", data: Buffer.from("b").toString("base64") },
-      { type: "end", exit_code: 0, error: "" },
-    ]);
-    const refused = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(`${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream`);
-      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on("error", () => {});
+    ws.on("open", () => ws.send(JSON.stringify({ cmd: "hang" })));
+    await started;
+    await until("the command to run", () => agent.active.execs === 1);
+    ws.close();
+    await until("the agent's exec stream to end", () => agent.active.execs === 0);
+
+    // And the sandbox still answers.
+    const exec = await h.api(`/v1/sandboxes/${id}/exec`, { method: "POST", json: { cmd: "true" } });
+    assert.equal(exec.status, 200);
+  } finally {
+    await h.close();
+  }
+});
+
+interface Refusal {
+  status: number;
+  body: { error?: { code?: string; message?: string } };
+}
+
+/** A handshake the server refuses: its status and JSON body. */
+function refusal(url: string, headers: Record<string, string> = {}): Promise<Refusal> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on("unexpected-response", (_req, res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
     });
-    assert.equal(refused, 401);
-    const badFirst = await new Promise<Json[]>((resolve) => {
-      const ws = new WebSocket(
-        `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream?token=${h.token}`,
-      );
-      const got: Json[] = [];
-      ws.on("open", () => ws.send("{nope"));
-      ws.on("message", (m) => got.push(JSON.parse(String(m)) as Json));
-      ws.on("close", () => resolve(got));
+    ws.on("open", () => {
+      ws.close();
+      reject(new Error(`${url} opened`));
     });
-    assert.equal(badFirst[0]?.type, "error");
-    assert.equal(badFirst[0]?.code, "invalid_argument");
+    ws.on("error", () => {});
+  });
+}
+
+/** Opens a stream, sends one message, collects the events and the close code. */
+function conversation(
+  url: string,
+  message: string | Buffer,
+  headers: Record<string, string>,
+  binary = Buffer.isBuffer(message),
+): Promise<{ events: Json[]; code: number }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    const events: Json[] = [];
+    ws.on("open", () => ws.send(message, { binary }));
+    ws.on("message", (m) => events.push(JSON.parse(String(m)) as Json));
+    ws.on("close", (code) => resolve({ events, code }));
+    ws.on("error", reject);
+  });
+}
+
+function rawUpgrade(url: string, headers: Record<string, string>): Promise<Refusal> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers });
+    req.on("upgrade", () => reject(new Error("upgraded")));
+    req.on("response", (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+test("the exec WebSocket answers malformed handshakes and messages in the error shape", async () => {
+  const h = await startHarness("pglite");
+  try {
+    const id = await newSandbox(h);
+    const paused = await newSandbox(h);
+    await h.api(`/v1/sandboxes/${paused}/pause`, { method: "POST" });
+    const other = await h.api("/v1/auth/signup", {
+      method: "POST",
+      key: null,
+      json: { email: "ws-other@example.com", password: "a long password" },
+    });
+    const otherToken = ((await other.json()) as { token: string }).token;
+    const key = { "x-api-key": h.key };
+    const base = h.cp.url.replace("http", "ws");
+
+    const refusals: Array<[string, Promise<Refusal>, number, string]> = [
+      ["no credentials", refusal(wsUrl(h, id)), 401, "unauthenticated"],
+      ["a malformed key", refusal(wsUrl(h, id), { "x-api-key": "wrn_x" }), 401, "unauthenticated"],
+      ["a forged session", refusal(wsUrl(h, id, "?token=eyJ.x.y")), 401, "unauthenticated"],
+      ["an id in capitals", refusal(wsUrl(h, "ABC"), key), 404, "not_found"],
+      ["an unknown sandbox", refusal(wsUrl(h, "nosuchsandbox"), key), 404, "not_found"],
+      ["another team's sandbox", refusal(wsUrl(h, id, `?token=${otherToken}`)), 404, "not_found"],
+      ["a paused sandbox", refusal(wsUrl(h, paused), key), 409, "failed_precondition"],
+      ["another path", refusal(`${base}/v1/sandboxes`, key), 404, "not_found"],
+      [
+        "an upgrade that is not a WebSocket",
+        rawUpgrade(wsUrl(h, id).replace("ws", "http"), {
+          ...key,
+          connection: "upgrade",
+          upgrade: "websocket",
+        }),
+        400,
+        "invalid_argument",
+      ],
+    ];
+    for (const [what, pending, status, code] of refusals) {
+      const r = await pending;
+      assert.equal(r.status, status, `${what}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.code, code, what);
+      assert.equal(typeof r.body.error?.message, "string", what);
+    }
+    // A plain GET (no upgrade) is no route.
+    const plain = await h.api(`/v1/sandboxes/${id}/exec/stream`);
+    assert.equal(plain.status, 404);
+    assert.equal(((await plain.json()) as Refusal["body"]).error?.code, "not_found");
+
+    const messages: Array<[string, string | Buffer]> = [
+      ["not JSON", "{nope"],
+      ["a binary frame", Buffer.from(JSON.stringify({ cmd: "echo" }))],
+      ["JSON null", "null"],
+      ["a JSON array", "[]"],
+      ["no cmd", "{}"],
+      ["a number for cmd", JSON.stringify({ cmd: 1 })],
+      ["NUL in cmd", JSON.stringify({ cmd: "ec\u0000ho" })],
+      ["a negative timeout", JSON.stringify({ cmd: "echo", timeout_sec: -1 })],
+      ["1.5 MiB", JSON.stringify({ cmd: "echo", args: ["x".repeat(3 << 19)] })],
+    ];
+    for (const [what, message] of messages) {
+      const { events, code } = await conversation(wsUrl(h, id), message, key);
+      assert.equal(events.length, 1, `${what}: ${JSON.stringify(events)}`);
+      assert.equal(events[0]?.type, "error", what);
+      assert.equal(events[0]?.code, "invalid_argument", what);
+      assert.equal(events[0]?.status, 400, what);
+      assert.equal(typeof events[0]?.message, "string", what);
+      assert.equal(code, 1011, what);
+    }
+    // Past 4 MiB the WebSocket layer itself closes with 1009 (message too big).
+    const huge = await conversation(wsUrl(h, id), "x".repeat(5 << 20), key);
+    assert.equal(huge.code, 1009);
+    // A text frame that is not UTF-8: 1007; either way the server lives on.
+    const latin = await conversation(wsUrl(h, id), Buffer.from([0x7b, 0xff, 0x7d]), key, false);
+    assert.equal(latin.code, 1007);
+
+    // The agent's own failures come as error events with their status.
+    const failed = await conversation(
+      wsUrl(h, id),
+      JSON.stringify({ cmd: "echo", args: ["a"] }),
+      key,
+    );
+    assert.equal(failed.events.at(-1)?.type, "end");
+    h.agents[0]!.sandboxes.delete(id);
+    const gone = await conversation(wsUrl(h, id), JSON.stringify({ cmd: "echo" }), key);
+    assert.deepEqual(
+      gone.events.map((e) => [e.type, e.code, e.status]),
+      [["error", "not_found", 404]],
+    );
   } finally {
     await h.close();
   }

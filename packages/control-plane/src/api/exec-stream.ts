@@ -10,6 +10,9 @@ import type { Deps } from "./context.ts";
 import { describeIssues } from "./router.ts";
 import { ExecBody } from "./schemas.ts";
 
+/** The exec message's size limit, as for REST bodies. */
+const MESSAGE_LIMIT = 1 << 20;
+
 export const EXEC_STREAM_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec\/stream$/;
 
 /**
@@ -20,7 +23,8 @@ export const EXEC_STREAM_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec\/strea
  * then closes. Closing the socket early cancels the command.
  */
 export function attachExecStream(server: Server, deps: Deps, service: SandboxService): () => void {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  // Room above the 1 MiB limit, so a message just past it gets an error event, not only a 1009 close.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MESSAGE_LIMIT });
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void upgrade(req, socket, head).catch((err: unknown) => {
       const { status, body } = toErrorResponse(err);
@@ -34,6 +38,7 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
     const url = new URL(req.url ?? "/", "http://localhost");
     const match = EXEC_STREAM_PATH.exec(url.pathname);
     if (!match?.[1]) throw new WrennError("not_found", `no WebSocket route at ${url.pathname}`);
+    checkHandshake(req);
     const auth = req.headers.authorization;
     const caller = await authenticate(deps.db, deps.sessions, {
       apiKey: header(req, "x-api-key") ?? url.searchParams.get("api_key"),
@@ -58,7 +63,25 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
       ws.close(1011, e.code);
     };
     ws.on("close", () => abort.abort());
+    // A protocol violation (a frame past maxPayload, bad UTF-8): `ws` closes the socket
+    // with the matching code; without a listener the error would crash the process.
+    ws.on("error", (err) => {
+      deps.log.debug({ sandboxId, err: messageOf(err) }, "exec stream protocol error");
+      abort.abort();
+    });
     ws.once("message", (data, isBinary) => {
+      const size = Array.isArray(data)
+        ? data.reduce((n, b) => n + b.length, 0)
+        : (data as Buffer | ArrayBuffer).byteLength;
+      if (size > MESSAGE_LIMIT) {
+        fail(
+          new WrennError(
+            "invalid_argument",
+            `the exec message is limited to ${MESSAGE_LIMIT} bytes, got ${size}`,
+          ),
+        );
+        return;
+      }
       let parsed: unknown;
       try {
         parsed = JSON.parse(isBinary ? "" : String(data));
@@ -116,6 +139,26 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
     for (const ws of wss.clients) ws.terminate();
     wss.close();
   };
+}
+
+/**
+ * What `ws` would refuse with a bare text 400, refused first in the API's
+ * error shape: anything but a version 13 (or 8) WebSocket GET with a key.
+ */
+function checkHandshake(req: IncomingMessage): void {
+  const key = header(req, "sec-websocket-key") ?? "";
+  const version = header(req, "sec-websocket-version");
+  if (
+    req.method !== "GET" ||
+    header(req, "upgrade")?.toLowerCase() !== "websocket" ||
+    !/^[+/0-9A-Za-z]{22}==$/.test(key) ||
+    (version !== "13" && version !== "8")
+  ) {
+    throw new WrennError(
+      "invalid_argument",
+      "this route takes a WebSocket handshake: GET with Upgrade: websocket, Sec-WebSocket-Key and Sec-WebSocket-Version: 13",
+    );
+  }
 }
 
 function header(req: IncomingMessage, name: string): string | null {
