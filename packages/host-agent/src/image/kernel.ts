@@ -29,6 +29,8 @@ const APPLETS = [
   "sh",
   "mount",
   "umount",
+  "mkdir",
+  "ln",
   "insmod",
   "ifconfig",
   "route",

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmod,
@@ -15,6 +16,7 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import { IMAGES_DIR } from "./kernel.ts";
@@ -25,9 +27,15 @@ const MiB = 1024 * 1024;
 const RECIPE_DIR = join(IMAGES_DIR, "minimal");
 /** Bump when the base stage's steps change in a way its inputs do not show. */
 const BASE_RECIPE_VERSION = "1";
+/** Likewise for stage 2 (Node, envd, its compile cache, the init). */
+const IMAGE_RECIPE_VERSION = "2";
 /** Where envd and its native addons live in the guest. */
 export const GUEST_ENVD_DIR = "/opt/wrenn/envd";
+export const GUEST_ENVD_BUNDLE = `${GUEST_ENVD_DIR}/envd.cjs`;
+/** envd's V8 code cache: wrenn-init starts envd with NODE_COMPILE_CACHE pointing here. */
+export const GUEST_COMPILE_CACHE = `${GUEST_ENVD_DIR}/compile-cache`;
 export const GUEST_NODE = "/usr/local/bin/node";
+const WARM_UP_TIMEOUT_MS = 60_000;
 
 export interface RootfsInputs {
   template: string;
@@ -167,6 +175,7 @@ export async function rootfsInputsHash(inputs: RootfsInputs): Promise<string> {
   const packages = await packageList();
   return sha(
     BASE_RECIPE_VERSION,
+    IMAGE_RECIPE_VERSION,
     debianSuite(),
     debianMirror(),
     packages.join(","),
@@ -175,6 +184,80 @@ export async function rootfsInputsHash(inputs: RootfsInputs): Promise<string> {
     inputs.envdSha256,
     inputs.nodeVersion,
   );
+}
+
+/**
+ * Starts envd once in the tree, as the guest does (the same Node binary, the
+ * same path, NODE_COMPILE_CACHE set), answers /health and /init, and stops
+ * it: V8 writes the code of what ran into GUEST_COMPILE_CACHE at exit, so the
+ * guest's envd skips parsing and compiling its bundle at every boot. Also
+ * proves the bundle starts in the guest's userland before any VM does.
+ */
+export async function warmCompileCache(tree: string): Promise<void> {
+  await mkdir(join(tree, GUEST_COMPILE_CACHE), { recursive: true });
+  const child = spawn(
+    "chroot",
+    [tree, GUEST_NODE, GUEST_ENVD_BUNDLE, "--port", "0", "--host", "127.0.0.1"],
+    {
+      env: {
+        PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        NODE_COMPILE_CACHE: GUEST_COMPILE_CACHE,
+      },
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("error", () => resolve(null));
+    child.once("exit", (code) => resolve(code));
+  });
+  let output = "";
+  const failed = (why: string) =>
+    new WrennError(
+      "internal",
+      `envd did not run in the image (${why}): ${output.trim().slice(-2000)}`,
+    );
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(failed("no 'envd listening' in time")),
+        WARM_UP_TIMEOUT_MS,
+      );
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (chunk: string) => {
+        output += chunk;
+        const m = /"url":"(http:\/\/[^"]+)"[^\n]*"envd listening"/.exec(output);
+        if (m?.[1]) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        reject(failed(`exit ${code}`));
+      });
+    });
+    // The first requests of every sandbox, so their code is cached too.
+    const health = await fetch(`${url}/health`);
+    const init = await fetch(`${url}/init`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    if (health.status !== 204 || init.status !== 204) {
+      throw failed(`/health ${health.status}, /init ${init.status}`);
+    }
+    child.kill("SIGTERM");
+    const code = await Promise.race([exited, sleep(WARM_UP_TIMEOUT_MS, "timeout", { ref: false })]);
+    if (code !== 0) throw failed(`exit ${code} on SIGTERM`);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  }
+  if ((await readdir(join(tree, GUEST_COMPILE_CACHE), { recursive: true })).length === 0) {
+    throw new WrennError("internal", `envd wrote no compile cache into ${GUEST_COMPILE_CACHE}`);
+  }
 }
 
 /**
@@ -222,6 +305,8 @@ export async function buildRootfs(
     await runCommand("chroot", [tree, GUEST_NODE, "--version"]).catch((err: unknown) => {
       throw new WrennError("internal", `Node does not run in the guest tree: ${messageOf(err)}`);
     });
+    progress.step(`rootfs ${inputs.template}: warming envd's compile cache`);
+    await warmCompileCache(tree);
     await copyFile(join(RECIPE_DIR, "wrenn-init"), join(tree, GUEST_INIT));
     await chmod(join(tree, GUEST_INIT), 0o755);
     await writeFile(
