@@ -72,6 +72,15 @@ export function qemuArgs(opts: {
   incoming: boolean;
 }): string[] {
   const m = opts.machine;
+  // Under TCG: the guest's TSC is the host's, but the kernel's watchdog checks
+  // it against jiffies, which lag whenever the host is busy, and then drops
+  // to the jiffies clocksource (4 ms clock, no vDSO: every clock read a
+  // syscall). And TCG does not speculate, so Spectre mitigations (retpolines)
+  // are pure cost. Added only when missing: a re-adopted VM's arguments,
+  // read back from its command line, already carry them.
+  const tcgArgs = opts.accel === "tcg" ? ["tsc=reliable", "mitigations=off"] : [];
+  const have = new Set(m.bootArgs.split(/\s+/));
+  const bootArgs = [m.bootArgs, ...tcgArgs.filter((a) => !have.has(a))].join(" ").trim();
   return [
     "-name",
     `wrenn-${opts.vmId}`,
@@ -99,7 +108,7 @@ export function qemuArgs(opts: {
     m.kernelPath,
     ...(m.initrdPath ? ["-initrd", m.initrdPath] : []),
     "-append",
-    m.bootArgs,
+    bootArgs,
     "-serial",
     `file:${opts.consolePath}`,
     "-drive",
