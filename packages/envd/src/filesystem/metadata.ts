@@ -1,5 +1,17 @@
-import { getAttribute, listAttributes, removeAttribute, setAttribute } from "@napi-rs/xattr";
+import { createRequire } from "node:module";
+import type * as Xattr from "@napi-rs/xattr";
 import { errnoOf } from "./errors.ts";
+
+let xattrModule: typeof Xattr | undefined;
+
+/**
+ * The addon loads on first use, not at envd's start: a sandbox's boot waits
+ * for envd to listen, and nothing before the first file call needs xattrs.
+ */
+function xattr(): typeof Xattr {
+  xattrModule ??= createRequire(import.meta.url)("@napi-rs/xattr") as typeof Xattr;
+  return xattrModule;
+}
 
 /** File metadata lives in extended attributes, so it follows the file through moves. */
 const PREFIX = "user.e2b.";
@@ -14,14 +26,16 @@ export async function readMetadata(path: string): Promise<Record<string, string>
   const metadata: Record<string, string> = {};
   let names: string[];
   try {
-    names = await listAttributes(path);
+    names = await xattr().listAttributes(path);
   } catch (err) {
     if (unsupported(err) || errnoOf(err) === "ENOENT") return metadata;
     throw err;
   }
   for (const name of names) {
     if (!name.startsWith(PREFIX)) continue;
-    const value = await getAttribute(path, name).catch(() => null);
+    const value = await xattr()
+      .getAttribute(path, name)
+      .catch(() => null);
     if (value !== null) metadata[name.slice(PREFIX.length)] = value.toString("utf8");
   }
   return metadata;
@@ -29,6 +43,7 @@ export async function readMetadata(path: string): Promise<Record<string, string>
 
 /** Replaces the file's metadata with exactly `metadata`. */
 export async function writeMetadata(path: string, metadata: Record<string, string>): Promise<void> {
+  const { listAttributes, removeAttribute, setAttribute } = xattr();
   const old = await listAttributes(path).catch((err: unknown) => {
     if (unsupported(err)) return [];
     throw err;
