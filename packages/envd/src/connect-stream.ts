@@ -185,6 +185,8 @@ export function streamRoute<I extends DescMessage, O extends DescMessage>(
         }
         check(call);
         const input = parseRequest(method.input, await readBody(req), binary);
+        // Gone or past its deadline while the body came in: start nothing.
+        aborter.signal.throwIfAborted();
         res.writeHead(200, {
           "content-type": binary ? "application/connect+proto" : "application/connect+json",
         });

@@ -3,7 +3,11 @@
 // on the wire: checked here byte-level and through Connect clients.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport } from "@connectrpc/connect-node";
@@ -211,6 +215,37 @@ describe("lean Connect streams", () => {
     // The process outlives its stream; end it here.
     const pid = first?.event?.event.case === "start" ? first.event.event.value.pid : 0;
     process.kill(-pid, "SIGKILL");
+  });
+
+  test("a call past its deadline before its body arrived starts nothing", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-lean-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const marker = join(dir, "started");
+    const raw = await new Promise<Raw>((resolve, reject) => {
+      const req = request(
+        `${envd.url}/process.Process/Start`,
+        { method: "POST", headers: { ...binary, "connect-timeout-ms": "50" } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const buf = Buffer.concat(chunks);
+            const length = buf.readUInt32BE(1);
+            resolve({
+              status: res.statusCode ?? 0,
+              contentType: res.headers["content-type"],
+              frames: [{ flags: buf[0]!, data: buf.subarray(5, 5 + length) }],
+            });
+          });
+        },
+      );
+      req.on("error", reject);
+      req.flushHeaders();
+      setTimeout(() => req.end(startFrame("touch", [marker])), 300);
+    });
+    assert.equal(endOf(raw).error?.code, "deadline_exceeded");
+    await sleep(200);
+    await assert.rejects(stat(marker), { code: "ENOENT" }, "the process was never started");
   });
 
   test("protocol errors come back in the end-stream message, with Connect's codes", async () => {
