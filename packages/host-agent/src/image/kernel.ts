@@ -17,7 +17,7 @@ import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { type KernelFiles, kernelsDir } from "./store.ts";
 import { type Progress, runStreaming } from "./progress.ts";
-import { extractVmlinux, isDynamicElf } from "./vmlinux.ts";
+import { extractVmlinux, hasPvhEntry, isDynamicElf } from "./vmlinux.ts";
 import { which } from "./prerequisites.ts";
 
 /** Recipe files shared with images/ (the initramfs init and its module list). */
@@ -84,12 +84,14 @@ async function pointCurrent(root: string, version: string): Promise<void> {
   await rename(tmp, join(root, "current"));
 }
 
-function filesOf(dir: string, version: string, withInitrd = true): KernelFiles {
+async function filesOf(dir: string, version: string, withInitrd = true): Promise<KernelFiles> {
+  const vmlinux = join(dir, "vmlinux");
   return {
     version,
     vmlinuz: join(dir, "vmlinuz"),
     initrd: withInitrd ? join(dir, "initrd.img") : "",
-    vmlinux: join(dir, "vmlinux"),
+    vmlinux,
+    qemuKernel: (await hasPvhEntry(vmlinux)) ? vmlinux : join(dir, "vmlinuz"),
   };
 }
 

@@ -105,3 +105,60 @@ export async function isDynamicElf(path: string): Promise<boolean> {
   }
   return false;
 }
+
+const PT_NOTE = 4;
+/** XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point QEMU jumps to for an ELF kernel. */
+const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+
+/**
+ * True if the ELF kernel at `path` has a PVH entry point (CONFIG_PVH), so
+ * QEMU can load it as is: the guest then skips the bzImage's decompressor,
+ * ≈0.7 s of QEMU CPU per TCG boot. Reads only the headers and note segments.
+ */
+export async function hasPvhEntry(path: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(path);
+  } catch {
+    return false;
+  }
+  try {
+    const read = async (pos: number, len: number): Promise<Buffer> => {
+      const buf = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(buf, 0, len, pos);
+      return buf.subarray(0, bytesRead);
+    };
+    const head = await read(0, 64);
+    // ELF64, little-endian (x86-64).
+    if (
+      head.length < 64 ||
+      !head.subarray(0, 4).equals(ELF_MAGIC) ||
+      head[4] !== 2 ||
+      head[5] !== 1
+    ) {
+      return false;
+    }
+    const phoff = Number(head.readBigUInt64LE(0x20));
+    const phentsize = head.readUInt16LE(0x36);
+    const phnum = head.readUInt16LE(0x38);
+    const phdrs = await read(phoff, phentsize * phnum);
+    for (let i = 0; i + 1 <= phnum && (i + 1) * phentsize <= phdrs.length; i++) {
+      const ph = phdrs.subarray(i * phentsize);
+      if (ph.readUInt32LE(0) !== PT_NOTE) continue;
+      const size = Number(ph.readBigUInt64LE(32));
+      if (size > 1 << 20) continue;
+      const notes = await read(Number(ph.readBigUInt64LE(8)), size);
+      for (let off = 0; off + 12 <= notes.length;) {
+        const namesz = notes.readUInt32LE(off);
+        const descsz = notes.readUInt32LE(off + 4);
+        const type = notes.readUInt32LE(off + 8);
+        const name = notes.subarray(off + 12, off + 12 + namesz).toString("latin1");
+        if (name === "Xen\0" && type === XEN_ELFNOTE_PHYS32_ENTRY) return true;
+        off += 12 + Math.ceil(namesz / 4) * 4 + Math.ceil(descsz / 4) * 4;
+      }
+    }
+    return false;
+  } finally {
+    await fh.close();
+  }
+}

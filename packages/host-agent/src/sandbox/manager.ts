@@ -317,7 +317,7 @@ export class SandboxManager {
       const vm = await timed(log, "create.boot", () =>
         this.opts.vmm.boot({
           ...this.machine(record, slot, disk),
-          kernelPath: this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.vmlinuz,
+          kernelPath: this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.qemuKernel,
           initrdPath: kernel.initrd,
           bootArgs: this.opts.images.bootArgs({
             guestIp: GUEST_IP,
