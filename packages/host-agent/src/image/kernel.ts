@@ -193,7 +193,11 @@ export async function ensureKernel(
   const pkg = await resolveCloudKernelPackage();
   const version = pkg.replace(/^linux-image-/, "");
   const dir = join(root, version);
-  const inputsHash = await recipeHash([pkg, (await fileHash(which("busybox") ?? "")) ?? ""]);
+  const inputsHash = await recipeHash([
+    pkg,
+    (await fileHash(which("busybox") ?? "")) ?? "",
+    APPLETS.join(","),
+  ]);
   const existing = await readMeta(dir);
   if (!force && existing?.inputsHash === inputsHash) {
     progress.step(`kernel ${version}: up to date`);
