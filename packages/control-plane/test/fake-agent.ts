@@ -267,7 +267,11 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         state.active.reads++;
         try {
           if (size !== undefined) {
-            for (const chunk of patternChunks(size)) yield { chunk };
+            // Messages of at most 256 KiB, as the real agent re-chunks them.
+            for (const c of patternChunks(size)) {
+              for (let off = 0; off < c.length; off += 256 << 10)
+                yield { chunk: c.subarray(off, off + (256 << 10)) };
+            }
           } else if (f) {
             for (let i = 0; i < f.length; i += 64 * 1024)
               yield { chunk: f.subarray(i, i + 64 * 1024) };

@@ -16,6 +16,16 @@ function integer(flag: string, value: string, min: number, max: number): number 
 }
 
 /**
+ * Where the embedded database lives by default: `$WRENN_DATA_DIR/control-plane`,
+ * the same place `wrenn up` keeps it, so both commands see one database; without
+ * WRENN_DATA_DIR (a user running the API alone) under ~/.wrenn.
+ */
+function defaultDataDir(): string {
+  const root = process.env.WRENN_DATA_DIR;
+  return root ? join(root, "control-plane") : join(homedir(), ".wrenn", "control-plane");
+}
+
+/**
  * `wrenn control-plane`: the REST API alone. PostgreSQL from --database-url
  * or DATABASE_URL; otherwise an embedded PGlite under --data-dir.
  */
@@ -26,10 +36,7 @@ export async function run(argv: string[]): Promise<void> {
       port: { type: "string", default: process.env.WRENN_PORT ?? "8080" },
       host: { type: "string", default: "127.0.0.1" },
       "database-url": { type: "string", default: process.env.DATABASE_URL },
-      "data-dir": {
-        type: "string",
-        default: process.env.WRENN_DATA_DIR ?? join(homedir(), ".wrenn", "control-plane"),
-      },
+      "data-dir": { type: "string", default: defaultDataDir() },
       "reconcile-interval": { type: "string", default: "10" },
       "host-agent": { type: "string", multiple: true, default: [] },
     },
@@ -43,11 +50,17 @@ export async function run(argv: string[]): Promise<void> {
     reconcileIntervalMs:
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
   });
-  for (const address of values["host-agent"]) {
-    // The agent's --secret / WRENN_HOST_SECRET, when it was started with one.
-    const secret = process.env.WRENN_HOST_SECRET || undefined;
-    const id = await cp.addHost(address, { secret });
-    process.stdout.write(`host agent ${address} registered as ${id}\n`);
+  try {
+    for (const address of values["host-agent"]) {
+      // The agent's --secret / WRENN_HOST_SECRET, when it was started with one.
+      const secret = process.env.WRENN_HOST_SECRET || undefined;
+      const id = await cp.addHost(address, { secret });
+      process.stdout.write(`host agent ${address} registered as ${id}\n`);
+    }
+  } catch (err) {
+    // A listening server would keep the process alive after the error.
+    await cp.close();
+    throw err;
   }
   process.stdout.write(
     `control plane listening on ${cp.url} (API docs at ${cp.url}/docs, database: ${databaseUrl ? "postgres" : "embedded"})\n`,
