@@ -179,6 +179,56 @@ for (const kind of DATABASES) {
     }
   });
 
+  test(`placement: vCPUs count as room; a paused sandbox resumes on the host with its snapshot (${kind})`, async () => {
+    const h = await startHarness(kind, { agents: 2, overcommit: { cpu: 1, memory: 1, disk: 1 } });
+    try {
+      const [a, b] = h.agents as [
+        NonNullable<(typeof h.agents)[0]>,
+        NonNullable<(typeof h.agents)[0]>,
+      ];
+      const create = async (vcpus: number) => {
+        const res = await h.api("/v1/sandboxes", {
+          method: "POST",
+          json: { vcpus, memory_mb: 128, disk_size_mb: 1024 },
+        });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      const agentOf = (id: unknown) =>
+        [a, b].find((x) => x.sandboxes.has(String(id))) ?? assert.fail(`no agent has ${id}`);
+      // 8 vCPUs per host: one 8-vCPU sandbox fills a host, the next goes to the other.
+      const first = await create(8);
+      const second = await create(8);
+      assert.equal(first.status, 201);
+      assert.equal(second.status, 201);
+      assert.notEqual(first.json.host_id, second.json.host_id);
+      const full = await create(1);
+      assert.equal(full.status, 503, "no host has a vCPU left");
+      // Paused, a sandbox holds no vCPUs: its host takes another.
+      const host = agentOf(first.json.sandbox_id);
+      await h.api(`/v1/sandboxes/${String(first.json.sandbox_id)}/pause`, { method: "POST" });
+      const third = await create(8);
+      assert.equal(third.json.host_id, first.json.host_id);
+      // It resumes only where its snapshot is; that host is full now, so not yet.
+      const resume = () =>
+        h.api(`/v1/sandboxes/${String(first.json.sandbox_id)}/resume`, { method: "POST" });
+      const refused = await resume();
+      assert.equal(refused.status, 503);
+      const status = (
+        (await (await h.api(`/v1/sandboxes/${String(first.json.sandbox_id)}`)).json()) as Json
+      ).status;
+      assert.equal(status, "paused", "a refused resume leaves it paused");
+      // When its own host has room again, it resumes there.
+      await h.api(`/v1/sandboxes/${String(third.json.sandbox_id)}`, { method: "DELETE" });
+      const resumed = await resume();
+      assert.equal(resumed.status, 200);
+      const json = (await resumed.json()) as Json;
+      assert.equal(json.host_id, first.json.host_id);
+      assert.equal(agentOf(first.json.sandbox_id), host, "resumed by the agent that paused it");
+    } finally {
+      await h.close();
+    }
+  });
+
   test(`placement: concurrent creates see each other's load and spread (${kind})`, async () => {
     const h = await startHarness(kind, { agents: 2 });
     try {

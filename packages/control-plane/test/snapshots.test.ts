@@ -70,9 +70,26 @@ for (const kind of DATABASES) {
       const asOther = { key: null, headers: { authorization: `Bearer ${otherToken}` } };
       const theirs = (await (await h.api("/v1/snapshots", asOther)).json()) as Json[];
       assert.deepEqual(
-        theirs.map((t) => t.name),
-        ["minimal"],
+        theirs.map((t) => [t.name, t.type, t.team_id]),
+        [["minimal", "base", "00000000-0000-0000-0000-000000000000"]],
+        "the platform team's templates, and none of another team's",
       );
+      // The other team's own snapshot: theirs to see, the admin's to see in the admin list only.
+      const otherSandbox = await h.api("/v1/sandboxes", { method: "POST", ...asOther, json: {} });
+      const otherId = ((await otherSandbox.json()) as Json).sandbox_id;
+      const otherSnap = await h.api("/v1/snapshots", {
+        method: "POST",
+        ...asOther,
+        json: { sandbox_id: otherId, name: "theirs.v1" },
+      });
+      assert.equal(otherSnap.status, 201);
+      const taken = await h.api("/v1/snapshots?overwrite=true", {
+        method: "POST",
+        json: { sandbox_id: s2, name: "theirs.v1" },
+      });
+      assert.equal(taken.status, 409, "another team's name is taken, even with overwrite");
+      const mine = (await (await h.api("/v1/snapshots")).json()) as Json[];
+      assert.ok(!mine.some((t) => t.name === "theirs.v1"));
       const steal = await h.api("/v1/sandboxes", {
         method: "POST",
         ...asOther,
@@ -82,7 +99,18 @@ for (const kind of DATABASES) {
       const squat = await h.api("/v1/snapshots/py.v1", { method: "DELETE", ...asOther });
       assert.equal(squat.status, 404);
       const admin = (await (await h.api("/v1/admin/templates")).json()) as Json[];
-      assert.equal(admin.length, 3);
+      assert.deepEqual(
+        admin.map((t) => t.name).sort(),
+        [
+          "minimal",
+          "py.v1",
+          String(((await unnamed.clone().json()) as Json).name),
+          "theirs.v1",
+        ].sort(),
+        "every team's templates",
+      );
+      const teams = new Set(admin.map((t) => t.team_id));
+      assert.equal(teams.size, 3, "the platform's, this team's and the other team's");
       assert.equal((await h.api("/v1/admin/templates", asOther)).status, 403);
 
       assert.equal((await h.api("/v1/snapshots/minimal", { method: "DELETE" })).status, 403);
