@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Agent, request } from "node:http";
+import { fileURLToPath } from "node:url";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -27,7 +28,7 @@ import {
   StartRequestSchema,
   StartResponseSchema,
 } from "@wrenn/proto/process/process_pb.js";
-import { buildEnvd } from "../packages/envd/build.ts";
+import { runCommand } from "@wrenn/shared/command.ts";
 
 const runs = Math.max(200, Number(process.argv[2] ?? 300));
 const warmup = 30;
@@ -42,7 +43,14 @@ async function freePort(): Promise<number> {
 
 const port = await freePort();
 const outDir = await mkdtemp(join(tmpdir(), "wrenn-envd-bench-"));
-const { bundle } = await buildEnvd(outDir);
+// Built by its own process, as in envd-files.ts: this one is the clients and
+// the bare spawn's parent, and carries nothing else. build.ts prints
+// "<bundle> sha256=…".
+const built = await runCommand(process.execPath, [
+  fileURLToPath(new URL("../packages/envd/build.ts", import.meta.url)),
+  outDir,
+]);
+const bundle = built.stdout.trim().split(" ")[0] ?? "";
 const whoami = process.getuid?.() === 0 ? "root" : (process.env.USER ?? "root");
 const envd = spawn(
   process.execPath,
