@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { DirWatcher, type WatchEvent } from "./watcher.ts";
 
@@ -21,7 +20,8 @@ export class WatcherRegistry {
   private readonly streams = new Set<DirWatcher>();
 
   async create(path: string, recursive: boolean, includeEntry: boolean): Promise<string> {
-    const id = randomUUID();
+    // Loaded here, not at envd's start (see http/auth.ts).
+    const id = process.getBuiltinModule("node:crypto").randomUUID();
     const events: WatchEvent[] = [];
     const failure: { error?: Error } = {};
     const watcher = await DirWatcher.start(

@@ -1,9 +1,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { EnvdContext } from "../context.ts";
 import { checkAccess } from "./auth.ts";
-import { downloadFile, uploadFiles } from "./files.ts";
+import type * as Files from "./files.ts";
 import { handleInit } from "./init.ts";
 import { sendError, sendFailure, sendJson } from "./respond.ts";
+
+let files: Promise<typeof Files> | undefined;
+
+/**
+ * /files (busboy, zlib, the transfer code) loads on the first transfer: a
+ * sandbox's create waits for envd to listen and needs none of it until then.
+ */
+function filesRoutes(): Promise<typeof Files> {
+  files ??= import("./files.ts");
+  return files;
+}
 
 /** Plain HTTP routes beside the Connect services: /health, /init, /files. */
 export async function handleHttp(
@@ -32,11 +43,11 @@ export async function handleHttp(
         return;
       case "GET /files":
         checkAccess(req, url, ctx.state, "read");
-        await downloadFile(req, res, url, ctx);
+        await (await filesRoutes()).downloadFile(req, res, url, ctx);
         return;
       case "POST /files":
         checkAccess(req, url, ctx.state, "write");
-        await uploadFiles(req, res, url, ctx);
+        await (await filesRoutes()).uploadFiles(req, res, url, ctx);
         return;
       default:
         req.resume();
