@@ -17,7 +17,13 @@ import { createInterface } from "node:readline";
 import { patternChunks, startFakeAgent } from "./fake-agent.ts";
 
 const GiB = 1 << 30;
-const MAX_GROWTH = 64 << 20;
+/**
+ * A file held whole would add 1024 MiB. What may legitimately show is what is
+ * in flight (a few MiB) and spent chunks awaiting collection: V8 lets ~64 MiB
+ * of external (Buffer) memory pile up before it forces a GC, and on a busy
+ * machine a 1 GiB upload has been seen to peak 55 MiB above its start.
+ */
+const MAX_GROWTH = 128 << 20;
 const repo = resolve(import.meta.dirname, "../../..");
 
 interface Child {
@@ -165,7 +171,7 @@ function sha256Of(chunks: Iterable<Buffer>): string {
   return hash.digest("hex");
 }
 
-test("wrenn control-plane moves 1 GiB each way through REST files and grows by less than 64 MiB", async (t) => {
+test("wrenn control-plane moves 1 GiB each way through REST files and grows by less than 128 MiB", async (t) => {
   const secret = "large-files-host-secret-0123";
   const agent = await startFakeAgent({ secret });
   t.after(() => agent.close());
@@ -210,7 +216,7 @@ test("wrenn control-plane moves 1 GiB each way through REST files and grows by l
   console.log(
     `1 GiB upload at ${upRate}: control plane RSS ${before.rss >> 20} MiB, peak ${afterUp.hwm >> 20} MiB; largest chunk to the agent ${agent.maxChunk} bytes`,
   );
-  assert.ok(upGrowth < MAX_GROWTH, `grew by ${upGrowth >> 20} MiB on a 1 GiB upload (limit 64)`);
+  assert.ok(upGrowth < MAX_GROWTH, `grew by ${upGrowth >> 20} MiB on a 1 GiB upload (limit 128)`);
 
   agent.generated.set(`${id}:/gen`, GiB);
   const beforeDown = await resetPeak(cp.pid);
@@ -226,7 +232,7 @@ test("wrenn control-plane moves 1 GiB each way through REST files and grows by l
   );
   assert.ok(
     downGrowth < MAX_GROWTH,
-    `grew by ${downGrowth >> 20} MiB on a 1 GiB download (limit 64)`,
+    `grew by ${downGrowth >> 20} MiB on a 1 GiB download (limit 128)`,
   );
 
   // SIGTERM stops it cleanly.

@@ -1,0 +1,151 @@
+/**
+ * File throughput through the control plane: REST `files/write` (multipart)
+ * and `files/read` against the same bytes over the agent's
+ * WriteFileStream/ReadFileStream directly — the relay's cost. The agent is
+ * the tests' fake (real Connect on loopback; it hashes what it receives and
+ * makes up what it sends), so the figures are the control plane's and the
+ * transport's, not a guest's disk. Interleaved rounds in one run; the ratio is
+ * REST time over direct time. Everything runs in this one process.
+ *
+ *   node_modules/.bin/node bench/control-plane-files.ts [MiB] [rounds]
+ */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { startControlPlane } from "@wrenn/control-plane/server.ts";
+import { patternChunks, startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
+
+const mib = Number(process.argv[2] ?? 256);
+const rounds = Number(process.argv[3] ?? 3);
+const size = mib << 20;
+const log = createLogger("bench", process.env.WRENN_BENCH_LOG ?? "silent");
+
+const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const rate = (ms: number) => `${Math.round(mib / (ms / 1000))} MiB/s`;
+
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+const agent = await startFakeAgent();
+const cp = await startControlPlane({ port: 0, log, reconcileIntervalMs: 3600_000 });
+try {
+  await cp.addHost(agent.address);
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(cp.url + path, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const session = await post("/v1/auth/signup", {
+    email: "bench-files@example.com",
+    password: "benchmark password",
+  });
+  const { key } = (await post(
+    "/v1/api-keys",
+    { name: "bench" },
+    { authorization: `Bearer ${String(session.token)}` },
+  )) as { key: string };
+  const auth = { "x-api-key": key };
+  const id = String((await post("/v1/sandboxes", {}, auth)).sandbox_id);
+  agent.generated.set(`${id}:/gen`, size);
+  // The control plane's own settings: HTTP/1.1, no compression.
+  const rpc = createClient(
+    HostAgentService,
+    createConnectTransport({
+      baseUrl: `http://${agent.address}`,
+      httpVersion: "1.1",
+      acceptCompression: [],
+    }),
+  );
+
+  const directWrite = () =>
+    rpc.writeFileStream(
+      (async function* () {
+        yield { part: { case: "header" as const, value: { sandboxId: id, path: "/direct" } } };
+        // 64 KiB parts, as busboy hands them to the control plane.
+        for (const c of patternChunks(size)) {
+          for (let off = 0; off < c.length; off += 64 << 10)
+            yield { part: { case: "chunk" as const, value: c.subarray(off, off + (64 << 10)) } };
+        }
+      })(),
+    );
+  const restWrite = async () => {
+    const boundary = "bench-boundary";
+    const enc = new TextEncoder();
+    const source = patternChunks(size);
+    let stage = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        if (stage === 0) {
+          stage = 1;
+          ctrl.enqueue(
+            enc.encode(
+              `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n/rest\r\n` +
+                `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`,
+            ),
+          );
+          return;
+        }
+        const next = source.next();
+        if (!next.done) ctrl.enqueue(next.value);
+        else {
+          ctrl.enqueue(enc.encode(`\r\n--${boundary}--\r\n`));
+          ctrl.close();
+        }
+      },
+    });
+    const res = await fetch(`${cp.url}/v1/sandboxes/${id}/files/write`, {
+      method: "POST",
+      headers: { ...auth, "content-type": `multipart/form-data; boundary=${boundary}` },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    if (res.status !== 200) throw new Error(`write: ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
+  };
+  const directRead = async () => {
+    let n = 0;
+    for await (const m of rpc.readFileStream({ sandboxId: id, path: "/gen" })) n += m.chunk.length;
+    if (n !== size) throw new Error(`direct read ${n} bytes`);
+  };
+  const restRead = async () => {
+    const res = await fetch(`${cp.url}/v1/sandboxes/${id}/files/read`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ path: "/gen" }),
+    });
+    let n = 0;
+    for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
+    if (n !== size) throw new Error(`REST read ${n} bytes`);
+  };
+
+  const t = { directWrite: [] as number[], restWrite: [] as number[] };
+  const r = { directRead: [] as number[], restRead: [] as number[] };
+  await directRead();
+  await restRead();
+  for (let i = 0; i < rounds; i++) {
+    t.directWrite.push(await time(directWrite));
+    t.restWrite.push(await time(restWrite));
+    r.directRead.push(await time(directRead));
+    r.restRead.push(await time(restRead));
+  }
+  const same =
+    agent.written.get(`${id}:/direct`)?.sha256 === agent.written.get(`${id}:/rest`)?.sha256;
+  if (!same) throw new Error("REST and direct uploads reached the agent differently");
+  const line = (what: string, direct: number[], rest: number[]) =>
+    `${what} ${mib} MiB: REST p50 ${p50(rest).toFixed(0)} ms (${rate(p50(rest))}), ` +
+    `baseline direct RPC p50 ${p50(direct).toFixed(0)} ms (${rate(p50(direct))}); ratio ${(p50(rest) / p50(direct)).toFixed(2)}x`;
+  console.log(line("write", t.directWrite, t.restWrite));
+  console.log(line("read ", r.directRead, r.restRead));
+  console.log(`largest chunk the agent received: ${agent.maxChunk} bytes`);
+} finally {
+  await cp.close();
+  await agent.close();
+}
