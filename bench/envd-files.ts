@@ -15,7 +15,9 @@
  * cache, which shows CPU cost rather than the disk. Also prints envd's CPU
  * seconds per GiB, and the client's (this process, a plain node:http client
  * streaming to or from a file): on a 2-core machine a download is bound by
- * the client's receive path. Target: ≥ 0.5 of the plain copy.
+ * the client's receive path, so each direction is also measured with curl
+ * as the client (a native client, as most SDK-less users and scripts have),
+ * which shows envd's own throughput. Target: ≥ 0.5 of the plain copy.
  *
  *   node_modules/.bin/node bench/envd-files.ts [MiB] [runs]
  */
@@ -182,16 +184,36 @@ try {
       runCommand("dd", [`if=${src}`, `of=${dst}`, "bs=1M", "status=none"]).then(() => undefined),
     upload: () => upload(src, dst),
     download: () => download(src, dst),
+    // -T streams the file (--data-binary would read it whole into memory).
+    "upload (curl)": () =>
+      runCommand("curl", [
+        "-sS",
+        "--fail",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/octet-stream",
+        "-T",
+        src,
+        `${baseUrl}/files?path=${encodeURIComponent(dst)}`,
+      ]).then(() => undefined),
+    "download (curl)": () =>
+      runCommand("curl", [
+        "-sS",
+        "--fail",
+        "-o",
+        dst,
+        `${baseUrl}/files?path=${encodeURIComponent(src)}`,
+      ]).then(() => undefined),
   };
+  const names = Object.keys(legs) as (keyof typeof legs)[];
   for (const durable of [true, false]) {
-    const samples: Record<keyof typeof legs, Sample[]> = {
-      cp: [],
-      dd: [],
-      upload: [],
-      download: [],
-    };
+    const samples = Object.fromEntries(names.map((n) => [n, [] as Sample[]])) as Record<
+      keyof typeof legs,
+      Sample[]
+    >;
     for (let i = 0; i < runs; i++) {
-      for (const name of ["cp", "dd", "upload", "download"] as const) {
+      for (const name of names) {
         samples[name].push(await timed(legs[name], dst, durable));
       }
     }
@@ -200,12 +222,12 @@ try {
     console.log(durable ? "durable (until fsync):" : "cached (page cache):");
     console.log(`  cp (copy_file_range)  ${cp.toFixed(0).padStart(6)} MB/s`);
     console.log(`  dd bs=1M (plain copy) ${dd.toFixed(0).padStart(6)} MB/s`);
-    for (const name of ["upload", "download"] as const) {
+    for (const name of ["upload", "download", "upload (curl)", "download (curl)"] as const) {
       const mbps = median(samples[name].map((x) => x.mbps));
       const cpuPerGiB = (median(samples[name].map((x) => x.envdCpu)) * 1024) / mib;
       const clientPerGiB = (median(samples[name].map((x) => x.clientCpu)) * 1024) / mib;
       console.log(
-        `  ${`${name} via envd`.padEnd(21)} ${mbps.toFixed(0).padStart(6)} MB/s   ` +
+        `  ${`${name} via envd`.padEnd(28)} ${mbps.toFixed(0).padStart(6)} MB/s   ` +
           `vs dd ${(mbps / dd).toFixed(2)}   vs cp ${(mbps / cp).toFixed(2)}   envd CPU ${cpuPerGiB.toFixed(2)} s/GiB   client CPU ${clientPerGiB.toFixed(2)} s/GiB`,
       );
     }
