@@ -225,16 +225,38 @@ export class SandboxService {
 
   async resume(caller: Caller, id: string, timeoutSec?: number): Promise<SandboxRow> {
     const { row, host } = await this.#require(caller, id, "paused", "resume");
-    // The snapshot lives on the sandbox's host: it resumes there, if that host has room.
-    await this.#deps.placement.pick(
+    // The snapshot lives on the sandbox's host: it resumes there, if that host
+    // has room. The row turns pending under the placement lock, which reserves
+    // that room: a concurrent create cannot take it meanwhile.
+    await this.#deps.placement.place(
       { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
       host.id,
+      async (_host, tx) => {
+        const moved = await tx
+          .update(sandboxes)
+          .set({ status: "pending", updatedAt: new Date() })
+          .where(and(eq(sandboxes.id, id), eq(sandboxes.status, "paused")))
+          .returning({ id: sandboxes.id });
+        if (moved.length === 0) {
+          throw new WrennError("failed_precondition", `sandbox '${id}' is no longer paused`);
+        }
+      },
     );
-    const res = await timed(this.#deps.log, "sandbox.resume", () =>
-      this.#deps.agents.call(host, (a, o) =>
-        a.resumeSandbox({ sandboxId: id, timeoutSec: timeoutSec ?? row.timeoutSec }, o),
-      ),
-    );
+    let res;
+    try {
+      res = await timed(this.#deps.log, "sandbox.resume", () =>
+        this.#deps.agents.call(host, (a, o) =>
+          a.resumeSandbox({ sandboxId: id, timeoutSec: timeoutSec ?? row.timeoutSec }, o),
+        ),
+      );
+    } catch (err) {
+      // The agent keeps a sandbox whose resume failed paused; so does its row.
+      await this.#deps.db
+        .update(sandboxes)
+        .set({ status: "paused", updatedAt: new Date() })
+        .where(and(eq(sandboxes.id, id), eq(sandboxes.status, "pending")));
+      throw err;
+    }
     return this.#set(id, {
       status: "running",
       timeoutSec: timeoutSec ?? row.timeoutSec,
