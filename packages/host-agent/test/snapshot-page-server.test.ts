@@ -1,6 +1,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
@@ -400,8 +401,11 @@ test("a restarted agent adopts a page server by pid: its VM's exit is normal, it
   const vm = await holdingVm(first.socketPath, expected);
   const adopted = await adoptPageServer(first.record);
   assert.ok(adopted, "a live server is adopted");
+  const vmGone = once(vm, "exit");
   vm.kill("SIGKILL");
+  await vmGone;
   const normal = await adopted.exited;
+  await first.exited;
   assert.equal(normal.unexpected, false, normal.reason);
   assert.equal(normal.vmExited, true);
 
@@ -412,9 +416,12 @@ test("a restarted agent adopts a page server by pid: its VM's exit is normal, it
   assert.ok(again);
   process.kill(second.pid, "SIGKILL");
   const died = await again.exited;
+  await second.exited; // reaped: the leak check must not see its zombie
   assert.equal(died.unexpected, true, "a server killed under its VM is a failure");
   assert.match(died.reason, /serving \d+ region/, "the reason is what the server last said");
+  const vm2Gone = once(vm2, "exit");
   vm2.kill("SIGKILL");
+  await vm2Gone;
 
   // Gone, or a pid that is some other process: nothing to adopt.
   assert.equal(await adoptPageServer(second.record), null);
