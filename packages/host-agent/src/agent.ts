@@ -10,6 +10,7 @@ import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
 import { createNetworkManager } from "./network/netns-network.ts";
 import { reflinkSupported, selectStorage } from "./storage/select.ts";
+import { claimPrefix } from "./network/claim.ts";
 import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
@@ -117,6 +118,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     egressInterface: options.egressInterface,
     log,
   });
+  const releasePrefix = await claimPrefix(network.prefix);
   const manager = new SandboxManager({
     dataDir,
     // Beside the data so a paused VM's RAM file moves into its pause folder by rename.
@@ -173,6 +175,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     await manager.close();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await releasePrefix();
   };
   return {
     url,
