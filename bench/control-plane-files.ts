@@ -14,7 +14,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
-import { patternChunks, startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
+import { patternChunks } from "@wrenn/shared/testing/streams.ts";
+import { startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
 
 const mib = Number(process.argv[2] ?? 256);
 const rounds = Number(process.argv[3] ?? 3);

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { patternChunks } from "@wrenn/shared/testing/streams.ts";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
@@ -13,21 +14,6 @@ import {
   type SandboxInfo,
   type TemplateInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-
-/**
- * `total` deterministic bytes in 1 MiB chunks made on the fly (each MiB differs),
- * so a test can send or expect a gigabyte that nothing holds whole.
- */
-export function* patternChunks(total: number): Generator<Buffer> {
-  const block = Buffer.alloc(1 << 20);
-  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let sent = 0, n = 0; sent < total; sent += block.length, n++) {
-    // A fresh buffer each time: a transport may still hold the previous one.
-    const out = Buffer.from(block.subarray(0, Math.min(block.length, total - sent)));
-    out.writeUInt32LE(n, 0);
-    yield out;
-  }
-}
 
 /**
  * A host agent that keeps sandboxes in a map, served over a real Connect

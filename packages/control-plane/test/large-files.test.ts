@@ -14,7 +14,8 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { patternChunks, startFakeAgent } from "./fake-agent.ts";
+import { patternChunks, streamUpload } from "@wrenn/shared/testing/streams.ts";
+import { startFakeAgent } from "./fake-agent.ts";
 
 const GiB = 1 << 30;
 /**
@@ -102,45 +103,13 @@ function upload(
       `Content-Type: application/octet-stream\r\n\r\n`,
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  return new Promise((resolvePromise, reject) => {
-    const hash = createHash("sha256");
-    const req = request(
-      url,
-      {
-        method: "POST",
-        headers: {
-          "x-api-key": key,
-          "content-type": `multipart/form-data; boundary=${boundary}`,
-        },
-      },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () =>
-          resolvePromise({ sha: hash.digest("hex"), status: res.statusCode ?? 0, body }),
-        );
-      },
-    );
-    req.on("error", reject);
-    const source = patternChunks(total);
-    const pump = (): void => {
-      for (;;) {
-        const next = source.next();
-        if (next.done) {
-          req.end(tail);
-          return;
-        }
-        hash.update(next.value);
-        if (!req.write(next.value)) {
-          req.once("drain", pump);
-          return;
-        }
-      }
-    };
-    req.write(head);
-    pump();
-  });
+  return streamUpload(
+    url,
+    { "x-api-key": key, "content-type": `multipart/form-data; boundary=${boundary}` },
+    total,
+    head,
+    tail,
+  );
 }
 
 function download(url: string, key: string, path: string): Promise<{ sha: string; bytes: number }> {

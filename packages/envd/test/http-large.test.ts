@@ -9,6 +9,7 @@ import { request } from "node:http";
 import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { streamUpload } from "@wrenn/shared/testing/streams.ts";
 import { tempDir } from "./filesystem-fixtures.ts";
 
 const GiB = 1 << 30;
@@ -60,57 +61,6 @@ async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
   return { rss: kb("VmRSS"), hwm: kb("VmHWM") };
 }
 
-/** Deterministic, non-repeating-per-MiB bytes, generated on the fly. */
-function* chunks(total: number): Generator<Buffer> {
-  const block = Buffer.alloc(1 << 20);
-  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let sent = 0, n = 0; sent < total; sent += block.length, n++) {
-    // A fresh buffer each time: http may still hold the previous one in its queue.
-    const out = Buffer.from(block.subarray(0, Math.min(block.length, total - sent)));
-    out.writeUInt32LE(n, 0);
-    yield out;
-  }
-}
-
-/** Streams `total` bytes to envd with backpressure; returns their sha256 and the response. */
-function upload(
-  url: string,
-  headers: Record<string, string>,
-  total: number,
-  prefix = Buffer.alloc(0),
-  suffix = Buffer.alloc(0),
-): Promise<{ sha: string; status: number; body: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const hash = createHash("sha256");
-    const req = request(url, { method: "POST", headers }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () =>
-        resolvePromise({ sha: hash.digest("hex"), status: res.statusCode ?? 0, body }),
-      );
-    });
-    req.on("error", reject);
-    const source = chunks(total);
-    const pump = (): void => {
-      for (;;) {
-        const next = source.next();
-        if (next.done) {
-          req.end(suffix);
-          return;
-        }
-        hash.update(next.value);
-        if (!req.write(next.value)) {
-          req.once("drain", pump);
-          return;
-        }
-      }
-    };
-    req.write(prefix);
-    pump();
-  });
-}
-
 function download(url: string): Promise<{ sha: string; bytes: number }> {
   return new Promise((resolvePromise, reject) => {
     request(url, (res) => {
@@ -136,11 +86,11 @@ describe("/files with 1 GiB", () => {
     const path = join(dir, "big.bin");
     const url = `${envd.url}/files?path=${encodeURIComponent(path)}`;
     // Warm up so lazily loaded code is not counted as growth.
-    await upload(url, { "content-type": "application/octet-stream" }, 4 << 20);
+    await streamUpload(url, { "content-type": "application/octet-stream" }, 4 << 20);
     await download(url);
     const before = await memory(envd.pid);
 
-    const up = await upload(url, { "content-type": "application/octet-stream" }, GiB);
+    const up = await streamUpload(url, { "content-type": "application/octet-stream" }, GiB);
     assert.equal(up.status, 200, up.body);
     assert.equal((await stat(path)).size, GiB);
     const down = await download(url);
@@ -166,9 +116,9 @@ describe("/files with 1 GiB", () => {
     );
     const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
     const headers = { "content-type": `multipart/form-data; boundary=${boundary}` };
-    await upload(`${envd.url}/files`, headers, 4 << 20, head, tail);
+    await streamUpload(`${envd.url}/files`, headers, 4 << 20, head, tail);
     const before = await memory(envd.pid);
-    const up = await upload(`${envd.url}/files`, headers, GiB, head, tail);
+    const up = await streamUpload(`${envd.url}/files`, headers, GiB, head, tail);
     assert.equal(up.status, 200, up.body);
     assert.equal((await stat(path)).size, GiB);
     const after = await memory(envd.pid);
