@@ -14,25 +14,11 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { runCommand } from "@wrenn/shared/command.ts";
-import { startHarness } from "./harness.ts";
+import { imageRoot, realAgentSkipReason, startHarness } from "./harness.ts";
 
 type Json = Record<string, unknown>;
 
-const imageRoot = resolve(process.env.WRENN_DATA_DIR || "/var/lib/wrenn");
 const repo = resolve(import.meta.dirname, "../../..");
-
-function skipReason(): string | false {
-  const why =
-    process.getuid?.() !== 0
-      ? "needs root (the host agent makes namespaces, TAPs and VMs)"
-      : !existsSync(join(imageRoot, "images", "minimal"))
-        ? `no 'minimal' image under ${imageRoot} (run ./wrenn image build)`
-        : !["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"].some(existsSync)
-          ? "qemu-system-x86_64 is not installed"
-          : false;
-  if (why) console.warn(`\n!!! SKIPPING control plane ↔ real host agent test: ${why}\n`);
-  return why;
-}
 
 async function freePort(): Promise<number> {
   const s = createServer().listen(0, "127.0.0.1");
@@ -54,7 +40,7 @@ async function netResources(): Promise<string[]> {
 
 test(
   "sandbox lifecycle through a real host agent",
-  { skip: skipReason(), timeout: 900_000 },
+  { skip: realAgentSkipReason("control plane ↔ real host agent test"), timeout: 900_000 },
   async () => {
     const data = await mkdtemp(join(tmpdir(), "wrenn-cp-e2e-"));
     const before = await netResources();

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { createLogger } from "@wrenn/shared/log.ts";
@@ -132,4 +134,21 @@ export async function startHarness(
     await h.registerAgent(agent);
   }
   return h;
+}
+
+/** Where the real-VM tests find the base image (`./wrenn image build`). */
+export const imageRoot = resolve(process.env.WRENN_DATA_DIR || "/var/lib/wrenn");
+
+/** Why a test of `what` through real host agents and VMs cannot run here (said loudly), or false. */
+export function realAgentSkipReason(what: string): string | false {
+  const why =
+    process.getuid?.() !== 0
+      ? "needs root (host agents make namespaces, TAPs and VMs)"
+      : !existsSync(join(imageRoot, "images", "minimal"))
+        ? `no 'minimal' image under ${imageRoot} (run ./wrenn image build)`
+        : !["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"].some(existsSync)
+          ? "qemu-system-x86_64 is not installed"
+          : false;
+  if (why) console.warn(`\n!!! SKIPPING ${what}: ${why}\n`);
+  return why;
 }

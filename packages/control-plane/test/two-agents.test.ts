@@ -13,7 +13,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -28,12 +27,11 @@ import {
   snapshotHostResources,
   type HostResources,
 } from "../../host-agent/test/leaks.ts";
-import { startHarness, type Harness } from "./harness.ts";
+import { imageRoot, realAgentSkipReason, startHarness, type Harness } from "./harness.ts";
 
 type Json = Record<string, unknown>;
 type ErrorJson = { error: { code: string; message: string } };
 
-const imageRoot = resolve(process.env.WRENN_DATA_DIR || "/var/lib/wrenn");
 const repo = resolve(import.meta.dirname, "../../..");
 const agentLog = createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn");
 
@@ -43,19 +41,6 @@ const agentLog = createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn
  */
 const RECONCILE_MS = 500;
 const HOST_TIMEOUT_MS = 5_000;
-
-function skipReason(): string | false {
-  const why =
-    process.getuid?.() !== 0
-      ? "needs root (host agents make namespaces, TAPs and VMs)"
-      : !existsSync(join(imageRoot, "images", "minimal"))
-        ? `no 'minimal' image under ${imageRoot} (run ./wrenn image build)`
-        : !["/usr/bin/qemu-system-x86_64", "/usr/local/bin/qemu-system-x86_64"].some(existsSync)
-          ? "qemu-system-x86_64 is not installed"
-          : false;
-  if (why) console.warn(`\n!!! SKIPPING control plane ↔ two real host agents test: ${why}\n`);
-  return why;
-}
 
 async function freePort(): Promise<number> {
   const s = createServer().listen(0, "127.0.0.1");
@@ -147,7 +132,7 @@ async function registerWithToken(h: Harness, address: string, secret: string): P
 
 test(
   "two real host agents: placement spreads sandboxes; a killed agent's host turns unreachable, its sandboxes unknown",
-  { skip: skipReason(), timeout: 900_000 },
+  { skip: realAgentSkipReason("control plane ↔ two real host agents test"), timeout: 900_000 },
   async () => {
     const tag = (process.pid % 1296).toString(36);
     const prefixA = `cpa${tag}`;

@@ -38,13 +38,14 @@ export class AgentHarness {
   /** Host resources the test file itself keeps for its whole run. */
   readonly allowed = { netns: [] as string[], links: [] as string[] };
 
+  /** The data dir gets an xfs pool as `wrenn setup` would make (reflink copies). */
+  private readonly pool: boolean;
+  private poolResult: DataFsResult | undefined;
+
   /**
    * `prefix` names this file's namespaces and links; the pid is added so two
    * runs of the suite on one machine never clean up each other's slots.
    */
-  /** The data dir gets an xfs pool as `wrenn setup` would make (reflink copies). */
-  private readonly pool: boolean;
-  private poolResult: DataFsResult | undefined;
 
   constructor(
     prefix: string,
