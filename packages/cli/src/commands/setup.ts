@@ -5,6 +5,7 @@ import { SETUP_TOOLS, requireTools } from "@wrenn/host-agent/image/prerequisites
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { prepareDataDir } from "@wrenn/host-agent/storage/data-fs.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { messageOf } from "@wrenn/shared/errors.ts";
 
 /** The host's Debian packages, each with why Wrenn needs it. */
 export const HOST_PACKAGES: readonly { name: string; why: string }[] = [
@@ -82,7 +83,13 @@ export async function run(argv: string[]): Promise<void> {
   await installPackages(values["dry-run"]);
   if (values["dry-run"]) return;
   const data = dataDir();
-  const fs = await prepareDataDir(data, { log: createLogger("setup") });
+  const log = createLogger("setup");
+  // The pool only makes copies cheap: a host that cannot loop-mount one
+  // (a container without loop devices) runs on the plain filesystem.
+  const fs = await prepareDataDir(data, { log }).catch((err: unknown) => {
+    log.warn({ err: messageOf(err) }, "no xfs pool for the data dir");
+    return "plain" as const;
+  });
   process.stdout.write(`wrenn setup: data dir ${data}: ${DATA_FS[fs]}\n`);
 }
 
