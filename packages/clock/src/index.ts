@@ -1,8 +1,19 @@
 import { createRequire } from "node:module";
 
+/**
+ * The guest kernel calls envd's /init makes (clock and RNG), as one tiny
+ * N-API addon so neither forks a process.
+ */
 export interface ClockAddon {
   /** Sets CLOCK_REALTIME to `ms` (Unix milliseconds); throws with `code` EPERM unless root. */
   setRealtime(ms: number): void;
+  /**
+   * Mixes `bytes` (1 to 4096, from a CSPRNG: they are credited as
+   * `length * 8` bits) into the kernel's input pool and forces its CRNG to
+   * reseed, so /dev/urandom and getrandom() depend on them from the next
+   * read on. Throws with `code` EPERM without CAP_SYS_ADMIN.
+   */
+  reseedRandom(bytes: Uint8Array): void;
 }
 
 let loaded: { addon: ClockAddon | null; error?: string } | undefined;

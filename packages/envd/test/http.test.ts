@@ -142,7 +142,9 @@ describe("envd HTTP routes", () => {
     await clockSetter(log, runner, { addon: null, error: "not built" })(ms);
     assert.deepEqual(calls, [["date", "-u", "-s", `@${(ms / 1000).toFixed(3)}`]]);
     const viaAddon: number[] = [];
-    await clockSetter(log, runner, { addon: { setRealtime: (t) => void viaAddon.push(t) } })(ms);
+    await clockSetter(log, runner, {
+      addon: { setRealtime: (t) => void viaAddon.push(t), reseedRandom: () => undefined },
+    })(ms);
     assert.deepEqual(viaAddon, [ms]);
     assert.equal(calls.length, 1, "no process when the addon is there");
     // The addon envd ships is built and loads.
