@@ -1,5 +1,6 @@
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir, userInfo } from "node:os";
@@ -16,6 +17,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { fileSignature } from "../src/http/auth.ts";
 import { clockSetter, syncClock } from "../src/http/clock.ts";
 import { wantsGzip } from "../src/http/files.ts";
+import { parseInit } from "../src/http/init.ts";
 import { startEnvd, type Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
 import { lookupUser, type LinuxUser } from "../src/users.ts";
@@ -113,7 +115,34 @@ describe("envd HTTP routes", () => {
     await expectError(await postInit(f, { accessToken: 5 }), 400, /accessToken/);
     await expectError(await postInit(f, { timestamp: "yesterday-ish" }), 400, /timestamp/);
     await expectError(await postInit(f, { defaultUser: "no-such-user-wrenn" }), 400, /defaultUser/);
+    await expectError(await postInit(f, { entropy: 5 }), 400, /entropy must be a string/);
+    for (const mangled of ["not base64!", "QUI", "QUJD\nREVG", "QU=D", "-_-_"]) {
+      await expectError(
+        await postInit(f, { entropy: mangled }),
+        400,
+        /entropy is not valid base64/,
+      );
+    }
+    for (const size of [0, 16, 31, 513]) {
+      await expectError(
+        await postInit(f, { entropy: randomBytes(size).toString("base64") }),
+        400,
+        new RegExp(`entropy decodes to ${size} bytes: expected 32 to 512`),
+      );
+    }
     assert.equal(f.envd.context.state.accessToken, undefined);
+  });
+
+  test("parseInit decodes entropy of 32 to 512 bytes and leaves it out when absent", () => {
+    for (const size of [32, 64, 512]) {
+      const bytes = randomBytes(size);
+      assert.deepEqual(
+        Buffer.from(parseInit(JSON.stringify({ entropy: bytes.toString("base64") })).entropy ?? []),
+        bytes,
+      );
+    }
+    assert.equal(parseInit(JSON.stringify({ entropy: null })).entropy, undefined);
+    assert.equal("entropy" in parseInit("{}"), false);
   });
 
   test("syncClock sets the clock as root only when it is off by more than a little", async () => {

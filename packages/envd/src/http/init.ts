@@ -3,6 +3,7 @@ import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdContext } from "../context.ts";
 import { lookupUser } from "../users.ts";
 import { syncClock } from "./clock.ts";
+import { MAX_ENTROPY_BYTES, MIN_ENTROPY_BYTES, reseedKernelRandom } from "./entropy.ts";
 
 const MAX_BODY = 1 << 20;
 
@@ -14,7 +15,16 @@ export interface InitRequest {
   timestamp?: string | number;
   defaultUser?: string;
   defaultWorkdir?: string;
+  /**
+   * Random bytes from the host (base64 on the wire, decoded here) that envd
+   * mixes into the guest kernel's pool before it answers: clones of one
+   * memory snapshot must not share /dev/urandom. Wrenn's own; E2B's envd
+   * has no such field.
+   */
+  entropy?: Uint8Array;
 }
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
@@ -66,7 +76,20 @@ export function parseInit(text: string): InitRequest {
       throw bad(`timestamp '${b.timestamp}' is not a valid time`);
     out.timestamp = b.timestamp;
   }
+  if (b.entropy !== undefined && b.entropy !== null) out.entropy = parseEntropy(b.entropy);
   return out;
+}
+
+function parseEntropy(value: unknown): Uint8Array {
+  const expected = `${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES} random bytes in base64`;
+  if (typeof value !== "string") throw bad(`entropy must be a string: ${expected}`);
+  // Buffer.from skips what is not base64; a mangled value must not pass as fewer bytes.
+  if (!BASE64.test(value)) throw bad(`entropy is not valid base64: expected ${expected}`);
+  const bytes = Buffer.from(value, "base64");
+  if (bytes.length < MIN_ENTROPY_BYTES || bytes.length > MAX_ENTROPY_BYTES) {
+    throw bad(`entropy decodes to ${bytes.length} bytes: expected ${expected}`);
+  }
+  return bytes;
 }
 
 /** Applies the host's /init: after create and after every resume. */
@@ -76,6 +99,15 @@ export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promis
     await lookupUser(init.defaultUser).catch((err: unknown) => {
       throw bad(`defaultUser: ${messageOf(err)}`);
     });
+  }
+  let reseeded = false;
+  if (init.entropy !== undefined) {
+    try {
+      reseeded = reseedKernelRandom(init.entropy, ctx.log);
+    } finally {
+      // Only the kernel should keep them (the request's text is the GC's).
+      init.entropy.fill(0);
+    }
   }
   if (init.timestamp !== undefined) await syncClock(new Date(init.timestamp), ctx.log);
   const { state } = ctx;
@@ -90,6 +122,7 @@ export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promis
     {
       envVars: Object.keys(init.envVars ?? {}).length,
       token: init.accessToken !== undefined,
+      reseeded,
       user: state.defaultUser,
     },
     "init",

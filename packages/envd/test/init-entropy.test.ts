@@ -1,0 +1,113 @@
+import { describe, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { userInfo } from "node:os";
+import { fileURLToPath } from "node:url";
+import { isRoot } from "./filesystem-fixtures.ts";
+
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+const NOBODY = 65534;
+
+interface Child {
+  url: string;
+  /** Everything envd logged so far (pino JSON lines). */
+  log: () => string;
+}
+
+/** envd from sources in its own process, as `uid` when given (root drops to it). */
+async function startChild(t: TestContext, uid?: number): Promise<Child> {
+  const user = uid === undefined ? userInfo().username : "nobody";
+  const child = spawn(
+    process.execPath,
+    [MAIN, "--port", "0", "--host", "127.0.0.1", "--default-user", user],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      ...(uid === undefined ? {} : { uid, gid: uid, cwd: "/" }),
+      env: { ...process.env, WRENN_LOG_LEVEL: "info" },
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  t.after(async () => {
+    child.kill("SIGKILL");
+    await exited;
+  });
+  let log = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      log += chunk;
+      const m = /"url":"(http:\/\/[^"]+)".*"envd listening"/.exec(log);
+      if (m?.[1]) resolve(m[1]);
+    });
+    void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
+  });
+  return { url, log: () => log };
+}
+
+function postInit(url: string, body: unknown): Promise<Response> {
+  return fetch(`${url}/init`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+interface LogLine {
+  level: number;
+  msg: string;
+  reseeded?: boolean;
+}
+
+function lines(log: string): LogLine[] {
+  return log
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+/**
+ * Clones restored from one memory snapshot share the kernel's CRNG state;
+ * /init's entropy reseeds it. Root (envd in the guest) reseeds the kernel
+ * for real; the host's kernel takes it as its own periodic reseed.
+ */
+/** Three /init calls with fresh entropy answer 204; a reseed that cannot be is warned of once. */
+async function checkInits(envd: Child, privileged: boolean): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const res = await postInit(envd.url, { entropy: randomBytes(64).toString("base64") });
+    assert.equal(res.status, 204, await res.text());
+  }
+  const res = await postInit(envd.url, { entropy: "c2hvcnQ=" });
+  assert.equal(res.status, 400, "a bad entropy field is refused as the others are");
+  const log = lines(envd.log());
+  assert.deepEqual(
+    log.filter((l) => l.msg === "init").map((l) => l.reseeded),
+    [privileged, privileged, privileged],
+  );
+  const warnings = log.filter((l) => l.level >= 40);
+  if (privileged) {
+    assert.deepEqual(warnings, [], "no warnings as root");
+  } else {
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.match(warnings[0]?.msg ?? "", /not privileged to reseed the kernel RNG/);
+  }
+}
+
+/**
+ * Clones restored from one memory snapshot share the kernel's CRNG state;
+ * /init's entropy reseeds it. As root (envd in the guest) the kernel is
+ * reseeded for real: the host's kernel takes it as an early periodic reseed.
+ */
+describe("POST /init with entropy", () => {
+  test(`as ${isRoot ? "root: answers 204 and reseeds" : "this user: answers 204 and warns once that it cannot reseed"}`, async (t) => {
+    await checkInits(await startChild(t), isRoot);
+  });
+
+  test(
+    "as nobody (dropped from root): answers 204 and warns once that it cannot reseed",
+    { skip: !isRoot && "needs root to drop to nobody" },
+    async (t) => {
+      await checkInits(await startChild(t, NOBODY), false);
+    },
+  );
+});
