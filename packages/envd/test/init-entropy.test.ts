@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
+import { EnvdClient } from "@wrenn/host-agent/envd/client.ts";
 import { isRoot } from "./filesystem-fixtures.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
@@ -11,8 +12,8 @@ const NOBODY = 65534;
 
 interface Child {
   url: string;
-  /** Everything envd logged so far (pino JSON lines). */
-  log: () => string;
+  /** envd's log once it has `count` /init lines: stderr may trail the HTTP answer. */
+  afterInits: (count: number) => Promise<LogLine[]>;
 }
 
 /** envd from sources in its own process, as `uid` when given (root drops to it). */
@@ -42,7 +43,17 @@ async function startChild(t: TestContext, uid?: number): Promise<Child> {
     });
     void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
   });
-  return { url, log: () => log };
+  const afterInits = async (count: number): Promise<LogLine[]> => {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const parsed = lines(log);
+      if (parsed.filter((l) => l.msg === "init").length >= count || Date.now() > deadline) {
+        return parsed;
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  return { url, afterInits };
 }
 
 function postInit(url: string, body: unknown): Promise<Response> {
@@ -59,9 +70,11 @@ interface LogLine {
   reseeded?: boolean;
 }
 
+/** The complete pino JSON lines (the last chunk may end mid-line). */
 function lines(log: string): LogLine[] {
   return log
     .split("\n")
+    .slice(0, -1)
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as LogLine);
 }
@@ -79,7 +92,7 @@ async function checkInits(envd: Child, privileged: boolean): Promise<void> {
   }
   const res = await postInit(envd.url, { entropy: "c2hvcnQ=" });
   assert.equal(res.status, 400, "a bad entropy field is refused as the others are");
-  const log = lines(envd.log());
+  const log = await envd.afterInits(3);
   assert.deepEqual(
     log.filter((l) => l.msg === "init").map((l) => l.reseeded),
     [privileged, privileged, privileged],
@@ -101,6 +114,21 @@ async function checkInits(envd: Child, privileged: boolean): Promise<void> {
 describe("POST /init with entropy", () => {
   test(`as ${isRoot ? "root: answers 204 and reseeds" : "this user: answers 204 and warns once that it cannot reseed"}`, async (t) => {
     await checkInits(await startChild(t), isRoot);
+  });
+
+  test("the host agent's EnvdClient sends fresh entropy on every /init", async (t) => {
+    const envd = await startChild(t);
+    const client = new EnvdClient(new URL(envd.url).host);
+    t.after(() => client.close());
+    await client.init({ envVars: { A: "1" } });
+    await client.init({ envVars: {} });
+    const log = await envd.afterInits(2);
+    assert.deepEqual(
+      log.filter((l) => l.msg === "init").map((l) => l.reseeded),
+      [isRoot, isRoot],
+    );
+    // Unprivileged, only a request with entropy gets the reseed warning.
+    if (!isRoot) assert.equal(log.filter((l) => l.level >= 40).length, 1);
   });
 
   test(

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Agent, request, type IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -141,6 +142,10 @@ export class EnvdClient {
    * POST /init. Transport failures (a restored guest's stack still settling:
    * reset or refused connections) are retried until `deadlineMs`; an HTTP
    * error answer is not, since envd gave its reason.
+   *
+   * Every call carries fresh random bytes that envd mixes into the guest
+   * kernel's pool and reseeds it with: guests restored from one memory
+   * snapshot otherwise share its CRNG state, and /dev/urandom with it.
    */
   async init(options: InitOptions, abort?: AbortSignal, deadlineMs = 10_000): Promise<void> {
     const body = JSON.stringify({
@@ -148,6 +153,7 @@ export class EnvdClient {
       accessToken: options.accessToken,
       defaultUser: options.defaultUser,
       timestamp: new Date().toISOString(),
+      entropy: randomBytes(64).toString("base64"),
     });
     const until = Date.now() + deadlineMs;
     let res: IncomingMessage;
