@@ -104,27 +104,35 @@ async function listFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
-/** npm builds the clock addon at install; a checkout installed before it existed has not. */
+/**
+ * Whether the clock addon is built from its current source: one built before
+ * clock.c last changed lacks calls envd makes (reseedRandom), and envd would
+ * only warn in the guest.
+ */
+async function clockAddonFresh(req: NodeJS.Require): Promise<boolean> {
+  try {
+    const addon = req.resolve("@wrenn/clock/wrenn_clock.node");
+    const source = join(dirname(req.resolve("@wrenn/clock/package.json")), "src", "clock.c");
+    return (await stat(addon)).mtimeMs >= (await stat(source)).mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/** npm builds the clock addon at install; a checkout installed before its source changed has not. */
 async function ensureClockAddon(): Promise<void> {
   const req = createRequire(join(here, "noop.js"));
-  try {
-    req.resolve("@wrenn/clock/wrenn_clock.node");
-    return;
-  } catch {
-    // Not built yet: build it below.
-  }
+  if (await clockAddonFresh(req)) return;
   const repo = resolve(here, "../..");
   const result = spawnSync("npm", ["rebuild", "@wrenn/clock"], { cwd: repo, encoding: "utf8" });
-  try {
-    req.resolve("@wrenn/clock/wrenn_clock.node");
-  } catch {
+  if (!(await clockAddonFresh(req))) {
     const why = (result.error?.message ?? result.stderr ?? "")
       .trim()
       .split("\n")
       .slice(-3)
       .join(" / ");
     throw new Error(
-      `the @wrenn/clock addon is not built and 'npm rebuild @wrenn/clock' failed (${why}); ` +
+      `the @wrenn/clock addon is older than its source and 'npm rebuild @wrenn/clock' failed (${why}); ` +
         "run 'npm install' in the repository (it needs g++, make and python3)",
     );
   }
