@@ -1,4 +1,4 @@
-import { open, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -192,6 +192,26 @@ async function waitMigration(qmp: QmpClient, what: string): Promise<void> {
   }
 }
 
+/** The exit status the migration's writer left in `rcPath`; throws unless 0. */
+async function writerStatus(rcPath: string, what: string): Promise<void> {
+  const deadline = performance.now() + MIGRATION_TIMEOUT_MS;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+    const rc = await readFile(rcPath, "utf8").catch(() => "");
+    if (rc.endsWith("\n")) {
+      await rm(rcPath, { force: true });
+      if (rc.trim() === "0") return;
+      throw new WrennError(
+        "resource_exhausted",
+        `${what} failed: writing the state file exited with status ${rc.trim()} (is its disk full?)`,
+      );
+    }
+    if (performance.now() > deadline) {
+      throw new WrennError("deadline_exceeded", `${what}: the state writer did not finish`);
+    }
+    await sleep(delay);
+  }
+}
+
 interface HandleState {
   vmId: string;
   pid: number;
@@ -307,8 +327,18 @@ class QemuVm implements VmHandle {
       await s.qmp.execute("migrate-set-capabilities", {
         capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
       });
-      await s.qmp.execute("migrate", { uri: `exec:cat >> ${shellQuote(files.statePath)}` });
+      // QEMU counts a migration complete once the stream is in the pipe: a
+      // `cat` that fails to write (a full disk) goes unnoticed unless its
+      // exit status is kept and checked (a truncated state loses the sandbox).
+      // In the run dir: beside the state it could not be written either.
+      const rcPath = join(s.runDir, "save-state.rc");
+      await rm(rcPath, { force: true });
+      const state = shellQuote(files.statePath);
+      await s.qmp.execute("migrate", {
+        uri: `exec:cat >> ${state}; echo $? > ${shellQuote(rcPath)}`,
+      });
       await waitMigration(s.qmp, "saving VM state");
+      await writerStatus(rcPath, "saving VM state");
     });
     if (!s.sharedRam) {
       await rm(files.memPath, { force: true });
