@@ -40,6 +40,11 @@ export interface HostAgentOptions {
   secret?: string;
   /** How long a restored guest's envd may take to answer /init (default 30 s). */
   restoreTimeoutMs?: number;
+  /**
+   * Creates from a base template restore a boot snapshot of it (default);
+   * false boots every one (benchmarks of the cold boot).
+   */
+  bootSnapshots?: boolean;
   log?: Logger;
 }
 
@@ -129,6 +134,8 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     log,
     bootTimeoutMs: options.bootTimeoutMs,
     restoreTimeoutMs: options.restoreTimeoutMs,
+    // Beside the images they are made from, shared by every agent using them.
+    bootSnapshotDir: options.bootSnapshots === false ? null : join(imageDir, "boot-snapshots"),
     reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),

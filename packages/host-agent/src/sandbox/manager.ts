@@ -15,6 +15,7 @@ import {
 import { EnvdClient, ENVD_PORT, type ExecEvent } from "../envd/client.ts";
 import { RecordStore, type SandboxRecord } from "./records.ts";
 import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "./templates.ts";
+import { BootSnapshots, BUILDER_PREFIX, type Shape } from "./boot-snapshots.ts";
 import { HEADER_FILE } from "../snapshot/header.ts";
 import { writeDiff, writeFull } from "../snapshot/memfile.ts";
 import { dirtyFromSparseFile } from "../snapshot/sparse.ts";
@@ -46,6 +47,11 @@ export interface ManagerOptions {
   bootTimeoutMs?: number;
   /** How long a restored guest's envd may take to answer /init. */
   restoreTimeoutMs?: number;
+  /**
+   * Where boot snapshots of base templates live (shared by the agents using
+   * one image dir); null: every create from a base template boots it.
+   */
+  bootSnapshotDir: string | null;
 }
 
 export interface CreateParams {
@@ -113,6 +119,7 @@ export class SandboxManager {
   private readonly log: Logger;
   private readonly records: RecordStore;
   readonly templates: TemplateStore;
+  private readonly bootSnapshots: BootSnapshots | null;
   private readonly live = new Map<string, Live>();
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Sandboxes removed by the agent itself (TTL, VM death, restart), with why. */
@@ -127,6 +134,14 @@ export class SandboxManager {
     this.log = opts.log;
     this.records = new RecordStore(join(opts.dataDir, "sandboxes"));
     this.templates = new TemplateStore(join(opts.dataDir, "snapshots"));
+    this.bootSnapshots =
+      opts.bootSnapshotDir === null
+        ? null
+        : new BootSnapshots(
+            opts.bootSnapshotDir,
+            (shape, name) => this.buildBootSnapshot(shape, name),
+            opts.log,
+          );
   }
 
   get vmmName(): string {
@@ -166,8 +181,14 @@ export class SandboxManager {
       this.log.warn({ sandbox: id }, "unreadable sandbox record; removing its directory");
       await this.records.remove(id);
     }
+    await this.bootSnapshots?.store.cleanupPartial();
     const keep: number[] = [];
     for (const record of records) {
+      if (record.id.startsWith(BUILDER_PREFIX)) {
+        // A boot snapshot's builder the last agent did not finish: nobody waits for it.
+        await this.teardown(record, null);
+        continue;
+      }
       if (record.status === "paused") {
         if (record.disk && (await this.opts.storage.adopt(record.disk).catch(() => false))) {
           this.live.set(record.id, newLive(record));
@@ -291,9 +312,59 @@ export class SandboxManager {
     const live = newLive(record);
     this.live.set(params.id, live);
     const snapshot = await this.templates.get(params.template);
-    return this.withLock(params.id, () =>
-      snapshot ? this.restoreTemplate(live, snapshot) : this.boot(live),
-    );
+    return this.withLock(params.id, async () => {
+      if (snapshot) return this.restoreTemplate(live, snapshot, "template");
+      const boot = await this.bootSnapshotOf(record);
+      return boot ? this.restoreTemplate(live, boot, "boot") : this.boot(live);
+    });
+  }
+
+  /** The boot snapshot a create from a base template restores, or null to boot it. */
+  private async bootSnapshotOf(record: SandboxRecord): Promise<SnapshotMeta | null> {
+    if (this.bootSnapshots === null || record.id.startsWith(BUILDER_PREFIX)) return null;
+    const shape: Shape = {
+      template: record.template,
+      vcpus: record.vcpus,
+      memoryMb: record.memoryMb,
+      diskSizeMb: record.diskSizeMb,
+    };
+    try {
+      const [kernel, image] = await Promise.all([
+        this.opts.images.kernel(),
+        this.opts.images.template(record.template),
+      ]);
+      const name = BootSnapshots.nameOf(shape, image, kernel, this.opts.vmm.name);
+      return await this.bootSnapshots.get(shape, name);
+    } catch {
+      return null; // the boot reports what is wrong (no such template, no kernel)
+    }
+  }
+
+  /** Boots a sandbox of `shape` for the agent itself and keeps its memory and disk. */
+  private async buildBootSnapshot(shape: Shape, name: string): Promise<SnapshotMeta> {
+    const id = `${BUILDER_PREFIX}${randomBytes(6).toString("hex")}`;
+    await this.create({ id, ...shape, timeoutSec: 0, envVars: {} });
+    try {
+      // Clones then start with envd's exec path compiled and the command's
+      // files in the page cache: their first exec is that much shorter.
+      await this.exec(id, { cmd: "true", args: [], timeoutSec: 60 });
+      await this.pause(id);
+      const store = (this.bootSnapshots as BootSnapshots).store;
+      return await this.withLock(id, () => this.saveSnapshot(id, store, name, true));
+    } finally {
+      await this.destroy(id).catch((err: unknown) =>
+        this.log.error({ sandbox: id, err: messageOf(err) }, "boot snapshot builder not removed"),
+      );
+    }
+  }
+
+  /** The template a sandbox's memory came from: a pause diffs against it (Firecracker). */
+  private snapshotDirOf(record: SandboxRecord): string | null {
+    if (record.fromSnapshot) return this.templates.files(record.fromSnapshot).dir;
+    if (record.bootSnapshot && this.bootSnapshots) {
+      return this.bootSnapshots.store.files(record.bootSnapshot).dir;
+    }
+    return null;
   }
 
   private async boot(live: Live): Promise<SandboxRecord> {
@@ -323,7 +394,9 @@ export class SandboxManager {
             guestIp: GUEST_IP,
             gatewayIp: TAP_IP,
             netmask: NETMASK,
-            hostname: record.id,
+            // Not the sandbox's id: restored sandboxes carry their boot
+            // snapshot's hostname, so every sandbox of a template has one.
+            hostname: record.template,
           }),
         }),
       );
@@ -336,10 +409,18 @@ export class SandboxManager {
     });
   }
 
-  /** Create from a snapshot template: restore its memory instead of booting. */
-  private async restoreTemplate(live: Live, snap: SnapshotMeta): Promise<SandboxRecord> {
+  /**
+   * Create from a snapshot template, or from a base template's boot
+   * snapshot: restore its memory instead of booting.
+   */
+  private async restoreTemplate(
+    live: Live,
+    snap: SnapshotMeta,
+    kind: "template" | "boot",
+  ): Promise<SandboxRecord> {
     const { record } = live;
-    const log = this.log.child({ sandbox: record.id, template: snap.name });
+    const store = kind === "boot" ? (this.bootSnapshots as BootSnapshots).store : this.templates;
+    const log = this.log.child({ sandbox: record.id, template: snap.name, kind });
     const started = performance.now();
     return this.orTeardown(live, log, "create", async () => {
       if (snap.vmm !== this.opts.vmm.name) {
@@ -352,8 +433,9 @@ export class SandboxManager {
       record.vcpus = snap.vcpus;
       record.memoryMb = snap.memoryMb;
       record.diskSizeMb = snap.diskSizeMb;
-      record.fromSnapshot = snap.name;
-      const files = this.templates.files(snap.name);
+      if (kind === "template") record.fromSnapshot = snap.name;
+      else record.bootSnapshot = snap.name;
+      const files = store.files(snap.name);
       record.basePath = files.rootfs;
       const slot = await this.acquireSlot(live, log, "create");
       const disk = await this.createDisk(live, log, files.rootfs);
@@ -361,7 +443,7 @@ export class SandboxManager {
       await this.attachVm(live, vm, "create", true);
       log.info(
         { ms: Math.round(performance.now() - started), vmm: record.vmm, pid: vm.pid },
-        "sandbox created from snapshot template",
+        kind === "template" ? "sandbox created from snapshot template" : "sandbox created",
       );
       return record;
     });
@@ -626,9 +708,7 @@ export class SandboxManager {
       );
       return;
     }
-    const fromTemplate = live.record.fromSnapshot
-      ? this.templates.files(live.record.fromSnapshot).dir
-      : null;
+    const fromTemplate = this.snapshotDirOf(live.record);
     const parentDir = (await exists(join(keep, HEADER_FILE))) ? keep : fromTemplate;
     const raw = join(keep, "memfile.raw");
     try {
@@ -747,42 +827,50 @@ export class SandboxManager {
       );
     }
     if (this.get(id).record.status === "running") await this.pause(id);
-    return this.withLock(id, async () => {
-      const { record } = this.get(id);
-      if (record.status !== "paused" || record.disk === null) {
-        throw new WrennError("failed_precondition", `sandbox '${id}' is ${record.status}`);
-      }
-      const log = this.log.child({ sandbox: id, template: name });
-      const keep = this.keepDir(id);
-      const build = await this.templates.begin(name);
-      try {
-        const disk = record.disk;
-        // No fsck, no shrink: the snapshotted kernel has this filesystem mounted.
-        await timed(log, "snapshot.flatten_disk", () =>
-          this.opts.storage.flatten(disk, join(build.dir, "rootfs.ext4"), { shrink: false }),
-        );
-        await timed(log, "snapshot.copy_memory", () => copyMemory(keep, build.dir));
-        const meta: SnapshotMeta = {
-          name,
-          vmm: record.vmm,
-          vcpus: record.vcpus,
-          memoryMb: record.memoryMb,
-          diskSizeMb: record.diskSizeMb,
-          baseTemplate: record.fromSnapshot
-            ? ((await this.templates.get(record.fromSnapshot))?.baseTemplate ?? record.template)
-            : record.template,
-          sourceSandbox: id,
-          envdAccessToken: record.envdAccessToken,
-          createdAtMs: Date.now(),
-        };
-        await build.commit(meta);
-        log.info("snapshot template created");
-        return meta;
-      } catch (err) {
-        await rm(build.dir, { recursive: true, force: true });
-        throw err;
-      }
-    });
+    return this.withLock(id, () => this.saveSnapshot(id, this.templates, name, false));
+  }
+
+  /** Flattens a paused sandbox's disk and copies its memory into `store` as `name` (under its lock). */
+  private async saveSnapshot(
+    id: string,
+    store: TemplateStore,
+    name: string,
+    keepExisting: boolean,
+  ): Promise<SnapshotMeta> {
+    const { record } = this.get(id);
+    if (record.status !== "paused" || record.disk === null) {
+      throw new WrennError("failed_precondition", `sandbox '${id}' is ${record.status}`);
+    }
+    const log = this.log.child({ sandbox: id, template: name });
+    const keep = this.keepDir(id);
+    const build = await store.begin(name, keepExisting);
+    try {
+      const disk = record.disk;
+      // No fsck, no shrink: the snapshotted kernel has this filesystem mounted.
+      await timed(log, "snapshot.flatten_disk", () =>
+        this.opts.storage.flatten(disk, join(build.dir, "rootfs.ext4"), { shrink: false }),
+      );
+      await timed(log, "snapshot.copy_memory", () => copyMemory(keep, build.dir));
+      const meta: SnapshotMeta = {
+        name,
+        vmm: record.vmm,
+        vcpus: record.vcpus,
+        memoryMb: record.memoryMb,
+        diskSizeMb: record.diskSizeMb,
+        baseTemplate: record.fromSnapshot
+          ? ((await this.templates.get(record.fromSnapshot))?.baseTemplate ?? record.template)
+          : record.template,
+        sourceSandbox: id,
+        envdAccessToken: record.envdAccessToken,
+        createdAtMs: Date.now(),
+      };
+      await build.commit(meta);
+      log.info("snapshot template created");
+      return meta;
+    } catch (err) {
+      await rm(build.dir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   async deleteSnapshot(name: string): Promise<void> {

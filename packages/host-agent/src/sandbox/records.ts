@@ -33,6 +33,8 @@ export interface SandboxRecord {
   basePath: string;
   /** The snapshot template this sandbox was restored from, if any. */
   fromSnapshot: string | null;
+  /** The boot snapshot of its base template this sandbox was restored from, if any. */
+  bootSnapshot?: string | null;
   error?: string;
 }
 

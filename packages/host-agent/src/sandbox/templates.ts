@@ -69,9 +69,14 @@ export class TemplateStore {
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** A fresh build directory for `name`; `commit` moves it into place. */
+  /**
+   * A fresh build directory for `name`; `commit` moves it into place. With
+   * `keepExisting`, a template another process committed meanwhile wins and
+   * this build is dropped (sandboxes may already overlay the existing one).
+   */
   async begin(
     name: string,
+    keepExisting = false,
   ): Promise<{ dir: string; commit: (meta: SnapshotMeta) => Promise<void> }> {
     const dir = join(this.dir, `.building-${name}-${process.pid}-${Date.now()}`);
     await mkdir(dir, { recursive: true });
@@ -80,6 +85,14 @@ export class TemplateStore {
       commit: async (meta) => {
         await writeFile(join(dir, "meta.json"), JSON.stringify(meta, null, 2));
         const target = this.path(name);
+        if (keepExisting) {
+          // rename(2) onto a non-empty directory fails: the first commit stays.
+          await rename(dir, target).catch(async (err: NodeJS.ErrnoException) => {
+            if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+            await rm(dir, { recursive: true, force: true });
+          });
+          return;
+        }
         const old = join(this.dir, `.old-${name}-${process.pid}-${Date.now()}`);
         await rename(target, old).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== "ENOENT") throw err;
@@ -97,13 +110,17 @@ export class TemplateStore {
     await rm(this.path(name), { recursive: true, force: true });
   }
 
-  /** Leftovers of builds a crash interrupted. */
+  /**
+   * Leftovers of builds a crash interrupted. A build of another live
+   * process is left alone (boot snapshots are shared by agents).
+   */
   async cleanupPartial(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     for (const name of await readdir(this.dir)) {
-      if (name.startsWith(".building-") || name.startsWith(".old-")) {
-        await rm(join(this.dir, name), { recursive: true, force: true });
-      }
+      if (!name.startsWith(".building-") && !name.startsWith(".old-")) continue;
+      const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
+      if (pid !== process.pid && alive(pid)) continue;
+      await rm(join(this.dir, name), { recursive: true, force: true });
     }
   }
 }
@@ -115,4 +132,14 @@ export async function allocated(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
   }
   return total;
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

@@ -1,0 +1,107 @@
+import { createHash } from "node:crypto";
+import { messageOf } from "@wrenn/shared/errors.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
+import type { KernelFiles, TemplateImage } from "../image/store.ts";
+import { TemplateStore, type SnapshotMeta } from "./templates.ts";
+
+/** The machine a sandbox asks for: one boot snapshot each. */
+export interface Shape {
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskSizeMb: number;
+}
+
+/**
+ * Sandboxes the agent boots for itself to take a boot snapshot; the '-' keeps
+ * them apart from users' sandbox ids (lowercase letters and digits only).
+ */
+export const BUILDER_PREFIX = "boot-";
+
+/** After a failed build, creates of that shape boot cold for this long before trying again. */
+const RETRY_AFTER_MS = 10 * 60_000;
+
+/**
+ * Creates from a base template restore a memory snapshot of that template,
+ * booted once on this host per machine shape, instead of booting it: under
+ * TCG a boot is ≈ 10 s (the guest's kernel and Node start), a restore ≈ 1 s.
+ * This is what E2B does with every template. The first create of a shape
+ * pays for the boot and the snapshot; the rest restore it. A snapshot is
+ * named after everything it was made from (image, kernel, VMM, shape), so a
+ * rebuilt image or kernel gets new ones and never a stale one.
+ *
+ * The store is shared by every agent using the same image dir: a snapshot
+ * is only ever added, never replaced, because sandboxes' disks overlay its
+ * rootfs.
+ */
+export class BootSnapshots {
+  readonly store: TemplateStore;
+  private readonly building = new Map<string, Promise<SnapshotMeta | null>>();
+  private readonly failedAt = new Map<string, number>();
+  private readonly build: (shape: Shape, name: string) => Promise<SnapshotMeta>;
+  private readonly log: Logger;
+
+  constructor(
+    dir: string,
+    build: (shape: Shape, name: string) => Promise<SnapshotMeta>,
+    log: Logger,
+  ) {
+    this.store = new TemplateStore(dir);
+    this.build = build;
+    this.log = log;
+  }
+
+  static nameOf(shape: Shape, image: TemplateImage, kernel: KernelFiles, vmm: string): string {
+    const hash = createHash("sha256")
+      .update(
+        JSON.stringify([
+          image.rootfs,
+          kernel.version,
+          kernel.qemuKernel,
+          kernel.vmlinux,
+          vmm,
+          shape.vcpus,
+          shape.memoryMb,
+          shape.diskSizeMb,
+        ]),
+      )
+      .digest("hex")
+      .slice(0, 16);
+    return `${shape.template.slice(0, 40)}-${hash}`;
+  }
+
+  /**
+   * The boot snapshot of `name`, built now if there is none; null when it
+   * cannot be had (the caller boots cold, and a failed build is not retried
+   * for a while).
+   */
+  async get(shape: Shape, name: string): Promise<SnapshotMeta | null> {
+    const existing = await this.store.get(name);
+    if (existing) return existing;
+    const failed = this.failedAt.get(name);
+    if (failed !== undefined && Date.now() - failed < RETRY_AFTER_MS) return null;
+    let pending = this.building.get(name);
+    if (pending === undefined) {
+      const started = performance.now();
+      pending = this.build(shape, name)
+        .then((meta) => {
+          this.log.info(
+            { snapshot: name, ...shape, ms: Math.round(performance.now() - started) },
+            "boot snapshot ready: creates of this shape restore it",
+          );
+          return meta;
+        })
+        .catch((err: unknown) => {
+          this.failedAt.set(name, Date.now());
+          this.log.warn(
+            { snapshot: name, ...shape, err: messageOf(err) },
+            "boot snapshot failed; creates of this shape boot cold for now",
+          );
+          return null;
+        })
+        .finally(() => this.building.delete(name));
+      this.building.set(name, pending);
+    }
+    return pending;
+  }
+}
