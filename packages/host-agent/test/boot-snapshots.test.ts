@@ -1,0 +1,217 @@
+/**
+ * Boot snapshots: creates from a base template restore a snapshot of it
+ * booted once per machine shape. The store's rules without VMs, then real
+ * VMs: clones of one snapshot (each must get fresh randomness at /init) and
+ * a build that fails (the create boots instead, nothing is left behind).
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { BootSnapshots, BUILDER_PREFIX, type Shape } from "../src/sandbox/boot-snapshots.ts";
+import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "../src/sandbox/templates.ts";
+import type { KernelFiles, TemplateImage } from "../src/image/store.ts";
+import { dataDir as imageDataDir } from "../src/image/store.ts";
+import { selectVmm } from "../src/vmm/select.ts";
+import type { VmmDriver } from "../src/vmm/vmm.ts";
+import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
+
+const log = createLogger("test", "silent");
+const shape: Shape = { template: "minimal", vcpus: 1, memoryMb: 256, diskSizeMb: 20480 };
+const image: TemplateImage = { name: "minimal", rootfs: "/img/rootfs-aaaa.ext4", sizeBytes: 1 };
+const kernel: KernelFiles = {
+  version: "6.1",
+  vmlinuz: "/k/vmlinuz",
+  initrd: "/k/initrd",
+  vmlinux: "/k/vmlinux",
+  qemuKernel: "/k/vmlinux",
+};
+
+function meta(name: string): SnapshotMeta {
+  return {
+    name,
+    vmm: "qemu",
+    ...shape,
+    baseTemplate: shape.template,
+    sourceSandbox: `${BUILDER_PREFIX}x`,
+    envdAccessToken: "",
+    createdAtMs: Date.now(),
+  };
+}
+
+describe("boot snapshot store", () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "wrenn-boot-snap-"));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test("a name per image, kernel, VMM and shape, valid as a template directory", () => {
+    const base = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    assert.match(base, SNAPSHOT_NAME);
+    assert.ok(base.startsWith("minimal-"));
+    const variants = [
+      BootSnapshots.nameOf({ ...shape, memoryMb: 512 }, image, kernel, "qemu"),
+      BootSnapshots.nameOf({ ...shape, vcpus: 2 }, image, kernel, "qemu"),
+      BootSnapshots.nameOf({ ...shape, diskSizeMb: 4096 }, image, kernel, "qemu"),
+      BootSnapshots.nameOf(shape, { ...image, rootfs: "/img/rootfs-bbbb.ext4" }, kernel, "qemu"),
+      BootSnapshots.nameOf(shape, image, { ...kernel, version: "6.2" }, "qemu"),
+      BootSnapshots.nameOf(shape, image, kernel, "firecracker"),
+    ];
+    assert.equal(new Set([base, ...variants]).size, variants.length + 1);
+    const long = BootSnapshots.nameOf(
+      { ...shape, template: "t".repeat(64) },
+      image,
+      kernel,
+      "qemu",
+    );
+    assert.match(long, SNAPSHOT_NAME);
+  });
+
+  test("concurrent creates of one shape share one build; later ones read the store", async () => {
+    let builds = 0;
+    const snaps: BootSnapshots = new BootSnapshots(
+      join(dir, "ok"),
+      async (_shape, name) => {
+        builds++;
+        await new Promise((r) => setTimeout(r, 50));
+        const b = await snaps.store.begin(name, true);
+        await b.commit(meta(name));
+        return meta(name);
+      },
+      log,
+    );
+    const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    const got = await Promise.all([1, 2, 3].map(() => snaps.get(shape, name)));
+    assert.equal(builds, 1);
+    assert.deepEqual(
+      got.map((m) => m?.name),
+      [name, name, name],
+    );
+    assert.equal((await snaps.get(shape, name))?.name, name);
+    assert.equal(builds, 1);
+  });
+
+  test("a failed build gives null (the create boots) and is not retried at once", async () => {
+    let builds = 0;
+    const snaps = new BootSnapshots(
+      join(dir, "fail"),
+      () => {
+        builds++;
+        return Promise.reject(new Error("the builder's VM died"));
+      },
+      log,
+    );
+    const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    assert.equal(await snaps.get(shape, name), null);
+    assert.equal(await snaps.get(shape, name), null);
+    assert.equal(builds, 1);
+  });
+
+  test("a snapshot is never replaced: the first commit wins, a later build is dropped", async () => {
+    const store = new TemplateStore(join(dir, "race"));
+    const first = await store.begin("snap", true);
+    const second = await store.begin("snap", true);
+    await first.commit({ ...meta("snap"), sourceSandbox: "first" });
+    await second.commit({ ...meta("snap"), sourceSandbox: "second" });
+    assert.equal((await store.get("snap"))?.sourceSandbox, "first");
+    assert.deepEqual(await readdir(store.dir), ["snap"]);
+  });
+
+  test("leftover builds are removed at start unless their process is alive", async () => {
+    const store = new TemplateStore(join(dir, "partial"));
+    const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      const live = `.building-snap-${sleeper.pid}-1`;
+      // A pid that no process has (beyond pid_max).
+      const dead = `.building-snap-${2 ** 22 + 1}-1`;
+      await mkdir(join(store.dir, live), { recursive: true });
+      await mkdir(join(store.dir, dead), { recursive: true });
+      await store.cleanupPartial();
+      assert.deepEqual(await readdir(store.dir), [live]);
+    } finally {
+      sleeper.kill();
+    }
+  });
+});
+
+const skip = vmSkipReason("boot snapshot tests with real VMs");
+
+/** Builders whose VMM is killed as soon as it boots, while set. */
+let failBuilders = false;
+
+function killingBuilders(real: VmmDriver): VmmDriver {
+  return {
+    name: real.name,
+    boot: async (spec) => {
+      const vm = await real.boot(spec);
+      if (failBuilders && spec.vmId.startsWith(BUILDER_PREFIX)) process.kill(vm.pid, "SIGKILL");
+      return vm;
+    },
+    restore: (spec) => real.restore(spec),
+    adopt: (rec) => real.adopt(rec),
+    record: (vm) => real.record(vm),
+  };
+}
+
+describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
+  const h = new AgentHarness("wb");
+  before(async () => {
+    await h.setUp();
+    const real = await selectVmm({ dataDir: h.root, log: createLogger("host-agent", "warn") });
+    h.configure({ vmmDriver: killingBuilders(real) });
+    await h.start();
+  });
+  after(() => h.tearDown());
+
+  test("two creates restore one boot snapshot, and each draws its own random bytes", async () => {
+    const ids = [h.newId(), h.newId()];
+    for (const id of ids) await h.create(id);
+    const records = ids.map((id) => h.agent.manager.get(id).record);
+    assert.ok(records[0]?.bootSnapshot, "the create restored a boot snapshot");
+    assert.equal(records[1]?.bootSnapshot, records[0]?.bootSnapshot);
+    const draws = await Promise.all(
+      ids.map((id) =>
+        h.sh(
+          id,
+          "hostname; od -An -tx1 -N16 /dev/urandom | tr -d ' \\n'; echo; " +
+            "python3 -c 'import os; print(os.urandom(16).hex())'",
+        ),
+      ),
+    );
+    const [a, b] = draws.map((d) => d.stdout.trim().split("\n"));
+    assert.equal(a?.[0], "minimal", "a sandbox's hostname is its template's name");
+    assert.equal(a?.length, 3, draws[0]?.stderr ?? "");
+    assert.notEqual(a?.[1], b?.[1], "/dev/urandom must differ between clones");
+    assert.notEqual(a?.[2], b?.[2], "os.urandom must differ between clones");
+    for (const id of ids) await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("a boot snapshot build that fails: the create boots instead and leaves nothing", async () => {
+    const id = h.newId();
+    // A shape no other test uses, so this create must build its snapshot.
+    const odd: Shape = { template: "minimal", vcpus: 1, memoryMb: 272, diskSizeMb: 20480 };
+    failBuilders = true;
+    try {
+      await h.create(id, { memoryMb: odd.memoryMb });
+    } finally {
+      failBuilders = false;
+    }
+    assert.equal(h.agent.manager.get(id).record.bootSnapshot ?? null, null, "booted, not restored");
+    assert.equal((await h.sh(id, "echo up")).stdout, "up\n");
+    assert.deepEqual(
+      h.agent.manager.list().map((r) => r.id),
+      [id],
+      "no builder sandbox is left",
+    );
+    const store = join(imageDataDir(), "boot-snapshots");
+    const mine = (await readdir(store)).filter((n) => n.includes(`-${process.pid}-`));
+    assert.deepEqual(mine, [], "no half-built snapshot is left");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+});
