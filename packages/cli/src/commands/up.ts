@@ -105,6 +105,8 @@ export async function run(argv: string[]): Promise<void> {
   const agent = await startHostAgent({
     listen: values["agent-listen"],
     dataDir: data,
+    // As for `wrenn host-agent`: a second platform (or a test) beside a running one.
+    networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
     secret: hostSecret,
   });
   say(`host agent ${agent.hostId} on ${agent.url}`);
