@@ -307,4 +307,21 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
     await client().destroySandbox({ sandboxId: id });
     await noLeaks();
   });
+
+  test("a user's pause racing the TTL reaper: the sandbox ends paused, never destroyed", async () => {
+    const id = sandboxId();
+    await create(id);
+    await sh(id, "echo kept > /home/user/f");
+    const farFuture = Date.now() + 3_600_000;
+    const manager = h.agent.manager;
+    // The user's pause takes the sandbox's lock first; the reaper's pause
+    // then finds it paused. A second reaper pass must not pause again.
+    await Promise.all([manager.pause(id), manager.reap(farFuture), manager.reap(farFuture)]);
+    const listed = await client().listSandboxes({});
+    assert.equal(listed.sandboxes.find((s) => s.sandboxId === id)?.state, SandboxState.PAUSED);
+    await client().resumeSandbox({ sandboxId: id });
+    assert.equal((await sh(id, "cat /home/user/f")).stdout, "kept\n");
+    await client().destroySandbox({ sandboxId: id });
+    await noLeaks();
+  });
 });

@@ -126,6 +126,7 @@ export class SandboxManager {
   private readonly reaped = new Map<string, string>();
   private readonly autoPaused = new Set<string>();
   private reaper: NodeJS.Timeout | undefined;
+  private reaping = false;
   /** Set by close(): this manager no longer owns the VMs (the next agent adopts them). */
   private closed = false;
 
@@ -1050,6 +1051,18 @@ export class SandboxManager {
   }
 
   async reap(now = Date.now()): Promise<void> {
+    // One pass at a time: a pause can outlast the interval, and a second pass
+    // would find the sandbox still running and pause it again.
+    if (this.reaping) return;
+    this.reaping = true;
+    try {
+      await this.reapIdle(now);
+    } finally {
+      this.reaping = false;
+    }
+  }
+
+  private async reapIdle(now: number): Promise<void> {
     for (const live of [...this.live.values()]) {
       const r = live.record;
       if (r.status !== "running" || r.timeoutSec <= 0) continue;
@@ -1058,6 +1071,9 @@ export class SandboxManager {
       try {
         await this.pause(r.id, "ttl");
       } catch (err) {
+        // Paused or destroyed by its user meanwhile: nothing left to do, and
+        // destroying it now would throw a paused sandbox away.
+        if (this.live.get(r.id) !== live || live.record.status === "paused") continue;
         this.log.error({ sandbox: r.id, err: messageOf(err) }, "TTL pause failed; destroying");
         await this.destroy(r.id).catch(() => undefined);
         this.reaped.set(r.id, `idle past its timeout and could not be paused: ${messageOf(err)}`);
