@@ -318,3 +318,52 @@ test("wrenn up --port 99999: a clear error, no stack trace, nothing started or w
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test(
+  "Ctrl-C while wrenn up starts its demo: it stops what it started, exits 130, leaves nothing",
+  { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
+  async () => {
+    const prefix = `wuq${(process.pid % 1296).toString(36)}`;
+    const root = await mkdtemp(join(tmpdir(), `wrenn-${prefix}-`));
+    const data = join(root, "data");
+    const claim = join(CLAIM_DIR, `network-${prefix}.pid`);
+    await borrowImage(data);
+    const before = await snapshotHostResources({ prefix, markers: [root] });
+    const env: NodeJS.ProcessEnv = { ...process.env, WRENN_NETWORK_PREFIX: prefix };
+    delete env.DATABASE_URL;
+    delete env.WRENN_PORT;
+    const up = startUp(
+      ["--skip-setup", "--port", "0", "--agent-listen", "127.0.0.1:0", "--data-dir", data],
+      env,
+    );
+    const output = () => `--- stdout\n${up.stdout()}\n--- stderr\n${up.stderr()}`;
+    try {
+      // The demo's create: the agent, the control plane and a VM are up by now
+      // (the first create in a new data dir boots its boot snapshot's builder).
+      await until("wrenn up to start its demo", UP_TIMEOUT_MS, () => {
+        if (up.proc.exitCode !== null) assert.fail(`wrenn up exited early:\n${output()}`);
+        return /==> demo/.test(up.stdout() + up.stderr()) ? true : undefined;
+      });
+      await until("a VM to run", 60_000, async () => {
+        const now = await snapshotHostResources({ prefix, markers: [root] });
+        return now.processes.some((p) => /qemu-system/.test(p)) ? true : undefined;
+      });
+      up.proc.kill("SIGINT");
+      const timer = setTimeout(() => up.proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      const exit = await up.exited;
+      clearTimeout(timer);
+      assert.deepEqual(exit, { code: 130, signal: null }, output());
+      assert.match(up.stdout(), /stopping: destroying sandboxes/, output());
+      await assertNoLeaks(before, { settleMs: 5000 });
+      assert.equal(existsSync(claim), false, "the network prefix's claim is released");
+    } finally {
+      await up.stop();
+      await assertNoLeaks(before, { settleMs: 5000 }).catch((err: unknown) =>
+        console.error(messageOf(err)),
+      );
+      const holder = await readFile(claim, "utf8").catch(() => "");
+      if (Number(holder.trim()) === up.proc.pid) await rm(claim, { force: true });
+      await rm(root, { recursive: true, force: true });
+    }
+  },
+);

@@ -2,12 +2,12 @@ import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { startHostAgent, type HostAgent } from "@wrenn/host-agent/agent.ts";
 import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
-import { startControlPlane } from "@wrenn/control-plane/server.ts";
+import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { AGENT_TOOLS } from "./host-agent.ts";
 
@@ -99,32 +99,49 @@ export async function run(argv: string[]): Promise<void> {
   await (await import("./image.ts")).run(["build"]);
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
 
-  say("==> host agent");
-  // Only this control plane may drive the agent, even on a shared machine.
-  const hostSecret = randomBytes(24).toString("hex");
-  const agent = await startHostAgent({
-    listen: values["agent-listen"],
-    dataDir: data,
-    // As for `wrenn host-agent`: a second platform (or a test) beside a running one.
-    networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
-    secret: hostSecret,
+  // From here on Ctrl-C stops whatever has started (its VMs, network,
+  // database); before the platform is up it also ends the command.
+  let agent: HostAgent | undefined;
+  let cp: ControlPlane | undefined;
+  let ready = false;
+  let stopping: Promise<void> | undefined;
+  // Once: a Ctrl-C and the failure it causes in the start-up both call it.
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await cp?.close().catch(() => undefined);
+      await agent?.shutdown();
+    })());
+  const stopped = new Promise<void>((done) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      process.once(signal, () => {
+        say("\nstopping: destroying sandboxes…");
+        void stop().then(() => (ready ? done() : process.exit(130)));
+      });
+    }
   });
-  say(`host agent ${agent.hostId} on ${agent.url}`);
 
-  say("==> control plane");
-  const stateDir = join(data, "control-plane");
-  await mkdir(stateDir, { recursive: true });
-  const databaseUrl = process.env.DATABASE_URL || undefined;
-  const cp = await startControlPlane({
-    port,
-    host: values.host,
-    ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
-  });
-  const stop = async (): Promise<void> => {
-    await cp.close().catch(() => undefined);
-    await agent.shutdown();
-  };
   try {
+    say("==> host agent");
+    // Only this control plane may drive the agent, even on a shared machine.
+    const hostSecret = randomBytes(24).toString("hex");
+    agent = await startHostAgent({
+      listen: values["agent-listen"],
+      dataDir: data,
+      // As for `wrenn host-agent`: a second platform (or a test) beside a running one.
+      networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
+      secret: hostSecret,
+    });
+    say(`host agent ${agent.hostId} on ${agent.url}`);
+
+    say("==> control plane");
+    const stateDir = join(data, "control-plane");
+    await mkdir(stateDir, { recursive: true });
+    const databaseUrl = process.env.DATABASE_URL || undefined;
+    cp = await startControlPlane({
+      port,
+      host: values.host,
+      ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
+    });
     await cp.addHost(new URL(agent.url).host, { secret: hostSecret });
     const session = await adminSession(cp.url, stateDir);
     const { key } = await api<{ key: string }>(
@@ -179,13 +196,6 @@ export async function run(argv: string[]): Promise<void> {
     await stop();
     throw err;
   }
-
-  await new Promise<void>((done) => {
-    for (const signal of ["SIGTERM", "SIGINT"] as const) {
-      process.once(signal, () => {
-        say("\nstopping: destroying sandboxes…");
-        void stop().then(done);
-      });
-    }
-  });
+  ready = true;
+  await stopped;
 }
