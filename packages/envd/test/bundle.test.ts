@@ -1,12 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { buildEnvd } from "../build.ts";
 import { isRoot, tempDir } from "./filesystem-fixtures.ts";
+import { spawnEnvd } from "./spawn-envd.ts";
 
 /** The bundle as the guest runs it: `node envd.cjs` with its native packages beside it. */
 describe("envd bundle", () => {
@@ -34,26 +35,15 @@ describe("envd bundle", () => {
     );
     assert.equal(probe.status, 0, probe.stderr);
 
-    const child = spawn(
-      process.execPath,
-      [out.bundle, "--port", "0", "--host", "127.0.0.1", "--default-user", userInfo().username],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-    t.after(async () => {
-      child.kill("SIGKILL");
-      await exited;
-    });
-    let log = "";
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr.setEncoding("utf8");
-      child.stderr.on("data", (chunk: string) => {
-        log += chunk;
-        const m = /"url":"(http:\/\/[^"]+)".*"envd listening"/.exec(log);
-        if (m?.[1]) resolve(m[1]);
-      });
-      void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
-    });
+    const { child, url, log, exited } = await spawnEnvd(t, [
+      out.bundle,
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+      "--default-user",
+      userInfo().username,
+    ]);
     assert.equal((await fetch(`${url}/health`)).status, 204);
     const init = await fetch(`${url}/init`, {
       method: "POST",
@@ -66,14 +56,16 @@ describe("envd bundle", () => {
     });
     assert.equal(init.status, 204);
     child.kill("SIGTERM");
-    assert.equal(await exited, 0, log);
+    assert.equal(await exited, 0, log());
     // As root the bundled loader found the addon and the kernel took the entropy.
-    const warnings = log.split("\n").filter((l) => /"level":(40|50)/.test(l));
+    const warnings = log()
+      .split("\n")
+      .filter((l) => /"level":(40|50)/.test(l));
     assert.deepEqual(
       warnings.filter((l) => isRoot || !/not privileged to reseed the kernel RNG/.test(l)),
       [],
       "no warnings or errors",
     );
-    if (isRoot) assert.match(log, /"reseeded":true.*"msg":"init"/);
+    if (isRoot) assert.match(log(), /"reseeded":true.*"msg":"init"/);
   });
 });

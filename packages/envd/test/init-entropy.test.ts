@@ -1,11 +1,11 @@
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import { EnvdClient } from "@wrenn/host-agent/envd/client.ts";
 import { isRoot } from "./filesystem-fixtures.ts";
+import { spawnEnvd } from "./spawn-envd.ts";
 
 const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
 const NOBODY = 65534;
@@ -19,41 +19,25 @@ interface Child {
 /** envd from sources in its own process, as `uid` when given (root drops to it). */
 async function startChild(t: TestContext, uid?: number): Promise<Child> {
   const user = uid === undefined ? userInfo().username : "nobody";
-  const child = spawn(
-    process.execPath,
+  const envd = await spawnEnvd(
+    t,
     [MAIN, "--port", "0", "--host", "127.0.0.1", "--default-user", user],
     {
-      stdio: ["ignore", "ignore", "pipe"],
       ...(uid === undefined ? {} : { uid, gid: uid, cwd: "/" }),
       env: { ...process.env, WRENN_LOG_LEVEL: "info" },
     },
   );
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-  t.after(async () => {
-    child.kill("SIGKILL");
-    await exited;
-  });
-  let log = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => {
-      log += chunk;
-      const m = /"url":"(http:\/\/[^"]+)".*"envd listening"/.exec(log);
-      if (m?.[1]) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
-  });
   const afterInits = async (count: number): Promise<LogLine[]> => {
     const deadline = Date.now() + 5000;
     for (;;) {
-      const parsed = lines(log);
+      const parsed = lines(envd.log());
       if (parsed.filter((l) => l.msg === "init").length >= count || Date.now() > deadline) {
         return parsed;
       }
       await new Promise((r) => setTimeout(r, 10));
     }
   };
-  return { url, afterInits };
+  return { url: envd.url, afterInits };
 }
 
 function postInit(url: string, body: unknown): Promise<Response> {

@@ -1,0 +1,41 @@
+/** envd as its own process, for tests that need it as the guest runs it. */
+import { spawn, type ChildProcessByStdio, type SpawnOptionsWithoutStdio } from "node:child_process";
+import type { Readable } from "node:stream";
+import type { TestContext } from "node:test";
+
+export interface SpawnedEnvd {
+  child: ChildProcessByStdio<null, null, Readable>;
+  /** The URL envd logged it listens on. */
+  url: string;
+  /** Its stderr (pino JSON lines) so far: it may trail an HTTP answer. */
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Runs `node <args>` and resolves once envd logs "envd listening"; rejects with
+ * its log if it exits first. SIGKILLed when the test ends, also after a failure.
+ */
+export async function spawnEnvd(
+  t: TestContext,
+  args: string[],
+  options: SpawnOptionsWithoutStdio = {},
+): Promise<SpawnedEnvd> {
+  const child = spawn(process.execPath, args, { ...options, stdio: ["ignore", "ignore", "pipe"] });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  t.after(async () => {
+    child.kill("SIGKILL");
+    await exited;
+  });
+  let log = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      log += chunk;
+      const m = /"url":"(http:\/\/[^"]+)".*"envd listening"/.exec(log);
+      if (m?.[1]) resolve(m[1]);
+    });
+    void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
+  });
+  return { child, url, log: () => log, exited };
+}
