@@ -6,6 +6,21 @@ import { loadClockAddon } from "../src/index.ts";
 
 const isRoot = process.getuid?.() === 0;
 
+/** `addon.<call>` as nobody, in a child: "<code> <errno> <message>" of what it threw, or "no error". */
+function asNobody(call: string): string {
+  const script = `
+    const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
+    try { loadClockAddon().addon.${call}; console.log("no error"); }
+    catch (err) { console.log(err.code, err.errno, err.message); }`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    uid: 65534,
+    gid: 65534,
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
 describe("@wrenn/clock", () => {
   test("the addon is built and loads", () => {
     const { addon, error } = loadClockAddon();
@@ -35,17 +50,10 @@ describe("@wrenn/clock", () => {
     "without CAP_SYS_TIME it fails with EPERM",
     { skip: !isRoot && "needs root to drop to nobody" },
     () => {
-      const script = `
-      const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
-      try { loadClockAddon().addon.setRealtime(Date.now()); console.log("set"); }
-      catch (err) { console.log(err.code, err.errno, err.message); }`;
-      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-        uid: 65534,
-        gid: 65534,
-        encoding: "utf8",
-      });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /^EPERM -1 clock_settime\(CLOCK_REALTIME\): Operation not permitted/);
+      assert.match(
+        asNobody("setRealtime(Date.now())"),
+        /^EPERM -1 clock_settime\(CLOCK_REALTIME\): Operation not permitted/,
+      );
     },
   );
 
@@ -91,18 +99,8 @@ describe("@wrenn/clock", () => {
     "without CAP_SYS_ADMIN reseedRandom fails with EPERM",
     { skip: !isRoot && "needs root to drop to nobody" },
     () => {
-      const script = `
-      const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
-      try { loadClockAddon().addon.reseedRandom(new Uint8Array(32).fill(7)); console.log("reseeded"); }
-      catch (err) { console.log(err.code, err.errno, err.message); }`;
-      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-        uid: 65534,
-        gid: 65534,
-        encoding: "utf8",
-      });
-      assert.equal(r.status, 0, r.stderr);
       assert.match(
-        r.stdout,
+        asNobody("reseedRandom(new Uint8Array(32).fill(7))"),
         /^EPERM -1 ioctl\(\/dev\/urandom, RNDADDENTROPY\): Operation not permitted/,
       );
     },
