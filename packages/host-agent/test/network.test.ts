@@ -435,6 +435,42 @@ test(
   }),
 );
 
+test(
+  "a slot another agent holds is skipped, and the next acquire does not try it again",
+  leakChecked(async (cleanup) => {
+    // Another agent on this host (its own prefix), holding the first index.
+    const other = createNetworkManager({
+      prefix: `${PREFIX}o`,
+      firstIndex: 1090,
+      lastIndex: 1093,
+      log,
+      egressInterface: "lo",
+    });
+    cleanup.add(() => other.removeHostRules());
+    const held = await other.acquire();
+    cleanup.add(() => other.release(held));
+    assert.equal(held.index, 1090);
+
+    let tries = 0;
+    const net = manager({
+      firstIndex: 1090,
+      lastIndex: 1093,
+      egressInterface: "lo",
+      runner: hookedRunner((_cmd, args, input) => {
+        if (`${args.join(" ")}\n${input}`.includes(`${held.hostAddress}/32`)) tries++;
+        return null;
+      }),
+    });
+    cleanup.add(() => net.removeHostRules());
+    const a = await net.acquire();
+    cleanup.add(() => net.release(a));
+    const b = await net.acquire();
+    cleanup.add(() => net.release(b));
+    assert.deepEqual([a.index, b.index], [1091, 1092]);
+    assert.equal(tries, 1, "the held slot was tried once, then remembered");
+  }),
+);
+
 /** A runner that hands every call to `hook`, which may alter or fail it. */
 function hookedRunner(
   hook: (cmd: string, args: string[], input: string, real: Runner) => ReturnType<Runner> | null,

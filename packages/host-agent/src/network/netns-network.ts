@@ -77,6 +77,8 @@ export class NetnsNetworkManager implements NetworkManager {
   readonly #egressOption: string | undefined;
   readonly #slots: SlotAllocator;
   readonly #releasing = new Map<number, Promise<void>>();
+  /** Slots another agent on this host holds (found by their routes); skipped by acquire. */
+  readonly #heldElsewhere = new Set<number>();
   #hostReady: Promise<void> | null = null;
 
   constructor(options: NetnsNetworkOptions = {}) {
@@ -109,20 +111,27 @@ export class NetnsNetworkManager implements NetworkManager {
 
   async acquire(): Promise<NetworkSlot> {
     await this.#ensureHost();
-    const heldElsewhere = new Set<number>();
-    for (;;) {
-      const index = this.#slots.take(heldElsewhere);
+    for (let retried = false; ;) {
+      let index: number;
+      try {
+        index = this.#slots.take(this.#heldElsewhere);
+      } catch (err) {
+        // Another agent may have let some of them go since: look again once.
+        if (retried || this.#heldElsewhere.size === 0) throw err;
+        this.#heldElsewhere.clear();
+        retried = true;
+        continue;
+      }
       try {
         await timed(this.#log, "network.acquire", () => this.#setUp(index), { slot: index });
         return this.slot(index);
       } catch (err) {
         this.#slots.free(index);
         if (err instanceof IndexHeldElsewhere) {
-          this.#log.warn(
-            { slot: index, reason: err.message },
-            "slot held elsewhere; trying the next",
-          );
-          heldElsewhere.add(index);
+          // Remembered, so the next acquire does not try it again (each try
+          // costs a few `ip` calls).
+          this.#log.info({ slot: index, reason: err.message }, "slot held elsewhere; skipping it");
+          this.#heldElsewhere.add(index);
           continue;
         }
         throw err;
