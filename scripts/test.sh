@@ -8,24 +8,24 @@ cd "$(dirname "$0")/.."
   npm ci --no-fund --no-audit || npm install --no-fund --no-audit
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-echo "== typecheck"
+echo "== [$(date +%T)] typecheck"
 tsc -p tsconfig.json
-echo "== lint"
+echo "== [$(date +%T)] lint"
 eslint .
 prettier --check . >/dev/null || { prettier --check .; exit 1; }
 buf lint proto
-echo "== generated code is up to date"
+echo "== [$(date +%T)] generated code is up to date"
 buf generate proto --template proto/buf.gen.yaml
 git diff --exit-code -- packages/proto/gen
 
-echo "== guest kernel and base template (cached: rebuilt only when their inputs change)"
+echo "== [$(date +%T)] guest kernel and base template (cached: rebuilt only when their inputs change)"
 if [ "$(id -u)" = 0 ]; then
   ./wrenn image build
 else
   echo "!!! not root: 'wrenn image build' skipped, the image and boot tests will skip" >&2
 fi
 
-echo "== tests"
+echo "== [$(date +%T)] tests"
 exec node --test --test-concurrency="${WRENN_TEST_CONCURRENCY:-2}" \
   --test-reporter=spec \
   "packages/*/test/**/*.test.ts" "$@"
