@@ -6,19 +6,21 @@ import { loadClockAddon } from "../src/index.ts";
 
 const isRoot = process.getuid?.() === 0;
 
-/** `addon.<call>` as nobody, in a child: "<code> <errno> <message>" of what it threw, or "no error". */
-function asNobody(call: string): string {
-  const script = `
-    const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
-    try { loadClockAddon().addon.${call}; console.log("no error"); }
-    catch (err) { console.log(err.code, err.errno, err.message); }`;
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-    uid: 65534,
-    gid: 65534,
-    encoding: "utf8",
+/** A test that `addon.<call>`, run as nobody in a child process, throws what `expected` matches. */
+function failsAsNobody(name: string, call: string, expected: RegExp): void {
+  test(name, { skip: !isRoot && "needs root to drop to nobody" }, () => {
+    const script = `
+      const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
+      try { loadClockAddon().addon.${call}; console.log("no error"); }
+      catch (err) { console.log(err.code, err.errno, err.message); }`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      uid: 65534,
+      gid: 65534,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, expected);
   });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout;
 }
 
 describe("@wrenn/clock", () => {
@@ -46,15 +48,10 @@ describe("@wrenn/clock", () => {
     assert.ok(after >= before - 5 && after - before < 1000, `clock read ${after - before} ms off`);
   });
 
-  test(
+  failsAsNobody(
     "without CAP_SYS_TIME it fails with EPERM",
-    { skip: !isRoot && "needs root to drop to nobody" },
-    () => {
-      assert.match(
-        asNobody("setRealtime(Date.now())"),
-        /^EPERM -1 clock_settime\(CLOCK_REALTIME\): Operation not permitted/,
-      );
-    },
+    "setRealtime(Date.now())",
+    /^EPERM -1 clock_settime\(CLOCK_REALTIME\): Operation not permitted/,
   );
 
   test("reseedRandom refuses what is not 1 to 4096 bytes in a Uint8Array", () => {
@@ -95,14 +92,9 @@ describe("@wrenn/clock", () => {
     },
   );
 
-  test(
+  failsAsNobody(
     "without CAP_SYS_ADMIN reseedRandom fails with EPERM",
-    { skip: !isRoot && "needs root to drop to nobody" },
-    () => {
-      assert.match(
-        asNobody("reseedRandom(new Uint8Array(32).fill(7))"),
-        /^EPERM -1 ioctl\(\/dev\/urandom, RNDADDENTROPY\): Operation not permitted/,
-      );
-    },
+    "reseedRandom(new Uint8Array(32).fill(7))",
+    /^EPERM -1 ioctl\(\/dev\/urandom, RNDADDENTROPY\): Operation not permitted/,
   );
 });

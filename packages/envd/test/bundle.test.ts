@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { stat } from "node:fs/promises";
-import { userInfo } from "node:os";
 import { join } from "node:path";
 import { buildEnvd } from "../build.ts";
 import { isRoot, tempDir } from "./filesystem-fixtures.ts";
@@ -35,15 +34,7 @@ describe("envd bundle", () => {
     );
     assert.equal(probe.status, 0, probe.stderr);
 
-    const { child, url, log, exited } = await spawnEnvd(t, [
-      out.bundle,
-      "--port",
-      "0",
-      "--host",
-      "127.0.0.1",
-      "--default-user",
-      userInfo().username,
-    ]);
+    const { child, url, log, exited } = await spawnEnvd(t, out.bundle);
     assert.equal((await fetch(`${url}/health`)).status, 204);
     const init = await fetch(`${url}/init`, {
       method: "POST",

@@ -19,14 +19,10 @@ interface Child {
 /** envd from sources in its own process, as `uid` when given (root drops to it). */
 async function startChild(t: TestContext, uid?: number): Promise<Child> {
   const user = uid === undefined ? userInfo().username : "nobody";
-  const envd = await spawnEnvd(
-    t,
-    [MAIN, "--port", "0", "--host", "127.0.0.1", "--default-user", user],
-    {
-      ...(uid === undefined ? {} : { uid, gid: uid, cwd: "/" }),
-      env: { ...process.env, WRENN_LOG_LEVEL: "info" },
-    },
-  );
+  const envd = await spawnEnvd(t, MAIN, user, {
+    ...(uid === undefined ? {} : { uid, gid: uid, cwd: "/" }),
+    env: { ...process.env, WRENN_LOG_LEVEL: "info" },
+  });
   const afterInits = async (count: number): Promise<LogLine[]> => {
     const deadline = Date.now() + 5000;
     for (;;) {

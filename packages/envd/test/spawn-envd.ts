@@ -1,5 +1,6 @@
 /** envd as its own process, for tests that need it as the guest runs it. */
 import { spawn, type ChildProcessByStdio, type SpawnOptionsWithoutStdio } from "node:child_process";
+import { userInfo } from "node:os";
 import type { Readable } from "node:stream";
 import type { TestContext } from "node:test";
 
@@ -13,14 +14,18 @@ export interface SpawnedEnvd {
 }
 
 /**
- * Runs `node <args>` and resolves once envd logs "envd listening"; rejects with
- * its log if it exits first. SIGKILLed when the test ends, also after a failure.
+ * Runs `node <entry>` (envd's sources or bundle) on a free loopback port with
+ * `user` as its default user, and resolves once it logs "envd listening";
+ * rejects with its log if it exits first. SIGKILLed when the test ends, also
+ * after a failure.
  */
 export async function spawnEnvd(
   t: TestContext,
-  args: string[],
+  entry: string,
+  user = userInfo().username,
   options: SpawnOptionsWithoutStdio = {},
 ): Promise<SpawnedEnvd> {
+  const args = [entry, "--port", "0", "--host", "127.0.0.1", "--default-user", user];
   const child = spawn(process.execPath, args, { ...options, stdio: ["ignore", "ignore", "pipe"] });
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   t.after(async () => {
