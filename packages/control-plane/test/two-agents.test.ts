@@ -21,6 +21,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { until } from "@wrenn/shared/testing/until.ts";
 import { startHostAgent, type HostAgent } from "@wrenn/host-agent/agent.ts";
 import {
   assertNoLeaks,
@@ -48,20 +49,6 @@ async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise((r) => s.close(r));
   return port;
-}
-
-async function until<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** `wrenn host-agent` as its own process, so the test can SIGKILL it like a crash. */
