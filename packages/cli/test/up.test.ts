@@ -29,6 +29,7 @@ import {
 import { CLAIM_DIR } from "@wrenn/host-agent/network/claim.ts";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { messageOf } from "@wrenn/shared/errors.ts";
+import { until } from "@wrenn/shared/testing/until.ts";
 import { buildEnvd } from "../../envd/build.ts";
 import {
   assertNoLeaks,
@@ -43,6 +44,8 @@ const isRoot = process.getuid?.() === 0;
 const UP_TIMEOUT_MS = 600_000;
 /** Destroying one sandbox and closing the control plane. */
 const STOP_TIMEOUT_MS = 120_000;
+/** How often to look at a child's output or the host's VMs. */
+const POLL_MS = 200;
 
 /**
  * Whether `wrenn image build` would rebuild the base template: `wrenn up`
@@ -118,10 +121,14 @@ interface Up {
   proc: ChildProcess;
   stdout: () => string;
   stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** After a failure: SIGINT, then SIGKILL if it does not go. */
+  exited: Promise<Exit>;
+  /** SIGINT as Ctrl-C sends it, then SIGKILL if it does not go. */
+  interrupt: () => Promise<Exit>;
+  /** After a failure: interrupt() if it still runs. */
   stop: () => Promise<void>;
 }
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
 function startUp(args: string[], env: NodeJS.ProcessEnv): Up {
   const proc = spawn(join(repo, "wrenn"), ["up", ...args], {
@@ -133,37 +140,25 @@ function startUp(args: string[], env: NodeJS.ProcessEnv): Up {
   let stderr = "";
   proc.stdout?.on("data", (d: Buffer) => (stdout += d));
   proc.stderr?.on("data", (d: Buffer) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    proc.once("exit", (code, signal) => r({ code, signal })),
-  );
+  const exited = new Promise<Exit>((r) => proc.once("exit", (code, signal) => r({ code, signal })));
   const running = () => proc.exitCode === null && proc.signalCode === null;
+  const interrupt = async (): Promise<Exit> => {
+    proc.kill("SIGINT");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    const exit = await exited;
+    clearTimeout(timer);
+    return exit;
+  };
   return {
     proc,
     stdout: () => stdout,
     stderr: () => stderr,
     exited,
+    interrupt,
     async stop() {
-      if (!running()) return;
-      proc.kill("SIGINT");
-      const timer = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
+      if (running()) await interrupt();
     },
   };
-}
-
-async function until<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => T | undefined | Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** Device-mapper devices left for these sandboxes (dm-snapshot storage names them wrenn-<id>). */
@@ -173,24 +168,43 @@ async function dmDevicesOf(ids: string[]): Promise<string[]> {
   return ids.map((id) => `wrenn-${id}`).filter((n) => names.includes(n));
 }
 
-const skip = await upSkipReason();
+/** One `wrenn up` run on its own network prefix and temp data dir. */
+interface UpRun {
+  prefix: string;
+  root: string;
+  /** The network prefix's claim file, which a clean stop removes. */
+  claim: string;
+  /** Host resources before the run: after it, nothing more may be left. */
+  before: HostResources;
+  up: Up;
+  /** When `wrenn up` was started (performance.now()). */
+  startedAt: number;
+  /** Its stdout and stderr so far, for assertion messages. */
+  output: () => string;
+  /** Sandboxes the test learnt of, whose dm devices a failed run must not leave. */
+  sandboxIds: string[];
+}
 
-test(
-  "wrenn up: demo sandbox, the printed API answers with the printed key, SIGINT destroys everything",
-  { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
-  async () => {
-    // Short: names like `<prefix>-vh-N` must fit in 15 bytes.
-    const prefix = `wup${(process.pid % 1296).toString(36)}`;
-    const root = await mkdtemp(join(tmpdir(), `wrenn-${prefix}-`));
+/**
+ * Runs `wrenn up` as a user would, on free ports with a network prefix of
+ * `stem` and this process's id and a temp data dir borrowing the built image,
+ * hands it to `body`, and afterwards, passed or failed, stops it, reports
+ * (and removes) what it left.
+ */
+async function withUp(stem: string, body: (run: UpRun) => Promise<void>): Promise<void> {
+  // Short: names like `<prefix>-vh-N` must fit in 15 bytes.
+  const prefix = `${stem}${(process.pid % 1296).toString(36)}`;
+  const root = await mkdtemp(join(tmpdir(), `wrenn-${prefix}-`));
+  try {
     const data = join(root, "data");
     const claim = join(CLAIM_DIR, `network-${prefix}.pid`);
     await borrowImage(data);
-    const before: HostResources = await snapshotHostResources({ prefix, markers: [root] });
+    const before = await snapshotHostResources({ prefix, markers: [root] });
     const env: NodeJS.ProcessEnv = { ...process.env, WRENN_NETWORK_PREFIX: prefix };
     // Its own embedded database, whatever the suite runs against.
     delete env.DATABASE_URL;
     delete env.WRENN_PORT;
-    const t0 = performance.now();
+    const startedAt = performance.now();
     const up = startUp(
       ["--skip-setup", "--port", "0", "--agent-listen", "127.0.0.1:0", "--data-dir", data],
       env,
@@ -198,13 +212,47 @@ test(
     const output = () => `--- stdout\n${up.stdout()}\n--- stderr\n${up.stderr()}`;
     const sandboxIds: string[] = [];
     try {
-      await until("wrenn up to print its summary", UP_TIMEOUT_MS, () => {
-        if (up.proc.exitCode !== null || up.proc.signalCode !== null) {
-          assert.fail(`wrenn up exited (${up.proc.exitCode ?? up.proc.signalCode}):\n${output()}`);
-        }
-        return /^ {2}try: /m.test(up.stdout()) ? true : undefined;
-      });
-      console.log(`wrenn up: serving after ${Math.round(performance.now() - t0)} ms`);
+      await body({ prefix, root, claim, before, up, startedAt, output, sandboxIds });
+    } finally {
+      await up.stop();
+      // After a failure in body: say what the run left, and remove it.
+      await assertNoLeaks(before, { settleMs: 5000 }).catch((err: unknown) =>
+        console.error(messageOf(err)),
+      );
+      for (const dm of await dmDevicesOf(sandboxIds)) {
+        await runCommand("dmsetup", ["remove", dm]).catch(() => undefined);
+      }
+      const holder = await readFile(claim, "utf8").catch(() => "");
+      if (Number(holder.trim()) === up.proc.pid) await rm(claim, { force: true });
+    }
+  } finally {
+    // Also when borrowing the image or the first snapshot failed.
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const skip = await upSkipReason();
+
+test(
+  "wrenn up: demo sandbox, the printed API answers with the printed key, SIGINT destroys everything",
+  { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
+  () =>
+    withUp("wup", async (run) => {
+      const { prefix, root, claim, before, up, output, sandboxIds } = run;
+      await until(
+        "wrenn up to print its summary",
+        UP_TIMEOUT_MS,
+        () => {
+          if (up.proc.exitCode !== null || up.proc.signalCode !== null) {
+            assert.fail(
+              `wrenn up exited (${up.proc.exitCode ?? up.proc.signalCode}):\n${output()}`,
+            );
+          }
+          return /^ {2}try: /m.test(up.stdout()) ? true : undefined;
+        },
+        POLL_MS,
+      );
+      console.log(`wrenn up: serving after ${Math.round(performance.now() - run.startedAt)} ms`);
       const stdout = up.stdout();
 
       // The borrowed image was found up to date: nothing was built.
@@ -267,10 +315,7 @@ test(
       assert.ok(during.netns.length > 0, "its namespace carries the test's prefix");
 
       const stopAt = performance.now();
-      up.proc.kill("SIGINT");
-      const timer = setTimeout(() => up.proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
-      const exit = await up.exited;
-      clearTimeout(timer);
+      const exit = await up.interrupt();
       console.log(`wrenn up: stopped ${Math.round(performance.now() - stopAt)} ms after SIGINT`);
       assert.deepEqual(exit, { code: 0, signal: null }, output());
       assert.match(up.stdout(), /stopping: destroying sandboxes/, output());
@@ -279,20 +324,7 @@ test(
       await assertNoLeaks(before, { settleMs: 5000 });
       assert.deepEqual(await dmDevicesOf(sandboxIds), []);
       assert.equal(existsSync(claim), false, "the network prefix's claim is released");
-    } finally {
-      await up.stop();
-      // After a failure above: say what the run left, and remove it.
-      await assertNoLeaks(before, { settleMs: 5000 }).catch((err: unknown) =>
-        console.error(messageOf(err)),
-      );
-      for (const dm of await dmDevicesOf(sandboxIds)) {
-        await runCommand("dmsetup", ["remove", dm]).catch(() => undefined);
-      }
-      const holder = await readFile(claim, "utf8").catch(() => "");
-      if (Number(holder.trim()) === up.proc.pid) await rm(claim, { force: true });
-      await rm(root, { recursive: true, force: true });
-    }
-  },
+    }),
 );
 
 test("wrenn up --port 99999: a clear error, no stack trace, nothing started or written", async () => {
@@ -322,48 +354,33 @@ test("wrenn up --port 99999: a clear error, no stack trace, nothing started or w
 test(
   "Ctrl-C while wrenn up starts its demo: it stops what it started, exits 130, leaves nothing",
   { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
-  async () => {
-    const prefix = `wuq${(process.pid % 1296).toString(36)}`;
-    const root = await mkdtemp(join(tmpdir(), `wrenn-${prefix}-`));
-    const data = join(root, "data");
-    const claim = join(CLAIM_DIR, `network-${prefix}.pid`);
-    await borrowImage(data);
-    const before = await snapshotHostResources({ prefix, markers: [root] });
-    const env: NodeJS.ProcessEnv = { ...process.env, WRENN_NETWORK_PREFIX: prefix };
-    delete env.DATABASE_URL;
-    delete env.WRENN_PORT;
-    const up = startUp(
-      ["--skip-setup", "--port", "0", "--agent-listen", "127.0.0.1:0", "--data-dir", data],
-      env,
-    );
-    const output = () => `--- stdout\n${up.stdout()}\n--- stderr\n${up.stderr()}`;
-    try {
+  () =>
+    withUp("wuq", async (run) => {
+      const { prefix, root, claim, before, up, output } = run;
       // The demo's create: the agent, the control plane and a VM are up by now
       // (the first create in a new data dir boots its boot snapshot's builder).
-      await until("wrenn up to start its demo", UP_TIMEOUT_MS, () => {
-        if (up.proc.exitCode !== null) assert.fail(`wrenn up exited early:\n${output()}`);
-        return /==> demo/.test(up.stdout() + up.stderr()) ? true : undefined;
-      });
-      await until("a VM to run", 60_000, async () => {
-        const now = await snapshotHostResources({ prefix, markers: [root] });
-        return now.processes.some((p) => /qemu-system/.test(p)) ? true : undefined;
-      });
-      up.proc.kill("SIGINT");
-      const timer = setTimeout(() => up.proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
-      const exit = await up.exited;
-      clearTimeout(timer);
+      await until(
+        "wrenn up to start its demo",
+        UP_TIMEOUT_MS,
+        () => {
+          if (up.proc.exitCode !== null) assert.fail(`wrenn up exited early:\n${output()}`);
+          return /==> demo/.test(up.stdout() + up.stderr()) ? true : undefined;
+        },
+        POLL_MS,
+      );
+      await until(
+        "a VM to run",
+        60_000,
+        async () => {
+          const now = await snapshotHostResources({ prefix, markers: [root] });
+          return now.processes.some((p) => /qemu-system/.test(p)) ? true : undefined;
+        },
+        POLL_MS,
+      );
+      const exit = await up.interrupt();
       assert.deepEqual(exit, { code: 130, signal: null }, output());
       assert.match(up.stdout(), /stopping: destroying sandboxes/, output());
       await assertNoLeaks(before, { settleMs: 5000 });
       assert.equal(existsSync(claim), false, "the network prefix's claim is released");
-    } finally {
-      await up.stop();
-      await assertNoLeaks(before, { settleMs: 5000 }).catch((err: unknown) =>
-        console.error(messageOf(err)),
-      );
-      const holder = await readFile(claim, "utf8").catch(() => "");
-      if (Number(holder.trim()) === up.proc.pid) await rm(claim, { force: true });
-      await rm(root, { recursive: true, force: true });
-    }
-  },
+    }),
 );
