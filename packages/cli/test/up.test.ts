@@ -100,7 +100,7 @@ async function upSkipReason(): Promise<string | false> {
  * their files, never to their directories: what the run writes (the kernel's
  * `current` link, boot snapshots, a rebuild) stays in `data`.
  */
-async function borrowImage(data: string): Promise<void> {
+async function borrowImage(data: string, shareBootSnapshots: boolean): Promise<void> {
   const realKernels = kernelsDir(imageRoot);
   const version = (await readlink(join(realKernels, "current"))).replace(/\/+$/, "");
   await mkdir(kernelsDir(data), { recursive: true });
@@ -115,6 +115,11 @@ async function borrowImage(data: string): Promise<void> {
   await symlink(join(real, file), join(own, file));
   await symlink(file, join(own, "rootfs.ext4"));
   await symlink(join(real, "meta.json"), join(own, "meta.json"));
+  if (!shareBootSnapshots) return;
+  // And its boot snapshots: the demo restores one instead of booting a builder.
+  const snapshots = join(imageRoot, "boot-snapshots");
+  await mkdir(snapshots, { recursive: true });
+  await symlink(snapshots, join(data, "boot-snapshots"));
 }
 
 interface Up {
@@ -191,14 +196,18 @@ interface UpRun {
  * hands it to `body`, and afterwards, passed or failed, stops it, reports
  * (and removes) what it left.
  */
-async function withUp(stem: string, body: (run: UpRun) => Promise<void>): Promise<void> {
+async function withUp(
+  stem: string,
+  shareBootSnapshots: boolean,
+  body: (run: UpRun) => Promise<void>,
+): Promise<void> {
   // Short: names like `<prefix>-vh-N` must fit in 15 bytes.
   const prefix = `${stem}${(process.pid % 1296).toString(36)}`;
   const root = await mkdtemp(join(tmpdir(), `wrenn-${prefix}-`));
   try {
     const data = join(root, "data");
     const claim = join(CLAIM_DIR, `network-${prefix}.pid`);
-    await borrowImage(data);
+    await borrowImage(data, shareBootSnapshots);
     const before = await snapshotHostResources({ prefix, markers: [root] });
     const env: NodeJS.ProcessEnv = { ...process.env, WRENN_NETWORK_PREFIX: prefix };
     // Its own embedded database, whatever the suite runs against.
@@ -237,7 +246,7 @@ test(
   "wrenn up: demo sandbox, the printed API answers with the printed key, SIGINT destroys everything",
   { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
   () =>
-    withUp("wup", async (run) => {
+    withUp("wup", true, async (run) => {
       const { prefix, root, claim, before, up, output, sandboxIds } = run;
       await until(
         "wrenn up to print its summary",
@@ -355,7 +364,7 @@ test(
   "Ctrl-C while wrenn up starts its demo: it stops what it started, exits 130, leaves nothing",
   { skip, timeout: UP_TIMEOUT_MS + 2 * STOP_TIMEOUT_MS },
   () =>
-    withUp("wuq", async (run) => {
+    withUp("wuq", false, async (run) => {
       const { prefix, root, claim, before, up, output } = run;
       // The demo's create: the agent, the control plane and a VM are up by now
       // (the first create in a new data dir boots its boot snapshot's builder).

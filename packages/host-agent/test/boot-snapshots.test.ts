@@ -142,6 +142,8 @@ const skip = vmSkipReason("boot snapshot tests with real VMs");
 
 /** Builders whose VMM is killed as soon as it boots, while set. */
 let failBuilders = false;
+/** Restores pointed at a state file that is not there, while set: QEMU fails for real. */
+let failRestores = false;
 
 function killingBuilders(real: VmmDriver): VmmDriver {
   return {
@@ -151,7 +153,12 @@ function killingBuilders(real: VmmDriver): VmmDriver {
       if (failBuilders && spec.vmId.startsWith(BUILDER_PREFIX)) process.kill(vm.pid, "SIGKILL");
       return vm;
     },
-    restore: (spec) => real.restore(spec),
+    restore: (spec) =>
+      real.restore(
+        failRestores
+          ? { ...spec, snapshot: { ...spec.snapshot, statePath: "/nonexistent/wrenn-state" } }
+          : spec,
+      ),
     adopt: (rec) => real.adopt(rec),
     record: (vm) => real.record(vm),
   };
@@ -211,6 +218,24 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
     const store = join(imageDataDir(), "boot-snapshots");
     const mine = (await readdir(store)).filter((n) => n.includes(`-${process.pid}-`));
     assert.deepEqual(mine, [], "no half-built snapshot is left");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  // Last: the manager then boots this shape for ten minutes.
+  test("a boot snapshot that cannot be restored: the create boots instead and leaves nothing", async () => {
+    const warm = h.newId();
+    await h.create(warm); // the default shape's snapshot exists (built above or by another file)
+    await h.client.destroySandbox({ sandboxId: warm });
+    const id = h.newId();
+    failRestores = true;
+    try {
+      await h.create(id);
+    } finally {
+      failRestores = false;
+    }
+    assert.equal(h.agent.manager.get(id).record.bootSnapshot ?? null, null, "booted, not restored");
+    assert.equal((await h.sh(id, "echo up")).stdout, "up\n");
     await h.client.destroySandbox({ sandboxId: id });
     await h.noLeaks();
   });

@@ -76,10 +76,10 @@ export class BootSnapshots {
    * for a while).
    */
   async get(shape: Shape, name: string): Promise<SnapshotMeta | null> {
-    const existing = await this.store.get(name);
-    if (existing) return existing;
     const failed = this.failedAt.get(name);
     if (failed !== undefined && Date.now() - failed < RETRY_AFTER_MS) return null;
+    const existing = await this.store.get(name);
+    if (existing) return existing;
     let pending = this.building.get(name);
     if (pending === undefined) {
       const started = performance.now();
@@ -103,5 +103,10 @@ export class BootSnapshots {
       this.building.set(name, pending);
     }
     return pending;
+  }
+
+  /** A restore of `name` failed: creates of its shape boot for a while. */
+  failed(name: string): void {
+    this.failedAt.set(name, Date.now());
   }
 }

@@ -1,4 +1,14 @@
-import { access, copyFile, link, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import {
+  access,
+  copyFile,
+  link,
+  mkdir,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -291,7 +301,7 @@ export class SandboxManager {
       throw new WrennError("already_exists", `sandbox '${params.id}' already exists on this host`);
     }
     const now = Date.now();
-    const record: SandboxRecord = {
+    const fresh = (): SandboxRecord => ({
       id: params.id,
       template: params.template,
       vcpus: params.vcpus,
@@ -309,14 +319,31 @@ export class SandboxManager {
       envdAccessToken: params.envdAccessToken ?? "",
       basePath: "",
       fromSnapshot: null,
-    };
+    });
+    const record = fresh();
     const live = newLive(record);
     this.live.set(params.id, live);
     const snapshot = await this.templates.get(params.template);
     return this.withLock(params.id, async () => {
       if (snapshot) return this.restoreTemplate(live, snapshot, "template");
       const boot = await this.bootSnapshotOf(record);
-      return boot ? this.restoreTemplate(live, boot, "boot") : this.boot(live);
+      if (boot === null) return this.boot(live);
+      try {
+        return await this.restoreTemplate(live, boot, "boot");
+      } catch (err) {
+        // Everything it took is released by now. A boot snapshot that cannot
+        // be restored (its kernel file gone, a damaged file) must not fail
+        // every create of its shape: this one boots, and so do the next for a while.
+        if (err instanceof WrennError && err.code === "resource_exhausted") throw err;
+        this.log.warn(
+          { sandbox: params.id, snapshot: boot.name, err: messageOf(err) },
+          "restoring the boot snapshot failed; booting instead",
+        );
+        this.bootSnapshots?.failed(boot.name);
+        const retry = newLive(fresh());
+        this.live.set(params.id, retry);
+        return this.boot(retry);
+      }
     });
   }
 
@@ -330,10 +357,17 @@ export class SandboxManager {
       diskSizeMb: record.diskSizeMb,
     };
     try {
-      const [kernel, image] = await Promise.all([
+      const [found, image] = await Promise.all([
         this.opts.images.kernel(),
         this.opts.images.template(record.template),
       ]);
+      // By the files themselves, as the image's rootfs is: image dirs that
+      // link to one build share its boot snapshots.
+      const [vmlinux, qemuKernel] = await Promise.all([
+        realpath(found.vmlinux),
+        realpath(found.qemuKernel),
+      ]);
+      const kernel = { ...found, vmlinux, qemuKernel };
       const name = BootSnapshots.nameOf(shape, image, kernel, this.opts.vmm.name);
       return await this.bootSnapshots.get(shape, name);
     } catch {
@@ -386,11 +420,17 @@ export class SandboxManager {
       record.basePath = template.rootfs;
       const slot = await this.acquireSlot(live, log, "create");
       const disk = await this.createDisk(live, log, template.rootfs);
+      // The files themselves, not a link to them: a snapshot of this VM
+      // records them, and a link in another agent's image dir may go.
+      const kernelPath = await realpath(
+        this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.qemuKernel,
+      );
+      const initrdPath = kernel.initrd === "" ? "" : await realpath(kernel.initrd);
       const vm = await timed(log, "create.boot", () =>
         this.opts.vmm.boot({
           ...this.machine(record, slot, disk),
-          kernelPath: this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.qemuKernel,
-          initrdPath: kernel.initrd,
+          kernelPath,
+          initrdPath,
           bootArgs: this.opts.images.bootArgs({
             guestIp: GUEST_IP,
             gatewayIp: TAP_IP,
