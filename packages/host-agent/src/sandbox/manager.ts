@@ -331,10 +331,12 @@ export class SandboxManager {
       try {
         return await this.restoreTemplate(live, boot, "boot");
       } catch (err) {
-        // Everything it took is released by now. A boot snapshot that cannot
-        // be restored (its kernel file gone, a damaged file) must not fail
-        // every create of its shape: this one boots, and so do the next for a while.
-        if (err instanceof WrennError && err.code === "resource_exhausted") throw err;
+        // Everything it took is released by now. A boot snapshot the VMM
+        // cannot start from (its kernel file gone, a damaged file) must not
+        // fail every create of its shape: this one boots, and so do the next
+        // for a while. A VM that started and then died is this create's error.
+        const started = live.vm !== null;
+        if (started || (err instanceof WrennError && err.code === "resource_exhausted")) throw err;
         this.log.warn(
           { sandbox: params.id, snapshot: boot.name, err: messageOf(err) },
           "restoring the boot snapshot failed; booting instead",
