@@ -78,7 +78,7 @@ export class TemplateStore {
     name: string,
     keepExisting = false,
   ): Promise<{ dir: string; commit: (meta: SnapshotMeta) => Promise<void> }> {
-    const dir = join(this.dir, `.building-${name}-${process.pid}-${Date.now()}`);
+    const dir = join(this.dir, `.building-${name}-${process.pid}-${unique()}`);
     await mkdir(dir, { recursive: true });
     return {
       dir,
@@ -93,7 +93,7 @@ export class TemplateStore {
           });
           return;
         }
-        const old = join(this.dir, `.old-${name}-${process.pid}-${Date.now()}`);
+        const old = join(this.dir, `.old-${name}-${process.pid}-${unique()}`);
         await rename(target, old).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== "ENOENT") throw err;
         });
@@ -132,6 +132,12 @@ export async function allocated(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
   }
   return total;
+}
+
+let sequence = 0;
+/** Digits no other build of this process has (two can start in one millisecond). */
+function unique(): string {
+  return `${Date.now()}${String(sequence++).padStart(4, "0")}`;
 }
 
 function alive(pid: number): boolean {
