@@ -30,6 +30,8 @@ const kernel: KernelFiles = {
   qemuKernel: "/k/vmlinux",
 };
 
+const source = { rootfs: image.rootfs, kernel: kernel.qemuKernel };
+
 function meta(name: string): SnapshotMeta {
   return {
     name,
@@ -85,13 +87,13 @@ describe("boot snapshot store", () => {
       log,
     );
     const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
-    const got = await Promise.all([1, 2, 3].map(() => snaps.get(shape, name)));
+    const got = await Promise.all([1, 2, 3].map(() => snaps.get(shape, name, source)));
     assert.equal(builds, 1);
     assert.deepEqual(
       got.map((m) => m?.name),
       [name, name, name],
     );
-    assert.equal((await snaps.get(shape, name))?.name, name);
+    assert.equal((await snaps.get(shape, name, source))?.name, name);
     assert.equal(builds, 1);
   });
 
@@ -106,8 +108,8 @@ describe("boot snapshot store", () => {
       log,
     );
     const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
-    assert.equal(await snaps.get(shape, name), null);
-    assert.equal(await snaps.get(shape, name), null);
+    assert.equal(await snaps.get(shape, name, source), null);
+    assert.equal(await snaps.get(shape, name, source), null);
     assert.equal(builds, 1);
   });
 

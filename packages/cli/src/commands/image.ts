@@ -1,10 +1,11 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImages, checkImagePrerequisites } from "@wrenn/host-agent/image/build.ts";
 import type { Progress } from "@wrenn/host-agent/image/progress.ts";
+import { findLeftovers, liveAgents, removeUnused } from "@wrenn/host-agent/image/prune.ts";
 import { isDebootstrapChatter } from "@wrenn/host-agent/image/rootfs.ts";
 import {
   DEFAULT_TEMPLATE,
@@ -18,12 +19,18 @@ import { buildEnvd } from "../../../envd/build.ts";
 
 const USAGE = `usage: wrenn image build [--template NAME] [--kernel PATH [--initrd PATH]] [--force]
        wrenn image show [--template NAME]
+       wrenn image prune [--dry-run] [--data-dir DIR]... [--force]
 
 build   builds the guest kernel (Debian's cloud kernel + initramfs) and the
         base template into $WRENN_DATA_DIR (default /var/lib/wrenn); cached,
         so a second run only rebuilds what changed. --kernel uses your own
         kernel (bzImage or ELF vmlinux) instead; so does WRENN_KERNEL.
 show    prints where the kernel and the template are, and what they hold.
+prune   removes what image rebuilds left behind: base images no template
+        points at and boot snapshots of an old image or kernel, unless a
+        sandbox recorded in a data dir (default: $WRENN_DATA_DIR; name each
+        agent's --data-dir) still uses them. Refused while a host agent runs,
+        unless --force (then name every running agent's data dir).
 `;
 
 /** Step headers always; a long command's lines on one status line (terminal) or filtered (logs). */
@@ -131,6 +138,43 @@ async function show(argv: string[]): Promise<void> {
   process.stdout.write(`${JSON.stringify({ dataDir: data, kernel, template: meta }, null, 2)}\n`);
 }
 
+async function prune(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      "dry-run": { type: "boolean", default: false },
+      force: { type: "boolean", default: false },
+      "data-dir": { type: "string", multiple: true },
+    },
+  });
+  const data = dataDir();
+  const dataDirs = (values["data-dir"] ?? [data]).map((d) => resolve(d));
+  const agents = await liveAgents();
+  if (agents.length > 0 && !values.force && !values["dry-run"]) {
+    throw new WrennError(
+      "failed_precondition",
+      `host agents are running (pid ${agents.join(", ")}): their sandboxes may use what prune ` +
+        `would remove. Stop them, or pass --force with every agent's --data-dir`,
+    );
+  }
+  const leftovers = await findLeftovers(data, dataDirs);
+  for (const l of leftovers) {
+    const verdict =
+      l.usedBy.length > 0
+        ? `kept, used by ${l.usedBy.join(", ")}`
+        : values["dry-run"]
+          ? "would be removed"
+          : "removed";
+    process.stdout.write(`${l.path}: ${l.what}, ${mib(l.bytes)} MiB — ${verdict}\n`);
+  }
+  const unused = leftovers.filter((l) => l.usedBy.length === 0);
+  const bytes = unused.reduce((n, l) => n + l.bytes, 0);
+  if (!values["dry-run"]) await removeUnused(unused);
+  process.stdout.write(
+    `${unused.length} of ${leftovers.length} leftovers ${values["dry-run"] ? "would free" : "freed"} ${mib(bytes)} MiB (sandboxes checked in ${dataDirs.join(", ")})\n`,
+  );
+}
+
 export async function run(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   switch (sub) {
@@ -138,6 +182,8 @@ export async function run(argv: string[]): Promise<void> {
       return build(rest);
     case "show":
       return show(rest);
+    case "prune":
+      return prune(rest);
     case "check":
       // Used by scripts and tests: only the prerequisite check.
       checkImagePrerequisites();

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { KernelFiles, TemplateImage } from "../image/store.ts";
-import { TemplateStore, type SnapshotMeta } from "./templates.ts";
+import { TemplateStore, type BootSource, type SnapshotMeta } from "./templates.ts";
 
 /** The machine a sandbox asks for: one boot snapshot each. */
 export interface Shape {
@@ -38,12 +38,12 @@ export class BootSnapshots {
   readonly store: TemplateStore;
   private readonly building = new Map<string, Promise<SnapshotMeta | null>>();
   private readonly failedAt = new Map<string, number>();
-  private readonly build: (shape: Shape, name: string) => Promise<SnapshotMeta>;
+  private readonly build: (shape: Shape, name: string, source: BootSource) => Promise<SnapshotMeta>;
   private readonly log: Logger;
 
   constructor(
     dir: string,
-    build: (shape: Shape, name: string) => Promise<SnapshotMeta>,
+    build: (shape: Shape, name: string, source: BootSource) => Promise<SnapshotMeta>,
     log: Logger,
   ) {
     this.store = new TemplateStore(dir);
@@ -75,7 +75,7 @@ export class BootSnapshots {
    * cannot be had (the caller boots cold, and a failed build is not retried
    * for a while).
    */
-  async get(shape: Shape, name: string): Promise<SnapshotMeta | null> {
+  async get(shape: Shape, name: string, source: BootSource): Promise<SnapshotMeta | null> {
     const failed = this.failedAt.get(name);
     if (failed !== undefined && Date.now() - failed < RETRY_AFTER_MS) return null;
     const existing = await this.store.get(name);
@@ -83,7 +83,7 @@ export class BootSnapshots {
     let pending = this.building.get(name);
     if (pending === undefined) {
       const started = performance.now();
-      pending = this.build(shape, name)
+      pending = this.build(shape, name, source)
         .then((meta) => {
           this.log.info(
             { snapshot: name, ...shape, ms: Math.round(performance.now() - started) },

@@ -24,7 +24,7 @@ import {
 } from "../network/network.ts";
 import { EnvdClient, ENVD_PORT, type ExecEvent } from "../envd/client.ts";
 import { RecordStore, type SandboxRecord } from "./records.ts";
-import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "./templates.ts";
+import { SNAPSHOT_NAME, TemplateStore, type BootSource, type SnapshotMeta } from "./templates.ts";
 import { BootSnapshots, BUILDER_PREFIX, type Shape } from "./boot-snapshots.ts";
 import { HEADER_FILE } from "../snapshot/header.ts";
 import { writeDiff, writeFull } from "../snapshot/memfile.ts";
@@ -150,7 +150,7 @@ export class SandboxManager {
         ? null
         : new BootSnapshots(
             opts.bootSnapshotDir,
-            (shape, name) => this.buildBootSnapshot(shape, name),
+            (shape, name, source) => this.buildBootSnapshot(shape, name, source),
             opts.log,
           );
   }
@@ -371,14 +371,22 @@ export class SandboxManager {
       ]);
       const kernel = { ...found, vmlinux, qemuKernel };
       const name = BootSnapshots.nameOf(shape, image, kernel, this.opts.vmm.name);
-      return await this.bootSnapshots.get(shape, name);
+      const source = {
+        rootfs: image.rootfs,
+        kernel: this.opts.vmm.name === "firecracker" ? vmlinux : qemuKernel,
+      };
+      return await this.bootSnapshots.get(shape, name, source);
     } catch {
       return null; // the boot reports what is wrong (no such template, no kernel)
     }
   }
 
   /** Boots a sandbox of `shape` for the agent itself and keeps its memory and disk. */
-  private async buildBootSnapshot(shape: Shape, name: string): Promise<SnapshotMeta> {
+  private async buildBootSnapshot(
+    shape: Shape,
+    name: string,
+    source: BootSource,
+  ): Promise<SnapshotMeta> {
     const id = `${BUILDER_PREFIX}${randomBytes(6).toString("hex")}`;
     await this.create({ id, ...shape, timeoutSec: 0, envVars: {} });
     try {
@@ -387,7 +395,7 @@ export class SandboxManager {
       await this.exec(id, { cmd: "true", args: [], timeoutSec: 60 });
       await this.pause(id);
       const store = (this.bootSnapshots as BootSnapshots).store;
-      return await this.withLock(id, () => this.saveSnapshot(id, store, name, true));
+      return await this.withLock(id, () => this.saveSnapshot(id, store, name, { source }));
     } finally {
       await this.destroy(id).catch((err: unknown) =>
         this.log.error({ sandbox: id, err: messageOf(err) }, "boot snapshot builder not removed"),
@@ -870,7 +878,7 @@ export class SandboxManager {
       );
     }
     if (this.get(id).record.status === "running") await this.pause(id);
-    return this.withLock(id, () => this.saveSnapshot(id, this.templates, name, false));
+    return this.withLock(id, () => this.saveSnapshot(id, this.templates, name));
   }
 
   /** Flattens a paused sandbox's disk and copies its memory into `store` as `name` (under its lock). */
@@ -878,7 +886,8 @@ export class SandboxManager {
     id: string,
     store: TemplateStore,
     name: string,
-    keepExisting: boolean,
+    /** A boot snapshot: never replaces one that exists; records what it was made from. */
+    boot?: { source: BootSource },
   ): Promise<SnapshotMeta> {
     const { record } = this.get(id);
     if (record.status !== "paused" || record.disk === null) {
@@ -886,7 +895,7 @@ export class SandboxManager {
     }
     const log = this.log.child({ sandbox: id, template: name });
     const keep = this.keepDir(id);
-    const build = await store.begin(name, keepExisting);
+    const build = await store.begin(name, boot !== undefined);
     try {
       const disk = record.disk;
       // No fsck, no shrink: the snapshotted kernel has this filesystem mounted.
@@ -906,6 +915,7 @@ export class SandboxManager {
         sourceSandbox: id,
         envdAccessToken: record.envdAccessToken,
         createdAtMs: Date.now(),
+        ...(boot ? { source: boot.source } : {}),
       };
       await build.commit(meta);
       log.info("snapshot template created");

@@ -19,6 +19,13 @@ export interface SnapshotMeta {
   /** The token the saved envd holds: a clone's /init must present it (host-private). */
   envdAccessToken: string;
   createdAtMs: number;
+  /** A boot snapshot's image and kernel (by their real paths): `wrenn image prune` tells a stale one by them. */
+  source?: BootSource;
+}
+
+export interface BootSource {
+  rootfs: string;
+  kernel: string;
 }
 
 /**
