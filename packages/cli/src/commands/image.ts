@@ -112,6 +112,13 @@ async function build(argv: string[]): Promise<void> {
       `done: kernel ${result.kernel.version}, template ${t.name} ` +
         `(${mib(t.sizeBytes)} MiB image, ${mib(t.allocatedBytes)} MiB on disk) in ${data}`,
     );
+    const leftovers = await findLeftovers(data, [data]).catch(() => []);
+    if (leftovers.length > 0) {
+      const bytes = leftovers.reduce((n, l) => n + l.bytes, 0);
+      progress.step(
+        `${leftovers.length} leftovers of earlier builds hold ${mib(bytes)} MiB: 'wrenn image prune' removes those no sandbox uses`,
+      );
+    }
   } finally {
     await rm(envdOut, { recursive: true, force: true });
   }
