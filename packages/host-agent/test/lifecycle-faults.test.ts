@@ -4,11 +4,12 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { cp, mkdir, readlink, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmHandle, VmmDriver } from "../src/vmm/vmm.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
@@ -164,5 +165,43 @@ describe("pause failure rules", { skip, concurrency: false }, () => {
     const resume = await h.client.resumeSandbox({ sandboxId: "nosuch" }).catch((e: unknown) => e);
     assert.equal(connectCode(resume), Code.NotFound);
     await h.noLeaks();
+  });
+});
+
+describe("a paused sandbox whose kernel file is gone", { skip, concurrency: false }, () => {
+  // Its own image dir: the machine's images, and a copy of its kernel under
+  // another version name that the test removes while the sandbox is paused
+  // (as a kernel upgrade followed by a clean-up would).
+  const k = new AgentHarness("wk");
+  let images = "";
+  before(async () => {
+    await k.setUp();
+    const real = imageDataDir();
+    images = join(k.root, "images-dir");
+    const version = (await readlink(join(real, "kernels", "current"))).replace(/\/+$/, "");
+    await mkdir(join(images, "kernels"), { recursive: true });
+    await cp(join(real, "kernels", version), join(images, "kernels", "old"), { recursive: true });
+    await symlink("old", join(images, "kernels", "current"));
+    await symlink(join(real, "images"), join(images, "images"));
+    k.configure({ imageDir: images, bootSnapshots: false });
+    await k.start();
+  });
+  after(() => k.tearDown());
+
+  test("resumes with the current kernel", async () => {
+    const id = k.newId();
+    await k.create(id);
+    await k.sh(id, "echo kept > /home/user/f");
+    await k.client.pauseSandbox({ sandboxId: id });
+    const real = imageDataDir();
+    const version = (await readlink(join(real, "kernels", "current"))).replace(/\/+$/, "");
+    await rm(join(images, "kernels", "old"), { recursive: true });
+    await symlink(join(real, "kernels", version), join(images, "kernels", "new"));
+    await rm(join(images, "kernels", "current"));
+    await symlink("new", join(images, "kernels", "current"));
+    await k.client.resumeSandbox({ sandboxId: id });
+    assert.equal((await k.sh(id, "cat /home/user/f")).stdout, "kept\n");
+    await k.client.destroySandbox({ sandboxId: id });
+    await k.noLeaks();
   });
 });

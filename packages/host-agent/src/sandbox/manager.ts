@@ -422,8 +422,8 @@ export class SandboxManager {
     const log = this.log.child({ sandbox: record.id });
     const started = performance.now();
     return this.orTeardown(live, log, "create", async () => {
-      const [kernel, template] = await timed(log, "create.images", () =>
-        Promise.all([this.opts.images.kernel(), this.opts.images.template(record.template)]),
+      const [{ kernelPath, initrdPath }, template] = await timed(log, "create.images", () =>
+        Promise.all([this.currentKernel(), this.opts.images.template(record.template)]),
       );
       const templateMb = Math.ceil(template.sizeBytes / (1024 * 1024));
       if (record.diskSizeMb < templateMb) {
@@ -435,12 +435,6 @@ export class SandboxManager {
       record.basePath = template.rootfs;
       const slot = await this.acquireSlot(live, log, "create");
       const disk = await this.createDisk(live, log, template.rootfs);
-      // The files themselves, not a link to them: a snapshot of this VM
-      // records them, and a link in another agent's image dir may go.
-      const kernelPath = await realpath(
-        this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.qemuKernel,
-      );
-      const initrdPath = kernel.initrd === "" ? "" : await realpath(kernel.initrd);
       const vm = await timed(log, "create.boot", () =>
         this.opts.vmm.boot({
           ...this.machine(record, slot, disk),
@@ -602,14 +596,30 @@ export class SandboxManager {
       await timed(log, `${phase}.copy_memory`, () => copySparse(memPath, own));
       memPath = own;
     }
+    const kernel = await this.currentKernel().catch(() => undefined);
     return timed(log, `${phase}.restore`, () =>
       this.opts.vmm.restore({
         ...this.machine(record, slot, disk),
         snapshot: { statePath: join(dir, "state"), memPath },
         uffdSocket,
         privateMemory: clone && !ownCopy,
+        kernel,
       }),
     );
+  }
+
+  /**
+   * The kernel a boot gets, by its real path: a snapshot of the VM records
+   * it, and a link (another agent's image dir) may go.
+   */
+  private async currentKernel(): Promise<{ kernelPath: string; initrdPath: string }> {
+    const kernel = await this.opts.images.kernel();
+    return {
+      kernelPath: await realpath(
+        this.opts.vmm.name === "firecracker" ? kernel.vmlinux : kernel.qemuKernel,
+      ),
+      initrdPath: kernel.initrd === "" ? "" : await realpath(kernel.initrd),
+    };
   }
 
   /** The VM is up: wait for envd, give it its identity (token, env, clock), mark it running. */

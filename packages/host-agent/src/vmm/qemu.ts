@@ -1,4 +1,4 @@
-import { open, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -431,7 +431,30 @@ export class QemuDriver implements VmmDriver {
   }
 
   async restore(spec: RestoreSpec): Promise<VmHandle> {
-    const { machine, ramInState, offset } = await readStateHeader(spec.snapshot.statePath);
+    const header = await readStateHeader(spec.snapshot.statePath);
+    const { ramInState, offset } = header;
+    let machine = header.machine;
+    const missing = async (path: string | undefined) =>
+      path !== undefined &&
+      path !== "" &&
+      !(await stat(path).then(
+        () => true,
+        () => false,
+      ));
+    if (
+      spec.kernel &&
+      ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))
+    ) {
+      this.#log.warn(
+        { recorded: machine.kernelPath, using: spec.kernel.kernelPath },
+        "the snapshot's kernel file is gone; starting QEMU with the current one",
+      );
+      machine = {
+        ...machine,
+        kernelPath: spec.kernel.kernelPath,
+        initrdPath: spec.kernel.initrdPath || undefined,
+      };
+    }
     if (machine.vcpus !== spec.vcpus || machine.memoryMb !== spec.memoryMb) {
       this.#log.warn(
         { snapshot: machine, asked: { vcpus: spec.vcpus, memoryMb: spec.memoryMb } },

@@ -50,6 +50,12 @@ export interface RestoreSpec extends Omit<BootSpec, "kernelPath" | "initrdPath" 
    * a later snapshot moves it to its own memPath).
    */
   privateMemory?: boolean;
+  /**
+   * The host's current kernel, for a snapshot whose recorded kernel file is
+   * gone (QEMU opens the file at start, though the restored RAM replaces
+   * what it loads). Firecracker needs none.
+   */
+  kernel?: { kernelPath: string; initrdPath?: string };
 }
 
 /** A running VMM process. */
