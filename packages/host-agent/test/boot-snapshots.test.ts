@@ -12,8 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { BootSnapshots, BUILDER_PREFIX, type Shape } from "../src/sandbox/boot-snapshots.ts";
-import { SNAPSHOT_NAME, TemplateStore, type SnapshotMeta } from "../src/sandbox/templates.ts";
-import type { KernelFiles, TemplateImage } from "../src/image/store.ts";
+import {
+  SNAPSHOT_NAME,
+  TemplateStore,
+  type BootSource,
+  type SnapshotMeta,
+} from "../src/sandbox/templates.ts";
 import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
@@ -21,16 +25,7 @@ import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
 
 const log = createLogger("test", "silent");
 const shape: Shape = { template: "minimal", vcpus: 1, memoryMb: 256, diskSizeMb: 20480 };
-const image: TemplateImage = { name: "minimal", rootfs: "/img/rootfs-aaaa.ext4", sizeBytes: 1 };
-const kernel: KernelFiles = {
-  version: "6.1",
-  vmlinuz: "/k/vmlinuz",
-  initrd: "/k/initrd",
-  vmlinux: "/k/vmlinux",
-  qemuKernel: "/k/vmlinux",
-};
-
-const source = { rootfs: image.rootfs, kernel: kernel.qemuKernel };
+const source: BootSource = { rootfs: "/img/rootfs-aaaa.ext4", kernel: "/k/6.1/vmlinux" };
 
 function meta(name: string): SnapshotMeta {
   return {
@@ -52,24 +47,19 @@ describe("boot snapshot store", () => {
   after(() => rm(dir, { recursive: true, force: true }));
 
   test("a name per image, kernel, VMM and shape, valid as a template directory", () => {
-    const base = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    const base = BootSnapshots.nameOf(shape, source, "qemu");
     assert.match(base, SNAPSHOT_NAME);
     assert.ok(base.startsWith("minimal-"));
     const variants = [
-      BootSnapshots.nameOf({ ...shape, memoryMb: 512 }, image, kernel, "qemu"),
-      BootSnapshots.nameOf({ ...shape, vcpus: 2 }, image, kernel, "qemu"),
-      BootSnapshots.nameOf({ ...shape, diskSizeMb: 4096 }, image, kernel, "qemu"),
-      BootSnapshots.nameOf(shape, { ...image, rootfs: "/img/rootfs-bbbb.ext4" }, kernel, "qemu"),
-      BootSnapshots.nameOf(shape, image, { ...kernel, version: "6.2" }, "qemu"),
-      BootSnapshots.nameOf(shape, image, kernel, "firecracker"),
+      BootSnapshots.nameOf({ ...shape, memoryMb: 512 }, source, "qemu"),
+      BootSnapshots.nameOf({ ...shape, vcpus: 2 }, source, "qemu"),
+      BootSnapshots.nameOf({ ...shape, diskSizeMb: 4096 }, source, "qemu"),
+      BootSnapshots.nameOf(shape, { ...source, rootfs: "/img/rootfs-bbbb.ext4" }, "qemu"),
+      BootSnapshots.nameOf(shape, { ...source, kernel: "/k/6.2/vmlinux" }, "qemu"),
+      BootSnapshots.nameOf(shape, source, "firecracker"),
     ];
     assert.equal(new Set([base, ...variants]).size, variants.length + 1);
-    const long = BootSnapshots.nameOf(
-      { ...shape, template: "t".repeat(64) },
-      image,
-      kernel,
-      "qemu",
-    );
+    const long = BootSnapshots.nameOf({ ...shape, template: "t".repeat(64) }, source, "qemu");
     assert.match(long, SNAPSHOT_NAME);
   });
 
@@ -86,7 +76,7 @@ describe("boot snapshot store", () => {
       },
       log,
     );
-    const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    const name = BootSnapshots.nameOf(shape, source, "qemu");
     const got = await Promise.all([1, 2, 3].map(() => snaps.get(shape, name, source)));
     assert.equal(builds, 1);
     assert.deepEqual(
@@ -107,7 +97,7 @@ describe("boot snapshot store", () => {
       },
       log,
     );
-    const name = BootSnapshots.nameOf(shape, image, kernel, "qemu");
+    const name = BootSnapshots.nameOf(shape, source, "qemu");
     assert.equal(await snaps.get(shape, name, source), null);
     assert.equal(await snaps.get(shape, name, source), null);
     assert.equal(builds, 1);

@@ -1,9 +1,11 @@
-import { readdir, readFile, realpath, rm, stat } from "node:fs/promises";
+import { readdir, readFile, realpath, rm } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import type { SandboxRecord } from "../sandbox/records.ts";
 import { allocated, type SnapshotMeta } from "../sandbox/templates.ts";
 import { CLAIM_DIR } from "../network/claim.ts";
+import { allocatedBytes } from "../storage/image.ts";
+import { isAlive } from "../vmm/process.ts";
 import { findKernel, templateDir } from "./store.ts";
 
 /** Something an image rebuild left behind. */
@@ -78,7 +80,7 @@ export async function findLeftovers(imageDir: string, dataDirs: string[]): Promi
       out.push({
         path,
         what: `an old image of template '${template}'`,
-        bytes: (await stat(path)).blocks * 512,
+        bytes: await allocatedBytes(path),
         usedBy: usedBy(path),
       });
     }
@@ -121,13 +123,7 @@ export async function liveAgents(claimDir = CLAIM_DIR): Promise<number[]> {
   for (const name of await dirNames(claimDir)) {
     if (!/^network-.+\.pid$/.test(name)) continue;
     const pid = Number((await readFile(join(claimDir, name), "utf8").catch(() => "")).trim());
-    if (!Number.isInteger(pid) || pid <= 0) continue;
-    try {
-      process.kill(pid, 0);
-      pids.push(pid);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EPERM") pids.push(pid);
-    }
+    if (Number.isInteger(pid) && pid > 0 && (await isAlive(pid))) pids.push(pid);
   }
   return pids;
 }

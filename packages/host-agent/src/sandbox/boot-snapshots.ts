@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
-import type { KernelFiles, TemplateImage } from "../image/store.ts";
 import { TemplateStore, type BootSource, type SnapshotMeta } from "./templates.ts";
 
 /** The machine a sandbox asks for: one boot snapshot each. */
@@ -51,14 +50,13 @@ export class BootSnapshots {
     this.log = log;
   }
 
-  static nameOf(shape: Shape, image: TemplateImage, kernel: KernelFiles, vmm: string): string {
+  /** Named after everything it is made from: its image and kernel, the VMM, the shape. */
+  static nameOf(shape: Shape, source: BootSource, vmm: string): string {
     const hash = createHash("sha256")
       .update(
         JSON.stringify([
-          image.rootfs,
-          kernel.version,
-          kernel.qemuKernel,
-          kernel.vmlinux,
+          source.rootfs,
+          source.kernel,
           vmm,
           shape.vcpus,
           shape.memoryMb,

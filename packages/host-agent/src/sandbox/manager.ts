@@ -359,22 +359,14 @@ export class SandboxManager {
       diskSizeMb: record.diskSizeMb,
     };
     try {
-      const [found, image] = await Promise.all([
-        this.opts.images.kernel(),
+      // By the files themselves (real paths): image dirs that link to one
+      // build share its boot snapshots.
+      const [kernel, image] = await Promise.all([
+        this.currentKernel(),
         this.opts.images.template(record.template),
       ]);
-      // By the files themselves, as the image's rootfs is: image dirs that
-      // link to one build share its boot snapshots.
-      const [vmlinux, qemuKernel] = await Promise.all([
-        realpath(found.vmlinux),
-        realpath(found.qemuKernel),
-      ]);
-      const kernel = { ...found, vmlinux, qemuKernel };
-      const name = BootSnapshots.nameOf(shape, image, kernel, this.opts.vmm.name);
-      const source = {
-        rootfs: image.rootfs,
-        kernel: this.opts.vmm.name === "firecracker" ? vmlinux : qemuKernel,
-      };
+      const source: BootSource = { rootfs: image.rootfs, kernel: kernel.kernelPath };
+      const name = BootSnapshots.nameOf(shape, source, this.opts.vmm.name);
       return await this.bootSnapshots.get(shape, name, source);
     } catch {
       return null; // the boot reports what is wrong (no such template, no kernel)
@@ -596,14 +588,13 @@ export class SandboxManager {
       await timed(log, `${phase}.copy_memory`, () => copySparse(memPath, own));
       memPath = own;
     }
-    const kernel = await this.currentKernel().catch(() => undefined);
     return timed(log, `${phase}.restore`, () =>
       this.opts.vmm.restore({
         ...this.machine(record, slot, disk),
         snapshot: { statePath: join(dir, "state"), memPath },
         uffdSocket,
         privateMemory: clone && !ownCopy,
-        kernel,
+        currentKernel: () => this.currentKernel(),
       }),
     );
   }

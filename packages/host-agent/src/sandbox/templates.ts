@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { isAlive } from "../vmm/process.ts";
 import type { VmmName } from "../vmm/vmm.ts";
 
 /** Same rule as the REST API's names: they become directory names here. */
@@ -126,7 +127,7 @@ export class TemplateStore {
     for (const name of await readdir(this.dir)) {
       if (!name.startsWith(".building-") && !name.startsWith(".old-")) continue;
       const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
-      if (pid !== process.pid && alive(pid)) continue;
+      if (pid !== process.pid && Number.isInteger(pid) && pid > 0 && (await isAlive(pid))) continue;
       await rm(join(this.dir, name), { recursive: true, force: true });
     }
   }
@@ -145,14 +146,4 @@ let sequence = 0;
 /** Digits no other build of this process has (two can start in one millisecond). */
 function unique(): string {
   return `${Date.now()}${String(sequence++).padStart(4, "0")}`;
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

@@ -1,9 +1,10 @@
-import { open, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { hostTscKhz } from "../image/store.ts";
+import { exists } from "../storage/image.ts";
 import { copySparse, qemuOpt, shellQuote } from "./files.ts";
 import {
   cmdlineOf,
@@ -327,10 +328,10 @@ class QemuVm implements VmHandle {
       await s.qmp.execute("migrate-set-capabilities", {
         capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
       });
-      // QEMU counts a migration complete once the stream is in the pipe: a
-      // `cat` that fails to write (a full disk) goes unnoticed unless its
-      // exit status is kept and checked (a truncated state loses the sandbox).
-      // In the run dir: beside the state it could not be written either.
+      // QEMU only sees the pipe: a `cat` that fails to write the file (a
+      // full disk) must not pass for a saved state (a truncated one loses
+      // the sandbox), so its exit status is kept and checked — in the run
+      // dir, as beside the state it could not be written either.
       const rcPath = join(s.runDir, "save-state.rc");
       await rm(rcPath, { force: true });
       const state = shellQuote(files.statePath);
@@ -434,25 +435,20 @@ export class QemuDriver implements VmmDriver {
     const header = await readStateHeader(spec.snapshot.statePath);
     const { ramInState, offset } = header;
     let machine = header.machine;
-    const missing = async (path: string | undefined) =>
-      path !== undefined &&
-      path !== "" &&
-      !(await stat(path).then(
-        () => true,
-        () => false,
-      ));
+    const missing = async (path: string | undefined) => !!path && !(await exists(path));
     if (
-      spec.kernel &&
+      spec.currentKernel &&
       ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))
     ) {
+      const current = await spec.currentKernel();
       this.#log.warn(
-        { recorded: machine.kernelPath, using: spec.kernel.kernelPath },
+        { recorded: machine.kernelPath, using: current.kernelPath },
         "the snapshot's kernel file is gone; starting QEMU with the current one",
       );
       machine = {
         ...machine,
-        kernelPath: spec.kernel.kernelPath,
-        initrdPath: spec.kernel.initrdPath || undefined,
+        kernelPath: current.kernelPath,
+        initrdPath: current.initrdPath || undefined,
       };
     }
     if (machine.vcpus !== spec.vcpus || machine.memoryMb !== spec.memoryMb) {

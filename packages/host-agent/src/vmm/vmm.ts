@@ -51,11 +51,11 @@ export interface RestoreSpec extends Omit<BootSpec, "kernelPath" | "initrdPath" 
    */
   privateMemory?: boolean;
   /**
-   * The host's current kernel, for a snapshot whose recorded kernel file is
-   * gone (QEMU opens the file at start, though the restored RAM replaces
-   * what it loads). Firecracker needs none.
+   * The host's current kernel, asked for only when the snapshot's recorded
+   * kernel file is gone (QEMU opens the file at start, though the restored
+   * RAM replaces what it loads). Firecracker needs none.
    */
-  kernel?: { kernelPath: string; initrdPath?: string };
+  currentKernel?: () => Promise<{ kernelPath: string; initrdPath?: string }>;
 }
 
 /** A running VMM process. */
