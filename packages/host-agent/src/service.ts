@@ -318,5 +318,11 @@ export function hostAgentService(
         version: AGENT_VERSION,
       };
     }),
+    updateNetwork: guard(async () => {
+      throw new WrennError("unavailable", "UpdateNetwork is not implemented yet");
+    }),
+    getSandboxMetrics: guard(async () => {
+      throw new WrennError("unavailable", "GetSandboxMetrics is not implemented yet");
+    }),
   };
 }

@@ -4,6 +4,7 @@ import {
   boolean,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -123,6 +124,14 @@ export const templates = pgTable(
   (t) => [index("templates_team").on(t.teamId)],
 );
 
+/** Egress rules of a sandbox (E2B's `network` and `allow_internet_access`). */
+export interface SandboxNetwork {
+  /** CIDRs, addresses or host names always reachable (wins over `denyOut`). */
+  allowOut?: string[];
+  /** CIDRs, addresses or host names never reachable; `0.0.0.0/0` denies all but `allowOut`. */
+  denyOut?: string[];
+}
+
 /** `unknown`: it was running on a host that stopped answering; the host settles it when it is back. */
 export type SandboxStatus = "pending" | "running" | "paused" | "unknown" | "stopped" | "error";
 
@@ -143,6 +152,23 @@ export const sandboxes = pgTable(
     clientRequestId: text("client_request_id"),
     envdAddress: text("envd_address").notNull().default(""),
     error: text("error").notNull().default(""),
+    // Every sandbox's envd answers only calls carrying this token (sent in /init
+    // at create and after every resume); returned to its team only.
+    envdAccessToken: text("envd_access_token").notNull().default(""),
+    // Guards the proxied ports other than envd's of a `secure` sandbox, unless
+    // `allowPublicTraffic`.
+    trafficAccessToken: text("traffic_access_token").notNull().default(""),
+    secure: boolean("secure").notNull().default(false),
+    allowPublicTraffic: boolean("allow_public_traffic").notNull().default(true),
+    // E2B's lifetime: at `endAt` the sandbox is paused when `autoPause`, else
+    // killed. Null for /v1 sandboxes, which the agent pauses when idle past
+    // `timeoutSec`.
+    endAt: timestamp("end_at", { withTimezone: true, precision: 3 }),
+    autoPause: boolean("auto_pause").notNull().default(false),
+    // A paused sandbox resumes on its first proxied request.
+    autoResume: boolean("auto_resume").notNull().default(false),
+    metadata: jsonb("metadata").$type<Record<string, string>>().notNull().default({}),
+    network: jsonb("network").$type<SandboxNetwork>().notNull().default({}),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
@@ -155,6 +181,10 @@ export const sandboxes = pgTable(
       .on(t.teamId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst())
       .where(sql`${t.status} in ('pending', 'running', 'paused', 'unknown')`),
     index("sandboxes_host_status").on(t.hostId, t.status),
+    // The expiry pass reads running sandboxes past their end.
+    index("sandboxes_running_end_at")
+      .on(t.endAt)
+      .where(sql`${t.status} = 'running' and ${t.endAt} is not null`),
   ],
 );
 

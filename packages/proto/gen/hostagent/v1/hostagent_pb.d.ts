@@ -60,6 +60,11 @@ export declare type CreateSandboxRequest = Message<"hostagent.v1.CreateSandboxRe
    * @generated from field: string envd_access_token = 8;
    */
   envdAccessToken: string;
+
+  /**
+   * @generated from field: hostagent.v1.SandboxNetwork network = 9;
+   */
+  network?: SandboxNetwork | undefined;
 };
 
 /**
@@ -67,6 +72,31 @@ export declare type CreateSandboxRequest = Message<"hostagent.v1.CreateSandboxRe
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export declare const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest>;
+
+/**
+ * Egress rules: entries are CIDRs, addresses or host names (resolved when
+ * applied). allow_out wins over deny_out; deny_out "0.0.0.0/0" denies all
+ * but allow_out.
+ *
+ * @generated from message hostagent.v1.SandboxNetwork
+ */
+export declare type SandboxNetwork = Message<"hostagent.v1.SandboxNetwork"> & {
+  /**
+   * @generated from field: repeated string allow_out = 1;
+   */
+  allowOut: string[];
+
+  /**
+   * @generated from field: repeated string deny_out = 2;
+   */
+  denyOut: string[];
+};
+
+/**
+ * Describes the message hostagent.v1.SandboxNetwork.
+ * Use `create(SandboxNetworkSchema)` to create a new message.
+ */
+export declare const SandboxNetworkSchema: GenMessage<SandboxNetwork>;
 
 /**
  * @generated from message hostagent.v1.SandboxInfo
@@ -914,6 +944,124 @@ export declare type GetHostInfoResponse = Message<"hostagent.v1.GetHostInfoRespo
 export declare const GetHostInfoResponseSchema: GenMessage<GetHostInfoResponse>;
 
 /**
+ * @generated from message hostagent.v1.UpdateNetworkRequest
+ */
+export declare type UpdateNetworkRequest = Message<"hostagent.v1.UpdateNetworkRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: hostagent.v1.SandboxNetwork network = 2;
+   */
+  network?: SandboxNetwork | undefined;
+};
+
+/**
+ * Describes the message hostagent.v1.UpdateNetworkRequest.
+ * Use `create(UpdateNetworkRequestSchema)` to create a new message.
+ */
+export declare const UpdateNetworkRequestSchema: GenMessage<UpdateNetworkRequest>;
+
+/**
+ * @generated from message hostagent.v1.UpdateNetworkResponse
+ */
+export declare type UpdateNetworkResponse = Message<"hostagent.v1.UpdateNetworkResponse"> & {
+};
+
+/**
+ * Describes the message hostagent.v1.UpdateNetworkResponse.
+ * Use `create(UpdateNetworkResponseSchema)` to create a new message.
+ */
+export declare const UpdateNetworkResponseSchema: GenMessage<UpdateNetworkResponse>;
+
+/**
+ * @generated from message hostagent.v1.GetSandboxMetricsRequest
+ */
+export declare type GetSandboxMetricsRequest = Message<"hostagent.v1.GetSandboxMetricsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * Only samples taken at or after this time (Unix milliseconds); 0 for all kept.
+   *
+   * @generated from field: int64 since_ms = 2;
+   */
+  sinceMs: bigint;
+};
+
+/**
+ * Describes the message hostagent.v1.GetSandboxMetricsRequest.
+ * Use `create(GetSandboxMetricsRequestSchema)` to create a new message.
+ */
+export declare const GetSandboxMetricsRequestSchema: GenMessage<GetSandboxMetricsRequest>;
+
+/**
+ * @generated from message hostagent.v1.SandboxMetric
+ */
+export declare type SandboxMetric = Message<"hostagent.v1.SandboxMetric"> & {
+  /**
+   * @generated from field: int64 timestamp_ms = 1;
+   */
+  timestampMs: bigint;
+
+  /**
+   * @generated from field: uint32 cpu_count = 2;
+   */
+  cpuCount: number;
+
+  /**
+   * @generated from field: double cpu_used_pct = 3;
+   */
+  cpuUsedPct: number;
+
+  /**
+   * @generated from field: uint64 mem_used_bytes = 4;
+   */
+  memUsedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 mem_total_bytes = 5;
+   */
+  memTotalBytes: bigint;
+
+  /**
+   * @generated from field: uint64 disk_used_bytes = 6;
+   */
+  diskUsedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 disk_total_bytes = 7;
+   */
+  diskTotalBytes: bigint;
+};
+
+/**
+ * Describes the message hostagent.v1.SandboxMetric.
+ * Use `create(SandboxMetricSchema)` to create a new message.
+ */
+export declare const SandboxMetricSchema: GenMessage<SandboxMetric>;
+
+/**
+ * @generated from message hostagent.v1.GetSandboxMetricsResponse
+ */
+export declare type GetSandboxMetricsResponse = Message<"hostagent.v1.GetSandboxMetricsResponse"> & {
+  /**
+   * @generated from field: repeated hostagent.v1.SandboxMetric metrics = 1;
+   */
+  metrics: SandboxMetric[];
+};
+
+/**
+ * Describes the message hostagent.v1.GetSandboxMetricsResponse.
+ * Use `create(GetSandboxMetricsResponseSchema)` to create a new message.
+ */
+export declare const GetSandboxMetricsResponseSchema: GenMessage<GetSandboxMetricsResponse>;
+
+/**
  * @generated from enum hostagent.v1.SandboxState
  */
 export enum SandboxState {
@@ -1112,6 +1260,26 @@ export declare const HostAgentService: GenService<{
     methodKind: "unary";
     input: typeof GetHostInfoRequestSchema;
     output: typeof GetHostInfoResponseSchema;
+  },
+  /**
+   * Replaces a sandbox's egress rules; a running sandbox's apply at once.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.UpdateNetwork
+   */
+  updateNetwork: {
+    methodKind: "unary";
+    input: typeof UpdateNetworkRequestSchema;
+    output: typeof UpdateNetworkResponseSchema;
+  },
+  /**
+   * The guest's resource samples the agent keeps, oldest first.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.GetSandboxMetrics
+   */
+  getSandboxMetrics: {
+    methodKind: "unary";
+    input: typeof GetSandboxMetricsRequestSchema;
+    output: typeof GetSandboxMetricsResponseSchema;
   },
 }>;
 

@@ -11,7 +11,7 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/
  * Describes the file hostagent/v1/hostagent.proto.
  */
 export const file_hostagent_v1_hostagent = /*@__PURE__*/
-  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEilwIKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDQoFdmNwdXMYAyABKA0SEQoJbWVtb3J5X21iGAQgASgNEhMKC3RpbWVvdXRfc2VjGAUgASgNEhQKDGRpc2tfc2l6ZV9tYhgGIAEoDRJBCghlbnZfdmFycxgHIAMoCzIvLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5FbnZWYXJzRW50cnkSGQoRZW52ZF9hY2Nlc3NfdG9rZW4YCCABKAkaLgoMRW52VmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiqAIKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5ob3N0YWdlbnQudjEuU2FuZGJveFN0YXRlEg0KBXZjcHVzGAQgASgNEhEKCW1lbW9yeV9tYhgFIAEoDRIUCgxkaXNrX3NpemVfbWIYBiABKA0SEwoLdGltZW91dF9zZWMYByABKA0SFQoNY3JlYXRlZF9hdF9tcxgIIAEoAxIZChFsYXN0X2FjdGl2ZV9hdF9tcxgJIAEoAxIUCgxlbnZkX2FkZHJlc3MYCiABKAkSCwoDdm1tGAsgASgJEhcKD2Rpc2tfdXNlZF9ieXRlcxgMIAEoAxINCgVlcnJvchgNIAEoCSJDChVDcmVhdGVTYW5kYm94UmVzcG9uc2USKgoHc2FuZGJveBgBIAEoCzIZLmhvc3RhZ2VudC52MS5TYW5kYm94SW5mbyIrChVEZXN0cm95U2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIYChZEZXN0cm95U2FuZGJveFJlc3BvbnNlIhYKFExpc3RTYW5kYm94ZXNSZXF1ZXN0IoIBChVMaXN0U2FuZGJveGVzUmVzcG9uc2USLAoJc2FuZGJveGVzGAEgAygLMhkuaG9zdGFnZW50LnYxLlNhbmRib3hJbmZvEh8KF2F1dG9fcGF1c2VkX3NhbmRib3hfaWRzGAIgAygJEhoKEnJlYXBlZF9zYW5kYm94X2lkcxgDIAMoCSIoChJQaW5nU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIVChNQaW5nU2FuZGJveFJlc3BvbnNlIikKE1BhdXNlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIWChRQYXVzZVNhbmRib3hSZXNwb25zZSI/ChRSZXN1bWVTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhMKC3RpbWVvdXRfc2VjGAIgASgNIkMKFVJlc3VtZVNhbmRib3hSZXNwb25zZRIqCgdzYW5kYm94GAEgASgLMhkuaG9zdGFnZW50LnYxLlNhbmRib3hJbmZvIkwKFUNyZWF0ZVNuYXBzaG90UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJb3ZlcndyaXRlGAMgASgIIkYKFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USLAoIdGVtcGxhdGUYASABKAsyGi5ob3N0YWdlbnQudjEuVGVtcGxhdGVJbmZvIiUKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVNuYXBzaG90UmVzcG9uc2UikwEKDFRlbXBsYXRlSW5mbxIMCgRuYW1lGAEgASgJEigKBHR5cGUYAiABKA4yGi5ob3N0YWdlbnQudjEuVGVtcGxhdGVUeXBlEg0KBXZjcHVzGAMgASgNEhEKCW1lbW9yeV9tYhgEIAEoDRISCgpzaXplX2J5dGVzGAUgASgDEhUKDWNyZWF0ZWRfYXRfbXMYBiABKAMiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiRgoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEi0KCXRlbXBsYXRlcxgBIAMoCzIaLmhvc3RhZ2VudC52MS5UZW1wbGF0ZUluZm8izAEKC0V4ZWNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSCwoDY21kGAIgASgJEgwKBGFyZ3MYAyADKAkSEwoLdGltZW91dF9zZWMYBCABKA0SMQoEZW52cxgFIAMoCzIjLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdC5FbnZzRW50cnkSCwoDY3dkGAYgASgJEgwKBHVzZXIYByABKAkaKwoJRW52c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVgoMRXhlY1Jlc3BvbnNlEg4KBnN0ZG91dBgBIAEoDBIOCgZzdGRlcnIYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgREhMKC2R1cmF0aW9uX21zGAQgASgDItgBChFFeGVjU3RyZWFtUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgsKA2NtZBgCIAEoCRIMCgRhcmdzGAMgAygJEhMKC3RpbWVvdXRfc2VjGAQgASgNEjcKBGVudnMYBSADKAsyKS5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlcXVlc3QuRW52c0VudHJ5EgsKA2N3ZBgGIAEoCRIMCgR1c2VyGAcgASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrcCChJFeGVjU3RyZWFtUmVzcG9uc2USNwoFc3RhcnQYASABKAsyJi5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlLlN0YXJ0SAASNQoEZGF0YRgCIAEoCzIlLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UuRGF0YUgAEjMKA2VuZBgDIAEoCzIkLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UuRW5kSAAaFAoFU3RhcnQSCwoDcGlkGAEgASgNGjQKBERhdGESEAoGc3Rkb3V0GAEgASgMSAASEAoGc3RkZXJyGAIgASgMSABCCAoGb3V0cHV0GicKA0VuZBIRCglleGl0X2NvZGUYASABKBESDQoFZXJyb3IYAiABKAlCBwoFZXZlbnQiUwoQV3JpdGVGaWxlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIMCgR1c2VyGAQgASgJIiEKEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHNpemUYASABKAMiqgEKFldyaXRlRmlsZVN0cmVhbVJlcXVlc3QSPQoGaGVhZGVyGAEgASgLMisuaG9zdGFnZW50LnYxLldyaXRlRmlsZVN0cmVhbVJlcXVlc3QuSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABo4CgZIZWFkZXISEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAlCBgoEcGFydCJBCg9SZWFkRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiIwoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMIicKFlJlYWRGaWxlU3RyZWFtUmVzcG9uc2USDQoFY2h1bmsYASABKAwiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IrQBChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSCwoDdm1tGAIgASgJEg8KB3N0b3JhZ2UYAyABKAkSEwoLdG90YWxfdmNwdXMYBCABKA0SFwoPdG90YWxfbWVtb3J5X21iGAUgASgEEhQKDGZyZWVfZGlza19tYhgGIAEoBBIZChFydW5uaW5nX3NhbmRib3hlcxgHIAEoDRIPCgd2ZXJzaW9uGAggASgJKrMBCgxTYW5kYm94U3RhdGUSHQoZU0FOREJPWF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNBTkRCT1hfU1RBVEVfU1RBUlRJTkcQARIZChVTQU5EQk9YX1NUQVRFX1JVTk5JTkcQAhIYChRTQU5EQk9YX1NUQVRFX1BBVVNFRBADEhkKFVNBTkRCT1hfU1RBVEVfU1RPUFBFRBAEEhgKFFNBTkRCT1hfU1RBVEVfRkFJTEVEEAUqYQoMVGVtcGxhdGVUeXBlEh0KGVRFTVBMQVRFX1RZUEVfVU5TUEVDSUZJRUQQABIWChJURU1QTEFURV9UWVBFX0JBU0UQARIaChZURU1QTEFURV9UWVBFX1NOQVBTSE9UEAIy8AoKEEhvc3RBZ2VudFNlcnZpY2USWAoNQ3JlYXRlU2FuZGJveBIiLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBojLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USWwoORGVzdHJveVNhbmRib3gSIy5ob3N0YWdlbnQudjEuRGVzdHJveVNhbmRib3hSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVzcG9uc2USWAoNTGlzdFNhbmRib3hlcxIiLmhvc3RhZ2VudC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USUgoLUGluZ1NhbmRib3gSIC5ob3N0YWdlbnQudjEuUGluZ1NhbmRib3hSZXF1ZXN0GiEuaG9zdGFnZW50LnYxLlBpbmdTYW5kYm94UmVzcG9uc2USVQoMUGF1c2VTYW5kYm94EiEuaG9zdGFnZW50LnYxLlBhdXNlU2FuZGJveFJlcXVlc3QaIi5ob3N0YWdlbnQudjEuUGF1c2VTYW5kYm94UmVzcG9uc2USWAoNUmVzdW1lU2FuZGJveBIiLmhvc3RhZ2VudC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBojLmhvc3RhZ2VudC52MS5SZXN1bWVTYW5kYm94UmVzcG9uc2USWwoOQ3JlYXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USWwoORGVsZXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USWAoNTGlzdFRlbXBsYXRlcxIiLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USPQoERXhlYxIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBoaLmhvc3RhZ2VudC52MS5FeGVjUmVzcG9uc2USUQoKRXhlY1N0cmVhbRIfLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVxdWVzdBogLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UwARJMCglXcml0ZUZpbGUSHi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlUmVxdWVzdBofLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZRJJCghSZWFkRmlsZRIdLmhvc3RhZ2VudC52MS5SZWFkRmlsZVJlcXVlc3QaHi5ob3N0YWdlbnQudjEuUmVhZEZpbGVSZXNwb25zZRJaCg9Xcml0ZUZpbGVTdHJlYW0SJC5ob3N0YWdlbnQudjEuV3JpdGVGaWxlU3RyZWFtUmVxdWVzdBofLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZSgBElcKDlJlYWRGaWxlU3RyZWFtEh0uaG9zdGFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBokLmhvc3RhZ2VudC52MS5SZWFkRmlsZVN0cmVhbVJlc3BvbnNlMAESUgoLR2V0SG9zdEluZm8SIC5ob3N0YWdlbnQudjEuR2V0SG9zdEluZm9SZXF1ZXN0GiEuaG9zdGFnZW50LnYxLkdldEhvc3RJbmZvUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEixgIKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDQoFdmNwdXMYAyABKA0SEQoJbWVtb3J5X21iGAQgASgNEhMKC3RpbWVvdXRfc2VjGAUgASgNEhQKDGRpc2tfc2l6ZV9tYhgGIAEoDRJBCghlbnZfdmFycxgHIAMoCzIvLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5FbnZWYXJzRW50cnkSGQoRZW52ZF9hY2Nlc3NfdG9rZW4YCCABKAkSLQoHbmV0d29yaxgJIAEoCzIcLmhvc3RhZ2VudC52MS5TYW5kYm94TmV0d29yaxouCgxFbnZWYXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI1Cg5TYW5kYm94TmV0d29yaxIRCglhbGxvd19vdXQYASADKAkSEAoIZGVueV9vdXQYAiADKAkiqAIKC1NhbmRib3hJbmZvEhIKCnNhbmRib3hfaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5ob3N0YWdlbnQudjEuU2FuZGJveFN0YXRlEg0KBXZjcHVzGAQgASgNEhEKCW1lbW9yeV9tYhgFIAEoDRIUCgxkaXNrX3NpemVfbWIYBiABKA0SEwoLdGltZW91dF9zZWMYByABKA0SFQoNY3JlYXRlZF9hdF9tcxgIIAEoAxIZChFsYXN0X2FjdGl2ZV9hdF9tcxgJIAEoAxIUCgxlbnZkX2FkZHJlc3MYCiABKAkSCwoDdm1tGAsgASgJEhcKD2Rpc2tfdXNlZF9ieXRlcxgMIAEoAxINCgVlcnJvchgNIAEoCSJDChVDcmVhdGVTYW5kYm94UmVzcG9uc2USKgoHc2FuZGJveBgBIAEoCzIZLmhvc3RhZ2VudC52MS5TYW5kYm94SW5mbyIrChVEZXN0cm95U2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIYChZEZXN0cm95U2FuZGJveFJlc3BvbnNlIhYKFExpc3RTYW5kYm94ZXNSZXF1ZXN0IoIBChVMaXN0U2FuZGJveGVzUmVzcG9uc2USLAoJc2FuZGJveGVzGAEgAygLMhkuaG9zdGFnZW50LnYxLlNhbmRib3hJbmZvEh8KF2F1dG9fcGF1c2VkX3NhbmRib3hfaWRzGAIgAygJEhoKEnJlYXBlZF9zYW5kYm94X2lkcxgDIAMoCSIoChJQaW5nU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIVChNQaW5nU2FuZGJveFJlc3BvbnNlIikKE1BhdXNlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIWChRQYXVzZVNhbmRib3hSZXNwb25zZSI/ChRSZXN1bWVTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhMKC3RpbWVvdXRfc2VjGAIgASgNIkMKFVJlc3VtZVNhbmRib3hSZXNwb25zZRIqCgdzYW5kYm94GAEgASgLMhkuaG9zdGFnZW50LnYxLlNhbmRib3hJbmZvIkwKFUNyZWF0ZVNuYXBzaG90UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJb3ZlcndyaXRlGAMgASgIIkYKFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USLAoIdGVtcGxhdGUYASABKAsyGi5ob3N0YWdlbnQudjEuVGVtcGxhdGVJbmZvIiUKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVNuYXBzaG90UmVzcG9uc2UikwEKDFRlbXBsYXRlSW5mbxIMCgRuYW1lGAEgASgJEigKBHR5cGUYAiABKA4yGi5ob3N0YWdlbnQudjEuVGVtcGxhdGVUeXBlEg0KBXZjcHVzGAMgASgNEhEKCW1lbW9yeV9tYhgEIAEoDRISCgpzaXplX2J5dGVzGAUgASgDEhUKDWNyZWF0ZWRfYXRfbXMYBiABKAMiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiRgoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEi0KCXRlbXBsYXRlcxgBIAMoCzIaLmhvc3RhZ2VudC52MS5UZW1wbGF0ZUluZm8izAEKC0V4ZWNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSCwoDY21kGAIgASgJEgwKBGFyZ3MYAyADKAkSEwoLdGltZW91dF9zZWMYBCABKA0SMQoEZW52cxgFIAMoCzIjLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdC5FbnZzRW50cnkSCwoDY3dkGAYgASgJEgwKBHVzZXIYByABKAkaKwoJRW52c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVgoMRXhlY1Jlc3BvbnNlEg4KBnN0ZG91dBgBIAEoDBIOCgZzdGRlcnIYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgREhMKC2R1cmF0aW9uX21zGAQgASgDItgBChFFeGVjU3RyZWFtUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgsKA2NtZBgCIAEoCRIMCgRhcmdzGAMgAygJEhMKC3RpbWVvdXRfc2VjGAQgASgNEjcKBGVudnMYBSADKAsyKS5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlcXVlc3QuRW52c0VudHJ5EgsKA2N3ZBgGIAEoCRIMCgR1c2VyGAcgASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrcCChJFeGVjU3RyZWFtUmVzcG9uc2USNwoFc3RhcnQYASABKAsyJi5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlLlN0YXJ0SAASNQoEZGF0YRgCIAEoCzIlLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UuRGF0YUgAEjMKA2VuZBgDIAEoCzIkLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UuRW5kSAAaFAoFU3RhcnQSCwoDcGlkGAEgASgNGjQKBERhdGESEAoGc3Rkb3V0GAEgASgMSAASEAoGc3RkZXJyGAIgASgMSABCCAoGb3V0cHV0GicKA0VuZBIRCglleGl0X2NvZGUYASABKBESDQoFZXJyb3IYAiABKAlCBwoFZXZlbnQiUwoQV3JpdGVGaWxlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIMCgR1c2VyGAQgASgJIiEKEVdyaXRlRmlsZVJlc3BvbnNlEgwKBHNpemUYASABKAMiqgEKFldyaXRlRmlsZVN0cmVhbVJlcXVlc3QSPQoGaGVhZGVyGAEgASgLMisuaG9zdGFnZW50LnYxLldyaXRlRmlsZVN0cmVhbVJlcXVlc3QuSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABo4CgZIZWFkZXISEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAlCBgoEcGFydCJBCg9SZWFkRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiIwoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMIicKFlJlYWRGaWxlU3RyZWFtUmVzcG9uc2USDQoFY2h1bmsYASABKAwiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IrQBChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSCwoDdm1tGAIgASgJEg8KB3N0b3JhZ2UYAyABKAkSEwoLdG90YWxfdmNwdXMYBCABKA0SFwoPdG90YWxfbWVtb3J5X21iGAUgASgEEhQKDGZyZWVfZGlza19tYhgGIAEoBBIZChFydW5uaW5nX3NhbmRib3hlcxgHIAEoDRIPCgd2ZXJzaW9uGAggASgJIlkKFFVwZGF0ZU5ldHdvcmtSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSLQoHbmV0d29yaxgCIAEoCzIcLmhvc3RhZ2VudC52MS5TYW5kYm94TmV0d29yayIXChVVcGRhdGVOZXR3b3JrUmVzcG9uc2UiQAoYR2V0U2FuZGJveE1ldHJpY3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEAoIc2luY2VfbXMYAiABKAMisgEKDVNhbmRib3hNZXRyaWMSFAoMdGltZXN0YW1wX21zGAEgASgDEhEKCWNwdV9jb3VudBgCIAEoDRIUCgxjcHVfdXNlZF9wY3QYAyABKAESFgoObWVtX3VzZWRfYnl0ZXMYBCABKAQSFwoPbWVtX3RvdGFsX2J5dGVzGAUgASgEEhcKD2Rpc2tfdXNlZF9ieXRlcxgGIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAcgASgEIkkKGUdldFNhbmRib3hNZXRyaWNzUmVzcG9uc2USLAoHbWV0cmljcxgBIAMoCzIbLmhvc3RhZ2VudC52MS5TYW5kYm94TWV0cmljKrMBCgxTYW5kYm94U3RhdGUSHQoZU0FOREJPWF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNBTkRCT1hfU1RBVEVfU1RBUlRJTkcQARIZChVTQU5EQk9YX1NUQVRFX1JVTk5JTkcQAhIYChRTQU5EQk9YX1NUQVRFX1BBVVNFRBADEhkKFVNBTkRCT1hfU1RBVEVfU1RPUFBFRBAEEhgKFFNBTkRCT1hfU1RBVEVfRkFJTEVEEAUqYQoMVGVtcGxhdGVUeXBlEh0KGVRFTVBMQVRFX1RZUEVfVU5TUEVDSUZJRUQQABIWChJURU1QTEFURV9UWVBFX0JBU0UQARIaChZURU1QTEFURV9UWVBFX1NOQVBTSE9UEAIysAwKEEhvc3RBZ2VudFNlcnZpY2USWAoNQ3JlYXRlU2FuZGJveBIiLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBojLmhvc3RhZ2VudC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USWwoORGVzdHJveVNhbmRib3gSIy5ob3N0YWdlbnQudjEuRGVzdHJveVNhbmRib3hSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVzcG9uc2USWAoNTGlzdFNhbmRib3hlcxIiLmhvc3RhZ2VudC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USUgoLUGluZ1NhbmRib3gSIC5ob3N0YWdlbnQudjEuUGluZ1NhbmRib3hSZXF1ZXN0GiEuaG9zdGFnZW50LnYxLlBpbmdTYW5kYm94UmVzcG9uc2USVQoMUGF1c2VTYW5kYm94EiEuaG9zdGFnZW50LnYxLlBhdXNlU2FuZGJveFJlcXVlc3QaIi5ob3N0YWdlbnQudjEuUGF1c2VTYW5kYm94UmVzcG9uc2USWAoNUmVzdW1lU2FuZGJveBIiLmhvc3RhZ2VudC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBojLmhvc3RhZ2VudC52MS5SZXN1bWVTYW5kYm94UmVzcG9uc2USWwoOQ3JlYXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USWwoORGVsZXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USWAoNTGlzdFRlbXBsYXRlcxIiLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USPQoERXhlYxIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBoaLmhvc3RhZ2VudC52MS5FeGVjUmVzcG9uc2USUQoKRXhlY1N0cmVhbRIfLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVxdWVzdBogLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UwARJMCglXcml0ZUZpbGUSHi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlUmVxdWVzdBofLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZRJJCghSZWFkRmlsZRIdLmhvc3RhZ2VudC52MS5SZWFkRmlsZVJlcXVlc3QaHi5ob3N0YWdlbnQudjEuUmVhZEZpbGVSZXNwb25zZRJaCg9Xcml0ZUZpbGVTdHJlYW0SJC5ob3N0YWdlbnQudjEuV3JpdGVGaWxlU3RyZWFtUmVxdWVzdBofLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZSgBElcKDlJlYWRGaWxlU3RyZWFtEh0uaG9zdGFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBokLmhvc3RhZ2VudC52MS5SZWFkRmlsZVN0cmVhbVJlc3BvbnNlMAESUgoLR2V0SG9zdEluZm8SIC5ob3N0YWdlbnQudjEuR2V0SG9zdEluZm9SZXF1ZXN0GiEuaG9zdGFnZW50LnYxLkdldEhvc3RJbmZvUmVzcG9uc2USWAoNVXBkYXRlTmV0d29yaxIiLmhvc3RhZ2VudC52MS5VcGRhdGVOZXR3b3JrUmVxdWVzdBojLmhvc3RhZ2VudC52MS5VcGRhdGVOZXR3b3JrUmVzcG9uc2USZAoRR2V0U2FuZGJveE1ldHJpY3MSJi5ob3N0YWdlbnQudjEuR2V0U2FuZGJveE1ldHJpY3NSZXF1ZXN0GicuaG9zdGFnZW50LnYxLkdldFNhbmRib3hNZXRyaWNzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * Describes the message hostagent.v1.CreateSandboxRequest.
@@ -21,249 +21,291 @@ export const CreateSandboxRequestSchema = /*@__PURE__*/
   messageDesc(file_hostagent_v1_hostagent, 0);
 
 /**
+ * Describes the message hostagent.v1.SandboxNetwork.
+ * Use `create(SandboxNetworkSchema)` to create a new message.
+ */
+export const SandboxNetworkSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 1);
+
+/**
  * Describes the message hostagent.v1.SandboxInfo.
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 1);
+  messageDesc(file_hostagent_v1_hostagent, 2);
 
 /**
  * Describes the message hostagent.v1.CreateSandboxResponse.
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 2);
+  messageDesc(file_hostagent_v1_hostagent, 3);
 
 /**
  * Describes the message hostagent.v1.DestroySandboxRequest.
  * Use `create(DestroySandboxRequestSchema)` to create a new message.
  */
 export const DestroySandboxRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 3);
+  messageDesc(file_hostagent_v1_hostagent, 4);
 
 /**
  * Describes the message hostagent.v1.DestroySandboxResponse.
  * Use `create(DestroySandboxResponseSchema)` to create a new message.
  */
 export const DestroySandboxResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 4);
+  messageDesc(file_hostagent_v1_hostagent, 5);
 
 /**
  * Describes the message hostagent.v1.ListSandboxesRequest.
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 5);
+  messageDesc(file_hostagent_v1_hostagent, 6);
 
 /**
  * Describes the message hostagent.v1.ListSandboxesResponse.
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 6);
+  messageDesc(file_hostagent_v1_hostagent, 7);
 
 /**
  * Describes the message hostagent.v1.PingSandboxRequest.
  * Use `create(PingSandboxRequestSchema)` to create a new message.
  */
 export const PingSandboxRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 7);
+  messageDesc(file_hostagent_v1_hostagent, 8);
 
 /**
  * Describes the message hostagent.v1.PingSandboxResponse.
  * Use `create(PingSandboxResponseSchema)` to create a new message.
  */
 export const PingSandboxResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 8);
+  messageDesc(file_hostagent_v1_hostagent, 9);
 
 /**
  * Describes the message hostagent.v1.PauseSandboxRequest.
  * Use `create(PauseSandboxRequestSchema)` to create a new message.
  */
 export const PauseSandboxRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 9);
+  messageDesc(file_hostagent_v1_hostagent, 10);
 
 /**
  * Describes the message hostagent.v1.PauseSandboxResponse.
  * Use `create(PauseSandboxResponseSchema)` to create a new message.
  */
 export const PauseSandboxResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 10);
+  messageDesc(file_hostagent_v1_hostagent, 11);
 
 /**
  * Describes the message hostagent.v1.ResumeSandboxRequest.
  * Use `create(ResumeSandboxRequestSchema)` to create a new message.
  */
 export const ResumeSandboxRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 11);
+  messageDesc(file_hostagent_v1_hostagent, 12);
 
 /**
  * Describes the message hostagent.v1.ResumeSandboxResponse.
  * Use `create(ResumeSandboxResponseSchema)` to create a new message.
  */
 export const ResumeSandboxResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 12);
+  messageDesc(file_hostagent_v1_hostagent, 13);
 
 /**
  * Describes the message hostagent.v1.CreateSnapshotRequest.
  * Use `create(CreateSnapshotRequestSchema)` to create a new message.
  */
 export const CreateSnapshotRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 13);
+  messageDesc(file_hostagent_v1_hostagent, 14);
 
 /**
  * Describes the message hostagent.v1.CreateSnapshotResponse.
  * Use `create(CreateSnapshotResponseSchema)` to create a new message.
  */
 export const CreateSnapshotResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 14);
+  messageDesc(file_hostagent_v1_hostagent, 15);
 
 /**
  * Describes the message hostagent.v1.DeleteSnapshotRequest.
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 15);
+  messageDesc(file_hostagent_v1_hostagent, 16);
 
 /**
  * Describes the message hostagent.v1.DeleteSnapshotResponse.
  * Use `create(DeleteSnapshotResponseSchema)` to create a new message.
  */
 export const DeleteSnapshotResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 16);
+  messageDesc(file_hostagent_v1_hostagent, 17);
 
 /**
  * Describes the message hostagent.v1.TemplateInfo.
  * Use `create(TemplateInfoSchema)` to create a new message.
  */
 export const TemplateInfoSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 17);
+  messageDesc(file_hostagent_v1_hostagent, 18);
 
 /**
  * Describes the message hostagent.v1.ListTemplatesRequest.
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 18);
+  messageDesc(file_hostagent_v1_hostagent, 19);
 
 /**
  * Describes the message hostagent.v1.ListTemplatesResponse.
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 19);
+  messageDesc(file_hostagent_v1_hostagent, 20);
 
 /**
  * Describes the message hostagent.v1.ExecRequest.
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 20);
+  messageDesc(file_hostagent_v1_hostagent, 21);
 
 /**
  * Describes the message hostagent.v1.ExecResponse.
  * Use `create(ExecResponseSchema)` to create a new message.
  */
 export const ExecResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 21);
+  messageDesc(file_hostagent_v1_hostagent, 22);
 
 /**
  * Describes the message hostagent.v1.ExecStreamRequest.
  * Use `create(ExecStreamRequestSchema)` to create a new message.
  */
 export const ExecStreamRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 22);
+  messageDesc(file_hostagent_v1_hostagent, 23);
 
 /**
  * Describes the message hostagent.v1.ExecStreamResponse.
  * Use `create(ExecStreamResponseSchema)` to create a new message.
  */
 export const ExecStreamResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23);
+  messageDesc(file_hostagent_v1_hostagent, 24);
 
 /**
  * Describes the message hostagent.v1.ExecStreamResponse.Start.
  * Use `create(ExecStreamResponse_StartSchema)` to create a new message.
  */
 export const ExecStreamResponse_StartSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23, 0);
+  messageDesc(file_hostagent_v1_hostagent, 24, 0);
 
 /**
  * Describes the message hostagent.v1.ExecStreamResponse.Data.
  * Use `create(ExecStreamResponse_DataSchema)` to create a new message.
  */
 export const ExecStreamResponse_DataSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23, 1);
+  messageDesc(file_hostagent_v1_hostagent, 24, 1);
 
 /**
  * Describes the message hostagent.v1.ExecStreamResponse.End.
  * Use `create(ExecStreamResponse_EndSchema)` to create a new message.
  */
 export const ExecStreamResponse_EndSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23, 2);
+  messageDesc(file_hostagent_v1_hostagent, 24, 2);
 
 /**
  * Describes the message hostagent.v1.WriteFileRequest.
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 24);
+  messageDesc(file_hostagent_v1_hostagent, 25);
 
 /**
  * Describes the message hostagent.v1.WriteFileResponse.
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 25);
+  messageDesc(file_hostagent_v1_hostagent, 26);
 
 /**
  * Describes the message hostagent.v1.WriteFileStreamRequest.
  * Use `create(WriteFileStreamRequestSchema)` to create a new message.
  */
 export const WriteFileStreamRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 26);
+  messageDesc(file_hostagent_v1_hostagent, 27);
 
 /**
  * Describes the message hostagent.v1.WriteFileStreamRequest.Header.
  * Use `create(WriteFileStreamRequest_HeaderSchema)` to create a new message.
  */
 export const WriteFileStreamRequest_HeaderSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 26, 0);
+  messageDesc(file_hostagent_v1_hostagent, 27, 0);
 
 /**
  * Describes the message hostagent.v1.ReadFileRequest.
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 27);
+  messageDesc(file_hostagent_v1_hostagent, 28);
 
 /**
  * Describes the message hostagent.v1.ReadFileResponse.
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 28);
+  messageDesc(file_hostagent_v1_hostagent, 29);
 
 /**
  * Describes the message hostagent.v1.ReadFileStreamResponse.
  * Use `create(ReadFileStreamResponseSchema)` to create a new message.
  */
 export const ReadFileStreamResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 29);
+  messageDesc(file_hostagent_v1_hostagent, 30);
 
 /**
  * Describes the message hostagent.v1.GetHostInfoRequest.
  * Use `create(GetHostInfoRequestSchema)` to create a new message.
  */
 export const GetHostInfoRequestSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 30);
+  messageDesc(file_hostagent_v1_hostagent, 31);
 
 /**
  * Describes the message hostagent.v1.GetHostInfoResponse.
  * Use `create(GetHostInfoResponseSchema)` to create a new message.
  */
 export const GetHostInfoResponseSchema = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 31);
+  messageDesc(file_hostagent_v1_hostagent, 32);
+
+/**
+ * Describes the message hostagent.v1.UpdateNetworkRequest.
+ * Use `create(UpdateNetworkRequestSchema)` to create a new message.
+ */
+export const UpdateNetworkRequestSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 33);
+
+/**
+ * Describes the message hostagent.v1.UpdateNetworkResponse.
+ * Use `create(UpdateNetworkResponseSchema)` to create a new message.
+ */
+export const UpdateNetworkResponseSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 34);
+
+/**
+ * Describes the message hostagent.v1.GetSandboxMetricsRequest.
+ * Use `create(GetSandboxMetricsRequestSchema)` to create a new message.
+ */
+export const GetSandboxMetricsRequestSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 35);
+
+/**
+ * Describes the message hostagent.v1.SandboxMetric.
+ * Use `create(SandboxMetricSchema)` to create a new message.
+ */
+export const SandboxMetricSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 36);
+
+/**
+ * Describes the message hostagent.v1.GetSandboxMetricsResponse.
+ * Use `create(GetSandboxMetricsResponseSchema)` to create a new message.
+ */
+export const GetSandboxMetricsResponseSchema = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 37);
 
 /**
  * Describes the enum hostagent.v1.SandboxState.
