@@ -3,9 +3,12 @@ import type { EnvdContext } from "../context.ts";
 import { checkAccess } from "./auth.ts";
 import type * as Files from "./files.ts";
 import { handleInit } from "./init.ts";
+import { MetricsSampler } from "./metrics.ts";
 import { sendError, sendFailure, sendJson } from "./respond.ts";
 
 let files: Promise<typeof Files> | undefined;
+/** One per process: every envd in it sees the same machine, and CPU % is since the last call. */
+let metrics: MetricsSampler | undefined;
 
 /**
  * /files (busboy, zlib, the transfer code) loads on the first transfer: a
@@ -16,7 +19,7 @@ function filesRoutes(): Promise<typeof Files> {
   return files;
 }
 
-/** Plain HTTP routes beside the Connect services: /health, /init, /files. */
+/** Plain HTTP routes beside the Connect services: /health, /metrics, /init, /files. */
 export async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
@@ -35,6 +38,11 @@ export async function handleHttp(
       case "GET /version":
         checkAccess(req, url, ctx.state);
         sendJson(res, 200, { version: ctx.state.version });
+        return;
+      case "GET /metrics":
+        checkAccess(req, url, ctx.state);
+        metrics ??= new MetricsSampler();
+        sendJson(res, 200, await metrics.sample());
         return;
       case "POST /init":
         checkAccess(req, url, ctx.state);
