@@ -15,6 +15,7 @@ import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
+import { MetricsSampler } from "./sandbox/metrics.ts";
 import { HOST_SECRET_PATTERN, hostAgentService, hostSecretInterceptor } from "./service.ts";
 
 export interface HostAgentOptions {
@@ -35,6 +36,8 @@ export interface HostAgentOptions {
   /** Interface guests' traffic leaves through (default: the default route's). */
   egressInterface?: string;
   reapIntervalMs?: number;
+  /** How often each running sandbox's guest is sampled for GetSandboxMetrics (default 5000). */
+  metricsIntervalMs?: number;
   bootTimeoutMs?: number;
   /** When set, every call must carry `Authorization: Bearer <secret>` (the control plane's). */
   secret?: string;
@@ -152,10 +155,16 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   });
   await timed(log, "start.adopt", () => manager.start());
   manager.startReaper(options.reapIntervalMs ?? 5000);
+  const metrics = new MetricsSampler({
+    source: manager,
+    log,
+    intervalMs: options.metricsIntervalMs,
+  });
+  metrics.start();
 
   const handler = connectNodeAdapter({
     routes(router) {
-      router.service(HostAgentService, hostAgentService(manager, hostId, dataDir));
+      router.service(HostAgentService, hostAgentService(manager, hostId, dataDir, metrics));
     },
     interceptors: options.secret ? [hostSecretInterceptor(options.secret)] : [],
   });
@@ -179,6 +188,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     log.warn({ url }, "no --secret: anyone who reaches this address can drive its VMs");
   }
   const close = async (): Promise<void> => {
+    metrics.stop();
     await manager.close();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -16,6 +16,7 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
+import type { MetricsSampler } from "./sandbox/metrics.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -146,6 +147,7 @@ export function hostAgentService(
   manager: SandboxManager,
   hostId: string,
   dataDir: string,
+  metrics: MetricsSampler,
 ): ServiceImpl<typeof HostAgentService> {
   return {
     createSandbox: guard(async (req) => {
@@ -321,8 +323,20 @@ export function hostAgentService(
     updateNetwork: guard(async () => {
       throw new WrennError("unavailable", "UpdateNetwork is not implemented yet");
     }),
-    getSandboxMetrics: guard(async () => {
-      throw new WrennError("unavailable", "GetSandboxMetrics is not implemented yet");
+    getSandboxMetrics: guard(async (req) => {
+      const { record } = manager.get(parse(sandboxId, req.sandboxId));
+      const since = parse(z.bigint().nonnegative("since_ms must not be negative"), req.sinceMs);
+      return {
+        metrics: metrics.samples(record, Number(since)).map((m) => ({
+          timestampMs: BigInt(m.timestampMs),
+          cpuCount: m.cpuCount,
+          cpuUsedPct: m.cpuUsedPct,
+          memUsedBytes: BigInt(m.memUsedBytes),
+          memTotalBytes: BigInt(m.memTotalBytes),
+          diskUsedBytes: BigInt(m.diskUsedBytes),
+          diskTotalBytes: BigInt(m.diskTotalBytes),
+        })),
+      };
     }),
   };
 }

@@ -3,6 +3,7 @@ import { Agent, request, type IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { z } from "zod";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -22,6 +23,19 @@ export type ExecEvent =
   | { type: "start"; pid: number }
   | { type: "stdout" | "stderr"; data: Uint8Array }
   | { type: "end"; exitCode: number; error?: string };
+
+/** envd's GET /metrics (E2B's names); the guest is not trusted, so it is checked. */
+const metricsSchema = z.object({
+  ts: z.number().int().nonnegative(),
+  cpu_count: z.number().int().nonnegative(),
+  cpu_used_pct: z.number().min(0).max(100),
+  mem_total: z.number().int().nonnegative(),
+  mem_used: z.number().int().nonnegative(),
+  disk_used: z.number().int().nonnegative(),
+  disk_total: z.number().int().nonnegative(),
+});
+
+export type GuestMetrics = z.infer<typeof metricsSchema>;
 
 export interface InitOptions {
   envVars: Record<string, string>;
@@ -184,6 +198,32 @@ export class EnvdClient {
       throw new WrennError("unavailable", `envd /init answered ${res.statusCode}: ${text}`);
     }
     this.accessToken = options.accessToken || undefined;
+  }
+
+  /** One resource sample from the guest (envd's CPU % is since its previous sample). */
+  async metrics(timeoutMs: number): Promise<GuestMetrics> {
+    const res = await this.http("GET", "/metrics", {
+      headers: this.headers(),
+      signal: this.signal(AbortSignal.timeout(timeoutMs)),
+    });
+    const text = await readText(res);
+    if (!ok(res)) {
+      throw new WrennError("unavailable", `envd /metrics answered ${res.statusCode}: ${text}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new WrennError("unavailable", "envd /metrics answered something that is not JSON");
+    }
+    const result = metricsSchema.safeParse(parsed);
+    if (!result.success) {
+      throw new WrennError(
+        "unavailable",
+        `envd /metrics answered an unexpected shape: ${result.error.issues[0]?.message ?? ""}`,
+      );
+    }
+    return result.data;
   }
 
   async *execStream(options: ExecOptions): AsyncGenerator<ExecEvent> {

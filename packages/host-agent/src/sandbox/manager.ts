@@ -1007,6 +1007,22 @@ export class SandboxManager {
     return [...this.live.values()].map((l) => l.record);
   }
 
+  /**
+   * The metrics sampler's targets: running sandboxes no lifecycle operation
+   * holds (a frozen or stopping guest would only time the sample out). Not
+   * a use of the sandbox: its idle time is left alone.
+   */
+  sampleTargets(): Array<{ record: SandboxRecord; envd: EnvdClient }> {
+    const out: Array<{ record: SandboxRecord; envd: EnvdClient }> = [];
+    for (const live of this.live.values()) {
+      const { record, envd } = live;
+      if (record.status !== "running" || envd === null || live.stopping) continue;
+      if (this.locks.has(record.id)) continue;
+      out.push({ record, envd });
+    }
+    return out;
+  }
+
   baseTemplates(): Promise<TemplateImage[]> {
     return this.opts.images.templates();
   }
