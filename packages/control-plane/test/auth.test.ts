@@ -106,7 +106,7 @@ for (const kind of DATABASES) {
       assert.equal(
         row.prefix,
         created.key.slice(0, 12),
-        "wrn_ and 8 hex digits to tell keys apart",
+        "e2b_ and 8 hex digits to tell keys apart",
       );
       assert.equal(created.prefix, row.prefix);
       assert.ok(!JSON.stringify(row).includes(created.key), "the key itself is nowhere");

@@ -4,7 +4,7 @@ import type { Caller } from "../api/context.ts";
 import type { Db } from "../db/open.ts";
 import { apiKeys, teamMembers, users } from "../db/schema.ts";
 import type { Sessions } from "./sessions.ts";
-import { API_KEY_PATTERN, sha256 } from "./tokens.ts";
+import { API_KEY_PATTERN, API_KEY_PREFIXES, sha256 } from "./tokens.ts";
 
 export interface Credentials {
   apiKey?: string | null;
@@ -22,7 +22,8 @@ export async function authenticate(
   if (credentials.apiKey) return byApiKey(db, credentials.apiKey);
   if (credentials.bearer) {
     // API keys also work as bearer tokens, for clients that can only set Authorization.
-    if (credentials.bearer.startsWith("wrn_")) return byApiKey(db, credentials.bearer);
+    const bearer = credentials.bearer;
+    if (API_KEY_PREFIXES.some((p) => bearer.startsWith(p))) return byApiKey(db, bearer);
     const userId = await sessions.verify(credentials.bearer);
     return bySession(db, userId, credentials.teamId ?? null);
   }
@@ -36,7 +37,7 @@ async function byApiKey(db: Db, key: string): Promise<Caller> {
   if (!API_KEY_PATTERN.test(key)) {
     throw new WrennError(
       "unauthenticated",
-      "malformed API key; keys look like wrn_ + 32 hex digits",
+      "malformed API key; keys look like e2b_ + 40 hex digits (or wrn_ + 32 for older ones)",
     );
   }
   const [row] = await db

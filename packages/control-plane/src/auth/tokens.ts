@@ -1,10 +1,18 @@
 import { createHash, randomBytes } from "node:crypto";
 
-/** API keys are `wrn_` + 32 hex digits: 128 random bits, so a fast hash is enough to store them. */
-export const API_KEY_PATTERN = /^wrn_[0-9a-f]{32}$/;
+/**
+ * API keys are issued as `e2b_` + 40 hex digits (160 random bits), the shape
+ * E2B's SDKs accept (older ones refuse anything but `^e2b_[0-9a-f]+$`); keys
+ * issued before that, `wrn_` + 32 hex digits, keep working. Random enough that
+ * a fast hash is enough to store them.
+ */
+export const API_KEY_PATTERN = /^(e2b_[0-9a-f]{40}|wrn_[0-9a-f]{32})$/;
+
+/** What an API key starts with, either kind: tells a key from a session token. */
+export const API_KEY_PREFIXES = ["e2b_", "wrn_"] as const;
 
 export function newApiKey(): { key: string; prefix: string; hash: string } {
-  const key = `wrn_${randomBytes(16).toString("hex")}`;
+  const key = `e2b_${randomBytes(20).toString("hex")}`;
   return { key, prefix: key.slice(0, 12), hash: sha256(key) };
 }
 
