@@ -1,9 +1,17 @@
-import { and, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import { and, desc, eq, inArray, lt, or, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import type { Caller, Deps } from "./api/context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
-import { PLATFORM_TEAM_ID, hosts, sandboxes, templates, type SandboxStatus } from "./db/schema.ts";
+import {
+  PLATFORM_TEAM_ID,
+  hosts,
+  sandboxes,
+  templates,
+  type SandboxNetwork,
+  type SandboxStatus,
+} from "./db/schema.ts";
 import type { HostRow } from "./scheduler.ts";
 
 export type SandboxRow = typeof sandboxes.$inferSelect;
@@ -17,6 +25,29 @@ export interface CreateInput {
   disk_size_mb: number;
   env_vars?: Record<string, string> | undefined;
   client_request_id?: string | undefined;
+  /** E2B's lifetime and options; without it the agent pauses the sandbox when idle past `timeout_sec`. */
+  e2b?: E2bOptions | undefined;
+}
+
+/** What an E2B create sets beyond /v1's; `endAt` makes the control plane own the deadline. */
+export interface E2bOptions {
+  endAt: Date;
+  autoPause: boolean;
+  autoResume: boolean;
+  secure: boolean;
+  allowPublicTraffic: boolean;
+  metadata: Record<string, string>;
+  network: SandboxNetwork;
+}
+
+/** A caller acting for a team without a request (expiry, the proxy's auto-resume). */
+export function systemCaller(teamId: string): Caller {
+  return { teamId, role: "admin", userId: null, isAdmin: false, via: "system" };
+}
+
+/** Per-sandbox secrets: 192 random bits, header- and URL-safe. */
+function newAccessToken(): string {
+  return randomBytes(24).toString("base64url");
 }
 
 export function sandboxJson(row: SandboxRow) {
@@ -89,6 +120,9 @@ export class SandboxService {
             diskSizeMb: input.disk_size_mb,
             timeoutSec: input.timeout_sec,
             clientRequestId: input.client_request_id ?? null,
+            envdAccessToken: newAccessToken(),
+            trafficAccessToken: newAccessToken(),
+            ...(input.e2b ?? {}),
           })
           .onConflictDoNothing()
           .returning();
@@ -113,11 +147,15 @@ export class SandboxService {
                 template: template.name,
                 vcpus: shape.vcpus,
                 memoryMb: shape.memoryMb,
-                timeoutSec: input.timeout_sec,
+                // An E2B sandbox's end is the control plane's (the expiry loop), not an idle timer.
+                timeoutSec: input.e2b ? 0 : input.timeout_sec,
                 diskSizeMb: input.disk_size_mb,
                 envVars: input.env_vars ?? {},
-                // E2B's default, non-"secure" sandboxes: envd takes no access token.
-                envdAccessToken: "",
+                envdAccessToken: row.envdAccessToken,
+                network: {
+                  allowOut: row.network.allowOut ?? [],
+                  denyOut: row.network.denyOut ?? [],
+                },
               },
               opts,
             ),
@@ -223,8 +261,19 @@ export class SandboxService {
     return this.#set(id, { status: "paused" });
   }
 
-  async resume(caller: Caller, id: string, timeoutSec?: number): Promise<SandboxRow> {
+  /**
+   * An E2B sandbox (one with `endAt`) runs for `timeoutSec` (default: the one
+   * it was created with) from now, unless `keepEndAt` (a snapshot or fork that
+   * paused it only briefly); others get the agent's idle timeout.
+   */
+  async resume(
+    caller: Caller,
+    id: string,
+    timeoutSec?: number,
+    options: { keepEndAt?: boolean } = {},
+  ): Promise<SandboxRow> {
     const { row, host } = await this.#require(caller, id, "paused", "resume");
+    const e2b = row.endAt !== null;
     // The snapshot lives on the sandbox's host: it resumes there, if that host
     // has room. The row turns pending under the placement lock, which reserves
     // that room: a concurrent create cannot take it meanwhile.
@@ -246,7 +295,10 @@ export class SandboxService {
     try {
       res = await timed(this.#deps.log, "sandbox.resume", () =>
         this.#deps.agents.call(host, (a, o) =>
-          a.resumeSandbox({ sandboxId: id, timeoutSec: timeoutSec ?? row.timeoutSec }, o),
+          a.resumeSandbox(
+            { sandboxId: id, timeoutSec: e2b ? 0 : (timeoutSec ?? row.timeoutSec) },
+            o,
+          ),
         ),
       );
     } catch (err) {
@@ -257,11 +309,85 @@ export class SandboxService {
         .where(and(eq(sandboxes.id, id), eq(sandboxes.status, "pending")));
       throw err;
     }
+    const ttl = timeoutSec ?? row.timeoutSec;
     return this.#set(id, {
       status: "running",
-      timeoutSec: timeoutSec ?? row.timeoutSec,
+      timeoutSec: ttl,
       envdAddress: res.sandbox?.envdAddress ?? row.envdAddress,
+      ...(e2b && !options.keepEndAt ? { endAt: new Date(Date.now() + ttl * 1000) } : {}),
     });
+  }
+
+  /**
+   * Sets a live sandbox's E2B end (`extend`: only ever later). A /v1 sandbox
+   * given an end becomes the control plane's to end from then on.
+   */
+  async setEndAt(
+    caller: Caller,
+    id: string,
+    endAt: Date,
+    mode: "set" | "extend",
+    timeoutSec?: number,
+  ): Promise<SandboxRow> {
+    const [row] = await this.#deps.db
+      .update(sandboxes)
+      .set({
+        endAt:
+          mode === "set"
+            ? endAt
+            : sql`greatest(${sandboxes.endAt}, ${endAt.toISOString()}::timestamptz)`,
+        ...(timeoutSec !== undefined ? { timeoutSec } : {}),
+        updatedAt: new Date(),
+      })
+      .where(
+        and(
+          eq(sandboxes.id, id),
+          eq(sandboxes.teamId, caller.teamId),
+          inArray(sandboxes.status, LIVE),
+        ),
+      )
+      .returning();
+    if (!row) throw new WrennError("not_found", `sandbox '${id}' not found`);
+    return row;
+  }
+
+  /** Replaces a running or paused sandbox's egress rules; the agent applies them (at once when running). */
+  async updateNetwork(caller: Caller, id: string, network: SandboxNetwork): Promise<SandboxRow> {
+    const row = await this.get(caller, id);
+    requireKnown(row);
+    if (row.status !== "running" && row.status !== "paused") {
+      throw new WrennError(
+        "failed_precondition",
+        `cannot change the network of sandbox '${id}': it is ${row.status}`,
+      );
+    }
+    const host = await this.#hostOf(row, { allowMissing: false });
+    if (!host) throw new WrennError("unavailable", `sandbox '${id}' has no host`);
+    await this.#deps.agents.call(host, (a, o) =>
+      a.updateNetwork(
+        {
+          sandboxId: id,
+          network: { allowOut: network.allowOut ?? [], denyOut: network.denyOut ?? [] },
+        },
+        o,
+      ),
+    );
+    this.#deps.log.info({ sandboxId: id, network }, "sandbox network updated");
+    return this.#set(id, { network });
+  }
+
+  /** The guest's samples since `sinceMs` (Unix ms); none for a sandbox that is not running. */
+  async metrics(caller: Caller, id: string, sinceMs: number) {
+    const row = await this.get(caller, id);
+    if (row.status !== "running") return [];
+    const host = await this.#hostOf(row, { allowMissing: false });
+    if (!host) throw new WrennError("unavailable", `sandbox '${id}' has no host`);
+    const res = await this.#deps.agents.call(
+      host,
+      (a, o) => a.getSandboxMetrics({ sandboxId: id, sinceMs: BigInt(sinceMs) }, o),
+      15_000,
+    );
+    return res.metrics;
   }
 
   async exec(
@@ -404,6 +530,11 @@ export class SandboxService {
     } catch (err) {
       if (!(err instanceof WrennError && err.code === "not_found")) throw err;
     }
+  }
+
+  /** A template the caller's team may use (its own or the platform's), by name. */
+  async template(caller: Caller, name: string): Promise<TemplateRow> {
+    return this.#visibleTemplate(caller, name);
   }
 
   async #visibleTemplate(caller: Caller, name: string): Promise<TemplateRow> {

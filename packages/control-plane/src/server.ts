@@ -15,6 +15,7 @@ import { hosts } from "./db/schema.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { errorBody } from "./errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
+import { Expiry } from "./expiry.ts";
 import { Reconciler } from "./reconciler.ts";
 import { SandboxService } from "./sandboxes.ts";
 import { DEFAULT_OVERCOMMIT, Placement, type Overcommit } from "./scheduler.ts";
@@ -36,6 +37,10 @@ export interface ControlPlaneOptions {
   overcommit?: Partial<Overcommit>;
   /** Deadline of lifecycle calls to agents (create, pause, resume, snapshot); default 120 s. */
   agentTimeoutMs?: number;
+  /** Sandbox traffic's domain (`<port>-<sandboxId>.<domain>`), returned by E2B's API as `domain`. */
+  domain?: string;
+  /** How often ended E2B sandboxes are paused or killed (default 1 s). */
+  expiryIntervalMs?: number;
   log?: Logger;
 }
 
@@ -94,6 +99,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     log,
     sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
     placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
+    domain: options.domain ?? null,
   };
   const intervalMs = options.reconcileIntervalMs ?? 10_000;
   const reconciler = new Reconciler(db, agents, log, {
@@ -102,6 +108,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ...(options.pendingGraceMs !== undefined ? { pendingGraceMs: options.pendingGraceMs } : {}),
   });
   const service = new SandboxService(deps);
+  const expiry = new Expiry(db, service, log, options.expiryIntervalMs ?? 1_000);
   const app = buildApp(deps, service, reconciler);
 
   const server = await new Promise<Server>((resolve) => {
@@ -116,6 +123,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   server.on("clientError", answerClientError);
   const detachWs = attachExecStream(server, deps, service);
   reconciler.start();
+  expiry.start();
   const { port, address } = server.address() as AddressInfo;
   const host = address.includes(":") ? `[${address}]` : address;
   const url = `http://${host}:${port}`;
@@ -147,6 +155,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     },
     async close() {
       await reconciler.stop();
+      await expiry.stop();
       detachWs();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

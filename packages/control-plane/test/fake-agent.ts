@@ -11,7 +11,9 @@ import {
   SandboxState,
   TemplateInfoSchema,
   TemplateType,
+  type CreateSandboxRequest,
   type SandboxInfo,
+  type SandboxMetric,
   type TemplateInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 
@@ -41,6 +43,12 @@ export interface FakeAgent {
   authorizations: string[];
   /** Serves again on the same address after `close` (a restarted agent). */
   reopen(): Promise<void>;
+  /** The last CreateSandbox request per sandbox (envd token, env vars, timeout, network). */
+  createRequests: Map<string, CreateSandboxRequest>;
+  /** Egress rules per sandbox, as CreateSandbox and UpdateNetwork last set them. */
+  networks: Map<string, { allowOut: string[]; denyOut: string[] }>;
+  /** Samples GetSandboxMetrics answers with, per sandbox. */
+  metrics: Map<string, SandboxMetric[]>;
 }
 
 /** With `secret`, calls without `Authorization: Bearer <secret>` fail as the real agent's do. */
@@ -71,6 +79,9 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     generated: new Map(),
     active: { writes: 0, reads: 0, execs: 0 },
     authorizations: [],
+    createRequests: new Map(),
+    networks: new Map(),
+    metrics: new Map(),
     close: async () => {},
     reopen: async () => {},
   };
@@ -104,6 +115,11 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           envdAddress: "10.0.0.1:49983",
         });
         sandboxes.set(req.sandboxId, sb);
+        state.createRequests.set(req.sandboxId, req);
+        state.networks.set(req.sandboxId, {
+          allowOut: [...(req.network?.allowOut ?? [])],
+          denyOut: [...(req.network?.denyOut ?? [])],
+        });
         return { sandbox: sb };
       },
       destroySandbox(req) {
@@ -120,12 +136,14 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         return {};
       },
       pauseSandbox(req) {
+        state.calls.push(`pause:${req.sandboxId}`);
         need(req.sandboxId, SandboxState.RUNNING);
         // Like the real agent: a paused sandbox's VM is gone; its snapshot stays on disk.
         sandboxes.delete(req.sandboxId);
         return {};
       },
       resumeSandbox(req) {
+        state.calls.push(`resume:${req.sandboxId}`);
         if (sandboxes.has(req.sandboxId))
           throw new ConnectError("already running", Code.FailedPrecondition);
         const sb = create(SandboxInfoSchema, {
@@ -265,6 +283,21 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         } finally {
           state.active.reads--;
         }
+      },
+      updateNetwork(req) {
+        state.calls.push(`network:${req.sandboxId}`);
+        if (!state.networks.has(req.sandboxId))
+          throw new ConnectError(`sandbox ${req.sandboxId} not found`, Code.NotFound);
+        state.networks.set(req.sandboxId, {
+          allowOut: [...(req.network?.allowOut ?? [])],
+          denyOut: [...(req.network?.denyOut ?? [])],
+        });
+        return {};
+      },
+      getSandboxMetrics(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        const all = state.metrics.get(req.sandboxId) ?? [];
+        return { metrics: all.filter((m) => m.timestampMs >= req.sinceMs) };
       },
       getHostInfo() {
         return {

@@ -127,17 +127,29 @@ const JUNK_BODIES: Array<{ body: string | undefined; type?: string }> = [
   { body: "\u0000\u0001\u0002", type: "application/octet-stream" },
 ];
 
-/** A 4xx must carry `{"error": {"code", "message"}}`; nothing may be a 5xx. */
-async function expectNo5xx(res: Response, where: string): Promise<void> {
+/**
+ * A 4xx must carry `{"error": {"code", "message"}}`, or under E2B's paths
+ * (not /v1) E2B's `{"code": <status>, "message"}`; nothing may be a 5xx.
+ */
+function assertErrorShape(url: string, status: number, text: string, what: string): void {
+  let body: { error?: { code?: unknown; message?: unknown }; code?: unknown; message?: unknown } =
+    {};
+  assert.doesNotThrow(() => (body = JSON.parse(text) as typeof body), what);
+  // Node's parser refuses an oversize request before any route is known: /v1's shape.
+  if (url.startsWith("/v1/") || status === 431) {
+    assert.equal(typeof body.error?.code, "string", what);
+    assert.equal(typeof body.error?.message, "string", what);
+  } else {
+    assert.equal(body.code, status, what);
+    assert.equal(typeof body.message, "string", what);
+  }
+}
+
+async function expectNo5xx(res: Response, url: string, where: string): Promise<void> {
   const text = await res.text();
   const what = `${where} → ${res.status} ${text.slice(0, 200)}`;
   assert.ok(res.status < 500, what);
-  if (res.status >= 400) {
-    let body: { error?: { code?: unknown; message?: unknown } } = {};
-    assert.doesNotThrow(() => (body = JSON.parse(text) as typeof body), what);
-    assert.equal(typeof body.error?.code, "string", what);
-    assert.equal(typeof body.error?.message, "string", what);
-  }
+  if (res.status >= 400) assertErrorShape(url, res.status, text, what);
 }
 
 for (const kind of DATABASES)
@@ -174,13 +186,7 @@ for (const kind of DATABASES)
                 const text = await res.text();
                 const where = `${method.toUpperCase()} ${url} body=${JSON.stringify(junk.body)?.slice(0, 60)} → ${res.status} ${text.slice(0, 200)}`;
                 assert.ok(res.status < 500, where);
-                if (res.status >= 400) {
-                  const body = JSON.parse(text) as {
-                    error?: { code?: unknown; message?: unknown };
-                  };
-                  assert.equal(typeof body.error?.code, "string", where);
-                  assert.equal(typeof body.error?.message, "string", where);
-                }
+                if (res.status >= 400) assertErrorShape(url, res.status, text, where);
               }
             }
           }
@@ -244,7 +250,8 @@ function validValue(name: string, schema: Schema, ctx: { sandboxId: string }): u
 
 for (const kind of DATABASES)
   test(`every field of every body and query, broken one at a time: 4xx in the error shape, never a 500 (${kind})`, async () => {
-    const h = await startHarness(kind);
+    // Many fuzzed E2B creates are valid ones: room for all of them on the fake host.
+    const h = await startHarness(kind, { overcommit: { cpu: 1000, memory: 1000 } });
     try {
       const created = await h.api("/v1/sandboxes", { method: "POST", json: {} });
       const sandboxId = ((await created.json()) as { sandbox_id: string }).sandbox_id;
@@ -268,7 +275,7 @@ for (const kind of DATABASES)
         const res = await h.api(url, { ...init, method, headers });
         requests++;
         const shown = JSON.stringify(init.json ?? "").slice(0, 80);
-        await expectNo5xx(res, `${method} ${url.slice(0, 100)} ${shown}`);
+        await expectNo5xx(res, url, `${method} ${url.slice(0, 100)} ${shown}`);
       };
       for (const [path, ops] of Object.entries(doc.paths)) {
         for (const [method, op] of Object.entries(ops)) {

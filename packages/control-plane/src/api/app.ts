@@ -13,6 +13,7 @@ import { accountRoutes } from "./routes/accounts.ts";
 import { fileRoutes } from "./routes/files.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { sandboxRoutes } from "./routes/sandboxes.ts";
+import { e2bRoutes } from "../e2b/routes.ts";
 import { IdParams, agentErrors, commonErrors } from "./schemas.ts";
 
 /** Routes reachable without a user's credentials (hosts authenticate with their own secrets). */
@@ -59,6 +60,8 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
   app.route("/", hostRoutes(deps, reconciler));
+  // E2B's REST API at E2B's own paths, in E2B's error shape (src/e2b).
+  app.route("/", e2bRoutes(deps, service));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "ApiKeyAuth", {
     type: "apiKey",

@@ -12,7 +12,8 @@ export interface Caller {
   /** Null for API keys whose creator was deleted. */
   userId: string | null;
   isAdmin: boolean;
-  via: "api_key" | "session";
+  /** `system`: the control plane itself, for a team (expiry, the proxy's auto-resume). */
+  via: "api_key" | "session" | "system";
 }
 
 export interface AppEnv {
@@ -26,4 +27,6 @@ export interface Deps {
   sessions: Sessions;
   placement: Placement;
   log: Logger;
+  /** Where sandbox traffic is routed (`<port>-<id>.<domain>`), returned by E2B's API; null when unset. */
+  domain: string | null;
 }

@@ -1,0 +1,69 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "@wrenn/shared/log.ts";
+import type { AppEnv, Deps } from "../api/context.ts";
+import { credentialsOf, describeIssues } from "../api/router.ts";
+import { authenticate } from "../auth/authenticate.ts";
+import { toErrorResponse } from "../errors.ts";
+
+/** E2B's error shape: the HTTP status again as `code`, and a message. */
+export interface E2bErrorBody {
+  code: number;
+  message: string;
+}
+
+export function e2bError(err: unknown): { status: ContentfulStatusCode; body: E2bErrorBody } {
+  const { status, body } = toErrorResponse(err);
+  return { status, body: { code: status, message: body.error.message } };
+}
+
+/** A router whose validation failures answer 400 in E2B's error shape. */
+export function e2bRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        return c.json({ code: 400, message: describeIssues(result.error.issues) }, 400);
+      }
+    },
+  });
+}
+
+const JSON_LIMIT = 1 << 20;
+
+/**
+ * Authenticates like /v1 (X-API-Key, or a Bearer key or dashboard session)
+ * and turns every error under E2B's paths into E2B's shape: those thrown here
+ * and those the app's error handler already answered in /v1's.
+ */
+export function e2bGuard(deps: Deps): MiddlewareHandler<AppEnv> {
+  const limit = bodyLimit({
+    maxSize: JSON_LIMIT,
+    onError: (c) =>
+      c.json({ code: 413, message: `request bodies are limited to ${JSON_LIMIT} bytes` }, 413),
+  });
+  const answer = (c: Context, err: unknown, log: Logger) => {
+    const { status, body } = e2bError(err);
+    if (status >= 500) log.error({ err, path: c.req.path }, "request failed");
+    return c.json(body, status);
+  };
+  return async (c, next) => {
+    try {
+      c.set("caller", await authenticate(deps.db, deps.sessions, credentialsOf(c)));
+    } catch (err) {
+      return answer(c, err, deps.log);
+    }
+    // bodyLimit answers a declared oversize body itself, without calling next.
+    const refused: unknown = await limit(c, next);
+    if (refused instanceof Response) return refused;
+    // The app's onError has answered (and logged) already: only the shape changes.
+    if (c.error) {
+      const { status, body } = e2bError(c.error);
+      c.res = new Response(JSON.stringify(body), {
+        status,
+        headers: { "content-type": "application/json" },
+      });
+    }
+  };
+}
