@@ -1,67 +1,56 @@
-import { messageOf, isWrennError } from "@wrenn/shared/errors.ts";
+import { Command, CommanderError } from "commander";
+import { WrennApiError } from "@wrenn/sdk/src/errors.ts";
+import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { registerDaemons } from "./program/daemons.ts";
+import { registerUserCommands } from "./program/user.ts";
 
-/**
- * Each command lives in its own module under commands/ and is loaded only
- * when asked for, so `wrenn envd` does not pay for the host agent's imports.
- */
-interface Command {
-  summary: string;
-  load: () => Promise<{ run: (argv: string[]) => Promise<void> }>;
+/** The command path the user typed (`sandbox exec`), for error lines. */
+function commandPath(program: Command, argv: string[]): string {
+  const names: string[] = [];
+  let cmd: Command = program;
+  for (const word of argv) {
+    const next = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!next) break;
+    names.push(next.name());
+    cmd = next;
+  }
+  return names.join(" ");
 }
 
-const commands: Record<string, Command> = {
-  up: {
-    summary: "bring the platform up on this machine and show a sandbox running a command",
-    load: () => import("./commands/up.ts"),
-  },
-  envd: {
-    summary: "start the guest daemon on this machine (for testing)",
-    load: () => import("./commands/envd.ts"),
-  },
-  setup: {
-    summary: "install the host's system packages (QEMU, debootstrap, nftables, …) with apt",
-    load: () => import("./commands/setup.ts"),
-  },
-  image: {
-    summary: "build the guest kernel and the base template ('image build'), or show them",
-    load: () => import("./commands/image.ts"),
-  },
-  "control-plane": {
-    summary: "start the control plane (REST API): --port 8080, DATABASE_URL or an embedded PGlite",
-    load: () => import("./commands/control-plane.ts"),
-  },
-  "host-agent": {
-    summary: "start the host agent (root): --listen HOST:PORT --data-dir DIR",
-    load: () => import("./commands/host-agent.ts"),
-  },
-};
-
-function usage(): string {
-  const width = Math.max(...Object.keys(commands).map((n) => n.length));
-  const lines = Object.entries(commands).map(
-    ([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`,
-  );
-  return `usage: wrenn <command> [options]\n\ncommands:\n${lines.join("\n")}\n`;
+function program(): Command {
+  const p = new Command("wrenn")
+    .description("Self-hosted microVM sandboxes that speak E2B's protocol")
+    .enablePositionalOptions()
+    .showSuggestionAfterError(true)
+    .configureOutput({ outputError: () => {} })
+    .exitOverride();
+  registerDaemons(p);
+  registerUserCommands(p);
+  return p;
 }
 
+/** Every failure is one line: `wrenn <command>: <what> (<code>)`, and a hint where it helps. */
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(usage());
-    return name === undefined ? 2 : 0;
-  }
-  const command = commands[name];
-  if (command === undefined) {
-    process.stderr.write(`wrenn: unknown command '${name}'\n\n${usage()}`);
-    return 2;
-  }
+  const p = program();
+  const path = commandPath(p, argv);
+  const prefix = path ? `wrenn ${path}` : "wrenn";
   try {
-    const mod = await command.load();
-    await mod.run(rest);
-    return 0;
+    await p.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
-    const code = isWrennError(err) ? ` (${err.code})` : "";
-    process.stderr.write(`wrenn ${name}: ${messageOf(err)}${code}\n`);
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version") return 0;
+      if (err.code === "commander.help" || err.code === "commander.executeSubCommandAsync")
+        return err.exitCode;
+      const what = err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ");
+      process.stderr.write(`${prefix}: ${what} (see '${prefix} --help')\n`);
+      return 2;
+    }
+    const code = isWrennError(err) || err instanceof WrennApiError ? ` (${err.code})` : "";
+    // API answers are one line; a build's failure keeps the command output it quotes.
+    const text =
+      err instanceof WrennApiError ? err.message.replace(/\s*\n\s*/g, " ") : messageOf(err);
+    process.stderr.write(`${prefix}: ${text}${code}\n`);
     if (process.env.WRENN_DEBUG) console.error(err);
     return 1;
   }

@@ -17,6 +17,7 @@ import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
 import type { MetricsSampler } from "./sandbox/metrics.ts";
+import { MAX_EGRESS_ENTRIES, egressEntryProblem } from "./network/egress.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -54,6 +55,19 @@ function bounded(name: string, l: { default: number; min?: number; max: number }
     });
 }
 
+const egressEntry = z.string().superRefine((entry, ctx) => {
+  const problem = egressEntryProblem(entry);
+  if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+});
+const egressList = z
+  .array(egressEntry)
+  .max(MAX_EGRESS_ENTRIES, `at most ${MAX_EGRESS_ENTRIES} entries`);
+/** Absent: no rules. Names are resolved when the rules are applied, not here. */
+const networkSchema = z
+  .object({ allowOut: egressList, denyOut: egressList })
+  .optional()
+  .transform((n) => ({ allowOut: n?.allowOut ?? [], denyOut: n?.denyOut ?? [] }));
+
 const createSchema = z.object({
   sandboxId,
   template: z
@@ -66,6 +80,7 @@ const createSchema = z.object({
   timeoutSec: bounded("timeout_sec", limits.timeoutSec),
   envVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "bad env var name"), z.string()),
   envdAccessToken: z.string().max(256),
+  network: networkSchema,
 });
 
 const execSchema = z.object({
@@ -161,6 +176,7 @@ export function hostAgentService(
         timeoutSec: p.timeoutSec,
         envVars: p.envVars,
         envdAccessToken: p.envdAccessToken,
+        network: p.network,
       });
       return { sandbox: await info(manager, record) };
     }),
@@ -320,8 +336,10 @@ export function hostAgentService(
         version: AGENT_VERSION,
       };
     }),
-    updateNetwork: guard(async () => {
-      throw new WrennError("unavailable", "UpdateNetwork is not implemented yet");
+    updateNetwork: guard(async (req) => {
+      const p = parse(z.object({ sandboxId, network: networkSchema }), req);
+      await manager.updateNetwork(p.sandboxId, p.network);
+      return {};
     }),
     getSandboxMetrics: guard(async (req) => {
       const { record } = manager.get(parse(sandboxId, req.sandboxId));

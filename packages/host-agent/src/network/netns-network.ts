@@ -20,9 +20,11 @@ import {
   slotNames,
 } from "./addresses.ts";
 import { SlotAllocator } from "./allocator.ts";
+import { resolveEgress, type EgressRules, type Lookup } from "./egress.ts";
 import {
   HOST_BATCH_CLAIM_LINES,
   deleteHostTableScript,
+  egressScript,
   hostSlotBatch,
   hostTableScript,
   namespaceScript,
@@ -51,6 +53,8 @@ export interface NetnsNetworkOptions {
    * With neither, guests get no egress.
    */
   egressInterface?: string;
+  /** How egress rules' host names are resolved (default: getaddrinfo, IPv4). */
+  lookup?: Lookup;
   /** Slot indexes this manager hands out (default 1..32767). */
   firstIndex?: number;
   lastIndex?: number;
@@ -75,6 +79,7 @@ export class NetnsNetworkManager implements NetworkManager {
   readonly #run: Runner;
   readonly #log: Logger;
   readonly #egressOption: string | undefined;
+  readonly #lookup: Lookup | undefined;
   readonly #slots: SlotAllocator;
   readonly #releasing = new Map<number, Promise<void>>();
   /** Slots another agent on this host holds (found by their routes); skipped by acquire. */
@@ -88,6 +93,7 @@ export class NetnsNetworkManager implements NetworkManager {
       run(cmd, args, { timeoutMs: COMMAND_TIMEOUT_MS, ...opts });
     this.#log = (options.log ?? createLogger("host-agent")).child({ component: "network" });
     this.#egressOption = options.egressInterface;
+    this.#lookup = options.lookup;
     const first = checkIndex(options.firstIndex ?? FIRST_INDEX);
     const last = checkIndex(options.lastIndex ?? LAST_INDEX);
     this.#slots = new SlotAllocator(first, last);
@@ -202,6 +208,23 @@ export class NetnsNetworkManager implements NetworkManager {
         this.#log.info({ slots: [...stale].sort((a, b) => a - b) }, "removed stale network slots");
       }
     });
+  }
+
+  async setEgress(slot: NetworkSlot, rules: EgressRules): Promise<void> {
+    const resolved = await resolveEgress(rules, this.#lookup);
+    await timed(
+      this.#log,
+      "network.egress",
+      () =>
+        this.#run("nsenter", [`--net=${NETNS_DIR}/${slot.netns}`, "nft", "-f", "-"], {
+          input: egressScript(this.prefix, resolved),
+        }),
+      { slot: slot.index, allow: resolved.allow.length, deny: resolved.deny.length },
+    );
+  }
+
+  async checkEgress(rules: EgressRules): Promise<void> {
+    await resolveEgress(rules, this.#lookup);
   }
 
   /**

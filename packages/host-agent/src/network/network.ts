@@ -1,3 +1,5 @@
+import type { EgressRules } from "./egress.ts";
+
 /**
  * The seam between the sandbox manager and sandbox networking: one slot per
  * sandbox (namespace + veth + TAP), the same guest IP in every slot.
@@ -38,4 +40,12 @@ export interface NetworkManager {
   adopt(index: number): NetworkSlot;
   /** Removes every `wrenn` namespace, link and rule not in `keep` (agent start). */
   cleanupStale(keep: number[]): Promise<void>;
+  /**
+   * Replaces a slot's egress rules atomically; names are resolved now.
+   * Throws invalid_argument (naming the entry) when one does not parse or
+   * resolve; the slot's previous rules then stay.
+   */
+  setEgress(slot: NetworkSlot, rules: EgressRules): Promise<void>;
+  /** Checks rules as setEgress would (names resolved) without applying them. */
+  checkEgress(rules: EgressRules): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import { GUEST_IP, TAP_IP, TAP_MAC, TAP_NAME, TAP_PREFIX } from "./network.ts";
 import { HOST_ADDRESS_RANGE, NS_VETH_NAME, VETH_RANGE, type SlotAddresses } from "./addresses.ts";
+import type { ResolvedEgress } from "./egress.ts";
 
 /**
  * nftables and iproute2 scripts for the host table and for one slot
@@ -94,6 +95,11 @@ export const HOST_BATCH_CLAIM_LINES = new Set([1, 2, 4]);
  *   the host can route back (every guest has the same address);
  * - forward: only the guest's own address may leave (no spoofing another
  *   slot's addresses), and only DNATed connections or replies come in.
+ *   Every packet of a connection the guest opened first passes the
+ *   sandbox's `egress` chain (its allow/deny rules, empty at first; see
+ *   `egressScript`), before the established-connection shortcut, so new
+ *   rules also cut connections already open. Replies on connections the
+ *   host opened (envd, the traffic proxy) are not the guest's egress.
  * The namespace's table lives and dies with the namespace.
  */
 export function namespaceScript(prefix: string, addresses: SlotAddresses): string {
@@ -118,14 +124,45 @@ export function namespaceScript(prefix: string, addresses: SlotAddresses): strin
     `    type nat hook postrouting priority srcnat; policy accept;`,
     `    oifname "${NS_VETH_NAME}" ip saddr ${GUEST_IP} snat ip to ${addresses.nsVethIp}`,
     `  }`,
+    `  chain egress {`,
+    `  }`,
     `  chain forward {`,
     `    type filter hook forward priority filter; policy drop;`,
+    `    iifname "${TAP_NAME}" oifname "${NS_VETH_NAME}" ct direction original jump egress`,
     `    ct state established,related accept`,
     `    iifname "${TAP_NAME}" oifname "${NS_VETH_NAME}" ip saddr ${GUEST_IP} accept`,
     `    iifname "${NS_VETH_NAME}" oifname "${TAP_NAME}" ct status dnat accept`,
     `  }`,
     `}`,
     `WRENN_NFT`,
+    ``,
+  ].join("\n");
+}
+
+/**
+ * Replaces a slot's egress rules in one `nft -f` transaction (run inside
+ * its namespace): the guest never sees a moment with neither the old nor
+ * the new rules. allow is matched first, so it wins over deny; what neither
+ * names passes. Denied packets are rejected (admin-prohibited), so a
+ * connection fails at once instead of hanging until its timeout.
+ */
+export function egressScript(prefix: string, rules: ResolvedEgress): string {
+  const set = (cidrs: string[]) => `{ ${cidrs.join(", ")} }`;
+  return [
+    // Declaring the chain first makes the flush valid whatever the slot's age.
+    `table inet ${prefix} {`,
+    `  chain egress {`,
+    `  }`,
+    `}`,
+    `flush chain inet ${prefix} egress`,
+    ...(rules.allow.length > 0
+      ? [`add rule inet ${prefix} egress ip daddr ${set(rules.allow)} accept`]
+      : []),
+    ...(rules.deny.length > 0
+      ? [
+          `add rule inet ${prefix} egress ip daddr ${set(rules.deny)} reject with icmpx admin-prohibited`,
+        ]
+      : []),
     ``,
   ].join("\n");
 }

@@ -22,6 +22,7 @@ import {
   type NetworkManager,
   type NetworkSlot,
 } from "../network/network.ts";
+import { hasEgressRules, type EgressRules } from "../network/egress.ts";
 import { EnvdClient, ENVD_PORT, type ExecEvent } from "../envd/client.ts";
 import { RecordStore, type SandboxRecord } from "./records.ts";
 import { SNAPSHOT_NAME, TemplateStore, type BootSource, type SnapshotMeta } from "./templates.ts";
@@ -73,6 +74,7 @@ export interface CreateParams {
   timeoutSec: number;
   envVars: Record<string, string>;
   envdAccessToken?: string;
+  network?: EgressRules;
 }
 
 export interface ExecParams {
@@ -317,6 +319,7 @@ export class SandboxManager {
       vm: null,
       envVars: params.envVars,
       envdAccessToken: params.envdAccessToken ?? "",
+      network: params.network ?? { allowOut: [], denyOut: [] },
       basePath: "",
       fromSnapshot: null,
     });
@@ -519,6 +522,11 @@ export class SandboxManager {
     live.slot = slot;
     live.record.slotIndex = slot.index;
     await this.records.save(live.record);
+    // Before the VM runs: no moment without its rules (a resumed one gets a new slot).
+    const rules = live.record.network;
+    if (hasEgressRules(rules)) {
+      await timed(log, `${phase}.egress`, () => this.opts.network.setEgress(slot, rules));
+    }
     return slot;
   }
 
@@ -849,6 +857,35 @@ export class SandboxManager {
       if (this.opts.vmm.name === "qemu") await discard(join(keep, "memfile"), log);
       log.info({ ms: Math.round(performance.now() - started) }, "sandbox resumed");
       return record;
+    });
+  }
+
+  /**
+   * New egress rules: applied at once to a running sandbox, kept for the
+   * next resume of a paused one (its names checked now). Either way the
+   * record keeps them, so they survive agent restarts.
+   */
+  async updateNetwork(id: string, rules: EgressRules): Promise<void> {
+    this.get(id);
+    await this.withLock(id, async () => {
+      const live = this.get(id);
+      const { record } = live;
+      if (record.status === "running" && live.slot !== null) {
+        await this.opts.network.setEgress(live.slot, rules);
+      } else if (record.status === "paused") {
+        await this.opts.network.checkEgress(rules);
+      } else {
+        throw new WrennError(
+          "failed_precondition",
+          `sandbox '${id}' is ${record.status}; egress rules change only on a running or paused sandbox`,
+        );
+      }
+      record.network = rules;
+      await this.records.save(record);
+      this.log.info(
+        { sandbox: id, allowOut: rules.allowOut.length, denyOut: rules.denyOut.length },
+        "egress rules updated",
+      );
     });
   }
 

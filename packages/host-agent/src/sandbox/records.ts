@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmRecord, VmmName } from "../vmm/vmm.ts";
 import type { PageServerRecord } from "../snapshot/page-server.ts";
+import type { EgressRules } from "../network/egress.ts";
 
 export type SandboxStatus = "starting" | "running" | "paused" | "failed";
 
@@ -29,6 +30,8 @@ export interface SandboxRecord {
   pageServer?: PageServerRecord | null;
   envVars: Record<string, string>;
   envdAccessToken: string;
+  /** Egress rules as given (names unresolved); applied to every slot the sandbox gets. */
+  network?: EgressRules;
   /** The read-only image the disk overlays (a base template's or a snapshot template's). */
   basePath: string;
   /** The snapshot template this sandbox was restored from, if any. */

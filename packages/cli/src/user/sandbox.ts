@@ -1,0 +1,304 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { Sandbox, WrennApiError, type SandboxInfo } from "@wrenn/sdk/src/index.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { Bar, withSpinner } from "../ui/progress.ts";
+import { paint, status } from "../ui/style.ts";
+import { ago, bytes, fields, table } from "../ui/table.ts";
+import { connect, printJson } from "./connect.ts";
+
+export interface JsonOption {
+  json?: boolean;
+}
+
+export interface CreateOptions extends JsonOption {
+  template: string;
+  vcpus?: number;
+  memory?: number;
+  disk?: number;
+  timeout?: number;
+  env?: Record<string, string>;
+}
+
+export async function create(o: CreateOptions): Promise<void> {
+  const wrenn = await connect();
+  const body = {
+    template: o.template,
+    ...(o.vcpus ? { vcpus: o.vcpus } : {}),
+    ...(o.memory ? { memory_mb: o.memory } : {}),
+    ...(o.disk ? { disk_size_mb: o.disk } : {}),
+    ...(o.timeout ? { timeout_sec: o.timeout } : {}),
+    ...(o.env ? { env_vars: o.env } : {}),
+  };
+  const sb = await quietUnlessTty(o, `creating a sandbox from '${o.template}'`, () =>
+    Sandbox.create(wrenn, body),
+  );
+  if (o.json) printJson(sb.info);
+  else process.stdout.write(`${sb.id}\n`);
+}
+
+/** The spinner goes to stderr; with --json it stays off so stderr is clean for scripts too. */
+function quietUnlessTty<T>(o: JsonOption, label: string, work: () => Promise<T>): Promise<T> {
+  return o.json ? work() : withSpinner(label, work);
+}
+
+export async function list(o: JsonOption): Promise<void> {
+  const sandboxes = await Sandbox.list(await connect());
+  if (o.json) {
+    printJson(sandboxes.map((s) => s.info));
+    return;
+  }
+  if (sandboxes.length === 0) {
+    process.stderr.write("no sandboxes: 'wrenn sandbox create' makes one\n");
+    return;
+  }
+  process.stdout.write(
+    table(
+      ["ID", "TEMPLATE", "STATUS", "VCPUS", "MEMORY", "CREATED"],
+      sandboxes.map(({ info: s }) => [
+        s.sandbox_id,
+        s.template,
+        status(s.status),
+        String(s.vcpus),
+        `${s.memory_mb} MiB`,
+        ago(s.created_at),
+      ]),
+    ),
+  );
+}
+
+function describe(s: SandboxInfo): string {
+  return fields([
+    ["id", s.sandbox_id],
+    ["template", s.template],
+    ["status", status(s.status)],
+    ["vcpus", String(s.vcpus)],
+    ["memory", `${s.memory_mb} MiB`],
+    ["disk", `${s.disk_size_mb} MiB`],
+    ["timeout", `${s.timeout_sec} s`],
+    ["host", s.host_id ?? "-"],
+    ["created", `${s.created_at} (${ago(s.created_at)})`],
+    ["updated", s.updated_at],
+    ...(s.error ? ([["error", paint("red", s.error)]] as Array<[string, string]>) : []),
+  ]);
+}
+
+export async function info(id: string, o: JsonOption): Promise<void> {
+  const sb = await Sandbox.get(await connect(), id);
+  if (o.json) printJson(sb.info);
+  else process.stdout.write(describe(sb.info));
+}
+
+export interface ExecOptions extends JsonOption {
+  timeout?: number;
+  cwd?: string;
+  user?: string;
+  env?: Record<string, string>;
+}
+
+/** Streams the command's output as it comes; returns its exit code for the process to exit with. */
+export async function exec(id: string, argv: string[], o: ExecOptions): Promise<number> {
+  const [cmd, ...args] = argv;
+  if (!cmd)
+    throw new WrennError(
+      "invalid_argument",
+      "name a command: wrenn sandbox exec ID -- CMD [ARGS...]",
+    );
+  const sb = await Sandbox.get(await connect(), id);
+  const opts = {
+    ...(o.timeout ? { timeoutSec: o.timeout } : {}),
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+    ...(o.user ? { user: o.user } : {}),
+    ...(o.env ? { envs: o.env } : {}),
+  };
+  if (o.json) {
+    const r = await sb.exec(cmd, args, opts);
+    printJson({
+      stdout: r.stdout,
+      stderr: r.stderr,
+      exit_code: r.exitCode,
+      duration_ms: r.durationMs,
+    });
+    return r.exitCode;
+  }
+  // Ctrl-C closes the stream, which ends the command in the sandbox.
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(new WrennError("cancelled", "interrupted"));
+  process.once("SIGINT", onSigint);
+  try {
+    const end = await sb.execStream(cmd, args, {
+      ...opts,
+      signal: abort.signal,
+      onStdout: (d) => process.stdout.write(d),
+      onStderr: (d) => process.stderr.write(d),
+    });
+    if (end.error) process.stderr.write(`wrenn: ${end.error}\n`);
+    return end.exitCode;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+/** `ID:/path` names a file in a sandbox; anything else is local. */
+function remote(spec: string): { id: string; path: string } | null {
+  const m = /^([a-z0-9]{1,64}):(\/.*)$/.exec(spec);
+  return m ? { id: m[1]!, path: m[2]! } : null;
+}
+
+/** Counts bytes through a stream for the bar. */
+function counting(bar: Bar | null): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      bar?.add(chunk.length);
+      done(null, chunk);
+    },
+  });
+}
+
+export async function cp(src: string, dst: string, o: JsonOption): Promise<void> {
+  const from = remote(src);
+  const to = remote(dst);
+  if ((from === null) === (to === null)) {
+    throw new WrennError(
+      "invalid_argument",
+      "one side must be in a sandbox as ID:/absolute/path, the other local: wrenn sandbox cp ./file ID:/tmp/file",
+    );
+  }
+  const wrenn = await connect();
+  const showBar = !o.json && process.stderr.isTTY === true;
+  if (to) {
+    const size = (
+      await stat(src).catch(() => {
+        throw new WrennError("not_found", `no local file '${src}'`);
+      })
+    ).size;
+    const bar = showBar ? new Bar(`${src} → ${dst}`, size) : null;
+    const sb = await Sandbox.get(wrenn, to.id);
+    const body = createReadStream(src).pipe(counting(bar));
+    const written = await sb.files.write(to.path, body as AsyncIterable<Buffer>);
+    bar?.finish();
+    if (o.json) printJson(written);
+    else if (!showBar) process.stderr.write(`${src} → ${dst}: ${bytes(written.size)}\n`);
+    return;
+  }
+  const sb = await Sandbox.get(wrenn, from!.id);
+  // The read stream has no length: ask the sandbox, so the bar can show an ETA.
+  let size: number | undefined;
+  if (showBar) {
+    const r = await sb.exec("stat", ["-c", "%s", from!.path]).catch(() => null);
+    const n = Number(r?.stdout.trim());
+    if (r?.exitCode === 0 && Number.isFinite(n)) size = n;
+  }
+  const bar = showBar ? new Bar(`${src} → ${dst}`, size) : null;
+  const stream = await sb.files.read(from!.path);
+  let total = 0;
+  await pipeline(
+    Readable.fromWeb(stream as NodeReadableStream<Uint8Array>),
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        total += chunk.length;
+        bar?.add(chunk.length);
+        done(null, chunk);
+      },
+    }),
+    dst === "-" ? process.stdout : createWriteStream(dst),
+  );
+  bar?.finish();
+  if (o.json) printJson({ path: dst, size: total });
+  else if (!showBar && dst !== "-") process.stderr.write(`${src} → ${dst}: ${bytes(total)}\n`);
+}
+
+export async function pause(id: string, o: JsonOption): Promise<void> {
+  const sb = await Sandbox.get(await connect(), id);
+  const info = await quietUnlessTty(o, `pausing ${id}`, () => sb.pause());
+  if (o.json) printJson(info);
+}
+
+export async function resume(id: string, o: JsonOption & { timeout?: number }): Promise<void> {
+  const sb = await Sandbox.get(await connect(), id);
+  const info = await quietUnlessTty(o, `resuming ${id}`, () =>
+    sb.resume(o.timeout ? { timeoutSec: o.timeout } : {}),
+  );
+  if (o.json) printJson(info);
+}
+
+export async function rm(ids: string[], o: JsonOption): Promise<void> {
+  const wrenn = await connect();
+  const removed: string[] = [];
+  for (const id of ids) {
+    const sb = await Sandbox.get(wrenn, id);
+    await sb.destroy();
+    removed.push(id);
+    if (!o.json) process.stderr.write(`removed ${id}\n`);
+  }
+  if (o.json) printJson({ removed });
+}
+
+export async function metrics(id: string, o: JsonOption): Promise<void> {
+  const wrenn = await connect();
+  const res = await wrenn.fetch(`/v1/sandboxes/${encodeURIComponent(id)}/metrics`);
+  const body: unknown = await res.json().catch(() => null);
+  if (
+    res.status === 404 &&
+    (body as { error?: { message?: string } })?.error?.message?.startsWith("no route")
+  ) {
+    throw new WrennError(
+      "failed_precondition",
+      "this control plane has no metrics endpoint yet: upgrade it",
+    );
+  }
+  if (!res.ok) {
+    const { errorFromBody } = await import("@wrenn/sdk/src/errors.ts");
+    throw errorFromBody(res.status, body);
+  }
+  const samples = body as Array<{
+    timestamp_ms: number;
+    cpu_count: number;
+    cpu_used_pct: number;
+    mem_used_bytes: number;
+    mem_total_bytes: number;
+    disk_used_bytes: number;
+    disk_total_bytes: number;
+  }>;
+  if (o.json) {
+    printJson(samples);
+    return;
+  }
+  if (samples.length === 0) {
+    process.stderr.write("no samples yet: the host takes one every few seconds\n");
+    return;
+  }
+  process.stdout.write(
+    table(
+      ["TIME", "CPU", "MEMORY", "DISK"],
+      samples.map((m) => [
+        new Date(m.timestamp_ms).toISOString().slice(11, 19),
+        `${m.cpu_used_pct.toFixed(1)}% of ${m.cpu_count}`,
+        `${bytes(m.mem_used_bytes)} / ${bytes(m.mem_total_bytes)}`,
+        `${bytes(m.disk_used_bytes)} / ${bytes(m.disk_total_bytes)}`,
+      ]),
+    ),
+  );
+}
+
+/** Typed API errors keep their code on the way out. */
+export function isApiError(err: unknown): err is WrennApiError {
+  return err instanceof WrennApiError;
+}
+
+/**
+ * The sandbox's log. The API has no log route yet, so this is the guest
+ * kernel's ring buffer (boot, init and envd's start), read with dmesg.
+ */
+export async function logs(id: string, o: JsonOption): Promise<void> {
+  const sb = await Sandbox.get(await connect(), id);
+  const r = await sb.exec("dmesg", ["--time-format", "iso"]);
+  const out = r.exitCode === 0 ? r : await sb.exec("dmesg");
+  if (out.exitCode !== 0)
+    throw new WrennError("internal", `dmesg failed in ${id}: ${out.stderr.trim()}`);
+  if (o.json) printJson(out.stdout.split("\n").filter(Boolean));
+  else process.stdout.write(out.stdout);
+}

@@ -1,0 +1,206 @@
+/**
+ * The user commands (`wrenn login`, `wrenn sandbox …`, `wrenn template …`,
+ * `wrenn snapshot`) run as the real binary against a real control plane with
+ * the fake host agent: what they print, their JSON, exit codes and errors.
+ * test/user-vm.test.ts does the same through real VMs.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startHarness, type Harness } from "../../control-plane/test/harness.ts";
+import { commandPaths, wrenn, type Run } from "./wrenn-binary.ts";
+
+let h: Harness;
+let dir: string;
+let env: NodeJS.ProcessEnv;
+
+before(async () => {
+  h = await startHarness("pglite");
+  dir = await mkdtemp(join(tmpdir(), "wrenn-cli-user-"));
+  env = { XDG_CONFIG_HOME: join(dir, "config"), HOME: dir };
+});
+after(async () => {
+  await h?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function ok(r: Run): Run {
+  assert.equal(r.code, 0, `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`);
+  return r;
+}
+
+function oneLineError(r: Run, pattern: RegExp): void {
+  assert.notEqual(r.code, 0);
+  assert.equal(r.stderr.trimEnd().split("\n").length, 1, `one line: ${r.stderr}`);
+  assert.match(r.stderr.trimEnd(), pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+}
+
+test("every command and subcommand answers --help", { timeout: 120_000 }, async () => {
+  const paths = await commandPaths();
+  for (const expected of [
+    "up",
+    "image build",
+    "sandbox exec",
+    "sandbox shell",
+    "template rm",
+    "snapshot",
+    "login",
+  ])
+    assert.ok(
+      paths.some((p) => p.join(" ") === expected),
+      `${expected} in ${JSON.stringify(paths)}`,
+    );
+  await Promise.all(
+    paths.map(async (p) => {
+      const r = ok(await wrenn([...p, "--help"]));
+      assert.match(r.stdout, new RegExp(`^Usage: wrenn ${p.join(" ")}`, "m"), p.join(" "));
+    }),
+  );
+  ok(await wrenn(["sb", "ls", "--help"]));
+});
+
+test(
+  "bad flags and values fail in one line that says what to do",
+  { timeout: 60_000 },
+  async () => {
+    oneLineError(
+      await wrenn(["sandbox", "create", "--vcpus", "x"], { env }),
+      /wrenn sandbox create: .*whole number from 1 to 32.*--help/,
+    );
+    oneLineError(
+      await wrenn(["sandbox", "create", "--bogus"], { env }),
+      /unknown option '--bogus'.*wrenn sandbox create --help/,
+    );
+    oneLineError(await wrenn(["up", "--nope"], { env }), /^wrenn up: unknown option '--nope'/);
+    oneLineError(
+      await wrenn(["sandbox", "info", "Not_An_Id"], { env }),
+      /lowercase letters and digits/,
+    );
+    oneLineError(await wrenn(["frobnicate"], { env }), /^wrenn: unknown command 'frobnicate'/);
+    oneLineError(await wrenn(["sandbox", "ls"], { env }), /not logged in: run 'wrenn login'/);
+  },
+);
+
+test(
+  "login: a wrong key is refused in one line; the right one is stored 0600",
+  { timeout: 60_000 },
+  async () => {
+    oneLineError(
+      await wrenn(["login", "--api-url", h.cp.url], { env, input: "wrk_wrong\n" }),
+      /^wrenn login: .*\(unauthenticated\)$/,
+    );
+    oneLineError(
+      await wrenn(["login", "--api-url", "http://127.0.0.1:9", "--api-key", "k"], { env }),
+      /cannot reach the Wrenn API at http:\/\/127\.0\.0\.1:9.*\(unavailable\)/,
+    );
+    // The key on stdin keeps it out of `ps` and the shell history.
+    ok(await wrenn(["login", "--api-url", `${h.cp.url}/v1`], { env, input: `${h.key}\n` }));
+    const path = join(dir, "config", "wrenn", "credentials.json");
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    assert.equal((await stat(join(dir, "config", "wrenn"))).mode & 0o777, 0o700);
+    assert.deepEqual(JSON.parse(await readFile(path, "utf8")), {
+      api_url: h.cp.url,
+      api_key: h.key,
+    });
+    // The environment overrides the stored key.
+    oneLineError(
+      await wrenn(["sandbox", "ls"], { env: { ...env, WRENN_API_KEY: "wrk_bad" } }),
+      /\(unauthenticated\)$/,
+    );
+  },
+);
+
+test(
+  "sandbox create, ls, info, exec, cp, pause, resume, snapshot, template, rm",
+  { timeout: 120_000 },
+  async () => {
+    ok(await wrenn(["login", "--api-url", h.cp.url, "--api-key", h.key], { env }));
+    const created = JSON.parse(
+      ok(await wrenn(["sb", "create", "--json", "--timeout", "600", "-e", "A=1"], { env })).stdout,
+    ) as { sandbox_id: string; status: string; timeout_sec: number };
+    assert.equal(created.status, "running");
+    assert.equal(created.timeout_sec, 600);
+    const id = created.sandbox_id;
+    const plain = ok(await wrenn(["sb", "create"], { env }));
+    assert.match(plain.stdout, /^[a-z0-9]+\n$/);
+    assert.match(plain.stderr, /creating a sandbox from 'minimal' \(\d+\.\d s\)/);
+
+    const listed = JSON.parse(ok(await wrenn(["sb", "ls", "--json"], { env })).stdout) as Array<{
+      sandbox_id: string;
+    }>;
+    assert.ok(listed.some((s) => s.sandbox_id === id));
+    const table = ok(await wrenn(["sb", "ls"], { env })).stdout;
+    assert.match(table, /^ID +TEMPLATE +STATUS +VCPUS +MEMORY +CREATED\n/);
+    assert.ok(!table.includes("\u001b["), "no colours off a TTY");
+    assert.match(ok(await wrenn(["sb", "info", id], { env })).stdout, /^status +running$/m);
+
+    // The fake agent echoes its command line; `false` exits 1 (buffered) and streams end with 0.
+    const streamed = ok(await wrenn(["sb", "exec", id, "printf", "a", "-b"], { env }));
+    assert.equal(streamed.stdout, "a-b");
+    const failed = await wrenn(["sb", "exec", "--json", id, "false"], { env });
+    assert.equal(failed.code, 1);
+    assert.equal((JSON.parse(failed.stdout) as { exit_code: number }).exit_code, 1);
+
+    const local = join(dir, "up.bin");
+    const content = randomBytes(3 << 20);
+    await writeFile(local, content);
+    assert.deepEqual(
+      JSON.parse(
+        ok(await wrenn(["sb", "cp", "--json", local, `${id}:/tmp/up.bin`], { env })).stdout,
+      ),
+      { path: "/tmp/up.bin", size: content.length },
+    );
+    const back = join(dir, "back.bin");
+    ok(await wrenn(["sb", "cp", `${id}:/tmp/up.bin`, back], { env }));
+    assert.ok((await readFile(back)).equals(content), "the copy came back identical");
+    oneLineError(await wrenn(["sb", "cp", local, back], { env }), /one side must be in a sandbox/);
+
+    assert.equal(
+      (
+        JSON.parse(ok(await wrenn(["sb", "pause", "--json", id], { env })).stdout) as {
+          status: string;
+        }
+      ).status,
+      "paused",
+    );
+    oneLineError(
+      await wrenn(["sb", "exec", id, "true"], { env }),
+      /it is paused.*\(failed_precondition\)$/,
+    );
+    assert.match(
+      ok(await wrenn(["sb", "resume", id], { env })).stderr,
+      /resuming .* \(\d+\.\d s\)/,
+    );
+
+    const tpl = JSON.parse(
+      ok(await wrenn(["snapshot", "--json", id, "cli-snap"], { env })).stdout,
+    ) as { name: string };
+    assert.equal(tpl.name, "cli-snap");
+    const templates = JSON.parse(
+      ok(await wrenn(["template", "ls", "--json", "--type", "snapshot"], { env })).stdout,
+    ) as Array<{ name: string }>;
+    assert.deepEqual(
+      templates.map((t) => t.name),
+      ["cli-snap"],
+    );
+    assert.match(ok(await wrenn(["template", "ls"], { env })).stdout, /^cli-snap +snapshot/m);
+    oneLineError(
+      await wrenn(["template", "ls", "--type", "other"], { env }),
+      /Allowed choices are base, snapshot/,
+    );
+    ok(await wrenn(["template", "rm", "cli-snap"], { env }));
+    oneLineError(await wrenn(["template", "rm", "cli-snap"], { env }), /\(not_found\)$/);
+
+    ok(await wrenn(["sb", "rm", id, plain.stdout.trim()], { env }));
+    const after = JSON.parse(ok(await wrenn(["sb", "ls", "--json"], { env })).stdout) as unknown[];
+    assert.equal(after.length, 0);
+    oneLineError(await wrenn(["sb", "info", "nosuchsandbox"], { env }), /\(not_found\)$/);
+
+    ok(await wrenn(["logout"], { env }));
+    oneLineError(await wrenn(["sb", "ls"], { env }), /not logged in/);
+  },
+);
