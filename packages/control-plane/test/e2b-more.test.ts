@@ -49,6 +49,16 @@ test(
         [25],
       );
       await expectError(await h.api(`/sandboxes/${id}/metrics?start=soon`), 400);
+      // Several at once: the latest sample each; unknown ids are left out.
+      const many = (await (
+        await h.api(`/sandboxes/metrics?sandbox_ids=${id},nosuchsandbox`)
+      ).json()) as { sandboxes: Record<string, Json> };
+      assert.deepEqual(Object.keys(many.sandboxes), [id]);
+      assert.equal(many.sandboxes[id]!.cpuUsedPct, 37.5);
+      await expectError(await h.api("/sandboxes/metrics?sandbox_ids=a,B-C"), 400);
+      await expectError(await h.api("/sandboxes/metrics"), 400);
+      // A path E2B has and Wrenn does not: a 404 in E2B's shape too.
+      await expectError(await h.api(`/sandboxes/${id}/logs`), 404, /no route/);
 
       // Egress rules: stored, sent to the agent; omitted fields clear them.
       const put = (json: unknown) => h.api(`/sandboxes/${id}/network`, { method: "PUT", json });

@@ -54,6 +54,17 @@ test(
         [a.sandboxID],
       );
 
+      // connect resumes it (the SDK's only way back from a pause).
+      const connected = await Sandbox.connect(a.sandboxID, { ...opts, timeoutMs: 60_000 });
+      assert.equal(connected.sandboxId, a.sandboxID);
+      assert.equal((await Sandbox.getInfo(a.sandboxID, opts)).state, "running");
+      const forks = await Sandbox.fork(a.sandboxID, { ...opts, count: 2, timeoutMs: 60_000 });
+      assert.equal(forks.length, 2);
+      for (const f of forks) {
+        assert.ok(f instanceof Sandbox, String(f));
+        assert.equal((await Sandbox.getInfo(f.sandboxId, opts)).state, "running");
+      }
+
       assert.equal(await Sandbox.kill(a.sandboxID, opts), true);
       assert.equal(await Sandbox.kill(a.sandboxID, opts), false, "unknown: 404");
       await assert.rejects(Sandbox.getInfo(a.sandboxID, opts), SandboxNotFoundError);

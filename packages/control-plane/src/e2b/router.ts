@@ -57,13 +57,21 @@ export function e2bGuard(deps: Deps): MiddlewareHandler<AppEnv> {
     // bodyLimit answers a declared oversize body itself, without calling next.
     const refused: unknown = await limit(c, next);
     if (refused instanceof Response) return refused;
-    // The app's onError has answered (and logged) already: only the shape changes.
-    if (c.error) {
-      const { status, body } = e2bError(c.error);
-      c.res = new Response(JSON.stringify(body), {
-        status,
-        headers: { "content-type": "application/json" },
-      });
+    // The app's onError or notFound has answered (and logged) in /v1's shape
+    // already: only the shape changes.
+    if (c.res.status >= 400) {
+      const v1 = (await c.res
+        .clone()
+        .json()
+        .catch(() => null)) as { error?: { message?: unknown } } | null;
+      const message = v1?.error?.message;
+      if (typeof message === "string") {
+        const body: E2bErrorBody = { code: c.res.status, message };
+        c.res = new Response(JSON.stringify(body), {
+          status: c.res.status,
+          headers: { "content-type": "application/json" },
+        });
+      }
     }
   };
 }

@@ -27,6 +27,7 @@ import {
   ListSnapshotsQuery,
   ListV2Query,
   ListedSandbox,
+  MetricsListQuery,
   MetricsQuery,
   NetworkUpdate,
   NewSandbox,
@@ -37,6 +38,7 @@ import {
   Sandbox,
   SandboxDetail,
   SandboxMetric,
+  SandboxesWithMetrics,
   SnapshotBody,
   SnapshotInfo,
   Template,
@@ -78,12 +80,13 @@ export function e2bRoutes(deps: Deps, service: SandboxService): OpenAPIHono<AppE
 
   /** A template by E2B's id: `base`, E2B's default, is Wrenn's default base unless a template has that name. */
   const templateOf = async (caller: Caller, id: string): Promise<TemplateRow> => {
-    if (id !== "base") return service.template(caller, id);
     try {
       return await service.template(caller, id);
     } catch (err) {
-      if (isWrennError(err, "not_found")) return service.template(caller, DEFAULT_TEMPLATE);
-      throw err;
+      if (!isWrennError(err, "not_found")) throw err;
+      if (id === "base") return service.template(caller, DEFAULT_TEMPLATE);
+      // E2B's own words, with where to look instead of /v1's.
+      throw new WrennError("not_found", `template '${id}' not found; GET /templates lists them`);
     }
   };
 
@@ -188,6 +191,42 @@ export function e2bRoutes(deps: Deps, service: SandboxService): OpenAPIHono<AppE
         states: ["running"],
       });
       return c.json(rows.map(listedJson), 200);
+    },
+  );
+
+  // Before /sandboxes/{id}, which would take `metrics` for an id.
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/sandboxes/metrics",
+      tags,
+      summary: "The latest sample of each of the named running sandboxes",
+      description:
+        "Sandboxes that are not the team's, not running or without samples are left out.",
+      security,
+      request: { query: MetricsListQuery },
+      responses: { 200: jsonResponse(SandboxesWithMetrics, "Latest samples by sandbox id"), ...e },
+    }),
+    async (c) => {
+      const caller = c.get("caller");
+      const ids = [...new Set(c.req.valid("query").sandbox_ids.split(","))];
+      for (const id of ids) {
+        if (!/^[a-z0-9]{1,64}$/.test(id)) {
+          throw new WrennError("invalid_argument", `sandbox_ids: '${id}' is not a sandbox id`);
+        }
+      }
+      const out: Record<string, ReturnType<typeof metricJson>> = {};
+      await Promise.all(
+        ids.map(async (id) => {
+          try {
+            const last = (await service.metrics(caller, id, 0)).at(-1);
+            if (last) out[id] = metricJson(last);
+          } catch (err) {
+            if (!isWrennError(err, "not_found")) throw err;
+          }
+        }),
+      );
+      return c.json({ sandboxes: out }, 200);
     },
   );
 

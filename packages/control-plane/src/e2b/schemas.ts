@@ -251,6 +251,16 @@ export const SandboxMetric = z
   })
   .openapi("E2BSandboxMetric");
 
+export const MetricsListQuery = z.object({
+  sandbox_ids: Text(4096)
+    .min(1)
+    .openapi({ description: "Comma-separated sandbox ids", example: "abc,def" }),
+});
+
+export const SandboxesWithMetrics = z
+  .object({ sandboxes: z.record(z.string(), SandboxMetric) })
+  .openapi("E2BSandboxesWithMetrics");
+
 export const SnapshotBody = z
   .object({
     name: z
