@@ -2667,6 +2667,111 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/sandboxes/metrics": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /**
+     * The latest sample of each of the named running sandboxes
+     * @description Sandboxes that are not the team's, not running or without samples are left out.
+     */
+    get: {
+      parameters: {
+        query: {
+          /** @description Comma-separated sandbox ids */
+          sandbox_ids: string;
+        };
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Latest samples by sandbox id */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BSandboxesWithMetrics"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description The sandbox is not in a state that allows this */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description The host agent could not be reached or failed */
+        502: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+        /** @description No host has room */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["E2BError"];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/sandboxes/{id}": {
     parameters: {
       query?: never;
@@ -4742,6 +4847,22 @@ export interface components {
       state: "running" | "paused";
       envdVersion: string;
     };
+    E2BSandboxesWithMetrics: {
+      sandboxes: {
+        [key: string]: components["schemas"]["E2BSandboxMetric"];
+      };
+    };
+    E2BSandboxMetric: {
+      timestamp: string;
+      timestampUnix: number;
+      cpuCount: number;
+      cpuUsedPct: number;
+      memUsed: number;
+      memTotal: number;
+      memCache: number;
+      diskUsed: number;
+      diskTotal: number;
+    };
     E2BSandboxDetail: components["schemas"]["E2BListedSandbox"] & {
       envdAccessToken: string;
       domain: string | null;
@@ -4787,17 +4908,6 @@ export interface components {
     };
     E2BSandboxRefreshRequest: {
       duration?: number;
-    };
-    E2BSandboxMetric: {
-      timestamp: string;
-      timestampUnix: number;
-      cpuCount: number;
-      cpuUsedPct: number;
-      memUsed: number;
-      memTotal: number;
-      memCache: number;
-      diskUsed: number;
-      diskTotal: number;
     };
     E2BSandboxNetworkUpdateConfig: {
       allowOut?: string[];
