@@ -25,6 +25,13 @@ else
   echo "!!! not root: 'wrenn image build' skipped, the image and boot tests will skip" >&2
 fi
 
+echo "== [$(date +%T)] dashboard build (skipped while packages/web/dist is newer than its sources)"
+web=packages/web
+if [ ! -f $web/dist/index.html ] ||
+  [ -n "$(find $web/src $web/index.html $web/vite.config.ts $web/package.json $web/tsconfig.json -newer $web/dist/index.html -print -quit)" ]; then
+  npm run build -w @wrenn/web
+fi
+
 echo "== [$(date +%T)] tests"
 exec node --test --test-concurrency="${WRENN_TEST_CONCURRENCY:-2}" \
   --test-reporter=spec \

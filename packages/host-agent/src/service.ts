@@ -83,6 +83,23 @@ const createSchema = z.object({
   network: networkSchema,
 });
 
+/** A terminal: pid 0 starts a shell; sizes default to 80×24. */
+const ptySchema = z.object({
+  sandboxId,
+  pid: z.number().int().min(0),
+  cols: z
+    .number()
+    .int()
+    .max(1000)
+    .transform((v) => v || 80),
+  rows: z
+    .number()
+    .int()
+    .max(1000)
+    .transform((v) => v || 24),
+  user,
+});
+
 const execSchema = z.object({
   sandboxId,
   cmd: z.string().min(1, "cmd must not be empty"),
@@ -322,6 +339,31 @@ export function hostAgentService(
           yield { chunk: c.subarray(off, off + FILE_CHUNK) };
         }
       }
+    }),
+    ptyStream: guardStream(async function* (req, ctx) {
+      const p = parse(ptySchema, req);
+      for await (const ev of manager.envdOf(p.sandboxId).ptyStream({
+        pid: p.pid,
+        cols: p.cols,
+        rows: p.rows,
+        user: p.user || undefined,
+        signal: ctx.signal,
+      })) {
+        if (ev.type === "start") yield { event: { case: "start", value: { pid: ev.pid } } };
+        else if (ev.type === "data") yield { event: { case: "data", value: ev.data } };
+        else
+          yield { event: { case: "end", value: { exitCode: ev.exitCode, error: ev.error ?? "" } } };
+      }
+    }),
+    ptyInput: guard(async (req) => {
+      const p = parse(ptySchema.pick({ sandboxId: true, pid: true }), req);
+      await manager.envdOf(p.sandboxId).ptyInput(p.pid, req.data);
+      return {};
+    }),
+    ptyResize: guard(async (req) => {
+      const p = parse(ptySchema, req);
+      await manager.envdOf(p.sandboxId).ptyResize(p.pid, p.cols, p.rows);
+      return {};
     }),
     getHostInfo: guard(async () => {
       const fs = await statfs(dataDir);

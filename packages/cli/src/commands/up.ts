@@ -1,7 +1,9 @@
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { startHostAgent, type HostAgent } from "@wrenn/host-agent/agent.ts";
 import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
@@ -133,6 +135,15 @@ export async function run(argv: string[]): Promise<void> {
     });
     say(`host agent ${agent.hostId} on ${agent.url}`);
 
+    const web = new URL("../../../web/", import.meta.url).pathname;
+    if (!existsSync(join(web, "dist", "index.html"))) {
+      say("==> dashboard (first run: vite build)");
+      await runCommand(
+        process.execPath,
+        [join(web, "../../node_modules/vite/bin/vite.js"), "build"],
+        { cwd: web },
+      );
+    }
     say("==> control plane");
     const stateDir = join(data, "control-plane");
     await mkdir(stateDir, { recursive: true });
@@ -190,7 +201,9 @@ export async function run(argv: string[]): Promise<void> {
     say(`  API:      ${cp.url}/v1`);
     say(`  docs:     ${cp.url}/docs   (OpenAPI: ${cp.url}/openapi.yaml)`);
     say(`  API key:  ${key}   (shown once; send it as X-API-Key)`);
-    say(`  admin:    see ${join(stateDir, "admin.json")} to log in`);
+    say(
+      `  dashboard: ${cp.url}/   (sign in with the email and password in ${join(stateDir, "admin.json")})`,
+    );
     say(`  try:      curl -s -H 'X-API-Key: ${key}' ${cp.url}/v1/sandboxes`);
   } catch (err) {
     await stop();

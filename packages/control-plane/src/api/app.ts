@@ -11,6 +11,10 @@ import { mountDocs } from "./docs.ts";
 import { requireAuth } from "./router.ts";
 import { accountRoutes } from "./routes/accounts.ts";
 import { fileRoutes } from "./routes/files.ts";
+import { guestFileRoutes } from "./routes/guest-files.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { terminalDocs } from "./routes/terminal.ts";
+import { mountDashboard } from "../web/static.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { sandboxRoutes } from "./routes/sandboxes.ts";
 import { e2bRoutes } from "../e2b/routes.ts";
@@ -60,6 +64,9 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
   app.route("/", hostRoutes(deps, reconciler));
+  app.route("/", guestFileRoutes(service));
+  app.route("/", metricsRoutes(deps.agents, service));
+  app.route("/", terminalDocs());
   // E2B's REST API at E2B's own paths, in E2B's error shape (src/e2b).
   app.route("/", e2bRoutes(deps, service));
 
@@ -114,5 +121,6 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
   );
   app.get("/openapi.json", (c) => c.json(document()));
   mountDocs(app);
+  mountDashboard(app);
   return app;
 }

@@ -8,6 +8,7 @@ import { fromAgentError, statusOf, toErrorResponse } from "../errors.ts";
 import type { SandboxService } from "../sandboxes.ts";
 import type { Deps } from "./context.ts";
 import { describeIssues } from "./router.ts";
+import { TERMINAL_PATH, terminalUpgrade } from "./routes/terminal.ts";
 import { ExecBody } from "./schemas.ts";
 
 /** The exec message's size limit, as for REST bodies. */
@@ -25,6 +26,8 @@ export const EXEC_STREAM_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec\/strea
 export function attachExecStream(server: Server, deps: Deps, service: SandboxService): () => void {
   // Room above the 1 MiB limit, so a message just past it gets an error event, not only a 1009 close.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MESSAGE_LIMIT });
+  // The dashboard's terminal shares this upgrade listener (one listener answers unknown paths).
+  const terminal = terminalUpgrade(deps, service);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void upgrade(req, socket, head).catch((err: unknown) => {
       const { status, body } = toErrorResponse(err);
@@ -36,6 +39,7 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
   };
   async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     const url = new URL(req.url ?? "/", "http://localhost");
+    if (TERMINAL_PATH.test(url.pathname)) return terminal.upgrade(req, socket, head);
     const match = EXEC_STREAM_PATH.exec(url.pathname);
     if (!match?.[1]) throw new WrennError("not_found", `no WebSocket route at ${url.pathname}`);
     checkHandshake(req);
@@ -136,6 +140,7 @@ export function attachExecStream(server: Server, deps: Deps, service: SandboxSer
   server.on("upgrade", onUpgrade);
   return () => {
     server.off("upgrade", onUpgrade);
+    terminal.close();
     for (const ws of wss.clients) ws.terminate();
     wss.close();
   };

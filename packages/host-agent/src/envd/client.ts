@@ -37,6 +37,11 @@ const metricsSchema = z.object({
 
 export type GuestMetrics = z.infer<typeof metricsSchema>;
 
+export type PtyEvent =
+  | { type: "start"; pid: number }
+  | { type: "data"; data: Uint8Array }
+  | { type: "end"; exitCode: number; error?: string };
+
 export interface InitOptions {
   envVars: Record<string, string>;
   accessToken?: string;
@@ -266,6 +271,77 @@ export class EnvdClient {
       )
       .catch(() => {
         // Already gone: nothing to kill.
+      });
+  }
+
+  /**
+   * A terminal: starts a login bash on a PTY (pid 0) or reattaches to a PTY by
+   * pid. envd keeps the process when the stream drops, so a reattach after a
+   * reload or a resume finds the same shell.
+   */
+  async *ptyStream(options: {
+    pid: number;
+    cols: number;
+    rows: number;
+    user?: string;
+    signal?: AbortSignal;
+  }): AsyncGenerator<PtyEvent> {
+    const call = { headers: this.headers(options.user), signal: this.signal(options.signal) };
+    const stream =
+      options.pid === 0
+        ? this.process.start(
+            {
+              process: { cmd: "/bin/bash", args: ["-l"], envs: {} },
+              pty: { size: { cols: options.cols, rows: options.rows } },
+              stdin: true,
+            },
+            call,
+          )
+        : this.process.connect(
+            { process: { selector: { case: "pid", value: options.pid } } },
+            call,
+          );
+    try {
+      for await (const res of stream) {
+        const ev = res.event?.event;
+        if (ev === undefined) continue;
+        if (ev.case === "start") yield { type: "start", pid: ev.value.pid };
+        else if (ev.case === "data") {
+          const out = ev.value.output;
+          if (out.case === "pty" || out.case === "stdout" || out.case === "stderr")
+            yield { type: "data", data: out.value };
+        } else if (ev.case === "end") {
+          yield { type: "end", exitCode: ev.value.exitCode, error: ev.value.error };
+        }
+      }
+    } catch (err) {
+      if (this.gone?.aborted) throw this.gone.reason;
+      throw fromConnect(err);
+    }
+  }
+
+  async ptyInput(pid: number, data: Uint8Array): Promise<void> {
+    await this.process
+      .sendInput(
+        {
+          process: { selector: { case: "pid", value: pid } },
+          input: { input: { case: "pty", value: data } },
+        },
+        { headers: this.headers(), signal: this.signal(), timeoutMs: 10_000 },
+      )
+      .catch((err: unknown) => {
+        throw fromConnect(err);
+      });
+  }
+
+  async ptyResize(pid: number, cols: number, rows: number): Promise<void> {
+    await this.process
+      .update(
+        { process: { selector: { case: "pid", value: pid } }, pty: { size: { cols, rows } } },
+        { headers: this.headers(), signal: this.signal(), timeoutMs: 10_000 },
+      )
+      .catch((err: unknown) => {
+        throw fromConnect(err);
       });
   }
 

@@ -1062,6 +1062,196 @@ export declare type GetSandboxMetricsResponse = Message<"hostagent.v1.GetSandbox
 export declare const GetSandboxMetricsResponseSchema: GenMessage<GetSandboxMetricsResponse>;
 
 /**
+ * @generated from message hostagent.v1.PtyStreamRequest
+ */
+export declare type PtyStreamRequest = Message<"hostagent.v1.PtyStreamRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * 0 starts a new shell; otherwise the PTY to reattach to.
+   *
+   * @generated from field: uint32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: uint32 cols = 3;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 4;
+   */
+  rows: number;
+
+  /**
+   * @generated from field: string user = 5;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message hostagent.v1.PtyStreamRequest.
+ * Use `create(PtyStreamRequestSchema)` to create a new message.
+ */
+export declare const PtyStreamRequestSchema: GenMessage<PtyStreamRequest>;
+
+/**
+ * @generated from message hostagent.v1.PtyStreamResponse
+ */
+export declare type PtyStreamResponse = Message<"hostagent.v1.PtyStreamResponse"> & {
+  /**
+   * @generated from oneof hostagent.v1.PtyStreamResponse.event
+   */
+  event: {
+    /**
+     * @generated from field: hostagent.v1.PtyStreamResponse.Start start = 1;
+     */
+    value: PtyStreamResponse_Start;
+    case: "start";
+  } | {
+    /**
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | {
+    /**
+     * @generated from field: hostagent.v1.PtyStreamResponse.End end = 3;
+     */
+    value: PtyStreamResponse_End;
+    case: "end";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message hostagent.v1.PtyStreamResponse.
+ * Use `create(PtyStreamResponseSchema)` to create a new message.
+ */
+export declare const PtyStreamResponseSchema: GenMessage<PtyStreamResponse>;
+
+/**
+ * @generated from message hostagent.v1.PtyStreamResponse.Start
+ */
+export declare type PtyStreamResponse_Start = Message<"hostagent.v1.PtyStreamResponse.Start"> & {
+  /**
+   * @generated from field: uint32 pid = 1;
+   */
+  pid: number;
+};
+
+/**
+ * Describes the message hostagent.v1.PtyStreamResponse.Start.
+ * Use `create(PtyStreamResponse_StartSchema)` to create a new message.
+ */
+export declare const PtyStreamResponse_StartSchema: GenMessage<PtyStreamResponse_Start>;
+
+/**
+ * @generated from message hostagent.v1.PtyStreamResponse.End
+ */
+export declare type PtyStreamResponse_End = Message<"hostagent.v1.PtyStreamResponse.End"> & {
+  /**
+   * @generated from field: sint32 exit_code = 1;
+   */
+  exitCode: number;
+
+  /**
+   * @generated from field: string error = 2;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message hostagent.v1.PtyStreamResponse.End.
+ * Use `create(PtyStreamResponse_EndSchema)` to create a new message.
+ */
+export declare const PtyStreamResponse_EndSchema: GenMessage<PtyStreamResponse_End>;
+
+/**
+ * @generated from message hostagent.v1.PtyInputRequest
+ */
+export declare type PtyInputRequest = Message<"hostagent.v1.PtyInputRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: uint32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message hostagent.v1.PtyInputRequest.
+ * Use `create(PtyInputRequestSchema)` to create a new message.
+ */
+export declare const PtyInputRequestSchema: GenMessage<PtyInputRequest>;
+
+/**
+ * @generated from message hostagent.v1.PtyInputResponse
+ */
+export declare type PtyInputResponse = Message<"hostagent.v1.PtyInputResponse"> & {
+};
+
+/**
+ * Describes the message hostagent.v1.PtyInputResponse.
+ * Use `create(PtyInputResponseSchema)` to create a new message.
+ */
+export declare const PtyInputResponseSchema: GenMessage<PtyInputResponse>;
+
+/**
+ * @generated from message hostagent.v1.PtyResizeRequest
+ */
+export declare type PtyResizeRequest = Message<"hostagent.v1.PtyResizeRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: uint32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: uint32 cols = 3;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 4;
+   */
+  rows: number;
+};
+
+/**
+ * Describes the message hostagent.v1.PtyResizeRequest.
+ * Use `create(PtyResizeRequestSchema)` to create a new message.
+ */
+export declare const PtyResizeRequestSchema: GenMessage<PtyResizeRequest>;
+
+/**
+ * @generated from message hostagent.v1.PtyResizeResponse
+ */
+export declare type PtyResizeResponse = Message<"hostagent.v1.PtyResizeResponse"> & {
+};
+
+/**
+ * Describes the message hostagent.v1.PtyResizeResponse.
+ * Use `create(PtyResizeResponseSchema)` to create a new message.
+ */
+export declare const PtyResizeResponseSchema: GenMessage<PtyResizeResponse>;
+
+/**
  * @generated from enum hostagent.v1.SandboxState
  */
 export enum SandboxState {
@@ -1280,6 +1470,38 @@ export declare const HostAgentService: GenService<{
     methodKind: "unary";
     input: typeof GetSandboxMetricsRequestSchema;
     output: typeof GetSandboxMetricsResponseSchema;
+  },
+  /**
+   * An interactive terminal in the guest: a PTY process whose output streams
+   * back. pid 0 starts a login shell; a known pid reattaches to that PTY
+   * (after a dropped connection, a browser reload or a pause and resume).
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.PtyStream
+   */
+  ptyStream: {
+    methodKind: "server_streaming";
+    input: typeof PtyStreamRequestSchema;
+    output: typeof PtyStreamResponseSchema;
+  },
+  /**
+   * Keystrokes for a PTY started by PtyStream.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.PtyInput
+   */
+  ptyInput: {
+    methodKind: "unary";
+    input: typeof PtyInputRequestSchema;
+    output: typeof PtyInputResponseSchema;
+  },
+  /**
+   * The terminal's new size.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.PtyResize
+   */
+  ptyResize: {
+    methodKind: "unary";
+    input: typeof PtyResizeRequestSchema;
+    output: typeof PtyResizeResponseSchema;
   },
 }>;
 

@@ -1,0 +1,164 @@
+import { lazy, Suspense, useEffect, useState } from "react";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { api, onSessionExpired, session, type Me } from "./api.ts";
+import { match, navigate, usePath } from "./router.ts";
+import { ErrorBox, Link, Skeleton } from "./ui.tsx";
+import { Login } from "./pages/login.tsx";
+import { SandboxList } from "./pages/sandboxes.tsx";
+
+// Pages past the first screen load on demand, keeping the first load small.
+const SandboxPage = lazy(() => import("./pages/sandbox.tsx"));
+const Templates = lazy(() => import("./pages/templates.tsx"));
+const Admin = lazy(() => import("./pages/admin.tsx"));
+const Keys = lazy(() => import("./pages/keys.tsx"));
+const Members = lazy(() => import("./pages/members.tsx"));
+const TestPage = lazy(() => import("./pages/test-page.tsx"));
+
+export function App() {
+  const [token, setToken] = useState(session.token());
+  const [notice, setNotice] = useState<string | null>(null);
+  const qc = useQueryClient();
+  useEffect(
+    () =>
+      onSessionExpired(() => {
+        session.clear();
+        qc.clear();
+        setNotice("Your session expired or was revoked: sign in again.");
+        setToken(null);
+      }),
+    [qc],
+  );
+  if (!token) {
+    return (
+      <Login
+        notice={notice}
+        onSignedIn={(s) => {
+          session.set(s.token, s.team.id);
+          setNotice(null);
+          setToken(s.token);
+          if (location.pathname === "/" || location.pathname.startsWith("/dashboard/login")) {
+            navigate("/dashboard/sandboxes", true);
+          }
+        }}
+      />
+    );
+  }
+  return (
+    <Shell
+      onLogout={() => {
+        session.clear();
+        qc.clear();
+        setNotice("Signed out.");
+        setToken(null);
+      }}
+    />
+  );
+}
+
+const NAV = [
+  ["/dashboard/sandboxes", "Sandboxes"],
+  ["/dashboard/templates", "Templates"],
+  ["/dashboard/keys", "API keys"],
+  ["/dashboard/members", "Members"],
+] as const;
+
+function Shell({ onLogout }: { onLogout: () => void }) {
+  const path = usePath();
+  const qc = useQueryClient();
+  const me = useQuery({ queryKey: ["me"], queryFn: api.me, staleTime: 30_000 });
+  const [menu, setMenu] = useState(false);
+  const nav: ReadonlyArray<readonly [string, string]> = me.data?.is_admin
+    ? [...NAV, ["/dashboard/admin", "Admin"]]
+    : NAV;
+  const switchTeam = (teamId: string) => {
+    session.setTeam(teamId);
+    // Everything cached belongs to the old team.
+    qc.clear();
+    navigate("/dashboard/sandboxes");
+  };
+  return (
+    <div className="shell">
+      <header className="topbar">
+        <button className="ghost menu-btn" aria-label="menu" onClick={() => setMenu(!menu)}>
+          ☰
+        </button>
+        <Link href="/dashboard/sandboxes" className="brand">
+          Wrenn
+        </Link>
+        <div className="spacer" />
+        {me.data && <TeamSwitcher me={me.data} onSwitch={switchTeam} />}
+        <span className="who" title={me.data?.user?.email}>
+          {me.data?.user?.email}
+        </span>
+        <button className="ghost" onClick={onLogout}>
+          Sign out
+        </button>
+      </header>
+      <nav className={`sidebar ${menu ? "open" : ""}`} onClick={() => setMenu(false)}>
+        {nav.map(([href, label]) => (
+          <Link key={href} href={href} className={path.startsWith(href) ? "active" : ""}>
+            {label}
+          </Link>
+        ))}
+        <Link href="/test" className={path === "/test" ? "active" : ""}>
+          Lifecycle test
+        </Link>
+        <a href="/docs">API docs</a>
+      </nav>
+      <main className="content">
+        <ErrorBox error={me.error} />
+        <Suspense fallback={<Skeleton rows={4} />}>
+          <Page path={path} me={me.data} />
+        </Suspense>
+      </main>
+    </div>
+  );
+}
+
+function TeamSwitcher({ me, onSwitch }: { me: Me; onSwitch: (id: string) => void }) {
+  if (me.teams.length < 2) return <span className="team muted">team {me.teams[0]?.name}</span>;
+  return (
+    <label className="team">
+      <span className="sr-only">Team</span>
+      <select aria-label="team" value={me.team_id} onChange={(e) => onSwitch(e.target.value)}>
+        {me.teams.map((t) => (
+          <option key={t.id} value={t.id}>
+            {t.name} ({t.role})
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function Page({ path, me }: { path: string; me: Me | undefined }) {
+  if (
+    path === "/" ||
+    path === "/dashboard" ||
+    path === "/dashboard/" ||
+    path === "/dashboard/login"
+  ) {
+    return <Redirect to="/dashboard/sandboxes" />;
+  }
+  if (path === "/test") return <TestPage />;
+  if (match("/dashboard/sandboxes", path)) return <SandboxList />;
+  const sb = match("/dashboard/sandboxes/:id", path);
+  if (sb?.id) return <SandboxPage id={sb.id} />;
+  if (match("/dashboard/templates", path)) return <Templates />;
+  if (match("/dashboard/keys", path)) return <Keys />;
+  if (match("/dashboard/members", path)) return <Members me={me} />;
+  if (match("/dashboard/admin", path)) return <Admin me={me} />;
+  return (
+    <div className="card">
+      <h2>Not found</h2>
+      <p>
+        Nothing at <code>{path}</code>. <Link href="/dashboard/sandboxes">Go to sandboxes</Link>
+      </p>
+    </div>
+  );
+}
+
+function Redirect({ to }: { to: string }) {
+  useEffect(() => navigate(to, true), [to]);
+  return null;
+}
