@@ -141,6 +141,10 @@ test(
     // The fake agent echoes its command line; `false` exits 1 (buffered) and streams end with 0.
     const streamed = ok(await wrenn(["sb", "exec", id, "printf", "a", "-b"], { env }));
     assert.equal(streamed.stdout, "a-b");
+    const separated = ok(
+      await wrenn(["sb", "exec", "--timeout", "5", id, "--", "printf", "-x"], { env }),
+    );
+    assert.equal(separated.stdout, "-x");
     const failed = await wrenn(["sb", "exec", "--json", id, "false"], { env });
     assert.equal(failed.code, 1);
     assert.equal((JSON.parse(failed.stdout) as { exit_code: number }).exit_code, 1);

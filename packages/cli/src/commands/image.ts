@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImages, checkImagePrerequisites } from "@wrenn/host-agent/image/build.ts";
-import type { Progress } from "@wrenn/host-agent/image/progress.ts";
 import { findLeftovers, liveAgents, removeUnused } from "@wrenn/host-agent/image/prune.ts";
 import { isDebootstrapChatter } from "@wrenn/host-agent/image/rootfs.ts";
 import {
@@ -14,54 +13,27 @@ import {
   readTemplateMeta,
 } from "@wrenn/host-agent/image/store.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { Phases } from "../ui/phases.ts";
+import { fields } from "../ui/table.ts";
 // envd's bundler lives beside envd (it owns what goes into the bundle); the CLI wires it in.
 import { buildEnvd } from "../../../envd/build.ts";
 
 const USAGE = `usage: wrenn image build [--template NAME] [--kernel PATH [--initrd PATH]] [--force]
-       wrenn image show [--template NAME]
+       wrenn image show [--template NAME] [--json]
        wrenn image prune [--dry-run] [--data-dir DIR]... [--force]
 
 build   builds the guest kernel (Debian's cloud kernel + initramfs) and the
         base template into $WRENN_DATA_DIR (default /var/lib/wrenn); cached,
         so a second run only rebuilds what changed. --kernel uses your own
         kernel (bzImage or ELF vmlinux) instead; so does WRENN_KERNEL.
-show    prints where the kernel and the template are, and what they hold.
+show    prints where the kernel and the template are, and what they hold
+        (--json for scripts).
 prune   removes what image rebuilds left behind: base images no template
         points at and boot snapshots of an old image or kernel, unless a
         sandbox recorded in a data dir (default: $WRENN_DATA_DIR; name each
         agent's --data-dir) still uses them. Refused while a host agent runs,
         unless --force (then name every running agent's data dir).
 `;
-
-/** Step headers always; a long command's lines on one status line (terminal) or filtered (logs). */
-function consoleProgress(): Progress {
-  const start = performance.now();
-  const tty = process.stderr.isTTY;
-  let status = false;
-  const clear = (): void => {
-    if (status) process.stderr.write("\r\x1b[K");
-    status = false;
-  };
-  const stamp = (): string => {
-    const s = Math.round((performance.now() - start) / 1000);
-    return `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
-  };
-  return {
-    step(message) {
-      clear();
-      process.stderr.write(`==> [${stamp()}] ${message}\n`);
-    },
-    detail(line) {
-      if (tty) {
-        const width = (process.stderr.columns || 80) - 5;
-        process.stderr.write(`\r\x1b[K    ${line.slice(0, width)}`);
-        status = true;
-      } else if (!isDebootstrapChatter(line) && line.trim() !== "") {
-        process.stderr.write(`    ${line}\n`);
-      }
-    },
-  };
-}
 
 async function pinnedNode(): Promise<{ binary: string; version: string }> {
   const require = createRequire(import.meta.url);
@@ -84,7 +56,7 @@ async function build(argv: string[]): Promise<void> {
     throw new WrennError("invalid_argument", "--initrd goes with --kernel");
   }
   checkImagePrerequisites();
-  const progress = consoleProgress();
+  const progress = new Phases({ noise: isDebootstrapChatter });
   const data = dataDir();
   const node = await pinnedNode();
   progress.step("bundling envd");
@@ -120,6 +92,7 @@ async function build(argv: string[]): Promise<void> {
       );
     }
   } finally {
+    progress.finish();
     await rm(envdOut, { recursive: true, force: true });
   }
 }
@@ -131,7 +104,10 @@ function mib(bytes: number): number {
 async function show(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { template: { type: "string", default: DEFAULT_TEMPLATE } },
+    options: {
+      template: { type: "string", default: DEFAULT_TEMPLATE },
+      json: { type: "boolean", default: false },
+    },
   });
   const data = dataDir();
   const kernel = await findKernel(data);
@@ -142,7 +118,17 @@ async function show(argv: string[]): Promise<void> {
       `template '${values.template}' is not built in ${data}: run 'wrenn image build'`,
     );
   }
-  process.stdout.write(`${JSON.stringify({ dataDir: data, kernel, template: meta }, null, 2)}\n`);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ dataDir: data, kernel, template: meta }, null, 2)}\n`);
+    return;
+  }
+  const flat = (prefix: string, value: unknown): Array<[string, string]> =>
+    value !== null && typeof value === "object" && !Array.isArray(value)
+      ? Object.entries(value).flatMap(([k, v]) => flat(prefix ? `${prefix}.${k}` : k, v))
+      : [[prefix, Array.isArray(value) ? value.join(", ") : String(value)]];
+  process.stdout.write(
+    fields([["data dir", data], ...flat("kernel", kernel), ...flat("template", meta)]),
+  );
 }
 
 async function prune(argv: string[]): Promise<void> {

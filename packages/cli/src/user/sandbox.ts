@@ -101,7 +101,8 @@ export interface ExecOptions extends JsonOption {
 
 /** Streams the command's output as it comes; returns its exit code for the process to exit with. */
 export async function exec(id: string, argv: string[], o: ExecOptions): Promise<number> {
-  const [cmd, ...args] = argv;
+  // With options passed through after the id, a `--` separator arrives as an argument.
+  const [cmd, ...args] = argv[0] === "--" ? argv.slice(1) : argv;
   if (!cmd)
     throw new WrennError(
       "invalid_argument",
