@@ -1,7 +1,7 @@
-import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
+import { EventEmitter } from "node:events";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { serve } from "@hono/node-server";
+import { getRequestListener } from "@hono/node-server";
 import type { PGlite } from "@electric-sql/pglite";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { AgentPool } from "./agents.ts";
@@ -18,6 +18,9 @@ import { openDatabase, type Db } from "./db/open.ts";
 import { Expiry } from "./expiry.ts";
 import { Reconciler } from "./reconciler.ts";
 import { SandboxService } from "./sandboxes.ts";
+import { listen, type Listener, type TlsFiles } from "./listen.ts";
+import { createSandboxProxy } from "./proxy/proxy.ts";
+import { proxyErrorBody } from "@wrenn/shared/sandbox-proxy.ts";
 import { DEFAULT_OVERCOMMIT, Placement, type Overcommit } from "./scheduler.ts";
 
 export interface ControlPlaneOptions {
@@ -41,11 +44,17 @@ export interface ControlPlaneOptions {
   domain?: string;
   /** How often ended E2B sandboxes are paused or killed (default 1 s). */
   expiryIntervalMs?: number;
+  /** A second listener that only proxies to sandboxes (default: the API's listener does). */
+  proxyPort?: number;
+  /** Serve HTTPS (the API and the proxy) with this certificate and key (PEM). */
+  tls?: TlsFiles;
   log?: Logger;
 }
 
 export interface ControlPlane {
   url: string;
+  /** The proxy-only listener's URL, when `proxyPort` was given. */
+  proxyUrl: string | null;
   /** The Hono app, for in-process requests and route listings. */
   app: ReturnType<typeof buildApp>;
   port: number;
@@ -111,28 +120,78 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const expiry = new Expiry(db, service, log, options.expiryIntervalMs ?? 1_000);
   const app = buildApp(deps, service, reconciler);
 
-  const server = await new Promise<Server>((resolve) => {
-    const s = serve(
-      { fetch: app.fetch, port: options.port ?? 8080, hostname: options.host ?? "127.0.0.1" },
-      () => resolve(s as Server),
-    ) as Server;
+  const proxy = createSandboxProxy({
+    db,
+    log,
+    domain: options.domain?.toLowerCase() ?? null,
+    resume: async (entry) => {
+      // The proxy acts for the sandbox's team: only its owner could have asked for autoResume.
+      await service.resume(
+        { teamId: entry.teamId, role: "admin", userId: null, isAdmin: false, via: "api_key" },
+        entry.sandboxId,
+      );
+    },
   });
-  // Longer than clients' idle pools (undici: 4 s hint, load balancers: 60 s), so the
-  // server never closes a kept-alive socket just as a client reuses it.
-  server.keepAliveTimeout = 65_000;
-  server.on("clientError", answerClientError);
-  const detachWs = attachExecStream(server, deps, service);
+  const honoListener = getRequestListener(app.fetch);
+  // WebSocket routes of the API attach here; the listener hands them the upgrades it does not proxy.
+  const apiUpgrades = new EventEmitter();
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const route = proxy.route(req);
+    if (route) proxy.web(req, res, route);
+    else void honoListener(req, res);
+  };
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const route = proxy.route(req);
+    if (route) proxy.ws(req, socket, head, route);
+    else apiUpgrades.emit("upgrade", req, socket, head);
+  };
+  const host = options.host ?? "127.0.0.1";
+  const main = await listen({
+    host,
+    port: options.port ?? 8080,
+    tls: options.tls,
+    onRequest,
+    onUpgrade,
+    onClientError: answerClientError,
+  });
+  let proxyListener: Listener | null = null;
+  if (options.proxyPort !== undefined) {
+    const notForProxy = (): string =>
+      proxyErrorBody(
+        400,
+        "this port only reaches sandboxes: name one with the Host <port>-<sandboxId>.<domain> or the E2b-Sandbox-Id and E2b-Sandbox-Port headers",
+      );
+    proxyListener = await listen({
+      host,
+      port: options.proxyPort,
+      tls: options.tls,
+      onRequest: (req, res) => {
+        const route = proxy.route(req);
+        if (route) proxy.web(req, res, route);
+        else res.writeHead(400, { "content-type": "application/json" }).end(notForProxy());
+      },
+      onUpgrade: (req, socket, head) => {
+        const route = proxy.route(req);
+        if (route) proxy.ws(req, socket, head, route);
+        else socket.destroy();
+      },
+      onClientError: answerClientError,
+    }).catch(async (err: unknown) => {
+      await main.close();
+      throw err;
+    });
+  }
+  const detachWs = attachExecStream(apiUpgrades, deps, service);
   reconciler.start();
   expiry.start();
-  const { port, address } = server.address() as AddressInfo;
-  const host = address.includes(":") ? `[${address}]` : address;
-  const url = `http://${host}:${port}`;
+  const url = main.url;
   log.info({ url, database: database.kind }, "control plane listening");
 
   return {
     url,
+    proxyUrl: proxyListener?.url ?? null,
     app,
-    port,
+    port: main.port,
     db,
     reconciler,
     async addHost(address, { secret } = {}) {
@@ -157,8 +216,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       await reconciler.stop();
       await expiry.stop();
       detachWs();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      proxy.close();
+      await Promise.all([main.close(), proxyListener?.close()]);
       await database.close();
     },
   };

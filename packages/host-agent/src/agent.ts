@@ -16,6 +16,7 @@ import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
 import { MetricsSampler } from "./sandbox/metrics.ts";
+import { createGuestProxy } from "./proxy/proxy.ts";
 import { HOST_SECRET_PATTERN, hostAgentService, hostSecretInterceptor } from "./service.ts";
 
 export interface HostAgentOptions {
@@ -168,8 +169,18 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     },
     interceptors: options.secret ? [hostSecretInterceptor(options.secret)] : [],
   });
-  // Exec streams and file transfers may run long: no request timeout.
-  const server = createServer({ requestTimeout: 0 }, handler);
+  // The traffic proxy shares the agent's listener: the control plane forwards
+  // users' requests here with the proxy headers.
+  const guestProxy = createGuestProxy(manager, { secret: options.secret, log });
+  // Exec streams, file transfers and proxied streams may run long: no request timeout.
+  const server = createServer({ requestTimeout: 0 }, (req, res) => {
+    if (guestProxy.matches(req)) guestProxy.web(req, res);
+    else handler(req, res);
+  });
+  server.on("upgrade", (req, socket, head) => {
+    if (guestProxy.matches(req)) guestProxy.ws(req, socket, head);
+    else socket.destroy();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) =>
       reject(
@@ -190,6 +201,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const close = async (): Promise<void> => {
     metrics.stop();
     await manager.close();
+    guestProxy.close();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await releasePrefix();

@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server } from "node:http";
+import type { EventEmitter } from "node:events";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -23,7 +24,11 @@ export const EXEC_STREAM_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/exec\/strea
  * (data base64), `{type:"end",exit_code,error}` or `{type:"error",code,message}`,
  * then closes. Closing the socket early cancels the command.
  */
-export function attachExecStream(server: Server, deps: Deps, service: SandboxService): () => void {
+export function attachExecStream(
+  server: EventEmitter,
+  deps: Deps,
+  service: SandboxService,
+): () => void {
   // Room above the 1 MiB limit, so a message just past it gets an error event, not only a 1009 close.
   const wss = new WebSocketServer({ noServer: true, maxPayload: 4 * MESSAGE_LIMIT });
   // The dashboard's terminal shares this upgrade listener (one listener answers unknown paths).

@@ -1146,6 +1146,13 @@ export class SandboxManager {
     return this.running(id).envd;
   }
 
+  /** Where the host reaches a running sandbox's guest (the traffic proxy); marks it active. */
+  guestAddress(id: string): string {
+    const { live } = this.running(id);
+    if (!live.slot) throw new WrennError("failed_precondition", `sandbox '${id}' has no network`);
+    return live.slot.hostAddress;
+  }
+
   async diskUsage(record: SandboxRecord): Promise<number> {
     return record.disk ? this.opts.storage.usage(record.disk).catch(() => 0) : 0;
   }

@@ -1,0 +1,191 @@
+import { timingSafeEqual } from "node:crypto";
+import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { createProxyServer } from "http-proxy-3";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
+import {
+  ENVD_PORT,
+  PROXY_PORT_HEADER,
+  PROXY_SANDBOX_HEADER,
+  PROXY_SECRET_HEADER,
+  endSocket,
+  proxyErrorBody,
+} from "@wrenn/shared/sandbox-proxy.ts";
+import type { Db } from "../db/open.ts";
+import { SandboxDirectory, type ProxyEntry, type Resumer } from "./directory.ts";
+import { routeOf, type ProxyRoute } from "./route.ts";
+
+export interface SandboxProxyOptions {
+  db: Db;
+  log: Logger;
+  /** Sandboxes' domain (`<port>-<id>.<domain>`); null: header routing only. */
+  domain: string | null;
+  /** Resumes a paused sandbox whose owner asked for autoResume. */
+  resume: Resumer;
+  /** How long a running sandbox's host stays cached (default 2 s). */
+  cacheTtlMs?: number;
+}
+
+export interface SandboxProxy {
+  /** The sandbox port a request is for, or null when it is an API request. */
+  route(req: IncomingMessage): ProxyRoute | null;
+  web(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): void;
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer, route: ProxyRoute): void;
+  close(): void;
+}
+
+interface Failure {
+  status: number;
+  body: string;
+}
+
+/** How long a request waits for a sandbox another request is resuming. */
+const RESUME_WAIT_MS = 60_000;
+
+/**
+ * The control plane's half of the traffic proxy: finds the sandbox's host
+ * and forwards the request, unchanged and streamed, to that host's agent,
+ * which forwards it to the guest. envd's own access token guards envd's
+ * port end to end; the traffic access token guards a secure sandbox's other
+ * ports unless its owner allowed public traffic.
+ */
+export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
+  const directory = new SandboxDirectory(opts.db, opts.log, opts.cacheTtlMs);
+  const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
+  const proxy = createProxyServer({ agent, xfwd: true, proxyTimeout: 0 });
+
+  async function resolve(route: ProxyRoute, req: IncomingMessage): Promise<ProxyEntry | Failure> {
+    if (route.error !== undefined) return { status: 400, body: proxyErrorBody(400, route.error) };
+    const { sandboxId, port } = route;
+    const notFound = {
+      status: 502,
+      body: proxyErrorBody(502, "The sandbox was not found", { sandboxId }),
+    };
+    let entry = await directory.lookup(sandboxId);
+    if (entry?.status === "paused" && entry.autoResume) {
+      opts.log.info({ sandboxId, port }, "proxy: resuming a paused sandbox for a request");
+      await directory.resume(entry, opts.resume);
+      entry = await directory.lookup(sandboxId);
+    }
+    const deadline = Date.now() + RESUME_WAIT_MS;
+    while (entry?.status === "pending" && entry.autoResume && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      entry = await directory.lookup(sandboxId);
+    }
+    if (!entry || entry.status !== "running" || !entry.host) {
+      if (entry?.status === "paused") {
+        return {
+          status: 502,
+          body: proxyErrorBody(502, "The sandbox is paused", { sandboxId }),
+        };
+      }
+      return notFound;
+    }
+    if (port !== ENVD_PORT && entry.secure && !entry.allowPublicTraffic) {
+      const given = req.headers["e2b-traffic-access-token"];
+      if (typeof given !== "string" || !sameSecret(given, entry.trafficAccessToken)) {
+        return {
+          status: 403,
+          body: proxyErrorBody(
+            403,
+            "this sandbox's ports need its traffic access token in the e2b-traffic-access-token header",
+            { sandboxId, port },
+          ),
+        };
+      }
+    }
+    return entry;
+  }
+
+  function forwardOptions(entry: ProxyEntry, port: number) {
+    const host = entry.host as NonNullable<ProxyEntry["host"]>;
+    const base = host.address.includes("://") ? host.address : `http://${host.address}`;
+    return {
+      target: base,
+      headers: {
+        [PROXY_SANDBOX_HEADER]: entry.sandboxId,
+        [PROXY_PORT_HEADER]: String(port),
+        ...(host.secret ? { [PROXY_SECRET_HEADER]: host.secret } : {}),
+      },
+    };
+  }
+
+  function agentFailure(entry: ProxyEntry, err: unknown): Failure {
+    directory.forget(entry.sandboxId);
+    opts.log.warn(
+      { sandboxId: entry.sandboxId, host: entry.host?.address, err: messageOf(err) },
+      "proxy: the sandbox's host did not answer",
+    );
+    return {
+      status: 502,
+      body: proxyErrorBody(502, "The sandbox's host did not answer", {
+        sandboxId: entry.sandboxId,
+      }),
+    };
+  }
+
+  function internal(err: unknown, route: ProxyRoute): Failure {
+    if (err instanceof WrennError) {
+      return {
+        status: 502,
+        body: proxyErrorBody(502, err.message, { sandboxId: route.sandboxId ?? "" }),
+      };
+    }
+    opts.log.error({ err, sandboxId: route.sandboxId }, "proxy: request failed");
+    return { status: 502, body: proxyErrorBody(502, "the proxy failed to route this request") };
+  }
+
+  return {
+    route: (req) => routeOf(req, opts.domain),
+    web(req, res, route) {
+      resolve(route, req).then(
+        (entry) => {
+          if ("body" in entry) return answer(res, entry.status, entry.body);
+          const port = (route as { port: number }).port;
+          proxy.web(req, res, forwardOptions(entry, port), (err) => {
+            const f = agentFailure(entry, err);
+            answer(res, f.status, f.body);
+          });
+        },
+        (err: unknown) => {
+          const f = internal(err, route);
+          answer(res, f.status, f.body);
+        },
+      );
+    },
+    ws(req, socket, head, route) {
+      resolve(route, req).then(
+        (entry) => {
+          if ("body" in entry) return endSocket(socket, entry.status, entry.body);
+          const port = (route as { port: number }).port;
+          proxy.ws(req, socket, head, forwardOptions(entry, port), (err) => {
+            const f = agentFailure(entry, err);
+            endSocket(socket, f.status, f.body);
+          });
+        },
+        (err: unknown) => {
+          const f = internal(err, route);
+          endSocket(socket, f.status, f.body);
+        },
+      );
+    },
+    close() {
+      agent.destroy();
+    },
+  };
+}
+
+function answer(res: ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { "content-type": "application/json" }).end(body);
+}
+
+function sameSecret(given: string, want: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(want);
+  return want.length > 0 && a.length === b.length && timingSafeEqual(a, b);
+}
