@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startHarness, type Harness } from "../../control-plane/test/harness.ts";
-import { commandPaths, wrenn, type Run } from "./wrenn-binary.ts";
+import { commandPaths, repo, wrenn, type Run } from "./wrenn-binary.ts";
 
 let h: Harness;
 let dir: string;
@@ -208,3 +208,35 @@ test(
     oneLineError(await wrenn(["sb", "ls"], { env }), /not logged in/);
   },
 );
+
+test("colours on a terminal only, and not with NO_COLOR", { timeout: 120_000 }, async () => {
+  const pty = (await import("node-pty")).default;
+  const base: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...env,
+    WRENN_API_URL: h.cp.url,
+    WRENN_API_KEY: h.key,
+  };
+  delete base.FORCE_COLOR;
+  delete base.NO_COLOR;
+  const ls = (extra: NodeJS.ProcessEnv) =>
+    new Promise<string>((resolve) => {
+      const term = pty.spawn(join(repo, "wrenn"), ["template", "ls"], {
+        cols: 120,
+        rows: 30,
+        env: { ...base, ...extra } as Record<string, string>,
+      });
+      let out = "";
+      term.onData((d) => (out += d));
+      term.onExit(() => resolve(out));
+    });
+  const coloured = await ls({});
+  assert.match(coloured, /NAME/);
+  assert.ok(
+    coloured.includes("\u001b[1m"),
+    `bold header on a terminal: ${JSON.stringify(coloured)}`,
+  );
+  const plain = await ls({ NO_COLOR: "1" });
+  assert.match(plain, /NAME/);
+  assert.ok(!plain.includes("\u001b[1m"), `NO_COLOR: ${JSON.stringify(plain)}`);
+});

@@ -136,7 +136,10 @@ export async function exec(id: string, argv: string[], o: ExecOptions): Promise<
       onStdout: (d) => process.stdout.write(d),
       onStderr: (d) => process.stderr.write(d),
     });
-    if (end.error) process.stderr.write(`wrenn: ${end.error}\n`);
+    // envd says "exit status N" for every failing command; the exit code already tells that.
+    if (end.error && !/^exit status \d+$/.test(end.error)) {
+      process.stderr.write(`wrenn sandbox exec: ${end.error}\n`);
+    }
     return end.exitCode;
   } finally {
     process.off("SIGINT", onSigint);
