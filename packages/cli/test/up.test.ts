@@ -13,8 +13,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readlink, rm, symlink } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { rootfsInputsHash } from "@wrenn/host-agent/image/rootfs.ts";
@@ -391,5 +393,190 @@ test(
       assert.match(up.stdout(), /stopping: destroying sandboxes/, output());
       await assertNoLeaks(before, { settleMs: 5000 });
       assert.equal(existsSync(claim), false, "the network prefix's claim is released");
+    }),
+);
+
+/** The user commands (test/wrenn-binary.ts runs ./wrenn) with this run's login. */
+async function userWrenn(args: string[], env: NodeJS.ProcessEnv) {
+  const { wrenn } = await import("./wrenn-binary.ts");
+  return wrenn(args, { env, timeoutMs: 300_000 });
+}
+
+/** Whether the control plane serves the terminal WebSocket (the dashboard's live terminal). */
+async function hasTerminal(base: string): Promise<boolean> {
+  const doc = (await (await fetch(`${base.replace(/\/v1$/, "")}/openapi.json`)).json()) as {
+    paths: Record<string, unknown>;
+  };
+  return "/v1/sandboxes/{id}/terminal" in doc.paths;
+}
+
+/** `wrenn sandbox shell` in a pseudo-terminal: keys in, screen out, resize, exit code. */
+async function shellThroughPty(id: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const pty = (await import("node-pty")).default;
+  const term = pty.spawn(join(repo, "wrenn"), ["sandbox", "shell", id], {
+    cols: 80,
+    rows: 24,
+    env: { ...process.env, ...env } as Record<string, string>,
+  });
+  let screen = "";
+  term.onData((d) => (screen += d));
+  const exited = new Promise<number>((r) => term.onExit(({ exitCode }) => r(exitCode)));
+  try {
+    await until("the guest's prompt", 60_000, () => (/[$#] $/.test(screen) ? true : undefined));
+    term.resize(101, 33);
+    await new Promise((r) => setTimeout(r, 500));
+    term.write("stty size; echo $((6*7))x\r");
+    await until("stty and the sum", 30_000, () =>
+      /33 101/.test(screen) && /42x/.test(screen) ? true : undefined,
+    );
+    term.write("exit 5\r");
+    assert.equal(await exited, 5, screen);
+  } finally {
+    term.kill();
+  }
+}
+
+test(
+  "wrenn up, then a user's commands against it (login, create, exec, cp, pause/resume, shell, snapshot, rm); a restart with a new --agent-listen port reaches the agent there",
+  { skip, timeout: 2 * UP_TIMEOUT_MS + 4 * STOP_TIMEOUT_MS },
+  () =>
+    withUp("wcl", true, async (run) => {
+      const { prefix, root, up, output, sandboxIds } = run;
+      const summary = async (u: Up) => {
+        await until(
+          "wrenn up to print its summary",
+          UP_TIMEOUT_MS,
+          () => {
+            if (u.proc.exitCode !== null || u.proc.signalCode !== null)
+              assert.fail(`wrenn up exited:\n${u.stdout()}\n${u.stderr()}`);
+            return /^ {2}try: /m.test(u.stdout()) ? true : undefined;
+          },
+          POLL_MS,
+        );
+        const base = /^ {2}API: +(http:\/\/\S+\/v1)$/m.exec(u.stdout())?.[1];
+        const key = /^ {2}API key: +(\S+)/m.exec(u.stdout())?.[1];
+        assert.ok(base && key, `${u.stdout()}\n${u.stderr()}`);
+        return { base, key };
+      };
+      const { base, key } = await summary(up);
+      const env: NodeJS.ProcessEnv = { XDG_CONFIG_HOME: join(root, "config") };
+      const ok = async (args: string[], extra: NodeJS.ProcessEnv = {}) => {
+        const r = await userWrenn(args, { ...env, ...extra });
+        assert.equal(r.code, 0, `wrenn ${args.join(" ")}: ${r.code}\n${r.stdout}\n${r.stderr}`);
+        return r;
+      };
+
+      await ok(["login", "--api-url", base, "--api-key", key]);
+      const bad = await userWrenn(["sandbox", "ls"], {
+        ...env,
+        WRENN_API_KEY: "e2b_" + "0".repeat(40),
+      });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /^wrenn sandbox ls: .*\(unauthenticated\)\n$/);
+
+      let t = performance.now();
+      const created = JSON.parse(
+        (await ok(["sb", "create", "--json", "--timeout", "900"])).stdout,
+      ) as {
+        sandbox_id: string;
+      };
+      const id = created.sandbox_id;
+      sandboxIds.push(id);
+      console.log(`wrenn sb create: ${Math.round(performance.now() - t)} ms`);
+
+      t = performance.now();
+      const exec = await userWrenn(
+        ["sb", "exec", id, "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        env,
+      );
+      console.log(`wrenn sb exec: ${Math.round(performance.now() - t)} ms`);
+      assert.deepEqual([exec.code, exec.stdout, exec.stderr], [3, "out\n", "err\n"]);
+
+      const local = join(root, "payload.bin");
+      const payload = randomBytes(8 << 20);
+      await writeFile(local, payload);
+      t = performance.now();
+      await ok(["sb", "cp", local, `${id}:/tmp/payload.bin`]);
+      console.log(`wrenn sb cp up 8 MiB: ${Math.round(performance.now() - t)} ms`);
+      t = performance.now();
+      await ok(["sb", "cp", `${id}:/tmp/payload.bin`, join(root, "back.bin")]);
+      console.log(`wrenn sb cp back 8 MiB: ${Math.round(performance.now() - t)} ms`);
+      assert.ok(
+        (await readFile(join(root, "back.bin"))).equals(payload),
+        "cp up and back is identical",
+      );
+
+      t = performance.now();
+      await ok(["sb", "pause", id]);
+      console.log(`wrenn sb pause: ${Math.round(performance.now() - t)} ms`);
+      assert.match((await ok(["sb", "info", id])).stdout, /^status +paused$/m);
+      t = performance.now();
+      await ok(["sb", "resume", id]);
+      console.log(`wrenn sb resume: ${Math.round(performance.now() - t)} ms`);
+      const sum = await ok(["sb", "exec", id, "sha256sum", "/tmp/payload.bin"]);
+      assert.equal(sum.stdout.split(" ")[0], createHash("sha256").update(payload).digest("hex"));
+
+      if (await hasTerminal(base)) await shellThroughPty(id, env);
+      else
+        console.warn(
+          "\n!!! SKIPPING wrenn sandbox shell: this control plane has no terminal route\n",
+        );
+
+      const tpl = JSON.parse((await ok(["snapshot", "--json", id, "cli-vm"])).stdout) as {
+        name: string;
+      };
+      assert.equal(tpl.name, "cli-vm");
+      const templates = JSON.parse((await ok(["template", "ls", "--json"])).stdout) as Array<{
+        name: string;
+      }>;
+      assert.ok(templates.some((x) => x.name === "cli-vm"));
+      await ok(["sb", "rm", id]);
+      await ok(["template", "rm", "cli-vm"]);
+      assert.deepEqual(JSON.parse((await ok(["sb", "ls", "--json"])).stdout), []);
+
+      // The same data dir again with the agent on another port: one host row, at the new address.
+      const stopped = await up.interrupt();
+      assert.deepEqual(stopped, { code: 0, signal: null }, output());
+      const port = await new Promise<number>((resolve) => {
+        const probe = createServer().listen(0, "127.0.0.1", () => {
+          const p = (probe.address() as { port: number }).port;
+          probe.close(() => resolve(p));
+        });
+      });
+      const env2: NodeJS.ProcessEnv = { ...process.env, WRENN_NETWORK_PREFIX: prefix };
+      delete env2.DATABASE_URL;
+      delete env2.WRENN_PORT;
+      const again = startUp(
+        [
+          "--skip-setup",
+          "--port",
+          "0",
+          "--agent-listen",
+          `127.0.0.1:${port}`,
+          "--data-dir",
+          join(root, "data"),
+        ],
+        env2,
+      );
+      try {
+        const second = await summary(again);
+        const demo = /\(exit (\d+)\)$/m.exec(again.stdout());
+        assert.equal(
+          demo?.[1],
+          "0",
+          `the demo ran on the restarted agent:\n${again.stdout()}\n${again.stderr()}`,
+        );
+        const hostsRes = await fetch(`${second.base}/admin/hosts`, {
+          headers: { "x-api-key": second.key },
+        });
+        const rows = (await hostsRes.json()) as Array<{ address: string }>;
+        assert.deepEqual(
+          rows.map((h) => h.address),
+          [`127.0.0.1:${port}`],
+        );
+        assert.deepEqual(await again.interrupt(), { code: 0, signal: null });
+      } finally {
+        await again.stop();
+      }
     }),
 );

@@ -12,6 +12,7 @@ import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { AGENT_TOOLS } from "./host-agent.ts";
+import { registerUpHost } from "./up-host.ts";
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -153,7 +154,7 @@ export async function run(argv: string[]): Promise<void> {
       host: values.host,
       ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
     });
-    await cp.addHost(new URL(agent.url).host, { secret: hostSecret });
+    await registerUpHost(cp, stateDir, new URL(agent.url).host, hostSecret);
     const session = await adminSession(cp.url, stateDir);
     const { key } = await api<{ key: string }>(
       cp.url,
