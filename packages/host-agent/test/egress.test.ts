@@ -8,9 +8,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ConnectError } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import { runCommand } from "@wrenn/shared/command.ts";
+import { until } from "@wrenn/shared/testing/until.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const h = new AgentHarness("we");
@@ -27,6 +31,8 @@ const skip = vmSkipReason("host-agent egress tests");
 h.configure({ egressInterface: HOST_END });
 
 let server: ChildProcess | undefined;
+/** What the stand-in hosts serve (outside the harness's root, whose name marks leaks). */
+let www = "";
 
 const ip = (...args: string[]) => runCommand("ip", args);
 const inNs = (...args: string[]) => ip("netns", "exec", NS, ...args);
@@ -45,10 +51,13 @@ async function makeInternet(): Promise<void> {
   // Deleted with the link: the route goes when HOST_END does.
   await ip("route", "add", `${A}/32`, "via", NS_IP, "dev", HOST_END);
   await ip("route", "add", `${B}/32`, "via", NS_IP, "dev", HOST_END);
+  www = await mkdtemp(join(tmpdir(), "wrenn-egress-www-"));
+  // Slow to download at a limited rate: a connection that stays open.
+  await writeFile(join(www, "big"), Buffer.alloc(4 * 1024 * 1024, 1));
   server = spawn(
     "ip",
     ["netns", "exec", NS, "python3", "-m", "http.server", String(PORT), "--bind", "0.0.0.0"],
-    { stdio: "ignore" },
+    { stdio: "ignore", cwd: www },
   );
   // Listening once the namespace answers on A.
   for (let i = 0; ; i++) {
@@ -82,6 +91,7 @@ async function removeInternet(): Promise<void> {
   }
   await ip("link", "del", HOST_END).catch(() => undefined);
   await ip("netns", "del", NS).catch(() => undefined);
+  if (www) await rm(www, { recursive: true, force: true });
 }
 
 describe("egress rules per sandbox", { skip, concurrency: false, timeout: 600_000 }, () => {
@@ -134,8 +144,26 @@ describe("egress rules per sandbox", { skip, concurrency: false, timeout: 600_00
       });
       assert.equal(await reach(ruled), "- B", "deny_out [A]");
 
+      // A download from B, kept slow so it is still open when B is denied.
+      await h.sh(
+        ruled,
+        `nohup sh -c 'curl -s --limit-rate 16k -m 200 -o /dev/null http://${B}:${PORT}/big; echo $? > /tmp/rc' >/dev/null 2>&1 &`,
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal((await h.sh(ruled, "cat /tmp/rc 2>/dev/null")).stdout, "", "still downloading");
+
+      const denied = performance.now();
       await update(ruled, [A], ["0.0.0.0/0"]);
       assert.equal(await reach(ruled), "A -", "deny_out [0.0.0.0/0], allow_out [A]: A only");
+      // The open connection to B is cut at its next packet, not left to finish.
+      const rc = await until("the open download to end", 30_000, async () => {
+        const out = (await h.sh(ruled, "cat /tmp/rc 2>/dev/null")).stdout.trim();
+        return out === "" ? undefined : out;
+      });
+      console.log(
+        `open connection to a newly denied host ended with curl exit ${rc} after ${Math.round(performance.now() - denied)} ms`,
+      );
+      assert.notEqual(rc, "0", "the download finished although its host was denied");
 
       // The namespace keeps its rules while the agent is away; the record keeps them on disk.
       await h.agent.close();

@@ -102,6 +102,7 @@ test("nft text: the slot's forward path passes the egress chain; rules replace i
       "}",
       "flush chain inet wrenn egress",
       "add rule inet wrenn egress ip daddr { 198.18.10.1/32 } accept",
+      "add rule inet wrenn egress ip daddr { 0.0.0.0/0 } meta l4proto tcp reject with tcp reset",
       "add rule inet wrenn egress ip daddr { 0.0.0.0/0 } reject with icmpx admin-prohibited",
       "",
     ].join("\n"),

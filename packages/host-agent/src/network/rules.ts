@@ -143,8 +143,10 @@ export function namespaceScript(prefix: string, addresses: SlotAddresses): strin
  * Replaces a slot's egress rules in one `nft -f` transaction (run inside
  * its namespace): the guest never sees a moment with neither the old nor
  * the new rules. allow is matched first, so it wins over deny; what neither
- * names passes. Denied packets are rejected (admin-prohibited), so a
- * connection fails at once instead of hanging until its timeout.
+ * names passes. Denied packets are rejected, not dropped, so a connection
+ * fails at once instead of hanging until its timeout: TCP with a reset
+ * (which also ends a connection opened before the rule, at its next packet),
+ * anything else with ICMP admin-prohibited.
  */
 export function egressScript(prefix: string, rules: ResolvedEgress): string {
   const set = (cidrs: string[]) => `{ ${cidrs.join(", ")} }`;
@@ -160,6 +162,7 @@ export function egressScript(prefix: string, rules: ResolvedEgress): string {
       : []),
     ...(rules.deny.length > 0
       ? [
+          `add rule inet ${prefix} egress ip daddr ${set(rules.deny)} meta l4proto tcp reject with tcp reset`,
           `add rule inet ${prefix} egress ip daddr ${set(rules.deny)} reject with icmpx admin-prohibited`,
         ]
       : []),
