@@ -10,6 +10,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { SandboxMetricSchema } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { startHarness, type Harness } from "../../control-plane/test/harness.ts";
 import { commandPaths, repo, wrenn, type Run } from "./wrenn-binary.ts";
 
@@ -239,4 +241,30 @@ test("colours on a terminal only, and not with NO_COLOR", { timeout: 120_000 }, 
   const plain = await ls({ NO_COLOR: "1" });
   assert.match(plain, /NAME/);
   assert.ok(!plain.includes("\u001b[1m"), `NO_COLOR: ${JSON.stringify(plain)}`);
+});
+
+test("sandbox metrics: a table, or the samples as JSON", { timeout: 60_000 }, async () => {
+  const auth = { ...env, WRENN_API_URL: h.cp.url, WRENN_API_KEY: h.key };
+  const id = ok(await wrenn(["sb", "create"], { env: auth })).stdout.trim();
+  ok(await wrenn(["sb", "metrics", id], { env: auth }));
+  h.agents[0]!.metrics.set(id, [
+    create(SandboxMetricSchema, {
+      timestampMs: BigInt(Date.UTC(2026, 0, 1, 12, 0, 5)),
+      cpuCount: 2,
+      cpuUsedPct: 37.5,
+      memUsedBytes: 100n << 20n,
+      memTotalBytes: 512n << 20n,
+      diskUsedBytes: 1n << 30n,
+      diskTotalBytes: 20n << 30n,
+    }),
+  ]);
+  assert.equal(
+    ok(await wrenn(["sb", "metrics", id], { env: auth })).stdout,
+    "TIME      CPU         MEMORY             DISK\n12:00:05  37.5% of 2  100 MiB / 512 MiB  1.0 GiB / 20 GiB\n",
+  );
+  const samples = JSON.parse(
+    ok(await wrenn(["sb", "metrics", "--json", id], { env: auth })).stdout,
+  ) as Array<{ cpu_used_pct: number }>;
+  assert.equal(samples[0]?.cpu_used_pct, 37.5);
+  ok(await wrenn(["sb", "rm", id], { env: auth }));
 });

@@ -4,6 +4,7 @@ export {
   type CreateSandboxOptions,
   type ExecOptions,
   type ExecResult,
+  type MetricSample,
   type SandboxInfo,
   type SandboxStatus,
   type StreamOptions,

@@ -6,6 +6,7 @@ import type { Template, Wrenn } from "./wrenn.ts";
 export type SandboxInfo = components["schemas"]["Sandbox"];
 export type SandboxStatus = SandboxInfo["status"];
 export type CreateSandboxOptions = Partial<components["schemas"]["CreateSandbox"]>;
+export type MetricSample = components["schemas"]["MetricSample"];
 
 export interface ExecOptions {
   /** Seconds the command may run (default 60, at most 3600). */
@@ -173,6 +174,16 @@ export class Sandbox {
   async ping(): Promise<void> {
     await this.#wrenn.call(
       this.#wrenn.api.POST("/v1/sandboxes/{id}/ping", { params: { path: { id: this.id } } }),
+    );
+  }
+
+  /** CPU, memory and disk samples of the running sandbox, oldest first (`sinceMs`: Unix ms). */
+  async metrics(options: { sinceMs?: number } = {}): Promise<MetricSample[]> {
+    const query = options.sinceMs ? { since_ms: options.sinceMs } : {};
+    return this.#wrenn.call(
+      this.#wrenn.api.GET("/v1/sandboxes/{id}/metrics", {
+        params: { path: { id: this.id }, query },
+      }),
     );
   }
 

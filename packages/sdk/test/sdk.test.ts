@@ -1,6 +1,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { SandboxMetricSchema } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { startHarness, type Harness } from "../../control-plane/test/harness.ts";
 import type { WrennApiError } from "../src/index.ts";
 import {
@@ -107,6 +109,34 @@ test("pause, resume, snapshot, templates", { timeout: 30_000 }, async () => {
   assert.ok((await wrenn.listTemplates({ type: "snapshot" })).some((t) => t.name === "sdk-snap"));
   await wrenn.deleteTemplate("sdk-snap");
   await assert.rejects(wrenn.deleteTemplate("sdk-snap"), NotFoundError);
+  await sb.destroy();
+});
+
+test("metrics: the host's samples of a running sandbox", { timeout: 30_000 }, async () => {
+  const sb = await Sandbox.create(wrenn);
+  h.agents[0]!.metrics.set(sb.id, [
+    create(SandboxMetricSchema, {
+      timestampMs: 1_700_000_000_000n,
+      cpuCount: 2,
+      cpuUsedPct: 37.5,
+      memUsedBytes: 100n << 20n,
+      memTotalBytes: 512n << 20n,
+      diskUsedBytes: 1n << 30n,
+      diskTotalBytes: 20n << 30n,
+    }),
+  ]);
+  assert.deepEqual(await sb.metrics(), [
+    {
+      timestamp_ms: 1_700_000_000_000,
+      cpu_count: 2,
+      cpu_used_pct: 37.5,
+      mem_used_bytes: 100 << 20,
+      mem_total_bytes: 512 << 20,
+      disk_used_bytes: 1 << 30,
+      disk_total_bytes: 20 * 2 ** 30,
+    },
+  ]);
+  assert.deepEqual(await sb.metrics({ sinceMs: 1_800_000_000_000 }), []);
   await sb.destroy();
 });
 

@@ -3,7 +3,7 @@ import { stat } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import { Sandbox, WrennApiError, type SandboxInfo } from "@wrenn/sdk/src/index.ts";
+import { Sandbox, type SandboxInfo } from "@wrenn/sdk/src/index.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { Bar, withSpinner } from "../ui/progress.ts";
 import { paint, status } from "../ui/style.ts";
@@ -242,31 +242,8 @@ export async function rm(ids: string[], o: JsonOption): Promise<void> {
 }
 
 export async function metrics(id: string, o: JsonOption): Promise<void> {
-  const wrenn = await connect();
-  const res = await wrenn.fetch(`/v1/sandboxes/${encodeURIComponent(id)}/metrics`);
-  const body: unknown = await res.json().catch(() => null);
-  if (
-    res.status === 404 &&
-    (body as { error?: { message?: string } })?.error?.message?.startsWith("no route")
-  ) {
-    throw new WrennError(
-      "failed_precondition",
-      "this control plane has no metrics endpoint yet: upgrade it",
-    );
-  }
-  if (!res.ok) {
-    const { errorFromBody } = await import("@wrenn/sdk/src/errors.ts");
-    throw errorFromBody(res.status, body);
-  }
-  const samples = body as Array<{
-    timestamp_ms: number;
-    cpu_count: number;
-    cpu_used_pct: number;
-    mem_used_bytes: number;
-    mem_total_bytes: number;
-    disk_used_bytes: number;
-    disk_total_bytes: number;
-  }>;
+  const sb = await Sandbox.get(await connect(), id);
+  const samples = await sb.metrics();
   if (o.json) {
     printJson(samples);
     return;
@@ -286,11 +263,6 @@ export async function metrics(id: string, o: JsonOption): Promise<void> {
       ]),
     ),
   );
-}
-
-/** Typed API errors keep their code on the way out. */
-export function isApiError(err: unknown): err is WrennApiError {
-  return err instanceof WrennApiError;
 }
 
 /**
