@@ -268,3 +268,43 @@ test("sandbox metrics: a table, or the samples as JSON", { timeout: 60_000 }, as
   assert.equal(samples[0]?.cpu_used_pct, 37.5);
   ok(await wrenn(["sb", "rm", id], { env: auth }));
 });
+
+test(
+  "on a terminal: a spinner for create, a progress bar for cp",
+  { timeout: 120_000 },
+  async () => {
+    const pty = (await import("node-pty")).default;
+    const auth: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...env,
+      WRENN_API_URL: h.cp.url,
+      WRENN_API_KEY: h.key,
+    };
+    const run = (args: string[]) =>
+      new Promise<{ out: string; code: number }>((resolve) => {
+        const term = pty.spawn(join(repo, "wrenn"), args, {
+          cols: 150,
+          rows: 30,
+          env: auth as Record<string, string>,
+        });
+        let out = "";
+        term.onData((d) => (out += d));
+        term.onExit(({ exitCode }) => resolve({ out, code: exitCode }));
+      });
+    const created = await run(["sb", "create"]);
+    assert.equal(created.code, 0, created.out);
+    assert.match(created.out, /⠋ creating a sandbox from 'minimal' \d+\.\d s/);
+    assert.match(created.out, /✓ creating a sandbox from 'minimal' \(\d+\.\d s\)/);
+    const id = /^([a-z0-9]+)\r?$/m.exec(created.out)?.[1];
+    assert.ok(id, created.out);
+    const local = join(dir, "bar.bin");
+    await writeFile(local, randomBytes(2 << 20));
+    const up = await run(["sb", "cp", local, `${id}:/tmp/bar.bin`]);
+    assert.equal(up.code, 0, up.out);
+    assert.match(
+      up.out,
+      /→ [a-z0-9]+:\/tmp\/bar\.bin \[█{24}\] 100% 2\.0 MiB\/2\.0 MiB \S+ \S+\/s ETA 0:00/,
+    );
+    ok(await wrenn(["sb", "rm", id], { env: auth }));
+  },
+);
