@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { WrennApiError } from "@wrenn/sdk/src/errors.ts";
 import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
+import pkg from "../package.json" with { type: "json" };
 import { registerDaemons } from "./program/daemons.ts";
 import { registerUserCommands } from "./program/user.ts";
 
@@ -20,6 +21,7 @@ function commandPath(program: Command, argv: string[]): string {
 function program(): Command {
   const p = new Command("wrenn")
     .description("Self-hosted microVM sandboxes that speak E2B's protocol")
+    .version(pkg.version, "-V, --version", "print the version")
     .enablePositionalOptions()
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: () => {} })
