@@ -13,6 +13,9 @@ import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { imageRoot, startHarness, type Harness } from "./harness.ts";
 
@@ -74,24 +77,17 @@ export async function startPlatform(stem: string): Promise<Platform> {
   const h = await startHarness("pglite", { agents: 0, agentTimeoutMs: 600_000 });
   const close = async () => {
     try {
-      const live = (await (
-        await h.api("/v1/sandboxes?limit=1000")
-      )
-        .json()
-        .catch(() => [])) as Array<{
-        sandbox_id: string;
-      }>;
-      for (const s of Array.isArray(live) ? live : []) {
-        await h.api(`/v1/sandboxes/${s.sandbox_id}`, { method: "DELETE" }).catch(() => {});
-      }
-      const tpls = (await (await h.api("/v1/admin/templates")).json().catch(() => [])) as Array<{
-        name: string;
-        type: string;
-      }>;
-      for (const t of Array.isArray(tpls) ? tpls : []) {
-        if (t.type === "snapshot") {
-          await h.api(`/v1/snapshots/${t.name}`, { method: "DELETE" }).catch(() => {});
-        }
+      // Every team's sandboxes (a test signs up users of its own), straight from the agent.
+      const agentApi = createClient(
+        HostAgentService,
+        createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" }),
+      );
+      const headers = { authorization: `Bearer ${secret}` };
+      const { sandboxes } = await agentApi.listSandboxes({}, { headers, timeoutMs: 30_000 });
+      for (const s of sandboxes) {
+        await agentApi
+          .destroySandbox({ sandboxId: s.sandboxId }, { headers, timeoutMs: 120_000 })
+          .catch(() => {});
       }
     } finally {
       await h.close();

@@ -143,7 +143,7 @@ function Page({ path, me }: { path: string; me: Me | undefined }) {
   if (path === "/test") return <TestPage />;
   if (match("/dashboard/sandboxes", path)) return <SandboxList />;
   const sb = match("/dashboard/sandboxes/:id", path);
-  if (sb?.id) return <SandboxPage id={sb.id} />;
+  if (sb?.id) return <SandboxPage key={sb.id} id={sb.id} />;
   if (match("/dashboard/templates", path)) return <Templates />;
   if (match("/dashboard/keys", path)) return <Keys />;
   if (match("/dashboard/members", path)) return <Members me={me} />;

@@ -157,7 +157,7 @@ export function Files({ id, running }: { id: string; running: boolean }) {
                   <td>
                     {e.type === "dir" ? (
                       <button className="link" onClick={() => open(e.path)}>
-                        📁 {e.name}/
+                        {e.name}/
                       </button>
                     ) : (
                       <span>{e.name}</span>
