@@ -516,6 +516,9 @@ test(
       const sum = await ok(["sb", "exec", id, "sha256sum", "/tmp/payload.bin"]);
       assert.equal(sum.stdout.split(" ")[0], createHash("sha256").update(payload).digest("hex"));
 
+      assert.match((await ok(["sb", "logs", id])).stdout, /Linux version/);
+      const samples = JSON.parse((await ok(["sb", "metrics", "--json", id])).stdout) as unknown[];
+      assert.ok(Array.isArray(samples));
       if (await hasTerminal(base)) await shellThroughPty(id, env);
       else
         console.warn(

@@ -271,8 +271,9 @@ export async function metrics(id: string, o: JsonOption): Promise<void> {
  */
 export async function logs(id: string, o: JsonOption): Promise<void> {
   const sb = await Sandbox.get(await connect(), id);
-  const r = await sb.exec("dmesg", ["--time-format", "iso"]);
-  const out = r.exitCode === 0 ? r : await sb.exec("dmesg");
+  // As root: Debian restricts the kernel log to it (kernel.dmesg_restrict).
+  const r = await sb.exec("dmesg", ["--time-format", "iso"], { user: "root" });
+  const out = r.exitCode === 0 ? r : await sb.exec("dmesg", [], { user: "root" });
   if (out.exitCode !== 0)
     throw new WrennError("internal", `dmesg failed in ${id}: ${out.stderr.trim()}`);
   if (o.json) printJson(out.stdout.split("\n").filter(Boolean));
