@@ -163,6 +163,12 @@ test(
     const back = join(dir, "back.bin");
     ok(await wrenn(["sb", "cp", `${id}:/tmp/up.bin`, back], { env }));
     assert.ok((await readFile(back)).equals(content), "the copy came back identical");
+    // Directories on either side take the file under its own name.
+    ok(await wrenn(["sb", "cp", local, `${id}:/tmp/dir/`], { env }));
+    const intoDir = JSON.parse(
+      ok(await wrenn(["sb", "cp", "--json", `${id}:/tmp/dir/up.bin`, dir], { env })).stdout,
+    ) as { path: string; size: number };
+    assert.deepEqual(intoDir, { path: join(dir, "up.bin"), size: content.length });
     oneLineError(await wrenn(["sb", "cp", local, back], { env }), /one side must be in a sandbox/);
 
     assert.equal(

@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { basename, join, posix } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -174,15 +175,16 @@ export async function cp(src: string, dst: string, o: JsonOption): Promise<void>
   const wrenn = await connect();
   const showBar = !o.json && process.stderr.isTTY === true;
   if (to) {
-    const size = (
-      await stat(src).catch(() => {
-        throw new WrennError("not_found", `no local file '${src}'`);
-      })
-    ).size;
-    const bar = showBar ? new Bar(`${src} → ${dst}`, size) : null;
+    const local = await stat(src).catch(() => {
+      throw new WrennError("not_found", `no local file '${src}'`);
+    });
+    if (!local.isFile()) throw new WrennError("invalid_argument", `'${src}' is not a file`);
+    const bar = showBar ? new Bar(`${src} → ${dst}`, local.size) : null;
     const sb = await Sandbox.get(wrenn, to.id);
+    // `ID:/dir/` means "into that directory", as cp does.
+    const target = to.path.endsWith("/") ? to.path + basename(src) : to.path;
     const body = createReadStream(src).pipe(counting(bar));
-    const written = await sb.files.write(to.path, body as AsyncIterable<Buffer>);
+    const written = await sb.files.write(target, body as AsyncIterable<Buffer>);
     bar?.finish();
     if (o.json) printJson(written);
     else if (!showBar) process.stderr.write(`${src} → ${dst}: ${bytes(written.size)}\n`);
@@ -198,6 +200,12 @@ export async function cp(src: string, dst: string, o: JsonOption): Promise<void>
   }
   const bar = showBar ? new Bar(`${src} → ${dst}`, size) : null;
   const stream = await sb.files.read(from!.path);
+  // An existing local directory receives the file under its own name, as cp does.
+  const into = await stat(dst).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
+  const output = into ? join(dst, posix.basename(from!.path)) : dst;
   let total = 0;
   await pipeline(
     Readable.fromWeb(stream as NodeReadableStream<Uint8Array>),
@@ -208,10 +216,10 @@ export async function cp(src: string, dst: string, o: JsonOption): Promise<void>
         done(null, chunk);
       },
     }),
-    dst === "-" ? process.stdout : createWriteStream(dst),
+    dst === "-" ? process.stdout : createWriteStream(output),
   );
   bar?.finish();
-  if (o.json) printJson({ path: dst, size: total });
+  if (o.json) printJson({ path: output, size: total });
   else if (!showBar && dst !== "-") process.stderr.write(`${src} → ${dst}: ${bytes(total)}\n`);
 }
 
