@@ -161,9 +161,15 @@ export function terminalUpgrade(deps: Deps, service: SandboxService) {
           if (e.case === "start") {
             pid = e.value.pid;
             sendJson({ type: "start", pid });
-            // A reattached shell shows nothing until it prints: have it redraw its prompt.
+            // A reattached shell shows nothing until it prints. The kernel signals SIGWINCH
+            // only when the size changes, so step it once: readline and full-screen
+            // programs redraw on that signal.
             if (q.pid !== 0) {
-              await agent.ptyResize({ sandboxId, pid, cols: q.cols, rows: q.rows }).catch(() => {});
+              const size = { sandboxId, pid, cols: q.cols };
+              await agent
+                .ptyResize({ ...size, rows: Math.max(1, q.rows - 1) })
+                .then(() => agent.ptyResize({ ...size, rows: q.rows }))
+                .catch(() => {});
             }
           } else if (e.case === "data") {
             if (ws.readyState === ws.OPEN) ws.send(e.value, { binary: true });
