@@ -33,6 +33,10 @@ if [ ! -f $web/dist/index.html ] ||
 fi
 
 echo "== [$(date +%T)] tests"
+# Bounded: a test past 20 minutes fails, and a file whose tests are done exits
+# even if something it started still holds the event loop (a finished file
+# used to sit until CI's limit).
 exec node --test --test-concurrency="${WRENN_TEST_CONCURRENCY:-2}" \
+  --test-timeout=1200000 --test-force-exit \
   --test-reporter=spec \
   "packages/*/test/**/*.test.ts" "$@"

@@ -224,7 +224,21 @@ test(
       });
       assert.equal(again.body, "proxied\n");
 
+      // A connection open through both hops closes as soon as its sandbox goes.
+      const held = connect(Number(new URL(cp.cp.url).port), "127.0.0.1");
+      held.write(
+        `GET /echo HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: ${id}\r\nE2b-Sandbox-Port: 8001\r\n` +
+          `Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n\r\n`,
+      );
+      await new Promise((r) => held.once("data", r));
+      const heldClosed = new Promise((r) => held.once("close", r));
+      held.on("error", () => undefined);
+      const killedAt = performance.now();
       assert.equal((await cp.api(`/v1/sandboxes/${id}`, { method: "DELETE" })).status, 204);
+      await heldClosed;
+      const lingered = performance.now() - killedAt;
+      assert.ok(lingered < 15_000, `the proxied connection lingered ${Math.round(lingered)} ms`);
       const gone = await get(cp.cp.url, "/hello.txt", byHeaders);
       assert.equal(gone.status, 502);
       assert.equal((JSON.parse(gone.body) as Json).message, "The sandbox was not found");

@@ -181,6 +181,9 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     if (guestProxy.matches(req)) guestProxy.ws(req, socket, head);
     else socket.destroy();
   });
+  // Longer than the control plane's idle pools keep sockets, so the agent never
+  // closes a kept-alive socket just as the control plane reuses it.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) =>
       reject(

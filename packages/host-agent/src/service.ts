@@ -41,8 +41,13 @@ const limits = {
   vcpus: { default: 1, min: 1, max: Math.max(1, cpus().length * 4) },
   memoryMb: { default: 512, min: 128, max: 262_144 },
   diskSizeMb: { default: 20_480, min: 512, max: 4_194_304 },
-  timeoutSec: { default: 300, max: 30 * 24 * 3600 },
 };
+
+/** Idle seconds before the reaper pauses a sandbox; 0: never (its control plane owns its lifetime). */
+const idleTimeoutSec = z
+  .number()
+  .int()
+  .max(30 * 24 * 3600, "timeout_sec must be at most 30 days");
 
 /** proto3 sends 0 for "not set": such fields take their default, others must be in range. */
 function bounded(name: string, l: { default: number; min?: number; max: number }) {
@@ -77,7 +82,7 @@ const createSchema = z.object({
   vcpus: bounded("vcpus", limits.vcpus),
   memoryMb: bounded("memory_mb", limits.memoryMb),
   diskSizeMb: bounded("disk_size_mb", limits.diskSizeMb),
-  timeoutSec: bounded("timeout_sec", limits.timeoutSec),
+  timeoutSec: idleTimeoutSec,
   envVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "bad env var name"), z.string()),
   envdAccessToken: z.string().max(256),
   network: networkSchema,
@@ -216,7 +221,7 @@ export function hostAgentService(
     }),
     resumeSandbox: guard(async (req) => {
       const id = parse(sandboxId, req.sandboxId);
-      const timeout = parse(bounded("timeout_sec", limits.timeoutSec), req.timeoutSec);
+      const timeout = parse(idleTimeoutSec, req.timeoutSec);
       const record = await manager.resume(id, req.timeoutSec === 0 ? undefined : timeout);
       return { sandbox: await info(manager, record) };
     }),

@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { TRAFFIC_OPTIONS, trafficOptions } from "./traffic.ts";
 
 function integer(flag: string, value: string, min: number, max: number): number {
   const n = Number(value);
@@ -39,8 +40,10 @@ export async function run(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: defaultDataDir() },
       "reconcile-interval": { type: "string", default: "10" },
       "host-agent": { type: "string", multiple: true, default: [] },
+      ...TRAFFIC_OPTIONS,
     },
   });
+  const traffic = trafficOptions(values);
   const databaseUrl = values["database-url"] || undefined;
   const cp = await startControlPlane({
     port: integer("--port", values.port, 0, 65535),
@@ -49,6 +52,7 @@ export async function run(argv: string[]): Promise<void> {
     ...(process.env.WRENN_JWT_SECRET ? { jwtSecret: process.env.WRENN_JWT_SECRET } : {}),
     reconcileIntervalMs:
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
+    ...traffic,
   });
   try {
     for (const address of values["host-agent"]) {
@@ -65,6 +69,7 @@ export async function run(argv: string[]): Promise<void> {
   process.stdout.write(
     `control plane listening on ${cp.url} (API docs at ${cp.url}/docs, database: ${databaseUrl ? "postgres" : "embedded"})\n`,
   );
+  if (cp.proxyUrl) process.stdout.write(`sandbox traffic proxy on ${cp.proxyUrl}\n`);
   await new Promise<void>((done) => {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       process.once(signal, () => void cp.close().then(done));

@@ -12,6 +12,7 @@ import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { AGENT_TOOLS } from "./host-agent.ts";
+import { TRAFFIC_OPTIONS, e2bEnvLines, trafficOptions } from "./traffic.ts";
 import { registerUpHost } from "./up-host.ts";
 
 function say(line: string): void {
@@ -81,8 +82,10 @@ export async function run(argv: string[]): Promise<void> {
       "agent-listen": { type: "string", default: "127.0.0.1:7070" },
       "data-dir": { type: "string", default: dataDir() },
       "skip-setup": { type: "boolean", default: false },
+      ...TRAFFIC_OPTIONS,
     },
   });
+  const traffic = trafficOptions(values);
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
   // The daemons' JSON logs would bury the summary; WRENN_LOG_LEVEL=info brings them back.
@@ -153,6 +156,7 @@ export async function run(argv: string[]): Promise<void> {
       port,
       host: values.host,
       ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
+      ...traffic,
     });
     await registerUpHost(cp, stateDir, new URL(agent.url).host, hostSecret);
     const session = await adminSession(cp.url, stateDir);
@@ -206,6 +210,17 @@ export async function run(argv: string[]): Promise<void> {
       `  dashboard: ${cp.url}/   (sign in with the email and password in ${join(stateDir, "admin.json")})`,
     );
     say(`  try:      curl -s -H 'X-API-Key: ${key}' ${cp.url}/v1/sandboxes`);
+    say("");
+    say("The official e2b SDK works unchanged; export these (in a project with `npm i e2b`):");
+    for (const line of e2bEnvLines(cp, key, traffic.domain)) say(`  ${line}`);
+    say(
+      `  node --input-type=module -e "import { Sandbox } from 'e2b'; const s = await Sandbox.create(); console.log((await s.commands.run('echo hello from wrenn')).stdout); await s.kill()"`,
+    );
+    if (traffic.domain && !traffic.tls) {
+      say(
+        `  (the SDK reaches sandboxes at https://<port>-<id>.${traffic.domain}: point *.${traffic.domain} here and give --tls-cert/--tls-key)`,
+      );
+    }
   } catch (err) {
     await stop();
     throw err;

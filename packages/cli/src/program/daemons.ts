@@ -21,16 +21,30 @@ function forward(cmd: Command, path: string[], load: Runner, prefix: string[] = 
   });
 }
 
+/** Traffic into sandboxes: the flags of `up` and `control-plane` (see commands/traffic.ts). */
+function withTraffic(cmd: Command): Command {
+  return cmd
+    .option(
+      "--domain <domain>",
+      "sandboxes' domain: <port>-<sandboxId>.<domain> reaches that port of that sandbox ($WRENN_DOMAIN)",
+    )
+    .option("--proxy-port <port>", "also serve the sandbox traffic proxy alone on this port")
+    .option("--tls-cert <file>", "serve HTTPS with this certificate chain (PEM)")
+    .option("--tls-key <file>", "the private key of --tls-cert (PEM)");
+}
+
 export function registerDaemons(program: Command): void {
   forward(
-    program
-      .command("up")
-      .description("bring the platform up on this machine and show a sandbox running a command")
-      .option("--port <port>", "the API's port (default $WRENN_PORT or 8080)")
-      .option("--host <address>", "the API's listen address", "127.0.0.1")
-      .option("--agent-listen <host:port>", "the host agent's address", "127.0.0.1:7070")
-      .option("--data-dir <dir>", "state and images (default $WRENN_DATA_DIR or /var/lib/wrenn)")
-      .option("--skip-setup", "do not install host packages first"),
+    withTraffic(
+      program
+        .command("up")
+        .description("bring the platform up on this machine and show a sandbox running a command")
+        .option("--port <port>", "the API's port (default $WRENN_PORT or 8080)")
+        .option("--host <address>", "the API's listen address", "127.0.0.1")
+        .option("--agent-listen <host:port>", "the host agent's address", "127.0.0.1:7070")
+        .option("--data-dir <dir>", "state and images (default $WRENN_DATA_DIR or /var/lib/wrenn)")
+        .option("--skip-setup", "do not install host packages first"),
+    ),
     ["up"],
     () => import("../commands/up.ts"),
   );
@@ -43,15 +57,17 @@ export function registerDaemons(program: Command): void {
     () => import("../commands/setup.ts"),
   );
   forward(
-    program
-      .command("control-plane")
-      .description("start the control plane (REST API) on PostgreSQL or an embedded PGlite")
-      .option("--port <port>", "listen port (default $WRENN_PORT or 8080)")
-      .option("--host <address>", "listen address", "127.0.0.1")
-      .option("--database-url <url>", "PostgreSQL (default $DATABASE_URL; else embedded PGlite)")
-      .option("--data-dir <dir>", "where the embedded PGlite keeps its data")
-      .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
-      .option("--host-agent <host:port>", "register a host agent by address (repeatable)"),
+    withTraffic(
+      program
+        .command("control-plane")
+        .description("start the control plane (REST API) on PostgreSQL or an embedded PGlite")
+        .option("--port <port>", "listen port (default $WRENN_PORT or 8080)")
+        .option("--host <address>", "listen address", "127.0.0.1")
+        .option("--database-url <url>", "PostgreSQL (default $DATABASE_URL; else embedded PGlite)")
+        .option("--data-dir <dir>", "where the embedded PGlite keeps its data")
+        .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
+        .option("--host-agent <host:port>", "register a host agent by address (repeatable)"),
+    ),
     ["control-plane"],
     () => import("../commands/control-plane.ts"),
   );

@@ -16,8 +16,12 @@ import {
 
 /** What the proxy needs of the sandbox manager. */
 export interface GuestDirectory {
-  /** Where the host reaches a running sandbox's guest; throws when it is not running. */
-  guestAddress(sandboxId: string): string;
+  /**
+   * Where the host reaches a running sandbox's guest, and a signal that
+   * aborts when this run of its VM ends (pause, destroy, crash); throws when
+   * it is not running.
+   */
+  guestAddress(sandboxId: string): { host: string; gone: AbortSignal };
 }
 
 export interface GuestProxy {
@@ -32,6 +36,25 @@ interface Target {
   sandboxId: string;
   port: number;
   host: string;
+  pool: GuestPool;
+}
+
+/**
+ * Kept-alive sockets to one run of one guest. Slot addresses are reused by
+ * the next sandbox, so sockets never outlive the VM run they were opened
+ * to: a pooled socket to a dead guest would meet the next guest's RST. When
+ * the run ends, its sockets close at once, in-flight and upgraded ones too,
+ * so a client sees the sandbox go instead of waiting on a silent socket.
+ */
+class GuestPool {
+  readonly agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16 });
+  readonly upgraded = new Set<Duplex>();
+
+  close(): void {
+    this.agent.destroy();
+    for (const s of this.upgraded) s.destroy();
+    this.upgraded.clear();
+  }
 }
 
 /**
@@ -45,9 +68,25 @@ export function createGuestProxy(
   opts: { secret?: string | undefined; log: Logger },
 ): GuestProxy {
   const want = opts.secret === undefined ? null : digest(opts.secret);
-  // One pool of kept-alive sockets to every guest: a proxied request costs no handshake.
-  const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-  const proxy = createProxyServer({ agent, xfwd: false, proxyTimeout: 0 });
+  const pools = new Map<AbortSignal, GuestPool>();
+  const poolOf = (gone: AbortSignal): GuestPool => {
+    let pool = pools.get(gone);
+    if (!pool) {
+      const created = new GuestPool();
+      pools.set(gone, created);
+      gone.addEventListener(
+        "abort",
+        () => {
+          created.close();
+          pools.delete(gone);
+        },
+        { once: true },
+      );
+      pool = created;
+    }
+    return pool;
+  };
+  const proxy = createProxyServer({ xfwd: false, proxyTimeout: 0 });
   proxy.on("proxyReq", (proxyReq) => {
     proxyReq.removeHeader(PROXY_SANDBOX_HEADER);
     proxyReq.removeHeader(PROXY_PORT_HEADER);
@@ -76,7 +115,9 @@ export function createGuestProxy(
       };
     }
     try {
-      return { sandboxId, port, host: directory.guestAddress(sandboxId) };
+      const { host, gone } = directory.guestAddress(sandboxId);
+      if (gone.aborted) throw new WrennError("unavailable", "its VM is gone");
+      return { sandboxId, port, host, pool: poolOf(gone) };
     } catch (err) {
       const reason = err instanceof WrennError ? err.message : messageOf(err);
       opts.log.debug({ sandbox: sandboxId, reason }, "proxy: sandbox not running here");
@@ -116,7 +157,11 @@ export function createGuestProxy(
         answer(res, target.status, target.body);
         return;
       }
-      proxy.web(req, res, { target: { host: target.host, port: target.port } }, (err) => {
+      const options = {
+        target: { host: target.host, port: target.port },
+        agent: target.pool.agent,
+      };
+      proxy.web(req, res, options, (err) => {
         const { status, body } = failure(target, err);
         answer(res, status, body);
       });
@@ -127,13 +172,17 @@ export function createGuestProxy(
         endSocket(socket, target.status, target.body);
         return;
       }
+      const { upgraded } = target.pool;
+      upgraded.add(socket);
+      socket.once("close", () => upgraded.delete(socket));
       proxy.ws(req, socket, head, { target: { host: target.host, port: target.port } }, (err) => {
         const { status, body } = failure(target, err);
         endSocket(socket, status, body);
       });
     },
     close() {
-      agent.destroy();
+      for (const pool of pools.values()) pool.close();
+      pools.clear();
     },
   };
 }

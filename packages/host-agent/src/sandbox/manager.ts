@@ -1146,11 +1146,14 @@ export class SandboxManager {
     return this.running(id).envd;
   }
 
-  /** Where the host reaches a running sandbox's guest (the traffic proxy); marks it active. */
-  guestAddress(id: string): string {
+  /**
+   * Where the host reaches a running sandbox's guest (the traffic proxy), and
+   * the signal that this run of its VM ended; marks it active.
+   */
+  guestAddress(id: string): { host: string; gone: AbortSignal } {
     const { live } = this.running(id);
     if (!live.slot) throw new WrennError("failed_precondition", `sandbox '${id}' has no network`);
-    return live.slot.hostAddress;
+    return { host: live.slot.hostAddress, gone: live.gone.signal };
   }
 
   async diskUsage(record: SandboxRecord): Promise<number> {

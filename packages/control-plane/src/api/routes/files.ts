@@ -198,6 +198,9 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
           },
           cancel() {
             abort.abort();
+            // Ends the call on our side too: an iterator nobody pulls again would keep
+            // the call, and its hour-long deadline timer, alive.
+            void chunks.return?.().catch(() => undefined);
           },
         },
         { highWaterMark: 0 },

@@ -40,6 +40,9 @@ export declare type CreateSandboxRequest = Message<"hostagent.v1.CreateSandboxRe
   memoryMb: number;
 
   /**
+   * Idle seconds before the agent pauses the sandbox; 0: never (the control
+   * plane owns the lifetime, as for E2B's sandboxes).
+   *
    * @generated from field: uint32 timeout_sec = 5;
    */
   timeoutSec: number;
