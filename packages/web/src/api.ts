@@ -206,11 +206,12 @@ export const api = {
       timeoutSec ? { timeout_sec: timeoutSec } : {},
     ),
   ping: (id: string) => request<void>("POST", `/v1/sandboxes/${id}/ping`),
-  exec: (id: string, cmd: string, args: string[] = [], timeoutSec = 60) =>
+  exec: (id: string, cmd: string, args: string[] = [], timeoutSec = 60, user?: string) =>
     request<ExecResult>("POST", `/v1/sandboxes/${id}/exec`, {
       cmd,
       args,
       timeout_sec: timeoutSec,
+      ...(user ? { user } : {}),
     }),
   list: (id: string, path: string) =>
     request<DirEntry[]>("GET", `/v1/sandboxes/${id}/files/list?path=${encodeURIComponent(path)}`),

@@ -6,13 +6,30 @@ import { ErrorBox, Link, Skeleton } from "./ui.tsx";
 import { Login } from "./pages/login.tsx";
 import { SandboxList } from "./pages/sandboxes.tsx";
 
-// Pages past the first screen load on demand, keeping the first load small.
-const SandboxPage = lazy(() => import("./pages/sandbox.tsx"));
-const Templates = lazy(() => import("./pages/templates.tsx"));
-const Admin = lazy(() => import("./pages/admin.tsx"));
-const Keys = lazy(() => import("./pages/keys.tsx"));
-const Members = lazy(() => import("./pages/members.tsx"));
-const TestPage = lazy(() => import("./pages/test-page.tsx"));
+// Pages past the first screen load on demand, keeping the first load small;
+// once the first screen is up they are fetched while the browser is idle, so
+// a click in the navigation does not wait for its page's code.
+const pages = {
+  sandbox: () => import("./pages/sandbox.tsx"),
+  templates: () => import("./pages/templates.tsx"),
+  admin: () => import("./pages/admin.tsx"),
+  keys: () => import("./pages/keys.tsx"),
+  members: () => import("./pages/members.tsx"),
+  test: () => import("./pages/test-page.tsx"),
+};
+const SandboxPage = lazy(pages.sandbox);
+const Templates = lazy(pages.templates);
+const Admin = lazy(pages.admin);
+const Keys = lazy(pages.keys);
+const Members = lazy(pages.members);
+const TestPage = lazy(pages.test);
+
+function prefetchPages(): void {
+  const idle = window.requestIdleCallback ?? ((fn: () => void) => setTimeout(fn, 200));
+  idle(() => {
+    for (const load of Object.values(pages)) void load().catch(() => {});
+  });
+}
 
 export function App() {
   const [token, setToken] = useState(session.token());
@@ -67,6 +84,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
   const qc = useQueryClient();
   const me = useQuery({ queryKey: ["me"], queryFn: api.me, staleTime: 30_000 });
   const [menu, setMenu] = useState(false);
+  useEffect(prefetchPages, []);
   const nav: ReadonlyArray<readonly [string, string]> = me.data?.is_admin
     ? [...NAV, ["/dashboard/admin", "Admin"]]
     : NAV;

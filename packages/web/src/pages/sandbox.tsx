@@ -8,8 +8,9 @@ import { Terminal } from "../sandbox/terminal.tsx";
 import { Files } from "../sandbox/files.tsx";
 import { ExecPanel } from "../sandbox/exec.tsx";
 import { Metrics } from "../sandbox/metrics.tsx";
+import { GuestLog } from "../sandbox/log.tsx";
 
-const TABS = ["Terminal", "Files", "Exec", "Metrics"] as const;
+const TABS = ["Terminal", "Files", "Exec", "Metrics", "Log"] as const;
 type Tab = (typeof TABS)[number];
 
 export default function SandboxPage({ id }: { id: string }) {
@@ -143,6 +144,7 @@ export default function SandboxPage({ id }: { id: string }) {
       {tab === "Files" && <Files id={id} running={running} />}
       {tab === "Exec" && <ExecPanel id={id} running={running} />}
       {tab === "Metrics" && <Metrics id={id} running={running} />}
+      {tab === "Log" && <GuestLog id={id} running={running} />}
     </>
   );
 }
