@@ -48,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${prefix}: ${what} (see '${prefix} --help')\n`);
       return 2;
     }
+    if ((err as NodeJS.ErrnoException).code === "EPIPE") return SIGPIPE_EXIT;
     const code = isWrennError(err) || err instanceof WrennApiError ? ` (${err.code})` : "";
     // API answers are one line; a build's failure keeps the command output it quotes.
     const text =
@@ -58,4 +59,15 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** What a process killed by SIGPIPE exits with, as `wrenn sb exec ID -- yes | head` expects. */
+const SIGPIPE_EXIT = 141;
+
+// A reader that went away (`| head`) is not an error to report, only a reason to stop.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(SIGPIPE_EXIT);
+  throw err;
+});
+
 process.exitCode = await main(process.argv.slice(2));
+// The abandoned download may still hold a socket open; nothing is left to write.
+if (process.exitCode === SIGPIPE_EXIT) process.exit(SIGPIPE_EXIT);

@@ -6,6 +6,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -311,6 +312,33 @@ test(
       up.out,
       /→ [a-z0-9]+:\/tmp\/bar\.bin \[█{24}\] 100% 2\.0 MiB\/2\.0 MiB \S+ \S+\/s ETA 0:00/,
     );
+    ok(await wrenn(["sb", "rm", id], { env: auth }));
+  },
+);
+
+test(
+  "a reader that goes away (| head) ends the command quietly with 141",
+  { timeout: 60_000 },
+  async () => {
+    const auth = { ...env, WRENN_API_URL: h.cp.url, WRENN_API_KEY: h.key };
+    const id = ok(await wrenn(["sb", "create"], { env: auth })).stdout.trim();
+    // Small enough that the whole answer is sent before the reader goes: a cancelled
+    // ReadFileStream left mid-way keeps the fake agent from closing at the end.
+    h.agents[0]!.generated.set(`${id}:/big`, 1 << 20);
+    // Not spawnSync: the control plane answering it runs in this process.
+    const r = await new Promise<{ stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        "bash",
+        [
+          "-c",
+          `"${join(repo, "wrenn")}" sb cp ${id}:/big - | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"`,
+        ],
+        { env: { ...process.env, ...auth }, timeout: 50_000 },
+        (_err, stdout, stderr) => resolve({ stdout, stderr }),
+      );
+    });
+    assert.equal(r.stdout.trim(), "141", r.stderr);
+    assert.equal(r.stderr, "", "nothing to report");
     ok(await wrenn(["sb", "rm", id], { env: auth }));
   },
 );
