@@ -20,6 +20,7 @@ import { until } from "@wrenn/shared/testing/until.ts";
 import { realAgentSkipReason, startHarness, type Harness } from "./harness.ts";
 import { startRealAgent, type RealAgent } from "./real-agent.ts";
 import { otherTeamKey } from "./e2b-helpers.ts";
+import { StandInInternet } from "../../host-agent/test/stand-in-internet.ts";
 
 const DOMAIN = "wrenn.test";
 
@@ -59,9 +60,12 @@ test(
     let agent: RealAgent | undefined;
     let h: Harness | undefined;
     const made: string[] = [];
+    // Where sandboxes' traffic goes: two stand-in hosts in a namespace of this test's own.
+    const internet = new StandInInternet(`ei${(process.pid % 1296).toString(36)}`, 30);
     try {
+      await internet.start();
       [agent, h] = await Promise.all([
-        startRealAgent("eb", { metricsIntervalMs: 1000 }),
+        startRealAgent("eb", { metricsIntervalMs: 1000, egressInterface: internet.hostEnd }),
         startHarness("pglite", {
           agents: 0,
           agentTimeoutMs: 600_000,
@@ -283,7 +287,16 @@ test(
         await until("the sandbox to be killed at its timeout", 60_000, async () =>
           (await shortLived.isRunning()) ? undefined : true,
         );
-        await assert.rejects(Sandbox.getInfo(shortLived.sandboxId, opts), SandboxNotFoundError);
+        // The proxy answers 502 once the VM is gone; the row follows when the kill returns.
+        await until("the killed sandbox to be gone from the API", 30_000, async () =>
+          Sandbox.getInfo(shortLived.sandboxId, opts).then(
+            () => undefined,
+            (err: unknown) => {
+              assert.ok(err instanceof SandboxNotFoundError, String(err));
+              return true;
+            },
+          ),
+        );
 
         const napper = await Sandbox.create("base", {
           ...opts,
@@ -300,6 +313,28 @@ test(
         assert.equal((await napper.getInfo()).state, "running");
         await napper.kill();
       });
+
+      await t.test(
+        "egress rules: denyOut, allowOut over denyOut, updateNetwork, no internet",
+        async () => {
+          const reach = async (s: Sandbox) =>
+            StandInInternet.verdict((await s.commands.run(internet.probeScript())).stdout);
+          assert.equal(await reach(sbx), "A B", "no rules: both stand-in hosts");
+          const ruled = await Sandbox.create("base", {
+            ...opts,
+            network: { denyOut: [internet.a] },
+          });
+          made.push(ruled.sandboxId);
+          assert.equal(await reach(ruled), "- B", "denyOut [A]");
+          await ruled.updateNetwork({ allowOut: [internet.a], denyOut: ["0.0.0.0/0"] });
+          assert.equal(await reach(ruled), "A -", "updated at once: only A");
+          await ruled.kill();
+          const offline = await Sandbox.create("base", { ...opts, allowInternetAccess: false });
+          made.push(offline.sandboxId);
+          assert.equal(await reach(offline), "- -", "allowInternetAccess: false");
+          await offline.kill();
+        },
+      );
 
       await t.test("bad input answers as E2B does", async () => {
         // E2B's SDK maps a create's 404 to a SandboxError carrying the status.
@@ -335,6 +370,7 @@ test(
       }
       await h?.close();
       await agent?.stop();
+      await internet.stop();
     }
   },
 );

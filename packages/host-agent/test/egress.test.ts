@@ -7,99 +7,25 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ConnectError } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
-import { runCommand } from "@wrenn/shared/command.ts";
 import { until } from "@wrenn/shared/testing/until.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
+import { StandInInternet } from "./stand-in-internet.ts";
 
 const h = new AgentHarness("we");
-const NS = `${h.prefix}-inet`;
-const HOST_END = `${h.prefix}-in0`;
-const NS_END = `${h.prefix}-in1`;
-const HOST_IP = "198.18.20.1";
-const NS_IP = "198.18.20.2";
-const A = "198.18.21.1";
-const B = "198.18.21.2";
-const PORT = 8080;
+const internet = new StandInInternet(h.prefix, 20);
+const { a: A, b: B, port: PORT } = internet;
 
 const skip = vmSkipReason("host-agent egress tests");
-h.configure({ egressInterface: HOST_END });
-
-let server: ChildProcess | undefined;
-/** What the stand-in hosts serve (outside the harness's root, whose name marks leaks). */
-let www = "";
-
-const ip = (...args: string[]) => runCommand("ip", args);
-const inNs = (...args: string[]) => ip("netns", "exec", NS, ...args);
-
-async function makeInternet(): Promise<void> {
-  await removeInternet(); // what a crashed earlier run left
-  await ip("netns", "add", NS);
-  await ip("link", "add", HOST_END, "type", "veth", "peer", "name", NS_END, "netns", NS);
-  await ip("addr", "add", `${HOST_IP}/30`, "dev", HOST_END);
-  await ip("link", "set", HOST_END, "up");
-  await inNs("ip", "addr", "add", `${NS_IP}/30`, "dev", NS_END);
-  await inNs("ip", "link", "set", NS_END, "up");
-  await inNs("ip", "link", "set", "lo", "up");
-  await inNs("ip", "addr", "add", `${A}/32`, "dev", "lo");
-  await inNs("ip", "addr", "add", `${B}/32`, "dev", "lo");
-  // Deleted with the link: the route goes when HOST_END does.
-  await ip("route", "add", `${A}/32`, "via", NS_IP, "dev", HOST_END);
-  await ip("route", "add", `${B}/32`, "via", NS_IP, "dev", HOST_END);
-  www = await mkdtemp(join(tmpdir(), "wrenn-egress-www-"));
-  // Slow to download at a limited rate: a connection that stays open.
-  await writeFile(join(www, "big"), Buffer.alloc(4 * 1024 * 1024, 1));
-  server = spawn(
-    "ip",
-    ["netns", "exec", NS, "python3", "-m", "http.server", String(PORT), "--bind", "0.0.0.0"],
-    { stdio: "ignore", cwd: www },
-  );
-  // Listening once the namespace answers on A.
-  for (let i = 0; ; i++) {
-    const probe = await runCommand("curl", [
-      "-s",
-      "-o",
-      "/dev/null",
-      "-m",
-      "1",
-      `http://${A}:${PORT}/`,
-    ]).catch(() => null);
-    if (probe) break;
-    if (i > 100) throw new Error("the stand-in hosts' HTTP server did not start");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function removeInternet(): Promise<void> {
-  server?.kill("SIGKILL");
-  server = undefined;
-  const pids = await ip("netns", "pids", NS).then(
-    (r) => r.stdout.split("\n").filter(Boolean),
-    () => [],
-  );
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), "SIGKILL");
-    } catch {
-      // Gone already.
-    }
-  }
-  await ip("link", "del", HOST_END).catch(() => undefined);
-  await ip("netns", "del", NS).catch(() => undefined);
-  if (www) await rm(www, { recursive: true, force: true });
-}
+h.configure({ egressInterface: internet.hostEnd });
 
 describe("egress rules per sandbox", { skip, concurrency: false, timeout: 600_000 }, () => {
   before(async () => {
     await h.setUp();
-    await makeInternet();
-    h.allowed.netns.push(NS);
-    h.allowed.links.push(HOST_END);
+    await internet.start();
+    h.allowed.netns.push(internet.netns);
+    h.allowed.links.push(internet.hostEnd);
     await h.start();
   });
 
@@ -107,20 +33,14 @@ describe("egress rules per sandbox", { skip, concurrency: false, timeout: 600_00
     try {
       await h.agent?.shutdown();
     } finally {
-      await removeInternet();
+      await internet.stop();
       await h.tearDown();
     }
   });
 
   /** Which of A and B the sandbox reaches now, as "A B" with "-" for blocked. */
   async function reach(id: string): Promise<string> {
-    const res = await h.sh(
-      id,
-      `for t in ${A} ${B}; do curl -s -m 5 -o /dev/null -w '%{http_code} ' http://$t:${PORT}/; done`,
-      60,
-    );
-    const [a, b] = res.stdout.trim().split(/\s+/);
-    return `${a === "200" ? "A" : "-"} ${b === "200" ? "B" : "-"}`;
+    return StandInInternet.verdict((await h.sh(id, internet.probeScript(), 60)).stdout);
   }
 
   const update = (sandboxId: string, allowOut: string[], denyOut: string[]) =>
