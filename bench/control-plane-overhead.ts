@@ -20,6 +20,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 import { startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
 
 const creates = Number(process.argv[2] ?? 4);
@@ -108,6 +109,7 @@ const agent = await startHostAgent({
   listen: "127.0.0.1:0",
   dataDir: join(root, "agent"),
   imageDir: dataDir(),
+  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   networkPrefix: "wbc",
   log,
 });

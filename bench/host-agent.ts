@@ -18,6 +18,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { EnvdClient } from "../packages/host-agent/src/envd/client.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 
 const creates = Number(process.argv[2] ?? 5);
 const execs = Number(process.argv[3] ?? 200);
@@ -54,6 +55,7 @@ async function startAgent(bootSnapshots: boolean) {
     listen: "127.0.0.1:0",
     dataDir: join(root, "data"),
     imageDir: dataDir(),
+    bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
     runRoot,
     networkPrefix: "wbn",
     bootSnapshots,

@@ -22,6 +22,7 @@ import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 import { poolImage, prepareDataDir } from "../packages/host-agent/src/storage/data-fs.ts";
 
 const args = process.argv.slice(2);
@@ -60,6 +61,7 @@ const agent = await startHostAgent({
   listen: "127.0.0.1:0",
   dataDir: data,
   imageDir: dataDir(),
+  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   networkPrefix: "wbl",
   log,
 });

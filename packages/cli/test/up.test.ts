@@ -38,6 +38,7 @@ import {
   snapshotHostResources,
   type HostResources,
 } from "../../host-agent/test/leaks.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../../host-agent/test/test-dirs.ts";
 
 const repo = resolve(import.meta.dirname, "../../..");
 const imageRoot = dataDir();
@@ -119,7 +120,8 @@ async function borrowImage(data: string, shareBootSnapshots: boolean): Promise<v
   await symlink(join(real, "meta.json"), join(own, "meta.json"));
   if (!shareBootSnapshots) return;
   // And its boot snapshots: the demo restores one instead of booting a builder.
-  const snapshots = join(imageRoot, "boot-snapshots");
+  // The tests' shared store, never the machine's.
+  const snapshots = TEST_BOOT_SNAPSHOT_DIR;
   await mkdir(snapshots, { recursive: true });
   await symlink(snapshots, join(data, "boot-snapshots"));
 }

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startHostAgent, type HostAgent, type HostAgentOptions } from "@wrenn/host-agent/agent.ts";
 import { assertNoLeaks, snapshotHostResources } from "../../host-agent/test/leaks.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../../host-agent/test/test-dirs.ts";
 import { imageRoot } from "./harness.ts";
 
 export interface RealAgent {
@@ -38,6 +39,7 @@ export async function startRealAgent(
       listen: "127.0.0.1:0",
       dataDir: join(root, "data"),
       imageDir: imageRoot,
+      bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
       networkPrefix: prefix,
       secret,
       log: createLogger("host-agent", process.env.WRENN_TEST_LOG ?? "warn"),

@@ -23,6 +23,7 @@ import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { until } from "@wrenn/shared/testing/until.ts";
 import { startHostAgent, type HostAgent } from "@wrenn/host-agent/agent.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../../host-agent/test/test-dirs.ts";
 import {
   assertNoLeaks,
   snapshotHostResources,
@@ -152,6 +153,8 @@ test(
         listen,
         dataDir: dataB,
         imageDir: imageRoot,
+        // Where the spawned B (image dir = its data dir) kept them.
+        bootSnapshotDir: join(dataB, "boot-snapshots"),
         networkPrefix: prefixB,
         secret: secretB,
         log: agentLog,
@@ -162,6 +165,7 @@ test(
           listen: "127.0.0.1:0",
           dataDir: dataA,
           imageDir: imageRoot,
+          bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
           networkPrefix: prefixA,
           secret: secretA,
           log: agentLog,

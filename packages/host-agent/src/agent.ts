@@ -49,6 +49,12 @@ export interface HostAgentOptions {
    * false boots every one (benchmarks of the cold boot).
    */
   bootSnapshots?: boolean;
+  /**
+   * Where boot snapshots live (default IMAGES/boot-snapshots, beside the
+   * images they are made from and shared by every agent using them); tests
+   * and benchmarks keep theirs apart from a user's.
+   */
+  bootSnapshotDir?: string;
   log?: Logger;
 }
 
@@ -138,8 +144,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     log,
     bootTimeoutMs: options.bootTimeoutMs,
     restoreTimeoutMs: options.restoreTimeoutMs,
-    // Beside the images they are made from, shared by every agent using them.
-    bootSnapshotDir: options.bootSnapshots === false ? null : join(imageDir, "boot-snapshots"),
+    bootSnapshotDir:
+      options.bootSnapshots === false
+        ? null
+        : (options.bootSnapshotDir ?? join(imageDir, "boot-snapshots")),
     reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),

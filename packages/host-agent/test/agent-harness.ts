@@ -17,6 +17,7 @@ import { poolImage, prepareDataDir, type DataFsResult } from "../src/storage/dat
 import { startHostAgent, type HostAgent, type HostAgentOptions } from "../src/agent.ts";
 import { dataDir as imageDataDir, findTemplate } from "../src/image/store.ts";
 import { assertNoLeaks, snapshotHostResources, type HostResources } from "./leaks.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "./test-dirs.ts";
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -80,6 +81,7 @@ export class AgentHarness {
       listen: "127.0.0.1:0",
       dataDir: join(this.root, "data"),
       imageDir: imageDataDir(),
+      bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
       networkPrefix: this.prefix,
       reapIntervalMs: 300,
       log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),

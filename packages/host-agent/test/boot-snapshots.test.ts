@@ -18,7 +18,6 @@ import {
   type BootSource,
   type SnapshotMeta,
 } from "../src/sandbox/templates.ts";
-import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
 import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
@@ -158,10 +157,13 @@ function killingBuilders(real: VmmDriver): VmmDriver {
 
 describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
   const h = new AgentHarness("wb");
+  const bootStore = () => join(h.root, "boot-snapshots");
   before(async () => {
     await h.setUp();
     const real = await selectVmm({ dataDir: h.root, log: createLogger("host-agent", "warn") });
-    h.configure({ vmmDriver: killingBuilders(real) });
+    // A store of its own: the shapes below must have no boot snapshot yet, whatever
+    // benchmarks or other test files built in the shared one.
+    h.configure({ vmmDriver: killingBuilders(real), bootSnapshotDir: bootStore() });
     await h.start();
   });
   after(() => h.tearDown());
@@ -207,9 +209,11 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
       [id],
       "no builder sandbox is left",
     );
-    const store = join(imageDataDir(), "boot-snapshots");
-    const mine = (await readdir(store)).filter((n) => n.includes(`-${process.pid}-`));
-    assert.deepEqual(mine, [], "no half-built snapshot is left");
+    assert.deepEqual(
+      (await readdir(bootStore())).filter((n) => n.startsWith(".")),
+      [],
+      "no half-built snapshot is left",
+    );
     await h.client.destroySandbox({ sandboxId: id });
     await h.noLeaks();
   });
@@ -217,7 +221,7 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
   // Last: the manager then boots this shape for ten minutes.
   test("a boot snapshot that cannot be restored: the create boots instead and leaves nothing", async () => {
     const warm = h.newId();
-    await h.create(warm); // the default shape's snapshot exists (built above or by another file)
+    await h.create(warm); // the default shape's snapshot exists (built by the first test)
     await h.client.destroySandbox({ sandboxId: warm });
     const id = h.newId();
     failRestores = true;
