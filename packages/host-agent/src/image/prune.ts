@@ -5,7 +5,7 @@ import type { SandboxRecord } from "../sandbox/records.ts";
 import { allocated, type SnapshotMeta } from "../sandbox/templates.ts";
 import { CLAIM_DIR } from "../network/claim.ts";
 import { allocatedBytes } from "../storage/image.ts";
-import { isAlive } from "../vmm/process.ts";
+import { isAlive } from "../util/process.ts";
 import { findKernel, templateDir } from "./store.ts";
 
 /** Something an image rebuild left behind. */

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { readlink, readFile, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { exists } from "../util/fs.ts";
 import { hasPvhEntry } from "./vmlinux.ts";
 
 /** A guest kernel and the initramfs that loads its virtio modules. */
@@ -57,15 +58,6 @@ export function kernelsDir(data: string): string {
 
 export function templateDir(data: string, name: string): string {
   return join(data, "images", name);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { isAlive } from "../vmm/process.ts";
+import { isAlive } from "../util/process.ts";
 
 export const CLAIM_DIR = "/run/wrenn";
 

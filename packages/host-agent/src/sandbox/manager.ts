@@ -1,14 +1,4 @@
-import {
-  access,
-  copyFile,
-  link,
-  mkdir,
-  readdir,
-  readFile,
-  realpath,
-  rename,
-  rm,
-} from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, realpath, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -31,7 +21,8 @@ import { HEADER_FILE } from "../snapshot/header.ts";
 import { writeDiff, writeFull } from "../snapshot/memfile.ts";
 import { dirtyFromSparseFile } from "../snapshot/sparse.ts";
 import { adoptPageServer, startPageServer, type PageServer } from "../snapshot/page-server.ts";
-import { copySparse } from "../vmm/files.ts";
+import { copySparse, exists } from "../util/fs.ts";
+import { killIfNamed } from "../util/process.ts";
 import type { KernelFiles, TemplateImage } from "../image/store.ts";
 
 /** Where the manager finds kernels and base templates (the image store). */
@@ -270,7 +261,8 @@ export class SandboxManager {
           else if (record.vm) {
             const adopted = await this.opts.vmm.adopt(record.vm).catch(() => null);
             if (adopted) await adopted.stop();
-            else await killStray(record.vm.pid, record.vm.vmId);
+            // Not re-attachable (control socket busy or gone): it must still not outlive its sandbox.
+            else await killIfNamed(record.vm.pid, record.vm.vmId);
           }
         },
       ],
@@ -1220,23 +1212,6 @@ export class SandboxManager {
 }
 
 /**
- * A VMM the driver could not re-attach to (its control socket busy or gone)
- * must still not outlive its sandbox: kill it if its command line names it.
- */
-async function killStray(pid: number, vmId: string): Promise<void> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-  if (!cmdline.split("\0").some((arg) => arg.includes(vmId))) return;
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    return; // Gone meanwhile.
-  }
-  for (let i = 0; i < 100 && (await exists(`/proc/${pid}`)); i++) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/**
  * Removes a large file off the caller's path: renamed now (so nothing can
  * reuse the name before it goes), unlinked in the background.
  */
@@ -1251,13 +1226,6 @@ async function discard(path: string, log: Logger): Promise<void> {
     return;
   }
   void rm(aside, { force: true });
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

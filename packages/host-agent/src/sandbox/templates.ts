@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { isAlive } from "../vmm/process.ts";
+import { isAlive } from "../util/process.ts";
 import type { VmmName } from "../vmm/vmm.ts";
 
 /** Same rule as the REST API's names: they become directory names here. */

@@ -13,7 +13,7 @@ import { join, resolve } from "node:path";
 import { WrennError, messageOf, type ErrorCode } from "@wrenn/shared/errors.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
-import { isAlive, watchForeignExit } from "../vmm/process.ts";
+import { isAlive, watchForeignExit } from "../util/process.ts";
 import { HEADER_FILE } from "./header.ts";
 
 const log = createLogger("page-server");

@@ -11,6 +11,7 @@ import { dirname } from "node:path";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
+import { exists } from "../util/fs.ts";
 import { reflinkSupported } from "./select.ts";
 
 const GIB = 1024 ** 3;
@@ -34,13 +35,6 @@ async function isMountpoint(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**

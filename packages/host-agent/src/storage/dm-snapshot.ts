@@ -14,7 +14,8 @@ import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal, Undo } from "./cleanup.ts";
 import { DeviceMapper, type RetryPolicy } from "./dmsetup.ts";
-import { allocatedBytes, exists, growImage, MIB, moveFile, shrinkImage } from "./image.ts";
+import { exists } from "../util/fs.ts";
+import { allocatedBytes, growImage, MIB, moveFile, shrinkImage } from "./image.ts";
 import {
   checkKept,
   attachedState,

@@ -8,7 +8,8 @@ import type { Logger } from "@wrenn/shared/log.ts";
 import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal } from "./cleanup.ts";
-import { allocatedBytes, exists, growImage, moveFile, shrinkImage } from "./image.ts";
+import { exists } from "../util/fs.ts";
+import { allocatedBytes, growImage, moveFile, shrinkImage } from "./image.ts";
 import {
   attachedState,
   checkKept,

@@ -19,16 +19,6 @@ export async function allocatedBytes(path: string): Promise<number> {
   }
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw err;
-  }
-}
-
 /**
  * `e2fsck -fy`: exit 1 (errors corrected) and 2 (corrected, reboot advised —
  * meaningless for an image file) still leave a clean filesystem.
@@ -118,9 +108,4 @@ export async function moveFile(runner: Runner, from: string, to: string): Promis
     }
     await rm(from, { force: true });
   }
-}
-
-/** A copy that keeps holes (used where reflink is not possible). */
-export async function sparseCopy(runner: Runner, from: string, to: string): Promise<void> {
-  await runner("cp", ["--sparse=always", from, to]);
 }

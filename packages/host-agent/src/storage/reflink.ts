@@ -9,7 +9,8 @@ import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { FileStorage } from "./file-storage.ts";
-import { extendTo, MIB, sparseCopy } from "./image.ts";
+import { copySparse } from "../util/fs.ts";
+import { extendTo, MIB } from "./image.ts";
 import type { BaseImage } from "./storage.ts";
 
 const NO_REFLINK = /Operation not supported|Invalid cross-device link|not supported/i;
@@ -50,7 +51,7 @@ export class ReflinkStorage extends FileStorage {
     try {
       if (this.noReflink.has(pair)) {
         method = "copy";
-        await sparseCopy(this.runner, base.path, path);
+        await copySparse(base.path, path, this.runner);
       } else {
         try {
           await this.runner("cp", ["--reflink=always", base.path, path]);
@@ -63,7 +64,7 @@ export class ReflinkStorage extends FileStorage {
           );
           await rm(path, { force: true });
           method = "copy";
-          await sparseCopy(this.runner, base.path, path);
+          await copySparse(base.path, path, this.runner);
         }
       }
       await extendTo(path, sizeMb * MIB);

@@ -6,13 +6,12 @@ import { FirecrackerApi, FirecrackerApiError, type ApiRequest } from "./firecrac
 import {
   cmdlineOf,
   isAlive,
-  spawnInNetns,
   tail,
   watchForeignExit,
   within,
   type ExitStatus,
-  type VmmProcess,
-} from "./process.ts";
+} from "../util/process.ts";
+import { spawnInNetns, type VmmProcess } from "./process.ts";
 import type { BootSpec, RestoreSpec, SnapshotFiles, VmHandle, VmmDriver, VmRecord } from "./vmm.ts";
 
 /**

@@ -3,6 +3,7 @@ import { access, constants, mkdir, readFile, stat, writeFile } from "node:fs/pro
 import { release } from "node:os";
 import { join } from "node:path";
 import { messageOf } from "@wrenn/shared/errors.ts";
+import { exists } from "../util/fs.ts";
 import { hostTscKhz } from "../image/store.ts";
 
 export interface KvmProbe {
@@ -16,15 +17,6 @@ export interface KvmProbe {
 const PROBE_LIMIT_MS = 5000;
 /** The panic every kernel hits when booted without a root disk or initrd. */
 const MARKER = /Kernel panic|VFS: Unable to mount root/;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Boots `kernelPath` under QEMU with `-accel kvm` and no disk: the kernel

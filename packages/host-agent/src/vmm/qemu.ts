@@ -4,17 +4,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { hostTscKhz } from "../image/store.ts";
-import { exists } from "../storage/image.ts";
-import { copySparse, qemuOpt, shellQuote } from "./files.ts";
+import { copySparse, exists } from "../util/fs.ts";
 import {
   cmdlineOf,
   isAlive,
-  spawnInNetns,
   tail,
   watchForeignExit,
   within,
   type ExitStatus,
-} from "./process.ts";
+} from "../util/process.ts";
+import { qemuOpt, shellQuote } from "./files.ts";
+import { spawnInNetns } from "./process.ts";
 import { QmpClient } from "./qmp.ts";
 import type { BootSpec, RestoreSpec, SnapshotFiles, VmHandle, VmmDriver, VmRecord } from "./vmm.ts";
 
