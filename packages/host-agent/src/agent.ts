@@ -7,7 +7,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
-import { findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
+import { bootSnapshotsDir, findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
 import { createNetworkManager } from "./network/netns-network.ts";
 import { reflinkSupported, selectStorage } from "./storage/select.ts";
 import { claimPrefix } from "./network/claim.ts";
@@ -147,7 +147,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     bootSnapshotDir:
       options.bootSnapshots === false
         ? null
-        : (options.bootSnapshotDir ?? join(imageDir, "boot-snapshots")),
+        : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
     reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),

@@ -12,6 +12,8 @@ import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findLeftovers, liveAgents, removeUnused } from "../src/image/prune.ts";
+import { imagePathsInUse } from "../src/sandbox/records.ts";
+import { bootSnapshotsDir } from "../src/image/store.ts";
 
 const repo = resolve(import.meta.dirname, "../../..");
 let root = "";
@@ -71,8 +73,11 @@ before(async () => {
 });
 after(() => rm(root, { recursive: true, force: true }));
 
+/** What the sandboxes recorded in `dirs` use, as the CLI reads it. */
+const inUse = (dirs: string[]) => imagePathsInUse(dirs, bootSnapshotsDir(images));
+
 test("leftovers: old images and stale boot snapshots, each with the sandboxes that use it", async () => {
-  const found = await findLeftovers(images, [data]);
+  const found = await findLeftovers(images, await inUse([data]));
   const t = join(images, "images", "minimal");
   const snaps = join(images, "boot-snapshots");
   assert.deepEqual(
@@ -87,7 +92,7 @@ test("leftovers: old images and stale boot snapshots, each with the sandboxes th
   );
   assert.ok(found.every((l) => l.bytes > 0));
   // Without the data dir, nothing is known to be in use.
-  assert.ok((await findLeftovers(images, [])).every((l) => l.usedBy.length === 0));
+  assert.ok((await findLeftovers(images, await inUse([]))).every((l) => l.usedBy.length === 0));
 });
 
 test("the CLI's dry run lists them and removes nothing", () => {
@@ -107,7 +112,7 @@ test("the CLI's dry run lists them and removes nothing", () => {
 });
 
 test("only what no sandbox uses is removed; the current image and snapshot stay", async () => {
-  await removeUnused(await findLeftovers(images, [data]));
+  await removeUnused(await findLeftovers(images, await inUse([data])));
   const t = join(images, "images", "minimal");
   const snaps = join(images, "boot-snapshots");
   for (const gone of [

@@ -5,9 +5,11 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImages, checkImagePrerequisites } from "@wrenn/host-agent/image/build.ts";
 import { findLeftovers, liveAgents, removeUnused } from "@wrenn/host-agent/image/prune.ts";
+import { imagePathsInUse } from "@wrenn/host-agent/sandbox/records.ts";
 import { isDebootstrapChatter } from "@wrenn/host-agent/image/rootfs.ts";
 import {
   DEFAULT_TEMPLATE,
+  bootSnapshotsDir,
   dataDir,
   findKernel,
   readTemplateMeta,
@@ -84,7 +86,9 @@ async function build(argv: string[]): Promise<void> {
       `done: kernel ${result.kernel.version}, template ${t.name} ` +
         `(${mib(t.sizeBytes)} MiB image, ${mib(t.allocatedBytes)} MiB on disk) in ${data}`,
     );
-    const leftovers = await findLeftovers(data, [data]).catch(() => []);
+    const leftovers = await imagePathsInUse([data], bootSnapshotsDir(data))
+      .then((inUse) => findLeftovers(data, inUse))
+      .catch(() => []);
     if (leftovers.length > 0) {
       const bytes = leftovers.reduce((n, l) => n + l.bytes, 0);
       progress.step(
@@ -150,7 +154,8 @@ async function prune(argv: string[]): Promise<void> {
         `would remove. Stop them, or pass --force with every agent's --data-dir`,
     );
   }
-  const leftovers = await findLeftovers(data, dataDirs);
+  const inUse = await imagePathsInUse(dataDirs, bootSnapshotsDir(data));
+  const leftovers = await findLeftovers(data, inUse);
   for (const l of leftovers) {
     const verdict =
       l.usedBy.length > 0

@@ -1,12 +1,11 @@
 import { readdir, readFile, realpath, rm } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
-import type { SandboxRecord } from "../sandbox/records.ts";
 import { allocated, type SnapshotMeta } from "../sandbox/templates.ts";
 import { CLAIM_DIR } from "../network/claim.ts";
 import { allocatedBytes } from "../storage/image.ts";
 import { isAlive } from "../util/process.ts";
-import { findKernel, templateDir } from "./store.ts";
+import { bootSnapshotsDir, findKernel, templateDir } from "./store.ts";
 
 /** Something an image rebuild left behind. */
 export interface Leftover {
@@ -15,6 +14,12 @@ export interface Leftover {
   bytes: number;
   /** Sandboxes whose disk or memory still needs it: it stays. */
   usedBy: string[];
+}
+
+/** A file or directory of the image store that a sandbox still needs. */
+export interface PathInUse {
+  path: string;
+  sandboxId: string;
 }
 
 const ROOTFS_VERSION = /^rootfs-[0-9a-f]+\.ext4$/;
@@ -27,28 +32,12 @@ async function dirNames(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => []);
 }
 
-/**
- * What the sandboxes recorded in `dataDirs` need from the image dir: the
- * image their disk overlays (`basePath`) and the boot snapshot they were
- * restored from (a Firecracker pause diffs against its memory).
- */
-async function users(imageDir: string, dataDirs: string[]): Promise<Map<string, string[]>> {
+/** The real path of each path in use, with the sandboxes that use it. */
+async function users(inUse: readonly PathInUse[]): Promise<Map<string, string[]>> {
   const used = new Map<string, string[]>();
-  const add = (path: string, id: string) => used.set(path, [...(used.get(path) ?? []), id]);
-  for (const data of dataDirs) {
-    const dir = join(data, "sandboxes");
-    for (const id of await dirNames(dir)) {
-      let record: SandboxRecord;
-      try {
-        record = JSON.parse(await readFile(join(dir, id, "record.json"), "utf8")) as SandboxRecord;
-      } catch {
-        continue;
-      }
-      if (record.basePath) add(await realOrSame(record.basePath), record.id);
-      if (record.bootSnapshot) {
-        add(await realOrSame(join(imageDir, "boot-snapshots", record.bootSnapshot)), record.id);
-      }
-    }
+  for (const { path, sandboxId } of inUse) {
+    const real = await realOrSame(path);
+    used.set(real, [...(used.get(real) ?? []), sandboxId]);
   }
   return used;
 }
@@ -56,11 +45,14 @@ async function users(imageDir: string, dataDirs: string[]): Promise<Map<string, 
 /**
  * Base image versions no template points at any more, and boot snapshots of
  * an image or kernel that is no longer the current one (or that do not say
- * what they were made from). Each comes with the sandboxes, in `dataDirs`,
- * that still use it.
+ * what they were made from). Each comes with the sandboxes that still use
+ * it, as `inUse` (the caller's reading of sandbox records) says.
  */
-export async function findLeftovers(imageDir: string, dataDirs: string[]): Promise<Leftover[]> {
-  const used = await users(imageDir, dataDirs);
+export async function findLeftovers(
+  imageDir: string,
+  inUse: readonly PathInUse[],
+): Promise<Leftover[]> {
+  const used = await users(inUse);
   const usedBy = (path: string): string[] => {
     const ids = new Set<string>();
     for (const [p, who] of used) {
@@ -89,7 +81,7 @@ export async function findLeftovers(imageDir: string, dataDirs: string[]): Promi
     async (k) => new Set([await realOrSame(k.qemuKernel), await realOrSame(k.vmlinux)]),
     () => new Set<string>(),
   );
-  const snapshots = join(imageDir, "boot-snapshots");
+  const snapshots = bootSnapshotsDir(imageDir);
   for (const name of await dirNames(snapshots)) {
     if (name.startsWith(".")) continue; // builds in progress: the agent's
     const path = await realOrSame(join(snapshots, name));

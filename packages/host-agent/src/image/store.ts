@@ -60,6 +60,11 @@ export function templateDir(data: string, name: string): string {
   return join(data, "images", name);
 }
 
+/** Boot snapshots of the images, beside them (a host agent's default). */
+export function bootSnapshotsDir(data: string): string {
+  return join(data, "boot-snapshots");
+}
+
 /**
  * The kernel to boot: `WRENN_KERNEL` (+ `WRENN_INITRD`) when the user brings
  * their own, else the one `wrenn image build` installed as `kernels/current`.

@@ -4,6 +4,7 @@ import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmRecord, VmmName } from "../vmm/vmm.ts";
 import type { PageServerRecord } from "../snapshot/page-server.ts";
 import type { EgressRules } from "../network/egress.ts";
+import type { PathInUse } from "../image/prune.ts";
 
 export type SandboxStatus = "starting" | "running" | "paused" | "failed";
 
@@ -79,4 +80,33 @@ export class RecordStore {
     }
     return { records, unreadable };
   }
+}
+
+/**
+ * What the sandboxes recorded in `dataDirs` need from the image store: the
+ * image their disk overlays (`basePath`) and the boot snapshot (in
+ * `bootSnapshotDir`) they were restored from (a Firecracker pause diffs
+ * against its memory). Unreadable records are skipped.
+ */
+export async function imagePathsInUse(
+  dataDirs: string[],
+  bootSnapshotDir: string,
+): Promise<PathInUse[]> {
+  const out: PathInUse[] = [];
+  for (const data of dataDirs) {
+    const dir = join(data, "sandboxes");
+    for (const id of await readdir(dir).catch(() => [])) {
+      let record: SandboxRecord;
+      try {
+        record = JSON.parse(await readFile(join(dir, id, "record.json"), "utf8")) as SandboxRecord;
+      } catch {
+        continue;
+      }
+      if (record.basePath) out.push({ path: record.basePath, sandboxId: record.id });
+      if (record.bootSnapshot) {
+        out.push({ path: join(bootSnapshotDir, record.bootSnapshot), sandboxId: record.id });
+      }
+    }
+  }
+  return out;
 }

@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import type { VmmName } from "../vmm/vmm.ts";
 import type { RetryPolicy } from "./dmsetup.ts";
 import { DmSnapshotStorage } from "./dm-snapshot.ts";
 import { Qcow2Storage } from "./qcow2.ts";
@@ -16,7 +15,8 @@ import { ReflinkStorage } from "./reflink.ts";
 import type { StorageDriver, StorageName } from "./storage.ts";
 
 export interface SelectStorageOptions {
-  vmm: VmmName;
+  /** The VMM that will read the disks (qcow2 needs QEMU's block layer); named, not imported from vmm/. */
+  vmm: "qemu" | "firecracker";
   /** Where sandbox disks live; probed for reflink support (for the log). */
   dataDir: string;
   runner?: Runner;
