@@ -165,6 +165,9 @@ export class SandboxService {
       return await this.#set(row.id, {
         status: "running",
         envdAddress: res.sandbox?.envdAddress ?? "",
+        // E2B's lifetime counts from when the sandbox runs: a slow start (a busy
+        // host) must not eat a short timeout before the caller gets the sandbox.
+        ...(row.endAt ? { endAt: new Date(Date.now() + row.timeoutSec * 1000) } : {}),
       });
     } catch (err) {
       const failed = err instanceof WrennError ? err : new WrennError("internal", String(err));

@@ -222,13 +222,30 @@ for (const kind of DATABASES) {
         await call("POST", "/v1/sandboxes/{id}/files/read", readPath, read, denied);
         const writePath = `/v1/sandboxes/${id}/files/write`;
         await call("POST", "/v1/sandboxes/{id}/files/write", writePath, files, denied);
+        // The dashboard's routes: listing, directories, removal, metrics.
+        const listPath = `/v1/sandboxes/${id}/files/list?path=/`;
+        await call("GET", "/v1/sandboxes/{id}/files/list", listPath, undefined, denied);
+        for (const action of ["mkdir", "remove"]) {
+          const route = `/v1/sandboxes/{id}/files/${action}`;
+          const path = `/v1/sandboxes/${id}/files/${action}`;
+          await call("POST", route, path, { path: "/tmp/b" }, denied);
+        }
+        const metrics = `/v1/sandboxes/${id}/metrics`;
+        await call("GET", "/v1/sandboxes/{id}/metrics", metrics, undefined, denied);
         const steal = { sandbox_id: id, name: "b-steal" };
         await call("POST", "/v1/snapshots", "/v1/snapshots", steal, denied);
-        // The exec WebSocket: the handshake is refused the same way.
-        covered.add("GET /v1/sandboxes/{id}/exec/stream");
-        for (const query of [`?api_key=${other.key}`, `?token=${other.token}`]) {
-          const url = `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/exec/stream${query}`;
-          assert.equal(await handshakeStatus(url), 404, `exec stream of A's sandbox ${query}`);
+        // The exec and terminal WebSockets: the handshake is refused the same way.
+        const sockets = [
+          ["exec/stream", [`?api_key=${other.key}`, `?token=${other.token}`]],
+          // The dashboard's terminal takes a session only.
+          ["terminal", [`?token=${other.token}`]],
+        ] as const;
+        for (const [socket, queries] of sockets) {
+          covered.add(`GET /v1/sandboxes/{id}/${socket}`);
+          for (const query of queries) {
+            const url = `${h.cp.url.replace("http", "ws")}/v1/sandboxes/${id}/${socket}${query}`;
+            assert.equal(await handshakeStatus(url), 404, `${socket} of A's sandbox ${query}`);
+          }
         }
       }
       // Another team's snapshot is neither a template nor deletable; its names stay taken.

@@ -7,7 +7,6 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "node:http";
 import {
   AuthenticationError,
   CommandExitError,
@@ -20,38 +19,18 @@ import { until } from "@wrenn/shared/testing/until.ts";
 import { realAgentSkipReason, startHarness, type Harness } from "./harness.ts";
 import { startRealAgent, type RealAgent } from "./real-agent.ts";
 import { otherTeamKey } from "./e2b-helpers.ts";
+import { rawRequest } from "./raw-http.ts";
 import { StandInInternet } from "../../host-agent/test/stand-in-internet.ts";
 
 const DOMAIN = "wrenn.test";
 
-/** A GET through the control plane as a browser would send it to `https://<host>` (host routing). */
-function viaHost(
+/** A request through the control plane as a browser sends it to `https://<host>` (host routing). */
+const viaHost = (
   cpUrl: string,
   host: string,
   path: string,
   init: { method?: string; body?: Buffer; headers?: Record<string, string> } = {},
-): Promise<{ status: number; body: string }> {
-  const url = new URL(cpUrl);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path,
-        method: init.method ?? "GET",
-        headers: { host, ...init.headers },
-      },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end(init.body);
-  });
-}
+) => rawRequest(cpUrl, path, { host, ...init });
 
 test(
   "the e2b SDK runs unchanged against Wrenn on real VMs",
@@ -218,6 +197,36 @@ test(
         assert.equal(page.body, "served from inside");
       });
 
+      await t.test("a private sandbox's ports need its traffic access token", async () => {
+        const closed = await Sandbox.create("base", {
+          ...opts,
+          secure: true,
+          network: { allowPublicTraffic: false },
+        });
+        made.push(closed.sandboxId);
+        assert.ok(closed.trafficAccessToken, "the create answered a traffic access token");
+        await closed.commands.run("python3 -m http.server 8000 --directory /tmp", {
+          background: true,
+        });
+        const host = closed.getHost(8000);
+        const open = await until("the private sandbox's server", 60_000, async () => {
+          const res = await viaHost(cp.cp.url, host, "/", {
+            headers: { "e2b-traffic-access-token": closed.trafficAccessToken ?? "" },
+          }).catch(() => undefined);
+          return res?.status === 200 ? res : undefined;
+        });
+        assert.equal(open.status, 200);
+        const refused = await viaHost(cp.cp.url, host, "/");
+        assert.equal(refused.status, 403, refused.body);
+        const wrong = await viaHost(cp.cp.url, host, "/", {
+          headers: { "e2b-traffic-access-token": "not-the-token" },
+        });
+        assert.equal(wrong.status, 403, wrong.body);
+        // envd's own port is guarded by envd's token, not the traffic token.
+        assert.equal(await closed.files.exists("/tmp"), true);
+        await closed.kill();
+      });
+
       await t.test("metrics come from the guest", async () => {
         const metrics = await until("metrics samples", 30_000, async () => {
           const m = await sbx.getMetrics();
@@ -300,11 +309,12 @@ test(
 
         const napper = await Sandbox.create("base", {
           ...opts,
-          timeoutMs: 3_000,
           lifecycle: { onTimeout: "pause", autoResume: true },
         });
         made.push(napper.sandboxId);
         await napper.files.write("/tmp/nap.txt", "before the nap");
+        // Its end brought near only now, so a busy host cannot pause it mid-write.
+        await napper.setTimeout(2_000);
         await until("the sandbox to pause at its timeout", 60_000, async () =>
           (await Sandbox.getInfo(napper.sandboxId, opts)).state === "paused" ? true : undefined,
         );

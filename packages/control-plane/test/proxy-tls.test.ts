@@ -8,38 +8,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { request } from "node:https";
-import { request as httpRequest } from "node:http";
-import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startControlPlane } from "../src/server.ts";
 import { freshDatabase, silent } from "./harness.ts";
+import { rawRequest } from "./raw-http.ts";
 
 const DOMAIN = "sbx.example.test";
 
-function get(url: string, host: string, ca?: string): Promise<{ status: number; body: string }> {
+function get(url: string, host: string, ca: string) {
   const u = new URL(url);
-  const send = u.protocol === "https:" ? request : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = send(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        headers: { host },
-        ...(ca ? { ca, ...(isIP(host) ? {} : { servername: host }) } : {}),
-      },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
+  return rawRequest(u.origin, u.pathname, { host, ca });
 }
 
 test("HTTPS with --tls-cert/--tls-key, and a proxy-only port", { timeout: 60_000 }, async () => {

@@ -10,38 +10,20 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { request } from "node:http";
 import { connect } from "node:net";
 import { eq } from "drizzle-orm";
 import { until } from "@wrenn/shared/testing/until.ts";
 import { sandboxes } from "../src/db/schema.ts";
 import { realAgentSkipReason, startHarness, type Harness } from "./harness.ts";
+import { rawRequest } from "./raw-http.ts";
 import { startRealAgent, type RealAgent } from "./real-agent.ts";
 
 type Json = Record<string, unknown>;
 const DOMAIN = "sbx.test";
 
-/** A raw HTTP request to the control plane with a chosen Host header. */
-function get(
-  base: string,
-  path: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; body: string }> {
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: url.hostname, port: url.port, path, headers, method: "GET" },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
-}
+/** A GET to the control plane; `headers` may name the Host (host routing). */
+const get = (base: string, path: string, headers: Record<string, string>) =>
+  rawRequest(base, path, { host: headers.host ?? new URL(base).host, headers });
 
 /**
  * Sends a WebSocket upgrade on a raw socket, then bytes; resolves with what

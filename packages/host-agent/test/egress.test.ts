@@ -76,7 +76,8 @@ describe("egress rules per sandbox", { skip, concurrency: false, timeout: 600_00
       await update(ruled, [A], ["0.0.0.0/0"]);
       assert.equal(await reach(ruled), "A -", "deny_out [0.0.0.0/0], allow_out [A]: A only");
       // The open connection to B is cut at its next packet, not left to finish.
-      const rc = await until("the open download to end", 30_000, async () => {
+      // Bounded generously: on a loaded TCG host each probe is itself an exec of seconds.
+      const rc = await until("the open download to end", 120_000, async () => {
         const out = (await h.sh(ruled, "cat /tmp/rc 2>/dev/null")).stdout.trim();
         return out === "" ? undefined : out;
       });
