@@ -304,6 +304,29 @@ test(
       assert.deepEqual(await listed.json(), [], "the demo's sandbox was deleted");
       assert.equal((await call("/sandboxes", {}, false)).status, 401);
 
+      // The printed lines for the official e2b SDK work as printed: the exports and the example.
+      const exports = /^ {2}export (.+)$/m.exec(stdout)?.[1];
+      const example = /^ {2}(node --input-type=module -e .+)$/m.exec(stdout)?.[1];
+      assert.ok(exports && example, output());
+      const env = Object.fromEntries(
+        exports
+          .split(" ")
+          .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+      );
+      assert.deepEqual(Object.keys(env).sort(), ["E2B_API_KEY", "E2B_API_URL", "E2B_SANDBOX_URL"]);
+      const sdk = spawnSync("sh", ["-c", example], {
+        cwd: repo,
+        encoding: "utf8",
+        timeout: 180_000,
+        env: {
+          ...process.env,
+          ...env,
+          PATH: `${join(repo, "node_modules/.bin")}:${process.env.PATH}`,
+        },
+      });
+      assert.equal(sdk.status, 0, `${sdk.stdout}\n${sdk.stderr}`);
+      assert.equal(sdk.stdout, "hello from wrenn\n\n", sdk.stderr);
+
       // A sandbox left running for Ctrl-C to destroy.
       const created = await call("/sandboxes", {
         method: "POST",

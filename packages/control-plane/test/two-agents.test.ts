@@ -237,6 +237,11 @@ test(
           args: ["/tmp/who"],
         });
         assert.equal(Buffer.from(direct.stdout).toString(), `${s.id}\n`);
+        // The traffic proxy reaches it too, through the agent of its own host.
+        const health = await fetch(`${cp.cp.url}/health`, {
+          headers: { "e2b-sandbox-id": s.id, "e2b-sandbox-port": "49983" },
+        });
+        assert.equal(health.status, 204, `proxied /health of ${s.id}: ${await health.text()}`);
       }
       const listedBy = async (host: string) =>
         (await agents.get(host)!.listSandboxes({})).sandboxes.map((s) => s.sandboxId).sort();
