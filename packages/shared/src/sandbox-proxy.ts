@@ -1,3 +1,5 @@
+import type { ServerResponse } from "node:http";
+
 /**
  * The traffic proxy's contract between the control plane and a host agent:
  * the control plane forwards a user's request to the agent that runs the
@@ -52,4 +54,13 @@ export function endSocket(
   socket.end(
     `HTTP/1.1 ${status} ${status === 502 ? "Bad Gateway" : "Error"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
+}
+
+/** Answers a proxied request that cannot be forwarded (or cuts it, once its head is sent). */
+export function endResponse(res: ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { "content-type": "application/json" }).end(body);
 }

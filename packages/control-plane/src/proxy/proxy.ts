@@ -9,6 +9,7 @@ import {
   PROXY_PORT_HEADER,
   PROXY_SANDBOX_HEADER,
   PROXY_SECRET_HEADER,
+  endResponse,
   endSocket,
   proxyErrorBody,
 } from "@wrenn/shared/sandbox-proxy.ts";
@@ -141,16 +142,16 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
     web(req, res, route) {
       resolve(route, req).then(
         (entry) => {
-          if ("body" in entry) return answer(res, entry.status, entry.body);
+          if ("body" in entry) return endResponse(res, entry.status, entry.body);
           const port = (route as { port: number }).port;
           proxy.web(req, res, forwardOptions(entry, port), (err) => {
             const f = agentFailure(entry, err);
-            answer(res, f.status, f.body);
+            endResponse(res, f.status, f.body);
           });
         },
         (err: unknown) => {
           const f = internal(err, route);
-          answer(res, f.status, f.body);
+          endResponse(res, f.status, f.body);
         },
       );
     },
@@ -174,14 +175,6 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
       agent.destroy();
     },
   };
-}
-
-function answer(res: ServerResponse, status: number, body: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, { "content-type": "application/json" }).end(body);
 }
 
 function sameSecret(given: string, want: string): boolean {

@@ -9,6 +9,7 @@ import {
   PROXY_SANDBOX_HEADER,
   PROXY_SECRET_HEADER,
   SANDBOX_ID,
+  endResponse,
   endSocket,
   parsePort,
   proxyErrorBody,
@@ -154,7 +155,7 @@ export function createGuestProxy(
     web(req, res) {
       const target = resolve(req);
       if ("status" in target) {
-        answer(res, target.status, target.body);
+        endResponse(res, target.status, target.body);
         return;
       }
       const options = {
@@ -163,7 +164,7 @@ export function createGuestProxy(
       };
       proxy.web(req, res, options, (err) => {
         const { status, body } = failure(target, err);
-        answer(res, status, body);
+        endResponse(res, status, body);
       });
     },
     ws(req, socket, head) {
@@ -185,14 +186,6 @@ export function createGuestProxy(
       pools.clear();
     },
   };
-}
-
-function answer(res: ServerResponse, status: number, body: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, { "content-type": "application/json" }).end(body);
 }
 
 function digest(value: string): Buffer {
