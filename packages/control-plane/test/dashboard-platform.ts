@@ -93,6 +93,8 @@ export async function startPlatform(stem: string): Promise<Platform> {
       await h.close();
       agent.kill("SIGTERM");
       await exited;
+      // A stopped agent keeps its host table for the next one to adopt; this one has no next.
+      await runCommand("nft", ["delete", "table", "inet", prefix]).catch(() => undefined);
       await rm(data, { recursive: true, force: true });
     }
     assert.deepEqual(await netResources(prefix), [], "no network namespaces or links leaked");

@@ -34,7 +34,7 @@ async function netResources(): Promise<string[]> {
   const links = (await runCommand("ip", ["-o", "link", "show"])).stdout;
   return [...ns.split("\n"), ...links.split("\n").map((l) => l.split(":")[1]?.trim() ?? "")]
     .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => /^wrenn-(ns|vh)-\d+$/.test(n))
+    .filter((n) => /^cpe[0-9a-z]+-(ns|vh)-\d+$/.test(n))
     .sort();
 }
 
@@ -43,6 +43,7 @@ test(
   { skip: realAgentSkipReason("control plane ↔ real host agent test"), timeout: 900_000 },
   async () => {
     const data = await mkdtemp(join(tmpdir(), "wrenn-cp-e2e-"));
+    const prefix = `cpe${(process.pid % 1296).toString(36)}`;
     const before = await netResources();
     await mkdir(data, { recursive: true });
     // The agent reads kernels and base images from its data dir: lend it the built ones.
@@ -57,6 +58,9 @@ test(
         `127.0.0.1:${port}`,
         "--data-dir",
         data,
+        // Its own names: the default 'wrenn' is a user's wrenn up, whose slots it would remove.
+        "--network-prefix",
+        prefix,
       ],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WRENN_LOG_LEVEL: "warn" } },
     );
@@ -159,6 +163,8 @@ test(
       await h.close();
       agent.kill("SIGTERM");
       await exited;
+      // A stopped agent keeps its host table for the next one to adopt; this one has no next.
+      await runCommand("nft", ["delete", "table", "inet", prefix]).catch(() => undefined);
       await rm(data, { recursive: true, force: true });
     }
     assert.deepEqual(await netResources(), before, "no network namespaces or links leaked");
