@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { and, desc, eq, inArray, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import type { Caller, Deps } from "./api/context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
+import { afterCursor, encodeCursor } from "./cursor.ts";
 import {
   PLATFORM_TEAM_ID,
   hosts,
@@ -191,14 +192,7 @@ export class SandboxService {
     page: { limit: number; nextToken?: string | undefined },
   ): Promise<{ rows: SandboxRow[]; nextToken: string | null }> {
     const where: SQL[] = [eq(sandboxes.teamId, caller.teamId), inArray(sandboxes.status, LIVE)];
-    if (page.nextToken) {
-      const cursor = decodeCursor(page.nextToken);
-      const before = or(
-        lt(sandboxes.createdAt, cursor.createdAt),
-        and(eq(sandboxes.createdAt, cursor.createdAt), lt(sandboxes.id, cursor.id)),
-      );
-      if (before) where.push(before);
-    }
+    if (page.nextToken) where.push(afterCursor(page.nextToken, "desc", "next_token"));
     const rows = await this.#deps.db
       .select()
       .from(sandboxes)
@@ -603,21 +597,4 @@ function utf8(bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-function encodeCursor(row: SandboxRow): string {
-  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString("base64url");
-}
-
-// What encodeCursor writes: an ISO time (PostgreSQL's range, 4-digit years) and a sandbox id.
-const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|([a-z0-9]{1,64})$/;
-
-function decodeCursor(token: string): { createdAt: Date; id: string } {
-  const match = CURSOR.exec(Buffer.from(token, "base64url").toString());
-  const createdAt = new Date(match?.[1] ?? "");
-  const id = match?.[2];
-  if (!id || Number.isNaN(createdAt.getTime())) {
-    throw new WrennError("invalid_argument", "next_token is not one this API gave out");
-  }
-  return { createdAt, id };
 }

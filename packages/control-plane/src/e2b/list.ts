@@ -1,9 +1,10 @@
-import { and, asc, desc, eq, gt, inArray, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Caller } from "../api/context.ts";
 import type { Db } from "../db/open.ts";
 import { sandboxes, type SandboxStatus } from "../db/schema.ts";
 import type { SandboxRow } from "../sandboxes.ts";
+import { afterCursor, encodeCursor } from "../cursor.ts";
 
 export interface ListFilter {
   metadata?: Record<string, string> | undefined;
@@ -80,14 +81,8 @@ export async function listPage(
   page: { limit: number; order: "asc" | "desc"; nextToken?: string | undefined },
 ): Promise<{ rows: SandboxRow[]; nextToken: string | null }> {
   const w = where(caller, f);
-  const past = page.order === "desc" ? lt : gt;
   if (page.nextToken) {
-    const cursor = decodeCursor(page.nextToken);
-    const after = or(
-      past(sandboxes.createdAt, cursor.createdAt),
-      and(eq(sandboxes.createdAt, cursor.createdAt), past(sandboxes.id, cursor.id)),
-    );
-    if (after) w.push(after);
+    w.push(afterCursor(page.nextToken, page.order, "nextToken"));
   }
   const dir = page.order === "desc" ? desc : asc;
   const rows = await db
@@ -110,20 +105,4 @@ export async function listAll(db: Db, caller: Caller, f: ListFilter): Promise<Sa
     .where(and(...where(caller, f)))
     .orderBy(desc(sandboxes.createdAt), desc(sandboxes.id))
     .limit(10_000);
-}
-
-function encodeCursor(row: SandboxRow): string {
-  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString("base64url");
-}
-
-const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|([a-z0-9]{1,64})$/;
-
-function decodeCursor(token: string): { createdAt: Date; id: string } {
-  const match = CURSOR.exec(Buffer.from(token, "base64url").toString());
-  const createdAt = new Date(match?.[1] ?? "");
-  const id = match?.[2];
-  if (!id || Number.isNaN(createdAt.getTime())) {
-    throw new WrennError("invalid_argument", "nextToken is not one this API gave out");
-  }
-  return { createdAt, id };
 }
