@@ -1,5 +1,6 @@
 /**
- * A whole platform for the dashboard's tests: a real host agent (a separate
+ * A whole platform for tests that need VMs behind the REST API (the
+ * dashboard's, the e2e lifecycle): a real host agent (a separate
  * `wrenn host-agent` process with its own data dir, network prefix and
  * secret, borrowing the machine's built images) behind a real control plane.
  * `close()` destroys every sandbox and snapshot it made, stops both and
