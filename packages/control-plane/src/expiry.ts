@@ -3,6 +3,7 @@ import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { Db } from "./db/open.ts";
 import { sandboxes } from "./db/schema.ts";
+import { Periodic } from "./periodic.ts";
 import { systemCaller, type SandboxService } from "./sandboxes.ts";
 
 /** How long a claimed sandbox is left to the claimant before another pass may try again. */
@@ -21,42 +22,31 @@ export class Expiry {
   readonly #db: Db;
   readonly #service: SandboxService;
   readonly #log: Logger;
-  readonly #intervalMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #loop: Periodic;
 
   constructor(db: Db, service: SandboxService, log: Logger, intervalMs: number) {
     this.#db = db;
     this.#service = service;
     this.#log = log;
-    this.#intervalMs = intervalMs;
+    // A failed pass is logged; its claims are tried again when their lease runs out.
+    this.#loop = new Periodic("expiry pass", intervalMs, log, () =>
+      this.#pass().catch((err: unknown) => {
+        this.#log.warn({ err: messageOf(err) }, "expiry pass failed");
+      }),
+    );
   }
 
   start(): void {
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        void this.runOnce().finally(() => {
-          if (this.#timer) tick();
-        });
-      }, this.#intervalMs);
-    };
-    tick();
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** One pass; passes never overlap. */
   runOnce(): Promise<void> {
-    this.#running ??= this.#pass()
-      .catch((err: unknown) => this.#log.warn({ err: messageOf(err) }, "expiry pass failed"))
-      .finally(() => {
-        this.#running = undefined;
-      });
-    return this.#running;
+    return this.#loop.runOnce();
   }
 
   async #pass(): Promise<void> {

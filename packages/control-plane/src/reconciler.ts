@@ -9,6 +9,7 @@ import {
 import type { AgentPool } from "./agents.ts";
 import type { Db } from "./db/open.ts";
 import { PLATFORM_TEAM_ID, hosts, sandboxes, templates, type SandboxStatus } from "./db/schema.ts";
+import { Periodic } from "./periodic.ts";
 import type { HostRow } from "./scheduler.ts";
 
 export interface ReconcilerOptions {
@@ -37,39 +38,27 @@ export class Reconciler {
   readonly #agents: AgentPool;
   readonly #log: Logger;
   readonly #options: ReconcilerOptions;
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  readonly #loop: Periodic;
 
   constructor(db: Db, agents: AgentPool, log: Logger, options: ReconcilerOptions) {
     this.#db = db;
     this.#agents = agents;
     this.#log = log;
     this.#options = options;
+    this.#loop = new Periodic("reconcile pass", options.intervalMs, log, () => this.#pass());
   }
 
   start(): void {
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        void this.runOnce().finally(() => {
-          if (this.#timer) tick();
-        });
-      }, this.#options.intervalMs);
-    };
-    tick();
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** One pass over every host; passes never overlap. */
   runOnce(): Promise<void> {
-    this.#running ??= this.#pass().finally(() => {
-      this.#running = undefined;
-    });
-    return this.#running;
+    return this.#loop.runOnce();
   }
 
   async #pass(): Promise<void> {
