@@ -226,11 +226,14 @@ test("colours on a terminal only, and not with NO_COLOR", { timeout: 120_000 }, 
     WRENN_API_URL: h.cp.url,
     WRENN_API_KEY: h.key,
   };
-  delete base.FORCE_COLOR;
-  delete base.NO_COLOR;
+  // Node decides colour from the environment as well as the TTY: a CI runner's
+  // TERM=dumb, CI=… or NODE_DISABLE_COLORS turns it off, so the test names its terminal.
+  for (const k of ["FORCE_COLOR", "NO_COLOR", "NODE_DISABLE_COLORS", "CI", "TMUX"]) delete base[k];
+  base.TERM = "xterm-256color";
   const ls = (extra: NodeJS.ProcessEnv) =>
     new Promise<string>((resolve) => {
       const term = pty.spawn(join(repo, "wrenn"), ["template", "ls"], {
+        name: "xterm-256color",
         cols: 120,
         rows: 30,
         env: { ...base, ...extra } as Record<string, string>,
