@@ -1,5 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { WrennApiError } from "@wrenn/sdk/src/errors.ts";
+import { WrennApiError } from "../../sdk/src/errors.ts";
 import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import pkg from "../package.json" with { type: "json" };
 import { registerDaemons } from "./program/daemons.ts";

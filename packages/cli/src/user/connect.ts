@@ -1,4 +1,4 @@
-import { Wrenn } from "@wrenn/sdk/src/index.ts";
+import { Wrenn } from "../../../sdk/src/index.ts";
 import { resolveCredentials } from "./config.ts";
 
 /** The SDK connection for user commands: env overrides, then the stored login. */

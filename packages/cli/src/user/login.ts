@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline/promises";
-import { Wrenn } from "@wrenn/sdk/src/index.ts";
+import { Wrenn } from "../../../sdk/src/index.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { readCredentials, removeCredentials, writeCredentials, credentialsPath } from "./config.ts";
 import { printJson } from "./connect.ts";

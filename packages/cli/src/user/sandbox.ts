@@ -4,7 +4,7 @@ import { basename, join, posix } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import { Sandbox, type SandboxInfo } from "@wrenn/sdk/src/index.ts";
+import { Sandbox, type SandboxInfo } from "../../../sdk/src/index.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { Bar, withSpinner } from "../ui/progress.ts";
 import { paint, status } from "../ui/style.ts";

@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { errorFromBody, errorOf, type ErrorCode } from "@wrenn/sdk/src/errors.ts";
+import { errorFromBody, errorOf, type ErrorCode } from "../../../sdk/src/errors.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { connect } from "./connect.ts";
 

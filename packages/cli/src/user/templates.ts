@@ -1,4 +1,4 @@
-import { Sandbox } from "@wrenn/sdk/src/index.ts";
+import { Sandbox } from "../../../sdk/src/index.ts";
 import { withSpinner } from "../ui/progress.ts";
 import { ago, bytes, table } from "../ui/table.ts";
 import { connect, printJson } from "./connect.ts";
