@@ -24,10 +24,12 @@ const USAGE = `usage: wrenn image build [--template NAME] [--kernel PATH [--init
        wrenn image show [--template NAME] [--json]
        wrenn image prune [--dry-run] [--data-dir DIR]... [--force]
 
-build   builds the guest kernel (Debian's cloud kernel + initramfs) and the
-        base template into $WRENN_DATA_DIR (default /var/lib/wrenn); cached,
-        so a second run only rebuilds what changed. --kernel uses your own
-        kernel (bzImage or ELF vmlinux) instead; so does WRENN_KERNEL.
+build   builds the guest kernel (Debian's cloud kernel, on Ubuntu its kvm
+        or virtual one, + initramfs) and the base template into
+        $WRENN_DATA_DIR (default /var/lib/wrenn); cached, so a second run
+        only rebuilds what changed. --kernel uses your own kernel (bzImage
+        or ELF vmlinux) instead; so does WRENN_KERNEL. WRENN_KERNEL_PACKAGE
+        names the apt package (linux-image-<version>) to take.
 show    prints where the kernel and the template are, and what they hold
         (--json for scripts).
 prune   removes what image rebuilds left behind: base images no template

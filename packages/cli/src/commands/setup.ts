@@ -12,6 +12,10 @@ export const HOST_PACKAGES: readonly { name: string; why: string }[] = [
   { name: "qemu-system-x86", why: "the QEMU VMM" },
   { name: "qemu-utils", why: "qemu-img: qcow2 overlays" },
   { name: "debootstrap", why: "builds the guest rootfs" },
+  {
+    name: "debian-archive-keyring",
+    why: "debootstrap checks Debian's signatures (Ubuntu lacks it)",
+  },
   { name: "e2fsprogs", why: "mkfs.ext4, e2fsck, resize2fs, debugfs" },
   { name: "busybox-static", why: "the guest initramfs" },
   { name: "cpio", why: "packs the initramfs" },

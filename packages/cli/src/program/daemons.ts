@@ -106,7 +106,8 @@ export function registerDaemons(program: Command): void {
     image
       .command("build")
       .description(
-        "build the guest kernel (Debian's cloud kernel + initramfs) and the base template into " +
+        "build the guest kernel (Debian's cloud kernel, on Ubuntu its kvm or virtual one; " +
+          "WRENN_KERNEL_PACKAGE names another) and the base template into " +
           "$WRENN_DATA_DIR (default /var/lib/wrenn); cached: only what changed is rebuilt",
       )
       .option("--template <name>", "the template to build", "minimal")

@@ -12,9 +12,10 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { aptDepends, chooseKernelPackages, readOsRelease } from "./kernel-source.ts";
 import { type KernelFiles, kernelsDir } from "./store.ts";
 import { type Progress, runStreaming } from "./progress.ts";
 import { extractVmlinux, hasPvhEntry, isDynamicElf } from "./vmlinux.ts";
@@ -45,21 +46,6 @@ interface KernelMeta {
   inputsHash: string;
   builtAt: string;
   custom: boolean;
-}
-
-/** The Debian package behind `linux-image-cloud-amd64`, e.g. linux-image-6.1.0-56-cloud-amd64. */
-export async function resolveCloudKernelPackage(): Promise<string> {
-  const override = process.env.WRENN_KERNEL_PACKAGE;
-  if (override) return override;
-  const { stdout } = await runCommand("apt-cache", ["depends", "linux-image-cloud-amd64"]);
-  const m = /Depends:\s*(linux-image-\S+-cloud-amd64)/.exec(stdout);
-  if (!m?.[1]) {
-    throw new WrennError(
-      "failed_precondition",
-      "apt knows no linux-image-cloud-amd64: run 'apt-get update' (Debian's main repository is needed)",
-    );
-  }
-  return m[1];
 }
 
 async function readMeta(dir: string): Promise<KernelMeta | null> {
@@ -95,24 +81,84 @@ async function filesOf(dir: string, version: string, withInitrd = true): Promise
   };
 }
 
-/** Modules listed in images/initramfs/modules.txt, without their conditions. */
-async function moduleNames(): Promise<string[]> {
+/** A line of images/initramfs/modules.txt: a module name and its condition. */
+interface ModuleLine {
+  name: string;
+  line: string;
+  pciOnly: boolean;
+}
+
+async function moduleLines(): Promise<ModuleLine[]> {
   const text = await readFile(join(INITRAMFS_DIR, "modules.txt"), "utf8");
   return text
     .split("\n")
-    .map((l) => l.trim().split(/\s+/)[0] ?? "")
-    .filter((l) => l !== "" && !l.startsWith("#"));
+    .map((line) => ({ line, words: line.trim().split(/\s+/) }))
+    .filter(({ words }) => words[0] !== undefined && words[0] !== "" && !words[0].startsWith("#"))
+    .map(({ line, words }) => ({ name: words[0] ?? "", line, pciOnly: words[1] === "?pci" }));
 }
 
-async function findModule(moduleRoot: string, name: string): Promise<string> {
-  const entries = await readdir(moduleRoot, { recursive: true });
-  for (const rel of entries) {
-    const base = rel.split("/").pop();
-    if (base === `${name}.ko` || base === `${name.replace(/_/g, "-")}.ko`) {
-      return join(moduleRoot, rel);
+/** Module names compare with '-' and '_' alike, as modprobe does. */
+function moduleKey(file: string): string | null {
+  const m = /^(.+)\.ko(?:\.(?:zst|xz|gz))?$/.exec(file.split("/").pop() ?? "");
+  return m?.[1] ? m[1].replace(/-/g, "_") : null;
+}
+
+/** What a kernel's module tree offers: loadable files by name, and the built-in names. */
+export interface ModuleTree {
+  files: Map<string, string>;
+  builtin: Set<string>;
+}
+
+export async function readModuleTree(moduleRoot: string): Promise<ModuleTree> {
+  const files = new Map<string, string>();
+  for (const rel of await readdir(moduleRoot, { recursive: true })) {
+    const key = moduleKey(rel);
+    if (key !== null && !files.has(key)) files.set(key, join(moduleRoot, rel));
+  }
+  const builtin = new Set<string>();
+  const list = await readFile(join(moduleRoot, "modules.builtin"), "utf8").catch(() => "");
+  for (const line of list.split("\n")) {
+    const key = moduleKey(line.trim());
+    if (key !== null) builtin.add(key);
+  }
+  return { files, builtin };
+}
+
+/** Copies a module into the initramfs uncompressed: busybox's insmod may lack the codec. */
+async function copyModule(from: string, to: string): Promise<void> {
+  const codec = /\.ko\.(zst|xz|gz)$/.exec(from)?.[1];
+  if (codec === undefined) return copyFile(from, to);
+  const tool = { zst: "zstd", xz: "xz", gz: "gzip" }[codec as "zst" | "xz" | "gz"];
+  const data = await runCommandBinary(tool, ["-dc", from], dirname(from), "");
+  await writeFile(to, data);
+}
+
+/**
+ * Which lines of modules.txt the initramfs loads for this kernel: a module
+ * the kernel has built in (Ubuntu's kvm and generic flavours build virtio
+ * in) is left out, as is a PCI-only one the kernel does not have (older
+ * kernels have no virtio_pci_legacy_dev); a needed one missing is an error.
+ */
+export function planModules(
+  lines: ModuleLine[],
+  tree: ModuleTree,
+): { load: Array<ModuleLine & { file: string }>; builtin: string[] } {
+  const load: Array<ModuleLine & { file: string }> = [];
+  const builtin: string[] = [];
+  for (const l of lines) {
+    const key = l.name.replace(/-/g, "_");
+    const file = tree.files.get(key);
+    if (file !== undefined) load.push({ ...l, file });
+    else if (tree.builtin.has(key)) builtin.push(l.name);
+    else if (!l.pciOnly) {
+      throw new WrennError(
+        "failed_precondition",
+        `this kernel has no ${l.name}, neither as a module nor built in: the guest cannot ` +
+          "reach its disk or network with it. Use another kernel (wrenn image build --kernel PATH)",
+      );
     }
   }
-  throw new WrennError("internal", `kernel module ${name}.ko is not in ${moduleRoot}`);
+  return { load, builtin };
 }
 
 /**
@@ -142,9 +188,19 @@ export async function buildInitramfs(moduleRoot: string, out: string, work: stri
   for (const applet of APPLETS) await symlink("busybox", join(root, "bin", applet));
   await copyFile(join(INITRAMFS_DIR, "init"), join(root, "init"));
   await chmod(join(root, "init"), 0o755);
-  await copyFile(join(INITRAMFS_DIR, "modules.txt"), join(root, "modules.txt"));
-  for (const name of await moduleNames()) {
-    await copyFile(await findModule(moduleRoot, name), join(root, "lib/modules", `${name}.ko`));
+  const lines = await moduleLines();
+  const plan = planModules(lines, await readModuleTree(moduleRoot));
+  if (plan.load.length === lines.length) {
+    await copyFile(join(INITRAMFS_DIR, "modules.txt"), join(root, "modules.txt"));
+  } else {
+    const kept = plan.load.map((l) => l.line.trim()).join("\n");
+    await writeFile(
+      join(root, "modules.txt"),
+      `# built into this kernel: ${plan.builtin.join(" ") || "none"}\n${kept}\n`,
+    );
+  }
+  for (const l of plan.load) {
+    await copyModule(l.file, join(root, "lib/modules", `${l.name}.ko`));
   }
   const { stdout: list } = await runCommand("find", [".", "-mindepth", "1"], { cwd: root });
   const cpio = await runCommandBinary(
@@ -177,11 +233,22 @@ function runCommandBinary(
   });
 }
 
+/** The kernel's module tree in an unpacked package: /lib/modules, or /usr/lib/modules once merged. */
+async function moduleRootIn(tree: string, release: string): Promise<string> {
+  for (const prefix of ["lib/modules", "usr/lib/modules"]) {
+    const dir = join(tree, prefix, release);
+    if ((await readdir(dir).catch(() => null)) !== null) return dir;
+  }
+  throw new WrennError("internal", `the kernel packages hold no lib/modules/${release}`);
+}
+
 /**
- * Installs Debian's cloud kernel into `<data>/kernels/<version>/` (vmlinuz,
- * initrd.img, vmlinux) and points `current` at it. The package is fetched with
- * `apt-get download` and unpacked with `dpkg-deb -x`: the host is untouched.
- * Cached: does nothing when that version was already built from the same recipe.
+ * Installs the distribution's VM kernel into `<data>/kernels/<version>/`
+ * (vmlinuz, initrd.img, vmlinux) and points `current` at it: Debian's cloud
+ * kernel, Ubuntu's kvm or virtual one (kernel-source.ts chooses). The
+ * packages are fetched with `apt-get download` and unpacked with
+ * `dpkg-deb -x`: the host is untouched. Cached: does nothing when that
+ * version was already built from the same recipe.
  */
 export async function ensureKernel(
   data: string,
@@ -190,13 +257,14 @@ export async function ensureKernel(
 ): Promise<KernelFiles> {
   const root = kernelsDir(data);
   await mkdir(root, { recursive: true });
-  const pkg = await resolveCloudKernelPackage();
-  const version = pkg.replace(/^linux-image-/, "");
+  const pkgs = await chooseKernelPackages(await readOsRelease(), aptDepends);
+  const { version } = pkgs;
   const dir = join(root, version);
   const inputsHash = await recipeHash([
-    pkg,
+    pkgs.image,
     (await fileHash(which("busybox") ?? "")) ?? "",
     APPLETS.join(","),
+    ...pkgs.modules,
   ]);
   const existing = await readMeta(dir);
   if (!force && existing?.inputsHash === inputsHash) {
@@ -208,28 +276,33 @@ export async function ensureKernel(
   try {
     // _apt downloads into the directory as an unprivileged user.
     await chmod(work, 0o777);
-    progress.step(`kernel ${version}: downloading ${pkg}`);
-    await runStreaming("apt-get", ["download", pkg], (l) => progress.detail(l), { cwd: work });
-    const deb = (await readdir(work)).find((f) => f.endsWith(".deb"));
-    if (deb === undefined)
-      throw new WrennError("internal", `apt-get download ${pkg} produced no .deb`);
+    const all = [pkgs.image, ...pkgs.modules];
+    progress.step(`kernel ${version}: downloading ${all.join(" + ")} (${pkgs.why})`);
+    await runStreaming("apt-get", ["download", ...all], (l) => progress.detail(l), { cwd: work });
+    const debs = (await readdir(work)).filter((f) => f.endsWith(".deb"));
+    if (debs.length < all.length)
+      throw new WrennError(
+        "internal",
+        `apt-get download ${all.join(" ")} produced ${debs.length} .deb`,
+      );
     progress.step(`kernel ${version}: unpacking`);
     const tree = join(work, "tree");
-    await runCommand("dpkg-deb", ["-x", join(work, deb), tree]);
+    for (const deb of debs) await runCommand("dpkg-deb", ["-x", join(work, deb), tree]);
     const out = join(work, "out");
     await mkdir(out);
     const bootFiles = await readdir(join(tree, "boot"));
     const vmlinuz = bootFiles.find((f) => f.startsWith("vmlinuz-"));
-    if (vmlinuz === undefined) throw new WrennError("internal", `${pkg} has no /boot/vmlinuz-*`);
+    if (vmlinuz === undefined)
+      throw new WrennError("internal", `${pkgs.image} has no /boot/vmlinuz-*`);
     await copyFile(join(tree, "boot", vmlinuz), join(out, "vmlinuz"));
     progress.step(`kernel ${version}: extracting vmlinux`);
     await extractVmlinux(join(out, "vmlinuz"), join(out, "vmlinux"));
     progress.step(`kernel ${version}: building the initramfs`);
-    const modules = join(tree, "lib/modules", vmlinuz.replace(/^vmlinuz-/, ""));
+    const modules = await moduleRootIn(tree, vmlinuz.replace(/^vmlinuz-/, ""));
     await buildInitramfs(modules, join(out, "initrd.img"), work);
     const meta: KernelMeta = {
       version,
-      package: pkg,
+      package: all.join(" "),
       inputsHash,
       builtAt: new Date().toISOString(),
       custom: false,
