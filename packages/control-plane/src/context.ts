@@ -1,9 +1,10 @@
+import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
-import type { AgentPool } from "../agents.ts";
-import type { Sessions } from "../auth/sessions.ts";
-import type { Db } from "../db/open.ts";
-import type { TeamRole } from "../db/schema.ts";
-import type { Placement } from "../scheduler.ts";
+import type { AgentPool } from "./agents.ts";
+import type { Sessions } from "./auth/sessions.ts";
+import type { Db } from "./db/open.ts";
+import type { TeamRole } from "./db/schema.ts";
+import type { Placement } from "./scheduler.ts";
 
 /** Who is calling: every query is scoped to `teamId`. */
 export interface Caller {
@@ -29,4 +30,14 @@ export interface Deps {
   log: Logger;
   /** Where sandbox traffic is routed (`<port>-<id>.<domain>`), returned by E2B's API; null when unset. */
   domain: string | null;
+}
+
+export function requireAdmin(caller: Caller): void {
+  if (!caller.isAdmin) throw new WrennError("permission_denied", "this route is for admins only");
+}
+
+export function requireTeamRole(caller: Caller, action: string): void {
+  if (caller.role === "member") {
+    throw new WrennError("permission_denied", `only a team owner or admin may ${action}`);
+  }
 }

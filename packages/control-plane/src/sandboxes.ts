@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { and, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
-import type { Caller, Deps } from "./api/context.ts";
+import type { Caller, Deps } from "./context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
 import { afterCursor, encodeCursor } from "./cursor.ts";
 import {

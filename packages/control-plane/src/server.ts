@@ -6,7 +6,7 @@ import type { PGlite } from "@electric-sql/pglite";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { AgentPool } from "./agents.ts";
 import { buildApp } from "./api/app.ts";
-import type { Deps } from "./api/context.ts";
+import type { Deps } from "./context.ts";
 import { attachExecStream } from "./api/exec-stream.ts";
 import { createSessions } from "./auth/sessions.ts";
 import { newSecret, sha256 } from "./auth/tokens.ts";
@@ -17,7 +17,7 @@ import { errorBody } from "./errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
 import { Expiry } from "./expiry.ts";
 import { Reconciler } from "./reconciler.ts";
-import { SandboxService } from "./sandboxes.ts";
+import { SandboxService, systemCaller } from "./sandboxes.ts";
 import { listen, type Listener, type TlsFiles } from "./listen.ts";
 import { createSandboxProxy } from "./proxy/proxy.ts";
 import { proxyErrorBody } from "@wrenn/shared/sandbox-proxy.ts";
@@ -126,10 +126,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     domain: options.domain?.toLowerCase() ?? null,
     resume: async (entry) => {
       // The proxy acts for the sandbox's team: only its owner could have asked for autoResume.
-      await service.resume(
-        { teamId: entry.teamId, role: "admin", userId: null, isAdmin: false, via: "api_key" },
-        entry.sandboxId,
-      );
+      await service.resume(systemCaller(entry.teamId), entry.sandboxId);
     },
   });
   const honoListener = getRequestListener(app.fetch);

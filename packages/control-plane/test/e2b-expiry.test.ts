@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { eq } from "drizzle-orm";
 import { until } from "@wrenn/shared/testing/until.ts";
 import { AgentPool } from "../src/agents.ts";
-import type { Deps } from "../src/api/context.ts";
+import type { Deps } from "../src/context.ts";
 import type { Sessions } from "../src/auth/sessions.ts";
 import { sandboxes } from "../src/db/schema.ts";
 import { Expiry } from "../src/expiry.ts";

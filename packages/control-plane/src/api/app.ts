@@ -2,11 +2,14 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { stringify } from "yaml";
 import type { Logger } from "@wrenn/shared/log.ts";
+import { AccountService } from "../accounts.ts";
+import { ApiKeyService } from "../api-keys.ts";
 import { pingDatabase } from "../db/open.ts";
+import { HostService } from "../hosts.ts";
 import { errorBody, toErrorResponse } from "../errors.ts";
 import type { Reconciler } from "../reconciler.ts";
 import type { SandboxService } from "../sandboxes.ts";
-import type { AppEnv, Deps } from "./context.ts";
+import type { AppEnv, Deps } from "../context.ts";
 import { mountDocs } from "./docs.ts";
 import { requireAuth } from "./router.ts";
 import { accountRoutes } from "./routes/accounts.ts";
@@ -60,10 +63,10 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
     return auth(c, next);
   });
 
-  app.route("/", accountRoutes(deps));
+  app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps)));
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
-  app.route("/", hostRoutes(deps, reconciler));
+  app.route("/", hostRoutes(new HostService({ ...deps, reconciler })));
   app.route("/", guestFileRoutes(service));
   app.route("/", metricsRoutes(deps.agents, service));
   app.route("/", terminalDocs());

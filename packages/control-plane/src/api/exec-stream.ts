@@ -7,7 +7,7 @@ import type { AgentTarget } from "../agents.ts";
 import { authenticate } from "../auth/authenticate.ts";
 import { fromAgentError, statusOf, toErrorResponse } from "../errors.ts";
 import type { SandboxService } from "../sandboxes.ts";
-import type { Deps } from "./context.ts";
+import type { Deps } from "../context.ts";
 import { describeIssues } from "./router.ts";
 import { TERMINAL_PATH, terminalUpgrade } from "./routes/terminal.ts";
 import { ExecBody } from "./schemas.ts";

@@ -1,9 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
-import { WrennError } from "@wrenn/shared/errors.ts";
 import { authenticate } from "../auth/authenticate.ts";
 import { errorBody } from "../errors.ts";
-import type { AppEnv, Caller, Deps } from "./context.ts";
+import type { AppEnv, Deps } from "../context.ts";
 
 interface Issue {
   path: PropertyKey[];
@@ -43,16 +42,6 @@ export function requireAuth(deps: Deps): MiddlewareHandler<AppEnv> {
     c.set("caller", await authenticate(deps.db, deps.sessions, credentialsOf(c)));
     await next();
   };
-}
-
-export function requireAdmin(caller: Caller): void {
-  if (!caller.isAdmin) throw new WrennError("permission_denied", "this route is for admins only");
-}
-
-export function requireTeamRole(caller: Caller, action: string): void {
-  if (caller.role === "member") {
-    throw new WrennError("permission_denied", `only a team owner or admin may ${action}`);
-  }
 }
 
 export const security: Array<Record<string, string[]>> = [{ ApiKeyAuth: [] }, { BearerAuth: [] }];

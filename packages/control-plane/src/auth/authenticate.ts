@@ -1,6 +1,6 @@
 import { and, asc, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import type { Caller } from "../api/context.ts";
+import type { Caller } from "../context.ts";
 import type { Db } from "../db/open.ts";
 import { apiKeys, teamMembers, users } from "../db/schema.ts";
 import type { Sessions } from "./sessions.ts";

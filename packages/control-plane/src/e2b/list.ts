@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, inArray, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import type { Caller } from "../api/context.ts";
+import type { Caller } from "../context.ts";
 import type { Db } from "../db/open.ts";
 import { sandboxes, type SandboxStatus } from "../db/schema.ts";
 import type { SandboxRow } from "../sandboxes.ts";

@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "@wrenn/shared/log.ts";
-import type { AppEnv, Deps } from "../api/context.ts";
+import type { AppEnv, Deps } from "../context.ts";
 import { credentialsOf, describeIssues } from "../api/router.ts";
 import { authenticate } from "../auth/authenticate.ts";
 import { toErrorResponse } from "../errors.ts";

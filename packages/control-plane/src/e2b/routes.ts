@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { WrennError, isWrennError, messageOf } from "@wrenn/shared/errors.ts";
-import type { AppEnv, Caller, Deps } from "../api/context.ts";
+import type { AppEnv, Caller, Deps } from "../context.ts";
 import { security } from "../api/router.ts";
 import { jsonResponse, noContent } from "../api/schemas.ts";
 import type { SandboxRow, SandboxService, TemplateRow } from "../sandboxes.ts";

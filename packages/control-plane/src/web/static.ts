@@ -3,7 +3,7 @@ import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { compress } from "hono/compress";
-import type { AppEnv } from "../api/context.ts";
+import type { AppEnv } from "../context.ts";
 import { errorBody } from "../errors.ts";
 
 /** The dashboard's build (`npm run build -w @wrenn/web`); WRENN_WEB_DIST points elsewhere. */

@@ -1,12 +1,7 @@
-import { createRoute } from "@hono/zod-openapi";
-import { and, asc, eq, isNull } from "drizzle-orm";
-import { WrennError } from "@wrenn/shared/errors.ts";
-import { hashPassword, verifyPassword } from "../../auth/passwords.ts";
-import { newApiKey } from "../../auth/tokens.ts";
-import { apiKeys, teamMembers, teams, users, type TeamRole } from "../../db/schema.ts";
-import type { Db } from "../../db/open.ts";
-import type { Deps } from "../context.ts";
-import { requireTeamRole, router, security } from "../router.ts";
+import { createRoute, z } from "@hono/zod-openapi";
+import { memberJson, teamJson, userJson, type AccountService } from "../../accounts.ts";
+import { keyJson, type ApiKeyService } from "../../api-keys.ts";
+import { router, security } from "../router.ts";
 import {
   AddMemberBody,
   ApiKey,
@@ -28,46 +23,17 @@ import {
   jsonResponse,
   noContent,
 } from "../schemas.ts";
-import { z } from "@hono/zod-openapi";
+import type { SignedIn } from "../../accounts.ts";
 
-type UserRow = typeof users.$inferSelect;
-type KeyRow = typeof apiKeys.$inferSelect;
-
-const userJson = (u: UserRow) => ({
-  id: u.id,
-  email: u.email,
-  name: u.name,
-  is_admin: u.isAdmin,
-  created_at: u.createdAt.toISOString(),
+const sessionJson = (s: SignedIn) => ({
+  token: s.session.token,
+  expires_at: s.session.expiresAt.toISOString(),
+  user: userJson(s.user),
+  team: teamJson(s.team),
 });
-
-const keyJson = (k: KeyRow) => ({
-  id: k.id,
-  name: k.name,
-  prefix: k.prefix,
-  created_at: k.createdAt.toISOString(),
-  last_used_at: k.lastUsedAt?.toISOString() ?? null,
-  revoked_at: k.revokedAt?.toISOString() ?? null,
-});
-
-async function teamsOf(db: Db, userId: string) {
-  const rows = await db
-    .select({ id: teams.id, name: teams.name, role: teamMembers.role, createdAt: teams.createdAt })
-    .from(teamMembers)
-    .innerJoin(teams, eq(teams.id, teamMembers.teamId))
-    .where(eq(teamMembers.userId, userId))
-    .orderBy(asc(teamMembers.createdAt));
-  return rows.map((t) => ({
-    id: t.id,
-    name: t.name,
-    role: t.role,
-    created_at: t.createdAt.toISOString(),
-  }));
-}
 
 /** Sign-up, login, the caller, teams and members, API keys. */
-export function accountRoutes(deps: Deps) {
-  const { db, sessions } = deps;
+export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
   const app = router();
 
   app.openapi(
@@ -80,41 +46,7 @@ export function accountRoutes(deps: Deps) {
       responses: { 201: jsonResponse(Session, "Signed up and logged in"), 400: commonErrors[400] },
     }),
     async (c) => {
-      const body = c.req.valid("json");
-      const email = body.email.toLowerCase();
-      const passwordHash = await hashPassword(body.password);
-      const { user, team } = await db.transaction(async (tx) => {
-        const [anyUser] = await tx.select({ id: users.id }).from(users).limit(1);
-        const [user] = await tx
-          .insert(users)
-          .values({ email, name: body.name ?? "", passwordHash, isAdmin: !anyUser })
-          .onConflictDoNothing()
-          .returning();
-        if (!user)
-          throw new WrennError("already_exists", `a user with email ${email} exists; log in`);
-        const [team] = await tx
-          .insert(teams)
-          .values({ name: body.name ? `${body.name}'s team` : email })
-          .returning();
-        if (!team) throw new WrennError("internal", "team insert returned nothing");
-        await tx.insert(teamMembers).values({ teamId: team.id, userId: user.id, role: "owner" });
-        return { user, team };
-      });
-      const session = await sessions.issue(user.id);
-      return c.json(
-        {
-          token: session.token,
-          expires_at: session.expiresAt.toISOString(),
-          user: userJson(user),
-          team: {
-            id: team.id,
-            name: team.name,
-            role: "owner" as const,
-            created_at: team.createdAt.toISOString(),
-          },
-        },
-        201,
-      );
+      return c.json(sessionJson(await accounts.signup(c.req.valid("json"))), 201);
     },
   );
 
@@ -132,23 +64,7 @@ export function accountRoutes(deps: Deps) {
       },
     }),
     async (c) => {
-      const body = c.req.valid("json");
-      const [user] = await db.select().from(users).where(eq(users.email, body.email.toLowerCase()));
-      // Hash even for unknown emails so timing does not reveal which emails exist.
-      const ok = await verifyPassword(body.password, user?.passwordHash ?? DUMMY_HASH);
-      if (!user || !ok) throw new WrennError("unauthenticated", "wrong email or password");
-      const [team] = await teamsOf(db, user.id);
-      if (!team) throw new WrennError("failed_precondition", "you belong to no team");
-      const session = await sessions.issue(user.id);
-      return c.json(
-        {
-          token: session.token,
-          expires_at: session.expiresAt.toISOString(),
-          user: userJson(user),
-          team,
-        },
-        200,
-      );
+      return c.json(sessionJson(await accounts.login(c.req.valid("json"))), 200);
     },
   );
 
@@ -163,16 +79,17 @@ export function accountRoutes(deps: Deps) {
     }),
     async (c) => {
       const caller = c.get("caller");
-      const [user] = caller.userId
-        ? await db.select().from(users).where(eq(users.id, caller.userId))
-        : [];
+      const user = caller.userId ? await accounts.user(caller.userId) : undefined;
       return c.json(
         {
           user: user ? userJson(user) : null,
           team_id: caller.teamId,
           role: caller.role,
           is_admin: caller.isAdmin,
-          teams: caller.via === "session" && caller.userId ? await teamsOf(db, caller.userId) : [],
+          teams:
+            caller.via === "session" && caller.userId
+              ? (await accounts.teamsOf(caller.userId)).map(teamJson)
+              : [],
         },
         200,
       );
@@ -189,17 +106,7 @@ export function accountRoutes(deps: Deps) {
       responses: { 200: jsonResponse(z.array(Team), "Teams"), 401: commonErrors[401] },
     }),
     async (c) => {
-      const caller = c.get("caller");
-      if (caller.via === "api_key" || !caller.userId) {
-        const [t] = await db.select().from(teams).where(eq(teams.id, caller.teamId));
-        return c.json(
-          t
-            ? [{ id: t.id, name: t.name, role: caller.role, created_at: t.createdAt.toISOString() }]
-            : [],
-          200,
-        );
-      }
-      return c.json(await teamsOf(db, caller.userId), 200);
+      return c.json((await accounts.callerTeams(c.get("caller"))).map(teamJson), 200);
     },
   );
 
@@ -214,39 +121,10 @@ export function accountRoutes(deps: Deps) {
       responses: { 201: jsonResponse(Team, "Created"), ...commonErrors },
     }),
     async (c) => {
-      const caller = c.get("caller");
-      const userId = caller.userId;
-      if (caller.via !== "session" || !userId) {
-        throw new WrennError(
-          "permission_denied",
-          "teams are created by users: log in and use a session token",
-        );
-      }
-      const team = await db.transaction(async (tx) => {
-        const [team] = await tx
-          .insert(teams)
-          .values({ name: c.req.valid("json").name })
-          .returning();
-        if (!team) throw new WrennError("internal", "team insert returned nothing");
-        await tx.insert(teamMembers).values({ teamId: team.id, userId, role: "owner" });
-        return team;
-      });
-      return c.json(
-        {
-          id: team.id,
-          name: team.name,
-          role: "owner" as const,
-          created_at: team.createdAt.toISOString(),
-        },
-        201,
-      );
+      const team = await accounts.createTeam(c.get("caller"), c.req.valid("json").name);
+      return c.json(teamJson(team), 201);
     },
   );
-
-  const currentTeam = (teamId: string, callerTeam: string) => {
-    // Members are managed in the team the caller acts for, so every query stays in one team.
-    if (teamId !== callerTeam) throw new WrennError("not_found", `team ${teamId} not found`);
-  };
 
   app.openapi(
     createRoute({
@@ -259,28 +137,8 @@ export function accountRoutes(deps: Deps) {
       responses: { 200: jsonResponse(z.array(Member), "Members"), ...commonErrors },
     }),
     async (c) => {
-      const { id } = c.req.valid("param");
-      currentTeam(id, c.get("caller").teamId);
-      const rows = await db
-        .select({
-          userId: users.id,
-          email: users.email,
-          role: teamMembers.role,
-          createdAt: teamMembers.createdAt,
-        })
-        .from(teamMembers)
-        .innerJoin(users, eq(users.id, teamMembers.userId))
-        .where(eq(teamMembers.teamId, id))
-        .orderBy(asc(teamMembers.createdAt));
-      return c.json(
-        rows.map((r) => ({
-          user_id: r.userId,
-          email: r.email,
-          role: r.role,
-          created_at: r.createdAt.toISOString(),
-        })),
-        200,
-      );
+      const rows = await accounts.members(c.get("caller"), c.req.valid("param").id);
+      return c.json(rows.map(memberJson), 200);
     },
   );
 
@@ -295,35 +153,12 @@ export function accountRoutes(deps: Deps) {
       responses: { 201: jsonResponse(Member, "Added"), ...commonErrors, 409: agentErrors[409] },
     }),
     async (c) => {
-      const caller = c.get("caller");
-      const { id } = c.req.valid("param");
-      currentTeam(id, caller.teamId);
-      requireTeamRole(caller, "add members");
       const body = c.req.valid("json");
-      if (body.role === "owner" && caller.role !== "owner") {
-        throw new WrennError("permission_denied", "only an owner may add another owner");
-      }
-      const [user] = await db.select().from(users).where(eq(users.email, body.email.toLowerCase()));
-      if (!user)
-        throw new WrennError(
-          "not_found",
-          `no user with email ${body.email}; they must sign up first`,
-        );
-      const [m] = await db
-        .insert(teamMembers)
-        .values({ teamId: id, userId: user.id, role: body.role as TeamRole })
-        .onConflictDoNothing()
-        .returning();
-      if (!m) throw new WrennError("already_exists", `${body.email} is already a member`);
-      return c.json(
-        {
-          user_id: user.id,
-          email: user.email,
-          role: m.role,
-          created_at: m.createdAt.toISOString(),
-        },
-        201,
-      );
+      const m = await accounts.addMember(c.get("caller"), c.req.valid("param").id, {
+        email: body.email,
+        role: body.role,
+      });
+      return c.json(memberJson(m), 201);
     },
   );
 
@@ -338,22 +173,8 @@ export function accountRoutes(deps: Deps) {
       responses: { 204: noContent, ...commonErrors },
     }),
     async (c) => {
-      const caller = c.get("caller");
       const { id, user_id } = c.req.valid("param");
-      currentTeam(id, caller.teamId);
-      requireTeamRole(caller, "remove members");
-      const owners = await db
-        .select({ userId: teamMembers.userId })
-        .from(teamMembers)
-        .where(and(eq(teamMembers.teamId, id), eq(teamMembers.role, "owner")));
-      if (owners.length === 1 && owners[0]?.userId === user_id) {
-        throw new WrennError("failed_precondition", "a team keeps at least one owner");
-      }
-      const gone = await db
-        .delete(teamMembers)
-        .where(and(eq(teamMembers.teamId, id), eq(teamMembers.userId, user_id)))
-        .returning();
-      if (gone.length === 0) throw new WrennError("not_found", `user ${user_id} is not a member`);
+      await accounts.removeMember(c.get("caller"), id, user_id);
       return c.body(null, 204);
     },
   );
@@ -369,21 +190,8 @@ export function accountRoutes(deps: Deps) {
       responses: { 201: jsonResponse(CreatedApiKey, "Created"), ...commonErrors },
     }),
     async (c) => {
-      const caller = c.get("caller");
-      requireTeamRole(caller, "create API keys");
-      const k = newApiKey();
-      const [row] = await db
-        .insert(apiKeys)
-        .values({
-          teamId: caller.teamId,
-          createdBy: caller.userId,
-          name: c.req.valid("json").name,
-          prefix: k.prefix,
-          keyHash: k.hash,
-        })
-        .returning();
-      if (!row) throw new WrennError("internal", "api key insert returned nothing");
-      return c.json({ ...keyJson(row), key: k.key }, 201);
+      const { row, key } = await keys.create(c.get("caller"), c.req.valid("json").name);
+      return c.json({ ...keyJson(row), key }, 201);
     },
   );
 
@@ -397,11 +205,7 @@ export function accountRoutes(deps: Deps) {
       responses: { 200: jsonResponse(z.array(ApiKey), "Keys"), 401: commonErrors[401] },
     }),
     async (c) => {
-      const rows = await db
-        .select()
-        .from(apiKeys)
-        .where(eq(apiKeys.teamId, c.get("caller").teamId))
-        .orderBy(asc(apiKeys.createdAt));
+      const rows = await keys.list(c.get("caller"));
       return c.json(rows.map(keyJson), 200);
     },
   );
@@ -417,27 +221,10 @@ export function accountRoutes(deps: Deps) {
       responses: { 204: noContent, ...commonErrors },
     }),
     async (c) => {
-      const caller = c.get("caller");
-      requireTeamRole(caller, "revoke API keys");
-      const revoked = await db
-        .update(apiKeys)
-        .set({ revokedAt: new Date() })
-        .where(
-          and(
-            eq(apiKeys.id, c.req.valid("param").id),
-            eq(apiKeys.teamId, caller.teamId),
-            isNull(apiKeys.revokedAt),
-          ),
-        )
-        .returning();
-      if (revoked.length === 0)
-        throw new WrennError("not_found", "no such active API key in this team");
+      await keys.revoke(c.get("caller"), c.req.valid("param").id);
       return c.body(null, 204);
     },
   );
 
   return app;
 }
-
-// A valid hash of a random password, so unknown emails cost the same as wrong passwords.
-const DUMMY_HASH = await hashPassword(crypto.randomUUID());

@@ -5,7 +5,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { fromAgentError } from "../../errors.ts";
 import type { SandboxService } from "../../sandboxes.ts";
-import type { Deps } from "../context.ts";
+import type { Deps } from "../../context.ts";
 import { describeIssues, router, security } from "../router.ts";
 import {
   FilePath,

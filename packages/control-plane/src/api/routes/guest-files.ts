@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { SandboxService } from "../../sandboxes.ts";
-import type { Caller } from "../context.ts";
+import type { Caller } from "../../context.ts";
 import { router, security } from "../router.ts";
 import {
   FilePath,

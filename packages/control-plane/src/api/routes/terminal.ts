@@ -7,7 +7,7 @@ import type { AgentTarget } from "../../agents.ts";
 import { authenticate } from "../../auth/authenticate.ts";
 import { fromAgentError, statusOf } from "../../errors.ts";
 import type { SandboxService } from "../../sandboxes.ts";
-import type { Deps } from "../context.ts";
+import type { Deps } from "../../context.ts";
 import { describeIssues, router, security } from "../router.ts";
 import { FileUser, IdParams, agentErrors, commonErrors } from "../schemas.ts";
 
