@@ -449,46 +449,82 @@ export class SandboxService {
     const host = await this.#hostOf(row, { allowMissing: false });
     if (!host) throw new WrennError("unavailable", `sandbox '${sandboxId}' has no host`);
     const templateName = name ?? `snap-${sandboxId}-${Date.now().toString(36)}`;
-    const [existing] = await db.select().from(templates).where(eq(templates.name, templateName));
-    if (existing && (existing.teamId !== caller.teamId || existing.type !== "snapshot")) {
-      throw new WrennError("already_exists", `the name '${templateName}' is taken; choose another`);
-    }
-    if (existing && !overwrite) {
-      throw new WrennError(
-        "already_exists",
-        `snapshot '${templateName}' exists; pass ?overwrite=true to replace it`,
-      );
-    }
-    const res = await timed(
-      log,
-      "sandbox.snapshot",
-      () =>
-        agents.call(host, (a, o) =>
-          a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
-        ),
-      { sandboxId, name: templateName },
-    );
-    // Taking a snapshot pauses the sandbox, and it stays paused.
-    await this.#set(sandboxId, { status: "paused" });
-    if (existing?.hostId && existing.hostId !== host.id) await this.#deleteOnHost(existing);
-    const info = res.template;
-    const values = {
-      teamId: caller.teamId,
-      name: templateName,
-      type: "snapshot" as const,
+    // Names are global and the agent keeps one flat namespace: the name is
+    // claimed for this team before the agent writes anything under it, so two
+    // teams racing for one new name cannot both reach the agent.
+    const claim = await this.#claimTemplateName(caller, templateName, overwrite, {
       hostId: host.id,
       sourceSandboxId: sandboxId,
-      vcpus: info?.vcpus || row.vcpus,
-      memoryMb: info?.memoryMb || row.memoryMb,
-      sizeBytes: Number(info?.sizeBytes ?? 0),
-    };
+      vcpus: row.vcpus,
+      memoryMb: row.memoryMb,
+    });
+    let res;
+    try {
+      res = await timed(
+        log,
+        "sandbox.snapshot",
+        () =>
+          agents.call(host, (a, o) =>
+            a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
+          ),
+        { sandboxId, name: templateName },
+      );
+    } catch (err) {
+      if (claim.fresh) await db.delete(templates).where(eq(templates.id, claim.row.id));
+      throw err;
+    }
+    // Taking a snapshot pauses the sandbox, and it stays paused.
+    await this.#set(sandboxId, { status: "paused" });
+    if (!claim.fresh && claim.row.hostId && claim.row.hostId !== host.id) {
+      await this.#deleteOnHost(claim.row);
+    }
+    const info = res.template;
     const [tpl] = await db
-      .insert(templates)
-      .values(values)
-      .onConflictDoUpdate({ target: templates.name, set: { ...values, createdAt: new Date() } })
+      .update(templates)
+      .set({
+        hostId: host.id,
+        sourceSandboxId: sandboxId,
+        vcpus: info?.vcpus || row.vcpus,
+        memoryMb: info?.memoryMb || row.memoryMb,
+        sizeBytes: Number(info?.sizeBytes ?? 0),
+        createdAt: new Date(),
+      })
+      .where(and(eq(templates.id, claim.row.id), eq(templates.teamId, caller.teamId)))
       .returning();
-    if (!tpl) throw new WrennError("internal", "template upsert returned nothing");
+    if (!tpl) {
+      throw new WrennError(
+        "failed_precondition",
+        `snapshot '${templateName}' was deleted while it was being taken; take it again`,
+      );
+    }
     return tpl;
+  }
+
+  /** This team's row for `name`: a new one (`fresh`), or its own snapshot when overwriting. */
+  async #claimTemplateName(
+    caller: Caller,
+    name: string,
+    overwrite: boolean,
+    values: { hostId: string; sourceSandboxId: string; vcpus: number; memoryMb: number },
+  ): Promise<{ row: TemplateRow; fresh: boolean }> {
+    const { db } = this.#deps;
+    const [fresh] = await db
+      .insert(templates)
+      .values({ teamId: caller.teamId, name, type: "snapshot", sizeBytes: 0, ...values })
+      .onConflictDoNothing({ target: templates.name })
+      .returning();
+    if (fresh) return { row: fresh, fresh: true };
+    const [existing] = await db.select().from(templates).where(eq(templates.name, name));
+    if (!existing || existing.teamId !== caller.teamId || existing.type !== "snapshot") {
+      throw new WrennError("already_exists", `the name '${name}' is taken; choose another`);
+    }
+    if (!overwrite) {
+      throw new WrennError(
+        "already_exists",
+        `snapshot '${name}' exists; pass ?overwrite=true to replace it`,
+      );
+    }
+    return { row: existing, fresh: false };
   }
 
   async listTemplates(caller: Caller, type?: "base" | "snapshot"): Promise<TemplateRow[]> {

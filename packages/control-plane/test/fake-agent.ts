@@ -49,6 +49,10 @@ export interface FakeAgent {
   networks: Map<string, { allowOut: string[]; denyOut: string[] }>;
   /** Samples GetSandboxMetrics answers with, per sandbox. */
   metrics: Map<string, SandboxMetric[]>;
+  /** Which sandbox each snapshot's files were last taken from. */
+  snapshotSources: Map<string, string>;
+  /** How long CreateSnapshot takes (ms), to let concurrent requests overlap. */
+  snapshotDelayMs: number;
 }
 
 /** With `secret`, calls without `Authorization: Bearer <secret>` fail as the real agent's do. */
@@ -82,6 +86,8 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     createRequests: new Map(),
     networks: new Map(),
     metrics: new Map(),
+    snapshotSources: new Map(),
+    snapshotDelayMs: 0,
     close: async () => {},
     reopen: async () => {},
   };
@@ -154,7 +160,8 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         sandboxes.set(req.sandboxId, sb);
         return { sandbox: sb };
       },
-      createSnapshot(req) {
+      async createSnapshot(req) {
+        if (state.snapshotDelayMs) await new Promise((r) => setTimeout(r, state.snapshotDelayMs));
         const sb = sandboxes.get(req.sandboxId);
         if (templates.has(req.name) && !req.overwrite)
           throw new ConnectError("exists", Code.AlreadyExists);
@@ -166,6 +173,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           sizeBytes: 1234n,
         });
         templates.set(req.name, t);
+        state.snapshotSources.set(req.name, req.sandboxId);
         sandboxes.delete(req.sandboxId);
         return { template: t };
       },

@@ -122,3 +122,77 @@ for (const kind of DATABASES) {
     }
   });
 }
+
+for (const kind of DATABASES) {
+  test(
+    `snapshots: two teams racing for one new name: one gets it, the other 409, nobody gets the other's files (${kind})`,
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const h = await startHarness(kind);
+      try {
+        const other = await h.api("/v1/auth/signup", {
+          method: "POST",
+          key: null,
+          json: { email: "racer@example.com", password: "a long password" },
+        });
+        const otherToken = ((await other.json()) as { token: string }).token;
+        const asOther = { key: null, headers: { authorization: `Bearer ${otherToken}` } };
+        const mine = (await (
+          await h.api("/v1/sandboxes", { method: "POST", json: {} })
+        ).json()) as Json;
+        const theirs = (await (
+          await h.api("/v1/sandboxes", { method: "POST", ...asOther, json: {} })
+        ).json()) as Json;
+        // Both requests pass any check before either reaches the agent.
+        h.agents[0]!.snapshotDelayMs = 300;
+        for (let round = 0; round < 3; round++) {
+          const name = `race.v${round}`;
+          const [a, b] = await Promise.all([
+            h.api("/v1/snapshots?overwrite=true", {
+              method: "POST",
+              json: { sandbox_id: mine.sandbox_id, name },
+            }),
+            h.api("/v1/snapshots?overwrite=true", {
+              method: "POST",
+              ...asOther,
+              json: { sandbox_id: theirs.sandbox_id, name },
+            }),
+          ]);
+          const statuses = [a.status, b.status].sort();
+          assert.deepEqual(statuses, [201, 409], `round ${round}: one team gets the name`);
+          const winner = (await (a.status === 201 ? a : b).json()) as Json;
+          const loserBody = (await (a.status === 201 ? b : a).json()) as { error: Json };
+          assert.equal(loserBody.error.code, "already_exists");
+          const winnerSandbox = a.status === 201 ? mine.sandbox_id : theirs.sandbox_id;
+          assert.equal(
+            h.agents[0]!.snapshotSources.get(name),
+            winnerSandbox,
+            "the files under the name are the winner's sandbox's",
+          );
+          const rows = (await (await h.api("/v1/admin/templates")).json()) as Json[];
+          const row = rows.find((t) => t.name === name);
+          assert.equal(row?.team_id, winner.team_id, "the row is the winner's team's");
+          // Resume both sandboxes for the next round (a snapshot leaves them paused).
+          for (const [id, as] of [
+            [mine.sandbox_id, {}],
+            [theirs.sandbox_id, asOther],
+          ] as const) {
+            const st = ((await (await h.api(`/v1/sandboxes/${id}`, as)).json()) as Json).status;
+            if (st === "paused") {
+              const r = await h.api(`/v1/sandboxes/${id}/resume`, {
+                method: "POST",
+                ...as,
+                json: {},
+              });
+              assert.equal(r.status, 200);
+            }
+          }
+        }
+      } finally {
+        await h.close();
+      }
+    },
+  );
+}
