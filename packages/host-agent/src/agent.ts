@@ -11,6 +11,7 @@ import { bootSnapshotsDir, findKernel, findTemplate, guestBootArgs } from "./ima
 import { createNetworkManager } from "./network/netns-network.ts";
 import { reflinkSupported, selectStorage } from "./storage/select.ts";
 import { claimPrefix } from "./network/claim.ts";
+import { parseAllowPrivate } from "./network/private-ranges.ts";
 import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
@@ -36,6 +37,12 @@ export interface HostAgentOptions {
   networkPrefix?: string;
   /** Interface guests' traffic leaves through (default: the default route's). */
   egressInterface?: string;
+  /**
+   * Private ranges sandboxes may reach (`--allow-private`; CIDRs inside
+   * network/private-ranges.ts's PRIVATE_RANGES). Default none: no sandbox
+   * reaches the host's LAN, CGNAT, link-local or other non-public addresses.
+   */
+  allowPrivate?: readonly string[];
   reapIntervalMs?: number;
   /** How often each running sandbox's guest is sampled for GetSandboxMetrics (default 5000). */
   metricsIntervalMs?: number;
@@ -104,23 +111,14 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       "the host secret must be 16-256 printable ASCII characters without spaces",
     );
   }
+  // Refused before anything starts: a typo must not leave the LAN open or the agent half up.
+  const allowPrivate = parseAllowPrivate(options.allowPrivate ?? []);
   const log = options.log ?? createLogger("host-agent");
   const dataDir = options.dataDir;
   const imageDir = options.imageDir ?? dataDir;
   await mkdir(dataDir, { recursive: true });
   const hostId = await hostIdOf(dataDir);
 
-  const vmm =
-    options.vmmDriver ??
-    (await timed(log, "start.select_vmm", () =>
-      selectVmm({ override: options.vmm, dataDir, log }),
-    ));
-  const storage = await selectStorage({
-    vmm: vmm.name,
-    dataDir,
-    override: options.storage,
-    log,
-  });
   const reflinkCopies = await reflinkSupported(dataDir);
   if (!reflinkCopies) {
     log.warn(
@@ -128,9 +126,21 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       "the data dir's filesystem has no reflinks: each resume copies the sandbox's RAM file (put it on xfs with reflink=1 or btrfs for instant copies)",
     );
   }
+  const vmm =
+    options.vmmDriver ??
+    (await timed(log, "start.select_vmm", () =>
+      selectVmm({ override: options.vmm, dataDir, log, reflinkCopies }),
+    ));
+  const storage = await selectStorage({
+    vmm: vmm.name,
+    dataDir,
+    override: options.storage,
+    log,
+  });
   const network = createNetworkManager({
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
+    allowPrivate,
     log,
   });
   const releasePrefix = await claimPrefix(network.prefix);
@@ -148,7 +158,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       options.bootSnapshots === false
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
-    reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

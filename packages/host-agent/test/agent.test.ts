@@ -13,8 +13,9 @@ import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const PREFIX = new AgentHarness("wa").prefix;
 const UPSTREAM_NS = `${PREFIX}-upstream`;
-const UPSTREAM_HOST = "198.18.7.1";
-const UPSTREAM_PEER = "198.18.7.2";
+// Public-looking (RFC 5737) and routed nowhere real: private ranges are closed to sandboxes.
+const UPSTREAM_HOST = "203.0.113.253";
+const UPSTREAM_PEER = "203.0.113.254";
 
 const skip = vmSkipReason("host-agent end-to-end tests");
 const h = new AgentHarness("wa", { egressInterface: `${PREFIX}-up0` });

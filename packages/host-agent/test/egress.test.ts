@@ -1,7 +1,7 @@
 /**
  * Per-sandbox egress rules on real VMs. The "internet" is a namespace of the
  * test's own behind a veth pair, holding two stand-in hosts (A and B, from
- * the 198.18.0.0/15 benchmark range) served by one HTTP server; the agent is
+ * RFC 5737's documentation ranges) served by one HTTP server; the agent is
  * told that veth is its egress interface. No traffic reaches real addresses.
  * Needs root and the image (`./wrenn image build`).
  */

@@ -371,7 +371,6 @@ test(
       ["another slot's host veth", addrB.hostVethIp, hostPort],
       ["own gateway (the host)", addrA.hostVethIp, hostPort],
       ["the host's upstream address", UPSTREAM_HOST_IP, hostPort],
-      ["a link-local metadata service", METADATA_IP, UPSTREAM_PORT],
       ...hostIps.map((h): [string, string, number] => [
         `the host's ${defaultIf} address`,
         h,
@@ -386,6 +385,12 @@ test(
         `guest → ${what} ${host}:${port}`,
       );
     });
+    // Private ranges (link-local here: a cloud metadata service) are refused at once, not dropped.
+    assert.deepEqual(
+      await guestA.connect(METADATA_IP, UPSTREAM_PORT),
+      { ok: false, error: "ECONNREFUSED" },
+      `guest → a link-local metadata service ${METADATA_IP}`,
+    );
     // 127.0.0.1 in the guest is the guest itself: nothing of the host's listens there.
     assert.equal((await guestA.connect("127.0.0.1", hostPort)).ok, false);
 

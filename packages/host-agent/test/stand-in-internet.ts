@@ -1,7 +1,9 @@
 /**
  * A stand-in "internet" for egress tests: a network namespace of the test's
  * own behind a veth pair, holding two stand-in hosts (A and B, addresses
- * from the 198.18.0.0/15 benchmark range) served by one HTTP server. Give a
+ * from the documentation ranges of RFC 5737: public-looking, so the agent's
+ * private-range boundary lets them through as it would a real public host,
+ * yet routed nowhere real) served by one HTTP server. Give a
  * host agent `egressInterface: internet.hostEnd` and its sandboxes' traffic
  * leaves through it; no traffic reaches real addresses.
  */
@@ -28,18 +30,20 @@ export class StandInInternet {
   #www = "";
 
   /**
-   * `prefix` names the namespace and links; `net` (0-255) picks the test's
-   * own addresses: the link 198.18.<net>.0/30 and the hosts 198.18.<net+1>.1-2,
-   * so tests running side by side never share them.
+   * `prefix` names the namespace and links; `net` (0-30) picks the test's
+   * own addresses in 203.0.113.0/24: the link 203.0.113.<8·net>/30 and the
+   * hosts 203.0.113.<8·net+5, 8·net+6>, so tests running side by side never
+   * share them (203.0.113.252/30 is agent.test.ts's upstream).
    */
   constructor(prefix: string, net: number) {
+    if (!Number.isInteger(net) || net < 0 || net > 30) throw new Error(`net ${net} is not 0-30`);
     this.netns = `${prefix}-inet`;
     this.hostEnd = `${prefix}-in0`;
     this.#nsEnd = `${prefix}-in1`;
-    this.#hostIp = `198.18.${net}.1`;
-    this.#nsIp = `198.18.${net}.2`;
-    this.a = `198.18.${net + 1}.1`;
-    this.b = `198.18.${net + 1}.2`;
+    this.#hostIp = `203.0.113.${8 * net + 1}`;
+    this.#nsIp = `203.0.113.${8 * net + 2}`;
+    this.a = `203.0.113.${8 * net + 5}`;
+    this.b = `203.0.113.${8 * net + 6}`;
   }
 
   async start(): Promise<void> {

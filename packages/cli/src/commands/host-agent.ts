@@ -8,6 +8,7 @@ import { requireTools, type Tool } from "@wrenn/host-agent/image/prerequisites.t
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { VmmName } from "@wrenn/host-agent/vmm/vmm.ts";
 import type { StorageName } from "@wrenn/host-agent/storage/storage.ts";
+import { parseAllowPrivate, splitAllowPrivate } from "@wrenn/host-agent/network/private-ranges.ts";
 
 /** What the agent runs on the host, whatever the drivers chosen. */
 export const AGENT_TOOLS: readonly Tool[] = [
@@ -18,6 +19,20 @@ export const AGENT_TOOLS: readonly Tool[] = [
   { command: "e2fsck", aptPackage: "e2fsprogs" },
   { command: "resize2fs", aptPackage: "e2fsprogs" },
 ];
+
+/** `--allow-private CIDR,...` (repeatable; or WRENN_ALLOW_PRIVATE), shared with `wrenn up`. */
+export const ALLOW_PRIVATE_OPTION = {
+  "allow-private": {
+    type: "string",
+    multiple: true,
+    default: process.env.WRENN_ALLOW_PRIVATE ? [process.env.WRENN_ALLOW_PRIVATE] : [],
+  },
+} as const;
+
+/** The private ranges the operator opens to sandboxes, checked (invalid_argument naming the flag). */
+export function allowPrivateOf(values: { "allow-private": string[] }): string[] {
+  return parseAllowPrivate(splitAllowPrivate(values["allow-private"]));
+}
 
 const vmms: readonly VmmName[] = ["qemu", "firecracker"];
 const storages: readonly StorageName[] = ["dm-snapshot", "qcow2", "reflink"];
@@ -47,8 +62,10 @@ export async function run(argv: string[]): Promise<void> {
       "network-prefix": { type: "string", default: process.env.WRENN_NETWORK_PREFIX },
       // The environment keeps it out of `ps`; the flag is for trying things out.
       secret: { type: "string", default: process.env.WRENN_HOST_SECRET },
+      ...ALLOW_PRIVATE_OPTION,
     },
   });
+  const allowPrivate = allowPrivateOf(values);
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
   const data = resolve(values["data-dir"]);
   // After a reboot: the pool `wrenn setup` made is not mounted yet.
@@ -60,6 +77,7 @@ export async function run(argv: string[]): Promise<void> {
     storage: oneOf("--storage", values.storage || undefined, storages),
     networkPrefix: values["network-prefix"] || undefined,
     secret: values.secret || undefined,
+    allowPrivate,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);
   await new Promise<void>((done) => {

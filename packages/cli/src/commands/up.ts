@@ -11,7 +11,7 @@ import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { AGENT_TOOLS } from "./host-agent.ts";
+import { AGENT_TOOLS, ALLOW_PRIVATE_OPTION, allowPrivateOf } from "./host-agent.ts";
 import { TRAFFIC_OPTIONS, e2bEnvLines, trafficOptions } from "./traffic.ts";
 import { registerUpHost } from "./up-host.ts";
 
@@ -82,10 +82,12 @@ export async function run(argv: string[]): Promise<void> {
       "agent-listen": { type: "string", default: "127.0.0.1:7070" },
       "data-dir": { type: "string", default: dataDir() },
       "skip-setup": { type: "boolean", default: false },
+      ...ALLOW_PRIVATE_OPTION,
       ...TRAFFIC_OPTIONS,
     },
   });
   const traffic = trafficOptions(values);
+  const allowPrivate = allowPrivateOf(values);
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
   // The daemons' JSON logs would bury the summary; WRENN_LOG_LEVEL=info brings them back.
@@ -136,6 +138,7 @@ export async function run(argv: string[]): Promise<void> {
       // As for `wrenn host-agent`: a second platform (or a test) beside a running one.
       networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
       secret: hostSecret,
+      allowPrivate,
     });
     say(`host agent ${agent.hostId} on ${agent.url}`);
 

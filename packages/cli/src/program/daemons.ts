@@ -33,6 +33,9 @@ function withTraffic(cmd: Command): Command {
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)");
 }
 
+const ALLOW_PRIVATE_HELP =
+  "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
+
 export function registerDaemons(program: Command): void {
   forward(
     withTraffic(
@@ -43,7 +46,8 @@ export function registerDaemons(program: Command): void {
         .option("--host <address>", "the API's listen address", "127.0.0.1")
         .option("--agent-listen <host:port>", "the host agent's address", "127.0.0.1:7070")
         .option("--data-dir <dir>", "state and images (default $WRENN_DATA_DIR or /var/lib/wrenn)")
-        .option("--skip-setup", "do not install host packages first"),
+        .option("--skip-setup", "do not install host packages first")
+        .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
     ),
     ["up"],
     () => import("../commands/up.ts"),
@@ -83,7 +87,8 @@ export function registerDaemons(program: Command): void {
         "--network-prefix <prefix>",
         "names of its namespaces and links ($WRENN_NETWORK_PREFIX)",
       )
-      .option("--secret <secret>", "the bearer secret callers need (better: $WRENN_HOST_SECRET)"),
+      .option("--secret <secret>", "the bearer secret callers need (better: $WRENN_HOST_SECRET)")
+      .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
     ["host-agent"],
     () => import("../commands/host-agent.ts"),
   );

@@ -21,6 +21,7 @@ import {
 } from "./addresses.ts";
 import { SlotAllocator } from "./allocator.ts";
 import { resolveEgress, type EgressRules, type Lookup } from "./egress.ts";
+import { parseAllowPrivate } from "./private-ranges.ts";
 import {
   HOST_BATCH_CLAIM_LINES,
   deleteHostTableScript,
@@ -53,6 +54,11 @@ export interface NetnsNetworkOptions {
    * With neither, guests get no egress.
    */
   egressInterface?: string;
+  /**
+   * Private ranges (CIDRs inside PRIVATE_RANGES) the operator lets
+   * sandboxes reach; every other private address is refused. Default none.
+   */
+  allowPrivate?: readonly string[];
   /** How egress rules' host names are resolved (default: getaddrinfo, IPv4). */
   lookup?: Lookup;
   /** Slot indexes this manager hands out (default 1..32767). */
@@ -79,6 +85,7 @@ export class NetnsNetworkManager implements NetworkManager {
   readonly #run: Runner;
   readonly #log: Logger;
   readonly #egressOption: string | undefined;
+  readonly #allowPrivate: string[];
   readonly #lookup: Lookup | undefined;
   readonly #slots: SlotAllocator;
   readonly #releasing = new Map<number, Promise<void>>();
@@ -93,6 +100,7 @@ export class NetnsNetworkManager implements NetworkManager {
       run(cmd, args, { timeoutMs: COMMAND_TIMEOUT_MS, ...opts });
     this.#log = (options.log ?? createLogger("host-agent")).child({ component: "network" });
     this.#egressOption = options.egressInterface;
+    this.#allowPrivate = parseAllowPrivate(options.allowPrivate ?? []);
     this.#lookup = options.lookup;
     const first = checkIndex(options.firstIndex ?? FIRST_INDEX);
     const last = checkIndex(options.lastIndex ?? LAST_INDEX);
@@ -243,7 +251,15 @@ export class NetnsNetworkManager implements NetworkManager {
       if (egress === null) {
         this.#log.warn("the host has no default route: sandboxes get no outbound network");
       }
-      await this.#run("nft", ["-f", "-"], { input: hostTableScript(this.prefix, egress) });
+      await this.#run("nft", ["-f", "-"], {
+        input: hostTableScript(this.prefix, egress, this.#allowPrivate),
+      });
+      if (this.#allowPrivate.length > 0) {
+        this.#log.info(
+          { allowPrivate: this.#allowPrivate },
+          "sandboxes may reach these private ranges",
+        );
+      }
     }).catch((err: unknown) => {
       this.#hostReady = null;
       throw err;

@@ -1,6 +1,7 @@
 import { GUEST_IP, TAP_IP, TAP_MAC, TAP_NAME, TAP_PREFIX } from "./network.ts";
 import { HOST_ADDRESS_RANGE, NS_VETH_NAME, VETH_RANGE, type SlotAddresses } from "./addresses.ts";
 import type { ResolvedEgress } from "./egress.ts";
+import { PRIVATE_RANGES } from "./private-ranges.ts";
 
 /**
  * nftables and iproute2 scripts for the host table and for one slot
@@ -17,19 +18,37 @@ import type { ResolvedEgress } from "./egress.ts";
  *   address, the host's other addresses, anything listening); replies to
  *   connections the host opened (the agent talking to envd) come back.
  * - forward: nothing may open connections into a slot through the host (that
- *   covers sandbox → sandbox); a sandbox may only open connections out of the
- *   egress interface, never to link-local addresses (cloud metadata services
- *   live at 169.254.169.254) nor to the slot ranges.
- * - postrouting: egress is masqueraded behind the egress interface's address.
+ *   covers sandbox → sandbox); a sandbox never reaches the slot ranges, and
+ *   reaches the private ranges (the host's LAN, cloud metadata, …; see
+ *   PRIVATE_RANGES) only where the operator allowed them (`allowPrivate`,
+ *   already parsed and merged) — through whichever interface routes there,
+ *   as a LAN may hang off another interface than the default route's.
+ *   Everything else goes only out of the egress interface. Private ranges
+ *   are rejected, not dropped, so a sandbox's connection fails at once.
+ *   This chain runs after the slot's own egress rules, so a sandbox's
+ *   allowOut never opens what the operator did not.
+ * - postrouting: egress, and traffic to allowed private ranges, is
+ *   masqueraded behind the host's address on the way out.
  *
  * The first two commands make loading the script replace the table atomically
  * whether or not it exists.
  */
-export function hostTableScript(prefix: string, egressInterface: string | null): string {
+export function hostTableScript(
+  prefix: string,
+  egressInterface: string | null,
+  allowPrivate: readonly string[] = [],
+): string {
   const veths = `"${prefix}-vh-*"`;
+  const privateSet = `{ ${PRIVATE_RANGES.join(", ")} }`;
+  const allowedSet = `{ ${allowPrivate.join(", ")} }`;
+  const allowed = allowPrivate.length === 0 ? [] : [`ip daddr ${allowedSet} accept`];
   const egress = egressInterface === null ? [] : [`oifname "${egressInterface}" accept`];
-  const masquerade =
-    egressInterface === null ? [] : [`iifname ${veths} oifname "${egressInterface}" masquerade`];
+  const masquerade = [
+    ...(allowPrivate.length === 0 ? [] : [`iifname ${veths} ip daddr ${allowedSet} masquerade`]),
+    ...(egressInterface === null
+      ? []
+      : [`iifname ${veths} oifname "${egressInterface}" masquerade`]),
+  ];
   return [
     `table inet ${prefix}`,
     `delete table inet ${prefix}`,
@@ -46,8 +65,11 @@ export function hostTableScript(prefix: string, egressInterface: string | null):
     `    iifname ${veths} jump sandbox_egress`,
     `  }`,
     `  chain sandbox_egress {`,
-    `    ip daddr { 169.254.0.0/16, ${HOST_ADDRESS_RANGE}, ${VETH_RANGE} } drop`,
+    `    ip daddr { ${HOST_ADDRESS_RANGE}, ${VETH_RANGE} } drop`,
     `    meta nfproto ipv6 drop`,
+    ...allowed.map((r) => `    ${r}`),
+    `    ip daddr ${privateSet} meta l4proto tcp reject with tcp reset`,
+    `    ip daddr ${privateSet} reject with icmpx admin-prohibited`,
     ...egress.map((r) => `    ${r}`),
     `    drop`,
     `  }`,
