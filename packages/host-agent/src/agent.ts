@@ -119,17 +119,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   await mkdir(dataDir, { recursive: true });
   const hostId = await hostIdOf(dataDir);
 
-  const reflinkCopies = await reflinkSupported(dataDir);
-  if (!reflinkCopies) {
-    log.warn(
-      { dataDir },
-      "the data dir's filesystem has no reflinks: each resume copies the sandbox's RAM file (put it on xfs with reflink=1 or btrfs for instant copies)",
-    );
-  }
   const vmm =
     options.vmmDriver ??
     (await timed(log, "start.select_vmm", () =>
-      selectVmm({ override: options.vmm, dataDir, log, reflinkCopies }),
+      selectVmm({ override: options.vmm, dataDir, log }),
     ));
   const storage = await selectStorage({
     vmm: vmm.name,
@@ -137,6 +130,13 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     override: options.storage,
     log,
   });
+  const reflinkCopies = await reflinkSupported(dataDir);
+  if (!reflinkCopies) {
+    log.warn(
+      { dataDir },
+      "the data dir's filesystem has no reflinks: each resume copies the sandbox's RAM file (put it on xfs with reflink=1 or btrfs for instant copies)",
+    );
+  }
   const network = createNetworkManager({
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
@@ -158,6 +158,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       options.bootSnapshots === false
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
+    reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),
