@@ -193,22 +193,74 @@ export class AccountService {
     return { userId: user.id, email: user.email, role: m.role, createdAt: m.createdAt };
   }
 
+  /** Owners are removed only by owners, and a team keeps at least one. */
   async removeMember(caller: Caller, teamId: string, userId: string): Promise<void> {
     currentTeam(caller, teamId);
     requireTeamRole(caller, "remove members");
-    const owners = await this.#db
-      .select({ userId: teamMembers.userId })
-      .from(teamMembers)
-      .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.role, "owner")));
-    if (owners.length === 1 && owners[0]?.userId === userId) {
-      throw new WrennError("failed_precondition", "a team keeps at least one owner");
-    }
-    const gone = await this.#db
-      .delete(teamMembers)
-      .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)))
-      .returning();
-    if (gone.length === 0) throw new WrennError("not_found", `user ${userId} is not a member`);
+    await this.#db.transaction(async (tx) => {
+      const target = await lockMembers(tx, teamId, userId);
+      if (target.role === "owner") {
+        if (caller.role !== "owner") {
+          throw new WrennError("permission_denied", "only an owner may remove an owner");
+        }
+        if (target.owners === 1) {
+          throw new WrennError("failed_precondition", "a team keeps at least one owner");
+        }
+      }
+      await tx
+        .delete(teamMembers)
+        .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
+    });
   }
+
+  /** Owners and admins change roles; only owners make or unmake owners; a team keeps one. */
+  async changeRole(
+    caller: Caller,
+    teamId: string,
+    userId: string,
+    role: TeamRole,
+  ): Promise<MemberOfTeam> {
+    currentTeam(caller, teamId);
+    requireTeamRole(caller, "change roles");
+    return this.#db.transaction(async (tx) => {
+      const target = await lockMembers(tx, teamId, userId);
+      if ((target.role === "owner" || role === "owner") && caller.role !== "owner") {
+        throw new WrennError("permission_denied", "only an owner may make or unmake an owner");
+      }
+      if (target.role === "owner" && role !== "owner" && target.owners === 1) {
+        throw new WrennError("failed_precondition", "a team keeps at least one owner");
+      }
+      const [m] = await tx
+        .update(teamMembers)
+        .set({ role })
+        .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)))
+        .returning();
+      const [user] = await tx.select().from(users).where(eq(users.id, userId));
+      if (!m || !user) throw new WrennError("not_found", `user ${userId} is not a member`);
+      return { userId, email: user.email, role: m.role, createdAt: m.createdAt };
+    });
+  }
+}
+
+type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+/**
+ * The target's role and the team's owner count, with the team's rows locked
+ * so two owners demoting each other at once cannot leave the team with none.
+ */
+async function lockMembers(
+  tx: Tx,
+  teamId: string,
+  userId: string,
+): Promise<{ role: TeamRole; owners: number }> {
+  const rows = await tx
+    .select({ userId: teamMembers.userId, role: teamMembers.role })
+    .from(teamMembers)
+    .where(eq(teamMembers.teamId, teamId))
+    .for("update");
+  const target = rows.find((r) => r.userId === userId);
+  if (!target) throw new WrennError("not_found", `user ${userId} is not a member`);
+  return { role: target.role, owners: rows.filter((r) => r.role === "owner").length };
 }
 
 /** Members are managed in the team the caller acts for, so every query stays in one team. */

@@ -1,11 +1,15 @@
 import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { WrennError } from "@wrenn/shared/errors.ts";
 import { fromAgentError } from "./errors.ts";
 
 export type AgentClient = Client<typeof HostAgentService>;
 
-/** Where a host agent listens and the secret it expects ("" for none); a host row is one. */
+/**
+ * Where a host agent listens — `HOST:PORT` (plain HTTP) or an
+ * `http(s)://` URL — and the secret it expects ("" for none); a host row is one.
+ */
 export interface AgentTarget {
   address: string;
   secret: string;
@@ -13,6 +17,47 @@ export interface AgentTarget {
 
 /** Generous enough for a cold boot under TCG; a hung agent still fails the call. */
 export const DEFAULT_AGENT_TIMEOUT_MS = 120_000;
+
+export interface AgentPoolOptions {
+  /** Deadline of a call when the caller gives none (default DEFAULT_AGENT_TIMEOUT_MS). */
+  defaultTimeoutMs?: number | undefined;
+  /**
+   * PEM CA certificates that sign the agents' TLS certificates (`--agent-ca`),
+   * trusted instead of the system's; without it `https://` agents need a
+   * certificate the system trusts.
+   */
+  ca?: string | undefined;
+}
+
+/** The base URL of an agent address (`HOST:PORT` is plain HTTP). */
+export function agentBaseUrl(address: string): string {
+  return address.includes("://") ? address : `http://${address}`;
+}
+
+/** Node's codes for a peer certificate that does not verify. */
+const UNTRUSTED_CERT =
+  /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_UNTRUSTED|CERT_SIGNATURE_FAILURE|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/**
+ * When the call failed because the agent's certificate did not verify, an
+ * error that says what to do about it (null otherwise). The cause chain
+ * carries Node's TLS error code; ConnectError's own message only says
+ * "internal".
+ */
+export function untrustedAgentError(err: unknown, address: string): WrennError | null {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && UNTRUSTED_CERT.test(code)) {
+      return new WrennError(
+        "unavailable",
+        `host agent at ${address}: its TLS certificate does not verify (${code}: ${e.message}); start the control plane with --agent-ca naming the CA that signed it, and register the host by a name or address its certificate carries`,
+        { cause: err },
+      );
+    }
+    e = e.cause;
+  }
+  return null;
+}
 
 /**
  * One Connect client per host address, reused across requests; each call
@@ -22,22 +67,28 @@ export const DEFAULT_AGENT_TIMEOUT_MS = 120_000;
 export class AgentPool {
   readonly #clients = new Map<string, { secret: string; client: AgentClient }>();
   readonly #defaultTimeoutMs: number;
+  readonly #ca: string | undefined;
 
-  constructor(defaultTimeoutMs = DEFAULT_AGENT_TIMEOUT_MS) {
-    this.#defaultTimeoutMs = defaultTimeoutMs;
+  constructor(options: AgentPoolOptions = {}) {
+    this.#defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
+    this.#ca = options.ca;
   }
 
   client(host: AgentTarget): AgentClient {
     const cached = this.#clients.get(host.address);
     // A re-registered host may come back with a new secret.
     if (cached?.secret === host.secret) return cached.client;
-    const baseUrl = host.address.includes("://") ? host.address : `http://${host.address}`;
+    const baseUrl = agentBaseUrl(host.address);
     const authorization = `Bearer ${host.secret}`;
     const client = createClient(
       HostAgentService,
       createConnectTransport({
         baseUrl,
         httpVersion: "1.1",
+        // Verified against the operator's CA when given; Node's default CAs otherwise.
+        ...(this.#ca !== undefined && baseUrl.startsWith("https:")
+          ? { nodeOptions: { ca: this.#ca } }
+          : {}),
         // Without this the agent gzips every response message over 1 KiB: file chunks
         // cost ~100 ms of CPU per MiB on both sides, for bytes that rarely shrink.
         acceptCompression: [],
@@ -63,7 +114,7 @@ export class AgentPool {
     try {
       return await fn(this.client(host), { timeoutMs: timeoutMs ?? this.#defaultTimeoutMs });
     } catch (err) {
-      throw fromAgentError(err, host.address);
+      throw untrustedAgentError(err, host.address) ?? fromAgentError(err, host.address);
     }
   }
 

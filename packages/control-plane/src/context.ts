@@ -10,7 +10,7 @@ import type { Placement } from "./scheduler.ts";
 export interface Caller {
   teamId: string;
   role: TeamRole;
-  /** Null for API keys whose creator was deleted. */
+  /** Null when the control plane acts itself (`system`). */
   userId: string | null;
   isAdmin: boolean;
   /** `system`: the control plane itself, for a team (expiry, the proxy's auto-resume). */

@@ -48,6 +48,12 @@ export interface ControlPlaneOptions {
   proxyPort?: number;
   /** Serve HTTPS (the API and the proxy) with this certificate and key (PEM). */
   tls?: TlsFiles;
+  /**
+   * PEM CA certificates that sign the host agents' TLS certificates
+   * (`--agent-ca`): `https://` agents are verified against them, for RPC and
+   * the traffic proxy's hop alike.
+   */
+  agentCa?: string;
   log?: Logger;
 }
 
@@ -101,7 +107,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ...(options.pglite ? { pglite: options.pglite } : {}),
   });
   const { db } = database;
-  const agents = new AgentPool(options.agentTimeoutMs);
+  const agents = new AgentPool({ defaultTimeoutMs: options.agentTimeoutMs, ca: options.agentCa });
   const deps: Deps = {
     db,
     agents,
@@ -123,6 +129,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const proxy = createSandboxProxy({
     db,
     log,
+    agentCa: options.agentCa,
     domain: options.domain?.toLowerCase() ?? null,
     resume: async (entry) => {
       // The proxy acts for the sandbox's team: only its owner could have asked for autoResume.

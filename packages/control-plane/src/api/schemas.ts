@@ -128,6 +128,8 @@ export const AddMemberBody = z
   .object({ email: z.email().max(254), role: TeamRoleSchema.default("member") })
   .openapi("AddMember");
 
+export const UpdateMemberBody = z.object({ role: TeamRoleSchema }).openapi("UpdateMember");
+
 export const MemberParams = z.object({
   id: z.uuid().openapi({ param: { name: "id", in: "path" } }),
   user_id: z.uuid().openapi({ param: { name: "user_id", in: "path" } }),

@@ -40,17 +40,30 @@ async function byApiKey(db: Db, key: string): Promise<Caller> {
       "malformed API key; keys look like e2b_ + 40 hex digits (or wrn_ + 32 for older ones)",
     );
   }
+  // A key acts as its creator does in its team today: with their current
+  // role, and not at all once they left the team (or were deleted).
   const [row] = await db
     .select({
       id: apiKeys.id,
       teamId: apiKeys.teamId,
       userId: apiKeys.createdBy,
       isAdmin: users.isAdmin,
+      role: teamMembers.role,
     })
     .from(apiKeys)
     .leftJoin(users, eq(users.id, apiKeys.createdBy))
+    .leftJoin(
+      teamMembers,
+      and(eq(teamMembers.teamId, apiKeys.teamId), eq(teamMembers.userId, apiKeys.createdBy)),
+    )
     .where(and(eq(apiKeys.keyHash, sha256(key)), isNull(apiKeys.revokedAt)));
   if (!row) throw new WrennError("unauthenticated", "unknown or revoked API key");
+  if (!row.role) {
+    throw new WrennError(
+      "unauthenticated",
+      "this API key's creator is no longer a member of its team; a team admin can create a new key",
+    );
+  }
   // Recording every use would make each request a write; a few seconds of slack is plenty.
   void db
     .update(apiKeys)
@@ -64,7 +77,7 @@ async function byApiKey(db: Db, key: string): Promise<Caller> {
     .catch(() => {});
   return {
     teamId: row.teamId,
-    role: "admin",
+    role: row.role,
     userId: row.userId,
     isAdmin: row.isAdmin ?? false,
     via: "api_key",

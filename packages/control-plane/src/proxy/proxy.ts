@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -26,6 +27,8 @@ export interface SandboxProxyOptions {
   resume: Resumer;
   /** How long a running sandbox's host stays cached (default 2 s). */
   cacheTtlMs?: number;
+  /** PEM CAs that sign `https://` agents' certificates (default: the system's). */
+  agentCa?: string | undefined;
 }
 
 export interface SandboxProxy {
@@ -54,6 +57,13 @@ const RESUME_WAIT_MS = 60_000;
 export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
   const directory = new SandboxDirectory(opts.db, opts.log, opts.cacheTtlMs);
   const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
+  // For agents registered as https:// URLs (`--tls-cert` on the agent).
+  const tlsAgent = new HttpsAgent({
+    keepAlive: true,
+    maxSockets: 512,
+    maxFreeSockets: 64,
+    ...(opts.agentCa !== undefined ? { ca: opts.agentCa } : {}),
+  });
   const proxy = createProxyServer({ agent, xfwd: true, proxyTimeout: 0 });
 
   async function resolve(route: ProxyRoute, req: IncomingMessage): Promise<ProxyEntry | Failure> {
@@ -104,6 +114,7 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
     const base = host.address.includes("://") ? host.address : `http://${host.address}`;
     return {
       target: base,
+      agent: base.startsWith("https:") ? tlsAgent : agent,
       headers: {
         [PROXY_SANDBOX_HEADER]: entry.sandboxId,
         [PROXY_PORT_HEADER]: String(port),
@@ -173,6 +184,7 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
     },
     close() {
       agent.destroy();
+      tlsAgent.destroy();
     },
   };
 }

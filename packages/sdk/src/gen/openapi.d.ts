@@ -414,7 +414,7 @@ export interface paths {
     get?: never;
     put?: never;
     post?: never;
-    /** Remove a member (owners and admins) */
+    /** Remove a member (owners and admins; only owners remove owners) */
     delete: {
       parameters: {
         query?: never;
@@ -470,11 +470,92 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description The resource is not in a state that allows this */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     options?: never;
     head?: never;
-    patch?: never;
+    /** Change a member's role (owners and admins; only owners make or unmake owners) */
+    patch: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          id: string;
+          user_id: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          "application/json": components["schemas"]["UpdateMember"];
+        };
+      };
+      responses: {
+        /** @description Changed */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Member"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The resource is not in a state that allows this */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
     trace?: never;
   };
   "/v1/api-keys": {
@@ -5125,6 +5206,10 @@ export interface components {
        * @default member
        * @enum {string}
        */
+      role: "owner" | "admin" | "member";
+    };
+    UpdateMember: {
+      /** @enum {string} */
       role: "owner" | "admin" | "member";
     };
     CreatedApiKey: components["schemas"]["ApiKey"] & {

@@ -17,6 +17,7 @@ import {
   SignupBody,
   Team,
   TeamParams,
+  UpdateMemberBody,
   agentErrors,
   commonErrors,
   jsonBody,
@@ -167,15 +168,32 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
       method: "delete",
       path: "/v1/teams/{id}/members/{user_id}",
       tags: ["accounts"],
-      summary: "Remove a member (owners and admins)",
+      summary: "Remove a member (owners and admins; only owners remove owners)",
       security,
       request: { params: MemberParams },
-      responses: { 204: noContent, ...commonErrors },
+      responses: { 204: noContent, ...commonErrors, 409: agentErrors[409] },
     }),
     async (c) => {
       const { id, user_id } = c.req.valid("param");
       await accounts.removeMember(c.get("caller"), id, user_id);
       return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "patch",
+      path: "/v1/teams/{id}/members/{user_id}",
+      tags: ["accounts"],
+      summary: "Change a member's role (owners and admins; only owners make or unmake owners)",
+      security,
+      request: { params: MemberParams, body: jsonBody(UpdateMemberBody) },
+      responses: { 200: jsonResponse(Member, "Changed"), ...commonErrors, 409: agentErrors[409] },
+    }),
+    async (c) => {
+      const { id, user_id } = c.req.valid("param");
+      const m = await accounts.changeRole(c.get("caller"), id, user_id, c.req.valid("json").role);
+      return c.json(memberJson(m), 200);
     },
   );
 
