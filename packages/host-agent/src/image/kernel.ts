@@ -9,6 +9,7 @@ import {
   readFile,
   rename,
   rm,
+  stat,
   symlink,
   writeFile,
 } from "node:fs/promises";
@@ -17,7 +18,7 @@ import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { aptDepends, chooseKernelPackages, readOsRelease } from "./kernel-source.ts";
 import { type KernelFiles, kernelsDir } from "./store.ts";
-import { type Progress, runStreaming } from "./progress.ts";
+import { pollBytes, type Progress, runStreaming } from "./progress.ts";
 import { extractVmlinux, hasPvhEntry, isDynamicElf } from "./vmlinux.ts";
 import { which } from "./prerequisites.ts";
 
@@ -233,6 +234,25 @@ function runCommandBinary(
   });
 }
 
+/** What apt says the packages weigh (`Size:`), 0 when it cannot say. */
+async function downloadSize(pkgs: string[]): Promise<number> {
+  try {
+    const { stdout } = await runCommand("apt-cache", ["show", "--no-all-versions", ...pkgs]);
+    return [...stdout.matchAll(/^Size: (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Bytes of the files directly in `dir` (apt-get download writes its .debs there). */
+async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isFile()) n += (await stat(join(dir, e.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return n;
+}
+
 /** The kernel's module tree in an unpacked package: /lib/modules, or /usr/lib/modules once merged. */
 async function moduleRootIn(tree: string, release: string): Promise<string> {
   for (const prefix of ["lib/modules", "usr/lib/modules"]) {
@@ -277,8 +297,22 @@ export async function ensureKernel(
     // _apt downloads into the directory as an unprivileged user.
     await chmod(work, 0o777);
     const all = [pkgs.image, ...pkgs.modules];
-    progress.step(`kernel ${version}: downloading ${all.join(" + ")} (${pkgs.why})`);
-    await runStreaming("apt-get", ["download", ...all], (l) => progress.detail(l), { cwd: work });
+    progress.step(`kernel ${version}: downloading ${all.join(" + ")}`);
+    progress.detail(`chosen: ${pkgs.why}`);
+    const total = await downloadSize(all);
+    const stopDownload = pollBytes(
+      () => dirBytes(work),
+      (done) =>
+        progress.measure({
+          label: "downloading",
+          done,
+          ...(total > 0 ? { total } : {}),
+          unit: "bytes",
+        }),
+    );
+    await runStreaming("apt-get", ["download", ...all], (l) => progress.detail(l), {
+      cwd: work,
+    }).finally(stopDownload);
     const debs = (await readdir(work)).filter((f) => f.endsWith(".deb"));
     if (debs.length < all.length)
       throw new WrennError(

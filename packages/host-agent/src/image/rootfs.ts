@@ -20,7 +20,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import { IMAGES_DIR } from "./kernel.ts";
-import { type Progress, runStreaming } from "./progress.ts";
+import { DebootstrapStatus } from "./debootstrap-status.ts";
+import { pollBytes, type Progress, runStreaming } from "./progress.ts";
 import { GUEST_INIT, type TemplateMeta, templateDir } from "./store.ts";
 
 const MiB = 1024 * 1024;
@@ -95,12 +96,14 @@ async function ensureBase(data: string, progress: Progress): Promise<string> {
   await mkdir(cache, { recursive: true });
   const work = await mkdtemp(join(cache, ".base-"));
   try {
-    progress.step(
-      `rootfs base: debootstrap ${debianSuite()} from ${debianMirror()} (takes a few minutes)`,
-    );
+    progress.step(`rootfs base: debootstrap ${debianSuite()} from ${debianMirror()}`);
+    // --debian-installer: the status protocol on fd 3 carries byte and package
+    // counts with totals; stdout is then the full log, kept only for a failure.
+    const status = new DebootstrapStatus(progress);
     await runStreaming(
       "debootstrap",
       [
+        "--debian-installer",
         "--variant=minbase",
         `--include=${packages.join(",")}`,
         "--components=main",
@@ -108,8 +111,12 @@ async function ensureBase(data: string, progress: Progress): Promise<string> {
         work,
         debianMirror(),
       ],
-      (l) => progress.detail(l),
-      { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" } },
+      () => {},
+      {
+        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" },
+        onStatus: (l) => status.line(l),
+        failure: () => status.errors.join("\n"),
+      },
     );
     progress.step("rootfs base: user 'user' with passwordless sudo");
     await runCommand("chroot", [
@@ -322,6 +329,18 @@ export async function buildRootfs(
     );
     const image = join(work, file);
     await runCommand("truncate", ["-s", String(size), image]);
+    // mkfs says nothing while it copies; the image's allocated blocks show how far it is.
+    const stopFill = pollBytes(
+      async () => (await stat(image)).blocks * 512,
+      // ext4's metadata makes the image a little larger than the files: the bar stops at full.
+      (done) =>
+        progress.measure({
+          label: "filling",
+          done: Math.min(done, used),
+          total: used,
+          unit: "bytes",
+        }),
+    );
     await runCommand("mkfs.ext4", [
       "-q",
       "-F",
@@ -335,7 +354,7 @@ export async function buildRootfs(
       "-d",
       tree,
       image,
-    ]);
+    ]).finally(stopFill);
     await runCommand("e2fsck", ["-fy", image]).catch((err: unknown) => {
       // Exit 1 means "errors corrected", which mkfs -d can leave (directory optimisation).
       if (!(err instanceof Error && "exitCode" in err && err.exitCode === 1)) throw err;
