@@ -119,17 +119,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   await mkdir(dataDir, { recursive: true });
   const hostId = await hostIdOf(dataDir);
 
-  const vmm =
-    options.vmmDriver ??
-    (await timed(log, "start.select_vmm", () =>
-      selectVmm({ override: options.vmm, dataDir, log }),
-    ));
-  const storage = await selectStorage({
-    vmm: vmm.name,
-    dataDir,
-    override: options.storage,
-    log,
-  });
   const reflinkCopies = await reflinkSupported(dataDir);
   if (!reflinkCopies) {
     log.warn(
@@ -137,6 +126,17 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       "the data dir's filesystem has no reflinks: each resume copies the sandbox's RAM file (put it on xfs with reflink=1 or btrfs for instant copies)",
     );
   }
+  const vmm =
+    options.vmmDriver ??
+    (await timed(log, "start.select_vmm", () =>
+      selectVmm({ override: options.vmm, dataDir, log, reflinkCopies }),
+    ));
+  const storage = await selectStorage({
+    vmm: vmm.name,
+    dataDir,
+    override: options.storage,
+    log,
+  });
   const network = createNetworkManager({
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
@@ -158,7 +158,6 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       options.bootSnapshots === false
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
-    reflinkCopies,
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

@@ -20,6 +20,7 @@ import {
 } from "../src/sandbox/templates.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
+import { driverWith } from "./vmm-wrap.ts";
 import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
 
 const log = createLogger("test", "silent");
@@ -66,12 +67,14 @@ describe("boot snapshot store", () => {
     let builds = 0;
     const snaps: BootSnapshots = new BootSnapshots(
       join(dir, "ok"),
-      async (_shape, name) => {
-        builds++;
-        await new Promise((r) => setTimeout(r, 50));
-        const b = await snaps.store.begin(name, true);
-        await b.commit(meta(name));
-        return meta(name);
+      {
+        build: async (_shape, name) => {
+          builds++;
+          await new Promise((r) => setTimeout(r, 50));
+          const b = await snaps.store.begin(name, true);
+          await b.commit(meta(name));
+          return meta(name);
+        },
       },
       log,
     );
@@ -90,9 +93,11 @@ describe("boot snapshot store", () => {
     let builds = 0;
     const snaps = new BootSnapshots(
       join(dir, "fail"),
-      () => {
-        builds++;
-        return Promise.reject(new Error("the builder's VM died"));
+      {
+        build: () => {
+          builds++;
+          return Promise.reject(new Error("the builder's VM died"));
+        },
       },
       log,
     );
@@ -137,22 +142,15 @@ let failBuilders = false;
 let failRestores = false;
 
 function killingBuilders(real: VmmDriver): VmmDriver {
-  return {
-    name: real.name,
+  return driverWith(real, {
     boot: async (spec) => {
       const vm = await real.boot(spec);
       if (failBuilders && spec.vmId.startsWith(BUILDER_PREFIX)) process.kill(vm.pid, "SIGKILL");
       return vm;
     },
     restore: (spec) =>
-      real.restore(
-        failRestores
-          ? { ...spec, snapshot: { ...spec.snapshot, statePath: "/nonexistent/wrenn-state" } }
-          : spec,
-      ),
-    adopt: (rec) => real.adopt(rec),
-    record: (vm) => real.record(vm),
-  };
+      real.restore(failRestores ? { ...spec, snapshotDir: "/nonexistent/wrenn-snapshot" } : spec),
+  });
 }
 
 describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {

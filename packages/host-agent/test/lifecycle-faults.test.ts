@@ -11,7 +11,8 @@ import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
-import type { VmHandle, VmmDriver } from "../src/vmm/vmm.ts";
+import type { VmmDriver } from "../src/vmm/vmm.ts";
+import { driverWith } from "./vmm-wrap.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 import { Code } from "@connectrpc/connect";
 
@@ -22,41 +23,22 @@ const crashOnSnapshot = new Set<string>();
 /** Sandboxes whose next restore leaves the VM alive but frozen: envd never answers. */
 const hangOnRestore = new Set<string>();
 
-/** The real driver, with a fault hook on snapshot. */
+/** The real driver, with fault hooks on saving memory and on restoring. */
 function faulty(real: VmmDriver): VmmDriver {
-  // The driver keeps per-VM state in private fields: hand it back its own object.
-  const targets = new WeakMap<VmHandle, VmHandle>();
-  const wrap = (vm: VmHandle): VmHandle => {
-    const proxy = new Proxy(vm, {
-      get(target, prop, receiver) {
-        if (prop === "snapshot" && crashOnSnapshot.has(target.vmId)) {
-          return async (...args: Parameters<VmHandle["snapshot"]>) => {
-            process.kill(target.pid, "SIGKILL");
-            await target.exited;
-            return target.snapshot(...args);
-          };
-        }
-        const value: unknown = Reflect.get(target, prop, receiver);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    targets.set(proxy, vm);
-    return proxy;
-  };
-  return {
-    name: real.name,
-    boot: async (spec) => wrap(await real.boot(spec)),
+  return driverWith(real, {
+    saveMemory: async (vm, save) => {
+      if (crashOnSnapshot.has(vm.vmId)) {
+        process.kill(vm.pid, "SIGKILL");
+        await vm.exited;
+      }
+      return real.saveMemory(vm, save);
+    },
     restore: async (spec) => {
       const vm = await real.restore(spec);
       if (hangOnRestore.has(spec.vmId)) process.kill(vm.pid, "SIGSTOP");
-      return wrap(vm);
+      return vm;
     },
-    adopt: async (rec) => {
-      const vm = await real.adopt(rec);
-      return vm && wrap(vm);
-    },
-    record: (vm) => real.record(targets.get(vm) ?? vm),
-  };
+  });
 }
 
 const h = new AgentHarness("wf");

@@ -23,10 +23,13 @@ import {
   FirecrackerApi,
   FirecrackerApiError,
   type ApiRequest,
-} from "../src/vmm/firecracker-api.ts";
-import { FirecrackerDriver, STABLE_DIR, STABLE_ROOTFS } from "../src/vmm/firecracker.ts";
+} from "../src/vmm/firecracker/api.ts";
+import { FirecrackerDriver, STABLE_DIR, STABLE_ROOTFS } from "../src/vmm/firecracker/driver.ts";
 import { onPath } from "../src/vmm/select.ts";
-import type { BootSpec, VmHandle } from "../src/vmm/vmm.ts";
+import type {
+  FirecrackerBootSpec as BootSpec,
+  FirecrackerVm as VmHandle,
+} from "../src/vmm/firecracker/driver.ts";
 
 const DOUBLE = new URL("./fixtures/firecracker-double.ts", import.meta.url).pathname;
 const MAC = "02:fc:00:00:00:05";
@@ -283,7 +286,7 @@ test("firecracker: restore through the Uffd backend on another disk, then Diff a
   await new Promise<void>((resolve) => server.listen(uffdSocket, resolve));
   const s2 = await spec({ trackDirtyPages: true });
   try {
-    vm = await driver.restore({ ...s2, snapshot: files, uffdSocket });
+    vm = await driver.restoreFiles({ ...s2, snapshot: files, uffdSocket });
     assert.deepEqual(take(), [
       {
         method: "PUT",
@@ -333,7 +336,7 @@ test("firecracker: fault responses become clear errors and leave nothing behind"
   await assertNoLeaks(s);
 
   // Without dirty-page tracking a Diff is refused before Firecracker is asked.
-  const vm = await driver.boot(s);
+  const vm = await driver.boot({ ...s, trackDirtyPages: false });
   try {
     await vm.pause();
     await assert.rejects(
@@ -372,7 +375,8 @@ test("firecracker: adopt after an agent restart; kill -9 resolves exited", async
   const record = first.record(vm);
   try {
     const { driver, take } = tracer();
-    const adopted = await driver.adopt(record);
+    // A booted VM has no page server: the driver hands back the VM itself.
+    const adopted = (await driver.adopt(record)) as VmHandle | null;
     assert.ok(adopted);
     assert.deepEqual(take(), [{ method: "GET", path: "/vm/config" }]);
     await adopted.pause();

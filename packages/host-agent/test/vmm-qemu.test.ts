@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { dataDir, findKernel, findTemplate, guestBootArgs } from "../src/image/store.ts";
-import { QemuDriver } from "../src/vmm/qemu.ts";
-import type { BootSpec, VmHandle, VmRecord } from "../src/vmm/vmm.ts";
+import { QemuDriver } from "../src/vmm/qemu/driver.ts";
+import type { QemuVm as VmHandle } from "../src/vmm/qemu/driver.ts";
+import type { BootSpec, VmRecord } from "../src/vmm/vmm.ts";
 
 const GUEST = "169.254.0.21";
 const GATEWAY = "169.254.0.22";
@@ -309,7 +310,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     const memBefore = await sha256(files.memPath);
     const r0 = performance.now();
     clone = track(
-      await driver.restore({ ...spec, netns: ns2, snapshot: files, privateMemory: true }),
+      await driver.restoreFiles({ ...spec, netns: ns2, snapshot: files, privateMemory: true }),
     );
     const cloneMs = performance.now() - r0;
     await waitHealthy(ns2, 120_000);
@@ -330,7 +331,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     clone = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
     assert.equal(await sha256(files.memPath), memBefore, "a private clone changed the RAM file");
-    clone = track(await driver.restore({ ...spec, netns: ns2, snapshot: cloneFiles }));
+    clone = track(await driver.restoreFiles({ ...spec, netns: ns2, snapshot: cloneFiles }));
     await waitHealthy(ns2, 120_000);
     const again = await nsFetch(ns2, "/files?path=/tmp/clone-only&username=root");
     assert.equal(again?.body.length, 100_000, "the clone's snapshot lost its writes");
@@ -339,7 +340,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     await assertNoLeaks(spec.vmId, spec.runDir);
 
     const r1 = performance.now();
-    restored = track(await driver.restore({ ...spec, netns: ns2, snapshot: files }));
+    restored = track(await driver.restoreFiles({ ...spec, netns: ns2, snapshot: files }));
     const restoreMs = performance.now() - r1;
     console.log(
       `qemu restore (launch to running): shared ${Math.round(restoreMs)} ms, private clone ${Math.round(cloneMs)} ms`,
@@ -364,7 +365,7 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
     await restored.stop();
     restored = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
-    restored = track(await driver.restore({ ...spec, netns: ns2, snapshot: files2 }));
+    restored = track(await driver.restoreFiles({ ...spec, netns: ns2, snapshot: files2 }));
     await waitHealthy(ns2, 120_000);
     const kept = await nsFetch(ns2, "/files?path=/tmp/marker&username=root");
     assert.equal(kept?.body, marker, "resuming after a snapshot changed the snapshot");
@@ -387,7 +388,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
   try {
     // Boot from a separate agent process that then exits, as an agent restart does.
     const script = `
-      import { QemuDriver } from ${JSON.stringify(new URL("../src/vmm/qemu.ts", import.meta.url).pathname)};
+      import { QemuDriver } from ${JSON.stringify(new URL("../src/vmm/qemu/driver.ts", import.meta.url).pathname)};
       const d = new QemuDriver({ accel: "tcg" });
       const vm = await d.boot(JSON.parse(process.argv[1]));
       console.log(JSON.stringify(d.record(vm)));

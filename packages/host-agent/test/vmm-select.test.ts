@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import { isWrennError } from "@wrenn/shared/errors.ts";
 import { dataDir, findKernel } from "../src/image/store.ts";
 import { bootProbe } from "../src/vmm/kvm-probe.ts";
-import { QemuDriver } from "../src/vmm/qemu.ts";
+import { QemuDriver } from "../src/vmm/qemu/driver.ts";
 import { chooseVmm, selectVmm } from "../src/vmm/select.ts";
 
 let work = "";

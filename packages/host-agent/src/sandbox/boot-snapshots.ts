@@ -11,6 +11,11 @@ export interface Shape {
   diskSizeMb: number;
 }
 
+/** Makes one boot snapshot: boots a sandbox of the shape and keeps its memory and disk. */
+export interface BootSnapshotBuilder {
+  build(shape: Shape, name: string, source: BootSource): Promise<SnapshotMeta>;
+}
+
 /**
  * Sandboxes the agent boots for itself to take a boot snapshot; the '-' keeps
  * them apart from users' sandbox ids (lowercase letters and digits only).
@@ -37,16 +42,12 @@ export class BootSnapshots {
   readonly store: TemplateStore;
   private readonly building = new Map<string, Promise<SnapshotMeta | null>>();
   private readonly failedAt = new Map<string, number>();
-  private readonly build: (shape: Shape, name: string, source: BootSource) => Promise<SnapshotMeta>;
+  private readonly builder: BootSnapshotBuilder;
   private readonly log: Logger;
 
-  constructor(
-    dir: string,
-    build: (shape: Shape, name: string, source: BootSource) => Promise<SnapshotMeta>,
-    log: Logger,
-  ) {
+  constructor(dir: string, builder: BootSnapshotBuilder, log: Logger) {
     this.store = new TemplateStore(dir);
-    this.build = build;
+    this.builder = builder;
     this.log = log;
   }
 
@@ -81,7 +82,8 @@ export class BootSnapshots {
     let pending = this.building.get(name);
     if (pending === undefined) {
       const started = performance.now();
-      pending = this.build(shape, name, source)
+      pending = this.builder
+        .build(shape, name, source)
         .then((meta) => {
           this.log.info(
             { snapshot: name, ...shape, ms: Math.round(performance.now() - started) },

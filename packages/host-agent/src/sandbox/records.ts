@@ -2,7 +2,6 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmRecord, VmmName } from "../vmm/vmm.ts";
-import type { PageServerRecord } from "../snapshot/page-server.ts";
 import type { EgressRules } from "../network/egress.ts";
 import type { PathInUse } from "../image/prune.ts";
 
@@ -27,8 +26,6 @@ export interface SandboxRecord {
   slotIndex: number | null;
   disk: SandboxDisk | null;
   vm: VmRecord | null;
-  /** Firecracker restores: the page server serving the VM's memory (it outlives agent restarts). */
-  pageServer?: PageServerRecord | null;
   envVars: Record<string, string>;
   envdAccessToken: string;
   /** Egress rules as given (names unresolved); applied to every slot the sandbox gets. */
@@ -73,7 +70,7 @@ export class RecordStore {
     for (const id of await readdir(this.dir)) {
       try {
         const text = await readFile(join(this.dir, id, "record.json"), "utf8");
-        records.push(JSON.parse(text) as SandboxRecord);
+        records.push(upgrade(JSON.parse(text) as SandboxRecord & { pageServer?: unknown }));
       } catch {
         unreadable.push(id);
       }
@@ -109,4 +106,11 @@ export async function imagePathsInUse(
     }
   }
   return out;
+}
+
+/** Records written before the VM driver kept its page server in `vm.driver`. */
+function upgrade(record: SandboxRecord & { pageServer?: unknown }): SandboxRecord {
+  const { pageServer, ...rest } = record;
+  if (pageServer && rest.vm && !rest.vm.driver) rest.vm = { ...rest.vm, driver: { pageServer } };
+  return rest;
 }

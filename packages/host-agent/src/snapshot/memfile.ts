@@ -20,7 +20,7 @@ import {
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { createLogger, timed } from "@wrenn/shared/log.ts";
+import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import {
   BLOCK_SIZE,
   HEADER_FILE,
@@ -53,6 +53,8 @@ export interface FullOptions {
   /** Snapshot directory; gets `memfile.<buildId>` and `memfile.header`. */
   dir: string;
   chunkBytes?: number;
+  /** The caller's logger (carrying its sandbox id); default a "snapshot" one. */
+  log?: Logger;
 }
 
 export interface DiffOptions {
@@ -69,6 +71,8 @@ export interface DiffOptions {
   dirty?: Uint8Array;
   maxGenerations?: number;
   chunkBytes?: number;
+  /** The caller's logger (carrying its sandbox id); default a "snapshot" one. */
+  log?: Logger;
 }
 
 /** A bitmap with the given blocks set, sized for `size` bytes of memory. */
@@ -237,7 +241,9 @@ async function writeFullFrom(
 
 /** A Full snapshot of a raw memory image. */
 export async function writeFull(opts: FullOptions): Promise<WriteResult> {
-  return timed(log, "memory snapshot (full)", () => writeFullImpl(opts), { dir: opts.dir });
+  return timed(opts.log ?? log, "memory snapshot (full)", () => writeFullImpl(opts), {
+    dir: opts.dir,
+  });
 }
 
 async function writeFullImpl(opts: FullOptions): Promise<WriteResult> {
@@ -263,7 +269,7 @@ async function writeFullImpl(opts: FullOptions): Promise<WriteResult> {
  * `maxGenerations` deep or the parent is the legacy layout).
  */
 export async function writeDiff(opts: DiffOptions): Promise<WriteResult> {
-  return timed(log, "memory snapshot (diff)", () => writeDiffImpl(opts), {
+  return timed(opts.log ?? log, "memory snapshot (diff)", () => writeDiffImpl(opts), {
     dir: opts.dir,
     dirtyBitmap: opts.dirty !== undefined,
   });
@@ -292,7 +298,7 @@ async function writeDiffImpl(opts: DiffOptions): Promise<WriteResult> {
       );
     }
     if (parent.legacy || parent.header.metadata.generation >= maxGenerations) {
-      log.info(
+      (opts.log ?? log).info(
         { dir: opts.dir, generation: parent.header.metadata.generation, legacy: parent.legacy },
         "collapsing the memory diff chain into a Full snapshot",
       );

@@ -12,11 +12,11 @@ import { setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import { WrennError, messageOf, type ErrorCode } from "@wrenn/shared/errors.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
+import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { isAlive, watchForeignExit } from "../util/process.ts";
 import { HEADER_FILE } from "./header.ts";
 
-const log = createLogger("page-server");
+const defaultLog = createLogger("page-server");
 
 export const NATIVE_UFFD_DIR = resolve(import.meta.dirname, "../../../../native/uffd");
 
@@ -48,6 +48,8 @@ export interface PageServerOptions {
   nice?: number;
   readyTimeoutMs?: number;
   binary?: string;
+  /** The caller's logger (carrying its sandbox id); default a "page-server" one. */
+  log?: Logger;
 }
 
 /**
@@ -97,6 +99,7 @@ export interface PageServer {
 const STDERR_KEEP = 16 << 10;
 
 export async function startPageServer(opts: PageServerOptions): Promise<PageServer> {
+  const log = opts.log ?? defaultLog;
   const binary = opts.binary ?? pageServerBinary();
   try {
     await access(binary);
@@ -230,7 +233,10 @@ export interface PageServerRecord {
  * another process. Not our child: its exit is polled and its status read
  * from its log.
  */
-export async function adoptPageServer(rec: PageServerRecord): Promise<PageServer | null> {
+export async function adoptPageServer(
+  rec: PageServerRecord,
+  log: Logger = defaultLog,
+): Promise<PageServer | null> {
   const cmdline = await readFile(`/proc/${rec.pid}/cmdline`, "utf8").catch(() => "");
   if (!cmdline.split("\0").includes(rec.socketPath) || !(await isAlive(rec.pid))) return null;
   const logPath = pageServerLog(rec.socketPath);

@@ -3,9 +3,9 @@ import { delimiter, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { findKernel } from "../image/store.ts";
-import { FirecrackerDriver } from "./firecracker.ts";
+import { FirecrackerDriver } from "./firecracker/driver.ts";
 import { probeKvm, type KvmProbe } from "./kvm-probe.ts";
-import { QemuDriver, type QemuAccel } from "./qemu.ts";
+import { QemuDriver, type QemuAccel } from "./qemu/driver.ts";
 import type { VmmDriver, VmmName } from "./vmm.ts";
 
 const QEMU = "qemu-system-x86_64";
@@ -84,6 +84,8 @@ export async function selectVmm(opts: {
   override?: VmmName;
   dataDir: string;
   log?: Logger;
+  /** The data dir makes reflink copies: QEMU clones then get their own RAM file. */
+  reflinkCopies?: boolean;
 }): Promise<VmmDriver> {
   const log = opts.log ?? createLogger("host-agent");
   let choice: VmmChoice;
@@ -96,5 +98,5 @@ export async function selectVmm(opts: {
   log.info({ vmm: choice.name, accel: choice.accel, why: choice.why }, "VMM selected");
   return choice.name === "firecracker"
     ? new FirecrackerDriver({ log })
-    : new QemuDriver({ accel: choice.accel ?? "tcg", log });
+    : new QemuDriver({ accel: choice.accel ?? "tcg", log, reflinkCopies: opts.reflinkCopies });
 }

@@ -1,79 +1,74 @@
 /**
- * The seam between the sandbox manager and a virtual machine monitor. Both
- * drivers (qemu.ts, firecracker.ts) implement it; the manager never imports
- * a concrete driver.
+ * The seam between the sandbox lifecycle and a virtual machine monitor. Each
+ * driver (qemu/, firecracker/) implements it and owns how its guests'
+ * memory is kept: what a restore maps, what a pause writes, what a template
+ * copies. The lifecycle never imports a concrete driver and never asks
+ * which one it has.
  */
+import type { Logger } from "@wrenn/shared/log.ts";
 
 export type VmmName = "qemu" | "firecracker";
 
-/** Everything needed to boot a VM from a base template. */
-export interface BootSpec {
+/** The machine every VM of a sandbox runs as, booted or restored. */
+export interface Machine {
   /** Unique per VM; names sockets and logs. */
   vmId: string;
   vcpus: number;
   memoryMb: number;
-  kernelPath: string;
-  initrdPath?: string;
-  /** Kernel command line (the driver adds its own console/device arguments). */
-  bootArgs: string;
   rootfs: { path: string; format: "raw" | "qcow2" };
   /** TAP device name inside `netns`; the VM gets one virtio-net on it. */
   tapName: string;
   guestMac: string;
   /** Network namespace the VMM process runs in (`ip netns` name). */
   netns: string;
-  /** Directory the driver may use for sockets, logs and state files. */
+  /** Directory the driver may use for sockets, logs, state and memory files. */
   runDir: string;
-  /**
-   * Firecracker: keep KVM's dirty log so the next snapshot can be a Diff
-   * (not stored in a snapshot: pass it again on every restore). QEMU ignores it.
-   */
-  trackDirtyPages?: boolean;
 }
 
-/** Where a memory snapshot lives on disk; the layout is owned by snapshot/. */
-export interface SnapshotFiles {
-  /** VMM device/vCPU state. */
-  statePath: string;
-  /** Guest memory (QEMU: the RAM file itself; Firecracker: the memory file). */
-  memPath: string;
+/** Everything needed to boot a VM from a base template. */
+export interface BootSpec extends Machine {
+  kernelPath: string;
+  initrdPath?: string;
+  /** Kernel command line (the driver adds its own console/device arguments). */
+  bootArgs: string;
 }
 
-export interface RestoreSpec extends Omit<BootSpec, "kernelPath" | "initrdPath" | "bootArgs"> {
-  snapshot: SnapshotFiles;
-  /** Firecracker: Unix socket of the page server serving the memory lazily. */
-  uffdSocket?: string;
+/** Starts a VM from a memory snapshot folder written by this driver's `saveMemory`. */
+export interface RestoreSpec extends Machine {
+  snapshotDir: string;
   /**
-   * QEMU clone: map the template's RAM file copy-on-write (share=off), leaving
-   * it unchanged. Without it QEMU maps `memPath` shared: the file becomes the
-   * live guest memory (a paused sandbox's own snapshot, consumed by resume;
-   * a later snapshot moves it to its own memPath).
+   * true: a template many sandboxes start from, which must stay as it is;
+   * false: this sandbox's own paused memory, which the restore may consume
+   * (the folder stays usable until `afterResume`, so a failed resume retries).
    */
-  privateMemory?: boolean;
-  /**
-   * The host's current kernel, asked for only when the snapshot's recorded
-   * kernel file is gone (QEMU opens the file at start, though the restored
-   * RAM replaces what it loads). Firecracker needs none.
-   */
-  currentKernel?: () => Promise<{ kernelPath: string; initrdPath?: string }>;
+  clone: boolean;
+  /** The kernel the host boots now, for a snapshot whose own kernel file is gone. */
+  kernel: { kernelPath: string; initrdPath?: string };
+}
+
+/** The host's kernel builds; each VMM boots its own format. */
+export interface KernelChoice {
+  /** Uncompressed ELF (Firecracker). */
+  vmlinux: string;
+  /** bzImage (QEMU). */
+  qemuKernel: string;
+  /** "" when the kernel needs none. */
+  initrd: string;
 }
 
 /** A running VMM process. */
 export interface VmHandle {
   readonly vmId: string;
   readonly pid: number;
-  /** Resolves when the VMM process exits, for whatever reason. */
+  /**
+   * Resolves when the VM is gone for whatever reason: its process exited, or
+   * something it cannot run without (Firecracker's page server) died and the
+   * driver stopped it.
+   */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /**
-   * Only while paused; `diff` = only pages dirtied since the last load
-   * (Firecracker, needs trackDirtyPages). QEMU always writes complete memory:
-   * its RAM file becomes `memPath` (renamed when it can, so pause then stop
-   * copies nothing); resuming after a snapshot first gives the VM its own copy.
-   */
-  snapshot(files: SnapshotFiles, kind: "full" | "diff"): Promise<void>;
-  /** Stops the VMM and waits for its exit; idempotent. */
+  /** Stops the VMM (and what it needs) and waits for its exit; idempotent. */
   stop(): Promise<void>;
   /**
    * Drops the agent's control connection and leaves the VM running (agent
@@ -88,13 +83,39 @@ export interface VmRecord {
   pid: number;
   /** Driver-specific control endpoint (QMP or API socket path). */
   controlSocket: string;
+  /** Whatever else the driver needs to re-adopt the VM (Firecracker: its page server). */
+  driver?: Record<string, unknown>;
 }
 
 export interface VmmDriver {
   readonly name: VmmName;
+  /** The kernel file this VMM boots. */
+  kernelFile(kernel: KernelChoice): string;
   boot(spec: BootSpec): Promise<VmHandle>;
   restore(spec: RestoreSpec): Promise<VmHandle>;
   /** Re-attaches to a VM started by an earlier agent process, or null if it is gone. */
   adopt(record: VmRecord): Promise<VmHandle | null>;
   record(handle: VmHandle): VmRecord;
+  /**
+   * A pause: writes the frozen VM's device state and memory into `dir`.
+   * `parents` are older snapshots of the same memory, newest first (the
+   * sandbox's last pause, the template it came from), for a driver that
+   * can write only what changed since.
+   */
+  saveMemory(
+    vm: VmHandle,
+    save: { dir: string; parents: string[]; memoryMb: number; log: Logger },
+  ): Promise<void>;
+  /** A resume from `dir` succeeded: drop what the running VM no longer needs there. */
+  afterResume(dir: string, log: Logger): Promise<void>;
+  /** Copies the memory snapshot in `from` into a template folder `to`. */
+  copyMemory(from: string, to: string): Promise<void>;
+}
+
+/** A driver's own state file and memory file of one snapshot (its low-level calls). */
+export interface SnapshotFiles {
+  /** VMM device/vCPU state. */
+  statePath: string;
+  /** Guest memory (QEMU: the RAM file itself; Firecracker: the memory file). */
+  memPath: string;
 }

@@ -1,29 +1,49 @@
-import { mkdir, rm } from "node:fs/promises";
+/**
+ * The Firecracker driver. A restored guest's memory is served lazily by a
+ * page server from the snapshot's memory generations; a pause writes a Diff
+ * of the pages dirtied since the snapshot its memory came from (or a Full
+ * one), compacted into a new generation; a template hard-links the
+ * generations, which never change once written.
+ */
+import { copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
-import { FirecrackerApi, FirecrackerApiError, type ApiRequest } from "./firecracker-api.ts";
+import { HEADER_FILE } from "../../snapshot/header.ts";
+import { writeDiff, writeFull } from "../../snapshot/memfile.ts";
 import {
-  cmdlineOf,
-  isAlive,
-  tail,
-  watchForeignExit,
-  within,
-  type ExitStatus,
-} from "../util/process.ts";
-import { spawnInNetns, type VmmProcess } from "./process.ts";
-import type { BootSpec, RestoreSpec, SnapshotFiles, VmHandle, VmmDriver, VmRecord } from "./vmm.ts";
+  adoptPageServer,
+  startPageServer,
+  type PageServerRecord,
+} from "../../snapshot/page-server.ts";
+import { dirtyFromSparseFile } from "../../snapshot/sparse.ts";
+import { copySparse, exists } from "../../util/fs.ts";
+import { cmdlineOf, isAlive, tail, watchForeignExit, within } from "../../util/process.ts";
+import { spawnInNetns, type VmmProcess } from "../process.ts";
+import type {
+  BootSpec,
+  KernelChoice,
+  Machine,
+  RestoreSpec,
+  SnapshotFiles,
+  VmHandle,
+  VmmDriver,
+  VmRecord,
+} from "../vmm.ts";
+import { FirecrackerApi, FirecrackerApiError, type ApiRequest } from "./api.ts";
+import {
+  firecrackerArgv,
+  IFACE_ID,
+  paths,
+  ROOT_DRIVE_ID,
+  STABLE_DIR,
+  STABLE_ROOTFS,
+} from "./args.ts";
+import { PagedVm } from "./paged-vm.ts";
+import { FirecrackerVm, signal } from "./vm.ts";
 
-/**
- * Inside each VM's private mount namespace a tmpfs is mounted here and
- * `rootfs` in it links to the sandbox's disk: Firecracker records drive
- * paths in its snapshots, and this one is the same for every VM, so a
- * snapshot restores on any disk, in any slot.
- */
-export const STABLE_DIR = "/run/wrenn/fc";
-export const STABLE_ROOTFS = `${STABLE_DIR}/rootfs`;
-export const ROOT_DRIVE_ID = "rootfs";
-export const IFACE_ID = "eth0";
+export { STABLE_DIR, STABLE_ROOTFS } from "./args.ts";
+export type { FirecrackerVm } from "./vm.ts";
 
 export interface FirecrackerDriverOptions {
   /** Executable name or path; default `firecracker` from PATH. */
@@ -35,139 +55,24 @@ export interface FirecrackerDriverOptions {
   trace?: (vmId: string, req: ApiRequest) => void;
 }
 
-function paths(runDir: string, vmId: string) {
-  return { api: join(runDir, `${vmId}.fc.sock`), log: join(runDir, `${vmId}.fc.log`) };
-}
-
 /**
- * The command line: a private mount namespace with the stable rootfs link,
- * then Firecracker itself (`exec`, so the pid is Firecracker's).
+ * The driver's own boot: KVM's dirty log is kept unless asked otherwise, so
+ * every pause after the first can be a Diff (not stored in a snapshot:
+ * passed again on every restore).
  */
-export function firecrackerArgv(opts: {
-  binary: string;
-  vmId: string;
-  apiSocket: string;
-  diskPath: string;
-}): string[] {
-  const script =
-    'set -e; mount -t tmpfs -o size=64k,mode=0755 wrenn-fc "$1"; ln -s "$2" "$1/rootfs"; shift 2; exec "$@"';
-  return [
-    "unshare",
-    "--mount",
-    "--propagation",
-    "private",
-    "--",
-    "sh",
-    "-c",
-    script,
-    "wrenn-fc",
-    STABLE_DIR,
-    opts.diskPath,
-    opts.binary,
-    "--api-sock",
-    opts.apiSocket,
-    "--id",
-    opts.vmId,
-  ];
+export interface FirecrackerBootSpec extends BootSpec {
+  trackDirtyPages?: boolean;
 }
 
-interface VmState {
-  vmId: string;
-  pid: number;
-  runDir: string;
-  exited: Promise<ExitStatus>;
-  api: FirecrackerApi;
-  trackDirtyPages: boolean;
+/** A restore from explicit files (the driver's own layer; tests drive it directly). */
+export interface FirecrackerRestoreSpec extends Machine {
+  snapshot: SnapshotFiles;
+  /** Unix socket of a page server serving the memory lazily (else the memory file is read). */
+  uffdSocket?: string;
+  trackDirtyPages?: boolean;
 }
 
-class FirecrackerVm implements VmHandle {
-  readonly vmId: string;
-  readonly pid: number;
-  readonly exited: Promise<ExitStatus>;
-  readonly #s: VmState;
-  readonly #log: Logger;
-  readonly #graceMs: number;
-  #stopping: Promise<void> | null = null;
-
-  release(): void {
-    // Every API call is its own request: no connection to drop.
-  }
-
-  constructor(s: VmState, log: Logger, graceMs: number) {
-    this.#s = s;
-    this.#log = log;
-    this.#graceMs = graceMs;
-    this.vmId = s.vmId;
-    this.pid = s.pid;
-    this.exited = s.exited;
-    void this.exited.then(async (status) => {
-      if (this.#stopping) return;
-      this.#log.warn(
-        { ...status, log: await tail(paths(s.runDir, s.vmId).log) },
-        "firecracker exited unexpectedly",
-      );
-    });
-  }
-
-  get controlSocket(): string {
-    return this.#s.api.socketPath;
-  }
-
-  async pause(): Promise<void> {
-    await this.#s.api.call("PATCH", "/vm", { state: "Paused" });
-  }
-
-  async resume(): Promise<void> {
-    await this.#s.api.call("PATCH", "/vm", { state: "Resumed" });
-  }
-
-  async snapshot(files: SnapshotFiles, kind: "full" | "diff"): Promise<void> {
-    if (kind === "diff" && !this.#s.trackDirtyPages) {
-      throw new WrennError(
-        "failed_precondition",
-        "a diff snapshot needs dirty-page tracking (boot or restore with trackDirtyPages)",
-      );
-    }
-    await timed(this.#log, `firecracker.snapshot_${kind}`, () =>
-      this.#s.api.call("PUT", "/snapshot/create", {
-        snapshot_type: kind === "diff" ? "Diff" : "Full",
-        snapshot_path: files.statePath,
-        mem_file_path: files.memPath,
-      }),
-    );
-  }
-
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
-  }
-
-  async #stop(): Promise<void> {
-    const s = this.#s;
-    // Firecracker has no graceful shutdown that does not depend on the guest;
-    // whatever must survive was snapshotted before stop.
-    if (await isAlive(s.pid)) {
-      signal(s.pid, "SIGTERM");
-      if (!(await within(s.exited, this.#graceMs))) {
-        signal(s.pid, "SIGKILL");
-        if (!(await within(s.exited, 10_000))) {
-          throw new WrennError("internal", `firecracker pid ${s.pid} survived SIGKILL`);
-        }
-      }
-    }
-    await s.exited;
-    const p = paths(s.runDir, s.vmId);
-    await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone.
-  }
-}
+const STATE = "state";
 
 export class FirecrackerDriver implements VmmDriver {
   readonly name = "firecracker" as const;
@@ -183,7 +88,86 @@ export class FirecrackerDriver implements VmmDriver {
     this.#trace = opts.trace;
   }
 
-  async boot(spec: BootSpec): Promise<VmHandle> {
+  kernelFile(kernel: KernelChoice): string {
+    return kernel.vmlinux;
+  }
+
+  async restore(spec: RestoreSpec): Promise<VmHandle> {
+    const log = this.#log.child({ vm: spec.vmId });
+    const uffdSocket = join(spec.runDir, "uffd.sock");
+    const server = await timed(log, "firecracker.page_server", () =>
+      startPageServer({ socketPath: uffdSocket, snapshotDir: spec.snapshotDir, log }),
+    );
+    try {
+      const vm = await this.restoreFiles({
+        ...spec,
+        snapshot: {
+          statePath: join(spec.snapshotDir, STATE),
+          memPath: join(spec.snapshotDir, "memfile"),
+        },
+        uffdSocket,
+      });
+      return new PagedVm(vm, server, log);
+    } catch (err) {
+      await server.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A Diff against the newest parent that has memory generations (the
+   * sandbox's last pause, else the template it came from), a Full snapshot
+   * when there is none; then compacted into a generation of its own.
+   */
+  async saveMemory(
+    handle: VmHandle,
+    save: { dir: string; parents: string[]; memoryMb: number; log: Logger },
+  ): Promise<void> {
+    const vm = this.#own(handle);
+    let parentDir: string | null = null;
+    for (const dir of save.parents) {
+      if (await exists(join(dir, HEADER_FILE))) {
+        parentDir = dir;
+        break;
+      }
+    }
+    const raw = join(save.dir, "memfile.raw");
+    try {
+      await timed(save.log, "pause.snapshot", () =>
+        vm.snapshot(
+          { statePath: join(save.dir, STATE), memPath: raw },
+          parentDir ? "diff" : "full",
+        ),
+      );
+      await timed(save.log, "pause.compact_memory", async () => {
+        if (parentDir === null) return writeFull({ imagePath: raw, dir: save.dir, log: save.log });
+        return writeDiff({
+          imagePath: raw,
+          dir: save.dir,
+          parentDir,
+          dirty: await dirtyFromSparseFile(raw, save.memoryMb * 1024 * 1024),
+          log: save.log,
+        });
+      });
+    } finally {
+      await rm(raw, { force: true });
+    }
+  }
+
+  /** The page server reads the generations as they are: nothing to drop. */
+  async afterResume(): Promise<void> {}
+
+  /** Generation files never change once written: hard links, a copy across filesystems. */
+  async copyMemory(from: string, to: string): Promise<void> {
+    for (const name of await readdir(from)) {
+      const src = join(from, name);
+      const dst = join(to, name);
+      if (name === STATE || name === HEADER_FILE) await copyFile(src, dst);
+      else if (name.startsWith("memfile.")) await link(src, dst).catch(() => copySparse(src, dst));
+    }
+  }
+
+  async boot(spec: FirecrackerBootSpec): Promise<FirecrackerVm> {
     return this.#start(spec, "boot", async (api) => {
       await api.call("PUT", "/boot-source", {
         kernel_image_path: spec.kernelPath,
@@ -200,7 +184,7 @@ export class FirecrackerDriver implements VmmDriver {
         vcpu_count: spec.vcpus,
         mem_size_mib: spec.memoryMb,
         smt: false,
-        track_dirty_pages: spec.trackDirtyPages ?? false,
+        track_dirty_pages: spec.trackDirtyPages ?? true,
       });
       await api.call("PUT", `/network-interfaces/${IFACE_ID}`, {
         iface_id: IFACE_ID,
@@ -210,8 +194,7 @@ export class FirecrackerDriver implements VmmDriver {
       await api.call("PUT", "/actions", { action_type: "InstanceStart" });
     });
   }
-
-  async restore(spec: RestoreSpec): Promise<VmHandle> {
+  async restoreFiles(spec: FirecrackerRestoreSpec): Promise<FirecrackerVm> {
     return this.#start(spec, "restore", async (api) => {
       await api.call("PUT", "/snapshot/load", {
         snapshot_path: spec.snapshot.statePath,
@@ -219,7 +202,7 @@ export class FirecrackerDriver implements VmmDriver {
           ? { backend_type: "Uffd", backend_path: spec.uffdSocket }
           : { backend_type: "File", backend_path: spec.snapshot.memPath },
         // Not kept in the snapshot: without it the next pause could not be a Diff.
-        track_dirty_pages: spec.trackDirtyPages ?? false,
+        track_dirty_pages: spec.trackDirtyPages ?? true,
         resume_vm: true,
       });
     });
@@ -227,10 +210,10 @@ export class FirecrackerDriver implements VmmDriver {
 
   /** Starts the process, runs `configure` against its API, and cleans up on any failure. */
   async #start(
-    spec: BootSpec | RestoreSpec,
+    spec: FirecrackerBootSpec | FirecrackerRestoreSpec,
     what: "boot" | "restore",
     configure: (api: FirecrackerApi) => Promise<void>,
-  ): Promise<VmHandle> {
+  ): Promise<FirecrackerVm> {
     const p = paths(spec.runDir, spec.vmId);
     if (Buffer.byteLength(p.api) > 107) {
       throw new WrennError(
@@ -288,14 +271,30 @@ export class FirecrackerDriver implements VmmDriver {
         runDir: spec.runDir,
         exited: proc.exited,
         api,
-        trackDirtyPages: spec.trackDirtyPages ?? false,
+        trackDirtyPages: spec.trackDirtyPages ?? true,
       },
       log,
       this.#graceMs,
     );
   }
 
+  /** A restored VM comes back with its page server, or not at all: without it the VM hangs. */
   async adopt(record: VmRecord): Promise<VmHandle | null> {
+    const vm = await this.#adoptVm(record);
+    if (vm === null) return null;
+    const rec = pageServerOf(record);
+    if (rec === null) return vm;
+    const log = this.#log.child({ vm: record.vmId });
+    const server = await adoptPageServer(rec, log);
+    if (server === null) {
+      log.warn("the VM's page server is gone; stopping the VM instead of adopting it");
+      await vm.stop().catch(() => undefined);
+      return null;
+    }
+    return new PagedVm(vm, server, log);
+  }
+
+  async #adoptVm(record: VmRecord): Promise<FirecrackerVm | null> {
     const argv = await cmdlineOf(record.pid);
     if (!argv?.includes(record.controlSocket) || !(await isAlive(record.pid))) return null;
     const trace = this.#trace;
@@ -324,9 +323,24 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   record(handle: VmHandle): VmRecord {
-    if (!(handle instanceof FirecrackerVm)) {
+    const vm = this.#own(handle);
+    const out: VmRecord = { vmId: vm.vmId, pid: vm.pid, controlSocket: vm.controlSocket };
+    if (handle instanceof PagedVm) out.driver = { pageServer: handle.server.record };
+    return out;
+  }
+
+  #own(handle: VmHandle): FirecrackerVm {
+    const vm = handle instanceof PagedVm ? handle.vm : handle;
+    if (!(vm instanceof FirecrackerVm)) {
       throw new WrennError("invalid_argument", "not a VM started by the firecracker driver");
     }
-    return { vmId: handle.vmId, pid: handle.pid, controlSocket: handle.controlSocket };
+    return vm;
   }
+}
+
+/** The page server a record names; records come from our own files, checked all the same. */
+function pageServerOf(record: VmRecord): PageServerRecord | null {
+  const rec = record.driver?.pageServer as Partial<PageServerRecord> | undefined;
+  if (typeof rec?.pid !== "number" || typeof rec.socketPath !== "string") return null;
+  return { pid: rec.pid, socketPath: rec.socketPath };
 }

@@ -1,27 +1,43 @@
-import { open, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+/**
+ * The QEMU driver. A guest's memory is a file QEMU maps: a boot creates it in
+ * the run dir, a pause moves it into the pause folder, a resume maps a copy
+ * of it (so a failed resume leaves the paused memory as it was), and a clone
+ * of a template maps the template's file copy-on-write — or its own reflink
+ * copy where the data dir makes copies free, so its pauses are a rename.
+ */
+import { copyFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
-import { hostTscKhz } from "../image/store.ts";
-import { copySparse, exists } from "../util/fs.ts";
+import { copySparse, exists } from "../../util/fs.ts";
+import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
+import { spawnInNetns } from "../process.ts";
+import { QmpClient } from "../qmp.ts";
+import type {
+  BootSpec,
+  KernelChoice,
+  Machine,
+  RestoreSpec,
+  SnapshotFiles,
+  VmHandle,
+  VmmDriver,
+  VmRecord,
+} from "../vmm.ts";
 import {
-  cmdlineOf,
-  isAlive,
-  tail,
-  watchForeignExit,
-  within,
-  type ExitStatus,
-} from "../util/process.ts";
-import { qemuOpt, shellQuote } from "./files.ts";
-import { spawnInNetns } from "./process.ts";
-import { QmpClient } from "./qmp.ts";
-import type { BootSpec, RestoreSpec, SnapshotFiles, VmHandle, VmmDriver, VmRecord } from "./vmm.ts";
+  machineFromArgv,
+  paths,
+  qemuArgs,
+  withTscArg,
+  type QemuAccel,
+  type QemuMachine,
+} from "./args.ts";
+import { qemuOpt, shellQuote } from "./quote.ts";
+import { readStateHeader, waitMigration } from "./state-file.ts";
+import { QemuVm } from "./vm.ts";
 
-export type QemuAccel = "kvm" | "tcg";
-
-/** MiB of TCG translation cache per VM (WRENN_QEMU_TB_MB overrides). */
-const TCG_TB_MB = Number(process.env.WRENN_QEMU_TB_MB) || 256;
+export type { QemuAccel } from "./args.ts";
+export type { QemuVm } from "./vm.ts";
 
 export interface QemuDriverOptions {
   /** "tcg" unless a boot probe showed KVM usable (see selectVmm). */
@@ -30,373 +46,24 @@ export interface QemuDriverOptions {
   log?: Logger;
   /** How long `stop` waits after QMP `quit` before SIGKILL. */
   stopGraceMs?: number;
+  /** The data dir's filesystem makes `cp --reflink` copies (xfs, btrfs): copies cost nothing. */
+  reflinkCopies?: boolean;
 }
 
-/** What a restore must recreate exactly: the machine the state was saved from. */
-export interface QemuMachine {
-  vcpus: number;
-  memoryMb: number;
-  kernelPath: string;
-  initrdPath?: string;
-  bootArgs: string;
-}
-
-/**
- * The state file is our header line (the machine as JSON) followed by QEMU's
- * migration stream, so a snapshot is self-contained in its two files: QEMU
- * needs the same kernel and option ROMs on restore or it rejects the stream.
- */
-const STATE_MAGIC = "WRENN-QEMU-STATE/1 ";
-
-/** Per-VM files, named for the VM so one runDir may hold several VMs. */
-function paths(runDir: string, vmId: string) {
-  return {
-    qmp: join(runDir, `${vmId}.qmp`),
-    ram: join(runDir, `${vmId}.mem`),
-    console: join(runDir, `${vmId}.console.log`),
-    log: join(runDir, `${vmId}.qemu.log`),
-  };
-}
-
-/** QEMU's command line for one VM (exported so its shape can be tested). */
-export function qemuArgs(opts: {
-  vmId: string;
-  accel: QemuAccel;
-  machine: QemuMachine;
-  ramPath: string;
-  sharedRam: boolean;
-  rootfs: { path: string; format: "raw" | "qcow2" };
-  tapName: string;
-  guestMac: string;
-  qmpPath: string;
-  consolePath: string;
-  incoming: boolean;
-}): string[] {
-  const m = opts.machine;
-  // Under TCG: the guest's TSC is the host's, but the kernel's watchdog checks
-  // it against jiffies, which lag whenever the host is busy, and then drops
-  // to the jiffies clocksource (4 ms clock, no vDSO: every clock read a
-  // syscall). And TCG does not speculate, so Spectre mitigations (retpolines)
-  // are pure cost. Added only when missing: a re-adopted VM's arguments,
-  // read back from its command line, already carry them.
-  const tcgArgs = opts.accel === "tcg" ? ["tsc=reliable", "mitigations=off"] : [];
-  const have = new Set(m.bootArgs.split(/\s+/));
-  const bootArgs = [m.bootArgs, ...tcgArgs.filter((a) => !have.has(a))].join(" ").trim();
-  return [
-    "-name",
-    `wrenn-${opts.vmId}`,
-    "-M",
-    "microvm,memory-backend=ram0",
-    "-accel",
-    // TCG's translation cache defaults to 1 GiB, nearly all of it resident
-    // after a boot: that, not the guest, was most of a sandbox's host memory
-    // (1257 MiB over a 256 MiB guest). 256 MiB keeps TCG's speed (32 MiB
-    // halved it) at 355 MiB overhead.
-    opts.accel === "tcg" ? `tcg,tb-size=${TCG_TB_MB}` : opts.accel,
-    ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
-    "-m",
-    `${m.memoryMb}M`,
-    "-smp",
-    String(m.vcpus),
-    "-nodefaults",
-    "-no-user-config",
-    "-nographic",
-    // A guest reboot or panic ends the process, so `exited` reports it.
-    "-no-reboot",
-    "-object",
-    `memory-backend-file,id=ram0,size=${m.memoryMb}M,mem-path=${qemuOpt(opts.ramPath)},share=${opts.sharedRam ? "on" : "off"}`,
-    "-kernel",
-    m.kernelPath,
-    ...(m.initrdPath ? ["-initrd", m.initrdPath] : []),
-    "-append",
-    bootArgs,
-    "-serial",
-    `file:${opts.consolePath}`,
-    "-drive",
-    `id=vda,file=${qemuOpt(opts.rootfs.path)},format=${opts.rootfs.format},if=none,discard=unmap`,
-    "-device",
-    "virtio-blk-device,drive=vda",
-    "-netdev",
-    `tap,id=net0,ifname=${opts.tapName},script=no,downscript=no`,
-    "-device",
-    `virtio-net-device,netdev=net0,mac=${opts.guestMac}`,
-    // Entropy for the guest: without it getrandom() (Node's start-up) blocks
-    // for tens of seconds under TCG. Last, so the disk and NIC keep their slots.
-    "-object",
-    "rng-random,id=rng0,filename=/dev/urandom",
-    "-device",
-    "virtio-rng-device,rng=rng0",
-    "-qmp",
-    `unix:${qemuOpt(opts.qmpPath)},server=on,wait=off`,
-    ...(opts.incoming ? ["-S", "-incoming", "defer"] : []),
-  ];
-}
-
-/** Adds `tsc_early_khz` unless the caller's boot args already set it. */
-export function withTscArg(bootArgs: string): string {
-  return /(^|\s)tsc_early_khz=/.test(bootArgs)
-    ? bootArgs
-    : `${bootArgs} tsc_early_khz=${hostTscKhz()}`.trim();
-}
-
-/**
- * `ramInState`: guest RAM is in the migration stream (a copy-on-write clone's
- * RAM is in no file). x-ignore-shared must then be off on both sides: with
- * it on, the loading side refuses pages for its file-backed RAM.
- */
-interface StateHeader {
-  machine: QemuMachine;
-  ramInState: boolean;
-}
-
-async function readStateHeader(statePath: string): Promise<StateHeader & { offset: number }> {
-  const fh = await open(statePath, "r").catch((err: unknown) => {
-    throw new WrennError("not_found", `snapshot state ${statePath}: ${messageOf(err)}`);
-  });
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const nl = buf.subarray(0, bytesRead).indexOf(10);
-    const line = nl > 0 ? buf.subarray(0, nl).toString("utf8") : "";
-    if (!line.startsWith(STATE_MAGIC)) {
-      throw new WrennError(
-        "failed_precondition",
-        `${statePath} is not a QEMU snapshot written by this driver`,
-      );
-    }
-    return { ...(JSON.parse(line.slice(STATE_MAGIC.length)) as StateHeader), offset: nl + 1 };
-  } finally {
-    await fh.close();
-  }
-}
-
-const MIGRATION_TIMEOUT_MS = 120_000;
-
-async function waitMigration(qmp: QmpClient, what: string): Promise<void> {
-  const deadline = performance.now() + MIGRATION_TIMEOUT_MS;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
-    const info = await qmp.execute<{ status?: string; "error-desc"?: string }>("query-migrate");
-    if (info.status === "completed") return;
-    if (info.status === "failed" || info.status === "cancelled") {
-      throw new WrennError(
-        "internal",
-        `${what} failed: ${info["error-desc"] ?? info.status} (see the QEMU log)`,
-      );
-    }
-    if (performance.now() > deadline) {
-      throw new WrennError(
-        "deadline_exceeded",
-        `${what} did not finish in ${MIGRATION_TIMEOUT_MS} ms`,
-      );
-    }
-    await sleep(delay);
-  }
-}
-
-/** The exit status the migration's writer left in `rcPath`; throws unless 0. */
-async function writerStatus(rcPath: string, what: string): Promise<void> {
-  const deadline = performance.now() + MIGRATION_TIMEOUT_MS;
-  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
-    const rc = await readFile(rcPath, "utf8").catch(() => "");
-    if (rc.endsWith("\n")) {
-      await rm(rcPath, { force: true });
-      if (rc.trim() === "0") return;
-      throw new WrennError(
-        "resource_exhausted",
-        `${what} failed: writing the state file exited with status ${rc.trim()} (is its disk full?)`,
-      );
-    }
-    if (performance.now() > deadline) {
-      throw new WrennError("deadline_exceeded", `${what}: the state writer did not finish`);
-    }
-    await sleep(delay);
-  }
-}
-
-interface HandleState {
-  vmId: string;
-  pid: number;
-  runDir: string;
-  exited: Promise<ExitStatus>;
-  qmp: QmpClient;
-  /** The file backing guest RAM (mapped shared unless a private clone). */
-  ramPath: string;
-  sharedRam: boolean;
-  /** We created the RAM file and delete it on stop. */
-  ownsRam: boolean;
-  machine: QemuMachine | null;
-}
-
-class QemuVm implements VmHandle {
-  readonly vmId: string;
-  readonly pid: number;
-  readonly exited: Promise<ExitStatus>;
-  readonly #s: HandleState;
-  readonly #driver: QemuDriver;
-  readonly #log: Logger;
-  #stopping: Promise<void> | null = null;
+/** A restore from explicit files (the driver's own layer; tests drive it directly). */
+export interface QemuRestoreSpec extends Machine {
+  snapshot: SnapshotFiles;
   /**
-   * Set after a snapshot that left its memory file mapped by this VM (no
-   * copy): resuming must first give the VM a file of its own, or the
-   * snapshot would change under its owner.
+   * Map `memPath` copy-on-write (share=off), leaving it unchanged. Without it
+   * QEMU maps the file shared: it becomes the live guest memory.
    */
-  #sharedWithSnapshot: string | null = null;
-
-  release(): void {
-    this.#s.qmp.close();
-  }
-
-  constructor(driver: QemuDriver, s: HandleState, log: Logger) {
-    this.#driver = driver;
-    this.#s = s;
-    this.#log = log;
-    this.vmId = s.vmId;
-    this.pid = s.pid;
-    this.exited = s.exited;
-    void this.exited.then(async (status) => {
-      s.qmp.close();
-      // A killed QEMU cannot remove its own socket.
-      await rm(paths(s.runDir, s.vmId).qmp, { force: true });
-      if (!this.#stopping) {
-        const p = paths(s.runDir, s.vmId);
-        this.#log.warn(
-          { ...status, console: await tail(p.console), qemu: await tail(p.log) },
-          "QEMU exited unexpectedly",
-        );
-      }
-    });
-  }
-
-  get controlSocket(): string {
-    return paths(this.#s.runDir, this.#s.vmId).qmp;
-  }
-
-  async pause(): Promise<void> {
-    await this.#s.qmp.execute("stop");
-  }
-
-  async resume(): Promise<void> {
-    if (this.#sharedWithSnapshot) await this.#takeBackRam(this.#sharedWithSnapshot);
-    await this.#s.qmp.execute("cont");
-  }
-
-  /** The snapshot keeps the current file; the VM continues on a copy of it. */
-  async #takeBackRam(snapshotMem: string): Promise<void> {
-    const own = paths(this.#s.runDir, this.#s.vmId).ram;
-    const frozen = `${snapshotMem}.frozen`;
-    await timed(this.#log, "qemu.ram_unshare", async () => {
-      await copySparse(snapshotMem, frozen);
-      await rename(snapshotMem, own);
-      await rename(frozen, snapshotMem);
-    });
-    this.#s.ramPath = own;
-    this.#s.ownsRam = true;
-    this.#sharedWithSnapshot = null;
-  }
-
-  /**
-   * Writes the device state (≈60 KB: guest RAM is skipped through
-   * x-ignore-shared) and makes `files.memPath` hold guest RAM: nothing to do
-   * when it already is the RAM file, else a rename (a reflink or sparse copy
-   * across filesystems). A private (copy-on-write) clone's RAM is not in
-   * any file, so it goes into the state stream and `memPath` becomes an empty
-   * file the restore fills. QEMU has no dirty-page diff: `kind` is ignored and
-   * the memory file is always complete.
-   */
-  async snapshot(files: SnapshotFiles, _kind: "full" | "diff"): Promise<void> {
-    const s = this.#s;
-    const status = await s.qmp.execute<{ status: string }>("query-status");
-    if (status.status === "running") {
-      throw new WrennError("failed_precondition", "snapshot needs a paused VM (pause it first)");
-    }
-    if (!s.machine) {
-      throw new WrennError(
-        "failed_precondition",
-        "this VM was re-adopted without its boot configuration; it cannot be snapshotted",
-      );
-    }
-    const machine = s.machine;
-    if (!s.sharedRam && files.memPath === s.ramPath) {
-      throw new WrennError(
-        "invalid_argument",
-        "a copy-on-write clone cannot snapshot into the memory file it was cloned from",
-      );
-    }
-    await timed(this.#log, "qemu.save_state", async () => {
-      const header: StateHeader = { machine, ramInState: !s.sharedRam };
-      await writeFile(files.statePath, STATE_MAGIC + JSON.stringify(header) + "\n");
-      await s.qmp.execute("migrate-set-capabilities", {
-        capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
-      });
-      // QEMU only sees the pipe: a `cat` that fails to write the file (a
-      // full disk) must not pass for a saved state (a truncated one loses
-      // the sandbox), so its exit status is kept and checked — in the run
-      // dir, as beside the state it could not be written either.
-      const rcPath = join(s.runDir, "save-state.rc");
-      await rm(rcPath, { force: true });
-      const state = shellQuote(files.statePath);
-      await s.qmp.execute("migrate", {
-        uri: `exec:cat >> ${state}; echo $? > ${shellQuote(rcPath)}`,
-      });
-      await waitMigration(s.qmp, "saving VM state");
-      await writerStatus(rcPath, "saving VM state");
-    });
-    if (!s.sharedRam) {
-      await rm(files.memPath, { force: true });
-      await writeFile(files.memPath, "");
-      await truncate(files.memPath, s.machine.memoryMb * 1024 * 1024);
-      return;
-    }
-    if (files.memPath !== s.ramPath) {
-      await timed(this.#log, "qemu.save_memory", async () => {
-        // Shared RAM is the live memory whoever made the file (a resumed
-        // sandbox consumed its snapshot), so it moves rather than copies.
-        try {
-          await rename(s.ramPath, files.memPath);
-          s.ramPath = files.memPath;
-          s.ownsRam = false;
-          return;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-        }
-        await copySparse(s.ramPath, files.memPath);
-      });
-    }
-    if (s.ramPath === files.memPath) this.#sharedWithSnapshot = files.memPath;
-  }
-
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
-  }
-
-  async #stop(): Promise<void> {
-    const s = this.#s;
-    if (await isAlive(s.pid)) {
-      // quit's reply may never arrive: QEMU closes the socket as it exits.
-      void s.qmp.execute("quit").catch(() => undefined);
-      if (!(await within(s.exited, this.#driver.stopGraceMs))) {
-        this.#log.warn({ pid: s.pid }, "QEMU did not quit; killing it");
-        try {
-          process.kill(s.pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-        if (!(await within(s.exited, 10_000))) {
-          throw new WrennError("internal", `QEMU pid ${s.pid} survived SIGKILL`);
-        }
-      }
-    }
-    await s.exited;
-    s.qmp.close();
-    const p = paths(s.runDir, s.vmId);
-    await Promise.all(
-      [p.qmp, p.console, p.log, ...(s.ownsRam ? [s.ramPath] : [])].map((f) =>
-        rm(f, { force: true }),
-      ),
-    );
-  }
+  privateMemory?: boolean;
+  /** Used when the snapshot's recorded kernel file is gone (QEMU opens it at start). */
+  kernel?: { kernelPath: string; initrdPath?: string };
 }
+
+const STATE = "state";
+const MEMFILE = "memfile";
 
 export class QemuDriver implements VmmDriver {
   readonly name = "qemu" as const;
@@ -404,15 +71,21 @@ export class QemuDriver implements VmmDriver {
   readonly stopGraceMs: number;
   readonly #bin: string;
   readonly #log: Logger;
+  readonly #reflinkCopies: boolean;
 
   constructor(opts: QemuDriverOptions) {
     this.accel = opts.accel;
     this.#bin = opts.qemuBinary ?? "qemu-system-x86_64";
     this.#log = (opts.log ?? createLogger("host-agent")).child({ vmm: "qemu", accel: opts.accel });
     this.stopGraceMs = opts.stopGraceMs ?? 3000;
+    this.#reflinkCopies = opts.reflinkCopies ?? false;
   }
 
-  async boot(spec: BootSpec): Promise<VmHandle> {
+  kernelFile(kernel: KernelChoice): string {
+    return kernel.qemuKernel;
+  }
+
+  async boot(spec: BootSpec): Promise<QemuVm> {
     const machine: QemuMachine = {
       vcpus: spec.vcpus,
       memoryMb: spec.memoryMb,
@@ -431,16 +104,65 @@ export class QemuDriver implements VmmDriver {
     return handle;
   }
 
+  /**
+   * A resume maps its own copy of the paused memory; a clone maps the
+   * template's file privately (nothing copied), unless copies are reflinks.
+   * The copy takes the name of the VM's own RAM file, so stop and pause
+   * treat it so.
+   */
   async restore(spec: RestoreSpec): Promise<VmHandle> {
+    let memPath = join(spec.snapshotDir, MEMFILE);
+    const ownCopy = !spec.clone || this.#reflinkCopies;
+    if (ownCopy) {
+      const own = paths(spec.runDir, spec.vmId).ram;
+      await timed(this.#log.child({ vm: spec.vmId }), "qemu.copy_memory", () =>
+        copySparse(memPath, own),
+      );
+      memPath = own;
+    }
+    try {
+      return await this.restoreFiles({
+        ...spec,
+        snapshot: { statePath: join(spec.snapshotDir, STATE), memPath },
+        privateMemory: !ownCopy,
+        kernel: spec.kernel,
+      });
+    } catch (err) {
+      if (ownCopy) await rm(memPath, { force: true });
+      throw err;
+    }
+  }
+
+  /** QEMU has no dirty-page diff: the memory file is always complete. */
+  async saveMemory(vm: VmHandle, save: { dir: string }): Promise<void> {
+    await this.#own(vm).snapshot(
+      { statePath: join(save.dir, STATE), memPath: join(save.dir, MEMFILE) },
+      "full",
+    );
+  }
+
+  /**
+   * The VM runs on its own copy now. Freeing a GiB of extents and page cache
+   * takes a rename over it (the next pause) hundreds of ms: move it aside now
+   * and let it go in the background.
+   */
+  async afterResume(dir: string, log: Logger): Promise<void> {
+    await discard(join(dir, MEMFILE), log);
+  }
+
+  /** Running sandboxes write into their RAM file: a template gets its own (sparse) copy. */
+  async copyMemory(from: string, to: string): Promise<void> {
+    await copyFile(join(from, STATE), join(to, STATE));
+    await copySparse(join(from, MEMFILE), join(to, MEMFILE));
+  }
+
+  async restoreFiles(spec: QemuRestoreSpec): Promise<QemuVm> {
     const header = await readStateHeader(spec.snapshot.statePath);
     const { ramInState, offset } = header;
     let machine = header.machine;
     const missing = async (path: string | undefined) => !!path && !(await exists(path));
-    if (
-      spec.currentKernel &&
-      ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))
-    ) {
-      const current = await spec.currentKernel();
+    const current = spec.kernel;
+    if (current && ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))) {
       this.#log.warn(
         { recorded: machine.kernelPath, using: current.kernelPath },
         "the snapshot's kernel file is gone; starting QEMU with the current one",
@@ -460,7 +182,8 @@ export class QemuDriver implements VmmDriver {
     const vm = await this.#launch(spec, machine, {
       ramPath: spec.snapshot.memPath,
       sharedRam: !spec.privateMemory,
-      ownsRam: false,
+      // A copy made for this VM (a resume, a reflink clone) goes with it.
+      ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
       incoming: true,
     });
     const qmp = vm.qmp;
@@ -487,7 +210,7 @@ export class QemuDriver implements VmmDriver {
   }
 
   async #launch(
-    spec: BootSpec | RestoreSpec,
+    spec: BootSpec | QemuRestoreSpec,
     machine: QemuMachine,
     ram: { ramPath: string; sharedRam: boolean; ownsRam: boolean; incoming?: boolean },
   ): Promise<{ handle: QemuVm; qmp: QmpClient }> {
@@ -546,7 +269,6 @@ export class QemuDriver implements VmmDriver {
       );
     }
     const handle = new QemuVm(
-      this,
       {
         vmId: spec.vmId,
         pid: proc.pid,
@@ -557,12 +279,13 @@ export class QemuDriver implements VmmDriver {
         ...ram,
       },
       log,
+      this.stopGraceMs,
     );
     log.info({ pid: proc.pid }, ram.incoming ? "QEMU started for restore" : "QEMU booting");
     return { handle, qmp };
   }
 
-  async adopt(record: VmRecord): Promise<VmHandle | null> {
+  async adopt(record: VmRecord): Promise<QemuVm | null> {
     const argv = await cmdlineOf(record.pid);
     if (!argv || !argv.some((a) => a.includes(qemuOpt(record.controlSocket)))) return null;
     if (!(await isAlive(record.pid))) return null;
@@ -573,7 +296,6 @@ export class QemuDriver implements VmmDriver {
     const log = this.#log.child({ vm: record.vmId });
     log.info({ pid: record.pid }, "re-adopted QEMU");
     return new QemuVm(
-      this,
       {
         vmId: record.vmId,
         pid: record.pid,
@@ -586,33 +308,36 @@ export class QemuDriver implements VmmDriver {
         machine: machineFromArgv(argv),
       },
       log,
+      this.stopGraceMs,
     );
   }
 
   record(handle: VmHandle): VmRecord {
-    if (!(handle instanceof QemuVm)) {
+    const vm = this.#own(handle);
+    return { vmId: vm.vmId, pid: vm.pid, controlSocket: vm.controlSocket };
+  }
+
+  #own(vm: VmHandle): QemuVm {
+    if (!(vm instanceof QemuVm)) {
       throw new WrennError("invalid_argument", "not a VM started by the qemu driver");
     }
-    return { vmId: handle.vmId, pid: handle.pid, controlSocket: handle.controlSocket };
+    return vm;
   }
 }
 
-/** Recovers the boot configuration of a re-adopted VM from its command line. */
-function machineFromArgv(argv: string[]): QemuMachine | null {
-  const after = (flag: string) => {
-    const i = argv.indexOf(flag);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const kernelPath = after("-kernel");
-  const bootArgs = after("-append");
-  const mem = /^(\d+)M$/.exec(after("-m") ?? "")?.[1];
-  const smp = after("-smp");
-  if (!kernelPath || bootArgs === undefined || !mem || !smp) return null;
-  return {
-    vcpus: Number(smp),
-    memoryMb: Number(mem),
-    kernelPath,
-    initrdPath: after("-initrd"),
-    bootArgs,
-  };
+/**
+ * Removes a large file off the caller's path: renamed now (so nothing can
+ * reuse the name before it goes), unlinked in the background.
+ */
+async function discard(path: string, log: Logger): Promise<void> {
+  // A name no snapshot reader picks up (they look for `memfile*`).
+  const aside = join(dirname(path), `.discard-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    log.warn({ path, err: messageOf(err) }, "could not move a stale memory file aside");
+    return;
+  }
+  void rm(aside, { force: true });
 }

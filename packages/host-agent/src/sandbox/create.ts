@@ -1,0 +1,229 @@
+/**
+ * Create: from a snapshot template (restore its memory), from a base
+ * template's boot snapshot (the same), or by booting the base template.
+ * Whatever a failed create took is given back before it reports.
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { timed, type Logger } from "@wrenn/shared/log.ts";
+import { GUEST_IP, TAP_IP } from "../network/network.ts";
+import { BootSnapshots, BUILDER_PREFIX, type Shape } from "./boot-snapshots.ts";
+import type { SandboxHost } from "./host.ts";
+import type { CreateParams } from "./options.ts";
+import type { SandboxRecord } from "./records.ts";
+import { newLive, type Live } from "./registry.ts";
+import { Rollback } from "./rollback.ts";
+import type { BootSource, SnapshotMeta } from "./templates.ts";
+import { acquireSlot, attachVm, createDisk, started } from "./attach.ts";
+
+const NETMASK = "255.255.255.252";
+
+export async function create(host: SandboxHost, params: CreateParams): Promise<SandboxRecord> {
+  const { registry } = host;
+  if (registry.has(params.id)) {
+    throw new WrennError("already_exists", `sandbox '${params.id}' already exists on this host`);
+  }
+  const now = Date.now();
+  const fresh = (): SandboxRecord => ({
+    id: params.id,
+    template: params.template,
+    vcpus: params.vcpus,
+    memoryMb: params.memoryMb,
+    diskSizeMb: params.diskSizeMb,
+    timeoutSec: params.timeoutSec,
+    createdAtMs: now,
+    lastActiveAtMs: now,
+    status: "starting",
+    vmm: host.opts.vmm.name,
+    slotIndex: null,
+    disk: null,
+    vm: null,
+    envVars: params.envVars,
+    envdAccessToken: params.envdAccessToken ?? "",
+    network: params.network ?? { allowOut: [], denyOut: [] },
+    basePath: "",
+    fromSnapshot: null,
+  });
+  const live = newLive(fresh());
+  registry.set(live);
+  const snapshot = await host.templates.get(params.template);
+  return registry.withLock(params.id, async () => {
+    if (snapshot) return restoreTemplate(host, live, snapshot, "template");
+    const boot = await bootSnapshotOf(host, live.record);
+    if (boot === null) return bootVm(host, live);
+    try {
+      return await restoreTemplate(host, live, boot, "boot");
+    } catch (err) {
+      // Everything it took is released by now. A boot snapshot the VMM
+      // cannot start from (its kernel file gone, a damaged file) must not
+      // fail every create of its shape: this one boots, and so do the next
+      // for a while. A VM that started and then died is this create's error.
+      const vmStarted = live.vm !== null;
+      if (vmStarted || (err instanceof WrennError && err.code === "resource_exhausted")) throw err;
+      host.log.warn(
+        { sandbox: params.id, snapshot: boot.name, err: messageOf(err) },
+        "restoring the boot snapshot failed; booting instead",
+      );
+      host.bootSnapshots?.failed(boot.name);
+      const retry = newLive(fresh());
+      registry.set(retry);
+      return bootVm(host, retry);
+    }
+  });
+}
+
+/** The boot snapshot a create from a base template restores, or null to boot it. */
+async function bootSnapshotOf(
+  host: SandboxHost,
+  record: SandboxRecord,
+): Promise<SnapshotMeta | null> {
+  if (host.bootSnapshots === null || record.id.startsWith(BUILDER_PREFIX)) return null;
+  const shape: Shape = {
+    template: record.template,
+    vcpus: record.vcpus,
+    memoryMb: record.memoryMb,
+    diskSizeMb: record.diskSizeMb,
+  };
+  try {
+    // By the files themselves (real paths): image dirs that link to one
+    // build share its boot snapshots.
+    const [kernel, image] = await Promise.all([
+      host.currentKernel(),
+      host.opts.images.template(record.template),
+    ]);
+    const source: BootSource = { rootfs: image.rootfs, kernel: kernel.kernelPath };
+    const name = BootSnapshots.nameOf(shape, source, host.opts.vmm.name);
+    return await host.bootSnapshots.get(shape, name, source);
+  } catch {
+    return null; // the boot reports what is wrong (no such template, no kernel)
+  }
+}
+
+/**
+ * Runs a create's steps with the record and run dir in place; on failure
+ * every step's undo runs and the sandbox is forgotten.
+ */
+async function withUndo(
+  host: SandboxHost,
+  live: Live,
+  log: Logger,
+  fn: (undo: Rollback) => Promise<SandboxRecord>,
+): Promise<SandboxRecord> {
+  const { id } = live.record;
+  const undo = new Rollback(log);
+  try {
+    undo.push("remove record", () => host.records.remove(id));
+    await host.records.save(live.record);
+    undo.push("remove run dir", () => rm(host.runDir(id), { recursive: true, force: true }));
+    await mkdir(host.runDir(id), { recursive: true });
+    return await fn(undo);
+  } catch (err) {
+    live.stopping = true;
+    log.warn({ err: messageOf(err) }, "create failed; releasing what it acquired");
+    await undo.run();
+    host.registry.delete(id);
+    throw err instanceof WrennError
+      ? err
+      : new WrennError("internal", `create failed: ${messageOf(err)}`, { cause: err });
+  }
+}
+
+async function bootVm(host: SandboxHost, live: Live): Promise<SandboxRecord> {
+  const { record } = live;
+  const log = host.log.child({ sandbox: record.id });
+  const t0 = performance.now();
+  return withUndo(host, live, log, async (undo) => {
+    const [{ kernelPath, initrdPath }, template] = await timed(log, "create.images", () =>
+      Promise.all([host.currentKernel(), host.opts.images.template(record.template)]),
+    );
+    const templateMb = Math.ceil(template.sizeBytes / (1024 * 1024));
+    if (record.diskSizeMb < templateMb) {
+      throw new WrennError(
+        "invalid_argument",
+        `disk_size_mb ${record.diskSizeMb} is smaller than template '${record.template}' (${templateMb} MiB)`,
+      );
+    }
+    record.basePath = template.rootfs;
+    const slot = await acquireSlot(host, live, log, "create", undo);
+    const disk = await createDisk(host, live, log, template.rootfs, undo);
+    const vm = started(
+      live,
+      await timed(log, "create.boot", () =>
+        host.opts.vmm.boot({
+          ...host.machine(record, slot, disk),
+          kernelPath,
+          initrdPath,
+          bootArgs: host.opts.images.bootArgs({
+            guestIp: GUEST_IP,
+            gatewayIp: TAP_IP,
+            netmask: NETMASK,
+            // Not the sandbox's id: restored sandboxes carry their boot
+            // snapshot's hostname, so every sandbox of a template has one.
+            hostname: record.template,
+          }),
+        }),
+      ),
+      undo,
+    );
+    await attachVm(host, live, vm, "create", false);
+    log.info(
+      { ms: Math.round(performance.now() - t0), vmm: record.vmm, pid: vm.pid },
+      "sandbox created",
+    );
+    return record;
+  });
+}
+
+/**
+ * Create from a snapshot template, or from a base template's boot
+ * snapshot: restore its memory instead of booting.
+ */
+async function restoreTemplate(
+  host: SandboxHost,
+  live: Live,
+  snap: SnapshotMeta,
+  kind: "template" | "boot",
+): Promise<SandboxRecord> {
+  const { record } = live;
+  const { vmm } = host.opts;
+  const store = kind === "boot" ? (host.bootSnapshots as BootSnapshots).store : host.templates;
+  const log = host.log.child({ sandbox: record.id, template: snap.name, kind });
+  const t0 = performance.now();
+  return withUndo(host, live, log, async (undo) => {
+    if (snap.vmm !== vmm.name) {
+      throw new WrennError(
+        "failed_precondition",
+        `snapshot template '${snap.name}' was taken with ${snap.vmm}; this host runs ${vmm.name}`,
+      );
+    }
+    // A snapshot carries its machine: the guest's memory and filesystem were sized for it.
+    record.vcpus = snap.vcpus;
+    record.memoryMb = snap.memoryMb;
+    record.diskSizeMb = snap.diskSizeMb;
+    if (kind === "template") record.fromSnapshot = snap.name;
+    else record.bootSnapshot = snap.name;
+    const files = store.files(snap.name);
+    record.basePath = files.rootfs;
+    const slot = await acquireSlot(host, live, log, "create", undo);
+    const disk = await createDisk(host, live, log, files.rootfs, undo);
+    const kernel = await host.currentKernel();
+    const vm = started(
+      live,
+      await timed(log, "create.restore", () =>
+        vmm.restore({
+          ...host.machine(record, slot, disk),
+          snapshotDir: files.dir,
+          clone: true,
+          kernel,
+        }),
+      ),
+      undo,
+    );
+    await attachVm(host, live, vm, "create", true);
+    log.info(
+      { ms: Math.round(performance.now() - t0), vmm: record.vmm, pid: vm.pid },
+      kind === "template" ? "sandbox created from snapshot template" : "sandbox created",
+    );
+    return record;
+  });
+}

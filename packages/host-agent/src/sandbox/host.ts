@@ -1,0 +1,78 @@
+import { realpath } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "@wrenn/shared/log.ts";
+import { GUEST_MAC, type NetworkSlot } from "../network/network.ts";
+import type { SandboxDisk } from "../storage/storage.ts";
+import type { Machine } from "../vmm/vmm.ts";
+import type { BootSnapshots } from "./boot-snapshots.ts";
+import type { ManagerOptions } from "./options.ts";
+import { RecordStore, type SandboxRecord } from "./records.ts";
+import { Registry } from "./registry.ts";
+import { TemplateStore } from "./templates.ts";
+
+/**
+ * What every lifecycle step works with: the drivers, the on-disk stores, the
+ * registry of live sandboxes, and where a sandbox's files go. No lifecycle
+ * logic lives here.
+ */
+export class SandboxHost {
+  readonly opts: ManagerOptions;
+  readonly log: Logger;
+  readonly records: RecordStore;
+  readonly templates: TemplateStore;
+  readonly registry = new Registry();
+  /** Set once by the front door (its builder runs the lifecycle itself). */
+  bootSnapshots: BootSnapshots | null = null;
+  /** Set by close(): this agent no longer owns the VMs (the next agent adopts them). */
+  closed = false;
+
+  constructor(opts: ManagerOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    this.records = new RecordStore(join(opts.dataDir, "sandboxes"));
+    this.templates = new TemplateStore(join(opts.dataDir, "snapshots"));
+  }
+
+  runDir(id: string): string {
+    return join(this.opts.runRoot, id);
+  }
+
+  /** Where a paused sandbox's memory and disk are kept. */
+  keepDir(id: string): string {
+    return join(this.records.sandboxDir(id), "paused");
+  }
+
+  /**
+   * The kernel a boot gets, by its real path: a snapshot of the VM records
+   * it, and a link (another agent's image dir) may go.
+   */
+  async currentKernel(): Promise<{ kernelPath: string; initrdPath: string }> {
+    const kernel = await this.opts.images.kernel();
+    return {
+      kernelPath: await realpath(this.opts.vmm.kernelFile(kernel)),
+      initrdPath: kernel.initrd === "" ? "" : await realpath(kernel.initrd),
+    };
+  }
+
+  machine(record: SandboxRecord, slot: NetworkSlot, disk: SandboxDisk): Machine {
+    return {
+      vmId: record.id,
+      vcpus: record.vcpus,
+      memoryMb: record.memoryMb,
+      rootfs: { path: disk.path, format: disk.format },
+      tapName: slot.tapName,
+      guestMac: GUEST_MAC,
+      netns: slot.netns,
+      runDir: this.runDir(record.id),
+    };
+  }
+
+  /** The template a sandbox's memory came from: a pause may write only what changed since. */
+  templateDirOf(record: SandboxRecord): string | null {
+    if (record.fromSnapshot) return this.templates.files(record.fromSnapshot).dir;
+    if (record.bootSnapshot && this.bootSnapshots) {
+      return this.bootSnapshots.store.files(record.bootSnapshot).dir;
+    }
+    return null;
+  }
+}

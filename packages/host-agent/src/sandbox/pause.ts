@@ -1,0 +1,86 @@
+/**
+ * Pause, in the seed's order: freeze → save memory → stop the VMM → detach
+ * the disk → release the slot. A failure before the VMM stops resumes the
+ * vCPUs (the sandbox stays usable). After it stops, the saved memory and the
+ * disk are the sandbox: a failure then keeps both on disk and marks the
+ * sandbox failed with the reason, until its user destroys it.
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { timed } from "@wrenn/shared/log.ts";
+import type { SandboxDisk } from "../storage/storage.ts";
+import type { SandboxHost } from "./host.ts";
+import { Rollback } from "./rollback.ts";
+
+export async function pause(
+  host: SandboxHost,
+  id: string,
+  reason: "user" | "ttl" = "user",
+): Promise<void> {
+  await host.registry.withLock(id, async () => {
+    const live = host.registry.get(id);
+    const { record } = live;
+    const { vm, slot } = live;
+    if (record.status !== "running" || vm === null || slot === null) {
+      throw new WrennError(
+        "failed_precondition",
+        `sandbox '${id}' is ${record.status}; only a running sandbox can be paused`,
+      );
+    }
+    const { vmm, storage, network } = host.opts;
+    const log = host.log.child({ sandbox: id, reason });
+    const t0 = performance.now();
+    const keep = host.keepDir(id);
+    await mkdir(keep, { recursive: true });
+    const undo = new Rollback(log);
+    await timed(log, "pause.freeze", () => vm.pause());
+    undo.push("resume vcpus", () => vm.resume());
+    try {
+      const template = host.templateDirOf(record);
+      await vmm.saveMemory(vm, {
+        dir: keep,
+        parents: template ? [keep, template] : [keep],
+        memoryMb: record.memoryMb,
+        log,
+      });
+    } catch (err) {
+      log.warn({ err: messageOf(err) }, "pause failed before the VMM stopped; resuming vCPUs");
+      await undo.run();
+      throw err;
+    }
+    live.stopping = true;
+    try {
+      await timed(log, "pause.stop_vmm", () => vm.stop());
+      record.vm = null;
+      live.vm = null;
+      const disk = record.disk as SandboxDisk;
+      record.disk = await timed(log, "pause.detach_disk", () => storage.detach(disk, keep));
+      await timed(log, "pause.release_network", () => network.release(slot));
+      live.slot = null;
+      record.slotIndex = null;
+      live.envd?.close();
+      live.envd = null;
+      // Reported together with the state, so no one sees "paused" without "auto".
+      if (reason === "ttl") host.registry.autoPaused.add(id);
+      record.status = "paused";
+      await host.records.save(record);
+      await rm(host.runDir(id), { recursive: true, force: true });
+    } catch (err) {
+      log.error(
+        { err: messageOf(err) },
+        "pause failed after the VMM stopped; keeping its memory and disk",
+      );
+      live.envd?.close();
+      live.envd = null;
+      record.status = "failed";
+      record.error = `pause failed after the VM stopped (its memory and disk are kept until it is destroyed): ${messageOf(err)}`;
+      await host.records.save(record).catch((e: unknown) => {
+        log.error({ err: messageOf(e) }, "could not record the failed pause");
+      });
+      throw err;
+    } finally {
+      live.stopping = false;
+    }
+    log.info({ ms: Math.round(performance.now() - t0) }, "sandbox paused");
+  });
+}

@@ -1,0 +1,77 @@
+/**
+ * Resume: re-attach the disk, take a slot, restore the VM, wait for envd,
+ * sync its clock. If anything fails, every step is undone — the disk goes
+ * back into the pause folder — and the sandbox stays paused, ready for
+ * another try.
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { timed } from "@wrenn/shared/log.ts";
+import type { SandboxHost } from "./host.ts";
+import type { SandboxRecord } from "./records.ts";
+import { Rollback } from "./rollback.ts";
+import { acquireSlot, attachVm, started } from "./attach.ts";
+
+export async function resume(
+  host: SandboxHost,
+  id: string,
+  timeoutSec?: number,
+): Promise<SandboxRecord> {
+  return host.registry.withLock(id, async () => {
+    const live = host.registry.get(id);
+    const { record } = live;
+    const detached = record.disk;
+    if (record.status !== "paused" || detached === null) {
+      throw new WrennError(
+        "failed_precondition",
+        `sandbox '${id}' is ${record.status}; only a paused sandbox can be resumed`,
+      );
+    }
+    const { vmm, storage } = host.opts;
+    const log = host.log.child({ sandbox: id });
+    const t0 = performance.now();
+    const keep = host.keepDir(id);
+    const undo = new Rollback(log);
+    try {
+      undo.push("remove run dir", () => rm(host.runDir(id), { recursive: true, force: true }));
+      await mkdir(host.runDir(id), { recursive: true });
+      const disk = await timed(log, "resume.attach_disk", () =>
+        storage.attach(detached, { name: record.template, path: record.basePath }),
+      );
+      record.disk = disk;
+      undo.push("move the disk back into the pause folder", async () => {
+        record.disk = await storage.detach(disk, keep);
+      });
+      const slot = await acquireSlot(host, live, log, "resume", undo);
+      const kernel = await host.currentKernel();
+      const vm = started(
+        live,
+        await timed(log, "resume.restore", () =>
+          vmm.restore({
+            ...host.machine(record, slot, disk),
+            snapshotDir: keep,
+            clone: false,
+            kernel,
+          }),
+        ),
+        undo,
+      );
+      if (timeoutSec) record.timeoutSec = timeoutSec;
+      await attachVm(host, live, vm, "resume", true);
+    } catch (err) {
+      log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
+      await undo.run();
+      live.vm = null;
+      record.status = "paused";
+      live.stopping = false;
+      await host.records.save(record);
+      throw err instanceof WrennError
+        ? err
+        : new WrennError("unavailable", `resume failed: ${messageOf(err)}`, { cause: err });
+    }
+    host.registry.autoPaused.delete(id);
+    await vmm.afterResume(keep, log);
+    log.info({ ms: Math.round(performance.now() - t0) }, "sandbox resumed");
+    return record;
+  });
+}

@@ -1,0 +1,38 @@
+import { rm } from "node:fs/promises";
+import { killIfNamed } from "../util/process.ts";
+import type { VmHandle } from "../vmm/vmm.ts";
+import type { SandboxHost } from "./host.ts";
+import type { SandboxRecord } from "./records.ts";
+import { Rollback } from "./rollback.ts";
+
+/**
+ * Releases whatever a record says is held — the VM (adopted first if this
+ * agent did not start it), disk, network slot, run dir, record — with the
+ * same undo that every lifecycle step uses.
+ */
+export async function teardown(
+  host: SandboxHost,
+  record: SandboxRecord,
+  vm: VmHandle | null,
+): Promise<void> {
+  const { vmm, storage, network } = host.opts;
+  const undo = new Rollback(host.log.child({ sandbox: record.id }));
+  // Pushed in reverse: the VM stops first, the record goes last.
+  undo.push("remove record", () => host.records.remove(record.id));
+  undo.push("remove run dir", () => rm(host.runDir(record.id), { recursive: true, force: true }));
+  const slotIndex = record.slotIndex;
+  if (slotIndex !== null) {
+    undo.push("release network", () => network.release(network.adopt(slotIndex)));
+  }
+  const disk = record.disk;
+  if (disk) undo.push("destroy disk", () => storage.destroy(disk));
+  undo.push("stop vm", async () => {
+    if (vm) return vm.stop();
+    if (!record.vm) return;
+    const adopted = await vmm.adopt(record.vm).catch(() => null);
+    if (adopted) return adopted.stop();
+    // Not re-attachable (control socket busy or gone): it must still not outlive its sandbox.
+    await killIfNamed(record.vm.pid, record.vm.vmId);
+  });
+  await undo.run();
+}

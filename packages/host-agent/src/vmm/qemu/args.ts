@@ -1,0 +1,129 @@
+/** QEMU's command line: what a VM of a sandbox runs as, and reading it back. */
+import { join } from "node:path";
+import { hostTscKhz } from "../../image/store.ts";
+import { qemuOpt } from "./quote.ts";
+
+export type QemuAccel = "kvm" | "tcg";
+
+/** MiB of TCG translation cache per VM (WRENN_QEMU_TB_MB overrides). */
+const TCG_TB_MB = Number(process.env.WRENN_QEMU_TB_MB) || 256;
+
+/** What a restore must recreate exactly: the machine the state was saved from. */
+export interface QemuMachine {
+  vcpus: number;
+  memoryMb: number;
+  kernelPath: string;
+  initrdPath?: string;
+  bootArgs: string;
+}
+
+/** Per-VM files, named for the VM so one runDir may hold several VMs. */
+export function paths(runDir: string, vmId: string) {
+  return {
+    qmp: join(runDir, `${vmId}.qmp`),
+    ram: join(runDir, `${vmId}.mem`),
+    console: join(runDir, `${vmId}.console.log`),
+    log: join(runDir, `${vmId}.qemu.log`),
+  };
+}
+
+/** QEMU's command line for one VM (exported so its shape can be tested). */
+export function qemuArgs(opts: {
+  vmId: string;
+  accel: QemuAccel;
+  machine: QemuMachine;
+  ramPath: string;
+  sharedRam: boolean;
+  rootfs: { path: string; format: "raw" | "qcow2" };
+  tapName: string;
+  guestMac: string;
+  qmpPath: string;
+  consolePath: string;
+  incoming: boolean;
+}): string[] {
+  const m = opts.machine;
+  // Under TCG: the guest's TSC is the host's, but the kernel's watchdog checks
+  // it against jiffies, which lag whenever the host is busy, and then drops
+  // to the jiffies clocksource (4 ms clock, no vDSO: every clock read a
+  // syscall). And TCG does not speculate, so Spectre mitigations (retpolines)
+  // are pure cost. Added only when missing: a re-adopted VM's arguments,
+  // read back from its command line, already carry them.
+  const tcgArgs = opts.accel === "tcg" ? ["tsc=reliable", "mitigations=off"] : [];
+  const have = new Set(m.bootArgs.split(/\s+/));
+  const bootArgs = [m.bootArgs, ...tcgArgs.filter((a) => !have.has(a))].join(" ").trim();
+  return [
+    "-name",
+    `wrenn-${opts.vmId}`,
+    "-M",
+    "microvm,memory-backend=ram0",
+    "-accel",
+    // TCG's translation cache defaults to 1 GiB, nearly all of it resident
+    // after a boot: that, not the guest, was most of a sandbox's host memory
+    // (1257 MiB over a 256 MiB guest). 256 MiB keeps TCG's speed (32 MiB
+    // halved it) at 355 MiB overhead.
+    opts.accel === "tcg" ? `tcg,tb-size=${TCG_TB_MB}` : opts.accel,
+    ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
+    "-m",
+    `${m.memoryMb}M`,
+    "-smp",
+    String(m.vcpus),
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    // A guest reboot or panic ends the process, so `exited` reports it.
+    "-no-reboot",
+    "-object",
+    `memory-backend-file,id=ram0,size=${m.memoryMb}M,mem-path=${qemuOpt(opts.ramPath)},share=${opts.sharedRam ? "on" : "off"}`,
+    "-kernel",
+    m.kernelPath,
+    ...(m.initrdPath ? ["-initrd", m.initrdPath] : []),
+    "-append",
+    bootArgs,
+    "-serial",
+    `file:${opts.consolePath}`,
+    "-drive",
+    `id=vda,file=${qemuOpt(opts.rootfs.path)},format=${opts.rootfs.format},if=none,discard=unmap`,
+    "-device",
+    "virtio-blk-device,drive=vda",
+    "-netdev",
+    `tap,id=net0,ifname=${opts.tapName},script=no,downscript=no`,
+    "-device",
+    `virtio-net-device,netdev=net0,mac=${opts.guestMac}`,
+    // Entropy for the guest: without it getrandom() (Node's start-up) blocks
+    // for tens of seconds under TCG. Last, so the disk and NIC keep their slots.
+    "-object",
+    "rng-random,id=rng0,filename=/dev/urandom",
+    "-device",
+    "virtio-rng-device,rng=rng0",
+    "-qmp",
+    `unix:${qemuOpt(opts.qmpPath)},server=on,wait=off`,
+    ...(opts.incoming ? ["-S", "-incoming", "defer"] : []),
+  ];
+}
+
+/** Adds `tsc_early_khz` unless the caller's boot args already set it. */
+export function withTscArg(bootArgs: string): string {
+  return /(^|\s)tsc_early_khz=/.test(bootArgs)
+    ? bootArgs
+    : `${bootArgs} tsc_early_khz=${hostTscKhz()}`.trim();
+}
+
+/** Recovers the boot configuration of a re-adopted VM from its command line. */
+export function machineFromArgv(argv: string[]): QemuMachine | null {
+  const after = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const kernelPath = after("-kernel");
+  const bootArgs = after("-append");
+  const mem = /^(\d+)M$/.exec(after("-m") ?? "")?.[1];
+  const smp = after("-smp");
+  if (!kernelPath || bootArgs === undefined || !mem || !smp) return null;
+  return {
+    vcpus: Number(smp),
+    memoryMb: Number(mem),
+    kernelPath,
+    initrdPath: after("-initrd"),
+    bootArgs,
+  };
+}

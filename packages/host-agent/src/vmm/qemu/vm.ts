@@ -1,0 +1,198 @@
+/** One running QEMU: pause, resume, snapshot and stop through its QMP socket. */
+import { rename, rm, truncate, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { timed, type Logger } from "@wrenn/shared/log.ts";
+import { copySparse } from "../../util/fs.ts";
+import { isAlive, tail, within, type ExitStatus } from "../../util/process.ts";
+import type { QmpClient } from "../qmp.ts";
+import type { SnapshotFiles, VmHandle } from "../vmm.ts";
+import { paths, type QemuMachine } from "./args.ts";
+import { shellQuote } from "./quote.ts";
+import { STATE_MAGIC, waitMigration, writerStatus, type StateHeader } from "./state-file.ts";
+
+export interface HandleState {
+  vmId: string;
+  pid: number;
+  runDir: string;
+  exited: Promise<ExitStatus>;
+  qmp: QmpClient;
+  /** The file backing guest RAM (mapped shared unless a private clone). */
+  ramPath: string;
+  sharedRam: boolean;
+  /** We created the RAM file and delete it on stop. */
+  ownsRam: boolean;
+  machine: QemuMachine | null;
+}
+
+export class QemuVm implements VmHandle {
+  readonly vmId: string;
+  readonly pid: number;
+  readonly exited: Promise<ExitStatus>;
+  readonly #s: HandleState;
+  readonly #stopGraceMs: number;
+  readonly #log: Logger;
+  #stopping: Promise<void> | null = null;
+  /**
+   * Set after a snapshot that left its memory file mapped by this VM (no
+   * copy): resuming must first give the VM a file of its own, or the
+   * snapshot would change under its owner.
+   */
+  #sharedWithSnapshot: string | null = null;
+
+  release(): void {
+    this.#s.qmp.close();
+  }
+
+  /** `stopGraceMs`: how long `stop` waits after QMP `quit` before SIGKILL. */
+  constructor(s: HandleState, log: Logger, stopGraceMs: number) {
+    this.#stopGraceMs = stopGraceMs;
+    this.#s = s;
+    this.#log = log;
+    this.vmId = s.vmId;
+    this.pid = s.pid;
+    this.exited = s.exited;
+    void this.exited.then(async (status) => {
+      s.qmp.close();
+      // A killed QEMU cannot remove its own socket.
+      await rm(paths(s.runDir, s.vmId).qmp, { force: true });
+      if (!this.#stopping) {
+        const p = paths(s.runDir, s.vmId);
+        this.#log.warn(
+          { ...status, console: await tail(p.console), qemu: await tail(p.log) },
+          "QEMU exited unexpectedly",
+        );
+      }
+    });
+  }
+
+  get controlSocket(): string {
+    return paths(this.#s.runDir, this.#s.vmId).qmp;
+  }
+
+  async pause(): Promise<void> {
+    await this.#s.qmp.execute("stop");
+  }
+
+  async resume(): Promise<void> {
+    if (this.#sharedWithSnapshot) await this.#takeBackRam(this.#sharedWithSnapshot);
+    await this.#s.qmp.execute("cont");
+  }
+
+  /** The snapshot keeps the current file; the VM continues on a copy of it. */
+  async #takeBackRam(snapshotMem: string): Promise<void> {
+    const own = paths(this.#s.runDir, this.#s.vmId).ram;
+    const frozen = `${snapshotMem}.frozen`;
+    await timed(this.#log, "qemu.ram_unshare", async () => {
+      await copySparse(snapshotMem, frozen);
+      await rename(snapshotMem, own);
+      await rename(frozen, snapshotMem);
+    });
+    this.#s.ramPath = own;
+    this.#s.ownsRam = true;
+    this.#sharedWithSnapshot = null;
+  }
+
+  /**
+   * Writes the device state (≈60 KB: guest RAM is skipped through
+   * x-ignore-shared) and makes `files.memPath` hold guest RAM: nothing to do
+   * when it already is the RAM file, else a rename (a reflink or sparse copy
+   * across filesystems). A private (copy-on-write) clone's RAM is not in
+   * any file, so it goes into the state stream and `memPath` becomes an empty
+   * file the restore fills. QEMU has no dirty-page diff: `kind` is ignored and
+   * the memory file is always complete.
+   */
+  async snapshot(files: SnapshotFiles, _kind: "full" | "diff"): Promise<void> {
+    const s = this.#s;
+    const status = await s.qmp.execute<{ status: string }>("query-status");
+    if (status.status === "running") {
+      throw new WrennError("failed_precondition", "snapshot needs a paused VM (pause it first)");
+    }
+    if (!s.machine) {
+      throw new WrennError(
+        "failed_precondition",
+        "this VM was re-adopted without its boot configuration; it cannot be snapshotted",
+      );
+    }
+    const machine = s.machine;
+    if (!s.sharedRam && files.memPath === s.ramPath) {
+      throw new WrennError(
+        "invalid_argument",
+        "a copy-on-write clone cannot snapshot into the memory file it was cloned from",
+      );
+    }
+    await timed(this.#log, "qemu.save_state", async () => {
+      const header: StateHeader = { machine, ramInState: !s.sharedRam };
+      await writeFile(files.statePath, STATE_MAGIC + JSON.stringify(header) + "\n");
+      await s.qmp.execute("migrate-set-capabilities", {
+        capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
+      });
+      // QEMU only sees the pipe: a `cat` that fails to write the file (a
+      // full disk) must not pass for a saved state (a truncated one loses
+      // the sandbox), so its exit status is kept and checked — in the run
+      // dir, as beside the state it could not be written either.
+      const rcPath = join(s.runDir, "save-state.rc");
+      await rm(rcPath, { force: true });
+      const state = shellQuote(files.statePath);
+      await s.qmp.execute("migrate", {
+        uri: `exec:cat >> ${state}; echo $? > ${shellQuote(rcPath)}`,
+      });
+      await waitMigration(s.qmp, "saving VM state");
+      await writerStatus(rcPath, "saving VM state");
+    });
+    if (!s.sharedRam) {
+      await rm(files.memPath, { force: true });
+      await writeFile(files.memPath, "");
+      await truncate(files.memPath, s.machine.memoryMb * 1024 * 1024);
+      return;
+    }
+    if (files.memPath !== s.ramPath) {
+      await timed(this.#log, "qemu.save_memory", async () => {
+        // Shared RAM is the live memory whoever made the file (a resumed
+        // sandbox consumed its snapshot), so it moves rather than copies.
+        try {
+          await rename(s.ramPath, files.memPath);
+          s.ramPath = files.memPath;
+          s.ownsRam = false;
+          return;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+        }
+        await copySparse(s.ramPath, files.memPath);
+      });
+    }
+    if (s.ramPath === files.memPath) this.#sharedWithSnapshot = files.memPath;
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    const s = this.#s;
+    if (await isAlive(s.pid)) {
+      // quit's reply may never arrive: QEMU closes the socket as it exits.
+      void s.qmp.execute("quit").catch(() => undefined);
+      if (!(await within(s.exited, this.#stopGraceMs))) {
+        this.#log.warn({ pid: s.pid }, "QEMU did not quit; killing it");
+        try {
+          process.kill(s.pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+        if (!(await within(s.exited, 10_000))) {
+          throw new WrennError("internal", `QEMU pid ${s.pid} survived SIGKILL`);
+        }
+      }
+    }
+    await s.exited;
+    s.qmp.close();
+    const p = paths(s.runDir, s.vmId);
+    await Promise.all(
+      [p.qmp, p.console, p.log, ...(s.ownsRam ? [s.ramPath] : [])].map((f) =>
+        rm(f, { force: true }),
+      ),
+    );
+  }
+}

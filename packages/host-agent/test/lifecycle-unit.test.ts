@@ -1,0 +1,225 @@
+/**
+ * The sandbox lifecycle on in-memory drivers: a failure at each step of
+ * create, pause and resume gives back exactly what that step's operation
+ * took, keeps saved state, and leaves the sandbox where the rules say
+ * (gone, running, paused, or failed with its memory and disk kept). The
+ * real-VM tests (lifecycle, lifecycle-faults) check the same on real VMs.
+ */
+import { after, before, beforeEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { isWrennError } from "@wrenn/shared/errors.ts";
+import { SandboxManager, type CreateParams } from "../src/sandbox/manager.ts";
+import {
+  Faults,
+  MemoryNetwork,
+  MemoryStorage,
+  MemoryVmm,
+  memoryImages,
+  startStandInEnvd,
+  type FaultStep,
+} from "./in-memory-drivers.ts";
+
+const log = createLogger("test", "silent");
+
+describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
+  let root: string;
+  let envd: Awaited<ReturnType<typeof startStandInEnvd>>;
+  const faults = new Faults();
+  let vmm: MemoryVmm;
+  let storage: MemoryStorage;
+  let network: MemoryNetwork;
+  let manager: SandboxManager;
+  let seq = 0;
+
+  const newManager = async () =>
+    new SandboxManager({
+      dataDir: join(root, "data"),
+      runRoot: join(root, "run"),
+      vmm,
+      storage,
+      network,
+      images: await memoryImages(join(root, "images")),
+      log,
+      bootSnapshotDir: null,
+      restoreTimeoutMs: 2000,
+    });
+
+  const params = (): CreateParams => ({
+    id: `u${++seq}`,
+    template: "minimal",
+    vcpus: 1,
+    memoryMb: 256,
+    diskSizeMb: 64,
+    timeoutSec: 0,
+    envVars: {},
+  });
+
+  /** Nothing held by any driver, no record, no run dir. */
+  async function assertNothingHeld(): Promise<void> {
+    assert.deepEqual([...vmm.running], [], "VMs left running");
+    assert.deepEqual([...storage.disks.keys()], [], "disks left");
+    assert.deepEqual([...network.held], [], "network slots left");
+    assert.deepEqual(await readdir(join(root, "data", "sandboxes")).catch(() => []), []);
+    assert.deepEqual(await readdir(join(root, "run")).catch(() => []), []);
+  }
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "wrenn-unit-"));
+    envd = await startStandInEnvd(faults);
+  });
+
+  after(async () => {
+    await envd.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    faults.clear();
+    vmm = new MemoryVmm(faults);
+    storage = new MemoryStorage(faults);
+    network = new MemoryNetwork(faults, envd.address);
+    await rm(root + "/data", { recursive: true, force: true });
+    await rm(root + "/run", { recursive: true, force: true });
+    manager = await newManager();
+    await manager.start();
+  });
+
+  test("create, pause, resume, destroy: nothing is left", async () => {
+    const p = params();
+    const record = await manager.create(p);
+    assert.equal(record.status, "running");
+    assert.deepEqual([...vmm.running], [p.id]);
+    await manager.pause(p.id);
+    assert.equal(manager.get(p.id).record.status, "paused");
+    assert.deepEqual([...vmm.running], []);
+    assert.deepEqual([...network.held], []);
+    await manager.resume(p.id);
+    assert.equal(manager.get(p.id).record.status, "running");
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
+  for (const step of ["network.acquire", "storage.create", "vmm.boot", "envd.init"] as const) {
+    test(`a create failing at ${step} gives back everything it took`, async () => {
+      faults.arm(step);
+      const p = params();
+      await assert.rejects(manager.create(p), /injected fault/);
+      assert.throws(
+        () => manager.get(p.id),
+        (err: unknown) => isWrennError(err, "not_found"),
+      );
+      await assertNothingHeld();
+    });
+  }
+
+  for (const step of ["storage.attach", "network.acquire", "vmm.restore", "envd.init"] as const) {
+    test(`a resume failing at ${step} leaves the sandbox paused, and a retry resumes it`, async () => {
+      const p = params();
+      await manager.create(p);
+      await manager.pause(p.id);
+      const keep = join(root, "data", "sandboxes", p.id, "paused");
+      faults.arm(step);
+      await assert.rejects(manager.resume(p.id), /injected fault|envd/);
+      const { record } = manager.get(p.id);
+      assert.equal(record.status, "paused");
+      assert.equal(storage.disks.get(p.id), keep, "the disk is back in the pause folder");
+      assert.deepEqual([...vmm.running], [], "no VM left running");
+      assert.deepEqual([...network.held], [], "no slot left held");
+      assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"], "memory kept");
+      await manager.resume(p.id);
+      assert.equal(manager.get(p.id).record.status, "running");
+      await manager.destroy(p.id);
+      await assertNothingHeld();
+    });
+  }
+
+  test("a pause failing before the VM stops leaves it running, vCPUs resumed", async () => {
+    const p = params();
+    await manager.create(p);
+    faults.arm("vmm.saveMemory");
+    await assert.rejects(manager.pause(p.id), /injected fault/);
+    assert.equal(manager.get(p.id).record.status, "running");
+    assert.equal(vmm.vms.get(p.id)?.paused, false, "vCPUs resumed");
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
+  for (const step of ["storage.detach", "network.release"] as const satisfies FaultStep[]) {
+    test(`a pause failing after the VM stopped (${step}) keeps its memory and disk, across a restart`, async () => {
+      const p = params();
+      await manager.create(p);
+      faults.arm(step);
+      await assert.rejects(manager.pause(p.id), /injected fault/);
+      const { record } = manager.get(p.id);
+      assert.equal(record.status, "failed");
+      assert.match(record.error ?? "", /kept until it is destroyed/);
+      assert.ok(storage.disks.has(p.id), "the disk is kept");
+      const keep = join(root, "data", "sandboxes", p.id, "paused");
+      assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"]);
+
+      // A restarted agent neither deletes it nor holds its slot.
+      await manager.close();
+      manager = await newManager();
+      await manager.start();
+      assert.equal(manager.get(p.id).record.status, "failed");
+      assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"]);
+      assert.deepEqual([...network.held], []);
+
+      await manager.destroy(p.id);
+      await assertNothingHeld();
+    });
+  }
+
+  test("a TTL pause that fails keeps the sandbox running; the next pass pauses it", async () => {
+    const p = { ...params(), timeoutSec: 1 };
+    await manager.create(p);
+    faults.arm("vmm.saveMemory");
+    await manager.reap(Date.now() + 5000);
+    assert.equal(manager.get(p.id).record.status, "running", "not destroyed, not paused");
+    await manager.reap(Date.now() + 5000);
+    assert.equal(manager.get(p.id).record.status, "paused");
+    assert.deepEqual(manager.autoPausedIds(), [p.id]);
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
+  test("a VM that dies on its own frees everything and is reported failed", async () => {
+    const p = params();
+    await manager.create(p);
+    vmm.vms.get(p.id)?.crash();
+    for (let i = 0; i < 100 && manager.get(p.id).record.status !== "failed"; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const { record } = manager.get(p.id);
+    assert.equal(record.status, "failed");
+    assert.match(record.error ?? "", /exited unexpectedly/);
+    assert.deepEqual([...storage.disks.keys()], []);
+    assert.deepEqual([...network.held], []);
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
+  test("a restarted agent re-adopts a running VM and removes one that is gone", async () => {
+    const alive = params();
+    const dead = params();
+    await manager.create(alive);
+    await manager.create(dead);
+    await manager.close();
+    vmm.running.delete(dead.id); // died while no agent watched it
+    manager = await newManager();
+    await manager.start();
+    assert.equal(manager.get(alive.id).record.status, "running");
+    assert.throws(
+      () => manager.get(dead.id),
+      (err: unknown) => isWrennError(err, "not_found"),
+    );
+    assert.deepEqual(manager.reapedIds(), [dead.id]);
+    assert.deepEqual([...network.held], [1], "only the adopted sandbox's slot");
+    await manager.destroy(alive.id);
+    await assertNothingHeld();
+  });
+});
