@@ -16,6 +16,7 @@ import { buildBootSnapshot } from "./boot-snapshot-builder.ts";
 import { create } from "./create.ts";
 import { destroy } from "./destroy.ts";
 import { exec, execStream } from "./exec.ts";
+import { logs, type LogsOptions, type LogsResult } from "./logs.ts";
 import { SandboxHost } from "./host.ts";
 import type { CreateParams, ExecParams, ExecResult, ManagerOptions } from "./options.ts";
 import { pause } from "./pause.ts";
@@ -34,6 +35,7 @@ export type {
   ImageSource,
   ManagerOptions,
 } from "./options.ts";
+export type { LogsOptions, LogsResult } from "./logs.ts";
 
 export class SandboxManager {
   readonly #host: SandboxHost;
@@ -137,6 +139,11 @@ export class SandboxManager {
 
   exec(id: string, params: ExecParams): Promise<ExecResult> {
     return exec(this.#host, id, params);
+  }
+
+  /** The guest's serial console (kernel, init, envd) of the VM's current run, from `offset`. */
+  logs(id: string, opts: LogsOptions = {}): Promise<LogsResult> {
+    return logs(this.#host, id, opts);
   }
 
   async ping(id: string): Promise<void> {

@@ -1,0 +1,181 @@
+/**
+ * A guest's serial console on the host, bounded: the agent drains the VMM's
+ * console socket into `<vmId>.console.log`, and when that reaches `capBytes`
+ * it becomes `<vmId>.console.log.1` (replacing the older one) and a new file
+ * starts. So a guest writing to its console without end costs the host at
+ * most two files of `capBytes`. Offsets count every byte the console ever
+ * wrote, so a reader can follow the log across rotations.
+ */
+import { Writable } from "node:stream";
+import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+
+/** Bytes per console file; two are kept (WRENN_CONSOLE_CAP_BYTES overrides). */
+export const CONSOLE_CAP_BYTES = Number(process.env.WRENN_CONSOLE_CAP_BYTES) || 1024 * 1024;
+
+/** The most one read returns. */
+export const CONSOLE_READ_MAX = 1024 * 1024;
+
+export function consoleFiles(runDir: string, vmId: string) {
+  const current = join(runDir, `${vmId}.console.log`);
+  return {
+    current,
+    rotated: `${current}.1`,
+    /** The absolute offset where the oldest kept file begins (decimal text). */
+    base: join(runDir, `${vmId}.console.base`),
+  };
+}
+
+/** Removes a VM's console files (a new VM of the same id starts a new log). */
+export async function removeConsole(runDir: string, vmId: string): Promise<void> {
+  const f = consoleFiles(runDir, vmId);
+  await Promise.all([f.current, f.rotated, f.base].map((p) => rm(p, { force: true })));
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function readBase(path: string): Promise<number> {
+  const text = await readFile(path, "utf8").catch(() => "0");
+  const n = Number(text.trim());
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
+
+/**
+ * A Writable that appends to the console files, rotating at the cap. Its
+ * writes are sequential (one at a time), so piping the console socket into
+ * it slows the guest's console rather than buffering on the host.
+ */
+export class ConsoleSink extends Writable {
+  readonly #files: ReturnType<typeof consoleFiles>;
+  readonly #cap: number;
+  #fd: FileHandle | null = null;
+  #size = 0;
+
+  constructor(runDir: string, vmId: string, capBytes = CONSOLE_CAP_BYTES) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#files = consoleFiles(runDir, vmId);
+    this.#cap = capBytes;
+  }
+
+  override _construct(callback: (err?: Error | null) => void): void {
+    // Appends: a re-adopted VM's log continues where the last agent left it.
+    open(this.#files.current, "a").then(
+      async (fd) => {
+        this.#fd = fd;
+        this.#size = (await fd.stat()).size;
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void) {
+    this.#append(chunk).then(() => callback(), callback);
+  }
+
+  async #append(chunk: Buffer): Promise<void> {
+    let rest = chunk;
+    while (rest.length > 0) {
+      if (this.#size >= this.#cap) await this.#rotate();
+      const n = Math.min(rest.length, this.#cap - this.#size);
+      await (this.#fd as FileHandle).write(rest.subarray(0, n));
+      this.#size += n;
+      rest = rest.subarray(n);
+    }
+  }
+
+  async #rotate(): Promise<void> {
+    const f = this.#files;
+    const base = (await readBase(f.base)) + (await sizeOf(f.rotated));
+    await (this.#fd as FileHandle).close();
+    this.#fd = null;
+    // The base first: a reader between the two steps sees a log that starts
+    // later than it does (an offset it asks for is clamped), never text under
+    // the wrong offsets for long.
+    await writeFile(`${f.base}.tmp`, String(base));
+    await rename(`${f.base}.tmp`, f.base);
+    await rename(f.current, f.rotated);
+    this.#fd = await open(f.current, "a");
+    this.#size = 0;
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    const fd = this.#fd;
+    this.#fd = null;
+    if (!fd) return callback(err);
+    fd.close().then(
+      () => callback(err),
+      () => callback(err),
+    );
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this._destroy(null, callback);
+  }
+}
+
+export interface ConsoleRead {
+  /** The console's bytes from `offset`, as UTF-8 (a cut multi-byte character shows as U+FFFD). */
+  text: string;
+  /** Where `text` starts: the offset asked for, or the oldest byte still kept if that is later. */
+  offset: number;
+  /** Pass back as `offset` to read what follows. */
+  nextOffset: number;
+}
+
+/**
+ * Reads up to `limit` bytes of the console from absolute `offset` (default:
+ * the oldest byte kept). Nothing written yet, or no files: empty text.
+ */
+export async function readConsole(
+  runDir: string,
+  vmId: string,
+  opts: { offset?: number; limit?: number } = {},
+): Promise<ConsoleRead> {
+  const f = consoleFiles(runDir, vmId);
+  const limit = Math.max(0, Math.min(opts.limit ?? CONSOLE_READ_MAX, CONSOLE_READ_MAX));
+  const base = await readBase(f.base);
+  const rotatedSize = await sizeOf(f.rotated);
+  const currentSize = await sizeOf(f.current);
+  const end = base + rotatedSize + currentSize;
+  const offset = Math.min(Math.max(opts.offset ?? base, base), end);
+  const parts: Buffer[] = [];
+  let want = Math.min(limit, end - offset);
+  let pos = offset;
+  for (const [path, start, size] of [
+    [f.rotated, base, rotatedSize],
+    [f.current, base + rotatedSize, currentSize],
+  ] as const) {
+    if (want <= 0 || pos >= start + size) continue;
+    const got = await readRange(path, pos - start, Math.min(want, start + size - pos));
+    parts.push(got);
+    pos += got.length;
+    want -= got.length;
+    // A short read (the file rotated under us): stop here, the next read resumes.
+    if (got.length === 0) break;
+  }
+  const data = Buffer.concat(parts);
+  return { text: data.toString("utf8"), offset, nextOffset: offset + data.length };
+}
+
+async function readRange(path: string, position: number, length: number): Promise<Buffer> {
+  let fd: FileHandle;
+  try {
+    fd = await open(path, "r");
+  } catch {
+    return Buffer.alloc(0);
+  }
+  try {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fd.read(buf, 0, length, position);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fd.close();
+  }
+}

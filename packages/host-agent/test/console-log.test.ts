@@ -1,0 +1,129 @@
+/**
+ * The bounded console log: the sink rotates at its cap and keeps two files,
+ * reads follow absolute offsets across rotations, and the front door's
+ * `logs()` reads a sandbox's console (in-memory drivers; the real guest's
+ * console is covered by console-cap.test.ts).
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { isWrennError } from "@wrenn/shared/errors.ts";
+import { ConsoleSink, consoleFiles, readConsole } from "../src/vmm/console-log.ts";
+import { SandboxManager } from "../src/sandbox/manager.ts";
+import {
+  Faults,
+  MemoryNetwork,
+  MemoryStorage,
+  MemoryVmm,
+  memoryImages,
+  startStandInEnvd,
+} from "./in-memory-drivers.ts";
+
+const log = createLogger("test", "silent");
+
+async function write(dir: string, vmId: string, chunks: string[], cap: number): Promise<void> {
+  await pipeline(Readable.from(chunks.map((c) => Buffer.from(c))), new ConsoleSink(dir, vmId, cap));
+}
+
+describe("console log", { timeout: 30_000 }, () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "wrenn-console-"));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test("rotates at the cap, keeps two files, reads by absolute offset", async () => {
+    const dir = join(root, "rotate");
+    await mkdir(dir);
+    // 26 letters × 10 bytes = 260 bytes through a 64-byte cap: 4 rotations.
+    const text = "abcdefghijklmnopqrstuvwxyz".split("").map((c) => c.repeat(10));
+    await write(dir, "vm1", text, 64);
+    const all = text.join("");
+    const f = consoleFiles(dir, "vm1");
+    assert.equal((await stat(f.current)).size, 260 - 256);
+    assert.equal((await stat(f.rotated)).size, 64);
+    assert.deepEqual((await readdir(dir)).sort(), [
+      "vm1.console.base",
+      "vm1.console.log",
+      "vm1.console.log.1",
+    ]);
+    // The oldest kept byte is 192: a read from 0 starts there.
+    const first = await readConsole(dir, "vm1", { offset: 0 });
+    assert.equal(first.offset, 192);
+    assert.equal(first.text, all.slice(192));
+    assert.equal(first.nextOffset, 260);
+    const mid = await readConsole(dir, "vm1", { offset: 250, limit: 5 });
+    assert.deepEqual(mid, { text: all.slice(250, 255), offset: 250, nextOffset: 255 });
+    // Across the two files.
+    const across = await readConsole(dir, "vm1", { offset: 250, limit: 100 });
+    assert.equal(across.text, all.slice(250));
+    // At the end: nothing new, the same offset back.
+    assert.deepEqual(await readConsole(dir, "vm1", { offset: 260 }), {
+      text: "",
+      offset: 260,
+      nextOffset: 260,
+    });
+    // A later sink (a re-adopted VM) appends and keeps counting.
+    await write(dir, "vm1", ["0123456789"], 64);
+    const more = await readConsole(dir, "vm1", { offset: 260 });
+    assert.deepEqual(more, { text: "0123456789", offset: 260, nextOffset: 270 });
+  });
+
+  test("no console yet reads as empty", async () => {
+    assert.deepEqual(await readConsole(join(root, "none"), "vm"), {
+      text: "",
+      offset: 0,
+      nextOffset: 0,
+    });
+  });
+
+  test("manager.logs reads a sandbox's console and checks its arguments", async () => {
+    const faults = new Faults();
+    const envd = await startStandInEnvd(faults);
+    try {
+      const manager = new SandboxManager({
+        dataDir: join(root, "data"),
+        runRoot: join(root, "run"),
+        vmm: new MemoryVmm(faults),
+        storage: new MemoryStorage(faults),
+        network: new MemoryNetwork(faults, envd.address),
+        images: await memoryImages(join(root, "images")),
+        log,
+        bootSnapshotDir: null,
+      });
+      await manager.start();
+      await manager.create({
+        id: "logs1",
+        template: "minimal",
+        vcpus: 1,
+        memoryMb: 256,
+        diskSizeMb: 64,
+        timeoutSec: 0,
+        envVars: {},
+      });
+      await write(join(root, "run", "logs1"), "logs1", ["[    0.000000] Linux version\n"], 1024);
+      const all = await manager.logs("logs1");
+      assert.equal(all.text, "[    0.000000] Linux version\n");
+      assert.equal(all.nextOffset, all.text.length);
+      const tail = await manager.logs("logs1", { offset: 15, limit: 5 });
+      assert.deepEqual(tail, { text: "Linux", offset: 15, nextOffset: 20 });
+      await assert.rejects(manager.logs("logs1", { offset: -1 }), (err: unknown) =>
+        isWrennError(err, "invalid_argument"),
+      );
+      await assert.rejects(manager.logs("logs1", { limit: 2 ** 30 }), (err: unknown) =>
+        isWrennError(err, "invalid_argument"),
+      );
+      await assert.rejects(manager.logs("nope"), (err: unknown) => isWrennError(err, "not_found"));
+      await manager.destroy("logs1");
+    } finally {
+      await envd.close();
+    }
+  });
+});
