@@ -1,5 +1,6 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { Server } from "node:net";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -19,6 +20,7 @@ import { SandboxManager } from "./sandbox/manager.ts";
 import { MetricsSampler } from "./sandbox/metrics.ts";
 import { createGuestProxy } from "./proxy/proxy.ts";
 import { HOST_SECRET_PATTERN, hostAgentService, hostSecretInterceptor } from "./service.ts";
+import { checkTls, listenAgent, requireSecretOffLoopback, type AgentTls } from "./listener.ts";
 
 export interface HostAgentOptions {
   /** "HOST:PORT"; port 0 picks a free one. */
@@ -47,8 +49,16 @@ export interface HostAgentOptions {
   /** How often each running sandbox's guest is sampled for GetSandboxMetrics (default 5000). */
   metricsIntervalMs?: number;
   bootTimeoutMs?: number;
-  /** When set, every call must carry `Authorization: Bearer <secret>` (the control plane's). */
+  /**
+   * When set, every call must carry `Authorization: Bearer <secret>` (the
+   * control plane's). Required unless `listen` is a loopback address.
+   */
   secret?: string;
+  /**
+   * Serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain and key
+   * (PEM): the control plane then verifies the agent (`--agent-ca`).
+   */
+  tls?: AgentTls;
   /** How long a restored guest's envd may take to answer /init (default 30 s). */
   restoreTimeoutMs?: number;
   /**
@@ -105,6 +115,8 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     );
   }
   const { host, port } = parseListen(options.listen);
+  requireSecretOffLoopback(options.listen, host, options.secret);
+  if (options.tls) checkTls(options.tls);
   if (options.secret !== undefined && !HOST_SECRET_PATTERN.test(options.secret)) {
     throw new WrennError(
       "invalid_argument",
@@ -189,41 +201,44 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   // The traffic proxy shares the agent's listener: the control plane forwards
   // users' requests here with the proxy headers.
   const guestProxy = createGuestProxy(manager, { secret: options.secret, log });
-  // Exec streams, file transfers and proxied streams may run long: no request timeout.
-  const server = createServer({ requestTimeout: 0 }, (req, res) => {
-    if (guestProxy.matches(req)) guestProxy.web(req, res);
-    else handler(req, res);
+  const listener = await listenAgent({
+    listen: options.listen,
+    host,
+    port,
+    tls: options.tls,
+    onRequest: (req, res) => {
+      if (req instanceof Http2ServerRequest) {
+        // The control plane's proxy hop speaks HTTP/1.1 (upgrades need it); HTTP/2 is for Connect.
+        if (guestProxy.matches(req as unknown as IncomingMessage)) {
+          (res as Http2ServerResponse)
+            .writeHead(505, { "content-type": "application/json" })
+            .end(JSON.stringify({ code: 505, message: "the traffic proxy hop speaks HTTP/1.1" }));
+        } else handler(req, res as Http2ServerResponse);
+      } else if (guestProxy.matches(req)) guestProxy.web(req, res as ServerResponse);
+      else handler(req, res as ServerResponse);
+    },
+    onUpgrade: (req, socket, head) => {
+      if (guestProxy.matches(req)) guestProxy.ws(req, socket, head);
+      else socket.destroy();
+    },
   });
-  server.on("upgrade", (req, socket, head) => {
-    if (guestProxy.matches(req)) guestProxy.ws(req, socket, head);
-    else socket.destroy();
-  });
-  // Longer than the control plane's idle pools keep sockets, so the agent never
-  // closes a kept-alive socket just as the control plane reuses it.
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(
-        new WrennError("unavailable", `cannot listen on ${options.listen}: ${messageOf(err)}`),
-      ),
-    );
-    server.listen(port, host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
+  const { url, server } = listener;
   log.info(
-    { url, hostId, vmm: vmm.name, storage: storage.name, authenticated: Boolean(options.secret) },
+    {
+      url,
+      hostId,
+      vmm: vmm.name,
+      storage: storage.name,
+      authenticated: Boolean(options.secret),
+      tls: Boolean(options.tls),
+    },
     "host agent listening",
   );
-  if (!options.secret && !/^(127\.|::1$|localhost$)/.test(host)) {
-    log.warn({ url }, "no --secret: anyone who reaches this address can drive its VMs");
-  }
   const close = async (): Promise<void> => {
     metrics.stop();
     await manager.close();
     guestProxy.close();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await listener.close();
     await releasePrefix();
   };
   return {

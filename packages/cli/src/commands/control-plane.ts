@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { TRAFFIC_OPTIONS, trafficOptions } from "./traffic.ts";
+import { TRAFFIC_OPTIONS, readPem, trafficOptions } from "./traffic.ts";
 
 function integer(flag: string, value: string, min: number, max: number): number {
   const n = Number(value);
@@ -40,6 +40,7 @@ export async function run(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: defaultDataDir() },
       "reconcile-interval": { type: "string", default: "10" },
       "host-agent": { type: "string", multiple: true, default: [] },
+      "agent-ca": { type: "string", default: process.env.WRENN_AGENT_CA },
       ...TRAFFIC_OPTIONS,
     },
   });
@@ -53,6 +54,7 @@ export async function run(argv: string[]): Promise<void> {
     reconcileIntervalMs:
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
     ...traffic,
+    ...(values["agent-ca"] ? { agentCa: readPem("--agent-ca", values["agent-ca"]) } : {}),
   });
   try {
     for (const address of values["host-agent"]) {

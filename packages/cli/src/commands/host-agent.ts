@@ -1,11 +1,13 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { parseListen, startHostAgent } from "@wrenn/host-agent/agent.ts";
+import { requireSecretOffLoopback } from "@wrenn/host-agent/listener.ts";
 import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools, type Tool } from "@wrenn/host-agent/image/prerequisites.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { readPem } from "./traffic.ts";
 import type { VmmName } from "@wrenn/host-agent/vmm/vmm.ts";
 import type { StorageName } from "@wrenn/host-agent/storage/storage.ts";
 import { parseAllowPrivate, splitAllowPrivate } from "@wrenn/host-agent/network/private-ranges.ts";
@@ -63,9 +65,21 @@ export async function run(argv: string[]): Promise<void> {
       // The environment keeps it out of `ps`; the flag is for trying things out.
       secret: { type: "string", default: process.env.WRENN_HOST_SECRET },
       ...ALLOW_PRIVATE_OPTION,
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
     },
   });
+  const secret = values.secret || undefined;
+  // Before the tools check and the data dir: a daemon refused for its flags should say so first.
+  requireSecretOffLoopback(values.listen, parseListen(values.listen).host, secret);
   const allowPrivate = allowPrivateOf(values);
+  const cert = values["tls-cert"];
+  const key = values["tls-key"];
+  if (Boolean(cert) !== Boolean(key)) {
+    throw new WrennError("invalid_argument", "--tls-cert and --tls-key go together");
+  }
+  const tls =
+    cert && key ? { cert: readPem("--tls-cert", cert), key: readPem("--tls-key", key) } : undefined;
   requireTools(AGENT_TOOLS, { needsRoot: true, hint: " — run `./wrenn setup` as root" });
   const data = resolve(values["data-dir"]);
   // After a reboot: the pool `wrenn setup` made is not mounted yet.
@@ -76,8 +90,9 @@ export async function run(argv: string[]): Promise<void> {
     vmm: oneOf("--vmm", values.vmm || undefined, vmms),
     storage: oneOf("--storage", values.storage || undefined, storages),
     networkPrefix: values["network-prefix"] || undefined,
-    secret: values.secret || undefined,
+    secret,
     allowPrivate,
+    tls,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);
   await new Promise<void>((done) => {

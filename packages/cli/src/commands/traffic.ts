@@ -13,7 +13,7 @@ export const TRAFFIC_OPTIONS = {
 const DOMAIN =
   /^(?=.{1,200}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-function readPem(flag: string, path: string): string {
+export function readPem(flag: string, path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

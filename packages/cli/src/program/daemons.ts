@@ -70,7 +70,14 @@ export function registerDaemons(program: Command): void {
         .option("--database-url <url>", "PostgreSQL (default $DATABASE_URL; else embedded PGlite)")
         .option("--data-dir <dir>", "where the embedded PGlite keeps its data")
         .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
-        .option("--host-agent <host:port>", "register a host agent by address (repeatable)"),
+        .option(
+          "--host-agent <address>",
+          "register a host agent by HOST:PORT, or https://HOST:PORT for one serving TLS (repeatable)",
+        )
+        .option(
+          "--agent-ca <file>",
+          "CA certificates (PEM) that sign the agents' TLS certificates ($WRENN_AGENT_CA)",
+        ),
     ),
     ["control-plane"],
     () => import("../commands/control-plane.ts"),
@@ -88,7 +95,12 @@ export function registerDaemons(program: Command): void {
         "names of its namespaces and links ($WRENN_NETWORK_PREFIX)",
       )
       .option("--secret <secret>", "the bearer secret callers need (better: $WRENN_HOST_SECRET)")
-      .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
+      .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
+      .option(
+        "--tls-cert <file>",
+        "serve HTTPS (HTTP/2 and 1.1) with this certificate chain (PEM); register the host as https://HOST:PORT",
+      )
+      .option("--tls-key <file>", "the private key of --tls-cert (PEM)"),
     ["host-agent"],
     () => import("../commands/host-agent.ts"),
   );

@@ -1,0 +1,171 @@
+/**
+ * Control plane ↔ host agent over TLS, on a real VM: the agent serves HTTPS
+ * (`tls`, as `--tls-cert/--tls-key`) with a certificate from a throwaway CA
+ * this test makes; a control plane given that CA (`agentCa`, as
+ * `--agent-ca`) creates, execs in, proxies to and destroys a sandbox on it,
+ * with the host secret on top; without the CA (or with another CA) the
+ * agent is refused with an error naming --agent-ca. Needs root, QEMU and
+ * the image; skips loudly without them.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { until } from "@wrenn/shared/testing/until.ts";
+import { AgentPool } from "../src/agents.ts";
+import { realAgentSkipReason, startHarness, type Harness } from "./harness.ts";
+import { startRealAgent, type RealAgent } from "./real-agent.ts";
+
+type Json = Record<string, unknown>;
+
+/** A CA and a server certificate it signs for 127.0.0.1, made with openssl in `dir`. */
+async function makeCa(
+  dir: string,
+  name: string,
+): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => join(dir, `${name}-${n}`);
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  openssl(
+    ...["req", "-x509", ...ec, "-days", "1", "-keyout", f("ca.key"), "-out", f("ca.pem")],
+    ...["-subj", `/CN=${name} test CA`],
+    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+  );
+  openssl("req", ...ec, "-keyout", f("agent.key"), "-out", f("agent.csr"), "-subj", "/CN=agent");
+  await writeFile(
+    f("ext.cnf"),
+    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  openssl(
+    ...["x509", "-req", "-in", f("agent.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key")],
+    ...["-CAcreateserial", "-days", "1", "-out", f("agent.pem"), "-extfile", f("ext.cnf")],
+  );
+  const [ca, cert, key] = await Promise.all(
+    ["ca.pem", "agent.pem", "agent.key"].map((n) => readFile(f(n), "utf8")),
+  );
+  return { ca: ca!, cert: cert!, key: key! };
+}
+
+test(
+  "control plane ↔ agent over TLS: with --agent-ca it drives a VM, without it the agent is refused",
+  { skip: realAgentSkipReason("control plane ↔ agent TLS test"), timeout: 900_000 },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-agent-tls-"));
+    let agent: RealAgent | undefined;
+    let trusting: Harness | undefined;
+    let untrusting: Harness | undefined;
+    try {
+      const pki = await makeCa(dir, "wrenn");
+      const other = await makeCa(dir, "other");
+      agent = await startRealAgent("tl", { tls: { cert: pki.cert, key: pki.key } });
+      const url = agent.agent.url;
+      assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+      const target = { address: url, secret: agent.secret };
+
+      // The agent's own answers: the certificate's CA and the secret are both needed; HTTP/2 too.
+      const bearer = `Bearer ${agent.secret}`;
+      const h2 = createClient(
+        HostAgentService,
+        createConnectTransport({ baseUrl: url, httpVersion: "2", nodeOptions: { ca: pki.ca } }),
+      );
+      const info = await h2.getHostInfo({}, { headers: { authorization: bearer } });
+      assert.equal(info.hostId, agent.agent.hostId);
+      await assert.rejects(h2.getHostInfo({}), /secret/);
+      for (const pool of [new AgentPool(), new AgentPool({ ca: other.ca })]) {
+        await assert.rejects(
+          pool.call(target, (c, o) => c.getHostInfo({}, o), 10_000),
+          (e: unknown) =>
+            e instanceof Error &&
+            /its TLS certificate does not verify/.test(e.message) &&
+            /--agent-ca/.test(e.message),
+        );
+      }
+      // Plain HTTP to the TLS port is not answered as the API.
+      await assert.rejects(
+        new AgentPool().call({ ...target, address: url.replace("https:", "http:") }, (c, o) =>
+          c.getHostInfo({}, o),
+        ),
+      );
+
+      // A control plane with the CA: create → exec → the traffic proxy's hop → destroy.
+      trusting = await startHarness("pglite", {
+        agents: 0,
+        agentCa: pki.ca,
+        agentTimeoutMs: 600_000,
+      });
+      const h = trusting;
+      await h.cp.addHost(url, { secret: agent.secret });
+      const created = await h.api("/v1/sandboxes", {
+        method: "POST",
+        json: { vcpus: 1, memory_mb: 256, timeout_sec: 600 },
+      });
+      assert.equal(created.status, 201, await created.clone().text());
+      const id = String(((await created.json()) as Json).sandbox_id);
+      const exec = (await (
+        await h.api(`/v1/sandboxes/${id}/exec`, {
+          method: "POST",
+          json: { cmd: "/bin/sh", args: ["-c", "echo hello over tls"] },
+        })
+      ).json()) as Json;
+      assert.equal(exec.stdout, "hello over tls\n");
+      const health = await fetch(`${h.cp.url}/health`, {
+        headers: { "e2b-sandbox-id": id, "e2b-sandbox-port": "49983" },
+      });
+      assert.equal(health.status, 204, `proxied envd /health: ${await health.text()}`);
+      assert.equal((await h.api(`/v1/sandboxes/${id}`, { method: "DELETE" })).status, 204);
+      assert.deepEqual(
+        (await agent.agent.manager.list()).map((s) => s.id),
+        [],
+      );
+
+      // A control plane without the CA: the host turns unreachable, and the log says why.
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(...chunk.toString().split("\n").filter(Boolean));
+          done();
+        },
+      });
+      untrusting = await startHarness("pglite", {
+        agents: 0,
+        reconcileIntervalMs: 200,
+        hostTimeoutMs: 1,
+        log: pino({ level: "warn" }, sink),
+      });
+      const hostId = await untrusting.cp.addHost(url, { secret: agent.secret });
+      const status = async () =>
+        ((await (await untrusting!.api("/v1/admin/hosts")).json()) as Json[]).find(
+          (r) => r.id === hostId,
+        )?.status;
+      await until("the untrusted host to turn unreachable", 30_000, async () =>
+        (await status()) === "unreachable" ? true : undefined,
+      );
+      const said = lines
+        .map((l) => JSON.parse(l) as Json)
+        .find((l) => l.msg === "host unreachable");
+      assert.match(String(said?.err), /TLS certificate does not verify.*--agent-ca/);
+      const refused = await untrusting.api("/v1/sandboxes", {
+        method: "POST",
+        json: { vcpus: 1, memory_mb: 256, timeout_sec: 600 },
+      });
+      assert.notEqual(refused.status, 201);
+      assert.deepEqual(
+        (await agent.agent.manager.list()).map((s) => s.id),
+        [],
+      );
+    } finally {
+      await untrusting?.close();
+      await trusting?.close();
+      // Destroys what is left, stops the agent, asserts nothing leaked.
+      await agent?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
