@@ -123,10 +123,21 @@ test(
   async () => {
     ok(await wrenn(["login", "--api-url", h.cp.url, "--api-key", h.key], { env }));
     const created = JSON.parse(
-      ok(await wrenn(["sb", "create", "--json", "--timeout", "600", "-e", "A=1"], { env })).stdout,
-    ) as { sandbox_id: string; status: string; timeout_sec: number };
+      ok(
+        await wrenn(
+          ["sb", "create", "--json", "--timeout", "600", "-e", "A=1", "-m", "owner=cli"],
+          { env },
+        ),
+      ).stdout,
+    ) as {
+      sandbox_id: string;
+      status: string;
+      timeout_sec: number;
+      metadata: Record<string, string>;
+    };
     assert.equal(created.status, "running");
     assert.equal(created.timeout_sec, 600);
+    assert.deepEqual(created.metadata, { owner: "cli" });
     const id = created.sandbox_id;
     const plain = ok(await wrenn(["sb", "create"], { env }));
     assert.match(plain.stdout, /^[a-z0-9]+\n$/);
@@ -139,7 +150,9 @@ test(
     const table = ok(await wrenn(["sb", "ls"], { env })).stdout;
     assert.match(table, /^ID +TEMPLATE +STATUS +VCPUS +MEMORY +CREATED\n/);
     assert.ok(!table.includes("\u001b["), "no colours off a TTY");
-    assert.match(ok(await wrenn(["sb", "info", id], { env })).stdout, /^status +running$/m);
+    const described = ok(await wrenn(["sb", "info", id], { env })).stdout;
+    assert.match(described, /^status +running$/m);
+    assert.match(described, /^metadata +owner=cli$/m);
 
     // The fake agent echoes its command line; `false` exits 1 (buffered) and streams end with 0.
     const streamed = ok(await wrenn(["sb", "exec", id, "printf", "a", "-b"], { env }));

@@ -25,6 +25,7 @@ export interface CreateInput {
   timeout_sec: number;
   disk_size_mb: number;
   env_vars?: Record<string, string> | undefined;
+  metadata?: Record<string, string> | undefined;
   client_request_id?: string | undefined;
   /** E2B's lifetime and options; without it the agent pauses the sandbox when idle past `timeout_sec`. */
   e2b?: E2bOptions | undefined;
@@ -62,6 +63,8 @@ export function sandboxJson(row: SandboxRow) {
     timeout_sec: row.timeoutSec,
     host_id: row.hostId,
     client_request_id: row.clientRequestId,
+    metadata: row.metadata,
+    end_at: row.endAt?.toISOString() ?? null,
     error: row.error,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
@@ -123,6 +126,7 @@ export class SandboxService {
             clientRequestId: input.client_request_id ?? null,
             envdAccessToken: newAccessToken(),
             trafficAccessToken: newAccessToken(),
+            metadata: input.metadata ?? {},
             ...(input.e2b ?? {}),
           })
           .onConflictDoNothing()

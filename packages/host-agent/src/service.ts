@@ -18,6 +18,7 @@ import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
 import type { MetricsSampler } from "./sandbox/metrics.ts";
 import { MAX_EGRESS_ENTRIES, egressEntryProblem } from "./network/egress.ts";
+import { PtySessions } from "./pty/sessions.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -186,6 +187,8 @@ export function hostAgentService(
   dataDir: string,
   metrics: MetricsSampler,
 ): ServiceImpl<typeof HostAgentService> {
+  // Terminals keep their reader and scrollback between viewers (pty/sessions.ts).
+  const terminals = new PtySessions();
   return {
     createSandbox: guard(async (req) => {
       const p = parse(createSchema, req);
@@ -347,13 +350,14 @@ export function hostAgentService(
     }),
     ptyStream: guardStream(async function* (req, ctx) {
       const p = parse(ptySchema, req);
-      for await (const ev of manager.envdOf(p.sandboxId).ptyStream({
-        pid: p.pid,
-        cols: p.cols,
-        rows: p.rows,
-        user: p.user || undefined,
-        signal: ctx.signal,
-      })) {
+      const envd = manager.envdOf(p.sandboxId);
+      const pty = { pid: p.pid, cols: p.cols, rows: p.rows, user: p.user || undefined };
+      for await (const ev of terminals.attach(
+        p.sandboxId,
+        pty,
+        (o) => envd.ptyStream(o),
+        ctx.signal,
+      )) {
         if (ev.type === "start") yield { event: { case: "start", value: { pid: ev.pid } } };
         else if (ev.type === "data") yield { event: { case: "data", value: ev.data } };
         else

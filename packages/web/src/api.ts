@@ -36,6 +36,9 @@ export interface Sandbox {
   disk_size_mb: number;
   timeout_sec: number;
   host_id: string | null;
+  metadata: Record<string, string>;
+  /** When its lifetime ends (E2B's); null: paused once idle for timeout_sec. */
+  end_at: string | null;
   error: string;
   created_at: string;
   updated_at: string;
@@ -196,6 +199,7 @@ export const api = {
     disk_size_mb: number;
     timeout_sec: number;
     env_vars?: Record<string, string>;
+    metadata?: Record<string, string>;
   }) => request<Sandbox>("POST", "/v1/sandboxes", body),
   destroy: (id: string) => request<void>("DELETE", `/v1/sandboxes/${id}`),
   pause: (id: string) => request<Sandbox>("POST", `/v1/sandboxes/${id}/pause`),

@@ -2,6 +2,8 @@ import type { AnchorHTMLAttributes, ReactNode } from "react";
 import { ApiError } from "./api.ts";
 import { navigate } from "./router.ts";
 
+export { age, duration, timeLeft } from "./format.ts";
+
 export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
   const { href, onClick, ...rest } = props;
   return (
@@ -79,16 +81,17 @@ export function bytes(n: number): string {
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
-export function age(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d`;
-}
-
-export function duration(sec: number): string {
-  if (sec < 60) return `${sec}s`;
-  if (sec < 3600) return `${Math.round(sec / 60)}m`;
-  return `${(sec / 3600).toFixed(sec % 3600 ? 1 : 0)}h`;
+/** A sandbox's metadata as small key=value labels. */
+export function Labels({ metadata }: { metadata: Record<string, string> }) {
+  const entries = Object.entries(metadata);
+  if (entries.length === 0) return null;
+  return (
+    <span className="labels">
+      {entries.map(([k, v]) => (
+        <span key={k} className="label" title={`${k}=${v}`}>
+          {k}={v}
+        </span>
+      ))}
+    </span>
+  );
 }

@@ -85,8 +85,11 @@ test(
       // A member is no platform admin: no Admin link, and the page says so.
       assert.equal(await page.getByRole("link", { name: "Admin", exact: true }).count(), 0);
 
-      // Create a sandbox from the form.
+      // Create a sandbox from the form, with a metadata row.
       await page.getByRole("button", { name: "New sandbox" }).click();
+      await page.getByRole("button", { name: "Add metadata" }).click();
+      await page.getByLabel("metadata key 1").fill("owner");
+      await page.getByLabel("metadata value 1").fill("ui-test");
       await shot(page, "02-create-form");
       const t0 = performance.now();
       await page.getByRole("button", { name: "Create", exact: true }).click();
@@ -94,6 +97,23 @@ test(
       const id = page.url().split("/").at(-1) ?? "";
       await page.locator(".card-head .status-running").waitFor({ timeout: 60_000 });
       timings.create_ms = Math.round(performance.now() - t0);
+      await page.locator(".facts .label").filter({ hasText: "owner=ui-test" }).waitFor();
+      const memberToken = (
+        (await (
+          await fetch(`${base}/v1/auth/login`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ email, password: "member password 1" }),
+          })
+        ).json()) as { token: string }
+      ).token;
+      const created = (await (
+        await fetch(`${base}/v1/sandboxes/${id}`, {
+          headers: { authorization: `Bearer ${memberToken}` },
+        })
+      ).json()) as { metadata: Record<string, string>; end_at: string | null };
+      assert.deepEqual(created.metadata, { owner: "ui-test" });
+      assert.equal(created.end_at, null);
 
       // The terminal: a real PTY.
       await page.locator('[data-terminal-state="connected"]').waitFor({ timeout: 60_000 });
@@ -108,12 +128,17 @@ test(
       await page.getByRole("button", { name: "Resume" }).click();
       await page.locator(".card-head .status-running").waitFor({ timeout: 120_000 });
       await page.locator('[data-terminal-state="connected"]').waitFor({ timeout: 60_000 });
+      // The reattach cleared the screen and the agent replayed what the shell printed.
+      await waitTerminal(page, "hi-42", 10_000);
       await typeInTerminal(page, "echo resumed-$MARK");
       await waitTerminal(page, "resumed-kept");
 
-      // A reload reattaches to the same shell too.
+      // A reload reattaches to the same shell too, and shows what was on screen.
       await page.reload();
       await page.locator('[data-terminal-state="connected"]').waitFor({ timeout: 60_000 });
+      await waitTerminal(page, "resumed-kept", 10_000);
+      assert.match(await terminalText(page), /hi-42.*resumed-kept/s, "the screen in order");
+      await shot(page, "03b-terminal-after-reload");
       await typeInTerminal(page, "echo reloaded-$MARK");
       await waitTerminal(page, "reloaded-kept");
       assert.doesNotMatch(await terminalText(page), /exited/);
@@ -202,6 +227,21 @@ test(
       // The list shows both, live; destroy the child from the list.
       timings.sandboxes_nav_ms = await timedNav(page, "Sandboxes", `tr[data-sandbox="${childId}"]`);
       await page.locator(`tr[data-sandbox="${id}"]`).waitFor();
+      // Time left: a /v1 sandbox has no end time, so the idle timeout it pauses after.
+      const childRow = page.locator(`tr[data-sandbox="${childId}"]`);
+      assert.equal(await childRow.locator("[data-time-left]").textContent(), "idle 5m");
+      assert.equal(
+        await page.locator(`tr[data-sandbox="${id}"] [data-time-left]`).textContent(),
+        "—",
+        "the snapshot left the first one paused",
+      );
+      await page
+        .locator(`tr[data-sandbox="${id}"] .label`)
+        .filter({ hasText: "owner=ui-test" })
+        .waitFor();
+      await page.getByLabel("filter").fill("owner=ui");
+      await childRow.waitFor({ state: "detached" });
+      await page.getByLabel("filter").fill("");
       await shot(page, "08-sandboxes");
       await page
         .locator(`tr[data-sandbox="${childId}"]`)
@@ -236,6 +276,24 @@ test(
       await page.getByRole("button", { name: "Resume" }).click();
       await page.locator('[data-terminal-state="connected"]').waitFor({ timeout: 120_000 });
       await shot(page, "11-phone-dark");
+      // The list at phone width: each sandbox a block, nothing wider than the screen.
+      await page.goto(`${base}/dashboard/sandboxes`);
+      await page.locator(`tr[data-sandbox="${id}"] [data-time-left]`).waitFor();
+      await page
+        .locator(`tr[data-sandbox="${id}"] [data-time-left]`)
+        .filter({ hasText: "idle 5m" })
+        .waitFor({ timeout: 10_000 });
+      assert.ok(
+        await page
+          .locator(`tr[data-sandbox="${id}"]`)
+          .getByRole("button", { name: "Pause" })
+          .isVisible(),
+      );
+      const overflow = (await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+      )) as number;
+      assert.ok(overflow <= 0, `the list is ${overflow} px wider than a phone`);
+      await shot(page, "11b-phone-list");
       await page.setViewportSize({ width: 1280, height: 800 });
       await page.emulateMedia({ colorScheme: "light" });
 

@@ -46,6 +46,7 @@ export function registerUserCommands(program: Command): void {
     .option("--disk <MiB>", "disk size in MiB (512-1048576)", int(512, 1048576))
     .option("--timeout <seconds>", "lifetime before it is paused (1-86400)", int(1, 86400))
     .option("-e, --env <KEY=VALUE>", "an environment variable (repeatable)", keyValue)
+    .option("-m, --metadata <KEY=VALUE>", "a label kept with the sandbox (repeatable)", keyValue)
     .option(...json)
     .action(async (o) => (await load()).create(o));
   sb.command("ls")

@@ -22,6 +22,7 @@ export interface CreateOptions extends JsonOption {
   disk?: number;
   timeout?: number;
   env?: Record<string, string>;
+  metadata?: Record<string, string>;
 }
 
 export async function create(o: CreateOptions): Promise<void> {
@@ -33,6 +34,7 @@ export async function create(o: CreateOptions): Promise<void> {
     ...(o.disk ? { disk_size_mb: o.disk } : {}),
     ...(o.timeout ? { timeout_sec: o.timeout } : {}),
     ...(o.env ? { env_vars: o.env } : {}),
+    ...(o.metadata ? { metadata: o.metadata } : {}),
   };
   const sb = await quietUnlessTty(o, `creating a sandbox from '${o.template}'`, () =>
     Sandbox.create(wrenn, body),
@@ -80,6 +82,13 @@ function describe(s: SandboxInfo): string {
     ["memory", `${s.memory_mb} MiB`],
     ["disk", `${s.disk_size_mb} MiB`],
     ["timeout", `${s.timeout_sec} s`],
+    ...(s.end_at ? ([["ends", s.end_at]] as Array<[string, string]>) : []),
+    [
+      "metadata",
+      Object.entries(s.metadata)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(" ") || "-",
+    ],
     ["host", s.host_id ?? "-"],
     ["created", `${s.created_at} (${ago(s.created_at)})`],
     ["updated", s.updated_at],

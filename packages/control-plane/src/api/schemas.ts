@@ -176,6 +176,11 @@ export const CreateSandboxBody = z
     timeout_sec: z.number().int().min(1).max(86400).default(300),
     disk_size_mb: z.number().int().min(512).max(1048576).default(20480),
     env_vars: z.record(Text(256), Text(8192)).optional(),
+    metadata: z
+      .record(Text(256), Text(4096))
+      .refine((m) => Object.keys(m).length <= 64, "metadata holds at most 64 keys")
+      .optional()
+      .openapi({ description: "Your own labels (key → value), returned with the sandbox" }),
     client_request_id: Text(128)
       .min(1)
       .optional()
@@ -194,6 +199,11 @@ export const Sandbox = z
     timeout_sec: z.number().int(),
     host_id: z.string().nullable(),
     client_request_id: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    end_at: z.string().nullable().openapi({
+      description:
+        "When its lifetime ends (sandboxes created through E2B's API); null: it is paused once idle for `timeout_sec`",
+    }),
     error: z.string(),
     created_at: z.string(),
     updated_at: z.string(),

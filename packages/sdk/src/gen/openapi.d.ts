@@ -5246,6 +5246,11 @@ export interface components {
       timeout_sec: number;
       host_id: string | null;
       client_request_id: string | null;
+      metadata: {
+        [key: string]: string;
+      };
+      /** @description When its lifetime ends (sandboxes created through E2B's API); null: it is paused once idle for `timeout_sec` */
+      end_at: string | null;
       error: string;
       created_at: string;
       updated_at: string;
@@ -5265,6 +5270,10 @@ export interface components {
       /** @default 20480 */
       disk_size_mb: number;
       env_vars?: {
+        [key: string]: string;
+      };
+      /** @description Your own labels (key → value), returned with the sandbox */
+      metadata?: {
         [key: string]: string;
       };
       /** @description Creating twice with the same id creates one sandbox */

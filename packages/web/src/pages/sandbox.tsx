@@ -3,7 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { api } from "../api.ts";
 import { useSandboxActions } from "../actions.ts";
 import { navigate } from "../router.ts";
-import { Card, ErrorBox, Link, Skeleton, Status, age, duration } from "../ui.tsx";
+import { Card, ErrorBox, Labels, Link, Skeleton, Status, age, duration, timeLeft } from "../ui.tsx";
 import { Terminal } from "../sandbox/terminal.tsx";
 import { Files } from "../sandbox/files.tsx";
 import { ExecPanel } from "../sandbox/exec.tsx";
@@ -96,6 +96,8 @@ export default function SandboxPage({ id }: { id: string }) {
             <span>{Math.round(s.disk_size_mb / 1024)} GiB disk</span>
             <span>age {age(s.created_at)}</span>
             <span>idle timeout {duration(s.timeout_sec)}</span>
+            {s.end_at && running && <span>time left {timeLeft(s)}</span>}
+            <Labels metadata={s.metadata} />
             {s.error && <span className="error-text">{s.error}</span>}
           </div>
         )}

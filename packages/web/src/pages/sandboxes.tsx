@@ -1,9 +1,9 @@
-import { useMemo, useState, type FormEvent } from "react";
+import { useEffect, useMemo, useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Sandbox } from "../api.ts";
 import { useSandboxActions } from "../actions.ts";
 import { navigate } from "../router.ts";
-import { Card, ErrorBox, Link, Skeleton, Status, age, duration } from "../ui.tsx";
+import { Card, ErrorBox, Labels, Link, Skeleton, Status, age, timeLeft } from "../ui.tsx";
 
 export function SandboxList() {
   const list = useQuery({ queryKey: ["sandboxes"], queryFn: api.sandboxes, refetchInterval: 2000 });
@@ -15,7 +15,10 @@ export function SandboxList() {
       (list.data ?? []).filter(
         (s) =>
           (status === "all" || s.status === status) &&
-          (filter === "" || s.sandbox_id.includes(filter) || s.template.includes(filter)),
+          (filter === "" ||
+            s.sandbox_id.includes(filter) ||
+            s.template.includes(filter) ||
+            Object.entries(s.metadata).some(([k, v]) => `${k}=${v}`.includes(filter))),
       ),
     [list.data, filter, status],
   );
@@ -37,7 +40,7 @@ export function SandboxList() {
         <div className="row filters">
           <input
             aria-label="filter"
-            placeholder="Filter by id or template"
+            placeholder="Filter by id, template or label"
             value={filter}
             onChange={(e) => setFilter(e.target.value)}
           />
@@ -55,8 +58,19 @@ export function SandboxList() {
   );
 }
 
+/** The time now, once a second: countdowns move between the list's polls. */
+function useNow(): number {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, []);
+  return now;
+}
+
 function SandboxTable({ rows }: { rows: Sandbox[] }) {
   const a = useSandboxActions();
+  const now = useNow();
   const [error, setError] = useState<unknown>(null);
   const act = (fn: () => Promise<unknown>) => {
     setError(null);
@@ -68,7 +82,7 @@ function SandboxTable({ rows }: { rows: Sandbox[] }) {
     <>
       <ErrorBox error={error} />
       <div className="table-wrap">
-        <table>
+        <table className="sandboxes">
           <thead>
             <tr>
               <th>Sandbox</th>
@@ -76,7 +90,7 @@ function SandboxTable({ rows }: { rows: Sandbox[] }) {
               <th>Status</th>
               <th className="hide-sm">Resources</th>
               <th className="hide-sm">Age</th>
-              <th className="hide-sm">Idle timeout</th>
+              <th>Time left</th>
               <th />
             </tr>
           </thead>
@@ -87,6 +101,7 @@ function SandboxTable({ rows }: { rows: Sandbox[] }) {
                   <Link href={`/dashboard/sandboxes/${s.sandbox_id}`}>
                     <code>{s.sandbox_id}</code>
                   </Link>
+                  <Labels metadata={s.metadata} />
                 </td>
                 <td>{s.template}</td>
                 <td>
@@ -96,7 +111,17 @@ function SandboxTable({ rows }: { rows: Sandbox[] }) {
                   {s.vcpus} vCPU · {s.memory_mb} MiB · {Math.round(s.disk_size_mb / 1024)} GiB
                 </td>
                 <td className="hide-sm">{age(s.created_at)}</td>
-                <td className="hide-sm">{duration(s.timeout_sec)}</td>
+                <td
+                  className="time-left"
+                  data-time-left
+                  title={
+                    s.end_at
+                      ? `ends ${new Date(s.end_at).toLocaleString()}`
+                      : `paused after ${s.timeout_sec} s without use`
+                  }
+                >
+                  {timeLeft(s, now)}
+                </td>
                 <td className="row end">
                   {s.status === "running" && (
                     <>
@@ -146,6 +171,7 @@ export function CreateSandbox({ onDone, template }: { onDone: () => void; templa
     timeout_sec: 300,
     env: "",
   });
+  const [labels, setLabels] = useState<Array<{ key: string; value: string }>>([]);
   const create = useMutation({
     mutationFn: () => {
       const env_vars: Record<string, string> = {};
@@ -153,6 +179,8 @@ export function CreateSandbox({ onDone, template }: { onDone: () => void; templa
         const i = line.indexOf("=");
         if (i > 0) env_vars[line.slice(0, i).trim()] = line.slice(i + 1);
       }
+      const metadata: Record<string, string> = {};
+      for (const { key, value } of labels) if (key.trim()) metadata[key.trim()] = value;
       return api.createSandbox({
         template: form.template,
         vcpus: form.vcpus,
@@ -160,6 +188,7 @@ export function CreateSandbox({ onDone, template }: { onDone: () => void; templa
         disk_size_mb: form.disk_size_mb,
         timeout_sec: form.timeout_sec,
         ...(Object.keys(env_vars).length ? { env_vars } : {}),
+        ...(Object.keys(metadata).length ? { metadata } : {}),
       });
     },
     onSuccess: (sb) => {
@@ -220,6 +249,39 @@ export function CreateSandbox({ onDone, template }: { onDone: () => void; templa
           onChange={(e) => setForm({ ...form, env: e.target.value })}
         />
       </label>
+      <fieldset className="wide labels-edit">
+        <legend>Metadata</legend>
+        {labels.map((l, i) => (
+          <div className="row" key={i}>
+            <input
+              aria-label={`metadata key ${i + 1}`}
+              placeholder="key"
+              value={l.key}
+              onChange={(e) =>
+                setLabels(labels.map((x, j) => (j === i ? { ...x, key: e.target.value } : x)))
+              }
+            />
+            <input
+              aria-label={`metadata value ${i + 1}`}
+              placeholder="value"
+              value={l.value}
+              onChange={(e) =>
+                setLabels(labels.map((x, j) => (j === i ? { ...x, value: e.target.value } : x)))
+              }
+            />
+            <button
+              type="button"
+              aria-label={`remove metadata ${i + 1}`}
+              onClick={() => setLabels(labels.filter((_, j) => j !== i))}
+            >
+              ×
+            </button>
+          </div>
+        ))}
+        <button type="button" onClick={() => setLabels([...labels, { key: "", value: "" }])}>
+          Add metadata
+        </button>
+      </fieldset>
       <div className="wide row">
         <button className="primary" type="submit" disabled={create.isPending}>
           {create.isPending ? "Creating…" : "Create"}

@@ -9,7 +9,8 @@ type State = "connecting" | "connected" | "waiting" | "exited";
 /**
  * A live terminal on a PTY in the guest. The shell's pid is kept in
  * sessionStorage: a reload, a dropped socket or a pause and resume reattach to
- * the same shell instead of starting another.
+ * the same shell instead of starting another, and the screen comes back: the
+ * host agent replays the shell's last 64 KiB of output on a reattach.
  */
 export function Terminal({ id, running }: { id: string; running: boolean }) {
   const box = useRef<HTMLDivElement>(null);
@@ -89,6 +90,9 @@ export function Terminal({ id, running }: { id: string; running: boolean }) {
           message?: string;
         };
         if (msg.type === "start" && msg.pid) {
+          // A reattach replays the shell's recent output (the host agent keeps it):
+          // start from a clean screen so it is shown once.
+          if (pid !== 0) t.reset();
           attempts = 0;
           sessionStorage.setItem(pidKey, String(msg.pid));
           setState("connected");
