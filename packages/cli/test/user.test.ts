@@ -6,7 +6,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -289,6 +289,56 @@ test("sandbox metrics: a table, or the samples as JSON", { timeout: 60_000 }, as
     ok(await wrenn(["sb", "metrics", "--json", id], { env: auth })).stdout,
   ) as Array<{ cpu_used_pct: number }>;
   assert.equal(samples[0]?.cpu_used_pct, 37.5);
+  ok(await wrenn(["sb", "rm", id], { env: auth }));
+});
+
+test("sandbox logs: the console, as JSON, and followed", { timeout: 180_000 }, async () => {
+  const auth = { ...env, WRENN_API_URL: h.cp.url, WRENN_API_KEY: h.key };
+  const id = ok(await wrenn(["sb", "create"], { env: auth })).stdout.trim();
+  const consoles = h.agents[0]!.consoles;
+  consoles.set(id, "[    0.1] booting\nenvd listening\n");
+  assert.equal(
+    ok(await wrenn(["sb", "logs", id], { env: auth })).stdout,
+    "[    0.1] booting\nenvd listening\n",
+  );
+  const read = JSON.parse(ok(await wrenn(["sb", "logs", "--json", id], { env: auth })).stdout) as {
+    text: string;
+    offset: number;
+    next_offset: number;
+  };
+  assert.deepEqual(read, {
+    text: "[    0.1] booting\nenvd listening\n",
+    offset: 0,
+    next_offset: 33,
+  });
+
+  // --follow prints what is written later, until it is stopped.
+  const child = spawn(
+    process.execPath,
+    [join(repo, "packages/cli/src/main.ts"), "sb", "logs", "-f", id],
+    {
+      env: auth,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  try {
+    const until = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(out, re);
+    };
+    await until(/envd listening\n$/);
+    consoles.set(id, `${consoles.get(id)}a later line\n`);
+    await until(/envd listening\na later line\n$/);
+  } finally {
+    child.kill("SIGINT");
+  }
+  ok(await wrenn(["sb", "pause", id], { env: auth }));
+  oneLineError(
+    await wrenn(["sb", "logs", id], { env: auth }),
+    /it is paused.*\(failed_precondition\)$/,
+  );
   ok(await wrenn(["sb", "rm", id], { env: auth }));
 });
 

@@ -49,6 +49,8 @@ export interface FakeAgent {
   networks: Map<string, { allowOut: string[]; denyOut: string[] }>;
   /** Samples GetSandboxMetrics answers with, per sandbox. */
   metrics: Map<string, SandboxMetric[]>;
+  /** Each sandbox's serial console, as GetSandboxLogs reads it. */
+  consoles: Map<string, string>;
   /** Which sandbox each snapshot's files were last taken from. */
   snapshotSources: Map<string, string>;
   /** How long CreateSnapshot takes (ms), to let concurrent requests overlap. */
@@ -86,6 +88,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     createRequests: new Map(),
     networks: new Map(),
     metrics: new Map(),
+    consoles: new Map(),
     snapshotSources: new Map(),
     snapshotDelayMs: 0,
     close: async () => {},
@@ -301,6 +304,17 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           denyOut: [...(req.network?.denyOut ?? [])],
         });
         return {};
+      },
+      getSandboxLogs(req) {
+        need(req.sandboxId, SandboxState.RUNNING);
+        const all = Buffer.from(state.consoles.get(req.sandboxId) ?? "");
+        const offset = Math.min(Number(req.offset ?? 0n), all.length);
+        const end = Math.min(all.length, offset + (req.limit || 1 << 20));
+        return {
+          text: all.subarray(offset, end).toString("utf8"),
+          offset: BigInt(offset),
+          nextOffset: BigInt(end),
+        };
       },
       getSandboxMetrics(req) {
         need(req.sandboxId, SandboxState.RUNNING);

@@ -392,6 +392,21 @@ export function hostAgentService(
       await manager.updateNetwork(p.sandboxId, p.network);
       return {};
     }),
+    getSandboxLogs: guard(async (req) => {
+      const id = parse(sandboxId, req.sandboxId);
+      if (req.offset !== undefined && req.offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new WrennError("invalid_argument", "offset is too large");
+      }
+      const read = await manager.logs(id, {
+        ...(req.offset !== undefined ? { offset: Number(req.offset) } : {}),
+        ...(req.limit > 0 ? { limit: req.limit } : {}),
+      });
+      return {
+        text: read.text,
+        offset: BigInt(read.offset),
+        nextOffset: BigInt(read.nextOffset),
+      };
+    }),
     getSandboxMetrics: guard(async (req) => {
       const { record } = manager.get(parse(sandboxId, req.sandboxId));
       const since = parse(z.bigint().nonnegative("since_ms must not be negative"), req.sinceMs);

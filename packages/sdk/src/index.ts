@@ -5,6 +5,7 @@ export {
   type ExecOptions,
   type ExecResult,
   type MetricSample,
+  type SandboxLogs,
   type SandboxInfo,
   type SandboxStatus,
   type StreamOptions,

@@ -7,6 +7,7 @@ export type SandboxInfo = components["schemas"]["Sandbox"];
 export type SandboxStatus = SandboxInfo["status"];
 export type CreateSandboxOptions = Partial<components["schemas"]["CreateSandbox"]>;
 export type MetricSample = components["schemas"]["MetricSample"];
+export type SandboxLogs = components["schemas"]["SandboxLogs"];
 
 export interface ExecOptions {
   /** Seconds the command may run (default 60, at most 3600). */
@@ -183,6 +184,19 @@ export class Sandbox {
     return this.#wrenn.call(
       this.#wrenn.api.GET("/v1/sandboxes/{id}/metrics", {
         params: { path: { id: this.id }, query },
+      }),
+    );
+  }
+
+  /**
+   * The guest's console (kernel, init and envd output) of the running VM,
+   * from byte `offset` (default: the oldest kept); read again from
+   * `next_offset` to follow it.
+   */
+  async logs(options: { offset?: number; limit?: number } = {}): Promise<SandboxLogs> {
+    return this.#wrenn.call(
+      this.#wrenn.api.GET("/v1/sandboxes/{id}/logs", {
+        params: { path: { id: this.id }, query: options },
       }),
     );
   }

@@ -43,6 +43,11 @@ export interface Sandbox {
   created_at: string;
   updated_at: string;
 }
+export interface SandboxLogs {
+  text: string;
+  offset: number;
+  next_offset: number;
+}
 export interface Template {
   name: string;
   type: "base" | "snapshot";
@@ -224,6 +229,11 @@ export const api = {
   remove: (id: string, path: string) =>
     request<void>("POST", `/v1/sandboxes/${id}/files/remove`, { path }),
   metrics: (id: string) => request<MetricSample[]>("GET", `/v1/sandboxes/${id}/metrics`),
+  logs: (id: string, offset?: number) =>
+    request<SandboxLogs>(
+      "GET",
+      `/v1/sandboxes/${id}/logs${offset === undefined ? "" : `?offset=${offset}`}`,
+    ),
   templates: () => request<Template[]>("GET", "/v1/snapshots"),
   snapshot: (sandboxId: string, name?: string) =>
     request<Template>("POST", "/v1/snapshots", {

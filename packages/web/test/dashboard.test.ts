@@ -194,6 +194,11 @@ test(
 
       // The guest's log: its kernel's ring buffer.
       await page.getByRole("tab", { name: "Log", exact: true }).click();
+      // The console as the host agent keeps it (live), then the kernel's own log.
+      await page
+        .getByTestId("console-log")
+        .filter({ hasText: '"name":"envd"' })
+        .waitFor({ timeout: 30_000 });
       await page
         .getByTestId("guest-log")
         .filter({ hasText: "Linux version" })

@@ -106,8 +106,9 @@ export function registerUserCommands(program: Command): void {
     .option(...json)
     .action(async (ids: string[], o) => (await load()).rm(ids, o));
   sb.command("logs")
-    .description("the sandbox's log (its guest kernel and init messages)")
+    .description("the sandbox's log: its guest console (kernel, init and envd output)")
     .argument("<id>", "the sandbox", sandboxId)
+    .option("-f, --follow", "keep printing what the guest writes (Ctrl-C stops)")
     .option(...json)
     .action(async (id: string, o) => (await load()).logs(id, o));
   sb.command("metrics")

@@ -286,13 +286,36 @@ export async function metrics(id: string, o: JsonOption): Promise<void> {
  * The sandbox's log. The API has no log route yet, so this is the guest
  * kernel's ring buffer (boot, init and envd's start), read with dmesg.
  */
-export async function logs(id: string, o: JsonOption): Promise<void> {
+export interface LogsOptions extends JsonOption {
+  follow?: boolean;
+}
+
+/** How often --follow asks for more. */
+const FOLLOW_EVERY_MS = 1000;
+/** The most the API returns per read. */
+const LOG_READ_MAX = 1 << 20;
+
+/**
+ * The guest's console from the oldest byte the agent keeps; with --follow,
+ * what it writes next, until the sandbox stops running or Ctrl-C. With
+ * --json, one `{text, offset, next_offset}` object per read (one line each).
+ */
+export async function logs(id: string, o: LogsOptions): Promise<void> {
   const sb = await Sandbox.get(await connect(), id);
-  // As root: Debian restricts the kernel log to it (kernel.dmesg_restrict).
-  const r = await sb.exec("dmesg", ["--time-format", "iso"], { user: "root" });
-  const out = r.exitCode === 0 ? r : await sb.exec("dmesg", [], { user: "root" });
-  if (out.exitCode !== 0)
-    throw new WrennError("internal", `dmesg failed in ${id}: ${out.stderr.trim()}`);
-  if (o.json) printJson(out.stdout.split("\n").filter(Boolean));
-  else process.stdout.write(out.stdout);
+  let offset: number | undefined;
+  for (;;) {
+    const read = await sb.logs(offset === undefined ? {} : { offset });
+    if (o.json) {
+      if (!o.follow || read.text !== "") process.stdout.write(`${JSON.stringify(read)}\n`);
+    } else if (offset !== undefined && read.offset > offset) {
+      // The agent's bounded log moved past what we had printed.
+      process.stderr.write(`… ${bytes(read.offset - offset)} of the log dropped before this\n`);
+    }
+    if (!o.json) process.stdout.write(read.text);
+    offset = read.next_offset;
+    // A full read (the agent's 1 MiB) may have more behind it: read on at once.
+    if (read.next_offset - read.offset >= LOG_READ_MAX) continue;
+    if (!o.follow) return;
+    await new Promise((r) => setTimeout(r, FOLLOW_EVERY_MS));
+  }
 }

@@ -6,7 +6,6 @@ import { AccountService } from "../accounts.ts";
 import { ApiKeyService } from "../api-keys.ts";
 import { pingDatabase } from "../db/open.ts";
 import { HostService } from "../hosts.ts";
-import { InviteService } from "../invites.ts";
 import { errorBody, toErrorResponse } from "../errors.ts";
 import type { Reconciler } from "../reconciler.ts";
 import type { SandboxService } from "../sandboxes.ts";
@@ -17,11 +16,11 @@ import { accountRoutes } from "./routes/accounts.ts";
 import { fileRoutes } from "./routes/files.ts";
 import { guestFileRoutes } from "./routes/guest-files.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { logRoutes } from "./routes/logs.ts";
 import { terminalDocs } from "./routes/terminal.ts";
 import { mountDashboard } from "../web/static.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { sandboxRoutes } from "./routes/sandboxes.ts";
-import { inviteRoutes } from "./routes/invites.ts";
 import { e2bRoutes } from "../e2b/routes.ts";
 import { IdParams, agentErrors, commonErrors } from "./schemas.ts";
 
@@ -39,9 +38,9 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
   const log: Logger = deps.log;
 
   app.onError((err, c) => {
-    const { status, body, headers } = toErrorResponse(err);
+    const { status, body } = toErrorResponse(err);
     if (status >= 500) log.error({ err, path: c.req.path }, "request failed");
-    return c.json(body, status, headers);
+    return c.json(body, status);
   });
   app.notFound((c) =>
     c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404),
@@ -65,13 +64,13 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
     return auth(c, next);
   });
 
-  app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps), deps.throttles));
-  app.route("/", inviteRoutes(new InviteService(deps)));
+  app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps)));
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
   app.route("/", hostRoutes(new HostService({ ...deps, reconciler })));
   app.route("/", guestFileRoutes(service));
   app.route("/", metricsRoutes(deps.agents, service));
+  app.route("/", logRoutes(deps.agents, service));
   app.route("/", terminalDocs());
   // E2B's REST API at E2B's own paths, in E2B's error shape (src/e2b).
   app.route("/", e2bRoutes(deps, service));

@@ -11,7 +11,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Sign up: the first user becomes the platform's admin; later ones need an invite (they join its team) unless sign-up is open (then they get a team of their own) */
+    /** Create a user and their own team; the first user becomes an admin */
     post: {
       parameters: {
         query?: never;
@@ -37,26 +37,6 @@ export interface paths {
         /** @description Malformed or out-of-bounds input */
         400: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The caller may not do this */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -115,17 +95,6 @@ export interface paths {
         /** @description Missing or invalid credentials */
         401: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -282,17 +251,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     delete?: never;
@@ -359,17 +317,6 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -443,17 +390,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -543,17 +479,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     options?: never;
@@ -623,17 +548,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -741,17 +655,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     delete?: never;
@@ -819,254 +722,6 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-      };
-    };
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  "/v1/invites": {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** The team's unused, unexpired invites (owners and admins) */
-    get: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Invites */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Invite"][];
-          };
-        };
-        /** @description Malformed or out-of-bounds input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Missing or invalid credentials */
-        401: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The caller may not do this */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description No such resource in the caller's team */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-      };
-    };
-    put?: never;
-    /** Invite someone into the caller's team (owners and admins); they sign up with the token, once */
-    post: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path?: never;
-        cookie?: never;
-      };
-      requestBody: {
-        content: {
-          "application/json": components["schemas"]["CreateInvite"];
-        };
-      };
-      responses: {
-        /** @description The invite, its token shown once */
-        201: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["CreatedInvite"];
-          };
-        };
-        /** @description Malformed or out-of-bounds input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Missing or invalid credentials */
-        401: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The caller may not do this */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description No such resource in the caller's team */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-      };
-    };
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
-  "/v1/invites/{id}": {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    get?: never;
-    put?: never;
-    post?: never;
-    /** Revoke an unused invite (owners and admins) */
-    delete: {
-      parameters: {
-        query?: never;
-        header?: never;
-        path: {
-          id: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Done */
-        204: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content?: never;
-        };
-        /** @description Malformed or out-of-bounds input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Missing or invalid credentials */
-        401: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The caller may not do this */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description No such resource in the caller's team */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1149,17 +804,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     put?: never;
@@ -1225,17 +869,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1332,17 +965,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     put?: never;
@@ -1405,17 +1027,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1526,17 +1137,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -1630,17 +1230,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1742,17 +1331,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1864,17 +1442,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -1965,17 +1532,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     put?: never;
@@ -2043,17 +1599,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2154,17 +1699,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2283,17 +1817,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -2402,17 +1925,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -2501,17 +2013,6 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2704,17 +2205,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     put?: never;
@@ -2790,17 +2280,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
       };
     };
     options?: never;
@@ -2864,17 +2343,6 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2961,17 +2429,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -3083,17 +2540,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -3197,17 +2643,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -3304,17 +2739,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -3427,17 +2851,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -3543,17 +2956,6 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -5810,17 +5212,6 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
-        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
-        429: {
-          headers: {
-            /** @description Seconds until a rate-limited request may be tried again */
-            "Retry-After"?: number;
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -5888,8 +5279,6 @@ export interface components {
       email: string;
       password: string;
       name?: string;
-      /** @description An invite token (POST /v1/invites): needed once sign-up is closed */
-      invite?: string;
     };
     LoginRequest: {
       /** Format: email */
@@ -5949,35 +5338,6 @@ export interface components {
     CreateApiKey: {
       name: string;
     };
-    CreatedInvite: components["schemas"]["Invite"] & {
-      /** @description Shown only here; pass it as `invite` to sign-up */
-      token: string;
-    };
-    Invite: {
-      /** Format: uuid */
-      id: string;
-      /** Format: uuid */
-      team_id: string;
-      /** @enum {string} */
-      role: "owner" | "admin" | "member";
-      email: string | null;
-      expires_at: string;
-      created_at: string;
-    };
-    CreateInvite: {
-      /**
-       * @default member
-       * @enum {string}
-       */
-      role: "owner" | "admin" | "member";
-      /**
-       * Format: email
-       * @description Only this address may use it
-       */
-      email?: string;
-      /** @default 604800 */
-      ttl_sec: number;
-    };
     Sandbox: {
       sandbox_id: string;
       template: string;
@@ -6032,10 +5392,6 @@ export interface components {
       duration_ms: number;
       /** @enum {string} */
       encoding: "utf-8" | "base64";
-      /** @description The command wrote more than 16 MiB to stdout: `stdout` holds its first 16 MiB, the rest was dropped (stream the command to get all of it) */
-      stdout_truncated: boolean;
-      /** @description As `stdout_truncated`, for stderr */
-      stderr_truncated: boolean;
     };
     Exec: {
       cmd: string;

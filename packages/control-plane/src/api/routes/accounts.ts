@@ -1,9 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { memberJson, teamJson, userJson, type AccountService } from "../../accounts.ts";
 import { keyJson, type ApiKeyService } from "../../api-keys.ts";
-import { isWrennError } from "@wrenn/shared/errors.ts";
-import { clientKey, type Throttles } from "../../auth/throttle.ts";
-import { clientAddress, router, security } from "../router.ts";
+import { router, security } from "../router.ts";
 import {
   AddMemberBody,
   ApiKey,
@@ -24,7 +22,6 @@ import {
   commonErrors,
   jsonBody,
   jsonResponse,
-  limitError,
   noContent,
 } from "../schemas.ts";
 import type { SignedIn } from "../../accounts.ts";
@@ -37,7 +34,7 @@ const sessionJson = (s: SignedIn) => ({
 });
 
 /** Sign-up, login, the caller, teams and members, API keys. */
-export function accountRoutes(accounts: AccountService, keys: ApiKeyService, throttles: Throttles) {
+export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
   const app = router();
 
   app.openapi(
@@ -45,19 +42,11 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService, thr
       method: "post",
       path: "/v1/auth/signup",
       tags: ["accounts"],
-      summary:
-        "Sign up: the first user becomes the platform's admin; later ones need an invite (they join its team) unless sign-up is open (then they get a team of their own)",
+      summary: "Create a user and their own team; the first user becomes an admin",
       request: { body: jsonBody(SignupBody) },
-      responses: {
-        201: jsonResponse(Session, "Signed up and logged in"),
-        400: commonErrors[400],
-        403: commonErrors[403],
-        429: limitError,
-      },
+      responses: { 201: jsonResponse(Session, "Signed up and logged in"), 400: commonErrors[400] },
     }),
     async (c) => {
-      // Counted after validation: only a well-formed request costs an scrypt hash.
-      throttles.signup.take(clientKey(clientAddress(c)));
       return c.json(sessionJson(await accounts.signup(c.req.valid("json"))), 201);
     },
   );
@@ -73,20 +62,10 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService, thr
         200: jsonResponse(Session, "Logged in"),
         400: commonErrors[400],
         401: commonErrors[401],
-        429: limitError,
       },
     }),
     async (c) => {
-      const body = c.req.valid("json");
-      const account = body.email.toLowerCase();
-      throttles.login.take(clientKey(clientAddress(c)));
-      throttles.loginFailures.check(account);
-      try {
-        return c.json(sessionJson(await accounts.login(body)), 200);
-      } catch (err) {
-        if (isWrennError(err, "unauthenticated")) throttles.loginFailures.take(account);
-        throw err;
-      }
+      return c.json(sessionJson(await accounts.login(c.req.valid("json"))), 200);
     },
   );
 

@@ -1065,6 +1065,66 @@ export declare type GetSandboxMetricsResponse = Message<"hostagent.v1.GetSandbox
 export declare const GetSandboxMetricsResponseSchema: GenMessage<GetSandboxMetricsResponse>;
 
 /**
+ * @generated from message hostagent.v1.GetSandboxLogsRequest
+ */
+export declare type GetSandboxLogsRequest = Message<"hostagent.v1.GetSandboxLogsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * Absolute byte offset (a previous answer's next_offset); unset: the oldest byte kept.
+   *
+   * @generated from field: optional uint64 offset = 2;
+   */
+  offset?: bigint | undefined;
+
+  /**
+   * Most bytes to return; 0: the agent's maximum (1 MiB).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message hostagent.v1.GetSandboxLogsRequest.
+ * Use `create(GetSandboxLogsRequestSchema)` to create a new message.
+ */
+export declare const GetSandboxLogsRequestSchema: GenMessage<GetSandboxLogsRequest>;
+
+/**
+ * @generated from message hostagent.v1.GetSandboxLogsResponse
+ */
+export declare type GetSandboxLogsResponse = Message<"hostagent.v1.GetSandboxLogsResponse"> & {
+  /**
+   * The console's bytes as UTF-8.
+   *
+   * @generated from field: string text = 1;
+   */
+  text: string;
+
+  /**
+   * Where text starts: the offset asked for, or the oldest byte still kept if that is later.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: uint64 next_offset = 3;
+   */
+  nextOffset: bigint;
+};
+
+/**
+ * Describes the message hostagent.v1.GetSandboxLogsResponse.
+ * Use `create(GetSandboxLogsResponseSchema)` to create a new message.
+ */
+export declare const GetSandboxLogsResponseSchema: GenMessage<GetSandboxLogsResponse>;
+
+/**
  * @generated from message hostagent.v1.PtyStreamRequest
  */
 export declare type PtyStreamRequest = Message<"hostagent.v1.PtyStreamRequest"> & {
@@ -1473,6 +1533,17 @@ export declare const HostAgentService: GenService<{
     methodKind: "unary";
     input: typeof GetSandboxMetricsRequestSchema;
     output: typeof GetSandboxMetricsResponseSchema;
+  },
+  /**
+   * The guest's serial console (kernel and envd output) of the VM's current
+   * run, from an absolute byte offset; read on from next_offset to follow it.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.GetSandboxLogs
+   */
+  getSandboxLogs: {
+    methodKind: "unary";
+    input: typeof GetSandboxLogsRequestSchema;
+    output: typeof GetSandboxLogsResponseSchema;
   },
   /**
    * An interactive terminal in the guest: a PTY process whose output streams
