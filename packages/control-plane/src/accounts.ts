@@ -4,7 +4,8 @@ import { hashPassword, verifyPassword } from "./auth/passwords.ts";
 import type { Sessions } from "./auth/sessions.ts";
 import { requireTeamRole, type Caller } from "./context.ts";
 import type { Db } from "./db/open.ts";
-import { teamMembers, teams, users, type TeamRole } from "./db/schema.ts";
+import { invites, teamMembers, teams, users, type TeamRole } from "./db/schema.ts";
+import { redeemInvite } from "./invites.ts";
 
 export type UserRow = typeof users.$inferSelect;
 export type TeamRow = typeof teams.$inferSelect;
@@ -57,18 +58,37 @@ export function memberJson(m: MemberOfTeam) {
 export class AccountService {
   readonly #db: Db;
   readonly #sessions: Sessions;
+  readonly #openSignup: boolean;
 
-  constructor(deps: { db: Db; sessions: Sessions }) {
+  /** `openSignup`: anyone may sign up, not only the first user and those invited. */
+  constructor(deps: { db: Db; sessions: Sessions; openSignup?: boolean | undefined }) {
     this.#db = deps.db;
     this.#sessions = deps.sessions;
+    this.#openSignup = deps.openSignup ?? false;
   }
 
-  /** A new user with a team of their own; the first user of the platform is its admin. */
-  async signup(input: { email: string; password: string; name?: string | undefined }) {
+  /**
+   * A new user. With an invite they join its team in its role; without one
+   * they get a team of their own, which only the first user of the platform
+   * (its admin) may do unless sign-up is open.
+   */
+  async signup(input: {
+    email: string;
+    password: string;
+    name?: string | undefined;
+    invite?: string | undefined;
+  }): Promise<SignedIn> {
     const email = input.email.toLowerCase();
     const passwordHash = await hashPassword(input.password);
     const { user, team } = await this.#db.transaction(async (tx) => {
       const [anyUser] = await tx.select({ id: users.id }).from(users).limit(1);
+      if (anyUser && !input.invite && !this.#openSignup) {
+        throw new WrennError(
+          "permission_denied",
+          "sign-up is closed: ask an admin of your team for an invite",
+        );
+      }
+      const invite = input.invite ? await redeemInvite(tx, input.invite, email) : undefined;
       const [user] = await tx
         .insert(users)
         .values({ email, name: input.name ?? "", passwordHash, isAdmin: !anyUser })
@@ -76,20 +96,26 @@ export class AccountService {
         .returning();
       if (!user)
         throw new WrennError("already_exists", `a user with email ${email} exists; log in`);
+      if (invite) {
+        await tx.update(invites).set({ usedBy: user.id }).where(eq(invites.id, invite.id));
+        const [m] = await tx
+          .insert(teamMembers)
+          .values({ teamId: invite.teamId, userId: user.id, role: invite.role })
+          .returning();
+        const [t] = await tx.select().from(teams).where(eq(teams.id, invite.teamId));
+        if (!m || !t) throw new WrennError("not_found", "the invite's team no longer exists");
+        return { user, team: { id: t.id, name: t.name, role: m.role, createdAt: t.createdAt } };
+      }
       const [team] = await tx
         .insert(teams)
         .values({ name: input.name ? `${input.name}'s team` : email })
         .returning();
       if (!team) throw new WrennError("internal", "team insert returned nothing");
       await tx.insert(teamMembers).values({ teamId: team.id, userId: user.id, role: "owner" });
-      return { user, team };
+      const role: TeamRole = "owner";
+      return { user, team: { id: team.id, name: team.name, role, createdAt: team.createdAt } };
     });
-    const session = await this.#sessions.issue(user.id);
-    return {
-      session,
-      user,
-      team: { id: team.id, name: team.name, role: "owner", createdAt: team.createdAt },
-    } satisfies SignedIn;
+    return { session: await this.#sessions.issue(user.id), user, team };
   }
 
   async login(input: { email: string; password: string }): Promise<SignedIn> {

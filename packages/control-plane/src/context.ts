@@ -2,6 +2,7 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { AgentPool } from "./agents.ts";
 import type { Sessions } from "./auth/sessions.ts";
+import type { Throttles } from "./auth/throttle.ts";
 import type { Db } from "./db/open.ts";
 import type { TeamRole } from "./db/schema.ts";
 import type { Placement } from "./scheduler.ts";
@@ -26,8 +27,12 @@ export interface Deps {
   db: Db;
   agents: AgentPool;
   sessions: Sessions;
+  /** Per-address (and per-account) limits on what anonymous callers can make us do. */
+  throttles: Throttles;
   placement: Placement;
   log: Logger;
+  /** Anyone may sign up; otherwise only the first user and those with an invite. */
+  openSignup?: boolean;
   /** Where sandbox traffic is routed (`<port>-<id>.<domain>`), returned by E2B's API; null when unset. */
   domain: string | null;
 }

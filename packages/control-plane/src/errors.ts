@@ -22,11 +22,29 @@ export function statusOf(code: ErrorCode): ContentfulStatusCode {
   return STATUS[code];
 }
 
+/** Codes beyond the shared ones that only the API speaks: refusals by a limit (429). */
+export type LimitCode = "rate_limited" | "quota_exceeded";
+
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
+  error: { code: ErrorCode | LimitCode; message: string };
 }
 
-export function errorBody(code: ErrorCode, message: string): ErrorBody {
+/**
+ * Too many requests (`rate_limited`, with when to try again) or more than
+ * the team may have (`quota_exceeded`): 429, in the API's error shape.
+ */
+export class LimitError extends WrennError {
+  readonly limit: LimitCode;
+  readonly retryAfterSec: number | undefined;
+
+  constructor(limit: LimitCode, message: string, retryAfterSec?: number) {
+    super("resource_exhausted", message);
+    this.limit = limit;
+    this.retryAfterSec = retryAfterSec;
+  }
+}
+
+export function errorBody(code: ErrorCode | LimitCode, message: string): ErrorBody {
   return { error: { code, message } };
 }
 
@@ -65,7 +83,19 @@ function fromDatabaseError(err: unknown): WrennError | undefined {
 }
 
 /** Whatever was thrown, as a status and the error shape; unknown errors are internal. */
-export function toErrorResponse(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
+export function toErrorResponse(err: unknown): {
+  status: ContentfulStatusCode;
+  body: ErrorBody;
+  headers?: Record<string, string>;
+} {
+  if (err instanceof LimitError) {
+    const retry = err.retryAfterSec;
+    return {
+      status: 429,
+      body: errorBody(err.limit, err.message),
+      ...(retry !== undefined ? { headers: { "retry-after": String(retry) } } : {}),
+    };
+  }
   const known = isWrennError(err) ? err : fromDatabaseError(err);
   if (known) return { status: statusOf(known.code), body: errorBody(known.code, known.message) };
   if (err instanceof HTTPException) {

@@ -9,6 +9,7 @@ import { buildApp } from "./api/app.ts";
 import type { Deps } from "./context.ts";
 import { attachExecStream } from "./api/exec-stream.ts";
 import { createSessions } from "./auth/sessions.ts";
+import { createThrottles, type RateLimits } from "./auth/throttle.ts";
 import { newSecret, sha256 } from "./auth/tokens.ts";
 import { HostSecret } from "./api/schemas.ts";
 import { hosts } from "./db/schema.ts";
@@ -46,6 +47,10 @@ export interface ControlPlaneOptions {
   expiryIntervalMs?: number;
   /** A second listener that only proxies to sandboxes (default: the API's listener does). */
   proxyPort?: number;
+  /** Let anyone sign up; by default only the first user (the admin) and those with an invite may. */
+  openSignup?: boolean;
+  /** Limits on sign-ups, logins and refused credentials per client address (defaults in auth/throttle.ts). */
+  rateLimits?: Partial<RateLimits>;
   /** Serve HTTPS (the API and the proxy) with this certificate and key (PEM). */
   tls?: TlsFiles;
   /**
@@ -113,8 +118,10 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     agents,
     log,
     sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
+    throttles: createThrottles(options.rateLimits),
     placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
     domain: options.domain ?? null,
+    openSignup: options.openSignup ?? false,
   };
   const intervalMs = options.reconcileIntervalMs ?? 10_000;
   const reconciler = new Reconciler(db, agents, log, {

@@ -163,6 +163,9 @@ for (const kind of DATABASES) {
       form.set("file", new Blob(["team A's"]));
       await h.api(`/v1/sandboxes/${run}/files/write`, { method: "POST", body: form });
       const keyIds = ((await (await h.api("/v1/api-keys")).json()) as Json[]).map((k) => k.id);
+      const inviteId = String(
+        ((await (await h.api("/v1/invites", { method: "POST", json: {} })).json()) as Json).id,
+      );
       const hostId = String(((await (await h.api("/v1/admin/hosts")).json()) as Json[])[0]?.id);
       const stateOfA = async () => ({
         sandboxes: await (await h.api("/v1/sandboxes")).json(),
@@ -172,6 +175,7 @@ for (const kind of DATABASES) {
           ({ last_used_at: _, ...k }) => k,
         ),
         members: await (await h.api(`/v1/teams/${me.team_id}/members`)).json(),
+        invites: await (await h.api("/v1/invites")).json(),
         hosts: await (await h.api("/v1/admin/hosts")).json(),
       });
       const before = await stateOfA();
@@ -273,6 +277,8 @@ for (const kind of DATABASES) {
       const remove = `${members}/${me.user.id}`;
       await call("PATCH", "/v1/teams/{id}/members/{user_id}", remove, { role: "member" }, denied);
       await call("DELETE", "/v1/teams/{id}/members/{user_id}", remove, undefined, denied);
+      const invite = `/v1/invites/${inviteId}`;
+      await call("DELETE", "/v1/invites/{id}", invite, undefined, denied);
       // A session naming A's team in X-Team-Id is refused.
       const pretend = await h.api("/v1/sandboxes", {
         key: null,
@@ -296,11 +302,12 @@ for (const kind of DATABASES) {
       // What B lists and creates is B's alone.
       const listed = async (path: string) =>
         JSON.stringify(await (await h.api(path, { key: other.key })).json());
-      const mine = [run, paused, snapSource, "a-snap", me.team_id, ...keyIds.map(String)];
+      const mine = [run, paused, snapSource, "a-snap", me.team_id, inviteId, ...keyIds.map(String)];
       for (const [route, path] of [
         ["/v1/sandboxes", "/v1/sandboxes?limit=1000"],
         ["/v1/snapshots", "/v1/snapshots"],
         ["/v1/api-keys", "/v1/api-keys"],
+        ["/v1/invites", "/v1/invites"],
         ["/v1/teams", "/v1/teams"],
         ["/v1/me", "/v1/me"],
       ] as const) {
@@ -310,6 +317,7 @@ for (const kind of DATABASES) {
       }
       await call("POST", "/v1/sandboxes", "/v1/sandboxes", {}, [201]);
       await call("POST", "/v1/api-keys", "/v1/api-keys", { name: "b" }, [201]);
+      await call("POST", "/v1/invites", "/v1/invites", {}, [201]);
       // Teams are made by sessions; the API key is refused, the session makes B's own.
       await call("POST", "/v1/teams", "/v1/teams", { name: "b-team" }, [201, 403]);
       for (const route of ["POST /v1/auth/signup", "POST /v1/auth/login"]) covered.add(route);

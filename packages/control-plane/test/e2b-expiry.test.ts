@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { eq } from "drizzle-orm";
 import { until } from "@wrenn/shared/testing/until.ts";
 import { AgentPool } from "../src/agents.ts";
+import { createThrottles } from "../src/auth/throttle.ts";
 import type { Deps } from "../src/context.ts";
 import type { Sessions } from "../src/auth/sessions.ts";
 import { sandboxes } from "../src/db/schema.ts";
@@ -101,6 +102,7 @@ for (const kind of DATABASES)
             agents,
             log: silent,
             sessions: {} as Sessions,
+            throttles: createThrottles(),
             placement: new Placement(h.cp.db),
             domain: null,
           };

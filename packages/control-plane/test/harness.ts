@@ -75,6 +75,8 @@ export async function startHarness(
     port: 0,
     log: silent,
     reconcileIntervalMs: 3600_000,
+    // Tests sign up several users; invites.test.ts checks sign-up closed.
+    openSignup: true,
     ...db.options,
     ...options,
   });

@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { TEAM_POLICY_OPTIONS, teamPolicyOptions } from "./team-policy.ts";
 import { TRAFFIC_OPTIONS, readPem, trafficOptions } from "./traffic.ts";
 
 function integer(flag: string, value: string, min: number, max: number): number {
@@ -42,6 +43,7 @@ export async function run(argv: string[]): Promise<void> {
       "host-agent": { type: "string", multiple: true, default: [] },
       "agent-ca": { type: "string", default: process.env.WRENN_AGENT_CA },
       ...TRAFFIC_OPTIONS,
+      ...TEAM_POLICY_OPTIONS,
     },
   });
   const traffic = trafficOptions(values);
@@ -54,6 +56,7 @@ export async function run(argv: string[]): Promise<void> {
     reconcileIntervalMs:
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
     ...traffic,
+    ...teamPolicyOptions(values),
     ...(values["agent-ca"] ? { agentCa: readPem("--agent-ca", values["agent-ca"]) } : {}),
   });
   try {

@@ -33,6 +33,9 @@ function withTraffic(cmd: Command): Command {
     .option("--tls-key <file>", "the private key of --tls-cert (PEM)");
 }
 
+const OPEN_SIGNUP_HELP =
+  "let anyone sign up; by default only the first user (the admin) and those an admin invites (POST /v1/invites)";
+
 const ALLOW_PRIVATE_HELP =
   "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
 
@@ -47,6 +50,7 @@ export function registerDaemons(program: Command): void {
         .option("--agent-listen <host:port>", "the host agent's address", "127.0.0.1:7070")
         .option("--data-dir <dir>", "state and images (default $WRENN_DATA_DIR or /var/lib/wrenn)")
         .option("--skip-setup", "do not install host packages first")
+        .option("--open-signup", OPEN_SIGNUP_HELP)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
     ),
     ["up"],
@@ -70,6 +74,7 @@ export function registerDaemons(program: Command): void {
         .option("--database-url <url>", "PostgreSQL (default $DATABASE_URL; else embedded PGlite)")
         .option("--data-dir <dir>", "where the embedded PGlite keeps its data")
         .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
+        .option("--open-signup", OPEN_SIGNUP_HELP)
         .option(
           "--host-agent <address>",
           "register a host agent by HOST:PORT, or https://HOST:PORT for one serving TLS (repeatable)",

@@ -6,6 +6,7 @@ import { AccountService } from "../accounts.ts";
 import { ApiKeyService } from "../api-keys.ts";
 import { pingDatabase } from "../db/open.ts";
 import { HostService } from "../hosts.ts";
+import { InviteService } from "../invites.ts";
 import { errorBody, toErrorResponse } from "../errors.ts";
 import type { Reconciler } from "../reconciler.ts";
 import type { SandboxService } from "../sandboxes.ts";
@@ -21,6 +22,7 @@ import { terminalDocs } from "./routes/terminal.ts";
 import { mountDashboard } from "../web/static.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { sandboxRoutes } from "./routes/sandboxes.ts";
+import { inviteRoutes } from "./routes/invites.ts";
 import { e2bRoutes } from "../e2b/routes.ts";
 import { IdParams, agentErrors, commonErrors } from "./schemas.ts";
 
@@ -38,9 +40,9 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
   const log: Logger = deps.log;
 
   app.onError((err, c) => {
-    const { status, body } = toErrorResponse(err);
+    const { status, body, headers } = toErrorResponse(err);
     if (status >= 500) log.error({ err, path: c.req.path }, "request failed");
-    return c.json(body, status);
+    return c.json(body, status, headers);
   });
   app.notFound((c) =>
     c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}`), 404),
@@ -64,7 +66,8 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
     return auth(c, next);
   });
 
-  app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps)));
+  app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps), deps.throttles));
+  app.route("/", inviteRoutes(new InviteService(deps)));
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
   app.route("/", hostRoutes(new HostService({ ...deps, reconciler })));

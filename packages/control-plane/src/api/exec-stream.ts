@@ -35,10 +35,11 @@ export function attachExecStream(
   const terminal = terminalUpgrade(deps, service);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void upgrade(req, socket, head).catch((err: unknown) => {
-      const { status, body } = toErrorResponse(err);
+      const { status, body, headers = {} } = toErrorResponse(err);
       const text = JSON.stringify(body);
+      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
       socket.end(
-        `HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        `HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n${extra.join("")}connection: close\r\n\r\n${text}`,
       );
     });
   };
@@ -49,14 +50,18 @@ export function attachExecStream(
     if (!match?.[1]) throw new WrennError("not_found", `no WebSocket route at ${url.pathname}`);
     checkHandshake(req);
     const auth = req.headers.authorization;
-    const caller = await authenticate(deps.db, deps.sessions, {
-      apiKey: header(req, "x-api-key") ?? url.searchParams.get("api_key"),
-      // Browsers cannot set headers on a WebSocket: they pass the session as ?token=.
-      bearer: auth?.toLowerCase().startsWith("bearer ")
-        ? auth.slice(7).trim()
-        : url.searchParams.get("token"),
-      teamId: header(req, "x-team-id") ?? url.searchParams.get("team_id"),
-    });
+    const caller = await authenticate(
+      deps,
+      {
+        apiKey: header(req, "x-api-key") ?? url.searchParams.get("api_key"),
+        // Browsers cannot set headers on a WebSocket: they pass the session as ?token=.
+        bearer: auth?.toLowerCase().startsWith("bearer ")
+          ? auth.slice(7).trim()
+          : url.searchParams.get("token"),
+        teamId: header(req, "x-team-id") ?? url.searchParams.get("team_id"),
+      },
+      req.socket.remoteAddress,
+    );
     const { host } = await service.running(caller, match[1], "exec in");
     const sandboxId = match[1];
     wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host));

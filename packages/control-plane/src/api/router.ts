@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context, MiddlewareHandler } from "hono";
 import { authenticate } from "../auth/authenticate.ts";
 import { errorBody } from "../errors.ts";
@@ -37,9 +38,18 @@ export function credentialsOf(c: Context) {
   };
 }
 
+/** The peer's address (no proxy headers are trusted); "" for in-process requests. */
+export function clientAddress(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? "";
+  } catch {
+    return "";
+  }
+}
+
 export function requireAuth(deps: Deps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    c.set("caller", await authenticate(deps.db, deps.sessions, credentialsOf(c)));
+    c.set("caller", await authenticate(deps, credentialsOf(c), clientAddress(c)));
     await next();
   };
 }

@@ -34,10 +34,25 @@ const errorResponse = (description: string) => ({
   content: { "application/json": { schema: ErrorSchema } },
 });
 
+/** `rate_limited` (with Retry-After) or `quota_exceeded` (a team limit; the message names it). */
+export const limitError = {
+  description:
+    "Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), " +
+    "or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers)",
+  headers: {
+    "Retry-After": {
+      description: "Seconds until a rate-limited request may be tried again",
+      schema: { type: "integer" as const },
+    },
+  },
+  content: { "application/json": { schema: ErrorSchema } },
+};
+
 /** The error responses every authenticated route can give, for the document. */
 export const commonErrors = {
   400: errorResponse("Malformed or out-of-bounds input"),
   401: errorResponse("Missing or invalid credentials"),
+  429: limitError,
   403: errorResponse("The caller may not do this"),
   404: errorResponse("No such resource in the caller's team"),
 } as const;
@@ -77,6 +92,9 @@ export const SignupBody = z
     email: z.email().max(254),
     password: z.string().min(8).max(256),
     name: Text(128).optional(),
+    invite: z.string().max(256).optional().openapi({
+      description: "An invite token (POST /v1/invites): needed once sign-up is closed",
+    }),
   })
   .openapi("SignupRequest");
 
@@ -154,6 +172,34 @@ export const CreatedApiKey = ApiKey.extend({
     example: "wrn_3f9a01bc5d7e4a2b8c6d0e1f2a3b4c5d",
   }),
 }).openapi("CreatedApiKey");
+
+export const CreateInviteBody = z
+  .object({
+    role: TeamRoleSchema.default("member"),
+    email: z.email().max(254).optional().openapi({ description: "Only this address may use it" }),
+    ttl_sec: z
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86400)
+      .default(7 * 86400),
+  })
+  .openapi("CreateInvite");
+
+export const Invite = z
+  .object({
+    id: z.uuid(),
+    team_id: z.uuid(),
+    role: TeamRoleSchema,
+    email: z.string().nullable(),
+    expires_at: z.string(),
+    created_at: z.string(),
+  })
+  .openapi("Invite");
+
+export const CreatedInvite = Invite.extend({
+  token: z.string().openapi({ description: "Shown only here; pass it as `invite` to sign-up" }),
+}).openapi("CreatedInvite");
 
 export const KeyParams = z.object({
   id: z.uuid().openapi({ param: { name: "id", in: "path" } }),

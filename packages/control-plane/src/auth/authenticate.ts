@@ -4,6 +4,7 @@ import type { Caller } from "../context.ts";
 import type { Db } from "../db/open.ts";
 import { apiKeys, teamMembers, users } from "../db/schema.ts";
 import type { Sessions } from "./sessions.ts";
+import { clientKey, type Throttles } from "./throttle.ts";
 import { API_KEY_PATTERN, API_KEY_PREFIXES, sha256 } from "./tokens.ts";
 
 export interface Credentials {
@@ -14,11 +15,36 @@ export interface Credentials {
   teamId?: string | null;
 }
 
+export interface AuthDeps {
+  db: Db;
+  sessions: Sessions;
+  throttles: Pick<Throttles, "badCredentials">;
+}
+
+/**
+ * The caller behind a request's credentials. Refusals are counted per client
+ * address: past the limit, that address's credentials are not even looked up
+ * (429) until its bucket refills; accepted ones cost nothing.
+ */
 export async function authenticate(
-  db: Db,
-  sessions: Sessions,
+  deps: AuthDeps,
   credentials: Credentials,
+  address?: string,
 ): Promise<Caller> {
+  // A request without credentials costs no lookup: it is refused, not counted.
+  if (!credentials.apiKey && !credentials.bearer) return lookUp(deps.db, deps.sessions, {});
+  const client = clientKey(address);
+  const throttle = deps.throttles.badCredentials;
+  throttle.check(client);
+  try {
+    return await lookUp(deps.db, deps.sessions, credentials);
+  } catch (err) {
+    if (err instanceof WrennError && err.code === "unauthenticated") throttle.take(client);
+    throw err;
+  }
+}
+
+async function lookUp(db: Db, sessions: Sessions, credentials: Credentials): Promise<Caller> {
   if (credentials.apiKey) return byApiKey(db, credentials.apiKey);
   if (credentials.bearer) {
     // API keys also work as bearer tokens, for clients that can only set Authorization.

@@ -16,8 +16,8 @@ export function newApiKey(): { key: string; prefix: string; hash: string } {
   return { key, prefix: key.slice(0, 12), hash: sha256(key) };
 }
 
-/** One-time host registration tokens and host secrets: random, stored hashed like API keys. */
-export function newSecret(kind: "wrh" | "wrs"): { value: string; hash: string } {
+/** One-time host registration tokens, host secrets and team invites: random, stored hashed like API keys. */
+export function newSecret(kind: "wrh" | "wrs" | "wri"): { value: string; hash: string } {
   const value = `${kind}_${randomBytes(24).toString("hex")}`;
   return { value, hash: sha256(value) };
 }

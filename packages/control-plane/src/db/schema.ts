@@ -70,6 +70,27 @@ export const apiKeys = pgTable(
   (t) => [index("api_keys_team").on(t.teamId)],
 );
 
+/** A one-time token with which someone signs up into a team while sign-up is closed. */
+export const invites = pgTable(
+  "invites",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    teamId: uuid("team_id")
+      .notNull()
+      .references(() => teams.id, { onDelete: "cascade" }),
+    tokenHash: text("token_hash").notNull().unique(),
+    role: text("role").$type<TeamRole>().notNull(),
+    // When set, only this address may use the invite.
+    email: text("email"),
+    createdBy: uuid("created_by").references(() => users.id, { onDelete: "set null" }),
+    expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+    usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
+    usedBy: uuid("used_by").references(() => users.id, { onDelete: "set null" }),
+    createdAt: createdAt(),
+  },
+  (t) => [index("invites_team").on(t.teamId)],
+);
+
 export type HostStatus = "ready" | "unreachable";
 
 export const hosts = pgTable("hosts", {

@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { AppEnv, Deps } from "../context.ts";
-import { credentialsOf, describeIssues } from "../api/router.ts";
+import { clientAddress, credentialsOf, describeIssues } from "../api/router.ts";
 import { authenticate } from "../auth/authenticate.ts";
 import { toErrorResponse } from "../errors.ts";
 
@@ -14,9 +14,17 @@ export interface E2bErrorBody {
   message: string;
 }
 
-export function e2bError(err: unknown): { status: ContentfulStatusCode; body: E2bErrorBody } {
-  const { status, body } = toErrorResponse(err);
-  return { status, body: { code: status, message: body.error.message } };
+export function e2bError(err: unknown): {
+  status: ContentfulStatusCode;
+  body: E2bErrorBody;
+  headers?: Record<string, string>;
+} {
+  const { status, body, headers } = toErrorResponse(err);
+  return {
+    status,
+    body: { code: status, message: body.error.message },
+    ...(headers ? { headers } : {}),
+  };
 }
 
 /** A router whose validation failures answer 400 in E2B's error shape. */
@@ -44,13 +52,13 @@ export function e2bGuard(deps: Deps): MiddlewareHandler<AppEnv> {
       c.json({ code: 413, message: `request bodies are limited to ${JSON_LIMIT} bytes` }, 413),
   });
   const answer = (c: Context, err: unknown, log: Logger) => {
-    const { status, body } = e2bError(err);
+    const { status, body, headers } = e2bError(err);
     if (status >= 500) log.error({ err, path: c.req.path }, "request failed");
-    return c.json(body, status);
+    return c.json(body, status, headers);
   };
   return async (c, next) => {
     try {
-      c.set("caller", await authenticate(deps.db, deps.sessions, credentialsOf(c)));
+      c.set("caller", await authenticate(deps, credentialsOf(c), clientAddress(c)));
     } catch (err) {
       return answer(c, err, deps.log);
     }

@@ -19,8 +19,24 @@ export async function spawnInNetns(opts: {
   argv: string[];
   logPath: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * `cgroup.procs` files the process joins before it execs the VMM, so the
+   * VMM never runs a moment outside its cgroup (the pid stays the same).
+   */
+  cgroupProcs?: string[];
 }): Promise<VmmProcess> {
-  const [cmd, ...args] = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
+  const inNetns = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
+  const [cmd, ...args] = opts.cgroupProcs?.length
+    ? [
+        "/bin/sh",
+        "-c",
+        'for f do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"',
+        "wrenn-cgroup-join",
+        ...opts.cgroupProcs,
+        "--",
+        ...inNetns,
+      ]
+    : inNetns;
   if (!cmd) throw new WrennError("invalid_argument", "empty VMM command line");
   const log = openSync(opts.logPath, "a");
   try {

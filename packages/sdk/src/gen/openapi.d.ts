@@ -11,7 +11,7 @@ export interface paths {
     };
     get?: never;
     put?: never;
-    /** Create a user and their own team; the first user becomes an admin */
+    /** Sign up: the first user becomes the platform's admin; later ones need an invite (they join its team) unless sign-up is open (then they get a team of their own) */
     post: {
       parameters: {
         query?: never;
@@ -37,6 +37,26 @@ export interface paths {
         /** @description Malformed or out-of-bounds input */
         400: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -95,6 +115,17 @@ export interface paths {
         /** @description Missing or invalid credentials */
         401: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -251,6 +282,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     delete?: never;
@@ -317,6 +359,17 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -390,6 +443,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -479,6 +543,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     options?: never;
@@ -548,6 +623,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -655,6 +741,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     delete?: never;
@@ -722,6 +819,254 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/v1/invites": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The team's unused, unexpired invites (owners and admins) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Invites */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Invite"][];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    put?: never;
+    /** Invite someone into the caller's team (owners and admins); they sign up with the token, once */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          "application/json": components["schemas"]["CreateInvite"];
+        };
+      };
+      responses: {
+        /** @description The invite, its token shown once */
+        201: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["CreatedInvite"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/v1/invites/{id}": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    post?: never;
+    /** Revoke an unused invite (owners and admins) */
+    delete: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Done */
+        204: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -804,6 +1149,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     put?: never;
@@ -869,6 +1225,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -965,6 +1332,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     put?: never;
@@ -1027,6 +1405,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1137,6 +1526,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -1230,6 +1630,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1331,6 +1742,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1442,6 +1864,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -1532,6 +1965,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     put?: never;
@@ -1599,6 +2043,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1699,6 +2154,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -1817,6 +2283,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -1925,6 +2402,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -2013,6 +2501,17 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2205,6 +2704,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     put?: never;
@@ -2280,6 +2790,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
       };
     };
     options?: never;
@@ -2343,6 +2864,17 @@ export interface paths {
         /** @description No such resource in the caller's team */
         404: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2429,6 +2961,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2540,6 +3083,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -2643,6 +3197,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -2739,6 +3304,134 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The host agent could not be reached or failed */
+        502: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No host has room */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/v1/sandboxes/{id}/logs": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The guest's console (kernel and envd output) of a running sandbox, by byte offset */
+    get: {
+      parameters: {
+        query?: {
+          /** @description Absolute byte offset (a previous answer's `next_offset`); absent: the oldest kept */
+          offset?: number | null;
+          /** @description Most bytes to return */
+          limit?: number;
+        };
+        header?: never;
+        path: {
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Console text from `offset` */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["SandboxLogs"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The resource is not in a state that allows this */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -2956,6 +3649,17 @@ export interface paths {
         /** @description The resource is not in a state that allows this */
         409: {
           headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
             [name: string]: unknown;
           };
           content: {
@@ -5212,6 +5916,17 @@ export interface paths {
             "application/json": components["schemas"]["Error"];
           };
         };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
         /** @description The host agent could not be reached or failed */
         502: {
           headers: {
@@ -5279,6 +5994,8 @@ export interface components {
       email: string;
       password: string;
       name?: string;
+      /** @description An invite token (POST /v1/invites): needed once sign-up is closed */
+      invite?: string;
     };
     LoginRequest: {
       /** Format: email */
@@ -5338,6 +6055,35 @@ export interface components {
     CreateApiKey: {
       name: string;
     };
+    CreatedInvite: components["schemas"]["Invite"] & {
+      /** @description Shown only here; pass it as `invite` to sign-up */
+      token: string;
+    };
+    Invite: {
+      /** Format: uuid */
+      id: string;
+      /** Format: uuid */
+      team_id: string;
+      /** @enum {string} */
+      role: "owner" | "admin" | "member";
+      email: string | null;
+      expires_at: string;
+      created_at: string;
+    };
+    CreateInvite: {
+      /**
+       * @default member
+       * @enum {string}
+       */
+      role: "owner" | "admin" | "member";
+      /**
+       * Format: email
+       * @description Only this address may use it
+       */
+      email?: string;
+      /** @default 604800 */
+      ttl_sec: number;
+    };
     Sandbox: {
       sandbox_id: string;
       template: string;
@@ -5392,6 +6138,10 @@ export interface components {
       duration_ms: number;
       /** @enum {string} */
       encoding: "utf-8" | "base64";
+      /** @description The command wrote more than 16 MiB to stdout: `stdout` holds its first 16 MiB, the rest was dropped (stream the command to get all of it) */
+      stdout_truncated: boolean;
+      /** @description As `stdout_truncated`, for stderr */
+      stderr_truncated: boolean;
     };
     Exec: {
       cmd: string;

@@ -1,7 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { memberJson, teamJson, userJson, type AccountService } from "../../accounts.ts";
 import { keyJson, type ApiKeyService } from "../../api-keys.ts";
-import { router, security } from "../router.ts";
+import { isWrennError } from "@wrenn/shared/errors.ts";
+import { clientKey, type Throttles } from "../../auth/throttle.ts";
+import { clientAddress, router, security } from "../router.ts";
 import {
   AddMemberBody,
   ApiKey,
@@ -22,6 +24,7 @@ import {
   commonErrors,
   jsonBody,
   jsonResponse,
+  limitError,
   noContent,
 } from "../schemas.ts";
 import type { SignedIn } from "../../accounts.ts";
@@ -34,7 +37,7 @@ const sessionJson = (s: SignedIn) => ({
 });
 
 /** Sign-up, login, the caller, teams and members, API keys. */
-export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
+export function accountRoutes(accounts: AccountService, keys: ApiKeyService, throttles: Throttles) {
   const app = router();
 
   app.openapi(
@@ -42,11 +45,19 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
       method: "post",
       path: "/v1/auth/signup",
       tags: ["accounts"],
-      summary: "Create a user and their own team; the first user becomes an admin",
+      summary:
+        "Sign up: the first user becomes the platform's admin; later ones need an invite (they join its team) unless sign-up is open (then they get a team of their own)",
       request: { body: jsonBody(SignupBody) },
-      responses: { 201: jsonResponse(Session, "Signed up and logged in"), 400: commonErrors[400] },
+      responses: {
+        201: jsonResponse(Session, "Signed up and logged in"),
+        400: commonErrors[400],
+        403: commonErrors[403],
+        429: limitError,
+      },
     }),
     async (c) => {
+      // Counted after validation: only a well-formed request costs an scrypt hash.
+      throttles.signup.take(clientKey(clientAddress(c)));
       return c.json(sessionJson(await accounts.signup(c.req.valid("json"))), 201);
     },
   );
@@ -62,10 +73,20 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService) {
         200: jsonResponse(Session, "Logged in"),
         400: commonErrors[400],
         401: commonErrors[401],
+        429: limitError,
       },
     }),
     async (c) => {
-      return c.json(sessionJson(await accounts.login(c.req.valid("json"))), 200);
+      const body = c.req.valid("json");
+      const account = body.email.toLowerCase();
+      throttles.login.take(clientKey(clientAddress(c)));
+      throttles.loginFailures.check(account);
+      try {
+        return c.json(sessionJson(await accounts.login(body)), 200);
+      } catch (err) {
+        if (isWrennError(err, "unauthenticated")) throttles.loginFailures.take(account);
+        throw err;
+      }
     },
   );
 

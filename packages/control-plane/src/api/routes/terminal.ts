@@ -76,13 +76,17 @@ export function terminalUpgrade(deps: Deps, service: SandboxService) {
     if (!query.success)
       throw new WrennError("invalid_argument", describeIssues(query.error.issues));
     const auth = req.headers.authorization;
-    const caller = await authenticate(deps.db, deps.sessions, {
-      apiKey: headerOf(req, "x-api-key"),
-      bearer: auth?.toLowerCase().startsWith("bearer ")
-        ? auth.slice(7).trim()
-        : (query.data.token ?? null),
-      teamId: headerOf(req, "x-team-id") ?? query.data.team_id ?? null,
-    });
+    const caller = await authenticate(
+      deps,
+      {
+        apiKey: headerOf(req, "x-api-key"),
+        bearer: auth?.toLowerCase().startsWith("bearer ")
+          ? auth.slice(7).trim()
+          : (query.data.token ?? null),
+        teamId: headerOf(req, "x-team-id") ?? query.data.team_id ?? null,
+      },
+      req.socket.remoteAddress,
+    );
     const { host } = await service.running(caller, sandboxId, "open a terminal in");
     wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host, query.data));
   }

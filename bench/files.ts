@@ -1,0 +1,377 @@
+/**
+ * File throughput into and out of one real sandbox (as root, after
+ * `./wrenn image build`), every path against its baseline in one run:
+ * - the guest's own disk: `dd bs=1M conv=fsync` inside the guest;
+ * - raw TCP into and out of the guest: a python3 socket server in the guest
+ *   that discards or sends bytes, the host on the other end (no HTTP, no
+ *   files: the network path alone);
+ * - envd `/files` upload and download direct to the guest's address;
+ * - REST `/v1/sandboxes/{id}/files/write` (multipart) and `files/read`
+ *   through the control plane and the agent's file RPCs;
+ * - envd `/files` through the control plane's traffic proxy.
+ * Targets (issue 15): envd upload ≥ 0.7× the guest disk, envd download
+ * ≥ 0.8× raw TCP out of the guest, REST and the proxy ≥ 0.8× envd direct.
+ * An upload counts once its bytes are on the guest's disk (a `sync` in the
+ * guest after the 200), as dd's conv=fsync does; the time to the 200 alone
+ * is printed beside it. Also prints the CPU seconds QEMU (the guest) and
+ * this process (client, control plane and agent) spent per leg.
+ *
+ *   node_modules/.bin/node bench/files.ts [MiB] [rounds]
+ */
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { PGlite } from "@electric-sql/pglite";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { startHostAgent } from "../packages/host-agent/src/agent.ts";
+import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { startControlPlane } from "../packages/control-plane/src/server.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+
+const mib = Math.max(8, Number(process.argv[2] ?? 100));
+const rounds = Math.max(1, Number(process.argv[3] ?? 3));
+const size = mib << 20;
+const GUEST_FILE = "/root/wrenn-bench.bin";
+const SINK_PORT = 5001;
+const SOURCE_PORT = 5002;
+
+/** The guest's end of the raw TCP baseline: port 5001 discards, 5002 sends the size asked for. */
+const TCP_SERVER = `
+import socket, struct, threading
+def serve(port, handle):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(4)
+    while True:
+        c, _ = s.accept()
+        try: handle(c)
+        finally: c.close()
+def sink(c):
+    buf = bytearray(1 << 20); n = 0
+    while True:
+        r = c.recv_into(buf)
+        if r == 0: break
+        n += r
+    c.sendall(struct.pack("<Q", n))
+def source(c):
+    want = struct.unpack("<Q", c.recv(8))[0]
+    buf = bytes(1 << 20)
+    while want > 0:
+        c.sendall(buf[: min(want, len(buf))]); want -= min(want, len(buf))
+threading.Thread(target=serve, args=(${SINK_PORT}, sink), daemon=True).start()
+serve(${SOURCE_PORT}, source)
+`;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+const root = await mkdtemp(join(tmpdir(), "wrenn-bench-files-"));
+const secret = randomBytes(24).toString("hex");
+const log = createLogger("bench", "warn");
+const agent = await startHostAgent({
+  listen: "127.0.0.1:0",
+  dataDir: join(root, "data"),
+  imageDir: dataDir(),
+  networkPrefix: "wbf",
+  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
+  secret,
+  log,
+});
+const cp = await startControlPlane({ port: 0, pglite: await PGlite.create(), log });
+try {
+  await cp.addHost(new URL(agent.url).host, { secret });
+  const json = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${cp.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  const { token } = await json("/v1/auth/signup", {
+    email: "bench-files@example.com",
+    password: "a long bench password",
+  });
+  const { key } = await json(
+    "/v1/api-keys",
+    { name: "bench" },
+    { authorization: `Bearer ${String(token)}` },
+  );
+  const auth = { "x-api-key": String(key) };
+  const created = await json(
+    "/v1/sandboxes",
+    { template: "minimal", vcpus: 1, memory_mb: 1024, timeout_sec: 3600 },
+    auth,
+  );
+  const id = String(created.sandbox_id);
+  const detail = (await (
+    await fetch(`${cp.url}/sandboxes/${id}`, { headers: auth })
+  ).json()) as Record<string, unknown>;
+  const envdToken = String(detail.envdAccessToken ?? "");
+  const rpc = createClient(
+    HostAgentService,
+    createConnectTransport({
+      baseUrl: agent.url,
+      httpVersion: "1.1",
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${secret}`);
+          return next(req);
+        },
+      ],
+    }),
+  );
+  const listed = (await rpc.listSandboxes({})).sandboxes.find((s) => s.sandboxId === id);
+  const envdAddress = listed?.envdAddress ?? "";
+  const guestHost = envdAddress.replace(/:\d+$/, "");
+  const record = JSON.parse(
+    await readFile(join(root, "data", "sandboxes", id, "record.json"), "utf8"),
+  ) as { vm: { pid: number } };
+  const qemuPid = record.vm.pid;
+
+  const sh = async (script: string) => {
+    const r = await rpc.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", script], user: "root" });
+    const out = Buffer.from(r.stdout).toString() + Buffer.from(r.stderr).toString();
+    if (r.exitCode !== 0) throw new Error(`guest: ${script}: exit ${r.exitCode}: ${out}`);
+    return out;
+  };
+
+  const envdHeaders: Record<string, string> = envdToken ? { "x-access-token": envdToken } : {};
+  const block = randomBytes(1 << 20);
+  const body = () =>
+    Readable.toWeb(
+      Readable.from(
+        (function* () {
+          for (let sent = 0; sent < size; sent += block.length)
+            yield block.subarray(0, Math.min(block.length, size - sent));
+        })(),
+      ),
+    ) as ReadableStream<Uint8Array>;
+  async function drain(res: Response, what: string) {
+    if (!res.ok || !res.body) throw new Error(`${what}: ${res.status} ${await res.text()}`);
+    let got = 0;
+    for await (const c of res.body) got += (c as Uint8Array).length;
+    if (got !== size) throw new Error(`${what}: ${got} of ${size} bytes`);
+  }
+  async function post(url: string, headers: Record<string, string>, what: string, b: unknown) {
+    const res = await fetch(url, {
+      method: "POST",
+      headers,
+      body: b,
+      duplex: "half",
+    } as RequestInit);
+    if (!res.ok) throw new Error(`${what}: ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+  const filesQuery = `path=${encodeURIComponent(GUEST_FILE)}&username=root`;
+
+  const uploads = {
+    "envd direct": () =>
+      post(
+        `http://${envdAddress}/files?${filesQuery}`,
+        { ...envdHeaders, "content-type": "application/octet-stream" },
+        "envd upload",
+        body(),
+      ),
+    "traffic proxy": () =>
+      post(
+        `${cp.url}/files?${filesQuery}`,
+        {
+          ...envdHeaders,
+          "e2b-sandbox-id": id,
+          "e2b-sandbox-port": "49983",
+          "content-type": "application/octet-stream",
+        },
+        "proxy upload",
+        body(),
+      ),
+    REST: () => {
+      const boundary = "wrenn-bench-boundary";
+      const head = Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${GUEST_FILE}\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n` +
+          `Content-Type: application/octet-stream\r\n\r\n`,
+      );
+      const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+      const multipart = Readable.from(
+        (function* () {
+          yield head;
+          for (let sent = 0; sent < size; sent += block.length)
+            yield block.subarray(0, Math.min(block.length, size - sent));
+          yield tail;
+        })(),
+      );
+      return post(
+        `${cp.url}/v1/sandboxes/${id}/files/write?user=root`,
+        { ...auth, "content-type": `multipart/form-data; boundary=${boundary}` },
+        "REST write",
+        Readable.toWeb(multipart),
+      );
+    },
+  };
+  const downloads = {
+    "envd direct": async () =>
+      drain(
+        await fetch(`http://${envdAddress}/files?${filesQuery}`, { headers: envdHeaders }),
+        "envd download",
+      ),
+    "traffic proxy": async () =>
+      drain(
+        await fetch(`${cp.url}/files?${filesQuery}`, {
+          headers: { ...envdHeaders, "e2b-sandbox-id": id, "e2b-sandbox-port": "49983" },
+        }),
+        "proxy download",
+      ),
+    REST: async () =>
+      drain(
+        await fetch(`${cp.url}/v1/sandboxes/${id}/files/read`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify({ path: GUEST_FILE, user: "root" }),
+        }),
+        "REST read",
+      ),
+  };
+
+  /** Seconds to push `size` bytes into the guest's sink, until it says it has them all. */
+  async function tcpIn(): Promise<void> {
+    const sock = connect(SINK_PORT, guestHost);
+    await once(sock, "connect");
+    const reply = once(sock, "data");
+    for (let sent = 0; sent < size; sent += block.length) {
+      if (!sock.write(block.subarray(0, Math.min(block.length, size - sent))))
+        await once(sock, "drain");
+    }
+    sock.end();
+    const [answer] = (await reply) as [Buffer];
+    sock.destroy();
+    if (Number(answer.readBigUInt64LE(0)) !== size) throw new Error("raw TCP in: short");
+  }
+  async function tcpOut(): Promise<void> {
+    const sock = connect(SOURCE_PORT, guestHost);
+    await once(sock, "connect");
+    const ask = Buffer.alloc(8);
+    ask.writeBigUInt64LE(BigInt(size));
+    sock.write(ask);
+    let got = 0;
+    for await (const c of sock) got += (c as Buffer).length;
+    if (got !== size) throw new Error(`raw TCP out: ${got} of ${size} bytes`);
+  }
+
+  const cpu = async () => {
+    const f = (await readFile(`/proc/${qemuPid}/stat`, "utf8")).split(") ")[1]?.split(" ") ?? [];
+    const own = process.cpuUsage();
+    return { guest: (Number(f[11]) + Number(f[12])) / 100, host: (own.user + own.system) / 1e6 };
+  };
+  interface Sample {
+    s: number;
+    guestCpu: number;
+    hostCpu: number;
+  }
+  async function timed(fn: () => Promise<unknown>): Promise<Sample> {
+    const c0 = await cpu();
+    const t0 = performance.now();
+    await fn();
+    const s = (performance.now() - t0) / 1000;
+    const c1 = await cpu();
+    return { s, guestCpu: c1.guest - c0.guest, hostCpu: c1.host - c0.host };
+  }
+
+  // The guest's TCP server and a warm-up of every path (JIT, guest page cache, TCG's code).
+  await rpc.writeFile({
+    sandboxId: id,
+    path: "/root/tcp.py",
+    content: Buffer.from(TCP_SERVER),
+    user: "root",
+  });
+  await sh("setsid python3 /root/tcp.py </dev/null >/root/tcp.log 2>&1 &");
+  // python3 starts in seconds on a TCG guest: wait for its ports.
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(SOURCE_PORT, guestHost);
+      s.once("connect", () => resolve(true)).once("error", () => resolve(false));
+      s.on("close", () => s.destroy());
+      s.once("connect", () => s.end(Buffer.alloc(8)));
+    });
+    if (up) break;
+    if (i > 100)
+      throw new Error(`the guest's TCP server did not start: ${await sh("cat /root/tcp.log")}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await tcpIn();
+  await tcpOut();
+  for (const name of Object.keys(uploads) as (keyof typeof uploads)[]) {
+    await uploads[name]();
+    await downloads[name]();
+  }
+
+  const samples: Record<string, Sample[]> = {};
+  const add = (name: string, x: Sample) => (samples[name] ??= []).push(x);
+  const ddRates: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    await sh(`rm -f ${GUEST_FILE} /root/dd.bin; sync`);
+    // dd reports its own rate; the exec's round trip is not in it.
+    const dd = await sh(
+      `dd if=/dev/zero of=/root/dd.bin bs=1M count=${mib} conv=fsync 2>&1; rm -f /root/dd.bin; sync`,
+    );
+    const m = /copied, ([\d.]+) s/.exec(dd);
+    if (!m) throw new Error(`dd said: ${dd}`);
+    ddRates.push(size / Number(m[1]));
+    add("raw TCP in", await timed(tcpIn));
+    add("raw TCP out", await timed(tcpOut));
+    for (const name of Object.keys(uploads) as (keyof typeof uploads)[]) {
+      await sh(`rm -f ${GUEST_FILE}; sync`);
+      let to200 = 0;
+      add(
+        `upload ${name}`,
+        await timed(async () => {
+          const t0 = performance.now();
+          await uploads[name]();
+          to200 = (performance.now() - t0) / 1000;
+          await sh("sync");
+        }),
+      );
+      add(`upload ${name} (to the 200)`, { s: to200, guestCpu: NaN, hostCpu: NaN });
+      add(`download ${name}`, await timed(downloads[name]));
+    }
+  }
+  await sh(`rm -f ${GUEST_FILE} /root/tcp.py; pkill -f "python3 /root/tc[p]" || true`);
+
+  const MB = (s: number) => size / 1e6 / s;
+  const rateOf = (name: string) => MB(median((samples[name] ?? []).map((x) => x.s)));
+  const disk = median(ddRates) / 1e6;
+  console.log(`file throughput, one sandbox (1 vCPU, 1 GiB), ${mib} MiB, median of ${rounds}`);
+  console.log(`  guest disk (dd bs=1M conv=fsync)       ${disk.toFixed(1).padStart(7)} MB/s`);
+  const row = (name: string, base: number, baseName: string, target: number) => {
+    const r = rateOf(name);
+    const xs = samples[name] ?? [];
+    const g = median(xs.map((x) => x.guestCpu));
+    const h = median(xs.map((x) => x.hostCpu));
+    const cpuText = Number.isNaN(g) ? "" : `   guest CPU ${g.toFixed(2)} s, host ${h.toFixed(2)} s`;
+    const ratio = Number.isNaN(base) ? "" : `   ${(r / base).toFixed(2)}× ${baseName}`;
+    const goal = target > 0 ? ` (target ≥ ${target})` : "";
+    console.log(`  ${name.padEnd(38)} ${r.toFixed(1).padStart(7)} MB/s${ratio}${goal}${cpuText}`);
+  };
+  row("raw TCP in", NaN, "", 0);
+  row("raw TCP out", NaN, "", 0);
+  const envdUp = rateOf("upload envd direct");
+  const envdDown = rateOf("download envd direct");
+  row("upload envd direct", disk, "guest disk", 0.7);
+  row("upload envd direct (to the 200)", disk, "guest disk", 0);
+  row("download envd direct", rateOf("raw TCP out"), "raw TCP out", 0.8);
+  for (const via of ["REST", "traffic proxy"]) {
+    row(`upload ${via}`, envdUp, "envd direct", 0.8);
+    row(`upload ${via} (to the 200)`, rateOf("upload envd direct (to the 200)"), "envd direct", 0);
+    row(`download ${via}`, envdDown, "envd direct", 0.8);
+  }
+} finally {
+  await cp.close();
+  await agent.shutdown();
+  await rm(root, { recursive: true, force: true });
+}
