@@ -51,6 +51,8 @@ export interface FakeAgent {
   metrics: Map<string, SandboxMetric[]>;
   /** Each sandbox's serial console, as GetSandboxLogs reads it. */
   consoles: Map<string, string>;
+  /** Bytes the `flood` command has written so far (it writes until its caller goes away). */
+  flooded: number;
   /** Which sandbox each snapshot's files were last taken from. */
   snapshotSources: Map<string, string>;
   /** How long CreateSnapshot takes (ms), to let concurrent requests overlap. */
@@ -91,6 +93,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     consoles: new Map(),
     snapshotSources: new Map(),
     snapshotDelayMs: 0,
+    flooded: 0,
     close: async () => {},
     reopen: async () => {},
   };
@@ -214,6 +217,22 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
       async *execStream(req, ctx) {
         need(req.sandboxId, SandboxState.RUNNING);
         yield { event: { case: "start", value: { pid: 42 } } };
+        if (req.cmd === "flood") {
+          // `yes` at full speed: as fast as the caller takes it, until it goes away.
+          const chunk = new Uint8Array(64 << 10).fill(121);
+          state.active.execs++;
+          try {
+            while (!ctx.signal.aborted) {
+              state.flooded += chunk.length;
+              yield {
+                event: { case: "data", value: { output: { case: "stdout", value: chunk } } },
+              };
+            }
+          } finally {
+            state.active.execs--;
+          }
+          return;
+        }
         if (req.cmd === "hang") {
           // Runs until the caller goes away, like a command that never ends.
           state.active.execs++;

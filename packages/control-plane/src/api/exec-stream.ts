@@ -9,6 +9,7 @@ import { fromAgentError, statusOf, toErrorResponse } from "../errors.ts";
 import type { SandboxService } from "../sandboxes.ts";
 import type { Deps } from "../context.ts";
 import { describeIssues } from "./router.ts";
+import { pacedSender } from "./ws-pacing.ts";
 import { TERMINAL_PATH, terminalUpgrade } from "./routes/terminal.ts";
 import { ExecBody } from "./schemas.ts";
 
@@ -127,14 +128,18 @@ export function attachExecStream(
             },
             { signal: abort.signal, timeoutMs: (req.data.timeout_sec + 15) * 1000 },
           );
+          // The next event is read only once the client has taken enough of the last ones.
+          const paced = pacedSender(ws);
           for await (const ev of events) {
             const e = ev.event;
             if (e.case === "start") send({ type: "start", pid: e.value.pid });
             else if (e.case === "data" && e.value.output.case) {
-              send({
-                type: e.value.output.case,
-                data: Buffer.from(e.value.output.value).toString("base64"),
-              });
+              await paced.send(
+                JSON.stringify({
+                  type: e.value.output.case,
+                  data: Buffer.from(e.value.output.value).toString("base64"),
+                }),
+              );
             } else if (e.case === "end") {
               send({ type: "end", exit_code: e.value.exitCode, error: e.value.error });
             }

@@ -9,6 +9,7 @@ import { fromAgentError, statusOf } from "../../errors.ts";
 import type { SandboxService } from "../../sandboxes.ts";
 import type { Deps } from "../../context.ts";
 import { describeIssues, router, security } from "../router.ts";
+import { pacedSender } from "../ws-pacing.ts";
 import { FileUser, IdParams, agentErrors, commonErrors } from "../schemas.ts";
 
 export const TERMINAL_PATH = /^\/v1\/sandboxes\/([a-z0-9]{1,64})\/terminal$/;
@@ -160,6 +161,8 @@ export function terminalUpgrade(deps: Deps, service: SandboxService) {
           { sandboxId, pid: q.pid, cols: q.cols, rows: q.rows, user: q.user ?? "" },
           { signal: abort.signal },
         );
+        // A client that does not read holds the shell's output back instead of our memory.
+        const paced = pacedSender(ws);
         for await (const ev of events) {
           const e = ev.event;
           if (e.case === "start") {
@@ -176,7 +179,7 @@ export function terminalUpgrade(deps: Deps, service: SandboxService) {
                 .catch(() => {});
             }
           } else if (e.case === "data") {
-            if (ws.readyState === ws.OPEN) ws.send(e.value, { binary: true });
+            await paced.send(e.value, true);
           } else if (e.case === "end") {
             sendJson({ type: "end", exit_code: e.value.exitCode, error: e.value.error });
           }
