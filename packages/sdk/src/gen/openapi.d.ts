@@ -3466,112 +3466,6 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
-  "/v1/sandboxes/{id}/logs": {
-    parameters: {
-      query?: never;
-      header?: never;
-      path?: never;
-      cookie?: never;
-    };
-    /** The guest's console (kernel and envd output) of a running sandbox, by byte offset */
-    get: {
-      parameters: {
-        query?: {
-          /** @description Absolute byte offset (a previous answer's `next_offset`); absent: the oldest kept */
-          offset?: number | null;
-          /** @description Most bytes to return */
-          limit?: number;
-        };
-        header?: never;
-        path: {
-          id: string;
-        };
-        cookie?: never;
-      };
-      requestBody?: never;
-      responses: {
-        /** @description Console text from `offset` */
-        200: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["SandboxLogs"];
-          };
-        };
-        /** @description Malformed or out-of-bounds input */
-        400: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description Missing or invalid credentials */
-        401: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The caller may not do this */
-        403: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description No such resource in the caller's team */
-        404: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The resource is not in a state that allows this */
-        409: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description The host agent could not be reached or failed */
-        502: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-        /** @description No host has room */
-        503: {
-          headers: {
-            [name: string]: unknown;
-          };
-          content: {
-            "application/json": components["schemas"]["Error"];
-          };
-        };
-      };
-    };
-    put?: never;
-    post?: never;
-    delete?: never;
-    options?: never;
-    head?: never;
-    patch?: never;
-    trace?: never;
-  };
   "/v1/sandboxes/{id}/terminal": {
     parameters: {
       query?: never;
@@ -6138,10 +6032,6 @@ export interface components {
       duration_ms: number;
       /** @enum {string} */
       encoding: "utf-8" | "base64";
-      /** @description The command wrote more than 16 MiB to stdout: `stdout` holds its first 16 MiB, the rest was dropped (stream the command to get all of it) */
-      stdout_truncated: boolean;
-      /** @description As `stdout_truncated`, for stderr */
-      stderr_truncated: boolean;
     };
     Exec: {
       cmd: string;
