@@ -10,6 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { request as httpRequest } from "node:http";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,6 +52,55 @@ async function makeCa(
     ["ca.pem", "agent.pem", "agent.key"].map((n) => readFile(f(n), "utf8")),
   );
   return { ca: ca!, cert: cert!, key: key! };
+}
+
+/** An upgrade echo server for the guest: answers 101, then sends back what it gets. */
+const ECHO_SERVER = [
+  "import socket",
+  "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+  "s.bind(('0.0.0.0', 8001)); s.listen()",
+  "while True:",
+  "    c, _ = s.accept(); d = b''",
+  "    while b'\\r\\n\\r\\n' not in d: d += c.recv(4096)",
+  "    c.sendall(b'HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n')",
+  "    while True:",
+  "        x = c.recv(4096)",
+  "        if not x: break",
+  "        c.sendall(x)",
+  "    c.close()",
+].join("\n");
+
+/** An upgrade to the guest's port 8001 through the control plane's proxy; what came back. */
+function upgradeEcho(cpUrl: string, sandboxId: string, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(cpUrl, {
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "e2b-sandbox-id": sandboxId,
+        "e2b-sandbox-port": "8001",
+      },
+    });
+    req.on("upgrade", (_res, socket) => {
+      let got = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (d: string) => {
+        got += d;
+        if (got.length >= payload.length) {
+          socket.destroy();
+          resolve(got);
+        }
+      });
+      socket.on("error", reject);
+      socket.write(payload);
+    });
+    req.on("response", (res) => {
+      res.resume();
+      reject(new Error(`no upgrade: ${res.statusCode}`));
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 test(
@@ -119,6 +169,22 @@ test(
         headers: { "e2b-sandbox-id": id, "e2b-sandbox-port": "49983" },
       });
       assert.equal(health.status, 204, `proxied envd /health: ${await health.text()}`);
+      // An upgraded connection (WebSockets) crosses the TLS hop too, as raw bytes both ways.
+      const started = await h.api(`/v1/sandboxes/${id}/exec`, {
+        method: "POST",
+        json: {
+          cmd: "/bin/sh",
+          args: [
+            "-c",
+            `cat > /tmp/echo.py <<'EOF'\n${ECHO_SERVER}\nEOF\n(setsid python3 /tmp/echo.py >/dev/null 2>&1 &)`,
+          ],
+        },
+      });
+      assert.equal(started.status, 200, await started.clone().text());
+      const echoed = await until("the guest's upgrade echo server", 60_000, () =>
+        upgradeEcho(h.cp.url, id, "ping over the TLS hop").catch(() => undefined),
+      );
+      assert.equal(echoed, "ping over the TLS hop");
       assert.equal((await h.api(`/v1/sandboxes/${id}`, { method: "DELETE" })).status, 204);
       assert.deepEqual(
         (await agent.agent.manager.list()).map((s) => s.id),
