@@ -10,6 +10,14 @@ const CHUNK = 1 << 20;
 const SEND_BUFFERS = 3;
 /** Upload bytes queued for the disk at which the body stops being read, and where it goes on. */
 const RECEIVE_HIGH = 4 << 20;
+/**
+ * Upload bytes gathered before a write goes to the thread pool. Every write
+ * is a hand-off to a worker thread and back; on a one-vCPU TCG guest that
+ * costs milliseconds, and writing each 64 KiB socket chunk on its own (as
+ * soon as the previous write finished) took 4 s of guest CPU per 100 MiB
+ * against 2.8 s for synchronous writes of the same chunks.
+ */
+const WRITE_MIN = 1 << 20;
 
 /**
  * Streams an open file to `res` through a few buffers reused for the whole
@@ -92,11 +100,11 @@ async function writeAll(file: FileHandle, buffers: Buffer[], size: number): Prom
 }
 
 /**
- * Writes what `source` emits to `path` (created or truncated). Chunks that
- * arrive while a write is in flight go to the disk together in one writev;
- * past RECEIVE_HIGH queued bytes the source is paused until the disk caught
- * up. Leaner per chunk than piping into a WriteStream, and the body keeps
- * flowing while the disk writes.
+ * Writes what `source` emits to `path` (created or truncated). Chunks are
+ * gathered to WRITE_MIN bytes, and those that arrive while a write is in
+ * flight go to the disk together in one writev; past RECEIVE_HIGH queued
+ * bytes the source is paused until the disk caught up. Leaner per chunk than
+ * piping into a WriteStream, and the body keeps flowing while the disk writes.
  */
 export async function receiveFile(source: Readable, path: string): Promise<void> {
   const file = await open(path, "w");
@@ -120,6 +128,7 @@ export async function receiveFile(source: Readable, path: string): Promise<void>
           if (ended) resolve();
           return;
         }
+        if (pendingBytes < WRITE_MIN && !ended) return;
         const batch = pending;
         const size = pendingBytes;
         pending = [];

@@ -42,7 +42,7 @@ export async function handleHttp(
       case "GET /metrics":
         checkAccess(req, url, ctx.state);
         metrics ??= new MetricsSampler();
-        sendJson(res, 200, await metrics.sample());
+        sendJson(res, 200, metrics.sample());
         return;
       case "POST /init":
         checkAccess(req, url, ctx.state);
