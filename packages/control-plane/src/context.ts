@@ -5,6 +5,7 @@ import type { Sessions } from "./auth/sessions.ts";
 import type { Throttles } from "./auth/throttle.ts";
 import type { Db } from "./db/open.ts";
 import type { TeamRole } from "./db/schema.ts";
+import type { Quotas } from "./quotas.ts";
 import type { Placement } from "./scheduler.ts";
 
 /** Who is calling: every query is scoped to `teamId`. */
@@ -30,6 +31,8 @@ export interface Deps {
   /** Per-address (and per-account) limits on what anonymous callers can make us do. */
   throttles: Throttles;
   placement: Placement;
+  /** Per-team limits, checked under the placement lock on create and resume. */
+  quotas: Quotas;
   log: Logger;
   /** Anyone may sign up; otherwise only the first user and those with an invite. */
   openSignup?: boolean;

@@ -111,6 +111,12 @@ export class SandboxService {
       { ...shape, diskSizeMb: input.disk_size_mb },
       template.type === "snapshot" ? (template.hostId ?? undefined) : undefined,
       async (host, tx) => {
+        await this.#deps.quotas.check(tx, caller.teamId, {
+          sandboxes: 1,
+          vcpus: shape.vcpus,
+          memoryMb: shape.memoryMb,
+          diskMb: input.disk_size_mb,
+        });
         const [row] = await tx
           .insert(sandboxes)
           .values({
@@ -282,6 +288,13 @@ export class SandboxService {
       { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
       host.id,
       async (_host, tx) => {
+        // Its disk is counted while it is paused already.
+        await this.#deps.quotas.check(tx, caller.teamId, {
+          sandboxes: 1,
+          vcpus: row.vcpus,
+          memoryMb: row.memoryMb,
+          diskMb: 0,
+        });
         const moved = await tx
           .update(sandboxes)
           .set({ status: "pending", updatedAt: new Date() })

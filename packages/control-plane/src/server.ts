@@ -17,6 +17,7 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import { errorBody } from "./errors.ts";
 import { openDatabase, type Db } from "./db/open.ts";
 import { Expiry } from "./expiry.ts";
+import { Quotas, type TeamQuota } from "./quotas.ts";
 import { Reconciler } from "./reconciler.ts";
 import { SandboxService, systemCaller } from "./sandboxes.ts";
 import { listen, type Listener, type TlsFiles } from "./listen.ts";
@@ -47,6 +48,8 @@ export interface ControlPlaneOptions {
   expiryIntervalMs?: number;
   /** A second listener that only proxies to sandboxes (default: the API's listener does). */
   proxyPort?: number;
+  /** What a team may hold at once unless an admin sets its own limits (defaults in quotas.ts). */
+  teamQuota?: Partial<TeamQuota>;
   /** Let anyone sign up; by default only the first user (the admin) and those with an invite may. */
   openSignup?: boolean;
   /** Limits on sign-ups, logins and refused credentials per client address (defaults in auth/throttle.ts). */
@@ -120,6 +123,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
     throttles: createThrottles(options.rateLimits),
     placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
+    quotas: new Quotas(db, options.teamQuota),
     domain: options.domain ?? null,
     openSignup: options.openSignup ?? false,
   };

@@ -239,6 +239,8 @@ for (const kind of DATABASES) {
         }
         const metrics = `/v1/sandboxes/${id}/metrics`;
         await call("GET", "/v1/sandboxes/{id}/metrics", metrics, undefined, denied);
+        const logs = `/v1/sandboxes/${id}/logs`;
+        await call("GET", "/v1/sandboxes/{id}/logs", logs, undefined, denied);
         const steal = { sandbox_id: id, name: "b-steal" };
         await call("POST", "/v1/snapshots", "/v1/snapshots", steal, denied);
         // The exec and terminal WebSockets: the handshake is refused the same way.
@@ -290,6 +292,9 @@ for (const kind of DATABASES) {
       await call("GET", "/v1/admin/hosts", "/v1/admin/hosts", undefined, admin);
       await call("GET", "/v1/admin/templates", "/v1/admin/templates", undefined, admin);
       await call("POST", "/v1/admin/host-tokens", "/v1/admin/host-tokens", {}, admin);
+      const limits = `/v1/admin/teams/${me.team_id}/limits`;
+      await call("GET", "/v1/admin/teams/{id}/limits", limits, undefined, admin);
+      await call("PUT", "/v1/admin/teams/{id}/limits", limits, { sandboxes: 0 }, admin);
       const host = `/v1/admin/hosts/${hostId}`;
       await call("DELETE", "/v1/admin/hosts/{id}", host, undefined, admin);
       // Host routes authenticate hosts, not teams: B's credentials are no host secret.
@@ -361,10 +366,10 @@ for (const kind of DATABASES) {
       const adminRoutes = Object.entries(doc.paths)
         .filter(([path]) => path.startsWith("/v1/admin/"))
         .flatMap(([path, ops]) => Object.keys(ops).map((m) => [m.toUpperCase(), path] as const));
-      assert.equal(adminRoutes.length, 4, JSON.stringify(adminRoutes));
+      assert.equal(adminRoutes.length, 6, JSON.stringify(adminRoutes));
       for (const [method, route] of adminRoutes) {
-        const path = route.replace("{id}", spareHost);
-        const json = method === "POST" ? {} : undefined;
+        const path = route.replace("{id}", route.includes("/teams/") ? other.team.id : spareHost);
+        const json = method === "POST" || method === "PUT" ? {} : undefined;
         // The owner of a team, by key and by session, is still no platform admin.
         for (const creds of [
           { key: other.key },

@@ -5,6 +5,7 @@ import { until } from "@wrenn/shared/testing/until.ts";
 import { AgentPool } from "../src/agents.ts";
 import { createThrottles } from "../src/auth/throttle.ts";
 import type { Deps } from "../src/context.ts";
+import { Quotas } from "../src/quotas.ts";
 import type { Sessions } from "../src/auth/sessions.ts";
 import { sandboxes } from "../src/db/schema.ts";
 import { Expiry } from "../src/expiry.ts";
@@ -104,6 +105,7 @@ for (const kind of DATABASES)
             sessions: {} as Sessions,
             throttles: createThrottles(),
             placement: new Placement(h.cp.db),
+            quotas: new Quotas(h.cp.db),
             domain: null,
           };
           return new Expiry(h.cp.db, new SandboxService(deps), silent, 3_600_000);

@@ -36,6 +36,9 @@ function withTraffic(cmd: Command): Command {
 const OPEN_SIGNUP_HELP =
   "let anyone sign up; by default only the first user (the admin) and those an admin invites (POST /v1/invites)";
 
+const TEAM_QUOTA_HELP =
+  "what each team may hold unless an admin sets its own limits: sandboxes=N,vcpus=N,memory_mb=N,disk_mb=N (any of them; $WRENN_TEAM_QUOTA; default 100, 200, 409600, 4194304)";
+
 const ALLOW_PRIVATE_HELP =
   "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
 
@@ -51,6 +54,7 @@ export function registerDaemons(program: Command): void {
         .option("--data-dir <dir>", "state and images (default $WRENN_DATA_DIR or /var/lib/wrenn)")
         .option("--skip-setup", "do not install host packages first")
         .option("--open-signup", OPEN_SIGNUP_HELP)
+        .option("--team-quota <limits>", TEAM_QUOTA_HELP)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
     ),
     ["up"],
@@ -75,6 +79,7 @@ export function registerDaemons(program: Command): void {
         .option("--data-dir <dir>", "where the embedded PGlite keeps its data")
         .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
         .option("--open-signup", OPEN_SIGNUP_HELP)
+        .option("--team-quota <limits>", TEAM_QUOTA_HELP)
         .option(
           "--host-agent <address>",
           "register a host agent by HOST:PORT, or https://HOST:PORT for one serving TLS (repeatable)",

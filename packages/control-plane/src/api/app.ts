@@ -21,8 +21,9 @@ import { logRoutes } from "./routes/logs.ts";
 import { terminalDocs } from "./routes/terminal.ts";
 import { mountDashboard } from "../web/static.ts";
 import { hostRoutes } from "./routes/hosts.ts";
-import { sandboxRoutes } from "./routes/sandboxes.ts";
 import { inviteRoutes } from "./routes/invites.ts";
+import { quotaRoutes } from "./routes/quotas.ts";
+import { sandboxRoutes } from "./routes/sandboxes.ts";
 import { e2bRoutes } from "../e2b/routes.ts";
 import { IdParams, agentErrors, commonErrors } from "./schemas.ts";
 
@@ -68,6 +69,7 @@ export function buildApp(deps: Deps, service: SandboxService, reconciler: Reconc
 
   app.route("/", accountRoutes(new AccountService(deps), new ApiKeyService(deps), deps.throttles));
   app.route("/", inviteRoutes(new InviteService(deps)));
+  app.route("/", quotaRoutes(deps.quotas));
   app.route("/", sandboxRoutes(service));
   app.route("/", fileRoutes(deps, service));
   app.route("/", hostRoutes(new HostService({ ...deps, reconciler })));

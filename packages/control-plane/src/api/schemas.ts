@@ -173,6 +173,37 @@ export const CreatedApiKey = ApiKey.extend({
   }),
 }).openapi("CreatedApiKey");
 
+const limit = (max: number) => z.number().int().min(0).max(max);
+const QUOTA_MAX = {
+  sandboxes: 100_000,
+  vcpus: 1_000_000,
+  memory_mb: 2 ** 31 - 1,
+  disk_mb: 2 ** 31 - 1,
+};
+
+const LimitUse = z.object({ limit: z.number().int(), used: z.number().int(), custom: z.boolean() });
+
+export const TeamLimits = z
+  .object({
+    team_id: z.uuid(),
+    sandboxes: LimitUse.openapi({ description: "Running sandboxes (pending, running, unknown)" }),
+    vcpus: LimitUse,
+    memory_mb: LimitUse,
+    disk_mb: LimitUse.openapi({ description: "Disks of all kept sandboxes, paused ones too" }),
+  })
+  .openapi("TeamLimits");
+
+export const SetTeamLimitsBody = z
+  .object({
+    sandboxes: limit(QUOTA_MAX.sandboxes).nullable().optional(),
+    vcpus: limit(QUOTA_MAX.vcpus).nullable().optional(),
+    memory_mb: limit(QUOTA_MAX.memory_mb).nullable().optional(),
+    disk_mb: limit(QUOTA_MAX.disk_mb).nullable().optional(),
+  })
+  .openapi("SetTeamLimits", {
+    description: "Each limit given is set; null puts it back to the control plane's default",
+  });
+
 export const CreateInviteBody = z
   .object({
     role: TeamRoleSchema.default("member"),

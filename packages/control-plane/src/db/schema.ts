@@ -22,6 +22,11 @@ export const PLATFORM_TEAM_ID = "00000000-0000-0000-0000-000000000000";
 export const teams = pgTable("teams", {
   id: uuid("id").primaryKey().defaultRandom(),
   name: text("name").notNull(),
+  // A platform admin's limits for this team; null: the control plane's default.
+  maxSandboxes: integer("max_sandboxes"),
+  maxVcpus: integer("max_vcpus"),
+  maxMemoryMb: integer("max_memory_mb"),
+  maxDiskMb: integer("max_disk_mb"),
   createdAt: createdAt(),
 });
 

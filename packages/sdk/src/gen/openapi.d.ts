@@ -1080,6 +1080,164 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/v1/admin/teams/{id}/limits": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A team's limits (its own or the default) and what it uses now */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Limits and usage */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["TeamLimits"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    /** Set a team's limits; creates and resumes past one answer 429 quota_exceeded naming it */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          id: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          "application/json": components["schemas"]["SetTeamLimits"];
+        };
+      };
+      responses: {
+        /** @description The limits now */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["TeamLimits"];
+          };
+        };
+        /** @description Malformed or out-of-bounds input */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Missing or invalid credentials */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description The caller may not do this */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description No such resource in the caller's team */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+        /** @description Too many requests from this address (`rate_limited`; Retry-After gives the seconds to wait), or past one of the team's limits (`quota_exceeded`; the message names the limit and the numbers) */
+        429: {
+          headers: {
+            /** @description Seconds until a rate-limited request may be tried again */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": components["schemas"]["Error"];
+          };
+        };
+      };
+    };
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/v1/sandboxes": {
     parameters: {
       query?: never;
@@ -5978,6 +6136,39 @@ export interface components {
       /** @default 604800 */
       ttl_sec: number;
     };
+    TeamLimits: {
+      /** Format: uuid */
+      team_id: string;
+      /** @description Running sandboxes (pending, running, unknown) */
+      sandboxes: {
+        limit: number;
+        used: number;
+        custom: boolean;
+      };
+      vcpus: {
+        limit: number;
+        used: number;
+        custom: boolean;
+      };
+      memory_mb: {
+        limit: number;
+        used: number;
+        custom: boolean;
+      };
+      /** @description Disks of all kept sandboxes, paused ones too */
+      disk_mb: {
+        limit: number;
+        used: number;
+        custom: boolean;
+      };
+    };
+    /** @description Each limit given is set; null puts it back to the control plane's default */
+    SetTeamLimits: {
+      sandboxes?: number | null;
+      vcpus?: number | null;
+      memory_mb?: number | null;
+      disk_mb?: number | null;
+    };
     Sandbox: {
       sandbox_id: string;
       template: string;
@@ -6032,6 +6223,10 @@ export interface components {
       duration_ms: number;
       /** @enum {string} */
       encoding: "utf-8" | "base64";
+      /** @description The command wrote more than 16 MiB to stdout: `stdout` holds its first 16 MiB, the rest was dropped (stream the command to get all of it) */
+      stdout_truncated: boolean;
+      /** @description As `stdout_truncated`, for stderr */
+      stderr_truncated: boolean;
     };
     Exec: {
       cmd: string;

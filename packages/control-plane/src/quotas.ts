@@ -1,0 +1,146 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { requireAdmin, type Caller } from "./context.ts";
+import type { Db } from "./db/open.ts";
+import { sandboxes, teams } from "./db/schema.ts";
+import { LimitError } from "./errors.ts";
+
+/** What one team may hold at once. */
+export interface TeamQuota {
+  /** Sandboxes that run (pending, running, unknown); paused ones do not count. */
+  sandboxes: number;
+  /** vCPUs of those sandboxes. */
+  vcpus: number;
+  /** Memory of those sandboxes (MiB). */
+  memoryMb: number;
+  /** Disks of every sandbox kept, paused ones too (MiB). */
+  diskMb: number;
+}
+
+/** Generous: they stop one team from taking every host, not a team's ordinary use. */
+export const DEFAULT_TEAM_QUOTA: TeamQuota = {
+  sandboxes: 100,
+  vcpus: 200,
+  memoryMb: 400 * 1024,
+  diskMb: 4 * 1024 * 1024,
+};
+
+const NAMES: Record<keyof TeamQuota, string> = {
+  sandboxes: "running sandboxes",
+  vcpus: "vCPUs",
+  memoryMb: "memory (MiB)",
+  diskMb: "disk (MiB)",
+};
+
+const RUNNING = ["pending", "running", "unknown"] as const;
+const KEPT = ["pending", "running", "paused", "unknown"] as const;
+
+export interface TeamLimits {
+  limits: TeamQuota;
+  /** Which limits an admin set for this team (the others are the default). */
+  custom: Record<keyof TeamQuota, boolean>;
+  usage: TeamQuota;
+}
+
+/** Per-team limits: the control plane's defaults, or what a platform admin set for a team. */
+export class Quotas {
+  readonly #db: Db;
+  readonly #defaults: TeamQuota;
+
+  constructor(db: Db, defaults: Partial<TeamQuota> = {}) {
+    this.#db = db;
+    this.#defaults = { ...DEFAULT_TEAM_QUOTA, ...defaults };
+  }
+
+  async #limits(db: Db, teamId: string) {
+    const [t] = await db
+      .select({
+        sandboxes: teams.maxSandboxes,
+        vcpus: teams.maxVcpus,
+        memoryMb: teams.maxMemoryMb,
+        diskMb: teams.maxDiskMb,
+      })
+      .from(teams)
+      .where(eq(teams.id, teamId));
+    if (!t) throw new WrennError("not_found", `team ${teamId} not found`);
+    const d = this.#defaults;
+    return {
+      limits: {
+        sandboxes: t.sandboxes ?? d.sandboxes,
+        vcpus: t.vcpus ?? d.vcpus,
+        memoryMb: t.memoryMb ?? d.memoryMb,
+        diskMb: t.diskMb ?? d.diskMb,
+      },
+      custom: {
+        sandboxes: t.sandboxes !== null,
+        vcpus: t.vcpus !== null,
+        memoryMb: t.memoryMb !== null,
+        diskMb: t.diskMb !== null,
+      },
+    };
+  }
+
+  async #usage(db: Db, teamId: string): Promise<TeamQuota> {
+    const running = inArray(sandboxes.status, [...RUNNING]);
+    const [u] = await db
+      .select({
+        sandboxes: sql<string>`count(*) filter (where ${running})`,
+        vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}) filter (where ${running}), 0)`,
+        memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}) filter (where ${running}), 0)`,
+        diskMb: sql<string>`coalesce(sum(${sandboxes.diskSizeMb}), 0)`,
+      })
+      .from(sandboxes)
+      .where(and(eq(sandboxes.teamId, teamId), inArray(sandboxes.status, [...KEPT])));
+    return {
+      sandboxes: Number(u?.sandboxes ?? 0),
+      vcpus: Number(u?.vcpus ?? 0),
+      memoryMb: Number(u?.memoryMb ?? 0),
+      diskMb: Number(u?.diskMb ?? 0),
+    };
+  }
+
+  /**
+   * Refuses (429 `quota_exceeded`) what would take the team past a limit.
+   * Run it in the transaction that then reserves the room (the placement
+   * lock), so concurrent requests see each other.
+   */
+  async check(tx: Db, teamId: string, demand: TeamQuota): Promise<void> {
+    const { limits } = await this.#limits(tx, teamId);
+    const usage = await this.#usage(tx, teamId);
+    for (const key of Object.keys(NAMES) as Array<keyof TeamQuota>) {
+      if (demand[key] > 0 && usage[key] + demand[key] > limits[key]) {
+        throw new LimitError(
+          "quota_exceeded",
+          `team quota for ${NAMES[key]} exceeded: ${usage[key]} in use + ${demand[key]} asked > ${limits[key]}; pause or stop sandboxes, or ask a platform admin to raise the limit`,
+        );
+      }
+    }
+  }
+
+  async get(caller: Caller, teamId: string): Promise<TeamLimits> {
+    requireAdmin(caller);
+    return {
+      ...(await this.#limits(this.#db, teamId)),
+      usage: await this.#usage(this.#db, teamId),
+    };
+  }
+
+  /** Sets a team's limits; null puts one back to the default, absent leaves it. */
+  async set(
+    caller: Caller,
+    teamId: string,
+    values: { [K in keyof TeamQuota]?: number | null | undefined },
+  ): Promise<TeamLimits> {
+    requireAdmin(caller);
+    const set: Partial<typeof teams.$inferInsert> = {};
+    if (values.sandboxes !== undefined) set.maxSandboxes = values.sandboxes;
+    if (values.vcpus !== undefined) set.maxVcpus = values.vcpus;
+    if (values.memoryMb !== undefined) set.maxMemoryMb = values.memoryMb;
+    if (values.diskMb !== undefined) set.maxDiskMb = values.diskMb;
+    if (Object.keys(set).length > 0) {
+      const done = await this.#db.update(teams).set(set).where(eq(teams.id, teamId)).returning();
+      if (done.length === 0) throw new WrennError("not_found", `team ${teamId} not found`);
+    }
+    return this.get(caller, teamId);
+  }
+}
