@@ -4,6 +4,8 @@
  * shell in a sandbox and to check that nothing leaked.
  */
 import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,24 +78,78 @@ export class AgentHarness {
     this.baseline = await snapshotHostResources({ prefix: this.prefix, markers: [this.root] });
   }
 
-  async start(): Promise<void> {
-    this.agent = await startHostAgent({
+  private options(): HostAgentOptions {
+    return {
       listen: "127.0.0.1:0",
       dataDir: join(this.root, "data"),
       imageDir: imageDataDir(),
       bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
       networkPrefix: this.prefix,
       reapIntervalMs: 300,
-      log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),
       ...this.extra,
-    });
+    };
+  }
+
+  private connect(url: string): void {
     this.client = createClient(
       HostAgentService,
-      createConnectTransport({ baseUrl: this.agent.url, httpVersion: "1.1" }),
+      createConnectTransport({ baseUrl: url, httpVersion: "1.1" }),
     );
   }
 
+  async start(): Promise<void> {
+    this.agent = await startHostAgent({
+      ...this.options(),
+      log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),
+    });
+    this.connect(this.agent.url);
+  }
+
+  /** The agent running as its own process (a test may kill it, or arm a crash point). */
+  process: ChildProcess | undefined;
+
+  async startProcess(env: Record<string, string> = {}): Promise<void> {
+    const child = spawn(
+      process.execPath,
+      [join(import.meta.dirname, "fixtures", "agent-process.ts")],
+      {
+        env: { ...process.env, ...env, WRENN_TEST_AGENT: JSON.stringify(this.options()) },
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    this.process = child;
+    let out = "";
+    child.stdout.setEncoding("utf8");
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on("data", (d: string) => {
+        out += d;
+        const m = /^READY (\S+)$/m.exec(out);
+        if (m?.[1]) resolve(m[1]);
+      });
+      child.once("exit", (code, signal) =>
+        reject(new Error(`the agent process exited (${signal ?? code}) before it was ready`)),
+      );
+    });
+    this.connect(url);
+  }
+
+  /** Waits for the agent process to end; its signal (e.g. SIGKILL from a crash point). */
+  async processExit(): Promise<NodeJS.Signals | null> {
+    const child = this.process;
+    if (!child) return null;
+    this.process = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return child.signalCode;
+    const [, signal] = (await once(child, "exit")) as [number | null, NodeJS.Signals | null];
+    return signal;
+  }
+
+  async stopProcess(): Promise<void> {
+    this.process?.kill("SIGTERM");
+    await this.processExit();
+  }
+
   async tearDown(): Promise<void> {
+    await this.stopProcess();
     await this.agent?.shutdown();
     try {
       await assertNoLeaks(this.baseline);

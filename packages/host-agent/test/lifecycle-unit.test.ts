@@ -7,12 +7,13 @@
  */
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { isWrennError } from "@wrenn/shared/errors.ts";
 import { SandboxManager, type CreateParams } from "../src/sandbox/manager.ts";
+import { TemplateStore, type SnapshotMeta } from "../src/sandbox/templates.ts";
 import {
   Faults,
   MemoryNetwork,
@@ -221,5 +222,55 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     assert.deepEqual([...network.held], [1], "only the adopted sandbox's slot");
     await manager.destroy(alive.id);
     await assertNothingHeld();
+  });
+  test("an unreadable record is moved aside with its files, never deleted, and reported", async () => {
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await manager.close();
+    const dir = join(root, "data", "sandboxes", p.id);
+    await writeFile(join(dir, "record.json"), "{ torn");
+    manager = await newManager();
+    await manager.start();
+    assert.throws(
+      () => manager.get(p.id),
+      (err: unknown) => isWrennError(err, "not_found"),
+    );
+    assert.deepEqual(manager.reapedIds(), [p.id]);
+    const aside = (await readdir(join(root, "data", "sandboxes"))).filter((n) =>
+      n.startsWith(`.unreadable-${p.id}-`),
+    );
+    assert.equal(aside.length, 1);
+    const kept = join(root, "data", "sandboxes", aside[0] as string, "paused");
+    assert.deepEqual((await readdir(kept)).sort(), ["memfile", "state"], "memory kept");
+    await rm(join(root, "data", "sandboxes", aside[0] as string), { recursive: true });
+    storage.disks.clear(); // the operator's clean-up of the disk it held
+  });
+
+  test("a template overwrite cut between its renames: the old template comes back", async () => {
+    const store = new TemplateStore(join(root, "templates"));
+    const meta = (name: string, sourceSandbox: string): SnapshotMeta => ({
+      name,
+      vmm: "qemu",
+      vcpus: 1,
+      memoryMb: 256,
+      diskSizeMb: 64,
+      baseTemplate: "minimal",
+      sourceSandbox,
+      envdAccessToken: "",
+      createdAtMs: 0,
+    });
+    const first = await store.begin("t1");
+    await writeFile(join(first.dir, "rootfs.ext4"), "first");
+    await first.commit(meta("t1", "first"));
+    // What a crash right after `rename(target, old)` leaves: no t1, the old one aside,
+    // a finished build beside it (pid 2^22+1 is above Linux's pid_max: never alive).
+    const dead = 4194305;
+    await rename(store.path("t1"), join(root, "templates", `.old-t1-${dead}-1`));
+    await mkdir(join(root, "templates", `.building-t1-${dead}-2`));
+    await store.cleanupPartial();
+    assert.equal((await store.get("t1"))?.sourceSandbox, "first");
+    assert.equal(await readFile(join(store.path("t1"), "rootfs.ext4"), "utf8"), "first");
+    assert.deepEqual(await readdir(join(root, "templates")), ["t1"]);
   });
 });

@@ -6,6 +6,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
+import { crashPoint } from "../util/crash-point.ts";
 import { GUEST_IP, TAP_IP } from "../network/network.ts";
 import { BootSnapshots, BUILDER_PREFIX, type Shape } from "./boot-snapshots.ts";
 import type { SandboxHost } from "./host.ts";
@@ -145,7 +146,9 @@ async function bootVm(host: SandboxHost, live: Live): Promise<SandboxRecord> {
     }
     record.basePath = template.rootfs;
     const slot = await acquireSlot(host, live, log, "create", undo);
+    crashPoint("create:after-network");
     const disk = await createDisk(host, live, log, template.rootfs, undo);
+    crashPoint("create:after-disk");
     const vm = started(
       live,
       await timed(log, "create.boot", () =>
@@ -165,6 +168,7 @@ async function bootVm(host: SandboxHost, live: Live): Promise<SandboxRecord> {
       ),
       undo,
     );
+    crashPoint("create:after-vm");
     await attachVm(host, live, vm, "create", false);
     log.info(
       { ms: Math.round(performance.now() - t0), vmm: record.vmm, pid: vm.pid },
@@ -205,7 +209,9 @@ async function restoreTemplate(
     const files = store.files(snap.name);
     record.basePath = files.rootfs;
     const slot = await acquireSlot(host, live, log, "create", undo);
+    crashPoint("create:after-network");
     const disk = await createDisk(host, live, log, files.rootfs, undo);
+    crashPoint("create:after-disk");
     const kernel = await host.currentKernel();
     const vm = started(
       live,
@@ -219,6 +225,7 @@ async function restoreTemplate(
       ),
       undo,
     );
+    crashPoint("create:after-vm");
     await attachVm(host, live, vm, "create", true);
     log.info(
       { ms: Math.round(performance.now() - t0), vmm: record.vmm, pid: vm.pid },

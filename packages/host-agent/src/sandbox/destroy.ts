@@ -8,7 +8,9 @@ export async function destroy(host: SandboxHost, id: string): Promise<void> {
   await host.registry.withLock(id, async () => {
     live.stopping = true;
     live.envd?.close();
-    await timed(host.log, "destroy", () => teardown(host, live.record, live.vm), { sandbox: id });
+    await timed(host.log, "destroy", () => teardown(host, live.record, live.vm, true), {
+      sandbox: id,
+    });
     host.registry.delete(id);
   });
 }

@@ -9,6 +9,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import type { SandboxDisk } from "../storage/storage.ts";
+import { crashPoint } from "../util/crash-point.ts";
 import type { SandboxHost } from "./host.ts";
 import { Rollback } from "./rollback.ts";
 
@@ -33,8 +34,16 @@ export async function pause(
     const keep = host.keepDir(id);
     await mkdir(keep, { recursive: true });
     const undo = new Rollback(log);
+    // What a crashed agent's successor must finish or undo (recovery.ts).
+    record.op = { kind: "pause", memorySaved: false };
+    await host.records.save(record);
+    undo.push("forget the pause", () => {
+      delete record.op;
+      return host.records.save(record);
+    });
     await timed(log, "pause.freeze", () => vm.pause());
     undo.push("resume vcpus", () => vm.resume());
+    crashPoint("pause:after-freeze");
     try {
       const template = host.templateDirOf(record);
       await vmm.saveMemory(vm, {
@@ -43,18 +52,25 @@ export async function pause(
         memoryMb: record.memoryMb,
         log,
       });
+      record.op = { kind: "pause", memorySaved: true };
+      await host.records.save(record);
     } catch (err) {
       log.warn({ err: messageOf(err) }, "pause failed before the VMM stopped; resuming vCPUs");
       await undo.run();
       throw err;
     }
+    crashPoint("pause:after-memory");
     live.stopping = true;
     try {
       await timed(log, "pause.stop_vmm", () => vm.stop());
       record.vm = null;
       live.vm = null;
+      crashPoint("pause:after-stop");
       const disk = record.disk as SandboxDisk;
       record.disk = await timed(log, "pause.detach_disk", () => storage.detach(disk, keep));
+      // Where the disk is now, before anything else: recovery finds it there.
+      await host.records.save(record);
+      crashPoint("pause:after-detach");
       await timed(log, "pause.release_network", () => network.release(slot));
       live.slot = null;
       record.slotIndex = null;
@@ -63,6 +79,7 @@ export async function pause(
       // Reported together with the state, so no one sees "paused" without "auto".
       if (reason === "ttl") host.registry.autoPaused.add(id);
       record.status = "paused";
+      delete record.op;
       await host.records.save(record);
       await rm(host.runDir(id), { recursive: true, force: true });
     } catch (err) {
@@ -73,6 +90,7 @@ export async function pause(
       live.envd?.close();
       live.envd = null;
       record.status = "failed";
+      delete record.op;
       record.error = `pause failed after the VM stopped (its memory and disk are kept until it is destroyed): ${messageOf(err)}`;
       await host.records.save(record).catch((e: unknown) => {
         log.error({ err: messageOf(e) }, "could not record the failed pause");

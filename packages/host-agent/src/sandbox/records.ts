@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { fsyncDir, writeFileDurable } from "../util/fs.ts";
 import { join } from "node:path";
 import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmRecord, VmmName } from "../vmm/vmm.ts";
@@ -37,6 +38,11 @@ export interface SandboxRecord {
   /** The boot snapshot of its base template this sandbox was restored from, if any. */
   bootSnapshot?: string | null;
   error?: string;
+  /**
+   * A pause or resume under way, for the agent after a crash: what it must
+   * finish or undo so that no saved memory or disk is lost (see recovery.ts).
+   */
+  op?: { kind: "pause"; memorySaved: boolean } | { kind: "resume" };
 }
 
 export class RecordStore {
@@ -50,13 +56,23 @@ export class RecordStore {
     return join(this.dir, id);
   }
 
-  /** Atomic: a crash mid-write leaves the previous record, never half of one. */
+  /** Durable and atomic: a crash at any point leaves the previous record or this one. */
   async save(record: SandboxRecord): Promise<void> {
     const dir = this.sandboxDir(record.id);
     await mkdir(dir, { recursive: true });
-    const tmp = join(dir, "record.json.tmp");
-    await writeFile(tmp, JSON.stringify(record, null, 2));
-    await rename(tmp, join(dir, "record.json"));
+    await writeFileDurable(join(dir, "record.json"), JSON.stringify(record, null, 2));
+  }
+
+  /**
+   * A sandbox directory whose record cannot be read: moved aside under
+   * `.unreadable-<id>-<time>` (never deleted: it may hold a user's disk and
+   * memory), and the new path returned for the report.
+   */
+  async quarantine(id: string): Promise<string> {
+    const aside = join(this.dir, `.unreadable-${id}-${Date.now()}`);
+    await rename(this.sandboxDir(id), aside);
+    await fsyncDir(this.dir);
+    return aside;
   }
 
   async remove(id: string): Promise<void> {
@@ -68,6 +84,7 @@ export class RecordStore {
     const records: SandboxRecord[] = [];
     const unreadable: string[] = [];
     for (const id of await readdir(this.dir)) {
+      if (id.startsWith(".")) continue; // set aside by quarantine()
       try {
         const text = await readFile(join(this.dir, id, "record.json"), "utf8");
         records.push(upgrade(JSON.parse(text) as SandboxRecord & { pageServer?: unknown }));

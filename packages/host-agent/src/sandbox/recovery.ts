@@ -1,11 +1,14 @@
 /**
  * Agent start: re-adopt VMs that are still alive and healthy, keep paused
- * sandboxes whose disks are there, tear down the rest (a crash mid-create, a
- * VM that died while the agent was down), then remove network leftovers no
- * record accounts for.
+ * sandboxes whose disks are there, finish or undo a pause or resume a crash
+ * cut short (never losing saved memory or disk), tear down the rest (a crash
+ * mid-create, a VM that died while the agent was down), then remove network
+ * leftovers and VMM processes no record accounts for.
  */
+import { rm } from "node:fs/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
+import { killIfNamed, killStrays } from "../util/process.ts";
 import { BUILDER_PREFIX } from "./boot-snapshots.ts";
 import type { SandboxHost } from "./host.ts";
 import type { SandboxRecord } from "./records.ts";
@@ -19,15 +22,37 @@ export async function recover(host: SandboxHost): Promise<void> {
   await host.templates.cleanupPartial();
   const { records, unreadable } = await host.records.loadAll();
   for (const id of unreadable) {
-    log.warn({ sandbox: id }, "unreadable sandbox record; removing its directory");
-    await host.records.remove(id);
+    const aside = await host.records.quarantine(id);
+    log.error(
+      { sandbox: id, movedTo: aside },
+      "unreadable sandbox record: its directory was moved aside, not deleted; inspect it, then remove it",
+    );
+    registry.reaped.set(id, `its record could not be read; its files were moved to ${aside}`);
   }
   await host.bootSnapshots?.store.cleanupPartial();
   const keep: number[] = [];
   for (const record of records) {
+    const slog = log.child({ sandbox: record.id });
     if (record.id.startsWith(BUILDER_PREFIX)) {
       // A boot snapshot's builder the last agent did not finish: nobody waits for it.
       await teardown(host, record, null);
+      continue;
+    }
+    const op = record.op;
+    if (op?.kind === "pause" && op.memorySaved) {
+      slog.warn("the agent stopped mid-pause after the memory was saved; finishing the pause");
+      await settlePaused(host, record);
+      continue;
+    }
+    if (op?.kind === "resume") {
+      if (record.status === "running" && (await adopt(host, record, false).catch(() => false))) {
+        keep.push(record.slotIndex as number);
+        delete record.op;
+        await host.records.save(record);
+        continue;
+      }
+      slog.warn("the agent stopped mid-resume; the sandbox is paused again");
+      await settlePaused(host, record);
       continue;
     }
     if (record.status === "paused") {
@@ -35,7 +60,7 @@ export async function recover(host: SandboxHost): Promise<void> {
         registry.set(newLive(record));
         continue;
       }
-      log.warn({ sandbox: record.id }, "paused sandbox lost its disk; removing it");
+      slog.warn("paused sandbox lost its disk; removing it");
     }
     if (record.status === "failed" && record.disk) {
       // A pause that failed after its VM stopped: its memory and disk stay
@@ -45,22 +70,42 @@ export async function recover(host: SandboxHost): Promise<void> {
       registry.set(newLive(record));
       continue;
     }
-    const adopted = await adopt(host, record).catch((err: unknown) => {
-      log.warn({ sandbox: record.id, err: messageOf(err) }, "re-adopt failed");
+    // A pause cut short before the memory was saved: the VM may be frozen.
+    const unfreeze = op?.kind === "pause";
+    const adopted = await adopt(host, record, unfreeze).catch((err: unknown) => {
+      slog.warn({ err: messageOf(err) }, "re-adopt failed");
       return false;
     });
     if (adopted) {
       keep.push(record.slotIndex as number);
+      if (unfreeze) {
+        delete record.op;
+        await host.records.save(record);
+      }
       continue;
     }
     await teardown(host, record, null);
     registry.reaped.set(record.id, "its VM was gone when the agent restarted; resources released");
-    log.info({ sandbox: record.id }, "removed sandbox whose VM did not survive the restart");
+    slog.info("removed sandbox whose VM did not survive the restart");
   }
   await network.cleanupStale(keep);
+  const running = registry.all().filter((l) => l.vm !== null);
+  const strays = await killStrays(
+    host.opts.runRoot,
+    running.map((l) => host.runDir(l.record.id)),
+  );
+  if (strays.length > 0) log.warn({ pids: strays }, "killed VMM processes no record accounted for");
 }
 
-async function adopt(host: SandboxHost, record: SandboxRecord): Promise<boolean> {
+/**
+ * Running again as it was: the VM alive, its envd answering. `unfreeze`
+ * resumes its vCPUs first (a pause that stopped before saving the memory).
+ */
+async function adopt(
+  host: SandboxHost,
+  record: SandboxRecord,
+  unfreeze: boolean,
+): Promise<boolean> {
   if (record.status !== "running" || record.vm === null || record.slotIndex === null) return false;
   const { vmm, network } = host.opts;
   const vm = await vmm.adopt(record.vm);
@@ -72,6 +117,7 @@ async function adopt(host: SandboxHost, record: SandboxRecord): Promise<boolean>
     record.envdAccessToken,
     live.gone.signal,
   );
+  if (unfreeze) await vm.resume().catch(() => undefined);
   if (!(await envd.healthy(3000))) {
     envd.close();
     await vm.stop().catch(() => undefined);
@@ -83,4 +129,40 @@ async function adopt(host: SandboxHost, record: SandboxRecord): Promise<boolean>
   watchExit(host, live, vm);
   host.log.info({ sandbox: record.id, pid: vm.pid }, "re-adopted running sandbox");
   return true;
+}
+
+/**
+ * A sandbox whose memory is saved in its pause folder ends paused: its VM
+ * stopped, its disk detached into the pause folder, its slot released. A
+ * step that fails leaves it failed with its memory and disk kept.
+ */
+async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<void> {
+  const { vmm, storage, network } = host.opts;
+  const log = host.log.child({ sandbox: record.id });
+  try {
+    if (record.vm) {
+      const vm = await vmm.adopt(record.vm).catch(() => null);
+      if (vm) await vm.stop();
+      else await killIfNamed(record.vm.pid, record.vm.vmId);
+      record.vm = null;
+    }
+    if (record.disk) {
+      await storage.adopt(record.disk);
+      record.disk = await storage.detach(record.disk, host.keepDir(record.id));
+    }
+    if (record.slotIndex !== null) {
+      await network.release(network.adopt(record.slotIndex));
+      record.slotIndex = null;
+    }
+    await rm(host.runDir(record.id), { recursive: true, force: true });
+    record.status = "paused";
+  } catch (err) {
+    log.error({ err: messageOf(err) }, "could not settle the sandbox as paused; keeping its files");
+    record.status = "failed";
+    record.error = `the agent restarted during a pause or resume and could not finish it (its memory and disk are kept until it is destroyed): ${messageOf(err)}`;
+    record.slotIndex = null;
+  }
+  delete record.op;
+  await host.records.save(record);
+  host.registry.set(newLive(record));
 }

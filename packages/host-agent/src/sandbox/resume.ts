@@ -7,6 +7,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
+import { crashPoint } from "../util/crash-point.ts";
 import type { SandboxHost } from "./host.ts";
 import type { SandboxRecord } from "./records.ts";
 import { Rollback } from "./rollback.ts";
@@ -33,6 +34,9 @@ export async function resume(
     const keep = host.keepDir(id);
     const undo = new Rollback(log);
     try {
+      // A crash from here on leaves what recovery.ts undoes: the sandbox paused again.
+      record.op = { kind: "resume" };
+      await host.records.save(record);
       undo.push("remove run dir", () => rm(host.runDir(id), { recursive: true, force: true }));
       await mkdir(host.runDir(id), { recursive: true });
       const disk = await timed(log, "resume.attach_disk", () =>
@@ -42,7 +46,10 @@ export async function resume(
       undo.push("move the disk back into the pause folder", async () => {
         record.disk = await storage.detach(disk, keep);
       });
+      await host.records.save(record);
+      crashPoint("resume:after-attach");
       const slot = await acquireSlot(host, live, log, "resume", undo);
+      crashPoint("resume:after-network");
       const kernel = await host.currentKernel();
       const vm = started(
         live,
@@ -58,10 +65,14 @@ export async function resume(
       );
       if (timeoutSec) record.timeoutSec = timeoutSec;
       await attachVm(host, live, vm, "resume", true);
+      crashPoint("resume:after-restore");
+      delete record.op;
+      await host.records.save(record);
     } catch (err) {
       log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
       await undo.run();
       live.vm = null;
+      delete record.op;
       record.status = "paused";
       live.stopping = false;
       await host.records.save(record);

@@ -6,6 +6,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
+import { crashPoint } from "../util/crash-point.ts";
 import type { SandboxHost } from "./host.ts";
 import { pause } from "./pause.ts";
 import {
@@ -76,7 +77,9 @@ export async function saveSnapshot(
     await timed(log, "snapshot.flatten_disk", () =>
       host.opts.storage.flatten(disk, join(build.dir, "rootfs.ext4"), { shrink: false }),
     );
+    crashPoint("snapshot:after-flatten");
     await timed(log, "snapshot.copy_memory", () => host.opts.vmm.copyMemory(keep, build.dir));
+    crashPoint("snapshot:after-copy");
     const meta: SnapshotMeta = {
       name,
       vmm: record.vmm,

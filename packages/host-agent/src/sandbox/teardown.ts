@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { crashPoint } from "../util/crash-point.ts";
 import { killIfNamed } from "../util/process.ts";
 import type { VmHandle } from "../vmm/vmm.ts";
 import type { SandboxHost } from "./host.ts";
@@ -14,6 +15,8 @@ export async function teardown(
   host: SandboxHost,
   record: SandboxRecord,
   vm: VmHandle | null,
+  /** A user's destroy: the crash-point tests cut it between steps. */
+  destroying = false,
 ): Promise<void> {
   const { vmm, storage, network } = host.opts;
   const undo = new Rollback(host.log.child({ sandbox: record.id }));
@@ -25,7 +28,9 @@ export async function teardown(
     undo.push("release network", () => network.release(network.adopt(slotIndex)));
   }
   const disk = record.disk;
+  if (destroying) undo.push("crash point", async () => crashPoint("destroy:after-disk"));
   if (disk) undo.push("destroy disk", () => storage.destroy(disk));
+  if (destroying) undo.push("crash point", async () => crashPoint("destroy:after-stop"));
   undo.push("stop vm", async () => {
     if (vm) return vm.stop();
     if (!record.vm) return;

@@ -1,6 +1,7 @@
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { exists, fsyncDir, writeFileDurable } from "../util/fs.ts";
 import { isAlive } from "../util/process.ts";
 import type { VmmName } from "../vmm/vmm.ts";
 
@@ -91,7 +92,9 @@ export class TemplateStore {
     return {
       dir,
       commit: async (meta) => {
-        await writeFile(join(dir, "meta.json"), JSON.stringify(meta, null, 2));
+        // Its files reach the disk before the template is visible under its name.
+        await syncTree(dir);
+        await writeFileDurable(join(dir, "meta.json"), JSON.stringify(meta, null, 2));
         const target = this.path(name);
         if (keepExisting) {
           // rename(2) onto a non-empty directory fails: the first commit stays.
@@ -99,13 +102,17 @@ export class TemplateStore {
             if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
             await rm(dir, { recursive: true, force: true });
           });
+          await fsyncDir(this.dir);
           return;
         }
+        // A crash between the two renames leaves no template under `name`
+        // and the old one aside: cleanupPartial puts it back.
         const old = join(this.dir, `.old-${name}-${process.pid}-${unique()}`);
         await rename(target, old).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== "ENOENT") throw err;
         });
         await rename(dir, target);
+        await fsyncDir(this.dir);
         await rm(old, { recursive: true, force: true });
       },
     };
@@ -126,8 +133,16 @@ export class TemplateStore {
     await mkdir(this.dir, { recursive: true });
     for (const name of await readdir(this.dir)) {
       if (!name.startsWith(".building-") && !name.startsWith(".old-")) continue;
-      const pid = Number(/-(\d+)-\d+$/.exec(name)?.[1]);
+      const m = /^\.(?:building|old)-(.+)-(\d+)-\d+$/.exec(name);
+      const pid = Number(m?.[2]);
       if (pid !== process.pid && Number.isInteger(pid) && pid > 0 && (await isAlive(pid))) continue;
+      const template = m?.[1];
+      if (name.startsWith(".old-") && template && !(await exists(this.path(template)))) {
+        // An overwrite cut between its renames: the old template is still the template.
+        await rename(join(this.dir, name), this.path(template));
+        await fsyncDir(this.dir);
+        continue;
+      }
       await rm(join(this.dir, name), { recursive: true, force: true });
     }
   }
@@ -146,4 +161,20 @@ let sequence = 0;
 /** Digits no other build of this process has (two can start in one millisecond). */
 function unique(): string {
   return `${Date.now()}${String(sequence++).padStart(4, "0")}`;
+}
+
+/** fsyncs every file under `dir` and the directories themselves. */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const path = join(entry.parentPath, entry.name);
+    if (entry.isFile()) {
+      const fh = await open(path, "r");
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } else if (entry.isDirectory()) await fsyncDir(path);
+  }
+  await fsyncDir(dir);
 }

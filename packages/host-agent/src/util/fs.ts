@@ -1,6 +1,7 @@
 /** File helpers every layer of the host agent uses. */
 import { constants } from "node:fs";
-import { copyFile, rename, rm, stat } from "node:fs/promises";
+import { copyFile, open, rename, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 
 /** Whether `path` exists (following links); an unreadable path counts as absent. */
@@ -38,5 +39,33 @@ export async function copySparse(
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Replaces `path` with `data` so that a crash at any moment leaves either
+ * the old content or the new, never a mix or nothing: a temporary file,
+ * fsync'd, renamed over it, and the directory fsync'd so the rename lasts.
+ */
+export async function writeFileDurable(path: string, data: string | Buffer): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, "w");
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
+
+/** Makes the entries of `dir` (creations, renames, removals) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

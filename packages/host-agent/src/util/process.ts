@@ -109,3 +109,25 @@ export async function tail(path: string, lines = 8): Promise<string> {
     await fh?.close();
   }
 }
+
+/**
+ * Kills every process whose command line names a path under `dir` but none
+ * under the `keep` dirs: VMMs and page servers an agent started and died
+ * before it recorded (a crash between spawn and the record's write).
+ */
+export async function killStrays(dir: string, keep: string[]): Promise<number[]> {
+  const under = (d: string) => (d.endsWith("/") ? d : `${d}/`);
+  const prefix = under(dir);
+  const kept = keep.map(under);
+  const killed: number[] = [];
+  for (const name of await readdir("/proc").catch(() => [])) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const argv = await cmdlineOf(pid);
+    if (!argv?.some((arg) => arg.includes(prefix))) continue;
+    if (argv.some((arg) => kept.some((k) => arg.includes(k)))) continue;
+    await killIfNamed(pid, prefix);
+    killed.push(pid);
+  }
+  return killed;
+}
