@@ -18,6 +18,13 @@ export interface AgentTarget {
 /** Generous enough for a cold boot under TCG; a hung agent still fails the call. */
 export const DEFAULT_AGENT_TIMEOUT_MS = 120_000;
 
+/**
+ * Largest Connect message taken from or sent to an agent: an exec reply
+ * carries up to 16 MiB of each stream (the agent's cap), and nothing larger
+ * is ever buffered here whatever an agent sends.
+ */
+export const AGENT_MESSAGE_MAX_BYTES = 48 * 1024 * 1024;
+
 export interface AgentPoolOptions {
   /** Deadline of a call when the caller gives none (default DEFAULT_AGENT_TIMEOUT_MS). */
   defaultTimeoutMs?: number | undefined;
@@ -92,6 +99,8 @@ export class AgentPool {
         // Without this the agent gzips every response message over 1 KiB: file chunks
         // cost ~100 ms of CPU per MiB on both sides, for bytes that rarely shrink.
         acceptCompression: [],
+        readMaxBytes: AGENT_MESSAGE_MAX_BYTES,
+        writeMaxBytes: AGENT_MESSAGE_MAX_BYTES,
         interceptors: host.secret
           ? [
               (next) => (req) => {

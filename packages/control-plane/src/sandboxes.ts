@@ -434,8 +434,8 @@ export class SandboxService {
         ),
       (req.timeout_sec + 15) * 1000,
     );
-    const stdout = utf8(res.stdout);
-    const stderr = utf8(res.stderr);
+    const stdout = utf8(res.stdoutTruncated ? wholeChars(res.stdout) : res.stdout);
+    const stderr = utf8(res.stderrTruncated ? wholeChars(res.stderr) : res.stderr);
     const text = stdout !== null && stderr !== null;
     return {
       stdout: text ? stdout : Buffer.from(res.stdout).toString("base64"),
@@ -443,6 +443,8 @@ export class SandboxService {
       exit_code: res.exitCode,
       duration_ms: Number(res.durationMs),
       encoding: text ? ("utf-8" as const) : ("base64" as const),
+      stdout_truncated: res.stdoutTruncated,
+      stderr_truncated: res.stderrTruncated,
     };
   }
 
@@ -643,6 +645,21 @@ function requireKnown(row: SandboxRow): void {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A truncated output's cut may fall inside a UTF-8 character: drop that
+ * partial character (at most 3 bytes) so text output stays text.
+ */
+function wholeChars(bytes: Uint8Array): Uint8Array {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const b = bytes[bytes.length - back] as number;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    // A lead byte: keep it only if its whole sequence is there.
+    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return need > back ? bytes.subarray(0, bytes.length - back) : bytes;
+  }
+  return bytes;
+}
 
 function utf8(bytes: Uint8Array): string | null {
   try {

@@ -198,6 +198,16 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           const code = Code[failing as keyof typeof Code];
           throw new ConnectError(`the agent says ${failing}`, code ?? Code.Unknown);
         }
+        if (req.cmd === "truncated") {
+          // The agent's cap fell inside "€" (e2 82 ac).
+          return {
+            stdout: new Uint8Array([0x61, 0x62, 0xe2, 0x82]),
+            stderr: new Uint8Array(),
+            stdoutTruncated: true,
+            exitCode: 0,
+            durationMs: 1n,
+          };
+        }
         if (req.cmd === "binary") {
           return {
             stdout: new Uint8Array([0xff, 0xfe, 0x00]),

@@ -32,7 +32,19 @@ for (const kind of DATABASES) {
         exit_code: 0,
         duration_ms: 3,
         encoding: "utf-8",
+        stdout_truncated: false,
+        stderr_truncated: false,
       });
+      // Past the agent's cap: said so, and a character the cut split is dropped (text stays text).
+      const cut = await h.api(`/v1/sandboxes/${sb.sandbox_id}/exec`, {
+        method: "POST",
+        json: { cmd: "truncated" },
+      });
+      const cutBody = (await cut.json()) as Record<string, unknown>;
+      assert.equal(cutBody.stdout, "ab");
+      assert.equal(cutBody.encoding, "utf-8");
+      assert.equal(cutBody.stdout_truncated, true);
+      assert.equal(cutBody.stderr_truncated, false);
       const bin = await h.api(`/v1/sandboxes/${sb.sandbox_id}/exec`, {
         method: "POST",
         json: { cmd: "binary" },

@@ -19,7 +19,12 @@ import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
 import { MetricsSampler } from "./sandbox/metrics.ts";
 import { createGuestProxy } from "./proxy/proxy.ts";
-import { HOST_SECRET_PATTERN, hostAgentService, hostSecretInterceptor } from "./service.ts";
+import {
+  AGENT_MESSAGE_MAX_BYTES,
+  HOST_SECRET_PATTERN,
+  hostAgentService,
+  hostSecretInterceptor,
+} from "./service.ts";
 import { checkTls, listenAgent, requireSecretOffLoopback, type AgentTls } from "./listener.ts";
 
 export interface HostAgentOptions {
@@ -193,6 +198,9 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   metrics.start();
 
   const handler = connectNodeAdapter({
+    // Every message is bounded: an exec reply holds up to 2 × 16 MiB of output.
+    readMaxBytes: AGENT_MESSAGE_MAX_BYTES,
+    writeMaxBytes: AGENT_MESSAGE_MAX_BYTES,
     routes(router) {
       router.service(HostAgentService, hostAgentService(manager, hostId, dataDir, metrics));
     },

@@ -153,6 +153,12 @@ async function info(manager: SandboxManager, r: SandboxRecord): Promise<SandboxI
 
 const FILE_CHUNK = 256 * 1024;
 
+/** The unary ReadFile's limit: its reply is one message held whole in memory. */
+export const READ_FILE_MAX_BYTES = 32 * 1024 * 1024;
+
+/** Largest Connect message the agent reads or writes (an exec reply: 2 × 16 MiB of output). */
+export const AGENT_MESSAGE_MAX_BYTES = 48 * 1024 * 1024;
+
 /** What fits an HTTP header unquoted; the control plane checks the same. */
 export const HOST_SECRET_PATTERN = /^[\x21-\x7e]{16,256}$/;
 
@@ -280,6 +286,8 @@ export function hostAgentService(
         stderr: r.stderr,
         exitCode: r.exitCode,
         durationMs: BigInt(r.durationMs),
+        stdoutTruncated: r.stdoutTruncated,
+        stderrTruncated: r.stderrTruncated,
       };
     }),
     execStream: guardStream(async function* (req) {
@@ -307,8 +315,20 @@ export function hostAgentService(
       const id = parse(sandboxId, req.sandboxId);
       const path = parse(guestPath, req.path);
       const body = await manager.envdOf(id).readFile(path, parse(user, req.user) || undefined);
+      // One message holds the whole file: past the cap it is refused, not buffered.
       const chunks: Uint8Array[] = [];
-      for await (const c of body) chunks.push(c);
+      let size = 0;
+      for await (const c of body as AsyncIterable<Uint8Array>) {
+        size += c.length;
+        if (size > READ_FILE_MAX_BYTES) {
+          body.destroy();
+          throw new WrennError(
+            "resource_exhausted",
+            `${path} is larger than ${READ_FILE_MAX_BYTES / (1024 * 1024)} MiB: read it with ReadFileStream`,
+          );
+        }
+        chunks.push(c);
+      }
       return { content: Buffer.concat(chunks) };
     }),
     writeFileStream: guard(async (reqs) => {

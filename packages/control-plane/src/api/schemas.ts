@@ -312,6 +312,13 @@ export const ExecResult = z
     exit_code: z.number().int(),
     duration_ms: z.number().int(),
     encoding: z.enum(["utf-8", "base64"]),
+    stdout_truncated: z.boolean().openapi({
+      description:
+        "The command wrote more than 16 MiB to stdout: `stdout` holds its first 16 MiB, the rest was dropped (stream the command to get all of it)",
+    }),
+    stderr_truncated: z.boolean().openapi({
+      description: "As `stdout_truncated`, for stderr",
+    }),
   })
   .openapi("ExecResult");
 

@@ -10,6 +10,14 @@ import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 
 export const ENVD_PORT = 49983;
 
+/**
+ * The guest is not trusted: no message or answer it sends is buffered past
+ * these. envd's output events are small chunks; a process stream message
+ * past 4 MiB is an error, as is a JSON answer past 1 MiB.
+ */
+const ENVD_MESSAGE_MAX_BYTES = 4 * 1024 * 1024;
+const ENVD_TEXT_MAX_BYTES = 1024 * 1024;
+
 export interface ExecOptions {
   cmd: string;
   args: string[];
@@ -84,6 +92,8 @@ export class EnvdClient {
         baseUrl: this.baseUrl,
         httpVersion: "1.1",
         useBinaryFormat: true,
+        readMaxBytes: ENVD_MESSAGE_MAX_BYTES,
+        writeMaxBytes: ENVD_MESSAGE_MAX_BYTES,
         nodeOptions: { agent: this.agent },
       }),
     );
@@ -373,9 +383,21 @@ function ok(res: IncomingMessage): boolean {
   return (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300;
 }
 
-async function readText(res: IncomingMessage): Promise<string> {
+/** A small answer's body as text; a longer one is an error (and its connection is dropped). */
+async function readText(res: IncomingMessage, max = ENVD_TEXT_MAX_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of res) chunks.push(c as Buffer);
+  let size = 0;
+  for await (const c of res) {
+    size += (c as Buffer).length;
+    if (size > max) {
+      res.destroy();
+      throw new WrennError(
+        "unavailable",
+        `envd answered more than ${max} bytes where it should not`,
+      );
+    }
+    chunks.push(c as Buffer);
+  }
   return Buffer.concat(chunks).toString("utf8");
 }
 

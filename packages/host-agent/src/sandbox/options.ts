@@ -59,6 +59,9 @@ export interface ExecParams {
 export interface ExecResult {
   stdout: Buffer;
   stderr: Buffer;
+  /** The stream wrote more than the buffered cap: `stdout`/`stderr` hold its first bytes only. */
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
   exitCode: number;
   durationMs: number;
 }

@@ -553,6 +553,9 @@ export declare const ExecRequestSchema: GenMessage<ExecRequest>;
  */
 export declare type ExecResponse = Message<"hostagent.v1.ExecResponse"> & {
   /**
+   * At most the agent's buffered cap (16 MiB) of each stream; the rest of a
+   * longer output is dropped (the command still runs to its end).
+   *
    * @generated from field: bytes stdout = 1;
    */
   stdout: Uint8Array;
@@ -571,6 +574,18 @@ export declare type ExecResponse = Message<"hostagent.v1.ExecResponse"> & {
    * @generated from field: int64 duration_ms = 4;
    */
   durationMs: bigint;
+
+  /**
+   * The stream wrote more than the cap: stdout/stderr hold its first bytes.
+   *
+   * @generated from field: bool stdout_truncated = 5;
+   */
+  stdoutTruncated: boolean;
+
+  /**
+   * @generated from field: bool stderr_truncated = 6;
+   */
+  stderrTruncated: boolean;
 };
 
 /**
