@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { isWrennError } from "@wrenn/shared/errors.ts";
-import { buildInitramfs, planModules, readModuleTree } from "../src/image/kernel.ts";
+import { buildInitramfs, planModules, readModuleTree } from "../src/image/initramfs.ts";
 import {
   type AptDepends,
   aptDepends,

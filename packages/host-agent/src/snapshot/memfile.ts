@@ -6,6 +6,10 @@
  *     `memfile.<buildId>`, its mapping laid over the parent's; generation + 1.
  *   - After `maxGenerations` diffs the chain collapses into one Full.
  * All IO is chunked, so a large guest never needs its size in JS heap.
+ *
+ * Over 400 lines on purpose: Full and Diff share the chunk loop, the
+ * zero-block test, the data-file commit and the pruning of unreferenced
+ * generations; split, each half would import the other's internals.
  */
 import {
   link,
