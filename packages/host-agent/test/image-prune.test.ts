@@ -11,7 +11,8 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { findLeftovers, liveAgents, removeUnused } from "../src/image/prune.ts";
+import { findLeftovers, removeUnused } from "../src/image/prune.ts";
+import { liveAgents } from "../src/network/claim.ts";
 import { imagePathsInUse } from "../src/sandbox/records.ts";
 import { bootSnapshotsDir } from "../src/image/store.ts";
 

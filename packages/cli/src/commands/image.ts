@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImages, checkImagePrerequisites } from "@wrenn/host-agent/image/build.ts";
-import { findLeftovers, liveAgents, removeUnused } from "@wrenn/host-agent/image/prune.ts";
+import { findLeftovers, removeUnused } from "@wrenn/host-agent/image/prune.ts";
+import { liveAgents } from "@wrenn/host-agent/network/claim.ts";
 import { imagePathsInUse } from "@wrenn/host-agent/sandbox/records.ts";
 import { isDebootstrapChatter } from "@wrenn/host-agent/image/rootfs.ts";
 import {

@@ -1,10 +1,7 @@
 import { readdir, readFile, realpath, rm } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
-import { allocated, type SnapshotMeta } from "../sandbox/templates.ts";
-import { CLAIM_DIR } from "../network/claim.ts";
-import { allocatedBytes } from "../storage/image.ts";
-import { isAlive } from "../util/process.ts";
+import { allocatedBytes, allocatedUnder } from "../util/fs.ts";
 import { bootSnapshotsDir, findKernel, templateDir } from "./store.ts";
 
 /** Something an image rebuild left behind. */
@@ -20,6 +17,12 @@ export interface Leftover {
 export interface PathInUse {
   path: string;
   sandboxId: string;
+}
+
+/** What prune reads of a boot snapshot's meta.json (written by the agent's template store). */
+interface BootSnapshotMeta {
+  baseTemplate?: string;
+  source?: { rootfs: string; kernel: string };
 }
 
 const ROOTFS_VERSION = /^rootfs-[0-9a-f]+\.ext4$/;
@@ -85,9 +88,9 @@ export async function findLeftovers(
   for (const name of await dirNames(snapshots)) {
     if (name.startsWith(".")) continue; // builds in progress: the agent's
     const path = await realOrSame(join(snapshots, name));
-    let meta: SnapshotMeta | null = null;
+    let meta: BootSnapshotMeta | null = null;
     try {
-      meta = JSON.parse(await readFile(join(path, "meta.json"), "utf8")) as SnapshotMeta;
+      meta = JSON.parse(await readFile(join(path, "meta.json"), "utf8")) as BootSnapshotMeta;
     } catch {
       // Unreadable: as stale as one without a source.
     }
@@ -102,22 +105,11 @@ export async function findLeftovers(
       what: source
         ? "a boot snapshot of an old image or kernel"
         : "a boot snapshot of unknown origin",
-      bytes: await allocated(path),
+      bytes: await allocatedUnder(path),
       usedBy: usedBy(path),
     });
   }
   return out;
-}
-
-/** Host agents running on this machine (each holds its network prefix's claim). */
-export async function liveAgents(claimDir = CLAIM_DIR): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await dirNames(claimDir)) {
-    if (!/^network-.+\.pid$/.test(name)) continue;
-    const pid = Number((await readFile(join(claimDir, name), "utf8").catch(() => "")).trim());
-    if (Number.isInteger(pid) && pid > 0 && (await isAlive(pid))) pids.push(pid);
-  }
-  return pids;
 }
 
 /** Removes the leftovers no sandbox uses; returns the bytes freed. */

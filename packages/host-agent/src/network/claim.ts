@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { isAlive } from "../util/process.ts";
@@ -37,4 +37,15 @@ export async function claimPrefix(prefix: string, dir = CLAIM_DIR): Promise<() =
     await rm(path, { force: true });
   }
   throw new WrennError("unavailable", `could not claim the network prefix '${prefix}' (${path})`);
+}
+
+/** Host agents running on this machine (each holds its network prefix's claim). */
+export async function liveAgents(claimDir = CLAIM_DIR): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir(claimDir).catch(() => [])) {
+    if (!/^network-.+\.pid$/.test(name)) continue;
+    const pid = Number((await readFile(join(claimDir, name), "utf8").catch(() => "")).trim());
+    if (Number.isInteger(pid) && pid > 0 && (await isAlive(pid))) pids.push(pid);
+  }
+  return pids;
 }

@@ -1,7 +1,7 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { exists, fsyncDir, writeFileDurable } from "../util/fs.ts";
+import { allocatedUnder, exists, fsyncDir, writeFileDurable } from "../util/fs.ts";
 import { isAlive } from "../util/process.ts";
 import type { VmmName } from "../vmm/vmm.ts";
 
@@ -73,7 +73,7 @@ export class TemplateStore {
     const out: Array<SnapshotMeta & { sizeBytes: number }> = [];
     for (const name of await readdir(this.dir)) {
       const meta = await this.get(name);
-      if (meta) out.push({ ...meta, sizeBytes: await allocated(this.path(name)) });
+      if (meta) out.push({ ...meta, sizeBytes: await allocatedUnder(this.path(name)) });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -146,15 +146,6 @@ export class TemplateStore {
       await rm(join(this.dir, name), { recursive: true, force: true });
     }
   }
-}
-
-/** Bytes allocated under a directory (sparse files count what they hold). */
-export async function allocated(dir: string): Promise<number> {
-  let total = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
-  }
-  return total;
 }
 
 let sequence = 0;

@@ -15,7 +15,8 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal, Undo } from "./cleanup.ts";
 import { DeviceMapper, type RetryPolicy } from "./dmsetup.ts";
 import { exists } from "../util/fs.ts";
-import { allocatedBytes, growImage, MIB, moveFile, shrinkImage } from "./image.ts";
+import { allocatedBytes } from "../util/fs.ts";
+import { growImage, MIB, moveFile, shrinkImage } from "./image.ts";
 import {
   checkKept,
   attachedState,

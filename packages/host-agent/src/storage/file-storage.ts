@@ -9,7 +9,8 @@ import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal } from "./cleanup.ts";
 import { exists } from "../util/fs.ts";
-import { allocatedBytes, growImage, moveFile, shrinkImage } from "./image.ts";
+import { allocatedBytes } from "../util/fs.ts";
+import { growImage, moveFile, shrinkImage } from "./image.ts";
 import {
   attachedState,
   checkKept,

@@ -9,16 +9,6 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 
 export const MIB = 1024 * 1024;
 
-/** Bytes the file really occupies (sparse and reflinked files report less than their size). */
-export async function allocatedBytes(path: string): Promise<number> {
-  try {
-    return (await stat(path)).blocks * 512;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
-    throw err;
-  }
-}
-
 /**
  * `e2fsck -fy`: exit 1 (errors corrected) and 2 (corrected, reboot advised —
  * meaningless for an image file) still leave a clean filesystem.

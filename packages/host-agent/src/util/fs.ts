@@ -1,7 +1,7 @@
 /** File helpers every layer of the host agent uses. */
 import { constants } from "node:fs";
-import { copyFile, open, rename, rm, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { copyFile, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 
 /** Whether `path` exists (following links); an unreadable path counts as absent. */
@@ -68,4 +68,23 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** Bytes the file really occupies (sparse and reflinked files report less than their size); 0 if it is gone. */
+export async function allocatedBytes(path: string): Promise<number> {
+  try {
+    return (await stat(path)).blocks * 512;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw err;
+  }
+}
+
+/** Bytes allocated under a directory (sparse files count what they hold). */
+export async function allocatedUnder(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
+  }
+  return total;
 }
