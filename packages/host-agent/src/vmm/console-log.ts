@@ -6,7 +6,11 @@
  * most two files of `capBytes`. Offsets count every byte the console ever
  * wrote, so a reader can follow the log across rotations.
  */
+import { createConnection } from "node:net";
 import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { messageOf } from "@wrenn/shared/errors.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
 import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -178,4 +182,42 @@ async function readRange(path: string, position: number, length: number): Promis
   } finally {
     await fd.close();
   }
+}
+
+/** The agent's end of a VM's console socket. */
+export interface ConsoleDrain {
+  /** Resolves when the socket closed (the VM exited, or `close`) and the log is flushed. */
+  readonly done: Promise<void>;
+  /** Disconnects (agent shutdown): the VM keeps running, its output is dropped until the next agent. */
+  close(): void;
+}
+
+/**
+ * Connects to a VMM's console socket and appends what comes out to the
+ * VM's bounded console log. Never throws: a console that cannot be read
+ * (a VM started before consoles were sockets) is logged and left alone.
+ */
+export function drainConsole(
+  socketPath: string,
+  runDir: string,
+  vmId: string,
+  log: Logger,
+  capBytes = CONSOLE_CAP_BYTES,
+): ConsoleDrain {
+  const socket = createConnection(socketPath);
+  const sink = new ConsoleSink(runDir, vmId, capBytes);
+  const done = pipeline(socket, sink).catch((err: unknown) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A close from either side ends the console; only other failures are news.
+    if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
+      log.warn({ err: messageOf(err), socket: socketPath }, "console log stopped");
+    }
+  });
+  return {
+    done,
+    close: () => {
+      socket.destroy();
+      sink.destroy();
+    },
+  };
 }

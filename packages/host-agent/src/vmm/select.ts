@@ -2,6 +2,7 @@ import { access, constants } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
+import { detectCgroups } from "../cgroup/cgroup.ts";
 import { findKernel } from "../image/store.ts";
 import { FirecrackerDriver } from "./firecracker/driver.ts";
 import { probeKvm, type KvmProbe } from "./kvm-probe.ts";
@@ -96,7 +97,28 @@ export async function selectVmm(opts: {
     throw err;
   }
   log.info({ vmm: choice.name, accel: choice.accel, why: choice.why }, "VMM selected");
+  await sweepCgroups(log);
   return choice.name === "firecracker"
     ? new FirecrackerDriver({ log })
     : new QemuDriver({ accel: choice.accel ?? "tcg", log, reflinkCopies: opts.reflinkCopies });
+}
+
+/**
+ * Agent start: removes the VM cgroups a crashed agent or a killed VMM left
+ * empty. A group whose VMM still runs (to be re-adopted) refuses removal.
+ */
+export async function sweepCgroups(log: Logger): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const cgroups = await detectCgroups();
+  if (!cgroups) {
+    log.warn("no cgroup controllers (cpu, memory, pids) found: VMMs run without resource limits");
+    return;
+  }
+  try {
+    const removed = await cgroups.sweep();
+    if (removed.length > 0)
+      log.info({ removed, cgroup: cgroups.version }, "removed stale VM cgroups");
+  } catch (err) {
+    log.warn({ err: messageOf(err) }, "could not sweep stale VM cgroups");
+  }
 }

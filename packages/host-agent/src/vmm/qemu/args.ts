@@ -6,7 +6,7 @@ import { qemuOpt } from "./quote.ts";
 export type QemuAccel = "kvm" | "tcg";
 
 /** MiB of TCG translation cache per VM (WRENN_QEMU_TB_MB overrides). */
-const TCG_TB_MB = Number(process.env.WRENN_QEMU_TB_MB) || 256;
+export const TCG_TB_MB = Number(process.env.WRENN_QEMU_TB_MB) || 256;
 
 /** What a restore must recreate exactly: the machine the state was saved from. */
 export interface QemuMachine {
@@ -23,6 +23,8 @@ export function paths(runDir: string, vmId: string) {
     qmp: join(runDir, `${vmId}.qmp`),
     ram: join(runDir, `${vmId}.mem`),
     console: join(runDir, `${vmId}.console.log`),
+    /** The serial console's socket the agent drains into the console log (as long as `qmp`). */
+    consoleSocket: join(runDir, `${vmId}.con`),
     log: join(runDir, `${vmId}.qemu.log`),
   };
 }
@@ -38,8 +40,10 @@ export function qemuArgs(opts: {
   tapName: string;
   guestMac: string;
   qmpPath: string;
-  consolePath: string;
+  consoleSocket: string;
   incoming: boolean;
+  /** Run as this user after start-up, under QEMU's seccomp filter. */
+  runAs?: string;
 }): string[] {
   const m = opts.machine;
   // Under TCG: the guest's TSC is the host's, but the kernel's watchdog checks
@@ -79,8 +83,14 @@ export function qemuArgs(opts: {
     ...(m.initrdPath ? ["-initrd", m.initrdPath] : []),
     "-append",
     bootArgs,
+    // The console goes to a socket the agent drains into a capped, rotated
+    // log (console-log.ts), not to a file: a guest can write to its serial
+    // port without end, and a file would fill the host's disk. With no
+    // agent connected (between agents) QEMU drops the output.
+    "-chardev",
+    `socket,id=con0,path=${qemuOpt(opts.consoleSocket)},server=on,wait=off`,
     "-serial",
-    `file:${opts.consolePath}`,
+    "chardev:con0",
     "-drive",
     `id=vda,file=${qemuOpt(opts.rootfs.path)},format=${opts.rootfs.format},if=none,discard=unmap`,
     "-device",
@@ -98,6 +108,13 @@ export function qemuArgs(opts: {
     "-qmp",
     `unix:${qemuOpt(opts.qmpPath)},server=on,wait=off`,
     ...(opts.incoming ? ["-S", "-incoming", "defer"] : []),
+    // Confinement: a seccomp filter (obsolete and scheduling/affinity calls
+    // denied; set*id must stay allowed for -runas to drop to the user, which
+    // keeps no root id to return to; spawning too, for exec: migrations),
+    // then the unprivileged user.
+    ...(opts.runAs
+      ? ["-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", opts.runAs]
+      : []),
   ];
 }
 

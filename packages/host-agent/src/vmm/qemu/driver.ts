@@ -13,6 +13,9 @@ import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { copySparse, exists } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
 import { spawnInNetns } from "../process.ts";
+import { detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
+import { removeConsole } from "../console-log.ts";
+import { grantTraverse, handOver, vmmUser, type VmmUser } from "../confine.ts";
 import { QmpClient } from "../qmp.ts";
 import type {
   BootSpec,
@@ -25,6 +28,7 @@ import type {
   VmRecord,
 } from "../vmm.ts";
 import {
+  TCG_TB_MB,
   machineFromArgv,
   paths,
   qemuArgs,
@@ -48,7 +52,17 @@ export interface QemuDriverOptions {
   stopGraceMs?: number;
   /** The data dir's filesystem makes `cp --reflink` copies (xfs, btrfs): copies cost nothing. */
   reflinkCopies?: boolean;
+  /**
+   * Run QEMU as the unprivileged VMM user under its seccomp filter (see
+   * confine.ts). Default: when the agent runs as root.
+   */
+  confine?: boolean;
+  /** Each VM's cgroup driver; default: the host's (detectCgroups), null for none. */
+  cgroups?: CgroupDriver | null;
 }
+
+/** MiB a QEMU process uses beyond guest RAM (and TCG's translation cache): devices, heap, threads. */
+const QEMU_OVERHEAD_MB = 256;
 
 /** A restore from explicit files (the driver's own layer; tests drive it directly). */
 export interface QemuRestoreSpec extends Machine {
@@ -72,6 +86,8 @@ export class QemuDriver implements VmmDriver {
   readonly #bin: string;
   readonly #log: Logger;
   readonly #reflinkCopies: boolean;
+  readonly #confine: boolean;
+  readonly #cgroups: Promise<CgroupDriver | null>;
 
   constructor(opts: QemuDriverOptions) {
     this.accel = opts.accel;
@@ -79,6 +95,18 @@ export class QemuDriver implements VmmDriver {
     this.#log = (opts.log ?? createLogger("host-agent")).child({ vmm: "qemu", accel: opts.accel });
     this.stopGraceMs = opts.stopGraceMs ?? 3000;
     this.#reflinkCopies = opts.reflinkCopies ?? false;
+    this.#confine = opts.confine ?? process.getuid?.() === 0;
+    this.#cgroups =
+      opts.cgroups !== undefined
+        ? Promise.resolve(opts.cgroups)
+        : process.getuid?.() === 0
+          ? detectCgroups()
+          : Promise.resolve(null);
+  }
+
+  /** The user QEMU drops to, or null when unconfined. */
+  #user(): Promise<VmmUser | null> {
+    return this.#confine ? vmmUser(this.#log) : Promise.resolve(null);
   }
 
   kernelFile(kernel: KernelChoice): string {
@@ -188,6 +216,8 @@ export class QemuDriver implements VmmDriver {
     });
     const qmp = vm.qmp;
     try {
+      // `tail` runs as the VMM user: it must reach the state file.
+      if (vm.user) await grantTraverse(dirname(spec.snapshot.statePath));
       await timed(this.#log, "qemu.load_state", async () => {
         await qmp.execute("migrate-set-capabilities", {
           capabilities: [{ capability: "x-ignore-shared", state: !ramInState }],
@@ -213,7 +243,7 @@ export class QemuDriver implements VmmDriver {
     spec: BootSpec | QemuRestoreSpec,
     machine: QemuMachine,
     ram: { ramPath: string; sharedRam: boolean; ownsRam: boolean; incoming?: boolean },
-  ): Promise<{ handle: QemuVm; qmp: QmpClient }> {
+  ): Promise<{ handle: QemuVm; qmp: QmpClient; user: VmmUser | null }> {
     const p = paths(spec.runDir, spec.vmId);
     if (Buffer.byteLength(p.qmp) > 107) {
       throw new WrennError(
@@ -221,7 +251,23 @@ export class QemuDriver implements VmmDriver {
         `run directory path too long for a socket: ${p.qmp}`,
       );
     }
-    await Promise.all([p.qmp, p.console, p.log].map((f) => rm(f, { force: true })));
+    await Promise.all([
+      removeConsole(spec.runDir, spec.vmId),
+      ...[p.qmp, p.consoleSocket, p.log].map((f) => rm(f, { force: true })),
+    ]);
+    const [user, cgroups] = await Promise.all([this.#user(), this.#cgroups]);
+    // A restore reopens the disk read-write when the incoming state is
+    // loaded, after QEMU dropped to the VMM user: the sandbox's own disk
+    // (never a shared base image, which stays read-only behind it) is the user's.
+    if (user) {
+      try {
+        await handOver(spec.rootfs.path, user);
+        await grantTraverse(dirname(spec.rootfs.path));
+      } catch (err) {
+        // A missing disk is QEMU's to report, with its path.
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+    }
     const argv = [
       this.#bin,
       ...qemuArgs({
@@ -234,14 +280,31 @@ export class QemuDriver implements VmmDriver {
         tapName: spec.tapName,
         guestMac: spec.guestMac,
         qmpPath: p.qmp,
-        consolePath: p.console,
+        consoleSocket: p.consoleSocket,
         incoming: ram.incoming ?? false,
+        runAs: user?.name,
       }),
     ];
     const log = this.#log.child({ vm: spec.vmId });
-    const proc = await timed(log, "qemu.spawn", () =>
-      spawnInNetns({ netns: spec.netns, argv, logPath: p.log }),
-    );
+    const cgroupProcs = cgroups
+      ? await cgroups.create(
+          spec.vmId,
+          vmLimits({
+            vcpus: machine.vcpus,
+            memoryMb: machine.memoryMb,
+            overheadMb: QEMU_OVERHEAD_MB + (this.accel === "tcg" ? TCG_TB_MB : 0),
+          }),
+        )
+      : undefined;
+    let proc;
+    try {
+      proc = await timed(log, "qemu.spawn", () =>
+        spawnInNetns({ netns: spec.netns, argv, logPath: p.log, cgroupProcs }),
+      );
+    } catch (err) {
+      await cgroups?.remove(spec.vmId).catch(() => undefined);
+      throw err;
+    }
     const died = new AbortController();
     void proc.exited.then(() => died.abort());
     let qmp: QmpClient;
@@ -256,12 +319,14 @@ export class QemuDriver implements VmmDriver {
         // Already gone.
       }
       const status = await proc.exited;
+      await cgroups?.remove(spec.vmId).catch(() => undefined);
       const why = (await tail(p.log, 3)) || messageOf(err);
-      await Promise.all(
-        [p.qmp, p.console, p.log, ...(ram.ownsRam ? [ram.ramPath] : [])].map((f) =>
+      await Promise.all([
+        removeConsole(spec.runDir, spec.vmId),
+        ...[p.qmp, p.consoleSocket, p.log, ...(ram.ownsRam ? [ram.ramPath] : [])].map((f) =>
           rm(f, { force: true }),
         ),
-      );
+      ]);
       throw new WrennError(
         "internal",
         `QEMU did not start (${status.signal ?? `exit ${status.code}`}): ${why}`,
@@ -277,12 +342,17 @@ export class QemuDriver implements VmmDriver {
         qmp,
         machine,
         ...ram,
+        user,
+        cgroups,
       },
       log,
       this.stopGraceMs,
     );
-    log.info({ pid: proc.pid }, ram.incoming ? "QEMU started for restore" : "QEMU booting");
-    return { handle, qmp };
+    log.info(
+      { pid: proc.pid, user: user?.name ?? "root", cgroup: cgroups?.version ?? "none" },
+      ram.incoming ? "QEMU started for restore" : "QEMU booting",
+    );
+    return { handle, qmp, user };
   }
 
   async adopt(record: VmRecord): Promise<QemuVm | null> {
@@ -306,6 +376,8 @@ export class QemuDriver implements VmmDriver {
         sharedRam: memArg.includes("share=on"),
         ownsRam: ramPath === paths(runDir, record.vmId).ram,
         machine: machineFromArgv(argv),
+        user: argv.includes("-runas") ? await this.#user() : null,
+        cgroups: await this.#cgroups,
       },
       log,
       this.stopGraceMs,

@@ -1,10 +1,13 @@
 /** One running QEMU: pause, resume, snapshot and stop through its QMP socket. */
 import { rename, rm, truncate, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
 import { copySparse } from "../../util/fs.ts";
 import { isAlive, tail, within, type ExitStatus } from "../../util/process.ts";
+import type { CgroupDriver } from "../../cgroup/cgroup.ts";
+import { drainConsole, removeConsole, type ConsoleDrain } from "../console-log.ts";
+import { grantTraverse, handOver, type VmmUser } from "../confine.ts";
 import type { QmpClient } from "../qmp.ts";
 import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
@@ -23,6 +26,10 @@ export interface HandleState {
   /** We created the RAM file and delete it on stop. */
   ownsRam: boolean;
   machine: QemuMachine | null;
+  /** The unprivileged user QEMU dropped to, or null (unconfined). */
+  user: VmmUser | null;
+  /** The VM's cgroup (named by its vmId), removed once QEMU has exited. */
+  cgroups: CgroupDriver | null;
 }
 
 export class QemuVm implements VmHandle {
@@ -33,6 +40,9 @@ export class QemuVm implements VmHandle {
   readonly #stopGraceMs: number;
   readonly #log: Logger;
   #stopping: Promise<void> | null = null;
+  readonly #console: ConsoleDrain;
+  /** Resolves once QEMU has exited and its cgroup is gone. */
+  readonly #cgroupGone: Promise<void>;
   /**
    * Set after a snapshot that left its memory file mapped by this VM (no
    * copy): resuming must first give the VM a file of its own, or the
@@ -42,6 +52,7 @@ export class QemuVm implements VmHandle {
 
   release(): void {
     this.#s.qmp.close();
+    this.#console.close();
   }
 
   /** `stopGraceMs`: how long `stop` waits after QMP `quit` before SIGKILL. */
@@ -52,12 +63,20 @@ export class QemuVm implements VmHandle {
     this.vmId = s.vmId;
     this.pid = s.pid;
     this.exited = s.exited;
+    this.#console = drainConsole(paths(s.runDir, s.vmId).consoleSocket, s.runDir, s.vmId, log);
+    this.#cgroupGone = this.exited.then(async () => {
+      await s.cgroups?.remove(s.vmId).catch((err: unknown) => {
+        // Swept at the next agent start.
+        log.warn({ err: (err as Error).message }, "could not remove the VM's cgroup");
+      });
+    });
     void this.exited.then(async (status) => {
       s.qmp.close();
       // A killed QEMU cannot remove its own socket.
       await rm(paths(s.runDir, s.vmId).qmp, { force: true });
       if (!this.#stopping) {
         const p = paths(s.runDir, s.vmId);
+        await within(this.#console.done, 2000);
         this.#log.warn(
           { ...status, console: await tail(p.console), qemu: await tail(p.log) },
           "QEMU exited unexpectedly",
@@ -124,6 +143,16 @@ export class QemuVm implements VmHandle {
     await timed(this.#log, "qemu.save_state", async () => {
       const header: StateHeader = { machine, ramInState: !s.sharedRam };
       await writeFile(files.statePath, STATE_MAGIC + JSON.stringify(header) + "\n");
+      const rcPath = join(s.runDir, "save-state.rc");
+      await rm(rcPath, { force: true });
+      if (s.user) {
+        // QEMU's `cat` runs as the VMM user: it appends to a state file and
+        // writes a status file it owns, in directories it may enter.
+        await writeFile(rcPath, "");
+        await Promise.all([handOver(files.statePath, s.user), handOver(rcPath, s.user)]);
+        await grantTraverse(dirname(files.statePath));
+        await grantTraverse(s.runDir);
+      }
       await s.qmp.execute("migrate-set-capabilities", {
         capabilities: [{ capability: "x-ignore-shared", state: s.sharedRam }],
       });
@@ -131,14 +160,15 @@ export class QemuVm implements VmHandle {
       // full disk) must not pass for a saved state (a truncated one loses
       // the sandbox), so its exit status is kept and checked — in the run
       // dir, as beside the state it could not be written either.
-      const rcPath = join(s.runDir, "save-state.rc");
-      await rm(rcPath, { force: true });
       const state = shellQuote(files.statePath);
       await s.qmp.execute("migrate", {
         uri: `exec:cat >> ${state}; echo $? > ${shellQuote(rcPath)}`,
       });
       await waitMigration(s.qmp, "saving VM state");
       await writerStatus(rcPath, "saving VM state");
+      // Back to root: every VMM runs as the one VMM user, and no other
+      // sandbox's VMM may rewrite this saved state.
+      if (s.user) await handOver(files.statePath, { name: "root", uid: 0, gid: 0 });
     });
     if (!s.sharedRam) {
       await rm(files.memPath, { force: true });
@@ -188,11 +218,16 @@ export class QemuVm implements VmHandle {
     }
     await s.exited;
     s.qmp.close();
+    this.#console.close();
+    // Bounded: a console that does not settle must never hold up a stop.
+    await within(this.#console.done, 2000);
+    await this.#cgroupGone;
     const p = paths(s.runDir, s.vmId);
-    await Promise.all(
-      [p.qmp, p.console, p.log, ...(s.ownsRam ? [s.ramPath] : [])].map((f) =>
+    await Promise.all([
+      removeConsole(s.runDir, s.vmId),
+      ...[p.qmp, p.consoleSocket, p.log, ...(s.ownsRam ? [s.ramPath] : [])].map((f) =>
         rm(f, { force: true }),
       ),
-    );
+    ]);
   }
 }
