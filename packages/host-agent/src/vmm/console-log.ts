@@ -11,7 +11,7 @@ import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
-import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 
 /** Bytes per console file; two are kept (WRENN_CONSOLE_CAP_BYTES overrides). */
@@ -21,19 +21,34 @@ export const CONSOLE_CAP_BYTES = Number(process.env.WRENN_CONSOLE_CAP_BYTES) || 
 export const CONSOLE_READ_MAX = 1024 * 1024;
 
 export function consoleFiles(runDir: string, vmId: string) {
-  const current = join(runDir, `${vmId}.console.log`);
   return {
-    current,
-    rotated: `${current}.1`,
-    /** The absolute offset where the oldest kept file begins (decimal text). */
-    base: join(runDir, `${vmId}.console.base`),
+    current: join(runDir, `${vmId}.console.log`),
+    /**
+     * The older file is named for the absolute offset it starts at, so one
+     * rename moves its bytes and their offsets together: a reader never sees
+     * one without the other.
+     */
+    rotated: (base: number) => join(runDir, `${vmId}.console.${base}.log`),
   };
+}
+
+const ROTATED = /^(.*)\.console\.(\d+)\.log$/;
+
+/** The rotated files of a VM, newest (largest base) first. */
+async function rotatedFiles(runDir: string, vmId: string): Promise<number[]> {
+  const bases: number[] = [];
+  for (const name of await readdir(runDir).catch(() => [])) {
+    const m = ROTATED.exec(name);
+    if (m?.[1] === vmId) bases.push(Number(m[2]));
+  }
+  return bases.sort((a, b) => b - a);
 }
 
 /** Removes a VM's console files (a new VM of the same id starts a new log). */
 export async function removeConsole(runDir: string, vmId: string): Promise<void> {
   const f = consoleFiles(runDir, vmId);
-  await Promise.all([f.current, f.rotated, f.base].map((p) => rm(p, { force: true })));
+  const olds = (await rotatedFiles(runDir, vmId)).map((b) => f.rotated(b));
+  await Promise.all([f.current, ...olds].map((p) => rm(p, { force: true })));
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -44,12 +59,6 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
-async function readBase(path: string): Promise<number> {
-  const text = await readFile(path, "utf8").catch(() => "0");
-  const n = Number(text.trim());
-  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
-}
-
 /**
  * A Writable that appends to the console files, rotating at the cap. Its
  * writes are sequential (one at a time), so piping the console socket into
@@ -57,6 +66,8 @@ async function readBase(path: string): Promise<number> {
  */
 export class ConsoleSink extends Writable {
   readonly #files: ReturnType<typeof consoleFiles>;
+  readonly #runDir: string;
+  readonly #vmId: string;
   readonly #cap: number;
   #fd: FileHandle | null = null;
   #size = 0;
@@ -64,6 +75,8 @@ export class ConsoleSink extends Writable {
   constructor(runDir: string, vmId: string, capBytes = CONSOLE_CAP_BYTES) {
     super({ highWaterMark: 64 * 1024 });
     this.#files = consoleFiles(runDir, vmId);
+    this.#runDir = runDir;
+    this.#vmId = vmId;
     this.#cap = capBytes;
   }
 
@@ -96,15 +109,14 @@ export class ConsoleSink extends Writable {
 
   async #rotate(): Promise<void> {
     const f = this.#files;
-    const base = (await readBase(f.base)) + (await sizeOf(f.rotated));
+    const olds = await rotatedFiles(this.#runDir, this.#vmId);
+    const newest = olds[0];
+    const base = newest === undefined ? 0 : newest + (await sizeOf(f.rotated(newest)));
     await (this.#fd as FileHandle).close();
     this.#fd = null;
-    // The base first: a reader between the two steps sees a log that starts
-    // later than it does (an offset it asks for is clamped), never text under
-    // the wrong offsets for long.
-    await writeFile(`${f.base}.tmp`, String(base));
-    await rename(`${f.base}.tmp`, f.base);
-    await rename(f.current, f.rotated);
+    await rename(f.current, f.rotated(base));
+    // Only then the older one goes: a reader in between takes the newest.
+    await Promise.all(olds.map((b) => rm(f.rotated(b), { force: true })));
     this.#fd = await open(f.current, "a");
     this.#size = 0;
   }
@@ -142,10 +154,25 @@ export async function readConsole(
   vmId: string,
   opts: { offset?: number; limit?: number } = {},
 ): Promise<ConsoleRead> {
+  // A rotation during the read moves bytes to other offsets: read again.
+  for (let attempt = 0; ; attempt++) {
+    const before = (await rotatedFiles(runDir, vmId))[0];
+    const read = await readOnce(runDir, vmId, opts);
+    if ((await rotatedFiles(runDir, vmId))[0] === before || attempt >= 3) return read;
+  }
+}
+
+async function readOnce(
+  runDir: string,
+  vmId: string,
+  opts: { offset?: number; limit?: number },
+): Promise<ConsoleRead> {
   const f = consoleFiles(runDir, vmId);
   const limit = Math.max(0, Math.min(opts.limit ?? CONSOLE_READ_MAX, CONSOLE_READ_MAX));
-  const base = await readBase(f.base);
-  const rotatedSize = await sizeOf(f.rotated);
+  const newest = (await rotatedFiles(runDir, vmId))[0];
+  const base = newest ?? 0;
+  const rotatedPath = newest === undefined ? "" : f.rotated(newest);
+  const rotatedSize = newest === undefined ? 0 : await sizeOf(rotatedPath);
   const currentSize = await sizeOf(f.current);
   const end = base + rotatedSize + currentSize;
   const offset = Math.min(Math.max(opts.offset ?? base, base), end);
@@ -153,7 +180,7 @@ export async function readConsole(
   let want = Math.min(limit, end - offset);
   let pos = offset;
   for (const [path, start, size] of [
-    [f.rotated, base, rotatedSize],
+    [rotatedPath, base, rotatedSize],
     [f.current, base + rotatedSize, currentSize],
   ] as const) {
     if (want <= 0 || pos >= start + size) continue;
