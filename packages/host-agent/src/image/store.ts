@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import { readlink, readFile, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { exists } from "../util/fs.ts";
+import { hostTscKhz } from "../util/tsc.ts";
 import { hasPvhEntry } from "./vmlinux.ts";
 
 /** A guest kernel and the initramfs that loads its virtio modules. */
@@ -148,32 +148,6 @@ export async function readTemplateMeta(data: string, name: string): Promise<Temp
   } catch {
     return null;
   }
-}
-
-let tscKhz: number | undefined;
-
-/**
- * The host's TSC rate in kHz. Passing it as `tsc_early_khz` skips the guest's
- * TSC calibration, which under TCG sometimes hangs the boot (1 in 15 without it).
- */
-export function hostTscKhz(): number {
-  if (tscKhz !== undefined) return tscKhz;
-  let khz = 0;
-  try {
-    khz = Number(readFileSync("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "utf8").trim());
-  } catch {
-    // Most kernels do not expose it; cpuinfo's first "cpu MHz" is the TSC rate on VMs.
-  }
-  if (!(khz > 0)) {
-    try {
-      const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
-      if (m?.[1]) khz = Math.round(Number(m[1]) * 1000);
-    } catch {
-      // Fall through to the default.
-    }
-  }
-  tscKhz = khz > 0 ? khz : 2_300_000;
-  return tscKhz;
 }
 
 /**

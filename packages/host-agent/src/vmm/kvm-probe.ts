@@ -4,7 +4,7 @@ import { release } from "node:os";
 import { join } from "node:path";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { exists } from "../util/fs.ts";
-import { hostTscKhz } from "../image/store.ts";
+import { hostTscKhz } from "../util/tsc.ts";
 
 export interface KvmProbe {
   usable: boolean;
