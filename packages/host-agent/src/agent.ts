@@ -19,12 +19,8 @@ import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
 import { MetricsSampler } from "./sandbox/metrics.ts";
 import { createGuestProxy } from "./proxy/proxy.ts";
-import {
-  AGENT_MESSAGE_MAX_BYTES,
-  HOST_SECRET_PATTERN,
-  hostAgentService,
-  hostSecretInterceptor,
-} from "./service.ts";
+import { AGENT_MESSAGE_MAX_BYTES, hostAgentService } from "./service.ts";
+import { HOST_SECRET_PATTERN, hostSecretInterceptor } from "./rpc/auth.ts";
 import { checkTls, listenAgent, requireSecretOffLoopback, type AgentTls } from "./listener.ts";
 
 export interface HostAgentOptions {

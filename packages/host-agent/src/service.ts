@@ -1,8 +1,7 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import { cpus, totalmem } from "node:os";
 import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -17,114 +16,21 @@ import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
 import type { MetricsSampler } from "./sandbox/metrics.ts";
-import { MAX_EGRESS_ENTRIES, egressEntryProblem } from "./network/egress.ts";
 import { PtySessions } from "./pty/sessions.ts";
+import {
+  createSchema,
+  execSchema,
+  guestPath,
+  idleTimeoutSec,
+  networkSchema,
+  parse,
+  ptySchema,
+  sandboxId,
+  templateName,
+  user,
+} from "./rpc/requests.ts";
 
 export const AGENT_VERSION = "0.1.0";
-
-/** Ids come from the control plane; they name files, sockets and hostnames. */
-const sandboxId = z
-  .string()
-  .regex(/^[a-z0-9]{1,40}$/, "sandbox_id must be 1-40 lowercase letters or digits");
-const templateName = z
-  .string()
-  .regex(
-    /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/,
-    "template must start with a letter or digit and use only letters, digits, '.', '_' or '-' (at most 64)",
-  );
-const guestPath = z.string().min(1, "path must not be empty").max(4096, "path is too long");
-const user = z
-  .string()
-  .regex(/^([a-z_][a-z0-9_-]{0,31})?$/, "user must be a Linux user name")
-  .optional();
-
-const limits = {
-  vcpus: { default: 1, min: 1, max: Math.max(1, cpus().length * 4) },
-  memoryMb: { default: 512, min: 128, max: 262_144 },
-  diskSizeMb: { default: 20_480, min: 512, max: 4_194_304 },
-};
-
-/** Idle seconds before the reaper pauses a sandbox; 0: never (its control plane owns its lifetime). */
-const idleTimeoutSec = z
-  .number()
-  .int()
-  .max(30 * 24 * 3600, "timeout_sec must be at most 30 days");
-
-/** proto3 sends 0 for "not set": such fields take their default, others must be in range. */
-function bounded(name: string, l: { default: number; min?: number; max: number }) {
-  return z
-    .number()
-    .int()
-    .transform((v) => (v === 0 ? l.default : v))
-    .refine((v) => v >= (l.min ?? 0) && v <= l.max, {
-      message: `${name} must be between ${l.min ?? 0} and ${l.max}`,
-    });
-}
-
-const egressEntry = z.string().superRefine((entry, ctx) => {
-  const problem = egressEntryProblem(entry);
-  if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
-});
-const egressList = z
-  .array(egressEntry)
-  .max(MAX_EGRESS_ENTRIES, `at most ${MAX_EGRESS_ENTRIES} entries`);
-/** Absent: no rules. Names are resolved when the rules are applied, not here. */
-const networkSchema = z
-  .object({ allowOut: egressList, denyOut: egressList })
-  .optional()
-  .transform((n) => ({ allowOut: n?.allowOut ?? [], denyOut: n?.denyOut ?? [] }));
-
-const createSchema = z.object({
-  sandboxId,
-  template: z
-    .string()
-    .transform((t) => t || "minimal")
-    .pipe(templateName),
-  vcpus: bounded("vcpus", limits.vcpus),
-  memoryMb: bounded("memory_mb", limits.memoryMb),
-  diskSizeMb: bounded("disk_size_mb", limits.diskSizeMb),
-  timeoutSec: idleTimeoutSec,
-  envVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "bad env var name"), z.string()),
-  envdAccessToken: z.string().max(256),
-  network: networkSchema,
-});
-
-/** A terminal: pid 0 starts a shell; sizes default to 80×24. */
-const ptySchema = z.object({
-  sandboxId,
-  pid: z.number().int().min(0),
-  cols: z
-    .number()
-    .int()
-    .max(1000)
-    .transform((v) => v || 80),
-  rows: z
-    .number()
-    .int()
-    .max(1000)
-    .transform((v) => v || 24),
-  user,
-});
-
-const execSchema = z.object({
-  sandboxId,
-  cmd: z.string().min(1, "cmd must not be empty"),
-  args: z.array(z.string()),
-  timeoutSec: bounded("timeout_sec", { default: 60, max: 24 * 3600 }),
-  envs: z.record(z.string(), z.string()),
-  cwd: z.string().optional(),
-  user,
-});
-
-function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
-  const result = schema.safeParse(input);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
-    throw new WrennError("invalid_argument", `${where}${issue?.message ?? "invalid request"}`);
-  }
-  return result.data;
-}
 
 const states: Record<SandboxRecord["status"], SandboxState> = {
   starting: SandboxState.STARTING,
@@ -158,34 +64,6 @@ export const READ_FILE_MAX_BYTES = 32 * 1024 * 1024;
 
 /** Largest Connect message the agent reads or writes (an exec reply: 2 × 16 MiB of output). */
 export const AGENT_MESSAGE_MAX_BYTES = 48 * 1024 * 1024;
-
-/** What fits an HTTP header unquoted; the control plane checks the same. */
-export const HOST_SECRET_PATTERN = /^[\x21-\x7e]{16,256}$/;
-
-function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
-}
-
-/**
- * Rejects calls without `Authorization: Bearer <secret>`: the agent runs VMs
- * as root, so with a secret only the control plane that holds it drives it.
- * Digests compare in constant time whatever the lengths.
- */
-export function hostSecretInterceptor(secret: string): Interceptor {
-  const want = digest(secret);
-  return (next) => async (req) => {
-    const given = /^bearer\s+(\S+)\s*$/i.exec(req.header.get("authorization") ?? "")?.[1];
-    if (given === undefined || !timingSafeEqual(digest(given), want)) {
-      throw new ConnectError(
-        given === undefined
-          ? "this host agent needs its secret: send Authorization: Bearer <secret> (the control plane sends the secret the host was registered with)"
-          : "wrong host secret: register the host with the secret the agent was started with (--secret, WRENN_HOST_SECRET)",
-        Code.Unauthenticated,
-      );
-    }
-    return next(req);
-  };
-}
 
 export function hostAgentService(
   manager: SandboxManager,

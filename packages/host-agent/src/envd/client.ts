@@ -1,3 +1,11 @@
+/**
+ * The host agent's client of one guest's envd, over both of envd's surfaces
+ * (plain HTTP: health, /init, /metrics, /files; Connect: processes and
+ * terminals) on one connection pool and one abort signal per VM run.
+ * Over 400 lines on purpose: every call shares the pool, the token, the
+ * "VM gone" abort and the bounds on what the guest may send back; split by
+ * surface, each half would re-implement them.
+ */
 import { randomBytes } from "node:crypto";
 import { Agent, request, type IncomingMessage } from "node:http";
 import { Readable } from "node:stream";

@@ -2,7 +2,10 @@
 import { constants } from "node:fs";
 import { copyFile, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
+import { messageOf } from "@wrenn/shared/errors.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
 
 /** Whether `path` exists (following links); an unreadable path counts as absent. */
 export async function exists(path: string): Promise<boolean> {
@@ -87,4 +90,21 @@ export async function allocatedUnder(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).blocks * 512;
   }
   return total;
+}
+
+/**
+ * Removes a large file off the caller's path: renamed now (so nothing can
+ * reuse the name before it goes), unlinked in the background.
+ */
+export async function discard(path: string, log: Logger): Promise<void> {
+  // A name no snapshot reader picks up (they look for `memfile*`).
+  const aside = join(dirname(path), `.discard-${randomBytes(4).toString("hex")}`);
+  try {
+    await rename(path, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    log.warn({ path, err: messageOf(err) }, "could not move a stale memory file aside");
+    return;
+  }
+  void rm(aside, { force: true });
 }

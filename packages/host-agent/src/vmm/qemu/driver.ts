@@ -5,12 +5,11 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
-import { copyFile, rename, rm } from "node:fs/promises";
+import { copyFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { randomBytes } from "node:crypto";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
-import { copySparse, exists } from "../../util/fs.ts";
+import { copySparse, discard, exists } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
 import { spawnInNetns } from "../process.ts";
 import { detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
@@ -395,21 +394,4 @@ export class QemuDriver implements VmmDriver {
     }
     return vm;
   }
-}
-
-/**
- * Removes a large file off the caller's path: renamed now (so nothing can
- * reuse the name before it goes), unlinked in the background.
- */
-async function discard(path: string, log: Logger): Promise<void> {
-  // A name no snapshot reader picks up (they look for `memfile*`).
-  const aside = join(dirname(path), `.discard-${randomBytes(4).toString("hex")}`);
-  try {
-    await rename(path, aside);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    log.warn({ path, err: messageOf(err) }, "could not move a stale memory file aside");
-    return;
-  }
-  void rm(aside, { force: true });
 }
