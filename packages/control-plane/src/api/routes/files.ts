@@ -198,9 +198,14 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
           },
           cancel() {
             abort.abort();
-            // Ends the call on our side too: an iterator nobody pulls again would keep
-            // the call, and its hour-long deadline timer, alive.
-            void chunks.return?.().catch(() => undefined);
+            // Connect clears the call's hour-long deadline timer only when the
+            // abort surfaces as an error on a read: pull once more (it fails
+            // at once), else the timer keeps the process alive for an hour.
+            void chunks
+              .next()
+              .catch(() => undefined)
+              .then(() => chunks.return?.())
+              .catch(() => undefined);
           },
         },
         { highWaterMark: 0 },
