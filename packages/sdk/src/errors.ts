@@ -11,6 +11,10 @@ export type ErrorCode =
   | "permission_denied"
   | "unauthenticated"
   | "resource_exhausted"
+  /** Too many requests from this address (429, with Retry-After). */
+  | "rate_limited"
+  /** The team holds as much as its quota allows (429; the message names the limit). */
+  | "quota_exceeded"
   | "deadline_exceeded"
   | "cancelled"
   | "unavailable"
@@ -64,6 +68,8 @@ const CLASSES: Record<ErrorCode, typeof WrennApiError> = {
   permission_denied: PermissionDeniedError,
   unauthenticated: AuthenticationError,
   resource_exhausted: ResourceExhaustedError,
+  rate_limited: ResourceExhaustedError,
+  quota_exceeded: ResourceExhaustedError,
   deadline_exceeded: TimeoutError,
   cancelled: TimeoutError,
   unavailable: UnavailableError,

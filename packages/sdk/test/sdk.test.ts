@@ -10,6 +10,7 @@ import {
   ConflictError,
   InvalidArgumentError,
   NotFoundError,
+  ResourceExhaustedError,
   Sandbox,
   UnavailableError,
   Wrenn,
@@ -156,6 +157,19 @@ test("errors are typed and carry the API's code", { timeout: 30_000 }, async () 
     badSb.execStream("echo"),
     (e: unknown) => e instanceof ConflictError && /it is stopped/.test(e.message),
   );
+
+  // A team at its quota: the 429's own code, not a generic one.
+  const me = (await (await h.api("/v1/me")).json()) as { team_id: string };
+  const limits = `/v1/admin/teams/${me.team_id}/limits`;
+  assert.equal((await h.api(limits, { method: "PUT", json: { sandboxes: 0 } })).status, 200);
+  try {
+    const full = await Sandbox.create(wrenn).catch((e: unknown) => e);
+    assert.ok(full instanceof ResourceExhaustedError, String(full));
+    assert.equal((full as WrennApiError).code, "quota_exceeded");
+    assert.equal((full as WrennApiError).status, 429);
+  } finally {
+    await h.api(limits, { method: "PUT", json: { sandboxes: null } });
+  }
 
   const down = Wrenn.connect({ apiUrl: "http://127.0.0.1:9", apiKey: "k" });
   const e2 = await Sandbox.list(down).catch((e: unknown) => e);
