@@ -64,6 +64,9 @@ export interface ExecResult {
   exit_code: number;
   duration_ms: number;
   encoding: "utf-8" | "base64";
+  /** The host kept the first 16 MiB of the stream and dropped the rest. */
+  stdout_truncated?: boolean;
+  stderr_truncated?: boolean;
 }
 export interface DirEntry {
   name: string;

@@ -67,6 +67,8 @@ export function ExecPanel({ id, running }: { id: string; running: boolean }) {
         <div className="exec-out">
           <div className="small muted">
             exit {r.exit_code} · {r.duration_ms} ms
+            {(r.stdout_truncated || r.stderr_truncated) &&
+              ` · output cut at 16 MiB (${[r.stdout_truncated && "stdout", r.stderr_truncated && "stderr"].filter(Boolean).join(", ")})`}
           </div>
           <pre data-testid="exec-stdout">{decode(r, r.stdout)}</pre>
           {r.stderr && <pre className="stderr">{decode(r, r.stderr)}</pre>}
