@@ -20,20 +20,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { PGlite } from "@electric-sql/pglite";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { createLogger } from "@wrenn/shared/log.ts";
-import { startHostAgent } from "../packages/host-agent/src/agent.ts";
-import { dataDir } from "../packages/host-agent/src/image/store.ts";
-import { startControlPlane } from "../packages/control-plane/src/server.ts";
-import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { startBenchPlatform } from "./platform.ts";
 
 const mib = Math.max(8, Number(process.argv[2] ?? 100));
 const rounds = Math.max(1, Number(process.argv[3] ?? 3));
@@ -70,39 +64,9 @@ serve(${SOURCE_PORT}, source)
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-const root = await mkdtemp(join(tmpdir(), "wrenn-bench-files-"));
-const secret = randomBytes(24).toString("hex");
-const log = createLogger("bench", "warn");
-const agent = await startHostAgent({
-  listen: "127.0.0.1:0",
-  dataDir: join(root, "data"),
-  imageDir: dataDir(),
-  networkPrefix: "wbf",
-  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
-  secret,
-  log,
-});
-const cp = await startControlPlane({ port: 0, pglite: await PGlite.create(), log });
+const platform = await startBenchPlatform("files", "wbf");
+const { root, secret, agent, cp, key, post: json } = platform;
 try {
-  await cp.addHost(new URL(agent.url).host, { secret });
-  const json = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${cp.url}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as Record<string, unknown>;
-  };
-  const { token } = await json("/v1/auth/signup", {
-    email: "bench-files@example.com",
-    password: "a long bench password",
-  });
-  const { key } = await json(
-    "/v1/api-keys",
-    { name: "bench" },
-    { authorization: `Bearer ${String(token)}` },
-  );
   const auth = { "x-api-key": String(key) };
   const created = await json(
     "/v1/sandboxes",
@@ -371,7 +335,5 @@ try {
     row(`download ${via}`, envdDown, "envd direct", 0.8);
   }
 } finally {
-  await cp.close();
-  await agent.shutdown();
-  await rm(root, { recursive: true, force: true });
+  await platform.close();
 }

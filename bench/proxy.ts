@@ -11,19 +11,11 @@
  *   node_modules/.bin/node bench/proxy.ts [execs] [MiB]
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Readable } from "node:stream";
-import { PGlite } from "@electric-sql/pglite";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process } from "@wrenn/proto/process/process_pb.js";
-import { createLogger } from "@wrenn/shared/log.ts";
-import { startHostAgent } from "../packages/host-agent/src/agent.ts";
-import { dataDir } from "../packages/host-agent/src/image/store.ts";
-import { startControlPlane } from "../packages/control-plane/src/server.ts";
-import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { startBenchPlatform } from "./platform.ts";
 
 const execs = Number(process.argv[2] ?? 200);
 const mib = Number(process.argv[3] ?? 256);
@@ -33,39 +25,9 @@ const pct = (xs: number[], p: number) =>
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 const rssMiB = () => process.memoryUsage.rss() / (1 << 20);
 
-const root = await mkdtemp(join(tmpdir(), "wrenn-bench-proxy-"));
-const secret = randomBytes(24).toString("hex");
-const log = createLogger("bench", "warn");
-const agent = await startHostAgent({
-  listen: "127.0.0.1:0",
-  dataDir: join(root, "data"),
-  imageDir: dataDir(),
-  networkPrefix: "wbp",
-  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
-  secret,
-  log,
-});
-const cp = await startControlPlane({ port: 0, pglite: await PGlite.create(), log });
+const platform = await startBenchPlatform("proxy", "wbp");
+const { secret, agent, cp, key, post: json } = platform;
 try {
-  await cp.addHost(new URL(agent.url).host, { secret });
-  const json = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${cp.url}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as Record<string, unknown>;
-  };
-  const { token } = await json("/v1/auth/signup", {
-    email: "bench@example.com",
-    password: "a long bench password",
-  });
-  const { key } = await json(
-    "/v1/api-keys",
-    { name: "bench" },
-    { authorization: `Bearer ${String(token)}` },
-  );
   // Room in guest RAM for the transfers; E2B's detail gives the envd token.
   const created = await json(
     "/v1/sandboxes",
@@ -177,7 +139,5 @@ try {
     `RSS of this process (both proxy hops) while 1 GiB streams up and down through the control plane: ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB, growth ${(peak - before).toFixed(1)} MiB  (target ≤ 32 MiB)`,
   );
 } finally {
-  await cp.close();
-  await agent.shutdown();
-  await rm(root, { recursive: true, force: true });
+  await platform.close();
 }
