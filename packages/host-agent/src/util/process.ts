@@ -1,5 +1,6 @@
 /** Process helpers: liveness, command lines, waits and log tails. */
 import { open, readdir, readFile } from "node:fs/promises";
+import { WrennError } from "@wrenn/shared/errors.ts";
 
 export interface ExitStatus {
   code: number | null;
@@ -130,4 +131,38 @@ export async function killStrays(dir: string, keep: string[]): Promise<number[]>
     killed.push(pid);
   }
   return killed;
+}
+
+/** Sends a signal to a process that may be gone already. */
+export function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Ends a process: `ask` it to exit (a VMM's own quit), SIGKILL it if it has
+ * not after `graceMs`, and wait for `exited`; throws only if it survives SIGKILL.
+ */
+export async function endProcess(opts: {
+  pid: number;
+  exited: Promise<unknown>;
+  graceMs: number;
+  name: string;
+  ask: () => void;
+  onKill?: () => void;
+}): Promise<void> {
+  if (await isAlive(opts.pid)) {
+    opts.ask();
+    if (!(await within(opts.exited, opts.graceMs))) {
+      opts.onKill?.();
+      signal(opts.pid, "SIGKILL");
+      if (!(await within(opts.exited, 10_000))) {
+        throw new WrennError("internal", `${opts.name} pid ${opts.pid} survived SIGKILL`);
+      }
+    }
+  }
+  await opts.exited;
 }

@@ -18,7 +18,7 @@ import {
 } from "../../snapshot/page-server.ts";
 import { dirtyFromSparseFile } from "../../snapshot/sparse.ts";
 import { copySparse, exists } from "../../util/fs.ts";
-import { cmdlineOf, isAlive, tail, watchForeignExit, within } from "../../util/process.ts";
+import { cmdlineOf, isAlive, signal, tail, watchForeignExit, within } from "../../util/process.ts";
 import { spawnInNetns, type VmmProcess } from "../process.ts";
 import type {
   BootSpec,
@@ -40,7 +40,7 @@ import {
   STABLE_ROOTFS,
 } from "./args.ts";
 import { PagedVm } from "./paged-vm.ts";
-import { FirecrackerVm, signal } from "./vm.ts";
+import { FirecrackerVm } from "./vm.ts";
 
 export { STABLE_DIR, STABLE_ROOTFS } from "./args.ts";
 export type { FirecrackerVm } from "./vm.ts";

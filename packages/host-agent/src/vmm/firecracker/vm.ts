@@ -2,7 +2,7 @@
 import { rm } from "node:fs/promises";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
-import { isAlive, tail, within, type ExitStatus } from "../../util/process.ts";
+import { endProcess, signal, tail, type ExitStatus } from "../../util/process.ts";
 import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import type { FirecrackerApi } from "./api.ts";
 import { paths } from "./args.ts";
@@ -82,25 +82,14 @@ export class FirecrackerVm implements VmHandle {
     const s = this.#s;
     // Firecracker has no graceful shutdown that does not depend on the guest;
     // whatever must survive was snapshotted before stop.
-    if (await isAlive(s.pid)) {
-      signal(s.pid, "SIGTERM");
-      if (!(await within(s.exited, this.#graceMs))) {
-        signal(s.pid, "SIGKILL");
-        if (!(await within(s.exited, 10_000))) {
-          throw new WrennError("internal", `firecracker pid ${s.pid} survived SIGKILL`);
-        }
-      }
-    }
-    await s.exited;
+    await endProcess({
+      pid: s.pid,
+      exited: s.exited,
+      graceMs: this.#graceMs,
+      name: "firecracker",
+      ask: () => signal(s.pid, "SIGTERM"),
+    });
     const p = paths(s.runDir, s.vmId);
     await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
-  }
-}
-
-export function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone.
   }
 }

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
 import { copySparse } from "../../util/fs.ts";
-import { isAlive, tail, within, type ExitStatus } from "../../util/process.ts";
+import { endProcess, tail, within, type ExitStatus } from "../../util/process.ts";
 import type { CgroupDriver } from "../../cgroup/cgroup.ts";
 import { drainConsole, removeConsole, type ConsoleDrain } from "../console-log.ts";
 import { grantTraverse, handOver, type VmmUser } from "../confine.ts";
@@ -201,22 +201,15 @@ export class QemuVm implements VmHandle {
 
   async #stop(): Promise<void> {
     const s = this.#s;
-    if (await isAlive(s.pid)) {
+    await endProcess({
+      pid: s.pid,
+      exited: s.exited,
+      graceMs: this.#stopGraceMs,
+      name: "QEMU",
       // quit's reply may never arrive: QEMU closes the socket as it exits.
-      void s.qmp.execute("quit").catch(() => undefined);
-      if (!(await within(s.exited, this.#stopGraceMs))) {
-        this.#log.warn({ pid: s.pid }, "QEMU did not quit; killing it");
-        try {
-          process.kill(s.pid, "SIGKILL");
-        } catch {
-          // Already gone.
-        }
-        if (!(await within(s.exited, 10_000))) {
-          throw new WrennError("internal", `QEMU pid ${s.pid} survived SIGKILL`);
-        }
-      }
-    }
-    await s.exited;
+      ask: () => void s.qmp.execute("quit").catch(() => undefined),
+      onKill: () => this.#log.warn({ pid: s.pid }, "QEMU did not quit; killing it"),
+    });
     s.qmp.close();
     this.#console.close();
     // Bounded: a console that does not settle must never hold up a stop.
