@@ -23,6 +23,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { vmmRss } from "./vmm-rss.ts";
 
 const n = Math.max(1, Number(process.argv[2] ?? 6));
 const measureS = Math.max(5, Number(process.argv[3] ?? 30));
@@ -41,24 +42,6 @@ async function cpuTicks(pid: number): Promise<number> {
 async function memAvailableKiB(): Promise<number> {
   const m = /MemAvailable:\s+(\d+) kB/.exec(await readFile("/proc/meminfo", "utf8"));
   return Number(m?.[1] ?? NaN);
-}
-
-/** Resident KiB of the VMM, and of the guest RAM file mapping within it. */
-async function rss(pid: number): Promise<{ total: number; guest: number }> {
-  const smaps = await readFile(`/proc/${pid}/smaps`, "utf8");
-  let total = 0;
-  let guest = 0;
-  let inGuest = false;
-  for (const line of smaps.split("\n")) {
-    // A booted VM's own RAM file, or the boot snapshot's a clone maps privately.
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inGuest = /(\.mem|\/memfile)$/.test(line.trim());
-    const m = /^Rss:\s+(\d+) kB/.exec(line);
-    if (m) {
-      total += Number(m[1]);
-      if (inGuest) guest += Number(m[1]);
-    }
-  }
-  return { total, guest };
 }
 
 const root = await mkdtemp(join(tmpdir(), "wrenn-bench-density-"));
@@ -114,7 +97,7 @@ try {
   const guest: number[] = [];
   for (const [id, pid] of pids) {
     cpu.push((((await cpuTicks(pid)) - (before.get(id) ?? 0)) / TICKS / seconds) * 100);
-    const m = await rss(pid);
+    const m = await vmmRss(pid);
     overhead.push((m.total - m.guest) / 1024);
     guest.push(m.guest / 1024);
   }

@@ -19,6 +19,7 @@ import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { EnvdClient } from "../packages/host-agent/src/envd/client.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { vmmRss } from "./vmm-rss.ts";
 
 const creates = Number(process.argv[2] ?? 5);
 const execs = Number(process.argv[3] ?? 200);
@@ -28,24 +29,6 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 }
 const ms = (x: number) => `${x.toFixed(2)} ms`;
-
-/** Resident KiB of the VMM, and of the guest RAM file mapping within it. */
-async function rss(pid: number): Promise<{ total: number; guest: number }> {
-  const smaps = await readFile(`/proc/${pid}/smaps`, "utf8");
-  let total = 0;
-  let guest = 0;
-  let inGuest = false;
-  for (const line of smaps.split("\n")) {
-    // A booted VM's own RAM file, or the boot snapshot's a clone maps privately.
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inGuest = /(\.mem|\/memfile)$/.test(line.trim());
-    const m = /^Rss:\s+(\d+) kB/.exec(line);
-    if (m) {
-      total += Number(m[1]);
-      if (inGuest) guest += Number(m[1]);
-    }
-  }
-  return { total, guest };
-}
 
 const root = await mkdtemp(join(tmpdir(), "wrenn-bench-"));
 const runRoot = await mkdtemp("/run/wbench-");
@@ -135,7 +118,7 @@ try {
   const rec = JSON.parse(
     await readFile(join(root, "data", "sandboxes", id, "record.json"), "utf8"),
   ) as { vm: { pid: number } };
-  const mem = await rss(rec.vm.pid);
+  const mem = await vmmRss(rec.vm.pid);
   console.log(
     `host memory per sandbox (256 MiB guest): VMM RSS ${(mem.total / 1024).toFixed(1)} MiB, of which guest RAM ${(mem.guest / 1024).toFixed(1)} MiB → overhead ${((mem.total - mem.guest) / 1024).toFixed(1)} MiB  (target ≤ 30 MiB)`,
   );
