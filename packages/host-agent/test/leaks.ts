@@ -16,8 +16,12 @@ import { runCommand } from "@wrenn/shared/command.ts";
 import { messageOf } from "@wrenn/shared/errors.ts";
 
 export interface LeakScope {
-  /** Namespaces, links and nftables tables whose name starts with this count (default "wrenn"). */
-  prefix?: string;
+  /**
+   * Namespaces, links and nftables tables whose name starts with this count.
+   * Required: test files run two at once, and a check scoped to all of
+   * "wrenn" would report, and purge, another file's live namespace.
+   */
+  prefix: string;
   /**
    * When given, only loop devices whose backing file, and only processes
    * whose command line, contains one of these strings count — any process,
@@ -42,8 +46,8 @@ export interface HostResources {
 type Kind = Exclude<keyof HostResources, "scope">;
 const KINDS: Kind[] = ["netns", "links", "nftTables", "loopDevices", "processes", "files"];
 
-export async function snapshotHostResources(scope: LeakScope = {}): Promise<HostResources> {
-  const prefix = scope.prefix ?? "wrenn";
+export async function snapshotHostResources(scope: LeakScope): Promise<HostResources> {
+  const { prefix } = scope;
   const [netns, links, nftTables, loopDevices, processes, files] = await Promise.all([
     ipNames(["netns", "list"], "name").then((n) => n.filter((x) => x.startsWith(prefix))),
     ipNames(["link", "show"], "ifname").then((n) => n.filter((x) => x.startsWith(prefix))),

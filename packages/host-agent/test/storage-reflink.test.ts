@@ -148,7 +148,10 @@ test("reflink: failures midway release what was made (disk files, mounts, loops)
   // leak reported): the check itself must catch leaked mounts and loops.
   const mnt = await mountReflinkFs(root);
   assert.deepEqual(await mountsUnder(root), [mnt]);
-  const leakScope = await snapshotHostResources({ markers: [join(root, "leaky")] });
+  const leakScope = await snapshotHostResources({
+    prefix: "wrenn-reflink-leaky-",
+    markers: [join(root, "leaky")],
+  });
   await runCommand("truncate", ["-s", "1M", join(root, "leaky")]);
   await runCommand("losetup", ["--find", join(root, "leaky")]);
   await assert.rejects(
