@@ -2,17 +2,19 @@
  * VM cgroups: the host's real driver (v1 here, hybrid hosts included) makes a
  * group with the limits, a process spawned into it runs there from its first
  * instruction, the group goes when the process has exited, and the start-up
- * sweep removes empty groups but never one with a process. The v2 driver is
+ * sweep removes empty groups but never one with a process, nor one younger
+ * than a minute (another agent may be filling it). The v2 driver is
  * checked at its boundary: the files it writes in a cgroup2-shaped tree.
  */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { detectCgroups, vmLimits } from "../src/cgroup/cgroup.ts";
 import { CgroupV2 } from "../src/cgroup/v2.ts";
+import { STALE_GROUP_MS } from "../src/cgroup/common.ts";
 import { spawnInNetns } from "../src/vmm/process.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -72,7 +74,8 @@ describe("cgroups", { timeout: 30_000 }, () => {
         }
         const own = await readFile(`/proc/${proc.pid}/cgroup`, "utf8");
         assert.match(own, new RegExp(`/wrenn/${name}\\n`), own);
-        // A group with a process survives the sweep.
+        // A group with a process survives the sweep, however old.
+        await age(dirs);
         assert.ok(!(await cg.sweep()).includes(name));
         assert.ok(dirs.every((d) => existsSync(d)));
       } finally {
@@ -84,8 +87,12 @@ describe("cgroups", { timeout: 30_000 }, () => {
         dirs.every((d) => !existsSync(d)),
         "the group is gone",
       );
-      // An empty group left behind (a crash) is swept.
+      // An empty group just made (another agent's, its VMM about to join) is not swept…
       await cg.create(name, { cpuWeight: 100, memoryMaxBytes: 1 << 30, pidsMax: 64 });
+      assert.ok(!(await cg.sweep()).includes(name));
+      assert.ok(dirs.every((d) => existsSync(d)));
+      // …an old empty one (a crash left it) is.
+      await age(dirs);
       assert.ok((await cg.sweep()).includes(name));
       assert.ok(
         dirs.every((d) => !existsSync(d)),
@@ -120,3 +127,9 @@ describe("cgroups", { timeout: 30_000 }, () => {
     assert.throws(() => cg.dirs("../escape"), /not a cgroup name/);
   });
 });
+
+/** Makes groups look as old as a crashed agent's (cgroupfs keeps the times set on it). */
+async function age(dirs: string[]): Promise<void> {
+  const past = new Date(Date.now() - 2 * STALE_GROUP_MS);
+  for (const d of dirs) await utimes(d, past, past);
+}

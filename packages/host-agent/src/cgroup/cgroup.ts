@@ -24,7 +24,7 @@ export interface CgroupDriver {
   create(name: string, limits: CgroupLimits): Promise<string[]>;
   /** Removes the group once its processes are gone (waits briefly for an exiting one). */
   remove(name: string): Promise<void>;
-  /** Removes every empty group under the agent's parent (what a crash left); their names. */
+  /** Removes every empty group under the agent's parent older than a minute (what a crash left); their names. */
   sweep(): Promise<string[]>;
   /** The group's directories, one per hierarchy (v1: cpu, memory, pids). */
   dirs(name: string): string[];

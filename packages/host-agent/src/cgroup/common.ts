@@ -1,5 +1,5 @@
 /** What both cgroup drivers do the same way: directories that are removed once empty. */
-import { mkdir, readdir, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rmdir, stat, writeFile } from "node:fs/promises";
 
 /** The parent group every sandbox's group lives under. */
 export const CGROUP_PARENT = "wrenn";
@@ -41,9 +41,20 @@ export async function children(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isDirectory()).map((e) => e.name);
 }
 
-/** Tries rmdir once: a group with processes refuses (EBUSY) and is left as it is. */
-export async function removeIfEmpty(dir: string): Promise<boolean> {
+/**
+ * A group this young may be one another agent on the host is filling: its
+ * VMM joins a few milliseconds after the mkdir, and a sweep in between would
+ * pull the group from under it.
+ */
+export const STALE_GROUP_MS = 60_000;
+
+/**
+ * Tries rmdir once on a group older than STALE_GROUP_MS: a group with
+ * processes refuses (EBUSY) and is left as it is.
+ */
+export async function removeIfStale(dir: string): Promise<boolean> {
   try {
+    if (Date.now() - (await stat(dir)).mtimeMs < STALE_GROUP_MS) return false;
     await rmdir(dir);
     return true;
   } catch {

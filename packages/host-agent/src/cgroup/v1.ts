@@ -12,7 +12,7 @@ import {
   ensureDir,
   put,
   removeDir,
-  removeIfEmpty,
+  removeIfStale,
 } from "./common.ts";
 
 const CONTROLLERS = ["cpu", "memory", "pids"] as const;
@@ -48,7 +48,7 @@ export class CgroupV1 implements CgroupDriver {
     for (const c of CONTROLLERS) {
       const parent = join(this.#root, c, CGROUP_PARENT);
       for (const name of await children(parent)) {
-        if (await removeIfEmpty(join(parent, name))) removed.add(name);
+        if (await removeIfStale(join(parent, name))) removed.add(name);
       }
     }
     return [...removed];

@@ -12,7 +12,7 @@ import {
   ensureDir,
   put,
   removeDir,
-  removeIfEmpty,
+  removeIfStale,
 } from "./common.ts";
 
 const CONTROLLERS = "+cpu +memory +pids";
@@ -64,7 +64,7 @@ export class CgroupV2 implements CgroupDriver {
   async sweep(): Promise<string[]> {
     const removed: string[] = [];
     for (const name of await children(this.#parent)) {
-      if (await removeIfEmpty(join(this.#parent, name))) removed.push(name);
+      if (await removeIfStale(join(this.#parent, name))) removed.push(name);
     }
     return removed;
   }
