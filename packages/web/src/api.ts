@@ -98,6 +98,15 @@ export interface Member {
   role: Team["role"];
   created_at: string;
 }
+export interface Invite {
+  id: string;
+  team_id: string;
+  role: Team["role"];
+  /** Only this address may use it; null: whoever has the token. */
+  email: string | null;
+  expires_at: string;
+  created_at: string;
+}
 export interface Host {
   id: string;
   address: string;
@@ -192,8 +201,13 @@ export async function request<T>(method: string, path: string, body?: unknown): 
 }
 
 export const api = {
-  signup: (email: string, password: string, name?: string) =>
-    request<Session>("POST", "/v1/auth/signup", { email, password, ...(name ? { name } : {}) }),
+  signup: (email: string, password: string, name?: string, invite?: string) =>
+    request<Session>("POST", "/v1/auth/signup", {
+      email,
+      password,
+      ...(name ? { name } : {}),
+      ...(invite ? { invite } : {}),
+    }),
   login: (email: string, password: string) =>
     request<Session>("POST", "/v1/auth/login", { email, password }),
   me: () => request<Me>("GET", "/v1/me"),
@@ -258,6 +272,10 @@ export const api = {
     request<Member>("POST", `/v1/teams/${teamId}/members`, { email, role }),
   removeMember: (teamId: string, userId: string) =>
     request<void>("DELETE", `/v1/teams/${teamId}/members/${userId}`),
+  invites: () => request<Invite[]>("GET", "/v1/invites"),
+  createInvite: (body: { role: Invite["role"]; ttl_sec: number; email?: string }) =>
+    request<Invite & { token: string }>("POST", "/v1/invites", body),
+  revokeInvite: (id: string) => request<void>("DELETE", `/v1/invites/${id}`),
 };
 
 /**

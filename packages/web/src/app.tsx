@@ -53,7 +53,8 @@ export function App() {
           session.set(s.token, s.team.id);
           setNotice(null);
           setToken(s.token);
-          if (location.pathname === "/" || location.pathname.startsWith("/dashboard/login")) {
+          const p = location.pathname;
+          if (p === "/" || p.startsWith("/dashboard/login") || p.startsWith("/dashboard/signup")) {
             navigate("/dashboard/sandboxes", true);
           }
         }}
@@ -126,7 +127,7 @@ function Shell({ onLogout }: { onLogout: () => void }) {
       <main className="content">
         <ErrorBox error={me.error} />
         <Suspense fallback={<Skeleton rows={4} />}>
-          <Page path={path} me={me.data} />
+          <Page path={path} me={me.data} onLogout={onLogout} />
         </Suspense>
       </main>
     </div>
@@ -149,7 +150,7 @@ function TeamSwitcher({ me, onSwitch }: { me: Me; onSwitch: (id: string) => void
   );
 }
 
-function Page({ path, me }: { path: string; me: Me | undefined }) {
+function Page({ path, me, onLogout }: { path: string; me: Me | undefined; onLogout: () => void }) {
   if (
     path === "/" ||
     path === "/dashboard" ||
@@ -159,6 +160,7 @@ function Page({ path, me }: { path: string; me: Me | undefined }) {
     return <Redirect to="/dashboard/sandboxes" />;
   }
   if (path === "/test") return <TestPage />;
+  if (match("/dashboard/signup", path)) return <InviteWhileSignedIn me={me} onLogout={onLogout} />;
   if (match("/dashboard/sandboxes", path)) return <SandboxList />;
   const sb = match("/dashboard/sandboxes/:id", path);
   if (sb?.id) return <SandboxPage key={sb.id} id={sb.id} />;
@@ -172,6 +174,26 @@ function Page({ path, me }: { path: string; me: Me | undefined }) {
       <p>
         Nothing at <code>{path}</code>. <Link href="/dashboard/sandboxes">Go to sandboxes</Link>
       </p>
+    </div>
+  );
+}
+
+/** An invite link opened in a browser that is signed in: invites make new accounts. */
+function InviteWhileSignedIn({ me, onLogout }: { me: Me | undefined; onLogout: () => void }) {
+  return (
+    <div className="card">
+      <h2>Sign up with an invite</h2>
+      <p>
+        This link signs up a new account, and you are signed in as{" "}
+        <strong>{me?.user?.email ?? "someone"}</strong>. Sign out to use it; to bring an existing
+        account into a team, its owner adds it on the Members page.
+      </p>
+      <div className="row">
+        <button className="primary" onClick={onLogout}>
+          Sign out and sign up
+        </button>
+        <Link href="/dashboard/sandboxes">Stay signed in</Link>
+      </div>
     </div>
   );
 }

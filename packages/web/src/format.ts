@@ -1,7 +1,16 @@
 /** Times as the dashboard shows them; plain functions, tested without a browser. */
 
 export function age(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return span(Math.round((now - Date.parse(iso)) / 1000));
+}
+
+/** How long until `iso` (an expiry), as `age` says how long since. */
+export function until(iso: string, now = Date.now()): string {
+  return span(Math.round((Date.parse(iso) - now) / 1000));
+}
+
+function span(seconds: number): string {
+  const s = Math.max(0, seconds);
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m`;
   if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;

@@ -1,8 +1,8 @@
-import type { AnchorHTMLAttributes, ReactNode } from "react";
+import { useRef, useState, type AnchorHTMLAttributes, type ReactNode } from "react";
 import { ApiError } from "./api.ts";
 import { navigate } from "./router.ts";
 
-export { age, duration, timeLeft } from "./format.ts";
+export { age, duration, timeLeft, until } from "./format.ts";
 
 export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
   const { href, onClick, ...rest } = props;
@@ -93,5 +93,38 @@ export function Labels({ metadata }: { metadata: Record<string, string> }) {
         </span>
       ))}
     </span>
+  );
+}
+
+/**
+ * A secret shown once, with a copy button. The clipboard API exists only in
+ * secure contexts (https, localhost): elsewhere, or when it is refused, the
+ * text is selected so Ctrl+C copies it.
+ */
+export function Secret({ text, testId }: { text: string; testId: string }) {
+  const [state, setState] = useState<"idle" | "copied" | "selected">("idle");
+  const ref = useRef<HTMLElement>(null);
+  const select = () => {
+    const el = ref.current;
+    const sel = window.getSelection();
+    if (!el || !sel) return;
+    sel.selectAllChildren(el);
+    setState("selected");
+  };
+  return (
+    <div className="row">
+      <code ref={ref} data-testid={testId} className="select-all">
+        {text}
+      </code>
+      <button
+        type="button"
+        onClick={() => {
+          if (!navigator.clipboard) return select();
+          navigator.clipboard.writeText(text).then(() => setState("copied"), select);
+        }}
+      >
+        {state === "copied" ? "Copied" : state === "selected" ? "Press Ctrl+C" : "Copy"}
+      </button>
+    </div>
   );
 }

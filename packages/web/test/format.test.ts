@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { duration, timeLeft } from "../src/format.ts";
+import { age, duration, timeLeft, until } from "../src/format.ts";
 
 test(
   "time left: a countdown to the end time, the idle timeout without one",
@@ -18,3 +18,12 @@ test(
     assert.equal(duration(5400), "1.5h");
   },
 );
+
+test("age and until: how long since, how long to go", { timeout: 5000 }, () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  const at = (sec: number) => new Date(now + sec * 1000).toISOString();
+  assert.equal(age(at(-90), now), "1m");
+  assert.equal(until(at(7 * 86400), now), "7d");
+  assert.equal(until(at(3600 + 120), now), "1h 2m");
+  assert.equal(until(at(-5), now), "0s", "an expiry just passed is not negative");
+});

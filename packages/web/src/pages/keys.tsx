@@ -1,20 +1,16 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api.ts";
-import { Card, ErrorBox, Skeleton, age } from "../ui.tsx";
+import { Card, ErrorBox, Secret, Skeleton, age } from "../ui.tsx";
 
 export default function Keys() {
   const qc = useQueryClient();
   const keys = useQuery({ queryKey: ["api-keys"], queryFn: api.apiKeys });
   const [name, setName] = useState("");
-  const [copied, setCopied] = useState(false);
   const refresh = () => qc.invalidateQueries({ queryKey: ["api-keys"] });
   const create = useMutation({
     mutationFn: api.createApiKey,
-    onSuccess: () => {
-      setName("");
-      setCopied(false);
-    },
+    onSuccess: () => setName(""),
     onSettled: refresh,
   });
   const revoke = useMutation({ mutationFn: api.revokeApiKey, onSettled: refresh });
@@ -42,16 +38,7 @@ export default function Keys() {
       {create.data && (
         <div className="secret" role="status">
           <p>Copy the key now: it is shown only once.</p>
-          <div className="row">
-            <code data-testid="new-key">{create.data.key}</code>
-            <button
-              onClick={() => {
-                void navigator.clipboard?.writeText(create.data.key).then(() => setCopied(true));
-              }}
-            >
-              {copied ? "Copied" : "Copy"}
-            </button>
-          </div>
+          <Secret text={create.data.key} testId="new-key" />
         </div>
       )}
       <ErrorBox error={keys.error ?? create.error ?? revoke.error} />

@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api, type Session } from "../api.ts";
+import { inviteFromUrl, inviteToken } from "../invite-link.ts";
 import { ErrorBox } from "../ui.tsx";
 
 export function Login({
@@ -9,7 +10,12 @@ export function Login({
   notice: string | null;
   onSignedIn: (s: Session) => void;
 }) {
-  const [mode, setMode] = useState<"login" | "signup">("login");
+  // An invite link (/dashboard/signup#invite=…) opens the sign-up form with its token.
+  const [invite, setInvite] = useState(() => inviteFromUrl(location.hash, location.search));
+  const [mode, setMode] = useState<"login" | "signup">(() =>
+    invite || location.pathname === "/dashboard/signup" ? "signup" : "login",
+  );
+  const invited = !!inviteFromUrl(location.hash, location.search);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [name, setName] = useState("");
@@ -23,7 +29,7 @@ export function Login({
       onSignedIn(
         mode === "login"
           ? await api.login(email, password)
-          : await api.signup(email, password, name || undefined),
+          : await api.signup(email, password, name || undefined, inviteToken(invite) || undefined),
       );
     } catch (err) {
       setError(err);
@@ -58,6 +64,11 @@ export function Login({
           </button>
         </div>
         {notice && <p className="notice">{notice}</p>}
+        {invited && mode === "signup" && (
+          <p className="muted" data-testid="invite-notice">
+            You were invited: create your account to join the team.
+          </p>
+        )}
         <label>
           Email
           <input
@@ -73,6 +84,18 @@ export function Login({
           <label>
             Name (optional)
             <input name="name" value={name} onChange={(e) => setName(e.target.value)} />
+          </label>
+        )}
+        {mode === "signup" && (
+          <label>
+            Invite {invited ? "" : "(needed unless sign-up is open)"}
+            <input
+              name="invite"
+              autoComplete="off"
+              spellCheck={false}
+              value={invite}
+              onChange={(e) => setInvite(e.target.value)}
+            />
           </label>
         )}
         <label>

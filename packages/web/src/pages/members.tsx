@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Me, type Member } from "../api.ts";
 import { Card, ErrorBox, Skeleton, age } from "../ui.tsx";
+import { Invites } from "./invites.tsx";
 
 export default function Members({ me }: { me: Me | undefined }) {
   const qc = useQueryClient();
@@ -108,6 +109,7 @@ export default function Members({ me }: { me: Me | undefined }) {
           </div>
         )}
       </Card>
+      {canManage && me && <Invites me={me} />}
       <Card title="New team">
         <form
           className="row"
