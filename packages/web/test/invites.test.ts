@@ -85,6 +85,14 @@ test(
       assert.equal(await row.count(), 1);
       assert.match((await row.textContent()) ?? "", /anyone with the link.*member.*(23h 5\dm|1d)/);
       await shot(a, "30-invite-created");
+      // At phone width the form, the long link and the list stay within the screen.
+      await a.setViewportSize({ width: 390, height: 844 });
+      const overflow = (await a.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+      )) as number;
+      assert.ok(overflow <= 0, `the members page is ${overflow} px wider than a phone`);
+      await shot(a, "30b-invite-phone");
+      await a.setViewportSize({ width: 1280, height: 800 });
 
       // A second browser opens the link: the sign-up form, the invite filled in.
       const guest = await launch(profiles[1] ?? "");

@@ -1,6 +1,6 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { api, type Me } from "../api.ts";
-import { Card, ErrorBox, Skeleton, age } from "../ui.tsx";
+import { Card, ErrorBox, Secret, Skeleton, age } from "../ui.tsx";
 import { TemplateTable } from "./templates.tsx";
 
 export default function Admin({ me }: { me: Me | undefined }) {
@@ -44,10 +44,13 @@ export default function Admin({ me }: { me: Me | undefined }) {
       >
         <ErrorBox error={hosts.error ?? token.error} />
         {token.data && (
-          <p className="secret">
-            Register a host with <code>{token.data.token}</code> (valid until{" "}
-            {new Date(token.data.expires_at).toLocaleString()})
-          </p>
+          <div className="secret" role="status">
+            <p>
+              A host registers once with this token (<code>POST /v1/hosts/register</code> with its
+              token and address), until {new Date(token.data.expires_at).toLocaleString()}:
+            </p>
+            <Secret text={token.data.token} testId="host-token" />
+          </div>
         )}
         {hosts.isPending ? (
           <Skeleton rows={2} />
