@@ -46,7 +46,12 @@ export function TemplateTable({
               <td className="hide-sm">
                 {t.vcpus ? `${t.vcpus} vCPU · ${t.memory_mb} MiB` : "any"}
               </td>
-              <td className="hide-sm">{t.size_bytes ? bytes(t.size_bytes) : ""}</td>
+              <td
+                className="hide-sm"
+                title={t.size_bytes ? undefined : "the host did not report its size"}
+              >
+                {t.size_bytes ? bytes(t.size_bytes) : "—"}
+              </td>
               <td className="hide-sm">{age(t.created_at)}</td>
               {(onCreate || onDelete) && (
                 <td className="row end">
