@@ -62,6 +62,10 @@ test(
       await a.getByRole("button", { name: "Sign in" }).click();
       await a.getByRole("form", { name: "create invite" }).waitFor();
       await a.getByText("No pending invites.").waitFor();
+      // Adding someone with no account points to invites.
+      await a.getByLabel("email", { exact: true }).fill("nobody-yet@example.com");
+      await a.getByRole("button", { name: "Add", exact: true }).click();
+      await a.getByTestId("invite-hint").waitFor();
 
       // One invite to revoke, one to use; each link shown once, with a copy button.
       await a.getByRole("button", { name: "Create invite" }).click();

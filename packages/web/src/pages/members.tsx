@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { api, type Me, type Member } from "../api.ts";
+import { api, ApiError, type Me, type Member } from "../api.ts";
 import { Card, ErrorBox, Skeleton, age } from "../ui.tsx";
 import { Invites } from "./invites.tsx";
 
@@ -69,6 +69,11 @@ export default function Members({ me }: { me: Me | undefined }) {
           </form>
         )}
         <ErrorBox error={members.error ?? add.error ?? remove.error} />
+        {add.error instanceof ApiError && add.error.code === "not_found" && (
+          <p className="muted" data-testid="invite-hint">
+            No account has that email yet: create an invite below and send them its link.
+          </p>
+        )}
         {members.isPending ? (
           <Skeleton rows={2} />
         ) : (
