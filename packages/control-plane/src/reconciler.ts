@@ -70,6 +70,8 @@ export class Reconciler {
   async syncHost(host: HostRow): Promise<void> {
     const timeout = this.#options.callTimeoutMs ?? 5_000;
     let info: GetHostInfoResponse;
+    // Sandboxes that start running after this are not in the host's measurement.
+    const asked = new Date();
     try {
       info = await this.#agents.call(host, (a, o) => a.getHostInfo({}, o), timeout);
     } catch (err) {
@@ -94,6 +96,14 @@ export class Reconciler {
       vmm: info.vmm,
       storage: info.storage,
       version: info.version,
+      usage: info.usage
+        ? {
+            cpu_busy_cores: info.usage.cpuBusyCores,
+            memory_used_mb: Number(info.usage.memoryUsedMb),
+            vmm_memory_mb: Number(info.usage.vmmMemoryMb),
+            measured_at: asked,
+          }
+        : null,
     });
     if (host.status !== "ready") this.#log.info({ host: host.id }, "host reachable again");
     try {
@@ -193,6 +203,15 @@ export class Reconciler {
   }
 }
 
+/** What a host measured itself using (see hostagent.v1.HostUsage). */
+export interface MeasuredUsage {
+  cpu_busy_cores: number;
+  memory_used_mb: number;
+  vmm_memory_mb: number;
+  /** When the measurement was asked for. */
+  measured_at: Date;
+}
+
 export interface Capacity {
   total_vcpus: number;
   total_memory_mb: number;
@@ -200,6 +219,19 @@ export interface Capacity {
   vmm?: string | undefined;
   storage?: string | undefined;
   version?: string | undefined;
+  /** Null: the host does not measure (placement counts what its sandboxes declare); absent: unchanged. */
+  usage?: MeasuredUsage | null | undefined;
+}
+
+const INT_MAX = 2 ** 31 - 1;
+
+function usageColumns(u: MeasuredUsage | null) {
+  return {
+    cpuBusyCores: u ? u.cpu_busy_cores : null,
+    memoryUsedMb: u ? Math.min(u.memory_used_mb, INT_MAX) : null,
+    vmmMemoryMb: u ? Math.min(u.vmm_memory_mb, INT_MAX) : null,
+    measuredAt: u ? u.measured_at : null,
+  };
 }
 
 export async function recordHeartbeat(db: Db, hostId: string, c: Capacity): Promise<void> {
@@ -209,8 +241,9 @@ export async function recordHeartbeat(db: Db, hostId: string, c: Capacity): Prom
       status: "ready",
       lastSeenAt: sql`now()`,
       totalVcpus: c.total_vcpus,
-      totalMemoryMb: Math.min(c.total_memory_mb, 2 ** 31 - 1),
-      freeDiskMb: Math.min(c.free_disk_mb, 2 ** 31 - 1),
+      totalMemoryMb: Math.min(c.total_memory_mb, INT_MAX),
+      freeDiskMb: Math.min(c.free_disk_mb, INT_MAX),
+      ...(c.usage !== undefined ? usageColumns(c.usage) : {}),
       ...(c.vmm !== undefined ? { vmm: c.vmm } : {}),
       ...(c.storage !== undefined ? { storage: c.storage } : {}),
       ...(c.version !== undefined ? { version: c.version } : {}),

@@ -3,15 +3,42 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Db } from "./db/open.ts";
 import { hosts, sandboxes } from "./db/schema.ts";
 
+/**
+ * How far placement may go past a host's capacity. A host reports what it
+ * really uses (CPU busy, memory in use); sandboxes it has not measured yet
+ * (being created, or started since its last report) count as they declare.
+ */
 export interface Overcommit {
-  /** vCPUs are time-shared; idle sandboxes cost little CPU. */
+  /**
+   * vCPU-equivalents a core may carry: the host's measured busy cores plus
+   * the vCPUs of sandboxes not measured yet (a booting guest keeps its vCPUs
+   * busy). An idle guest costs a few percent of a core, so this is high;
+   * set it to 1 to refuse new sandboxes on a host whose CPUs are saturated.
+   */
   cpu: number;
+  /**
+   * What the live sandboxes declare may total this × the host's memory: an
+   * idle guest touches a fraction of its RAM. It bounds what guests could
+   * grow to if they all woke; the host's real free memory is never
+   * overcommitted (see reserveMemoryMb).
+   */
   memory: number;
   /** Writable layers are sparse: a 20 GiB disk costs what is written to it. */
   disk: number;
+  /**
+   * Memory kept free on every host: measured use plus the declared memory of
+   * sandboxes not measured yet plus the new one never pass the host's
+   * memory minus this.
+   */
+  reserveMemoryMb: number;
 }
 
-export const DEFAULT_OVERCOMMIT: Overcommit = { cpu: 4, memory: 1, disk: 8 };
+export const DEFAULT_OVERCOMMIT: Overcommit = {
+  cpu: 16,
+  memory: 3,
+  disk: 8,
+  reserveMemoryMb: 1024,
+};
 
 // Any constant works; it only has to be the same for every control plane instance.
 const PLACEMENT_LOCK = 0x77_72_70_6c;
@@ -24,10 +51,78 @@ export interface Demand {
 
 export type HostRow = typeof hosts.$inferSelect;
 
+/** What a host's live sandboxes declare, and the part of it the host has not measured yet. */
 interface Load {
   vcpus: number;
   memoryMb: number;
   count: number;
+  unmeasuredVcpus: number;
+  unmeasuredMemoryMb: number;
+}
+
+const NO_LOAD: Load = {
+  vcpus: 0,
+  memoryMb: 0,
+  count: 0,
+  unmeasuredVcpus: 0,
+  unmeasuredMemoryMb: 0,
+};
+
+/** One host's room for a demand: its fullest resource after placing it (0..1), or what is short. */
+export type Fit = { ok: true; score: number } | { ok: false; short: string };
+
+/**
+ * Admission on one host. CPU: measured busy cores plus unmeasured vCPUs plus
+ * the demand, against cores × overcommit. Memory, twice: measured use plus
+ * unmeasured declared memory plus the demand must fit the host's memory
+ * less the reserve (real memory, never overcommitted), and everything
+ * declared plus the demand must fit memory × overcommit. A host that does
+ * not measure counts every sandbox as declared, against its memory.
+ */
+export function fit(host: HostRow, load: Load, demand: Demand, o: Overcommit): Fit {
+  const measured = host.measuredAt !== null && host.memoryUsedMb !== null;
+  const busy = measured ? (host.cpuBusyCores ?? 0) : 0;
+  const cpuLoad = busy + (measured ? load.unmeasuredVcpus : load.vcpus) + demand.vcpus;
+  const cpuCap = host.totalVcpus * o.cpu;
+  const inUse = measured ? (host.memoryUsedMb ?? 0) + load.unmeasuredMemoryMb : load.memoryMb;
+  // Without a measurement what is declared is all there is to go by: it
+  // must fit the host's memory (the reserve is for use nobody declared).
+  const realCap = measured ? host.totalMemoryMb - o.reserveMemoryMb : host.totalMemoryMb;
+  const declaredCap = host.totalMemoryMb * o.memory;
+  const diskCap = host.freeDiskMb * o.disk;
+  const short: string[] = [];
+  if (inUse + demand.memoryMb > realCap) {
+    const free = Math.max(0, realCap - inUse);
+    short.push(
+      measured
+        ? `memory: ${free} MiB free (${host.memoryUsedMb} MiB in use + ${load.unmeasuredMemoryMb} MiB for sandboxes starting, of ${host.totalMemoryMb} MiB less a ${o.reserveMemoryMb} MiB reserve)`
+        : `memory: ${free} MiB free (${load.memoryMb} MiB declared, of ${host.totalMemoryMb} MiB; this host does not report what it uses)`,
+    );
+  }
+  if (load.memoryMb + demand.memoryMb > declaredCap) {
+    short.push(
+      `declared memory: ${load.memoryMb} MiB of ${declaredCap} MiB (${o.memory} × ${host.totalMemoryMb} MiB) taken`,
+    );
+  }
+  if (cpuLoad > cpuCap) {
+    short.push(
+      measured
+        ? `CPU: ${busy.toFixed(2)} cores busy + ${load.unmeasuredVcpus} vCPUs starting, of ${cpuCap} (${o.cpu} × ${host.totalVcpus} cores)`
+        : `CPU: ${load.vcpus} vCPUs declared, of ${cpuCap} (${o.cpu} × ${host.totalVcpus} cores)`,
+    );
+  }
+  if (demand.diskSizeMb > diskCap) {
+    short.push(`disk: ${host.freeDiskMb} MiB free (× ${o.disk} for sparse disks)`);
+  }
+  if (short.length > 0) return { ok: false, short: short.join("; ") };
+  return {
+    ok: true,
+    score: Math.max(
+      cpuLoad / cpuCap,
+      (inUse + demand.memoryMb) / realCap,
+      (load.memoryMb + demand.memoryMb) / declaredCap,
+    ),
+  };
 }
 
 /**
@@ -85,19 +180,15 @@ export class Placement {
       candidates.map((h) => h.id),
     );
     let best: { host: HostRow; score: number; count: number } | undefined;
+    const shortages: string[] = [];
     for (const host of candidates) {
-      const load = loads.get(host.id) ?? { vcpus: 0, memoryMb: 0, count: 0 };
-      const cpuCap = host.totalVcpus * this.#overcommit.cpu;
-      const memCap = host.totalMemoryMb * this.#overcommit.memory;
-      const fits =
-        load.vcpus + demand.vcpus <= cpuCap &&
-        load.memoryMb + demand.memoryMb <= memCap &&
-        demand.diskSizeMb <= host.freeDiskMb * this.#overcommit.disk;
-      if (!fits) continue;
-      const score = Math.max(
-        (load.vcpus + demand.vcpus) / cpuCap,
-        (load.memoryMb + demand.memoryMb) / memCap,
-      );
+      const load = loads.get(host.id) ?? NO_LOAD;
+      const f = fit(host, load, demand, this.#overcommit);
+      if (!f.ok) {
+        shortages.push(candidates.length > 1 ? `host ${host.id}: ${f.short}` : f.short);
+        continue;
+      }
+      const { score } = f;
       if (
         !best ||
         score < best.score ||
@@ -110,21 +201,27 @@ export class Placement {
     if (!best) {
       throw new WrennError(
         "resource_exhausted",
-        `no host has room for ${demand.vcpus} vCPUs, ${demand.memoryMb} MiB memory and a ${demand.diskSizeMb} MiB disk; stop or pause sandboxes, or add a host`,
+        `no host has room for ${demand.vcpus} vCPUs, ${demand.memoryMb} MiB memory and a ${demand.diskSizeMb} MiB disk — short of ${shortages.slice(0, 5).join(" | ")}; stop or pause sandboxes, or add a host`,
       );
     }
     return best.host;
   }
 
   async #loads(db: Db, hostIds: string[]): Promise<Map<string, Load>> {
+    // Not measured: still being created, or running since the host's last
+    // measurement was asked for (or the host never measured).
+    const unmeasured = sql`(${sandboxes.status} = 'pending' or ${hosts.measuredAt} is null or ${sandboxes.updatedAt} >= ${hosts.measuredAt})`;
     const rows = await db
       .select({
         hostId: sandboxes.hostId,
         vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}), 0)`,
         memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}), 0)`,
         count: sql<string>`count(*)`,
+        unmeasuredVcpus: sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.vcpus} else 0 end), 0)`,
+        unmeasuredMemoryMb: sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.memoryMb} else 0 end), 0)`,
       })
       .from(sandboxes)
+      .innerJoin(hosts, eq(hosts.id, sandboxes.hostId))
       .where(
         and(
           inArray(sandboxes.hostId, hostIds),
@@ -139,6 +236,8 @@ export class Placement {
           vcpus: Number(r.vcpus),
           memoryMb: Number(r.memoryMb),
           count: Number(r.count),
+          unmeasuredVcpus: Number(r.unmeasuredVcpus),
+          unmeasuredMemoryMb: Number(r.unmeasuredMemoryMb),
         });
       }
     }

@@ -54,6 +54,12 @@ export interface ControlPlaneOptions {
   openSignup?: boolean;
   /** Limits on sign-ups, logins and refused credentials per client address (defaults in auth/throttle.ts). */
   rateLimits?: Partial<RateLimits>;
+  /**
+   * Reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the
+   * client that rate limits count (`--trust-proxy`); by default none: the
+   * peer's address counts, whatever the headers say.
+   */
+  trustProxy?: string[];
   /** Serve HTTPS (the API and the proxy) with this certificate and key (PEM). */
   tls?: TlsFiles;
   /**
@@ -121,7 +127,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     agents,
     log,
     sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
-    throttles: createThrottles(options.rateLimits),
+    throttles: createThrottles(options.rateLimits, options.trustProxy),
     placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
     quotas: new Quotas(db, options.teamQuota),
     domain: options.domain ?? null,

@@ -29,6 +29,8 @@ export interface FakeAgent {
   templates: Map<string, TemplateInfo>;
   autoPaused: Set<string>;
   capacity: { totalVcpus: number; totalMemoryMb: number; freeDiskMb: number };
+  /** What GetHostInfo reports the host measured itself using; null: it does not measure. */
+  usage: { cpuBusyCores: number; memoryUsedMb: number } | null;
   calls: string[];
   /** Largest single chunk seen by WriteFileStream (streaming check). */
   maxChunk: number;
@@ -81,6 +83,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     templates,
     autoPaused: new Set(),
     capacity: { totalVcpus: 8, totalMemoryMb: 16384, freeDiskMb: 100_000 },
+    usage: null,
     calls: [],
     maxChunk: 0,
     written: new Map(),
@@ -360,6 +363,20 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
           freeDiskMb: BigInt(state.capacity.freeDiskMb),
           runningSandboxes: sandboxes.size,
           version: "test",
+          ...(state.usage
+            ? {
+                usage: {
+                  cpuBusyCores: state.usage.cpuBusyCores,
+                  cpuIntervalMs: 1000,
+                  memoryUsedMb: BigInt(state.usage.memoryUsedMb),
+                  memoryAvailableMb: BigInt(
+                    state.capacity.totalMemoryMb - state.usage.memoryUsedMb,
+                  ),
+                  vmmMemoryMb: 0n,
+                  vmmCount: sandboxes.size,
+                },
+              }
+            : {}),
         };
       },
     });

@@ -1,5 +1,3 @@
-import { cpus, totalmem } from "node:os";
-import { statfs } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
@@ -29,6 +27,7 @@ import {
   templateName,
   user,
 } from "./rpc/requests.ts";
+import { HostUsageMeter, hostInfo } from "./rpc/host-info.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -73,6 +72,9 @@ export function hostAgentService(
 ): ServiceImpl<typeof HostAgentService> {
   // Terminals keep their reader and scrollback between viewers (pty/sessions.ts).
   const terminals = new PtySessions();
+  const meter = new HostUsageMeter({
+    vmmPids: () => manager.list().flatMap((r) => (r.vm ? [r.vm.pid] : [])),
+  });
   return {
     createSandbox: guard(async (req) => {
       const p = parse(createSchema, req);
@@ -272,19 +274,17 @@ export function hostAgentService(
       await manager.envdOf(p.sandboxId).ptyResize(p.pid, p.cols, p.rows);
       return {};
     }),
-    getHostInfo: guard(async () => {
-      const fs = await statfs(dataDir);
-      return {
+    getHostInfo: guard(() =>
+      hostInfo({
         hostId,
+        dataDir,
         vmm: manager.vmmName,
         storage: manager.storageName,
-        totalVcpus: cpus().length,
-        totalMemoryMb: BigInt(Math.floor(totalmem() / (1024 * 1024))),
-        freeDiskMb: BigInt(Math.floor((fs.bavail * fs.bsize) / (1024 * 1024))),
-        runningSandboxes: manager.list().filter((r) => r.status === "running").length,
         version: AGENT_VERSION,
-      };
-    }),
+        runningSandboxes: manager.list().filter((r) => r.status === "running").length,
+        meter,
+      }),
+    ),
     updateNetwork: guard(async (req) => {
       const p = parse(z.object({ sandboxId, network: networkSchema }), req);
       await manager.updateNetwork(p.sandboxId, p.network);

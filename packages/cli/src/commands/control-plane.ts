@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { ADMISSION_OPTIONS, admissionOptions } from "./admission.ts";
 import { TEAM_POLICY_OPTIONS, teamPolicyOptions } from "./team-policy.ts";
 import { TRAFFIC_OPTIONS, readPem, trafficOptions } from "./traffic.ts";
 
@@ -44,6 +45,7 @@ export async function run(argv: string[]): Promise<void> {
       "agent-ca": { type: "string", default: process.env.WRENN_AGENT_CA },
       ...TRAFFIC_OPTIONS,
       ...TEAM_POLICY_OPTIONS,
+      ...ADMISSION_OPTIONS,
     },
   });
   const traffic = trafficOptions(values);
@@ -57,6 +59,7 @@ export async function run(argv: string[]): Promise<void> {
       integer("--reconcile-interval", values["reconcile-interval"], 1, 3600) * 1000,
     ...traffic,
     ...teamPolicyOptions(values),
+    ...admissionOptions(values),
     ...(values["agent-ca"] ? { agentCa: readPem("--agent-ca", values["agent-ca"]) } : {}),
   });
   try {

@@ -12,6 +12,7 @@ import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { AGENT_TOOLS, ALLOW_PRIVATE_OPTION, allowPrivateOf } from "./host-agent.ts";
+import { ADMISSION_OPTIONS, admissionOptions } from "./admission.ts";
 import { TEAM_POLICY_OPTIONS, teamPolicyOptions } from "./team-policy.ts";
 import { TRAFFIC_OPTIONS, e2bEnvLines, trafficOptions } from "./traffic.ts";
 import { registerUpHost } from "./up-host.ts";
@@ -86,6 +87,7 @@ export async function run(argv: string[]): Promise<void> {
       ...ALLOW_PRIVATE_OPTION,
       ...TRAFFIC_OPTIONS,
       ...TEAM_POLICY_OPTIONS,
+      ...ADMISSION_OPTIONS,
     },
   });
   const traffic = trafficOptions(values);
@@ -163,6 +165,7 @@ export async function run(argv: string[]): Promise<void> {
       ...(databaseUrl ? { databaseUrl } : { dataDir: join(stateDir, "pgdata") }),
       ...traffic,
       ...teamPolicyOptions(values),
+      ...admissionOptions(values),
     });
     await registerUpHost(cp, stateDir, new URL(agent.url).host, hostSecret);
     const session = await adminSession(cp.url, stateDir);

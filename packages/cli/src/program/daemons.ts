@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { ADMISSION_HELP } from "../commands/admission.ts";
 
 /**
  * The platform's own commands keep their modules and their parseArgs: commander
@@ -55,6 +56,10 @@ export function registerDaemons(program: Command): void {
         .option("--skip-setup", "do not install host packages first")
         .option("--open-signup", OPEN_SIGNUP_HELP)
         .option("--team-quota <limits>", TEAM_QUOTA_HELP)
+        .option("--overcommit-cpu <n>", ADMISSION_HELP.overcommitCpu)
+        .option("--overcommit-memory <n>", ADMISSION_HELP.overcommitMemory)
+        .option("--reserve-memory <mib>", ADMISSION_HELP.reserveMemory)
+        .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
     ),
     ["up"],
@@ -80,6 +85,10 @@ export function registerDaemons(program: Command): void {
         .option("--reconcile-interval <seconds>", "how often hosts are polled", "10")
         .option("--open-signup", OPEN_SIGNUP_HELP)
         .option("--team-quota <limits>", TEAM_QUOTA_HELP)
+        .option("--overcommit-cpu <n>", ADMISSION_HELP.overcommitCpu)
+        .option("--overcommit-memory <n>", ADMISSION_HELP.overcommitMemory)
+        .option("--reserve-memory <mib>", ADMISSION_HELP.reserveMemory)
+        .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
         .option(
           "--host-agent <address>",
           "register a host agent by HOST:PORT, or https://HOST:PORT for one serving TLS (repeatable)",

@@ -61,7 +61,7 @@ export function attachExecStream(
           : url.searchParams.get("token"),
         teamId: header(req, "x-team-id") ?? url.searchParams.get("team_id"),
       },
-      req.socket.remoteAddress,
+      deps.throttles.clients.of(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
     );
     const { host } = await service.running(caller, match[1], "exec in");
     const sandboxId = match[1];

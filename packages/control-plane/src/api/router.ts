@@ -2,6 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context, MiddlewareHandler } from "hono";
 import { authenticate } from "../auth/authenticate.ts";
+import type { ClientAddresses } from "../auth/client-address.ts";
 import { errorBody } from "../errors.ts";
 import type { AppEnv, Deps } from "../context.ts";
 
@@ -38,18 +39,26 @@ export function credentialsOf(c: Context) {
   };
 }
 
-/** The peer's address (no proxy headers are trusted); "" for in-process requests. */
-export function clientAddress(c: Context): string {
+/**
+ * The client's address: the peer's, or behind a trusted proxy (`--trust-proxy`)
+ * the client it forwarded for; "" for in-process requests.
+ */
+export function clientAddress(c: Context, clients: ClientAddresses): string {
+  let peer: string;
   try {
-    return getConnInfo(c).remote.address ?? "";
+    peer = getConnInfo(c).remote.address ?? "";
   } catch {
     return "";
   }
+  return clients.of(peer, c.req.header("x-forwarded-for"));
 }
 
 export function requireAuth(deps: Deps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    c.set("caller", await authenticate(deps, credentialsOf(c), clientAddress(c)));
+    c.set(
+      "caller",
+      await authenticate(deps, credentialsOf(c), clientAddress(c, deps.throttles.clients)),
+    );
     await next();
   };
 }

@@ -1,5 +1,6 @@
 import { isIPv6 } from "node:net";
 import { LimitError } from "../errors.ts";
+import { ClientAddresses } from "./client-address.ts";
 
 /** A token bucket's shape: `burst` at once, refilled at `perMinute`. */
 export interface Rate {
@@ -78,11 +79,18 @@ export interface Throttles {
   login: Throttle;
   loginFailures: Throttle;
   badCredentials: Throttle;
+  /** Which address a request counts under (the peer, or behind a trusted proxy its client). */
+  clients: ClientAddresses;
 }
 
-export function createThrottles(limits: Partial<RateLimits> = {}): Throttles {
+/** `trustProxy`: the CIDRs of reverse proxies whose X-Forwarded-For is believed (`--trust-proxy`). */
+export function createThrottles(
+  limits: Partial<RateLimits> = {},
+  trustProxy: readonly string[] = [],
+): Throttles {
   const l = { ...DEFAULT_RATE_LIMITS, ...limits };
   return {
+    clients: new ClientAddresses(trustProxy),
     signup: new Throttle("sign-ups from this address", l.signup),
     login: new Throttle("logins from this address", l.login),
     loginFailures: new Throttle("failed logins for this account", l.loginFailures),

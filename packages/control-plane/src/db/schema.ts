@@ -7,6 +7,7 @@ import {
   jsonb,
   pgTable,
   primaryKey,
+  real,
   text,
   timestamp,
   uniqueIndex,
@@ -113,6 +114,13 @@ export const hosts = pgTable("hosts", {
   totalVcpus: integer("total_vcpus").notNull().default(0),
   totalMemoryMb: integer("total_memory_mb").notNull().default(0),
   freeDiskMb: integer("free_disk_mb").notNull().default(0),
+  // What the host really used when last measured (null: its agent does not
+  // measure); placement admits by these plus what was not yet measured.
+  cpuBusyCores: real("cpu_busy_cores"),
+  memoryUsedMb: integer("memory_used_mb"),
+  vmmMemoryMb: integer("vmm_memory_mb"),
+  // When that measurement was asked for: sandboxes that started running later are not in it.
+  measuredAt: timestamp("measured_at", { withTimezone: true, precision: 3 }),
   lastSeenAt: timestamp("last_seen_at", { withTimezone: true, precision: 3 }),
   createdAt: createdAt(),
 });

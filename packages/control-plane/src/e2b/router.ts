@@ -58,7 +58,10 @@ export function e2bGuard(deps: Deps): MiddlewareHandler<AppEnv> {
   };
   return async (c, next) => {
     try {
-      c.set("caller", await authenticate(deps, credentialsOf(c), clientAddress(c)));
+      c.set(
+        "caller",
+        await authenticate(deps, credentialsOf(c), clientAddress(c, deps.throttles.clients)),
+      );
     } catch (err) {
       return answer(c, err, deps.log);
     }

@@ -57,7 +57,7 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService, thr
     }),
     async (c) => {
       // Counted after validation: only a well-formed request costs an scrypt hash.
-      throttles.signup.take(clientKey(clientAddress(c)));
+      throttles.signup.take(clientKey(clientAddress(c, throttles.clients)));
       return c.json(sessionJson(await accounts.signup(c.req.valid("json"))), 201);
     },
   );
@@ -79,7 +79,7 @@ export function accountRoutes(accounts: AccountService, keys: ApiKeyService, thr
     async (c) => {
       const body = c.req.valid("json");
       const account = body.email.toLowerCase();
-      throttles.login.take(clientKey(clientAddress(c)));
+      throttles.login.take(clientKey(clientAddress(c, throttles.clients)));
       throttles.loginFailures.check(account);
       try {
         return c.json(sessionJson(await accounts.login(body)), 200);

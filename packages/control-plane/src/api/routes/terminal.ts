@@ -86,7 +86,7 @@ export function terminalUpgrade(deps: Deps, service: SandboxService) {
           : (query.data.token ?? null),
         teamId: headerOf(req, "x-team-id") ?? query.data.team_id ?? null,
       },
-      req.socket.remoteAddress,
+      deps.throttles.clients.of(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
     );
     const { host } = await service.running(caller, sandboxId, "open a terminal in");
     wss.handleUpgrade(req, socket, head, (ws) => run(ws, sandboxId, host, query.data));

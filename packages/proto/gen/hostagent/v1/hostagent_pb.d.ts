@@ -953,6 +953,14 @@ export declare type GetHostInfoResponse = Message<"hostagent.v1.GetHostInfoRespo
    * @generated from field: string version = 8;
    */
   version: string;
+
+  /**
+   * What the host really uses, measured when asked; absent from agents that
+   * do not measure (the control plane then counts every sandbox as declared).
+   *
+   * @generated from field: hostagent.v1.HostUsage usage = 9;
+   */
+  usage?: HostUsage | undefined;
 };
 
 /**
@@ -960,6 +968,65 @@ export declare type GetHostInfoResponse = Message<"hostagent.v1.GetHostInfoRespo
  * Use `create(GetHostInfoResponseSchema)` to create a new message.
  */
 export declare const GetHostInfoResponseSchema: GenMessage<GetHostInfoResponse>;
+
+/**
+ * A host's measured use, for admission by what sandboxes really use.
+ *
+ * @generated from message hostagent.v1.HostUsage
+ */
+export declare type HostUsage = Message<"hostagent.v1.HostUsage"> & {
+  /**
+   * Host CPU busy (all but idle and iowait, /proc/stat) over the last
+   * interval, in cores: 0 to total_vcpus.
+   *
+   * @generated from field: double cpu_busy_cores = 1;
+   */
+  cpuBusyCores: number;
+
+  /**
+   * The interval cpu_busy_cores covers.
+   *
+   * @generated from field: uint32 cpu_interval_ms = 2;
+   */
+  cpuIntervalMs: number;
+
+  /**
+   * Memory really in use: MemTotal - MemAvailable, plus the VMMs' resident
+   * guest-RAM file pages, which MemAvailable counts as reclaimable although
+   * evicting them means writing a guest's memory out.
+   *
+   * @generated from field: uint64 memory_used_mb = 3;
+   */
+  memoryUsedMb: bigint;
+
+  /**
+   * MemAvailable (/proc/meminfo).
+   *
+   * @generated from field: uint64 memory_available_mb = 4;
+   */
+  memoryAvailableMb: bigint;
+
+  /**
+   * The VMMs' resident memory (proportional set size, so clones' shared
+   * template pages count once).
+   *
+   * @generated from field: uint64 vmm_memory_mb = 5;
+   */
+  vmmMemoryMb: bigint;
+
+  /**
+   * VMM processes measured.
+   *
+   * @generated from field: uint32 vmm_count = 6;
+   */
+  vmmCount: number;
+};
+
+/**
+ * Describes the message hostagent.v1.HostUsage.
+ * Use `create(HostUsageSchema)` to create a new message.
+ */
+export declare const HostUsageSchema: GenMessage<HostUsage>;
 
 /**
  * @generated from message hostagent.v1.UpdateNetworkRequest
