@@ -280,6 +280,8 @@ test(
       await page.locator('[data-terminal-state="waiting"]').waitFor({ timeout: 30_000 });
       await page.getByRole("button", { name: "Resume" }).click();
       await page.locator('[data-terminal-state="connected"]').waitFor({ timeout: 120_000 });
+      // The same shell after the snapshot's pause: its screen comes back.
+      await waitTerminal(page, "reloaded-kept", 15_000);
       await shot(page, "11-phone-dark");
       // The list at phone width: each sandbox a block, nothing wider than the screen.
       await page.goto(`${base}/dashboard/sandboxes`);
