@@ -2,13 +2,15 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { dataDir, findKernel, findTemplate, guestBootArgs } from "../src/image/store.ts";
+import { currentPlatform, legacyPlatform } from "../src/vmm/qemu/args.ts";
 import { QemuDriver } from "../src/vmm/qemu/driver.ts";
+import { STATE_MAGIC, readStateHeader } from "../src/vmm/qemu/state-file.ts";
 import type { QemuVm as VmHandle } from "../src/vmm/qemu/driver.ts";
 import type { BootSpec, VmRecord } from "../src/vmm/vmm.ts";
 
@@ -251,6 +253,35 @@ async function cleanup(vm: VmHandle | null, spec: BootSpec): Promise<void> {
 
 const driver = new QemuDriver({ accel: "tcg" });
 
+/** The machine options and CPU model a running QEMU was started with (`-M`, `-cpu`). */
+function platformOf(pid: number): { machine?: string; cpu?: string } {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  const after = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const cpu = after("-cpu");
+  return { machine: after("-M")?.replace(/,memory-backend=ram0$/, ""), ...(cpu ? { cpu } : {}) };
+}
+
+/** Rewrites a state file's header (our JSON line), keeping QEMU's stream after it. */
+async function rewriteHeader(
+  from: string,
+  to: string,
+  edit: (header: { machine: Record<string, unknown> }) => void,
+): Promise<void> {
+  const buf = await readFile(from);
+  const nl = buf.indexOf(10);
+  const header = JSON.parse(buf.subarray(STATE_MAGIC.length, nl).toString("utf8")) as {
+    machine: Record<string, unknown>;
+  };
+  edit(header);
+  await writeFile(
+    to,
+    Buffer.concat([Buffer.from(STATE_MAGIC + JSON.stringify(header)), buf.subarray(nl)]),
+  );
+}
+
 function track<T extends VmHandle | null>(vm: T): T {
   if (vm) running.add(vm.pid);
   return vm;
@@ -290,10 +321,20 @@ test("qemu: boot, pause, resume, snapshot, restore into another slot, clone", as
       `writing a file through envd failed: ${JSON.stringify(put)}`,
     );
 
+    assert.deepEqual(
+      platformOf(vm.pid),
+      { machine: "microvm,pit=off", cpu: "qemu64,+arat" },
+      "a TCG boot's machine: ARAT and no PIT, so the idle guest is tickless",
+    );
     await vm.pause();
     const s0 = performance.now();
     await vm.snapshot(files, "full");
     const saveMs = performance.now() - s0;
+    assert.deepEqual(
+      (await readStateHeader(files.statePath)).machine.platform,
+      currentPlatform("tcg"),
+      "the state records the machine it must be restored into",
+    );
     await vm.stop();
     vm = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
@@ -444,3 +485,70 @@ test("qemu: a bad disk path is a clear error and leaves nothing behind", async (
     await dropSlot(ns);
   }
 });
+
+test(
+  "qemu: a state saved before states recorded their machine restores on the old machine; the new one would refuse it",
+  { timeout: 300_000 },
+  async (t) => {
+    if (skipLoudly(t)) return;
+    const ns = await slot("e");
+    const spec = await bootSpec(ns);
+    let vm: VmHandle | null = null;
+    const snapDir = join(work, `${spec.vmId}-legacy`);
+    await runCommand("mkdir", ["-p", snapDir]);
+    const saved = { statePath: join(snapDir, "saved"), memPath: join(snapDir, "mem") };
+    const old = { statePath: join(snapDir, "state"), memPath: saved.memPath };
+    try {
+      // The driver as it was: QEMU's default CPU and a PIT.
+      const before = new QemuDriver({ accel: "tcg", platform: legacyPlatform("tcg") });
+      vm = track(await before.boot(spec));
+      assert.deepEqual(platformOf(vm.pid), { machine: "microvm" });
+      await waitHealthy(ns);
+      const marker = `legacy-${Date.now()}`;
+      const put = await nsFetch(ns, "/files?path=/tmp/marker&username=root", {
+        method: "POST",
+        form: { file: marker },
+      });
+      assert.ok(put && put.status < 300, JSON.stringify(put));
+      await vm.pause();
+      await vm.snapshot(saved, "full");
+      await vm.stop();
+      vm = null;
+      await assertNoLeaks(spec.vmId, spec.runDir);
+      // Its header as the driver wrote it then: no platform.
+      await rewriteHeader(saved.statePath, old.statePath, (h) => delete h.machine.platform);
+      assert.equal((await readStateHeader(old.statePath)).machine.platform, undefined);
+
+      vm = track(await driver.restoreFiles({ ...spec, snapshot: old, privateMemory: true }));
+      assert.deepEqual(platformOf(vm.pid), { machine: "microvm" }, "restored on the old machine");
+      await waitHealthy(ns, 120_000);
+      const read = await nsFetch(ns, "/files?path=/tmp/marker&username=root");
+      assert.equal(read?.body, marker, "the old state's guest came back");
+      // Its next snapshot names the old machine, so it restores again.
+      const again = { statePath: join(snapDir, "again"), memPath: join(snapDir, "again.mem") };
+      await vm.pause();
+      await vm.snapshot(again, "full");
+      assert.deepEqual(
+        (await readStateHeader(again.statePath)).machine.platform,
+        legacyPlatform("tcg"),
+      );
+      await vm.stop();
+      vm = null;
+      await assertNoLeaks(spec.vmId, spec.runDir);
+
+      // Why it is recorded: the same state claimed for the new machine does not load.
+      const wrong = { statePath: join(snapDir, "wrong"), memPath: saved.memPath };
+      await rewriteHeader(saved.statePath, wrong.statePath, (h) => {
+        h.machine.platform = currentPlatform("tcg");
+      });
+      await assert.rejects(
+        driver.restoreFiles({ ...spec, snapshot: wrong, privateMemory: true }),
+        /restoring the VM failed/,
+      );
+      await assertNoLeaks(spec.vmId, spec.runDir);
+      await dropSlot(ns);
+    } finally {
+      await cleanup(vm, spec);
+    }
+  },
+);

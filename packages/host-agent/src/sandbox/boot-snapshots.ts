@@ -22,6 +22,15 @@ export interface BootSnapshotBuilder {
  */
 export const BUILDER_PREFIX = "boot-";
 
+/**
+ * The machine a VMM starts (QEMU: its machine options, CPU model and the
+ * kernel arguments it adds; see vmm/qemu/args.ts): changing it renames every
+ * boot snapshot of that VMM, so the old ones are rebuilt rather than kept.
+ * They would still restore (a state records its machine), but never on the
+ * new one.
+ */
+const MACHINE_GENERATION: Record<string, number> = { qemu: 3 };
+
 /** After a failed build, creates of that shape boot cold for this long before trying again. */
 const RETRY_AFTER_MS = 10 * 60_000;
 
@@ -59,6 +68,7 @@ export class BootSnapshots {
           source.rootfs,
           source.kernel,
           vmm,
+          ...(MACHINE_GENERATION[vmm] ? [MACHINE_GENERATION[vmm]] : []),
           shape.vcpus,
           shape.memoryMb,
           shape.diskSizeMb,

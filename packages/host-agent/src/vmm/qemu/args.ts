@@ -8,6 +8,37 @@ export type QemuAccel = "kvm" | "tcg";
 /** MiB of TCG translation cache per VM (WRENN_QEMU_TB_MB overrides). */
 export const TCG_TB_MB = Number(process.env.WRENN_QEMU_TB_MB) || 256;
 
+/**
+ * QEMU's machine type options and CPU model. A saved state loads only into a
+ * QEMU started with the same ones (the PIT's device state, the CPU's
+ * features), so a state records them and its restore uses them.
+ */
+export interface QemuPlatform {
+  /** `-M` without the memory backend, e.g. "microvm,pit=off". */
+  machine: string;
+  /** `-cpu`, or absent for QEMU's default (qemu64). */
+  cpu?: string;
+}
+
+/**
+ * What VMs start with today. Under TCG: QEMU's default qemu64 CPU has no
+ * ARAT, so Linux believes its local APIC timer stops in idle and keeps a
+ * periodic 250 Hz tick through the PIT (nohz_mode 0 in /proc/timer_list);
+ * with ARAT and no PIT the idle guest goes tickless: 3.5 % of a core per idle
+ * sandbox → 2.4 % (the rest was mostly the agent's metrics poll). Under KVM
+ * the host's CPU model already has ARAT.
+ */
+export function currentPlatform(accel: QemuAccel): QemuPlatform {
+  return accel === "kvm"
+    ? { machine: "microvm", cpu: "host" }
+    : { machine: "microvm,pit=off", cpu: "qemu64,+arat" };
+}
+
+/** What VMs started with before states recorded it: a state without a platform was saved so. */
+export function legacyPlatform(accel: QemuAccel): QemuPlatform {
+  return accel === "kvm" ? { machine: "microvm", cpu: "host" } : { machine: "microvm" };
+}
+
 /** What a restore must recreate exactly: the machine the state was saved from. */
 export interface QemuMachine {
   vcpus: number;
@@ -15,6 +46,8 @@ export interface QemuMachine {
   kernelPath: string;
   initrdPath?: string;
   bootArgs: string;
+  /** Absent in states saved before it was recorded: see legacyPlatform. */
+  platform?: QemuPlatform;
 }
 
 /** Per-VM files, named for the VM so one runDir may hold several VMs. */
@@ -46,27 +79,34 @@ export function qemuArgs(opts: {
   runAs?: string;
 }): string[] {
   const m = opts.machine;
+  const platform = m.platform ?? legacyPlatform(opts.accel);
   // Under TCG: the guest's TSC is the host's, but the kernel's watchdog checks
   // it against jiffies, which lag whenever the host is busy, and then drops
   // to the jiffies clocksource (4 ms clock, no vDSO: every clock read a
   // syscall). And TCG does not speculate, so Spectre mitigations (retpolines)
-  // are pure cost. Added only when missing: a re-adopted VM's arguments,
-  // read back from its command line, already carry them.
-  const tcgArgs = opts.accel === "tcg" ? ["tsc=reliable", "mitigations=off"] : [];
+  // are pure cost. And an idle guest is woken only for work: no soft-lockup
+  // watchdog (every 4 s; under a busy TCG host it also cries wolf) and no
+  // proactive compaction (kcompactd polls every 500 ms). Added only when
+  // missing: a re-adopted VM's arguments, read back from its command line,
+  // already carry them.
+  const tcgArgs =
+    opts.accel === "tcg"
+      ? ["tsc=reliable", "mitigations=off", "nowatchdog", "sysctl.vm.compaction_proactiveness=0"]
+      : [];
   const have = new Set(m.bootArgs.split(/\s+/));
   const bootArgs = [m.bootArgs, ...tcgArgs.filter((a) => !have.has(a))].join(" ").trim();
   return [
     "-name",
     `wrenn-${opts.vmId}`,
     "-M",
-    "microvm,memory-backend=ram0",
+    `${platform.machine},memory-backend=ram0`,
     "-accel",
     // TCG's translation cache defaults to 1 GiB, nearly all of it resident
     // after a boot: that, not the guest, was most of a sandbox's host memory
     // (1257 MiB over a 256 MiB guest). 256 MiB keeps TCG's speed (32 MiB
     // halved it) at 355 MiB overhead.
     opts.accel === "tcg" ? `tcg,tb-size=${TCG_TB_MB}` : opts.accel,
-    ...(opts.accel === "kvm" ? ["-cpu", "host"] : []),
+    ...(platform.cpu ? ["-cpu", platform.cpu] : []),
     "-m",
     `${m.memoryMb}M`,
     "-smp",
@@ -135,12 +175,15 @@ export function machineFromArgv(argv: string[]): QemuMachine | null {
   const bootArgs = after("-append");
   const mem = /^(\d+)M$/.exec(after("-m") ?? "")?.[1];
   const smp = after("-smp");
-  if (!kernelPath || bootArgs === undefined || !mem || !smp) return null;
+  const machineType = after("-M")?.replace(/,memory-backend=ram0$/, "");
+  if (!kernelPath || bootArgs === undefined || !mem || !smp || !machineType) return null;
+  const cpu = after("-cpu");
   return {
     vcpus: Number(smp),
     memoryMb: Number(mem),
     kernelPath,
     initrdPath: after("-initrd"),
     bootArgs,
+    platform: { machine: machineType, ...(cpu ? { cpu } : {}) },
   };
 }

@@ -28,18 +28,21 @@ import type {
 } from "../vmm.ts";
 import {
   TCG_TB_MB,
+  currentPlatform,
+  legacyPlatform,
   machineFromArgv,
   paths,
   qemuArgs,
   withTscArg,
   type QemuAccel,
   type QemuMachine,
+  type QemuPlatform,
 } from "./args.ts";
 import { qemuOpt, shellQuote } from "./quote.ts";
 import { readStateHeader, waitMigration } from "./state-file.ts";
 import { QemuVm } from "./vm.ts";
 
-export type { QemuAccel } from "./args.ts";
+export type { QemuAccel, QemuPlatform } from "./args.ts";
 export type { QemuVm } from "./vm.ts";
 
 export interface QemuDriverOptions {
@@ -58,6 +61,11 @@ export interface QemuDriverOptions {
   confine?: boolean;
   /** Each VM's cgroup driver; default: the host's (detectCgroups), null for none. */
   cgroups?: CgroupDriver | null;
+  /**
+   * The machine options and CPU model new VMs boot with (default
+   * currentPlatform(accel)). A restore uses the ones its state recorded.
+   */
+  platform?: QemuPlatform;
 }
 
 /** MiB a QEMU process uses beyond guest RAM (and TCG's translation cache): devices, heap, threads. */
@@ -87,6 +95,7 @@ export class QemuDriver implements VmmDriver {
   readonly #reflinkCopies: boolean;
   readonly #confine: boolean;
   readonly #cgroups: Promise<CgroupDriver | null>;
+  readonly #platform: QemuPlatform;
 
   constructor(opts: QemuDriverOptions) {
     this.accel = opts.accel;
@@ -95,6 +104,7 @@ export class QemuDriver implements VmmDriver {
     this.stopGraceMs = opts.stopGraceMs ?? 3000;
     this.#reflinkCopies = opts.reflinkCopies ?? false;
     this.#confine = opts.confine ?? process.getuid?.() === 0;
+    this.#platform = opts.platform ?? currentPlatform(opts.accel);
     this.#cgroups =
       opts.cgroups !== undefined
         ? Promise.resolve(opts.cgroups)
@@ -119,6 +129,7 @@ export class QemuDriver implements VmmDriver {
       kernelPath: spec.kernelPath,
       initrdPath: spec.initrdPath || undefined,
       bootArgs: withTscArg(spec.bootArgs),
+      platform: this.#platform,
     };
     const p = paths(spec.runDir, spec.vmId);
     // A stale RAM file from a crashed run would be mapped as this guest's memory.
@@ -186,7 +197,12 @@ export class QemuDriver implements VmmDriver {
   async restoreFiles(spec: QemuRestoreSpec): Promise<QemuVm> {
     const header = await readStateHeader(spec.snapshot.statePath);
     const { ramInState, offset } = header;
-    let machine = header.machine;
+    // A state loads only into the platform it was saved from; the VM keeps
+    // it, so its own snapshots record it too.
+    let machine: QemuMachine = {
+      ...header.machine,
+      platform: header.machine.platform ?? legacyPlatform(this.accel),
+    };
     const missing = async (path: string | undefined) => !!path && !(await exists(path));
     const current = spec.kernel;
     if (current && ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))) {
