@@ -56,14 +56,18 @@ function record(id: string): SandboxRecord {
   return { id, status: "running" } as SandboxRecord;
 }
 
+/** Samples every running sandbox each round, watched or not (idleIntervalMs 0). */
 function sampler(targets: () => SampleTarget[], keep = 3) {
   return new MetricsSampler({
     source: { sampleTargets: targets, list: () => targets().map((t) => t.record) },
     log: createLogger("test", "silent"),
     intervalMs: 1000,
+    idleIntervalMs: 0,
     keep,
   });
 }
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 test("keeps the last N samples per sandbox, oldest first, filtered by time", async (t) => {
   const g = await guest(t);
@@ -142,3 +146,43 @@ test("failed samples are skipped; a guest that has not answered is not asked aga
     [50],
   );
 });
+
+test(
+  "nobody asking: sampled once, then every idle interval; an ask samples a stale sandbox at once and keeps it sampled each round while watched",
+  { timeout: 30_000 },
+  async (t) => {
+    const g = await guest(t);
+    const envd = new EnvdClient(g.address, "tok");
+    t.after(() => envd.close());
+    const r = record("a");
+    const s = new MetricsSampler({
+      source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
+      log: createLogger("test", "silent"),
+      intervalMs: 500,
+      idleIntervalMs: 2000,
+      watchMs: 1000,
+    });
+    await s.tick();
+    assert.equal(g.requests, 1, "a new sandbox is sampled at once");
+    await s.tick();
+    await s.tick();
+    assert.equal(g.requests, 1, "an unwatched sandbox is left alone between idle samples");
+    await sleep(2100);
+    await s.tick();
+    assert.equal(g.requests, 2, "the idle interval passed");
+
+    await sleep(600);
+    assert.equal(s.samples(r).length, 2);
+    for (let i = 0; i < 100 && g.requests < 3; i++) await sleep(10);
+    assert.equal(g.requests, 3, "an ask finding the latest sample stale takes one now");
+    assert.equal(s.samples(r).length, 3);
+    assert.equal(g.requests, 3, "not again while the latest is fresh");
+    await s.tick();
+    await s.tick();
+    assert.equal(g.requests, 5, "a watched sandbox is sampled every round");
+
+    await sleep(1100);
+    await s.tick();
+    assert.equal(g.requests, 5, "no ask for watchMs: back to the idle interval");
+  },
+);
