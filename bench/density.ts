@@ -95,11 +95,17 @@ try {
   const cpu: number[] = [];
   const overhead: number[] = [];
   const guest: number[] = [];
+  const anon: number[] = [];
+  const files: number[] = [];
+  const pss: number[] = [];
   for (const [id, pid] of pids) {
     cpu.push((((await cpuTicks(pid)) - (before.get(id) ?? 0)) / TICKS / seconds) * 100);
     const m = await vmmRss(pid);
     overhead.push((m.total - m.guest) / 1024);
     guest.push(m.guest / 1024);
+    anon.push(m.anon / 1024);
+    files.push(m.files / 1024);
+    pss.push(m.pssBeyondGuest / 1024);
   }
   const availAfter = await memAvailableKiB();
   // Still there: each answers an exec after the idle window.
@@ -117,6 +123,9 @@ try {
   );
   console.log(
     `host memory per sandbox beyond guest RAM (VMM RSS − guest mapping): median ${median(overhead).toFixed(1)} MiB, max ${Math.max(...overhead).toFixed(1)} MiB  (target ≤ 64 MiB); guest RAM resident median ${median(guest).toFixed(1)} MiB`,
+  );
+  console.log(
+    `  of it (medians): anonymous ${median(anon).toFixed(1)} MiB (heap, TCG translation cache, stacks), files ${median(files).toFixed(1)} MiB (QEMU and its libraries, shared by all VMMs); PSS beyond guest RAM ${median(pss).toFixed(1)} MiB`,
   );
   console.log(
     `host MemAvailable drop per sandbox: ${((availBefore - availAfter) / 1024 / Math.max(1, pids.size)).toFixed(1)} MiB (page cache and kernel memory included)`,
