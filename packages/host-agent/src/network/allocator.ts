@@ -48,6 +48,13 @@ export class SlotAllocator {
     return this.#taken.has(index);
   }
 
+  /** How many indexes `take(skip)` could still hand out. */
+  available(skip: ReadonlySet<number> = new Set()): number {
+    let skipped = 0;
+    for (const i of skip) if (this.inRange(i) && !this.#taken.has(i)) skipped++;
+    return this.#last - this.#first + 1 - this.#taken.size - skipped;
+  }
+
   inRange(index: number): boolean {
     return index >= this.#first && index <= this.#last;
   }

@@ -1,6 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
-import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { WrennError, isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import {
   GUEST_IP,
@@ -20,6 +20,7 @@ import {
   slotNames,
 } from "./addresses.ts";
 import { SlotAllocator } from "./allocator.ts";
+import { SlotPool } from "./slot-pool.ts";
 import { resolveEgress, type EgressRules, type Lookup } from "./egress.ts";
 import { parseAllowPrivate } from "./private-ranges.ts";
 import {
@@ -64,6 +65,12 @@ export interface NetnsNetworkOptions {
   /** Slot indexes this manager hands out (default 1..32767). */
   firstIndex?: number;
   lastIndex?: number;
+  /**
+   * Slots built ahead of requests (default 0: none). The pool fills after
+   * `cleanupStale` (agent start) and after every acquire; `drain()` tears it
+   * down.
+   */
+  poolSize?: number;
 }
 
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
@@ -91,6 +98,7 @@ export class NetnsNetworkManager implements NetworkManager {
   readonly #releasing = new Map<number, Promise<void>>();
   /** Slots another agent on this host holds (found by their routes); skipped by acquire. */
   readonly #heldElsewhere = new Set<number>();
+  readonly #pool: SlotPool;
   #hostReady: Promise<void> | null = null;
 
   constructor(options: NetnsNetworkOptions = {}) {
@@ -105,6 +113,16 @@ export class NetnsNetworkManager implements NetworkManager {
     const first = checkIndex(options.firstIndex ?? FIRST_INDEX);
     const last = checkIndex(options.lastIndex ?? LAST_INDEX);
     this.#slots = new SlotAllocator(first, last);
+    this.#pool = new SlotPool({
+      size: options.poolSize ?? 0,
+      build: () => this.#build(true),
+      destroy: (index) =>
+        timed(this.#log, "network.release", () => this.#tearDown(index), {
+          slot: index,
+          pooled: true,
+        }).then(() => this.#slots.free(index)),
+      log: this.#log,
+    });
   }
 
   slot(index: number): NetworkSlot {
@@ -118,16 +136,53 @@ export class NetnsNetworkManager implements NetworkManager {
     };
   }
 
-  /** Indexes currently held by this manager. */
+  /** Indexes currently held by this manager, pooled ones included. */
   get inUse(): number[] {
     return this.#slots.taken;
   }
 
+  /** Indexes of the slots built ahead and not handed out yet. */
+  get pooled(): number[] {
+    return this.#pool.ready;
+  }
+
+  /**
+   * A pooled slot when there is one (no work on the request's path), else
+   * one built now; either way the pool then refills in the background.
+   */
   async acquire(): Promise<NetworkSlot> {
+    const pooled = this.#pool.take();
+    if (pooled !== undefined) {
+      this.#log.debug({ slot: pooled }, "network slot taken from the pool");
+      this.#pool.refill();
+      return this.slot(pooled);
+    }
+    try {
+      // Never null: only a spare build may decline.
+      return this.slot((await this.#build(false)) as number);
+    } catch (err) {
+      // The last free index may be the one a refill is building: it is the request's.
+      if (!(isWrennError(err, "resource_exhausted") && this.#pool.building)) throw err;
+      await this.#pool.settled();
+      const late = this.#pool.take();
+      if (late === undefined) throw err;
+      return this.slot(late);
+    } finally {
+      // After the request's own slot: on two cores a refill beside it would slow it down.
+      this.#pool.refill();
+    }
+  }
+
+  /**
+   * Takes a free index and sets its slot up. `spare` (a pool refill) never
+   * takes the last free index: requests win over the pool.
+   */
+  async #build(spare: boolean): Promise<number | null> {
     await this.#ensureHost();
     for (let retried = false; ;) {
       let index: number;
       try {
+        if (spare && this.#slots.available(this.#heldElsewhere) <= 1) return null;
         index = this.#slots.take(this.#heldElsewhere);
       } catch (err) {
         // Another agent may have let some of them go since: look again once.
@@ -137,8 +192,13 @@ export class NetnsNetworkManager implements NetworkManager {
         continue;
       }
       try {
-        await timed(this.#log, "network.acquire", () => this.#setUp(index), { slot: index });
-        return this.slot(index);
+        await timed(
+          this.#log,
+          spare ? "network.prebuild" : "network.acquire",
+          () => this.#setUp(index),
+          { slot: index },
+        );
+        return index;
       } catch (err) {
         this.#slots.free(index);
         if (err instanceof IndexHeldElsewhere) {
@@ -158,6 +218,12 @@ export class NetnsNetworkManager implements NetworkManager {
     const pending = this.#releasing.get(index);
     if (pending) return pending;
     if (!this.#slots.has(index)) return;
+    if (this.#pool.has(index)) {
+      // A second release of a slot whose index the pool has built anew since:
+      // that slot is fresh and nobody's, so it stays.
+      this.#log.warn({ slot: index }, "release of a slot already released; its index is pooled");
+      return;
+    }
     const done = timed(this.#log, "network.release", () => this.#tearDown(index), { slot: index })
       // The index stays taken if teardown failed: its resources may still exist.
       .then(() => this.#slots.free(index))
@@ -174,19 +240,40 @@ export class NetnsNetworkManager implements NetworkManager {
         `network slot ${index} is outside this agent's slot range`,
       );
     }
+    if (this.#pool.remove(index)) {
+      // Only a record naming a slot this agent built for its pool gets here
+      // (records name slots handed out): the slot is the caller's now.
+      this.#log.warn({ slot: index }, "a pooled network slot was adopted; it leaves the pool");
+    }
     this.#slots.mark(index);
     return slot;
+  }
+
+  /**
+   * Stops refilling the pool and tears its slots down (agent shutdown);
+   * slots handed out are not touched. The manager builds no pooled slot
+   * after this.
+   */
+  async drain(): Promise<void> {
+    await this.#pool.drain();
   }
 
   /**
    * Agent start: removes every namespace and host veth of ours whose index is
    * not in `keep` (what a crashed or killed agent left behind) and reloads
    * the host table, which holds no per-slot state. Not meant to run while
-   * this manager is setting up slots.
+   * this manager is setting up slots for requests; the pool's refill waits
+   * for it, keeps its own slots through it, and starts filling after it.
    */
   async cleanupStale(keep: number[]): Promise<void> {
+    await this.#pool.paused(() => this.#cleanupStale(keep));
+  }
+
+  async #cleanupStale(keep: number[]): Promise<void> {
     await timed(this.#log, "network.cleanupStale", async () => {
-      const kept = new Set(keep);
+      // This manager's own pooled slots are fresh, not stale; a killed
+      // agent's pooled slots are in nobody's keep and go.
+      const kept = new Set([...keep, ...this.#pool.ready]);
       const [namespaces, links] = await Promise.all([
         listNames(this.#run, ["netns", "list"], "name"),
         listNames(this.#run, ["link", "show"], "ifname"),
@@ -236,10 +323,12 @@ export class NetnsNetworkManager implements NetworkManager {
   }
 
   /**
-   * Removes the host table. Only for uninstalling or tests: running sandboxes
-   * lose isolation and egress without it.
+   * Removes the host table, and the pool with it. Only for uninstalling or
+   * tests: running sandboxes lose isolation and egress without it.
    */
   async removeHostRules(): Promise<void> {
+    // First: a refill after this would load the table again.
+    await this.#pool.drain();
     this.#hostReady = null;
     await this.#run("nft", ["-f", "-"], { input: deleteHostTableScript(this.prefix) });
   }

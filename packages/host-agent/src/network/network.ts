@@ -32,7 +32,10 @@ export interface NetworkSlot {
 }
 
 export interface NetworkManager {
-  /** Creates namespace, veth pair, TAP and NAT rules for a free slot. */
+  /**
+   * A fresh slot (namespace, veth pair, TAP, NAT rules, default egress
+   * rules): one built ahead by the pool when there is one, else built now.
+   */
   acquire(): Promise<NetworkSlot>;
   /** Tears the slot down and frees its index; idempotent. */
   release(slot: NetworkSlot): Promise<void>;
