@@ -73,6 +73,11 @@ export interface HostAgentOptions {
    * and benchmarks keep theirs apart from a user's.
    */
   bootSnapshotDir?: string;
+  /**
+   * Warm sandboxes kept ready per template in use, so a create claims one
+   * instead of restoring it (default 0: off). Each costs an idle VM.
+   */
+  warmPool?: number;
   log?: Logger;
 }
 
@@ -171,6 +176,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       options.bootSnapshots === false
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
+    pool: { size: options.warmPool ?? 0 },
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

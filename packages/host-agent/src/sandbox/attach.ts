@@ -11,6 +11,7 @@ import type { NetworkSlot } from "../network/network.ts";
 import type { SandboxDisk } from "../storage/storage.ts";
 import type { VmHandle } from "../vmm/vmm.ts";
 import type { SandboxHost } from "./host.ts";
+import { homeOf } from "./records.ts";
 import type { Live } from "./registry.ts";
 import type { Rollback } from "./rollback.ts";
 import { teardown } from "./teardown.ts";
@@ -51,10 +52,10 @@ export async function createDisk(
   const { storage } = host.opts;
   const disk = await timed(log, "create.disk", () =>
     storage.create(
-      record.id,
+      homeOf(record),
       { name: record.template, path: basePath },
       record.diskSizeMb,
-      host.records.sandboxDir(record.id),
+      host.records.sandboxDir(homeOf(record)),
     ),
   );
   record.disk = disk;

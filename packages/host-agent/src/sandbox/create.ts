@@ -1,7 +1,8 @@
 /**
- * Create: from a snapshot template (restore its memory), from a base
- * template's boot snapshot (the same), or by booting the base template.
- * Whatever a failed create took is given back before it reports.
+ * Create: from the warm pool when it holds the template (claim.ts), else
+ * from a snapshot template (restore its memory), from a base template's
+ * boot snapshot (the same), or by booting the base template. Whatever a
+ * failed create took is given back before it reports.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -16,6 +17,8 @@ import { newLive, type Live } from "./registry.ts";
 import { Rollback } from "./rollback.ts";
 import type { BootSource, SnapshotMeta } from "./templates.ts";
 import { acquireSlot, attachVm, createDisk, started } from "./attach.ts";
+import { claim } from "./claim.ts";
+import { isPooled } from "./pool.ts";
 
 const NETMASK = "255.255.255.252";
 
@@ -48,29 +51,79 @@ export async function create(host: SandboxHost, params: CreateParams): Promise<S
   const live = newLive(fresh());
   registry.set(live);
   const snapshot = await host.templates.get(params.template);
-  return registry.withLock(params.id, async () => {
-    if (snapshot) return restoreTemplate(host, live, snapshot, "template");
-    const boot = await bootSnapshotOf(host, live.record);
-    if (boot === null) return bootVm(host, live);
-    try {
-      return await restoreTemplate(host, live, boot, "boot");
-    } catch (err) {
-      // Everything it took is released by now. A boot snapshot the VMM
-      // cannot start from (its kernel file gone, a damaged file) must not
-      // fail every create of its shape: this one boots, and so do the next
-      // for a while. A VM that started and then died is this create's error.
-      const vmStarted = live.vm !== null;
-      if (vmStarted || (err instanceof WrennError && err.code === "resource_exhausted")) throw err;
-      host.log.warn(
-        { sandbox: params.id, snapshot: boot.name, err: messageOf(err) },
-        "restoring the boot snapshot failed; booting instead",
+  let source: string | null = null;
+  try {
+    return await registry.withLock(params.id, async () => {
+      if (snapshot) {
+        source = sourceKey({ fromSnapshot: snapshot.name });
+        return (
+          (await fromPool(host, live, source, params)) ??
+          (await restoreTemplate(host, live, snapshot, "template"))
+        );
+      }
+      const boot = await bootSnapshotOf(host, live.record);
+      if (boot === null) return bootVm(host, live);
+      source = sourceKey({ bootSnapshot: boot.name });
+      return (
+        (await fromPool(host, live, source, params)) ??
+        (await restoreBootSnapshot(host, live, boot, fresh))
       );
-      host.bootSnapshots?.failed(boot.name);
-      const retry = newLive(fresh());
-      registry.set(retry);
-      return bootVm(host, retry);
+    });
+  } finally {
+    // Refilled after this create, not beside it: two restores at once slow both.
+    if (source !== null && !isPooled(params.id)) {
+      const { template, vcpus, memoryMb, diskSizeMb } = params;
+      host.pool?.wanted(source, { template, vcpus, memoryMb, diskSizeMb });
     }
-  });
+  }
+}
+
+/** The warm pool's name for what a sandbox was restored from; null: booted, not poolable. */
+export function sourceKey(r: {
+  fromSnapshot?: string | null;
+  bootSnapshot?: string | null;
+}): string | null {
+  if (r.fromSnapshot) return `template:${r.fromSnapshot}`;
+  if (r.bootSnapshot) return `boot:${r.bootSnapshot}`;
+  return null;
+}
+
+function fromPool(
+  host: SandboxHost,
+  live: Live,
+  source: string | null,
+  params: CreateParams,
+): Promise<SandboxRecord | null> | null {
+  if (source === null || host.pool === null || isPooled(params.id)) return null;
+  return claim(host, live, source, params);
+}
+
+async function restoreBootSnapshot(
+  host: SandboxHost,
+  live: Live,
+  boot: SnapshotMeta,
+  fresh: () => SandboxRecord,
+): Promise<SandboxRecord> {
+  const { registry } = host;
+  const { id } = live.record;
+  try {
+    return await restoreTemplate(host, live, boot, "boot");
+  } catch (err) {
+    // Everything it took is released by now. A boot snapshot the VMM
+    // cannot start from (its kernel file gone, a damaged file) must not
+    // fail every create of its shape: this one boots, and so do the next
+    // for a while. A VM that started and then died is this create's error.
+    const vmStarted = live.vm !== null;
+    if (vmStarted || (err instanceof WrennError && err.code === "resource_exhausted")) throw err;
+    host.log.warn(
+      { sandbox: id, snapshot: boot.name, err: messageOf(err) },
+      "restoring the boot snapshot failed; booting instead",
+    );
+    host.bootSnapshots?.failed(boot.name);
+    const retry = newLive(fresh());
+    registry.set(retry);
+    return bootVm(host, retry);
+  }
 }
 
 /** The boot snapshot a create from a base template restores, or null to boot it. */
@@ -110,19 +163,19 @@ async function withUndo(
   log: Logger,
   fn: (undo: Rollback) => Promise<SandboxRecord>,
 ): Promise<SandboxRecord> {
-  const { id } = live.record;
+  const { record } = live;
   const undo = new Rollback(log);
   try {
-    undo.push("remove record", () => host.records.remove(id));
-    await host.records.save(live.record);
-    undo.push("remove run dir", () => rm(host.runDir(id), { recursive: true, force: true }));
-    await mkdir(host.runDir(id), { recursive: true });
+    undo.push("remove record", () => host.records.remove(record));
+    await host.records.save(record);
+    undo.push("remove run dir", () => rm(host.runDir(record), { recursive: true, force: true }));
+    await mkdir(host.runDir(record), { recursive: true });
     return await fn(undo);
   } catch (err) {
     live.stopping = true;
     log.warn({ err: messageOf(err) }, "create failed; releasing what it acquired");
     await undo.run();
-    host.registry.delete(id);
+    host.registry.delete(record.id);
     throw err instanceof WrennError
       ? err
       : new WrennError("internal", `create failed: ${messageOf(err)}`, { cause: err });

@@ -6,7 +6,8 @@ import type { SandboxDisk } from "../storage/storage.ts";
 import type { Machine } from "../vmm/vmm.ts";
 import type { BootSnapshots } from "./boot-snapshots.ts";
 import type { ManagerOptions } from "./options.ts";
-import { RecordStore, type SandboxRecord } from "./records.ts";
+import type { WarmPool } from "./pool.ts";
+import { homeOf, RecordStore, type SandboxRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { TemplateStore } from "./templates.ts";
 
@@ -23,6 +24,8 @@ export class SandboxHost {
   readonly registry = new Registry();
   /** Set once by the front door (its builder runs the lifecycle itself). */
   bootSnapshots: BootSnapshots | null = null;
+  /** Set once by the front door when the pool is on (its refills run the lifecycle itself). */
+  pool: WarmPool | null = null;
   /** Set by close(): this agent no longer owns the VMs (the next agent adopts them). */
   closed = false;
 
@@ -33,13 +36,14 @@ export class SandboxHost {
     this.templates = new TemplateStore(join(opts.dataDir, "snapshots"));
   }
 
-  runDir(id: string): string {
-    return join(this.opts.runRoot, id);
+  /** Its VM's sockets and RAM file. */
+  runDir(record: SandboxRecord): string {
+    return join(this.opts.runRoot, homeOf(record));
   }
 
   /** Where a paused sandbox's memory and disk are kept. */
-  keepDir(id: string): string {
-    return join(this.records.sandboxDir(id), "paused");
+  keepDir(record: SandboxRecord): string {
+    return join(this.records.sandboxDir(homeOf(record)), "paused");
   }
 
   /**
@@ -56,14 +60,14 @@ export class SandboxHost {
 
   machine(record: SandboxRecord, slot: NetworkSlot, disk: SandboxDisk): Machine {
     return {
-      vmId: record.id,
+      vmId: homeOf(record),
       vcpus: record.vcpus,
       memoryMb: record.memoryMb,
       rootfs: { path: disk.path, format: disk.format },
       tapName: slot.tapName,
       guestMac: GUEST_MAC,
       netns: slot.netns,
-      runDir: this.runDir(record.id),
+      runDir: this.runDir(record),
     };
   }
 

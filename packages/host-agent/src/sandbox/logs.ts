@@ -6,6 +6,7 @@
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { CONSOLE_READ_MAX, readConsole, type ConsoleRead } from "../vmm/console-log.ts";
 import type { SandboxHost } from "./host.ts";
+import { homeOf } from "./records.ts";
 
 export interface LogsOptions {
   /** Absolute byte offset to read from (a previous answer's `nextOffset`); default: the oldest kept. */
@@ -33,6 +34,6 @@ export async function logs(
   if (opts.limit !== undefined && opts.limit > CONSOLE_READ_MAX) {
     throw new WrennError("invalid_argument", `limit must be at most ${CONSOLE_READ_MAX} bytes`);
   }
-  const vmId = live.vm?.vmId ?? live.record.vm?.vmId ?? id;
-  return readConsole(host.runDir(id), vmId, opts);
+  const vmId = live.vm?.vmId ?? live.record.vm?.vmId ?? homeOf(live.record);
+  return readConsole(host.runDir(live.record), vmId, opts);
 }

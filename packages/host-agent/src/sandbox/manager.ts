@@ -13,13 +13,14 @@ import type { EgressRules } from "../network/egress.ts";
 import type { TemplateImage } from "../image/store.ts";
 import { BootSnapshots } from "./boot-snapshots.ts";
 import { buildBootSnapshot } from "./boot-snapshot-builder.ts";
-import { create } from "./create.ts";
+import { create, sourceKey } from "./create.ts";
 import { destroy } from "./destroy.ts";
 import { exec, execStream } from "./exec.ts";
 import { logs, type LogsOptions, type LogsResult } from "./logs.ts";
 import { SandboxHost } from "./host.ts";
 import type { CreateParams, ExecParams, ExecResult, ManagerOptions } from "./options.ts";
 import { pause } from "./pause.ts";
+import { isPooled, WarmPool, type Recipe } from "./pool.ts";
 import { Reaper } from "./reaper.ts";
 import type { SandboxRecord } from "./records.ts";
 import { recover } from "./recovery.ts";
@@ -51,8 +52,23 @@ export class SandboxManager {
       );
       host.bootSnapshots = snapshots;
     }
+    if (opts.pool && opts.pool.size > 0) {
+      host.pool = new WarmPool(
+        opts.pool,
+        {
+          make: (id, recipe) => makePoolEntry(host, id, recipe),
+          destroy: (id) => destroy(host, id),
+        },
+        opts.log,
+      );
+    }
     this.#host = host;
     this.#reaper = new Reaper(host);
+  }
+
+  /** Ready warm sandboxes per source (template:<name> or boot:<boot snapshot>). */
+  poolCounts(): Record<string, number> {
+    return this.#host.pool?.counts() ?? {};
   }
 
   get vmmName(): string {
@@ -96,8 +112,9 @@ export class SandboxManager {
     return destroy(this.#host, id);
   }
 
-  /** Destroys every sandbox (tests, `wrenn up` teardown). */
+  /** Destroys every sandbox and the warm pool's entries (tests, `wrenn up` teardown). */
   async destroyAll(): Promise<void> {
+    await this.#host.pool?.drain();
     await Promise.all(
       this.#host.registry.all().map((l) => this.destroy(l.record.id).catch(() => undefined)),
     );
@@ -157,8 +174,12 @@ export class SandboxManager {
     return this.#host.registry.get(id);
   }
 
+  /** The sandboxes of this host (the warm pool's entries are no one's yet). */
   list(): SandboxRecord[] {
-    return this.#host.registry.all().map((l) => l.record);
+    return this.#host.registry
+      .all()
+      .map((l) => l.record)
+      .filter((r) => !isPooled(r.id));
   }
 
   /**
@@ -172,7 +193,7 @@ export class SandboxManager {
     for (const live of registry.all()) {
       const { record, envd } = live;
       if (record.status !== "running" || envd === null || live.stopping) continue;
-      if (registry.locked(record.id)) continue;
+      if (registry.locked(record.id) || isPooled(record.id)) continue;
       out.push({ record, envd });
     }
     return out;
@@ -223,15 +244,47 @@ export class SandboxManager {
     return this.#reaper.reap(now);
   }
 
-  /** Agent shutdown: stops the reaper, leaves VMs running for the next agent to adopt. */
+  /**
+   * Agent shutdown: stops the reaper, destroys the warm pool (no one's
+   * sandboxes), leaves the rest running for the next agent to adopt.
+   */
   async close(): Promise<void> {
     this.#reaper.stop();
+    await this.#host.pool?.close();
     await this.#host.registry.idle();
     this.#host.closed = true;
     for (const live of this.#host.registry.all()) {
       live.vm?.release();
       live.envd?.close();
     }
+  }
+}
+
+/**
+ * A warm pool entry: a create like any other under a pool id, with a token
+ * of its own and no env (a claim sets both), then one command run so the
+ * exec path is warm (TCG translates guest code afresh in every new VM).
+ */
+async function makePoolEntry(host: SandboxHost, id: string, recipe: Recipe): Promise<string> {
+  const record = await create(host, {
+    template: recipe.template,
+    vcpus: recipe.vcpus,
+    memoryMb: recipe.memoryMb,
+    diskSizeMb: recipe.diskSizeMb,
+    id,
+    timeoutSec: 0,
+    envVars: {},
+    envdAccessToken: newAccessToken(),
+  });
+  try {
+    const key = sourceKey(record);
+    if (key === null) throw new WrennError("internal", "the entry booted instead of restoring");
+    const warm = await exec(host, id, { cmd: "/bin/true", args: [], timeoutSec: 30 });
+    if (warm.exitCode !== 0) throw new WrennError("internal", `warm-up exited ${warm.exitCode}`);
+    return key;
+  } catch (err) {
+    await destroy(host, id);
+    throw err;
   }
 }
 

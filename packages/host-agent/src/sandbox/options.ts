@@ -5,6 +5,7 @@ import type { NetworkManager } from "../network/network.ts";
 import type { StorageDriver } from "../storage/storage.ts";
 import type { VmmDriver } from "../vmm/vmm.ts";
 import type { KernelFiles, TemplateImage } from "../image/store.ts";
+import type { PoolOptions } from "./pool.ts";
 
 /** Where the lifecycle finds kernels and base templates (the image store). */
 export interface ImageSource {
@@ -33,6 +34,8 @@ export interface ManagerOptions {
    * one image dir); null: every create from a base template boots it.
    */
   bootSnapshotDir: string | null;
+  /** Warm sandboxes kept per template in use (see pool.ts); none when absent or size 0. */
+  pool?: PoolOptions;
 }
 
 export interface CreateParams {

@@ -31,7 +31,7 @@ export async function pause(
     const { vmm, storage, network } = host.opts;
     const log = host.log.child({ sandbox: id, reason });
     const t0 = performance.now();
-    const keep = host.keepDir(id);
+    const keep = host.keepDir(record);
     await mkdir(keep, { recursive: true });
     const undo = new Rollback(log);
     // What a crashed agent's successor must finish or undo (recovery.ts).
@@ -81,7 +81,7 @@ export async function pause(
       record.status = "paused";
       delete record.op;
       await host.records.save(record);
-      await rm(host.runDir(id), { recursive: true, force: true });
+      await rm(host.runDir(record), { recursive: true, force: true });
     } catch (err) {
       log.error(
         { err: messageOf(err) },

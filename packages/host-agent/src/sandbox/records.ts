@@ -39,10 +39,21 @@ export interface SandboxRecord {
   bootSnapshot?: string | null;
   error?: string;
   /**
+   * The name its host resources were made under (record and run
+   * directories, disk, VM, cgroup) when that is not its id: a sandbox taken
+   * from the warm pool keeps the pool entry's name.
+   */
+  home?: string;
+  /**
    * A pause or resume under way, for the agent after a crash: what it must
    * finish or undo so that no saved memory or disk is lost (see recovery.ts).
    */
   op?: { kind: "pause"; memorySaved: boolean } | { kind: "resume" };
+}
+
+/** The name a sandbox's host resources live under. */
+export function homeOf(record: SandboxRecord): string {
+  return record.home ?? record.id;
 }
 
 export class RecordStore {
@@ -52,13 +63,14 @@ export class RecordStore {
     this.dir = dir;
   }
 
-  sandboxDir(id: string): string {
-    return join(this.dir, id);
+  /** The directory of a sandbox's record, disk and kept memory, by its home (see homeOf). */
+  sandboxDir(home: string): string {
+    return join(this.dir, home);
   }
 
   /** Durable and atomic: a crash at any point leaves the previous record or this one. */
   async save(record: SandboxRecord): Promise<void> {
-    const dir = this.sandboxDir(record.id);
+    const dir = this.sandboxDir(homeOf(record));
     await mkdir(dir, { recursive: true });
     await writeFileDurable(join(dir, "record.json"), JSON.stringify(record, null, 2));
   }
@@ -68,15 +80,15 @@ export class RecordStore {
    * `.unreadable-<id>-<time>` (never deleted: it may hold a user's disk and
    * memory), and the new path returned for the report.
    */
-  async quarantine(id: string): Promise<string> {
-    const aside = join(this.dir, `.unreadable-${id}-${Date.now()}`);
-    await rename(this.sandboxDir(id), aside);
+  async quarantine(home: string): Promise<string> {
+    const aside = join(this.dir, `.unreadable-${home}-${Date.now()}`);
+    await rename(this.sandboxDir(home), aside);
     await fsyncDir(this.dir);
     return aside;
   }
 
-  async remove(id: string): Promise<void> {
-    await rm(this.sandboxDir(id), { recursive: true, force: true });
+  async remove(record: SandboxRecord): Promise<void> {
+    await rm(this.sandboxDir(homeOf(record)), { recursive: true, force: true });
   }
 
   async loadAll(): Promise<{ records: SandboxRecord[]; unreadable: string[] }> {

@@ -10,6 +10,7 @@ import { messageOf } from "@wrenn/shared/errors.ts";
 import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
 import { killIfNamed, killStrays } from "../util/process.ts";
 import { BUILDER_PREFIX } from "./boot-snapshots.ts";
+import { isPooled } from "./pool.ts";
 import type { SandboxHost } from "./host.ts";
 import type { SandboxRecord } from "./records.ts";
 import { newLive } from "./registry.ts";
@@ -33,8 +34,9 @@ export async function recover(host: SandboxHost): Promise<void> {
   const keep: number[] = [];
   for (const record of records) {
     const slog = log.child({ sandbox: record.id });
-    if (record.id.startsWith(BUILDER_PREFIX)) {
-      // A boot snapshot's builder the last agent did not finish: nobody waits for it.
+    if (record.id.startsWith(BUILDER_PREFIX) || isPooled(record.id)) {
+      // A boot snapshot's builder the last agent did not finish, or a warm
+      // pool entry: nobody waits for either.
       await teardown(host, record, null);
       continue;
     }
@@ -92,7 +94,7 @@ export async function recover(host: SandboxHost): Promise<void> {
   const running = registry.all().filter((l) => l.vm !== null);
   const strays = await killStrays(
     host.opts.runRoot,
-    running.map((l) => host.runDir(l.record.id)),
+    running.map((l) => host.runDir(l.record)),
   );
   if (strays.length > 0) log.warn({ pids: strays }, "killed VMM processes no record accounted for");
 }
@@ -148,13 +150,13 @@ async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<v
     }
     if (record.disk) {
       await storage.adopt(record.disk);
-      record.disk = await storage.detach(record.disk, host.keepDir(record.id));
+      record.disk = await storage.detach(record.disk, host.keepDir(record));
     }
     if (record.slotIndex !== null) {
       await network.release(network.adopt(record.slotIndex));
       record.slotIndex = null;
     }
-    await rm(host.runDir(record.id), { recursive: true, force: true });
+    await rm(host.runDir(record), { recursive: true, force: true });
     record.status = "paused";
   } catch (err) {
     log.error({ err: messageOf(err) }, "could not settle the sandbox as paused; keeping its files");

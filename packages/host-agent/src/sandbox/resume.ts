@@ -31,14 +31,14 @@ export async function resume(
     const { vmm, storage } = host.opts;
     const log = host.log.child({ sandbox: id });
     const t0 = performance.now();
-    const keep = host.keepDir(id);
+    const keep = host.keepDir(record);
     const undo = new Rollback(log);
     try {
       // A crash from here on leaves what recovery.ts undoes: the sandbox paused again.
       record.op = { kind: "resume" };
       await host.records.save(record);
-      undo.push("remove run dir", () => rm(host.runDir(id), { recursive: true, force: true }));
-      await mkdir(host.runDir(id), { recursive: true });
+      undo.push("remove run dir", () => rm(host.runDir(record), { recursive: true, force: true }));
+      await mkdir(host.runDir(record), { recursive: true });
       const disk = await timed(log, "resume.attach_disk", () =>
         storage.attach(detached, { name: record.template, path: record.basePath }),
       );

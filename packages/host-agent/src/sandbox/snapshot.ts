@@ -15,6 +15,7 @@ import {
   type SnapshotMeta,
   type TemplateStore,
 } from "./templates.ts";
+import { sourceKey } from "./create.ts";
 
 /** A running sandbox is paused first and stays paused. */
 export async function createSnapshot(
@@ -42,6 +43,8 @@ export async function createSnapshot(
       `snapshot template '${name}' already exists (ask for overwrite to replace it)`,
     );
   }
+  // Warm entries of the template are no one's: they go with the old template.
+  await host.pool?.drain((key) => key === sourceKey({ fromSnapshot: name }));
   if (usersOf(host, name).length > 0) {
     throw new WrennError(
       "failed_precondition",
@@ -70,7 +73,7 @@ export async function saveSnapshot(
     throw new WrennError("failed_precondition", `sandbox '${id}' is ${record.status}`);
   }
   const log = host.log.child({ sandbox: id, template: name });
-  const keep = host.keepDir(id);
+  const keep = host.keepDir(record);
   const build = await store.begin(name, boot !== undefined);
   try {
     // No fsck, no shrink: the snapshotted kernel has this filesystem mounted.
@@ -104,6 +107,7 @@ export async function saveSnapshot(
 }
 
 export async function deleteSnapshot(host: SandboxHost, name: string): Promise<void> {
+  await host.pool?.drain((key) => key === sourceKey({ fromSnapshot: name }));
   const users = usersOf(host, name);
   if (users.length > 0) {
     throw new WrennError(

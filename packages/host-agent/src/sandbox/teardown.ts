@@ -21,8 +21,8 @@ export async function teardown(
   const { vmm, storage, network } = host.opts;
   const undo = new Rollback(host.log.child({ sandbox: record.id }));
   // Pushed in reverse: the VM stops first, the record goes last.
-  undo.push("remove record", () => host.records.remove(record.id));
-  undo.push("remove run dir", () => rm(host.runDir(record.id), { recursive: true, force: true }));
+  undo.push("remove record", () => host.records.remove(record));
+  undo.push("remove run dir", () => rm(host.runDir(record), { recursive: true, force: true }));
   const slotIndex = record.slotIndex;
   if (slotIndex !== null) {
     undo.push("release network", () => network.release(network.adopt(slotIndex)));

@@ -1,0 +1,108 @@
+/**
+ * Create → first exec with the warm pool (as root, after `./wrenn image build`),
+ * against the same agent's creates with the pool empty, in one run: from a
+ * base template (its boot snapshot) and from a snapshot template.
+ *
+ * "empty" creates come right after the pool was drained (today's path: a
+ * restore on the request path); "warm" ones find an entry the pool made
+ * after the previous create. p50 and p99 of each, and warm ÷ empty.
+ *
+ *   node_modules/.bin/node bench/warm-pool.ts [runs]
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { runCommand } from "@wrenn/shared/command.ts";
+import { startHostAgent } from "../packages/host-agent/src/agent.ts";
+import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { poolImage, prepareDataDir } from "../packages/host-agent/src/storage/data-fs.ts";
+
+const runs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 10);
+
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
+const ms = (x: number) => `${Math.round(x)} ms`;
+
+const log = pino({ name: "host-agent", level: "warn" });
+const root = await mkdtemp(join(tmpdir(), "wrenn-bench-pool-"));
+const data = join(root, "data");
+const fs = await prepareDataDir(data, { log });
+const agent = await startHostAgent({
+  listen: "127.0.0.1:0",
+  dataDir: data,
+  imageDir: dataDir(),
+  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
+  networkPrefix: "wbp",
+  warmPool: 1,
+  log,
+});
+const { manager } = agent;
+const client = createClient(
+  HostAgentService,
+  createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
+);
+const ready = () => Object.values(manager.poolCounts()).reduce((a, b) => a + b, 0);
+
+async function waitReady(): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (ready() === 0) {
+    if (Date.now() > deadline) throw new Error("the pool did not refill in 120 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Let the refill's own work (its warm-up exec) settle before timing the next create.
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+let seq = 0;
+/** One create → first exec; the sandbox is destroyed after. */
+async function createToExec(template: string): Promise<number> {
+  const id = `benchpool${++seq}`;
+  const t0 = performance.now();
+  await client.createSandbox({ sandboxId: id, template, vcpus: 1, memoryMb: 256, timeoutSec: 0 });
+  await client.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", "echo hi"] });
+  const took = performance.now() - t0;
+  await client.destroySandbox({ sandboxId: id });
+  return took;
+}
+
+async function measure(template: string): Promise<void> {
+  await createToExec(template); // builds what a first create builds (boot snapshot), fills the pool
+  const empty: number[] = [];
+  const warm: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    await waitReady();
+    warm.push(await createToExec(template));
+    await waitReady();
+    await manager.destroyAll(); // drains the pool: the next create restores on the request path
+    empty.push(await createToExec(template));
+  }
+  console.log(
+    `${template}: create → first exec, pool warm p50 ${ms(pct(warm, 0.5))} p99 ${ms(pct(warm, 0.99))}, ` +
+      `pool empty p50 ${ms(pct(empty, 0.5))} p99 ${ms(pct(empty, 0.99))} (${runs} runs each), ` +
+      `warm/empty ${(pct(warm, 0.5) / pct(empty, 0.5)).toFixed(3)}  (target warm p50 ≤ 150 ms)`,
+  );
+  await manager.destroyAll();
+}
+
+try {
+  console.log(`${manager.vmmName}, data dir: ${fs}`);
+  await measure("minimal");
+  await client.createSandbox({ sandboxId: "benchpoolsrc", memoryMb: 256 });
+  await client.createSnapshot({ sandboxId: "benchpoolsrc", name: "bench-pool-tpl" });
+  await client.destroySandbox({ sandboxId: "benchpoolsrc" });
+  await manager.destroyAll();
+  await measure("bench-pool-tpl");
+  await client.deleteSnapshot({ name: "bench-pool-tpl" });
+} finally {
+  await agent.shutdown();
+  if (fs === "pool-created") {
+    await runCommand("umount", [data]);
+    await rm(poolImage(data), { force: true });
+  }
+  await rm(root, { recursive: true, force: true });
+}

@@ -1,0 +1,99 @@
+/**
+ * A create served from the warm pool: an entry becomes the sandbox — its
+ * id, timeout, env, token and egress rules — and keeps the name its host
+ * resources were made under (record.home). envd's /init gives the guest
+ * its identity: the token, the env, the host's clock and fresh entropy, so
+ * no two entries restored from one snapshot share their random state.
+ */
+import { messageOf } from "@wrenn/shared/errors.ts";
+import { hasEgressRules } from "../network/egress.ts";
+import type { SandboxHost } from "./host.ts";
+import type { CreateParams } from "./options.ts";
+import { homeOf, type SandboxRecord } from "./records.ts";
+import type { Live } from "./registry.ts";
+import { teardown } from "./teardown.ts";
+
+/**
+ * Takes a ready entry of `key` for the create `params` (whose placeholder
+ * holds its id in the registry, under its lock); null when the pool has
+ * none that works, and the create takes the slow path.
+ */
+export async function claim(
+  host: SandboxHost,
+  placeholder: Live,
+  key: string,
+  params: CreateParams,
+): Promise<SandboxRecord | null> {
+  const { pool, registry } = host;
+  for (let id = pool?.take(key) ?? null; id !== null; id = pool?.take(key) ?? null) {
+    const entry = registry.find(id);
+    if (entry === undefined) continue;
+    if (entry.record.status !== "running" || entry.envd === null || entry.stopping) {
+      // Its VM died while it waited: what it held is released; the record goes too.
+      registry.delete(id);
+      await teardown(host, entry.record, null).catch(() => undefined);
+      continue;
+    }
+    const t0 = performance.now();
+    try {
+      const record = await registry.withLock(id, () => personalise(host, entry, params));
+      host.log.info(
+        { sandbox: params.id, entry: id, ms: Math.round(performance.now() - t0) },
+        "sandbox created from the warm pool",
+      );
+      return record;
+    } catch (err) {
+      host.log.warn(
+        { sandbox: params.id, entry: id, err: messageOf(err) },
+        "a warm pool entry could not be claimed; destroying it",
+      );
+      entry.stopping = true;
+      entry.envd?.close();
+      registry.delete(entry.record.id);
+      registry.set(placeholder);
+      await teardown(host, entry.record, entry.vm).catch((e: unknown) => {
+        host.log.error({ entry: id, err: messageOf(e) }, "tearing down a warm pool entry failed");
+      });
+    }
+  }
+  return null;
+}
+
+async function personalise(
+  host: SandboxHost,
+  entry: Live,
+  params: CreateParams,
+): Promise<SandboxRecord> {
+  const { record } = entry;
+  const rules = params.network ?? { allowOut: [], denyOut: [] };
+  if (hasEgressRules(rules) && entry.slot !== null) {
+    await host.opts.network.setEgress(entry.slot, rules);
+  }
+  const envd = entry.envd;
+  if (envd === null) throw new Error("the entry's envd is gone");
+  await envd.init(
+    {
+      envVars: params.envVars,
+      // "" clears the entry's own token: a sandbox without one answers anyone.
+      accessToken: params.envdAccessToken ?? "",
+      defaultUser: "user",
+    },
+    entry.gone.signal,
+  );
+  const now = Date.now();
+  const poolId = record.id;
+  Object.assign(record, {
+    home: homeOf(record),
+    id: params.id,
+    timeoutSec: params.timeoutSec,
+    createdAtMs: now,
+    lastActiveAtMs: now,
+    envVars: params.envVars,
+    envdAccessToken: params.envdAccessToken ?? "",
+    network: rules,
+  });
+  host.registry.delete(poolId);
+  host.registry.set(entry);
+  await host.records.save(record);
+  return record;
+}
