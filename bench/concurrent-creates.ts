@@ -7,7 +7,9 @@
  *
  *   node_modules/.bin/node bench/concurrent-creates.ts [N=20] [singles=5]
  */
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { parseProcStat } from "../packages/host-agent/src/rpc/host-info.ts";
 import { startBenchPlatform } from "./platform.ts";
 
 const n = Number(process.argv[2] ?? 20);
@@ -17,6 +19,10 @@ const shape = { template: "minimal", vcpus: 1, memory_mb: 256, timeout_sec: 3600
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * p) - 1)] ?? NaN;
 const ms = (x: number) => `${Math.round(x)} ms`;
+
+/** Host CPU busy since `from`, in core-seconds (USER_HZ is 100 on Linux). */
+const cpuMark = () => parseProcStat(readFileSync("/proc/stat", "utf8"), Date.now());
+const coreSec = (from: ReturnType<typeof cpuMark>) => (cpuMark().busy - from.busy) / 100;
 
 const p = await startBenchPlatform("concurrent", "wcc");
 const headers = { "x-api-key": p.key };
@@ -36,14 +42,19 @@ try {
   // The first create of a shape builds its boot snapshot: not what is measured.
   await destroy((await create()).id);
   const single: number[] = [];
+  let singleCpu = 0;
   for (let i = 0; i < singles; i++) {
+    const mark = cpuMark();
     const c = await create();
+    singleCpu += coreSec(mark);
     single.push(c.ms);
     await destroy(c.id);
   }
+  const mark = cpuMark();
   const t0 = performance.now();
   const results = await Promise.allSettled(Array.from({ length: n }, () => create()));
   const wall = performance.now() - t0;
+  const burstCpu = coreSec(mark);
   const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const failed = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
   await Promise.all(ok.map((c) => destroy(c.id)));
@@ -58,6 +69,11 @@ try {
   console.log(
     `${n} creates at once: ${ok.length}/${n} succeeded, wall ${ms(wall)}, p50 ${ms(pct(times, 0.5))} p99 ${ms(pct(times, 0.99))}; ` +
       `wall ÷ (${n} × single p50 ÷ ${cores} cores = ${ms(target)}) = ${(wall / target).toFixed(2)}  (target ≤ 1)`,
+  );
+  // Whether a burst is CPU-bound: the host's busy core-seconds per create, alone and in the burst.
+  console.log(
+    `host CPU per create: ${(singleCpu / singles).toFixed(2)} core-s alone, ${(burstCpu / n).toFixed(2)} core-s in the burst ` +
+      `(${(burstCpu / (wall / 1000)).toFixed(2)} of ${cores} cores busy during it)`,
   );
   if (failed.length > 0) {
     console.log(`failed: ${failed.slice(0, 3).join(" | ")}`);
