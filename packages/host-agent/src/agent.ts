@@ -46,6 +46,12 @@ export interface HostAgentOptions {
    * reaches the host's LAN, CGNAT, link-local or other non-public addresses.
    */
   allowPrivate?: readonly string[];
+  /**
+   * Network slots built ahead so a create or resume takes one at no cost
+   * (`--network-pool`; the CLI's default is 2). Default 0 here: tests and
+   * embedders that check the host for leftovers opt in.
+   */
+  networkPool?: number;
   reapIntervalMs?: number;
   /** How often each running sandbox's guest is sampled for GetSandboxMetrics (default 5000). */
   metricsIntervalMs?: number;
@@ -159,6 +165,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
     allowPrivate,
+    poolSize: options.networkPool,
     log,
   });
   const releasePrefix = await claimPrefix(network.prefix);
@@ -247,6 +254,10 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const close = async (): Promise<void> => {
     metrics.stop();
     await manager.close();
+    // Pooled slots belong to no sandbox: nothing re-adopts them.
+    await network.drain().catch((err: unknown) => {
+      log.warn({ err: messageOf(err) }, "tearing down the pooled network slots failed");
+    });
     guestProxy.close();
     await listener.close();
     await releasePrefix();
