@@ -24,7 +24,7 @@ async function measure(h: Harness): Promise<void> {
 for (const kind of DATABASES) {
   test(
     `admission by measured use: 20 idle 1-vCPU sandboxes at once on a 2-core host, far past 4 vCPUs a core (${kind})`,
-    { timeout: 60_000 },
+    { timeout: 180_000 },
     async () => {
       const h = await startHarness(kind, { agents: 0 });
       try {
@@ -71,7 +71,7 @@ for (const kind of DATABASES) {
 
   test(
     `a sandbox's declared memory counts until the host has measured it; what sandboxes declare is capped at memory × overcommit (${kind})`,
-    { timeout: 60_000 },
+    { timeout: 180_000 },
     async () => {
       const h = await startHarness(kind, {
         agents: 0,
@@ -120,7 +120,7 @@ for (const kind of DATABASES) {
 
   test(
     `CPU: measured busy cores plus starting vCPUs against cores × overcommit (${kind})`,
-    { timeout: 60_000 },
+    { timeout: 180_000 },
     async () => {
       const h = await startHarness(kind, { agents: 0, overcommit: { cpu: 1 } });
       try {

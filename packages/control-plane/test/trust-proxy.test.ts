@@ -50,7 +50,7 @@ async function signups(h: Harness, n: number, forwardedFor: string): Promise<num
 
 test(
   "--trust-proxy: behind a trusted proxy each forwarded client has its own rate limit; otherwise the header counts for nothing",
-  { timeout: 120_000 },
+  { timeout: 180_000 },
   async () => {
     // The test's requests come from 127.0.0.1: here that is the trusted proxy.
     const trusted = await startHarness("pglite", {
