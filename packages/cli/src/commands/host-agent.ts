@@ -36,6 +36,24 @@ export function allowPrivateOf(values: { "allow-private": string[] }): string[] 
   return parseAllowPrivate(splitAllowPrivate(values["allow-private"]));
 }
 
+/** `--network-pool N` (or WRENN_NETWORK_POOL), shared with `wrenn up`. */
+export const NETWORK_POOL_OPTION = {
+  "network-pool": { type: "string", default: process.env.WRENN_NETWORK_POOL ?? "2" },
+} as const;
+
+/** Network slots kept built ahead (0 turns the pool off). */
+export function networkPoolOf(values: { "network-pool": string }): number {
+  const raw = values["network-pool"].trim();
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 64) {
+    throw new WrennError(
+      "invalid_argument",
+      `--network-pool must be a whole number from 0 to 64 (0 turns the pool off), got '${values["network-pool"]}'`,
+    );
+  }
+  return n;
+}
+
 const vmms: readonly VmmName[] = ["qemu", "firecracker"];
 const storages: readonly StorageName[] = ["dm-snapshot", "qcow2", "reflink"];
 
@@ -65,6 +83,7 @@ export async function run(argv: string[]): Promise<void> {
       // The environment keeps it out of `ps`; the flag is for trying things out.
       secret: { type: "string", default: process.env.WRENN_HOST_SECRET },
       ...ALLOW_PRIVATE_OPTION,
+      ...NETWORK_POOL_OPTION,
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
     },
@@ -73,6 +92,7 @@ export async function run(argv: string[]): Promise<void> {
   // Before the tools check and the data dir: a daemon refused for its flags should say so first.
   requireSecretOffLoopback(values.listen, parseListen(values.listen).host, secret);
   const allowPrivate = allowPrivateOf(values);
+  const networkPool = networkPoolOf(values);
   const cert = values["tls-cert"];
   const key = values["tls-key"];
   if (Boolean(cert) !== Boolean(key)) {
@@ -92,6 +112,7 @@ export async function run(argv: string[]): Promise<void> {
     networkPrefix: values["network-prefix"] || undefined,
     secret,
     allowPrivate,
+    networkPool,
     tls,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);

@@ -11,7 +11,13 @@ import { dataDir } from "@wrenn/host-agent/image/store.ts";
 import { requireTools } from "@wrenn/host-agent/image/prerequisites.ts";
 import { startControlPlane, type ControlPlane } from "@wrenn/control-plane/server.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { AGENT_TOOLS, ALLOW_PRIVATE_OPTION, allowPrivateOf } from "./host-agent.ts";
+import {
+  AGENT_TOOLS,
+  ALLOW_PRIVATE_OPTION,
+  NETWORK_POOL_OPTION,
+  allowPrivateOf,
+  networkPoolOf,
+} from "./host-agent.ts";
 import { ADMISSION_OPTIONS, admissionOptions } from "./admission.ts";
 import { TEAM_POLICY_OPTIONS, teamPolicyOptions } from "./team-policy.ts";
 import { TRAFFIC_OPTIONS, e2bEnvLines, trafficOptions } from "./traffic.ts";
@@ -85,6 +91,7 @@ export async function run(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: dataDir() },
       "skip-setup": { type: "boolean", default: false },
       ...ALLOW_PRIVATE_OPTION,
+      ...NETWORK_POOL_OPTION,
       ...TRAFFIC_OPTIONS,
       ...TEAM_POLICY_OPTIONS,
       ...ADMISSION_OPTIONS,
@@ -92,6 +99,7 @@ export async function run(argv: string[]): Promise<void> {
   });
   const traffic = trafficOptions(values);
   const allowPrivate = allowPrivateOf(values);
+  const networkPool = networkPoolOf(values);
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
   // The daemons' JSON logs would bury the summary; WRENN_LOG_LEVEL=info brings them back.
@@ -143,6 +151,7 @@ export async function run(argv: string[]): Promise<void> {
       networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
       secret: hostSecret,
       allowPrivate,
+      networkPool,
     });
     say(`host agent ${agent.hostId} on ${agent.url}`);
 

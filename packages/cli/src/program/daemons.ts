@@ -40,6 +40,9 @@ const OPEN_SIGNUP_HELP =
 const TEAM_QUOTA_HELP =
   "what each team may hold unless an admin sets its own limits: sandboxes=N,vcpus=N,memory_mb=N,disk_mb=N (any of them; $WRENN_TEAM_QUOTA; default 100, 200, 409600, 4194304)";
 
+const NETWORK_POOL_HELP =
+  "network slots kept built ahead so a create or resume need not build one (default $WRENN_NETWORK_POOL or 2; 0 turns it off)";
+
 const ALLOW_PRIVATE_HELP =
   "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
 
@@ -60,7 +63,8 @@ export function registerDaemons(program: Command): void {
         .option("--overcommit-memory <n>", ADMISSION_HELP.overcommitMemory)
         .option("--reserve-memory <mib>", ADMISSION_HELP.reserveMemory)
         .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
-        .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP),
+        .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
+        .option("--network-pool <n>", NETWORK_POOL_HELP),
     ),
     ["up"],
     () => import("../commands/up.ts"),
@@ -115,6 +119,7 @@ export function registerDaemons(program: Command): void {
       )
       .option("--secret <secret>", "the bearer secret callers need (better: $WRENN_HOST_SECRET)")
       .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
+      .option("--network-pool <n>", NETWORK_POOL_HELP)
       .option(
         "--tls-cert <file>",
         "serve HTTPS (HTTP/2 and 1.1) with this certificate chain (PEM); register the host as https://HOST:PORT",
