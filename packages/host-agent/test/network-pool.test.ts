@@ -156,7 +156,10 @@ test(
     const ms = performance.now() - start;
     cleanup(() => net.release(slot));
     assert.ok(ready.includes(slot.index), `got a pooled slot (${slot.index} of ${ready})`);
-    assert.ok(ms < 5, `a pooled acquire spawns nothing (${ms.toFixed(2)} ms)`);
+    assert.ok(
+      ms < 25,
+      `a pooled acquire spawns nothing (a build takes ≥ 50 ms here) (${ms.toFixed(2)} ms)`,
+    );
     assert.deepEqual(
       net.pooled,
       ready.filter((i) => i !== slot.index),
