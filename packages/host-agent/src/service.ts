@@ -10,6 +10,7 @@ import {
   type SandboxInfo,
 } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { allocatedUnder } from "./util/fs.ts";
 import { guard, guardStream } from "@wrenn/shared/connect-errors.ts";
 import type { SandboxManager } from "./sandbox/manager.ts";
 import type { SandboxRecord } from "./sandbox/records.ts";
@@ -125,6 +126,8 @@ export function hostAgentService(
           vcpus: meta.vcpus,
           memoryMb: meta.memoryMb,
           createdAtMs: BigInt(meta.createdAtMs),
+          // What the template takes on the host (disk and memory, as allocated).
+          sizeBytes: BigInt(await allocatedUnder(manager.templates.files(meta.name).dir)),
         },
       };
     }),

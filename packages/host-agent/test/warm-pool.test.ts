@@ -159,7 +159,9 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     const src = h.newId();
     await create(src, {});
     const name = `wp-tpl-${process.pid}`;
-    await h.client.createSnapshot({ sandboxId: src, name });
+    const { template } = await h.client.createSnapshot({ sandboxId: src, name });
+    // Its size on the host (disk and memory as allocated), for the dashboard's templates page.
+    assert.ok(Number(template?.sizeBytes) > 1 << 20, `size ${template?.sizeBytes}`);
     await h.client.destroySandbox({ sandboxId: src });
     await h.agent.manager.destroyAll(); // the base template's entries: only the template's below
 

@@ -6,6 +6,7 @@
  * no two entries restored from one snapshot share their random state.
  */
 import { messageOf } from "@wrenn/shared/errors.ts";
+import { timed } from "@wrenn/shared/log.ts";
 import { hasEgressRules } from "../network/egress.ts";
 import type { SandboxHost } from "./host.ts";
 import type { CreateParams } from "./options.ts";
@@ -71,14 +72,17 @@ async function personalise(
   }
   const envd = entry.envd;
   if (envd === null) throw new Error("the entry's envd is gone");
-  await envd.init(
-    {
-      envVars: params.envVars,
-      // "" clears the entry's own token: a sandbox without one answers anyone.
-      accessToken: params.envdAccessToken ?? "",
-      defaultUser: "user",
-    },
-    entry.gone.signal,
+  const log = host.log.child({ sandbox: params.id, entry: record.id });
+  await timed(log, "claim.envd_init", () =>
+    envd.init(
+      {
+        envVars: params.envVars,
+        // "" clears the entry's own token: a sandbox without one answers anyone.
+        accessToken: params.envdAccessToken ?? "",
+        defaultUser: "user",
+      },
+      entry.gone.signal,
+    ),
   );
   const now = Date.now();
   const poolId = record.id;
@@ -94,6 +98,6 @@ async function personalise(
   });
   host.registry.delete(poolId);
   host.registry.set(entry);
-  await host.records.save(record);
+  await timed(log, "claim.save", () => host.records.save(record));
   return record;
 }

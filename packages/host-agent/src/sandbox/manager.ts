@@ -13,14 +13,15 @@ import type { EgressRules } from "../network/egress.ts";
 import type { TemplateImage } from "../image/store.ts";
 import { BootSnapshots } from "./boot-snapshots.ts";
 import { buildBootSnapshot } from "./boot-snapshot-builder.ts";
-import { create, sourceKey } from "./create.ts";
+import { create } from "./create.ts";
 import { destroy } from "./destroy.ts";
 import { exec, execStream } from "./exec.ts";
 import { logs, type LogsOptions, type LogsResult } from "./logs.ts";
 import { SandboxHost } from "./host.ts";
 import type { CreateParams, ExecParams, ExecResult, ManagerOptions } from "./options.ts";
 import { pause } from "./pause.ts";
-import { isPooled, WarmPool, type Recipe } from "./pool.ts";
+import { isPooled, WarmPool } from "./pool.ts";
+import { makePoolEntry } from "./pool-entry.ts";
 import { Reaper } from "./reaper.ts";
 import type { SandboxRecord } from "./records.ts";
 import { recover } from "./recovery.ts";
@@ -257,34 +258,6 @@ export class SandboxManager {
       live.vm?.release();
       live.envd?.close();
     }
-  }
-}
-
-/**
- * A warm pool entry: a create like any other under a pool id, with a token
- * of its own and no env (a claim sets both), then one command run so the
- * exec path is warm (TCG translates guest code afresh in every new VM).
- */
-async function makePoolEntry(host: SandboxHost, id: string, recipe: Recipe): Promise<string> {
-  const record = await create(host, {
-    template: recipe.template,
-    vcpus: recipe.vcpus,
-    memoryMb: recipe.memoryMb,
-    diskSizeMb: recipe.diskSizeMb,
-    id,
-    timeoutSec: 0,
-    envVars: {},
-    envdAccessToken: newAccessToken(),
-  });
-  try {
-    const key = sourceKey(record);
-    if (key === null) throw new WrennError("internal", "the entry booted instead of restoring");
-    const warm = await exec(host, id, { cmd: "/bin/true", args: [], timeoutSec: 30 });
-    if (warm.exitCode !== 0) throw new WrennError("internal", `warm-up exited ${warm.exitCode}`);
-    return key;
-  } catch (err) {
-    await destroy(host, id);
-    throw err;
   }
 }
 

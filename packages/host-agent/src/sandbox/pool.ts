@@ -6,9 +6,9 @@
  * A source (a snapshot template, or a base template's boot snapshot of one
  * shape) is kept filled while creates ask for it: one entry, more while
  * creates come faster, at most `size`; none once it has not been asked for
- * in `idleMs`. Refills run one at a time in the background, so a burst of
- * demand never becomes a burst of restores competing with running
- * sandboxes. Entries are hidden sandboxes (ids with POOL_PREFIX): they
+ * in `idleMs`. Refills run one at a time in the background, after creates
+ * have paused, so a burst of demand never becomes a burst of restores
+ * competing with running sandboxes. Entries are hidden sandboxes (ids with POOL_PREFIX): they
  * count in the host's use like any other VM, and a restarted agent
  * destroys the ones it finds (recovery.ts).
  */
@@ -47,6 +47,12 @@ export interface PoolActions {
 const DEMAND_WINDOW_MS = 60_000;
 /** After a failed refill, the source waits this long (or for the next create). */
 const RETRY_MS = 30_000;
+/**
+ * A refill starts this long after the last create: a restore beside a
+ * sandbox's first commands would take the cores they need (TCG translates
+ * a new VM's code afresh), and a burst of creates is better served first.
+ */
+const REFILL_DELAY_MS = 1500;
 
 interface Source {
   recipe: Recipe;
@@ -66,6 +72,7 @@ export class WarmPool {
   #current: { key: string; done: Promise<void> } | null = null;
   #filling: Promise<void> | null = null;
   #timer: NodeJS.Timeout | undefined;
+  #delay: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(opts: PoolOptions, actions: PoolActions, log: Logger) {
@@ -103,7 +110,9 @@ export class WarmPool {
       this.#timer = setInterval(() => this.#kick(), Math.min(this.#idleMs, DEMAND_WINDOW_MS));
       this.#timer.unref();
     }
-    this.#kick();
+    clearTimeout(this.#delay);
+    this.#delay = setTimeout(() => this.#kick(), REFILL_DELAY_MS);
+    this.#delay.unref();
   }
 
   /** Ready entries, per source (tests, the host's report). */
@@ -132,6 +141,7 @@ export class WarmPool {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#delay);
     await this.#filling;
     await this.drain();
   }
