@@ -36,19 +36,30 @@ export function allowPrivateOf(values: { "allow-private": string[] }): string[] 
   return parseAllowPrivate(splitAllowPrivate(values["allow-private"]));
 }
 
-/** `--network-pool N` (or WRENN_NETWORK_POOL), shared with `wrenn up`. */
-export const NETWORK_POOL_OPTION = {
+/** `--network-pool N` and `--warm-pool N` (or WRENN_NETWORK_POOL, WRENN_WARM_POOL), shared with `wrenn up`. */
+export const POOL_OPTIONS = {
   "network-pool": { type: "string", default: process.env.WRENN_NETWORK_POOL ?? "2" },
+  "warm-pool": { type: "string", default: process.env.WRENN_WARM_POOL ?? "2" },
 } as const;
 
-/** Network slots kept built ahead (0 turns the pool off). */
-export function networkPoolOf(values: { "network-pool": string }): number {
-  const raw = values["network-pool"].trim();
+/** Network slots kept built ahead, and warm sandboxes per template in use (0 turns either off). */
+export function poolsOf(values: { "network-pool": string; "warm-pool": string }): {
+  networkPool: number;
+  warmPool: number;
+} {
+  return {
+    networkPool: wholeNumber("--network-pool", values["network-pool"], 64),
+    warmPool: wholeNumber("--warm-pool", values["warm-pool"], 16),
+  };
+}
+
+function wholeNumber(flag: string, value: string, max: number): number {
+  const raw = value.trim();
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || n > 64) {
+  if (!/^\d+$/.test(raw) || n > max) {
     throw new WrennError(
       "invalid_argument",
-      `--network-pool must be a whole number from 0 to 64 (0 turns the pool off), got '${values["network-pool"]}'`,
+      `${flag} must be a whole number from 0 to ${max} (0 turns the pool off), got '${value}'`,
     );
   }
   return n;
@@ -83,7 +94,7 @@ export async function run(argv: string[]): Promise<void> {
       // The environment keeps it out of `ps`; the flag is for trying things out.
       secret: { type: "string", default: process.env.WRENN_HOST_SECRET },
       ...ALLOW_PRIVATE_OPTION,
-      ...NETWORK_POOL_OPTION,
+      ...POOL_OPTIONS,
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
     },
@@ -92,7 +103,7 @@ export async function run(argv: string[]): Promise<void> {
   // Before the tools check and the data dir: a daemon refused for its flags should say so first.
   requireSecretOffLoopback(values.listen, parseListen(values.listen).host, secret);
   const allowPrivate = allowPrivateOf(values);
-  const networkPool = networkPoolOf(values);
+  const pools = poolsOf(values);
   const cert = values["tls-cert"];
   const key = values["tls-key"];
   if (Boolean(cert) !== Boolean(key)) {
@@ -112,7 +123,7 @@ export async function run(argv: string[]): Promise<void> {
     networkPrefix: values["network-prefix"] || undefined,
     secret,
     allowPrivate,
-    networkPool,
+    ...pools,
     tls,
   });
   process.stdout.write(`host agent ${agent.hostId} listening on ${agent.url}\n`);

@@ -14,9 +14,9 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import {
   AGENT_TOOLS,
   ALLOW_PRIVATE_OPTION,
-  NETWORK_POOL_OPTION,
+  POOL_OPTIONS,
   allowPrivateOf,
-  networkPoolOf,
+  poolsOf,
 } from "./host-agent.ts";
 import { ADMISSION_OPTIONS, admissionOptions } from "./admission.ts";
 import { TEAM_POLICY_OPTIONS, teamPolicyOptions } from "./team-policy.ts";
@@ -91,7 +91,7 @@ export async function run(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: dataDir() },
       "skip-setup": { type: "boolean", default: false },
       ...ALLOW_PRIVATE_OPTION,
-      ...NETWORK_POOL_OPTION,
+      ...POOL_OPTIONS,
       ...TRAFFIC_OPTIONS,
       ...TEAM_POLICY_OPTIONS,
       ...ADMISSION_OPTIONS,
@@ -99,7 +99,7 @@ export async function run(argv: string[]): Promise<void> {
   });
   const traffic = trafficOptions(values);
   const allowPrivate = allowPrivateOf(values);
-  const networkPool = networkPoolOf(values);
+  const pools = poolsOf(values);
   const data = resolve(values["data-dir"]);
   process.env.WRENN_DATA_DIR = data;
   // The daemons' JSON logs would bury the summary; WRENN_LOG_LEVEL=info brings them back.
@@ -151,7 +151,7 @@ export async function run(argv: string[]): Promise<void> {
       networkPrefix: process.env.WRENN_NETWORK_PREFIX || undefined,
       secret: hostSecret,
       allowPrivate,
-      networkPool,
+      ...pools,
     });
     say(`host agent ${agent.hostId} on ${agent.url}`);
 
