@@ -68,7 +68,6 @@ export function registerDaemons(program: Command): void {
         .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
         .option("--network-pool <n>", NETWORK_POOL_HELP)
-        .option("--warm-pool <n>", WARM_POOL_HELP)
         .option("--warm-pool <n>", WARM_POOL_HELP),
     ),
     ["up"],
