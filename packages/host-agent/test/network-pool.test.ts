@@ -14,11 +14,12 @@ import { isWrennError } from "@wrenn/shared/errors.ts";
 import { createNetworkManager, type NetnsNetworkOptions } from "../src/network/netns-network.ts";
 import { slotNames } from "../src/network/addresses.ts";
 import { assertNoLeaks, snapshotHostResources } from "./leaks.ts";
+import { networkCapabilityProblem } from "./network-capability.ts";
 
 const PREFIX = "wqp";
 const TIMEOUT_MS = 90_000;
 
-const skipReason = await capabilityProblem();
+const skipReason = await networkCapabilityProblem(PREFIX);
 if (skipReason) console.warn(`\n!!! SKIPPING network pool tests: ${skipReason}\n`);
 
 /** Log lines the manager wrote (JSON, parsed), to check what it reported. */
@@ -378,17 +379,3 @@ test(
     assert.deepEqual(net.inUse, [slot.index]);
   }),
 );
-
-async function capabilityProblem(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return "needs root (network namespaces, veth, nftables)";
-  const probe = `${PREFIX}-probe-${process.pid}`;
-  try {
-    await runCommand("nft", ["--version"]);
-    await runCommand("ip", ["netns", "add", probe]);
-    await runCommand("ip", ["netns", "del", probe]);
-    return null;
-  } catch (err) {
-    await runCommand("ip", ["netns", "del", probe]).catch(() => undefined);
-    return `network namespaces or nftables unusable here (apt-get install iproute2 nftables): ${err instanceof Error ? err.message : String(err)}`;
-  }
-}

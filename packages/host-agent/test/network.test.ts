@@ -31,6 +31,7 @@ import { GUEST_IP, GUEST_MAC, TAP_IP, TAP_MAC, type NetworkSlot } from "../src/n
 import { slotAddresses, slotNames } from "../src/network/addresses.ts";
 import { defaultRouteInterface } from "../src/network/ip.ts";
 import { assertNoLeaks, snapshotHostResources, type LeakScope } from "./leaks.ts";
+import { networkCapabilityProblem } from "./network-capability.ts";
 
 const PREFIX = "wnt";
 /** Put on the command line of every process the tests start, so the leak check finds them. */
@@ -48,7 +49,7 @@ const DROP_MS = 700;
 
 const log = createLogger("network-test", process.env.WRENN_LOG_LEVEL ?? "warn");
 
-const skipReason = await capabilityProblem();
+const skipReason = await networkCapabilityProblem(PREFIX);
 if (skipReason) console.warn(`\n!!! SKIPPING network tests: ${skipReason}\n`);
 
 function manager(options: NetnsNetworkOptions = {}) {
@@ -660,17 +661,3 @@ test(
     assert.equal(await exists("netns", `${PREFIX}-ns-1071`), false);
   }),
 );
-
-async function capabilityProblem(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return "needs root (network namespaces, veth, nftables)";
-  const probe = `${PREFIX}-probe-${process.pid}`;
-  try {
-    await runCommand("nft", ["--version"]);
-    await runCommand("ip", ["netns", "add", probe]);
-    await runCommand("ip", ["netns", "del", probe]);
-    return null;
-  } catch (err) {
-    await runCommand("ip", ["netns", "del", probe]).catch(() => undefined);
-    return `network namespaces or nftables unusable here (apt-get install iproute2 nftables): ${err instanceof Error ? err.message : String(err)}`;
-  }
-}
