@@ -10,6 +10,7 @@ export type CrashPoint =
   | "create:after-disk"
   | "create:after-vm"
   | "pause:after-freeze"
+  | "pause:after-ram-link"
   | "pause:after-memory"
   | "pause:after-stop"
   | "pause:after-detach"

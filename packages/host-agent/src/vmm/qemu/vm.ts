@@ -1,8 +1,9 @@
 /** One running QEMU: pause, resume, snapshot and stop through its QMP socket. */
-import { rename, rm, truncate, writeFile } from "node:fs/promises";
+import { link, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
+import { crashPoint } from "../../util/crash-point.ts";
 import { copySparse } from "../../util/fs.ts";
 import { endProcess, tail, within, type ExitStatus } from "../../util/process.ts";
 import type { CgroupDriver } from "../../cgroup/cgroup.ts";
@@ -49,6 +50,8 @@ export class QemuVm implements VmHandle {
    * snapshot would change under its owner.
    */
   #sharedWithSnapshot: string | null = null;
+  /** The run dir's link to the RAM file a snapshot took (see snapshot()): removed at stop. */
+  #runDirLink: string | null = null;
 
   release(): void {
     this.#s.qmp.close();
@@ -109,6 +112,7 @@ export class QemuVm implements VmHandle {
     });
     this.#s.ramPath = own;
     this.#s.ownsRam = true;
+    this.#runDirLink = null;
     this.#sharedWithSnapshot = null;
   }
 
@@ -179,9 +183,16 @@ export class QemuVm implements VmHandle {
     if (files.memPath !== s.ramPath) {
       await timed(this.#log, "qemu.save_memory", async () => {
         // Shared RAM is the live memory whoever made the file (a resumed
-        // sandbox consumed its snapshot), so it moves rather than copies.
+        // sandbox consumed its snapshot), so the snapshot takes the file
+        // itself, not a copy: a second link, so that an agent dying before
+        // its record says the memory is saved leaves the VM's own path in
+        // place (the next agent unfreezes it, and its next pause links
+        // again); the run dir's link goes with the run dir.
         try {
-          await rename(s.ramPath, files.memPath);
+          await rm(files.memPath, { force: true }); // what a pause cut short left
+          await link(s.ramPath, files.memPath);
+          crashPoint("pause:after-ram-link");
+          this.#runDirLink = s.ramPath;
           s.ramPath = files.memPath;
           s.ownsRam = false;
           return;
@@ -218,9 +229,13 @@ export class QemuVm implements VmHandle {
     const p = paths(s.runDir, s.vmId);
     await Promise.all([
       removeConsole(s.runDir, s.vmId),
-      ...[p.qmp, p.consoleSocket, p.log, ...(s.ownsRam ? [s.ramPath] : [])].map((f) =>
-        rm(f, { force: true }),
-      ),
+      ...[
+        p.qmp,
+        p.consoleSocket,
+        p.log,
+        ...(s.ownsRam ? [s.ramPath] : []),
+        ...(this.#runDirLink ? [this.#runDirLink] : []),
+      ].map((f) => rm(f, { force: true })),
     ]);
   }
 }
