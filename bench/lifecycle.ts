@@ -19,11 +19,10 @@ import { pino } from "pino";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { runCommand } from "@wrenn/shared/command.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
-import { poolImage, prepareDataDir } from "../packages/host-agent/src/storage/data-fs.ts";
+import { prepareDataDir, removeDataFs } from "../packages/host-agent/src/storage/data-fs.ts";
 
 const args = process.argv.slice(2);
 const plain = args.includes("--plain");
@@ -131,9 +130,6 @@ try {
   await client.deleteSnapshot({ name: "bench-tpl" });
 } finally {
   await agent.shutdown();
-  if (fs === "pool-created") {
-    await runCommand("umount", [data]);
-    await rm(poolImage(data), { force: true });
-  }
+  if (fs !== "plain (no pool)") await removeDataFs(data, fs);
   await rm(root, { recursive: true, force: true });
 }

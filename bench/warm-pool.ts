@@ -16,11 +16,10 @@ import { pino } from "pino";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { runCommand } from "@wrenn/shared/command.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
-import { poolImage, prepareDataDir } from "../packages/host-agent/src/storage/data-fs.ts";
+import { prepareDataDir, removeDataFs } from "../packages/host-agent/src/storage/data-fs.ts";
 
 const runs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 10);
 
@@ -100,9 +99,6 @@ try {
   await client.deleteSnapshot({ name: "bench-pool-tpl" });
 } finally {
   await agent.shutdown();
-  if (fs === "pool-created") {
-    await runCommand("umount", [data]);
-    await rm(poolImage(data), { force: true });
-  }
+  await removeDataFs(data, fs);
   await rm(root, { recursive: true, force: true });
 }

@@ -17,21 +17,13 @@
 import assert from "node:assert/strict";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { AgentHarness } from "../packages/host-agent/test/agent-harness.ts";
+import { seeded } from "./random.ts";
 
 const cycles = Number(process.argv[2] ?? 1000);
 const seed = Number(process.argv[3] ?? Date.now() % 2 ** 31);
 const MAX_SANDBOXES = 3;
 
-/** mulberry32: small, seeded, good enough to pick steps. */
-let state = seed >>> 0;
-function random(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+const { pick } = seeded(seed);
 
 type Expected = "running" | "paused" | "failed";
 interface Model {

@@ -9,21 +9,12 @@
  */
 import { request } from "node:http";
 import { startHarness } from "../packages/control-plane/test/harness.ts";
+import { seeded } from "./random.ts";
 
 const total = Number(process.argv[2] ?? 10_000);
 const seed = Number(process.argv[3] ?? Date.now() % 2 ** 31);
 
-/** mulberry32: small, seeded, good enough to pick cases. */
-let state = seed >>> 0;
-function random(): number {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
-const int = (n: number) => Math.floor(random() * n);
+const { random, pick, int } = seeded(seed);
 
 const E2B_PATHS = [
   "/sandboxes",

@@ -13,9 +13,8 @@ import type { Code } from "@connectrpc/connect";
 import { ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
-import { poolImage, prepareDataDir, type DataFsResult } from "../src/storage/data-fs.ts";
+import { prepareDataDir, removeDataFs, type DataFsResult } from "../src/storage/data-fs.ts";
 import { startHostAgent, type HostAgent, type HostAgentOptions } from "../src/agent.ts";
 import { dataDir as imageDataDir, findTemplate } from "../src/image/store.ts";
 import { assertNoLeaks, snapshotHostResources, type HostResources } from "./leaks.ts";
@@ -154,11 +153,7 @@ export class AgentHarness {
     try {
       await assertNoLeaks(this.baseline);
     } finally {
-      if (this.poolResult === "pool-created") {
-        const data = join(this.root, "data");
-        await runCommand("umount", [data]);
-        await rm(poolImage(data), { force: true });
-      }
+      if (this.poolResult) await removeDataFs(join(this.root, "data"), this.poolResult);
       await rm(this.root, { recursive: true, force: true });
     }
   }

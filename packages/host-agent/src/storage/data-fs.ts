@@ -28,6 +28,21 @@ export function poolImage(dataDir: string): string {
   return `${dataDir.replace(/\/+$/, "")}.xfs`;
 }
 
+/**
+ * Undoes what prepareDataDir did when it answered "pool-created" (tests and
+ * benchmarks that made a pool for a throw-away data dir): unmounts the pool
+ * and deletes its image. Anything else it answered is left alone.
+ */
+export async function removeDataFs(
+  dataDir: string,
+  prepared: DataFsResult,
+  runner: Runner = runCommand,
+): Promise<void> {
+  if (prepared !== "pool-created") return;
+  await runner("umount", [dataDir]);
+  await rm(poolImage(dataDir), { force: true });
+}
+
 async function isMountpoint(dir: string): Promise<boolean> {
   try {
     const [own, parent] = await Promise.all([stat(dir), stat(dirname(dir))]);
