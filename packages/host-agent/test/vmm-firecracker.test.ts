@@ -8,17 +8,21 @@ import {
   readFile,
   readlink,
   rm,
+  rmdir,
   stat,
   writeFile,
 } from "node:fs/promises";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, test, type TestContext } from "node:test";
+import { dirname, join } from "node:path";
+import { after, before, describe, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { isWrennError } from "@wrenn/shared/errors.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { detectCgroups, vmLimits, type CgroupDriver } from "../src/cgroup/cgroup.ts";
 import { dataDir, findKernel, findTemplate } from "../src/image/store.ts";
+import { vmmUser } from "../src/vmm/confine.ts";
 import {
   FirecrackerApi,
   FirecrackerApiError,
@@ -32,6 +36,7 @@ import type {
 } from "../src/vmm/firecracker/driver.ts";
 
 const DOUBLE = new URL("./fixtures/firecracker-double.ts", import.meta.url).pathname;
+const JAILER_DOUBLE = new URL("./fixtures/jailer-double.sh", import.meta.url).pathname;
 const MAC = "02:fc:00:00:00:05";
 
 /** A real Firecracker runs these same tests when it is installed and KVM works. */
@@ -71,6 +76,10 @@ let ns = "";
 let kernel = "";
 let initrd = "";
 let baseDisk = "";
+/** The jailer the jailed runs use: the double here, the real one beside a real Firecracker. */
+let jailer: string | null = null;
+let cgroups: CgroupDriver | null = null;
+let vmmUid = -1;
 const savedPath = process.env.PATH;
 
 before(async () => {
@@ -84,6 +93,7 @@ before(async () => {
     }
   }
   if (realFirecracker) {
+    jailer = await onPath("jailer");
     const data = dataDir();
     const k = await findKernel(data);
     kernel = k.vmlinux;
@@ -105,8 +115,32 @@ before(async () => {
       join(bin, "firecracker"),
       `#!/bin/sh\nexec '${process.execPath}' '${DOUBLE}' "$@"\n`,
     );
-    await chmod(join(bin, "firecracker"), 0o755);
+    // The jailer clears the environment: the crash on cue is baked into a binary of its own.
+    await writeFile(
+      join(bin, "firecracker-dying"),
+      `#!/bin/sh\nWRENN_FC_DOUBLE_EXIT_ON='PUT /actions' exec '${process.execPath}' '${DOUBLE}' "$@"\n`,
+    );
+    // What the Node double needs inside the chroot, bound read-only by the jailer double.
+    const binds = ["/bin", "/lib", "/lib64", "/usr", dirname(process.execPath), dirname(DOUBLE)];
+    await writeFile(
+      join(bin, "jailer"),
+      `#!/bin/sh\nJAILER_DOUBLE_BINDS='${binds.filter((b) => existsSync(b)).join(":")}' exec /bin/sh '${JAILER_DOUBLE}' "$@"\n`,
+    );
+    for (const f of ["firecracker", "firecracker-dying", "jailer"])
+      await chmod(join(bin, f), 0o755);
     process.env.PATH = `${bin}:${savedPath}`;
+    jailer = join(bin, "jailer");
+  }
+  cgroups = await detectCgroups();
+  vmmUid = (await vmmUser(createLogger("test"))).uid;
+  // Cgroups of jailed VMs of killed runs (named by their vmIds, our prefix).
+  for (const parent of (cgroups?.dirs("x") ?? []).map((d) => dirname(d))) {
+    for (const name of existsSync(parent) ? readdirSync(parent) : []) {
+      const m = /^fc(\d+)x\d+$/.exec(name);
+      if (m && spawnSync("kill", ["-0", m[1] ?? ""]).status !== 0) {
+        await rmdir(join(parent, name)).catch(() => undefined);
+      }
+    }
   }
   // Namespaces of killed runs (their after() never ran).
   const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
@@ -155,243 +189,391 @@ async function spec(extra: Partial<BootSpec> = {}): Promise<BootSpec> {
   };
 }
 
-async function assertNoLeaks(s: BootSpec): Promise<void> {
-  const procs = processesMatching(`${s.vmId}.fc.sock`).join("\n");
+/** One of the two ways the driver starts Firecracker: as root in a mount namespace, or jailed. */
+interface Mode {
+  name: string;
+  jailed: boolean;
+  driver(opts?: {
+    binary?: string;
+    trace?: (vm: string, req: ApiRequest) => void;
+  }): FirecrackerDriver;
+}
+
+const MODES: Mode[] = [
+  { name: "unjailed", jailed: false, driver: (o = {}) => new FirecrackerDriver(o) },
+  {
+    name: "jailed",
+    jailed: true,
+    driver: (o = {}) => new FirecrackerDriver({ ...o, jailerBinary: jailer }),
+  },
+];
+
+function jailDirOf(s: BootSpec, exe = "firecracker"): string {
+  return join(work, ".jail", exe, s.vmId);
+}
+
+async function assertNoLeaks(s: BootSpec, mode: Mode): Promise<void> {
+  const procs = [
+    ...processesMatching(`${s.vmId}.fc.sock`),
+    ...processesMatching(`--id=${s.vmId} `),
+  ].join("\n");
   assert.equal(procs, "", "VMM process left behind");
   assert.deepEqual(await readdir(s.runDir), [], "files left in the run directory");
   const mounts = await readFile("/proc/self/mounts", "utf8");
   assert.ok(!mounts.includes(STABLE_DIR), "the per-VM rootfs mount leaked into the host");
+  assert.ok(!mounts.includes(work), "a mount under the test's directory leaked");
+  if (!mode.jailed) return;
+  for (const exe of ["firecracker", "firecracker-dying"]) {
+    assert.equal(existsSync(jailDirOf(s, exe)), false, `the jail of ${s.vmId} (${exe}) was left`);
+  }
+  for (const dir of cgroups?.dirs(s.vmId) ?? []) {
+    assert.equal(existsSync(dir), false, `cgroup ${dir} was left`);
+  }
 }
 
-function tracer() {
+/** What a jailed VMM must be: the VMM user, no groups, its cgroup with the limits, in its chroot. */
+async function assertJailed(pid: number, s: BootSpec): Promise<void> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(status)?.[1] ?? "";
+  assert.deepEqual(field("Uid").split(/\s+/).map(Number), [vmmUid, vmmUid, vmmUid, vmmUid]);
+  assert.equal(field("Groups").trim(), "", "supplementary groups kept");
+  assert.equal(await readlink(`/proc/${pid}/root`), join(jailDirOf(s), "root"));
+  // Firecracker opens the sandbox's own disk at the stable path: the same inode.
+  assert.equal(
+    (await stat(`/proc/${pid}/root${STABLE_ROOTFS}`)).ino,
+    (await stat(s.rootfs.path)).ino,
+  );
+  if (!cgroups) {
+    console.warn("\n!!! no cgroup controllers on this host: jailed VMs' cgroups not checked\n");
+    return;
+  }
+  const limits = vmLimits({ vcpus: s.vcpus, memoryMb: s.memoryMb, overheadMb: 256 });
+  const procCgroups = await readFile(`/proc/${pid}/cgroup`, "utf8");
+  assert.match(procCgroups, new RegExp(`/wrenn/${s.vmId}$`, "m"), "not in its own cgroup");
+  const read = async (dir: string, file: string) =>
+    (await readFile(join(dir, file), "utf8")).trim();
+  if (cgroups.version === "v2") {
+    const [dir] = cgroups.dirs(s.vmId) as [string];
+    assert.equal(await read(dir, "cpu.weight"), String(limits.cpuWeight));
+    assert.equal(await read(dir, "memory.max"), String(limits.memoryMaxBytes));
+    assert.equal(await read(dir, "pids.max"), String(limits.pidsMax));
+    assert.match(await read(dir, "cgroup.procs"), new RegExp(`^${pid}$`, "m"));
+  } else {
+    const [cpu, memory, pids] = cgroups.dirs(s.vmId) as [string, string, string];
+    assert.equal(await read(cpu, "cpu.shares"), String((limits.cpuWeight * 1024) / 100));
+    assert.equal(await read(memory, "memory.limit_in_bytes"), String(limits.memoryMaxBytes));
+    assert.equal(await read(pids, "pids.max"), String(limits.pidsMax));
+    for (const dir of [cpu, memory, pids]) {
+      assert.match(await read(dir, "cgroup.procs"), new RegExp(`^${pid}$`, "m"));
+    }
+  }
+}
+
+function tracer(mode: Mode) {
   const calls: ApiRequest[] = [];
-  const driver = new FirecrackerDriver({ trace: (_vm, req) => calls.push(req) });
+  const driver = mode.driver({ trace: (_vm, req) => calls.push(req) });
   return { calls, driver, take: () => calls.splice(0) };
 }
 
-test("firecracker: boot, pause, Full and Diff snapshots — exact API calls", async (t) => {
-  if (skipLoudly(t)) return;
-  const { driver, take } = tracer();
-  const s = await spec({ trackDirtyPages: true });
-  let vm: VmHandle | null = null;
-  try {
-    vm = await driver.boot(s);
-    assert.deepEqual(take(), [
-      {
-        method: "PUT",
-        path: "/boot-source",
-        body: { kernel_image_path: kernel, boot_args: s.bootArgs, initrd_path: initrd },
-      },
-      {
-        method: "PUT",
-        path: "/drives/rootfs",
-        body: {
-          drive_id: "rootfs",
-          path_on_host: STABLE_ROOTFS,
-          is_root_device: true,
-          is_read_only: false,
+for (const mode of MODES) {
+  const skipMode = (t: TestContext, extra?: string) =>
+    skipLoudly(
+      t,
+      extra ??
+        (mode.jailed && !jailer ? "a real Firecracker is installed without its jailer" : undefined),
+    );
+  /** Paths as Firecracker is told them: inside its chroot when jailed. */
+  const at = (host: string, inJail: string) => (mode.jailed ? inJail : host);
+
+  describe(`firecracker ${mode.name}`, { timeout: 60_000 }, () => {
+    test("boot, pause, Full and Diff snapshots — exact API calls", async (t) => {
+      if (skipMode(t)) return;
+      const { driver, take } = tracer(mode);
+      const s = await spec({ trackDirtyPages: true });
+      let vm: VmHandle | null = null;
+      try {
+        vm = await driver.boot(s);
+        assert.deepEqual(take(), [
+          {
+            method: "PUT",
+            path: "/boot-source",
+            body: {
+              kernel_image_path: at(kernel, "/boot/vmlinux"),
+              boot_args: s.bootArgs,
+              initrd_path: at(initrd, "/boot/initrd"),
+            },
+          },
+          {
+            method: "PUT",
+            path: "/drives/rootfs",
+            body: {
+              drive_id: "rootfs",
+              path_on_host: STABLE_ROOTFS,
+              is_root_device: true,
+              is_read_only: false,
+            },
+          },
+          {
+            method: "PUT",
+            path: "/machine-config",
+            body: { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: true },
+          },
+          {
+            method: "PUT",
+            path: "/network-interfaces/eth0",
+            body: { iface_id: "eth0", host_dev_name: "tap0", guest_mac: MAC },
+          },
+          { method: "PUT", path: "/actions", body: { action_type: "InstanceStart" } },
+        ]);
+        if (mode.jailed) {
+          await assertJailed(vm.pid, s);
+          assert.equal(
+            vm.controlSocket,
+            join(jailDirOf(s), "root", "run", "firecracker.socket"),
+            "the API socket is not the one in the chroot",
+          );
+        } else {
+          // The stable path exists only inside the VM's own mount namespace.
+          assert.equal(await readlink(`/proc/${vm.pid}/root${STABLE_ROOTFS}`), s.rootfs.path);
+        }
+        const netnsOfVm = await readlink(`/proc/${vm.pid}/ns/net`);
+        assert.notEqual(
+          netnsOfVm,
+          await readlink("/proc/self/ns/net"),
+          "VMM not in the slot namespace",
+        );
+
+        await assert.rejects(
+          vm.snapshot({ statePath: join(work, "x.state"), memPath: join(work, "x.mem") }, "full"),
+          (err: unknown) => err instanceof FirecrackerApiError && /paused/i.test(err.message),
+          "snapshot while running must fail with Firecracker's message",
+        );
+        take();
+
+        const full = {
+          statePath: join(work, `${s.vmId}.full.state`),
+          memPath: join(work, `${s.vmId}.full.mem`),
+        };
+        const diff = {
+          statePath: join(work, `${s.vmId}.diff.state`),
+          memPath: join(work, `${s.vmId}.diff.mem`),
+        };
+        await vm.pause();
+        await vm.snapshot(full, "full");
+        await vm.resume();
+        await vm.pause();
+        await vm.snapshot(diff, "diff");
+        const written = (files: typeof full) =>
+          mode.jailed
+            ? { snapshot_path: "/snapshot/state", mem_file_path: "/snapshot/memory" }
+            : { snapshot_path: files.statePath, mem_file_path: files.memPath };
+        assert.deepEqual(take(), [
+          { method: "PATCH", path: "/vm", body: { state: "Paused" } },
+          {
+            method: "PUT",
+            path: "/snapshot/create",
+            body: { snapshot_type: "Full", ...written(full) },
+          },
+          { method: "PATCH", path: "/vm", body: { state: "Resumed" } },
+          { method: "PATCH", path: "/vm", body: { state: "Paused" } },
+          {
+            method: "PUT",
+            path: "/snapshot/create",
+            body: { snapshot_type: "Diff", ...written(diff) },
+          },
+        ]);
+        for (const f of [full.statePath, full.memPath, diff.statePath, diff.memPath]) {
+          const st = await stat(f);
+          assert.ok(st.size > 0, `${f} not written`);
+          assert.equal(st.uid, 0, `${f} not given back to root`);
+        }
+        if (mode.jailed) {
+          assert.deepEqual(
+            await readdir(join(jailDirOf(s), "root", "snapshot")),
+            [],
+            "a pause's files were left in the jail",
+          );
+        }
+        await vm.stop();
+        await vm.stop(); // idempotent
+        vm = null;
+        await assertNoLeaks(s, mode);
+      } finally {
+        await vm?.stop();
+      }
+    });
+
+    test("restore through the Uffd backend on another disk, then Diff again", async (t) => {
+      if (
+        skipMode(t, realFirecracker ? "needs the uffd page server to serve a real VM" : undefined)
+      ) {
+        return;
+      }
+      const { driver, take } = tracer(mode);
+      const s = await spec({ trackDirtyPages: true });
+      const files = {
+        statePath: join(work, `${s.vmId}.state`),
+        memPath: join(work, `${s.vmId}.mem`),
+      };
+      let vm: VmHandle | null = await driver.boot(s);
+      await vm.pause();
+      await vm.snapshot(files, "full");
+      await vm.stop();
+      take();
+
+      // The page server: Firecracker connects once and sends the guest memory regions.
+      const uffdSocket = join(work, `${s.vmId}.uffd`);
+      const received: string[] = [];
+      const server = createServer((c) => {
+        let text = "";
+        c.on("data", (b: Buffer) => (text += b.toString("utf8")));
+        c.on("end", () => received.push(text));
+      });
+      await new Promise<void>((resolve) => server.listen(uffdSocket, resolve));
+      const s2 = await spec({ trackDirtyPages: true });
+      try {
+        vm = await driver.restoreFiles({ ...s2, snapshot: files, uffdSocket });
+        assert.deepEqual(take(), [
+          {
+            method: "PUT",
+            path: "/snapshot/load",
+            body: {
+              snapshot_path: at(files.statePath, "/restore/state"),
+              mem_backend: { backend_type: "Uffd", backend_path: at(uffdSocket, "/run/uffd.sock") },
+              track_dirty_pages: true,
+              resume_vm: true,
+            },
+          },
+        ]);
+        await new Promise((r) => setTimeout(r, 50));
+        const regions = JSON.parse(received[0] ?? "[]") as { size: number; page_size: number }[];
+        assert.equal(
+          regions[0]?.size,
+          128 * 1024 * 1024,
+          "the page server did not get the memory regions",
+        );
+        // The snapshot names the stable path; in this VM's namespace it is the new disk.
+        if (mode.jailed) await assertJailed(vm.pid, s2);
+        else assert.equal(await readlink(`/proc/${vm.pid}/root${STABLE_ROOTFS}`), s2.rootfs.path);
+
+        await vm.pause();
+        await vm.snapshot(
+          { statePath: `${files.statePath}.2`, memPath: `${files.memPath}.2` },
+          "diff",
+        );
+        await vm.stop();
+        vm = null;
+        await assertNoLeaks(s2, mode);
+        await assertNoLeaks(s, mode);
+      } finally {
+        await vm?.stop();
+        server.close();
+      }
+    });
+
+    test("fault responses become clear errors and leave nothing behind", async (t) => {
+      if (skipMode(t)) return;
+      const driver = mode.driver();
+      const s = await spec();
+      await assert.rejects(
+        driver.boot({ ...s, kernelPath: join(work, "no-such-vmlinux") }),
+        (err: unknown) => {
+          if (mode.jailed) {
+            // Caught while staging it into the jail, before Firecracker is asked.
+            assert.ok(isWrennError(err, "failed_precondition"));
+            assert.match(err.message, /no-such-vmlinux does not exist/);
+          } else {
+            assert.ok(err instanceof FirecrackerApiError);
+            assert.equal(err.code, "failed_precondition");
+            assert.match(err.message, /^firecracker PUT \/boot-source: .*no-such-vmlinux/);
+          }
+          return true;
         },
-      },
-      {
-        method: "PUT",
-        path: "/machine-config",
-        body: { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: true },
-      },
-      {
-        method: "PUT",
-        path: "/network-interfaces/eth0",
-        body: { iface_id: "eth0", host_dev_name: "tap0", guest_mac: MAC },
-      },
-      { method: "PUT", path: "/actions", body: { action_type: "InstanceStart" } },
-    ]);
-    // The stable path exists only inside the VM's own mount namespace.
-    assert.equal(await readlink(`/proc/${vm.pid}/root${STABLE_ROOTFS}`), s.rootfs.path);
-    const netnsOfVm = await readlink(`/proc/${vm.pid}/ns/net`);
-    assert.notEqual(
-      netnsOfVm,
-      await readlink("/proc/self/ns/net"),
-      "VMM not in the slot namespace",
-    );
+      );
+      await assertNoLeaks(s, mode);
 
-    await assert.rejects(
-      vm.snapshot({ statePath: join(work, "x.state"), memPath: join(work, "x.mem") }, "full"),
-      (err: unknown) => err instanceof FirecrackerApiError && /paused/i.test(err.message),
-      "snapshot while running must fail with Firecracker's message",
-    );
-    take();
+      // Firecracker's own fault, after the start: a vCPU count it refuses.
+      await assert.rejects(driver.boot({ ...s, vcpus: 64 }), (err: unknown) => {
+        assert.ok(err instanceof FirecrackerApiError);
+        assert.match(err.message, /^firecracker PUT \/machine-config: The vCPU number is invalid/);
+        return true;
+      });
+      await assertNoLeaks(s, mode);
 
-    const full = {
-      statePath: join(work, `${s.vmId}.full.state`),
-      memPath: join(work, `${s.vmId}.full.mem`),
-    };
-    const diff = {
-      statePath: join(work, `${s.vmId}.diff.state`),
-      memPath: join(work, `${s.vmId}.diff.mem`),
-    };
-    await vm.pause();
-    await vm.snapshot(full, "full");
-    await vm.resume();
-    await vm.pause();
-    await vm.snapshot(diff, "diff");
-    assert.deepEqual(take(), [
-      { method: "PATCH", path: "/vm", body: { state: "Paused" } },
-      {
-        method: "PUT",
-        path: "/snapshot/create",
-        body: { snapshot_type: "Full", snapshot_path: full.statePath, mem_file_path: full.memPath },
-      },
-      { method: "PATCH", path: "/vm", body: { state: "Resumed" } },
-      { method: "PATCH", path: "/vm", body: { state: "Paused" } },
-      {
-        method: "PUT",
-        path: "/snapshot/create",
-        body: { snapshot_type: "Diff", snapshot_path: diff.statePath, mem_file_path: diff.memPath },
-      },
-    ]);
-    for (const f of [full.statePath, full.memPath, diff.statePath, diff.memPath]) {
-      assert.ok((await stat(f)).size > 0, `${f} not written`);
-    }
-    await vm.stop();
-    await vm.stop(); // idempotent
-    vm = null;
-    await assertNoLeaks(s);
-  } finally {
-    await vm?.stop();
-  }
-});
+      // Without dirty-page tracking a Diff is refused before Firecracker is asked.
+      const vm = await driver.boot({ ...s, trackDirtyPages: false });
+      try {
+        await vm.pause();
+        await assert.rejects(
+          vm.snapshot({ statePath: join(work, "d.state"), memPath: join(work, "d.mem") }, "diff"),
+          (err: unknown) =>
+            isWrennError(err, "failed_precondition") && /trackDirtyPages/.test(err.message),
+        );
+      } finally {
+        await vm.stop();
+      }
+      await assertNoLeaks(s, mode);
+    });
 
-test("firecracker: restore through the Uffd backend on another disk, then Diff again", async (t) => {
-  if (
-    skipLoudly(t, realFirecracker ? "needs the uffd page server to serve a real VM" : undefined)
-  ) {
-    return;
-  }
-  const { driver, take } = tracer();
-  const s = await spec({ trackDirtyPages: true });
-  const files = { statePath: join(work, `${s.vmId}.state`), memPath: join(work, `${s.vmId}.mem`) };
-  let vm: VmHandle | null = await driver.boot(s);
-  await vm.pause();
-  await vm.snapshot(files, "full");
-  await vm.stop();
-  take();
+    test("the VMM dying mid-boot is a clean error", async (t) => {
+      if (skipMode(t, realFirecracker ? "cannot make a real Firecracker crash on cue" : undefined))
+        return;
+      const driver = mode.driver({ binary: "firecracker-dying" });
+      const s = await spec();
+      await assert.rejects(
+        driver.boot(s),
+        /firecracker exited during boot \(exit 7\).*dying on PUT \/actions/s,
+      );
+      await assertNoLeaks(s, mode);
+    });
 
-  // The page server: Firecracker connects once and sends the guest memory regions.
-  const uffdSocket = join(work, `${s.vmId}.uffd`);
-  const received: string[] = [];
-  const server = createServer((c) => {
-    let text = "";
-    c.on("data", (b: Buffer) => (text += b.toString("utf8")));
-    c.on("end", () => received.push(text));
+    test("adopt after an agent restart; kill -9 resolves exited", async (t) => {
+      if (skipMode(t)) return;
+      const s = await spec({ trackDirtyPages: true });
+      const first = mode.driver();
+      const vm = await first.boot(s);
+      const record = first.record(vm);
+      try {
+        const { driver, take } = tracer(mode);
+        // A booted VM has no page server: the driver hands back the VM itself.
+        const adopted = (await driver.adopt(record)) as VmHandle | null;
+        assert.ok(adopted);
+        assert.equal(adopted.pid, vm.pid);
+        assert.deepEqual(take(), [{ method: "GET", path: "/vm/config" }]);
+        await adopted.pause();
+        await adopted.snapshot(
+          { statePath: join(work, `${s.vmId}.a.state`), memPath: join(work, `${s.vmId}.a.mem`) },
+          "diff",
+        );
+        assert.ok((await stat(join(work, `${s.vmId}.a.mem`))).size > 0);
+        process.kill(adopted.pid, "SIGKILL");
+        await adopted.exited;
+        await vm.exited;
+        assert.equal(await driver.adopt(record), null, "a dead VM was adopted");
+      } finally {
+        await vm.stop();
+      }
+      await assertNoLeaks(s, mode);
+    });
   });
-  await new Promise<void>((resolve) => server.listen(uffdSocket, resolve));
-  const s2 = await spec({ trackDirtyPages: true });
-  try {
-    vm = await driver.restoreFiles({ ...s2, snapshot: files, uffdSocket });
-    assert.deepEqual(take(), [
-      {
-        method: "PUT",
-        path: "/snapshot/load",
-        body: {
-          snapshot_path: files.statePath,
-          mem_backend: { backend_type: "Uffd", backend_path: uffdSocket },
-          track_dirty_pages: true,
-          resume_vm: true,
-        },
-      },
-    ]);
-    await new Promise((r) => setTimeout(r, 50));
-    const regions = JSON.parse(received[0] ?? "[]") as { size: number; page_size: number }[];
-    assert.equal(
-      regions[0]?.size,
-      128 * 1024 * 1024,
-      "the page server did not get the memory regions",
-    );
-    // The snapshot names the stable path; in this VM's namespace it is the new disk.
-    assert.equal(await readlink(`/proc/${vm.pid}/root${STABLE_ROOTFS}`), s2.rootfs.path);
+}
 
-    await vm.pause();
-    await vm.snapshot({ statePath: `${files.statePath}.2`, memPath: `${files.memPath}.2` }, "diff");
-    await vm.stop();
-    vm = null;
-    await assertNoLeaks(s2);
-  } finally {
-    await vm?.stop();
-    server.close();
+test("jailer double: refuses unknown and missing arguments as the jailer does (exit 1)", async (t) => {
+  if (skipLoudly(t, realFirecracker ? "checks the double itself" : undefined)) return;
+  const run = (...args: string[]) =>
+    spawnSync("sh", [JAILER_DOUBLE, ...args], { encoding: "utf8" });
+  const base = ["--id", "x1", "--exec-file", "/bin/true", "--uid", "1", "--gid", "1"];
+  for (const [args, re] of [
+    [[...base, "--bogus"], /Found argument '--bogus'/],
+    [base.slice(2), /'id' required/],
+    [["--id", "x1", "--uid"], /requires a value/],
+    [base, /must contain "firecracker"/],
+    [[...base, "--id", "bad_id"], /Invalid instance ID/],
+  ] as const) {
+    const r = run(...args);
+    assert.equal(r.status, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, re);
   }
-});
-
-test("firecracker: fault responses become clear errors and leave nothing behind", async (t) => {
-  if (skipLoudly(t)) return;
-  const driver = new FirecrackerDriver();
-  const s = await spec();
-  await assert.rejects(
-    driver.boot({ ...s, kernelPath: join(work, "no-such-vmlinux") }),
-    (err: unknown) => {
-      assert.ok(err instanceof FirecrackerApiError);
-      assert.equal(err.code, "failed_precondition");
-      assert.match(err.message, /^firecracker PUT \/boot-source: .*no-such-vmlinux/);
-      return true;
-    },
-  );
-  await assertNoLeaks(s);
-
-  // Without dirty-page tracking a Diff is refused before Firecracker is asked.
-  const vm = await driver.boot({ ...s, trackDirtyPages: false });
-  try {
-    await vm.pause();
-    await assert.rejects(
-      vm.snapshot({ statePath: join(work, "d.state"), memPath: join(work, "d.mem") }, "diff"),
-      (err: unknown) =>
-        isWrennError(err, "failed_precondition") && /trackDirtyPages/.test(err.message),
-    );
-  } finally {
-    await vm.stop();
-  }
-  await assertNoLeaks(s);
-});
-
-test("firecracker: the VMM dying mid-boot is a clean error", async (t) => {
-  if (skipLoudly(t, realFirecracker ? "cannot make a real Firecracker crash on cue" : undefined))
-    return;
-  const driver = new FirecrackerDriver();
-  const s = await spec();
-  process.env.WRENN_FC_DOUBLE_EXIT_ON = "PUT /actions";
-  try {
-    await assert.rejects(
-      driver.boot(s),
-      /firecracker exited during boot \(exit 7\).*dying on PUT \/actions/s,
-    );
-  } finally {
-    delete process.env.WRENN_FC_DOUBLE_EXIT_ON;
-  }
-  await assertNoLeaks(s);
-});
-
-test("firecracker: adopt after an agent restart; kill -9 resolves exited", async (t) => {
-  if (skipLoudly(t)) return;
-  const s = await spec({ trackDirtyPages: true });
-  const first = new FirecrackerDriver();
-  const vm = await first.boot(s);
-  const record = first.record(vm);
-  try {
-    const { driver, take } = tracer();
-    // A booted VM has no page server: the driver hands back the VM itself.
-    const adopted = (await driver.adopt(record)) as VmHandle | null;
-    assert.ok(adopted);
-    assert.deepEqual(take(), [{ method: "GET", path: "/vm/config" }]);
-    await adopted.pause();
-    await adopted.snapshot(
-      { statePath: join(work, `${s.vmId}.a.state`), memPath: join(work, `${s.vmId}.a.mem`) },
-      "diff",
-    );
-    process.kill(adopted.pid, "SIGKILL");
-    await adopted.exited;
-    await vm.exited;
-    assert.equal(await driver.adopt(record), null, "a dead VM was adopted");
-  } finally {
-    await vm.stop();
-  }
-  await assertNoLeaks(s);
 });
 
 test("firecracker double: enforces the documented request order", async (t) => {

@@ -98,9 +98,12 @@ export async function selectVmm(opts: {
   }
   log.info({ vmm: choice.name, accel: choice.accel, why: choice.why }, "VMM selected");
   await sweepCgroups(log);
-  return choice.name === "firecracker"
-    ? new FirecrackerDriver({ log })
-    : new QemuDriver({ accel: choice.accel ?? "tcg", log, reflinkCopies: opts.reflinkCopies });
+  if (choice.name === "firecracker") {
+    // The jailer confines every VM (chroot, VMM user, cgroup); without it the driver warns.
+    const [binary, jailerBinary] = await Promise.all([onPath("firecracker"), onPath("jailer")]);
+    return new FirecrackerDriver({ log, binary: binary ?? undefined, jailerBinary });
+  }
+  return new QemuDriver({ accel: choice.accel ?? "tcg", log, reflinkCopies: opts.reflinkCopies });
 }
 
 /**

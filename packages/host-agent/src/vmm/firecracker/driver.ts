@@ -6,7 +6,8 @@
  * generations, which never change once written.
  */
 import { copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { HEADER_FILE } from "../../snapshot/header.ts";
@@ -19,6 +20,8 @@ import {
 import { dirtyFromSparseFile } from "../../snapshot/sparse.ts";
 import { copySparse, exists } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, signal, tail, watchForeignExit, within } from "../../util/process.ts";
+import { CGROUP_PARENT, detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
+import { vmmUser } from "../confine.ts";
 import { spawnInNetns, type VmmProcess } from "../process.ts";
 import type {
   BootSpec,
@@ -39,6 +42,8 @@ import {
   STABLE_DIR,
   STABLE_ROOTFS,
 } from "./args.ts";
+import { JAIL_API_SOCKET, JAIL_INITRD, JAIL_KERNEL, JAIL_RESTORE, Jail, jailDir } from "./jail.ts";
+import { jailerArgv } from "./jailer.ts";
 import { PagedVm } from "./paged-vm.ts";
 import { FirecrackerVm } from "./vm.ts";
 
@@ -53,7 +58,24 @@ export interface FirecrackerDriverOptions {
   stopGraceMs?: number;
   /** Sees every API request as it is sent (tests, debugging). */
   trace?: (vmId: string, req: ApiRequest) => void;
+  /**
+   * Firecracker's jailer: every VM then runs chrooted as the VMM user, in a
+   * cgroup of its own (see jailer.ts, jail.ts). Null or absent: Firecracker
+   * runs as root in a private mount namespace, and the driver says so once.
+   */
+  jailerBinary?: string | null;
+  /** Where the jailer builds chroots; default `.jail` in the agent's run dir (every VM run dir's parent). */
+  chrootBaseDir?: string;
+  /** Jailed VMs' cgroups; default the host's (detectCgroups) when root, null for none. */
+  cgroups?: CgroupDriver | null;
 }
+
+/**
+ * MiB a jailed Firecracker may use beyond guest RAM (its heap, threads, the
+ * page cache its disk I/O is charged): QEMU's figure, as no Firecracker ran
+ * on KVM here to measure a smaller one.
+ */
+const FIRECRACKER_OVERHEAD_MB = 256;
 
 /**
  * The driver's own boot: KVM's dirty log is kept unless asked otherwise, so
@@ -74,18 +96,33 @@ export interface FirecrackerRestoreSpec extends Machine {
 
 const STATE = "state";
 
+/** A file Firecracker opens, at the path it sees it (inside its jail, if any). */
+type Stage = (hostPath: string, inJail: string, own?: boolean) => Promise<string>;
+
 export class FirecrackerDriver implements VmmDriver {
   readonly name = "firecracker" as const;
   readonly #binary: string;
   readonly #log: Logger;
   readonly #graceMs: number;
   readonly #trace: FirecrackerDriverOptions["trace"];
+  readonly #jailer: string | null;
+  readonly #chrootBase: string | undefined;
+  readonly #cgroups: Promise<CgroupDriver | null>;
+  #warnedUnconfined = false;
 
   constructor(opts: FirecrackerDriverOptions = {}) {
     this.#binary = opts.binary ?? "firecracker";
     this.#log = (opts.log ?? createLogger("host-agent")).child({ vmm: "firecracker" });
     this.#graceMs = opts.stopGraceMs ?? 1000;
     this.#trace = opts.trace;
+    this.#jailer = opts.jailerBinary ?? null;
+    this.#chrootBase = opts.chrootBaseDir;
+    this.#cgroups =
+      opts.cgroups !== undefined
+        ? Promise.resolve(opts.cgroups)
+        : this.#jailer && process.getuid?.() === 0
+          ? detectCgroups()
+          : Promise.resolve(null);
   }
 
   kernelFile(kernel: KernelChoice): string {
@@ -168,11 +205,11 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async boot(spec: FirecrackerBootSpec): Promise<FirecrackerVm> {
-    return this.#start(spec, "boot", async (api) => {
+    return this.#start(spec, "boot", async (api, stage) => {
       await api.call("PUT", "/boot-source", {
-        kernel_image_path: spec.kernelPath,
+        kernel_image_path: await stage(spec.kernelPath, JAIL_KERNEL),
         boot_args: spec.bootArgs,
-        ...(spec.initrdPath ? { initrd_path: spec.initrdPath } : {}),
+        ...(spec.initrdPath ? { initrd_path: await stage(spec.initrdPath, JAIL_INITRD) } : {}),
       });
       await api.call("PUT", `/drives/${ROOT_DRIVE_ID}`, {
         drive_id: ROOT_DRIVE_ID,
@@ -195,12 +232,19 @@ export class FirecrackerDriver implements VmmDriver {
     });
   }
   async restoreFiles(spec: FirecrackerRestoreSpec): Promise<FirecrackerVm> {
-    return this.#start(spec, "restore", async (api) => {
+    return this.#start(spec, "restore", async (api, stage) => {
       await api.call("PUT", "/snapshot/load", {
-        snapshot_path: spec.snapshot.statePath,
+        snapshot_path: await stage(spec.snapshot.statePath, JAIL_RESTORE.state),
         mem_backend: spec.uffdSocket
-          ? { backend_type: "Uffd", backend_path: spec.uffdSocket }
-          : { backend_type: "File", backend_path: spec.snapshot.memPath },
+          ? {
+              backend_type: "Uffd",
+              // The VMM user connects to it.
+              backend_path: await stage(spec.uffdSocket, JAIL_RESTORE.uffd, true),
+            }
+          : {
+              backend_type: "File",
+              backend_path: await stage(spec.snapshot.memPath, JAIL_RESTORE.mem),
+            },
         // Not kept in the snapshot: without it the next pause could not be a Diff.
         track_dirty_pages: spec.trackDirtyPages ?? true,
         resume_vm: true,
@@ -208,51 +252,82 @@ export class FirecrackerDriver implements VmmDriver {
     });
   }
 
-  /** Starts the process, runs `configure` against its API, and cleans up on any failure. */
+  /**
+   * Starts the process (through the jailer when there is one), runs
+   * `configure` against its API with `stage` giving each file's path as
+   * Firecracker sees it, and on any failure undoes all of it: the process,
+   * its socket and log, the jail and its cgroup.
+   */
   async #start(
     spec: FirecrackerBootSpec | FirecrackerRestoreSpec,
     what: "boot" | "restore",
-    configure: (api: FirecrackerApi) => Promise<void>,
+    configure: (api: FirecrackerApi, stage: Stage) => Promise<void>,
   ): Promise<FirecrackerVm> {
     const p = paths(spec.runDir, spec.vmId);
-    if (Buffer.byteLength(p.api) > 107) {
-      throw new WrennError(
-        "invalid_argument",
-        `run directory path too long for a socket: ${p.api}`,
-      );
-    }
-    await mkdir(STABLE_DIR, { recursive: true });
-    await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
     const log = this.#log.child({ vm: spec.vmId });
-    const proc: VmmProcess = await timed(log, "firecracker.spawn", () =>
-      spawnInNetns({
-        netns: spec.netns,
-        argv: firecrackerArgv({
+    const jail = this.#jailer ? await this.#jail(spec, log) : null;
+    const apiSocket = jail ? jail.host(JAIL_API_SOCKET) : p.api;
+    let proc: VmmProcess | null = null;
+    const undo = async () => {
+      if (proc) {
+        signal(proc.pid, "SIGKILL");
+        await proc.exited;
+      }
+      await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
+      await jail?.remove().catch((err: unknown) => {
+        log.warn({ err: messageOf(err), jail: jail.dir }, "could not remove the VM's jail");
+      });
+    };
+    try {
+      if (Buffer.byteLength(apiSocket) > 107) {
+        throw new WrennError(
+          "invalid_argument",
+          `run directory path too long for a socket: ${apiSocket}`,
+        );
+      }
+      await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
+      let argv: string[];
+      if (jail) {
+        await jail.prepare();
+        await jail.stage(spec.rootfs.path, STABLE_ROOTFS, { own: true });
+        argv = await this.#jailerArgv(spec, jail);
+      } else {
+        this.#warnUnconfined();
+        await mkdir(STABLE_DIR, { recursive: true });
+        argv = firecrackerArgv({
           binary: this.#binary,
           vmId: spec.vmId,
-          apiSocket: p.api,
+          apiSocket,
           diskPath: spec.rootfs.path,
-        }),
-        logPath: p.log,
-      }),
-    );
+        });
+      }
+      proc = await timed(log, "firecracker.spawn", () =>
+        spawnInNetns({ netns: jail ? "" : spec.netns, argv, logPath: p.log }),
+      );
+    } catch (err) {
+      await undo();
+      throw err;
+    }
+    const started = proc;
     const died = new AbortController();
-    void proc.exited.then(() => died.abort());
+    void started.exited.then(() => died.abort());
     const trace = this.#trace;
-    const api = new FirecrackerApi(p.api, trace && ((req) => trace(spec.vmId, req)));
+    const api = new FirecrackerApi(apiSocket, trace && ((req) => trace(spec.vmId, req)));
+    const stage: Stage = (host, inJail, own = false) =>
+      jail ? jail.stage(host, inJail, { own }) : Promise.resolve(host);
     try {
       await timed(log, "firecracker.api_ready", () =>
-        FirecrackerApi.waitReady(p.api, { timeoutMs: 10_000, signal: died.signal }),
+        FirecrackerApi.waitReady(apiSocket, { timeoutMs: 10_000, signal: died.signal }),
       );
-      await timed(log, `firecracker.${what}`, () => configure(api));
+      await timed(log, `firecracker.${what}`, () => configure(api, stage));
     } catch (err) {
       const fault = err instanceof FirecrackerApiError && err.status !== null;
       // A refused or reset connection usually means the process died: give it a moment to show.
-      const diedAlone = !fault && (await within(proc.exited, 1000));
-      signal(proc.pid, "SIGKILL");
-      const status = await proc.exited;
+      const diedAlone = !fault && (await within(started.exited, 1000));
+      signal(started.pid, "SIGKILL");
+      const status = await started.exited;
       const why = await tail(p.log, 4);
-      await Promise.all([rm(p.api, { force: true }), rm(p.log, { force: true })]);
+      await undo();
       if (diedAlone) {
         const exit = status.signal ?? `exit ${status.code}`;
         throw new WrennError(
@@ -263,19 +338,80 @@ export class FirecrackerDriver implements VmmDriver {
       }
       throw err;
     }
-    log.info({ pid: proc.pid }, what === "boot" ? "firecracker booted" : "firecracker restored");
+    log.info(
+      { pid: started.pid, jail: jail?.root ?? null, user: jail?.user.name ?? "root" },
+      what === "boot" ? "firecracker booted" : "firecracker restored",
+    );
     return new FirecrackerVm(
       {
         vmId: spec.vmId,
-        pid: proc.pid,
+        pid: started.pid,
         runDir: spec.runDir,
-        exited: proc.exited,
+        exited: started.exited,
         api,
         trackDirtyPages: spec.trackDirtyPages ?? true,
+        jail,
       },
       log,
       this.#graceMs,
     );
+  }
+
+  #warnUnconfined(): void {
+    if (this.#warnedUnconfined) return;
+    this.#warnedUnconfined = true;
+    this.#log.warn(
+      "no Firecracker jailer: Firecracker runs as root, without chroot or cgroup limits (install `jailer` next to `firecracker`)",
+    );
+  }
+
+  /** The VM's jail (not made yet): its chroot under the base, the VMM user, the host's cgroups. */
+  async #jail(spec: Machine, log: Logger): Promise<Jail> {
+    const [user, cgroups, exe] = await Promise.all([
+      vmmUser(log),
+      this.#cgroups,
+      this.#firecrackerPath(),
+    ]);
+    // A dot first: no sandbox id starts with one, so no VM's run dir is this.
+    const base = this.#chrootBase ?? join(dirname(spec.runDir), ".jail");
+    return new Jail({ dir: jailDir(base, exe, spec.vmId), user, cgroups, log });
+  }
+
+  async #jailerArgv(spec: FirecrackerBootSpec | FirecrackerRestoreSpec, jail: Jail) {
+    const cgroups = jail.cgroups;
+    return jailerArgv({
+      jailerBinary: this.#jailer ?? "jailer",
+      firecrackerBinary: await this.#firecrackerPath(),
+      vmId: spec.vmId,
+      uid: jail.user.uid,
+      gid: jail.user.gid,
+      chrootBaseDir: dirname(dirname(jail.dir)),
+      netns: spec.netns,
+      cgroup: cgroups
+        ? {
+            version: cgroups.version === "v2" ? 2 : 1,
+            parent: CGROUP_PARENT,
+            limits: vmLimits({
+              vcpus: spec.vcpus,
+              memoryMb: spec.memoryMb,
+              overheadMb: FIRECRACKER_OVERHEAD_MB,
+            }),
+          }
+        : null,
+    });
+  }
+
+  /** The jailer copies Firecracker into the chroot: it needs the file's absolute path. */
+  async #firecrackerPath(): Promise<string> {
+    if (isAbsolute(this.#binary)) return this.#binary;
+    try {
+      const { stdout } = await runCommand("sh", ["-c", 'command -v "$1"', "sh", this.#binary]);
+      const found = stdout.trim();
+      if (isAbsolute(found)) return found;
+    } catch {
+      // Reported below.
+    }
+    throw new WrennError("failed_precondition", `'${this.#binary}' is not installed`);
   }
 
   /** A restored VM comes back with its page server, or not at all: without it the VM hangs. */
@@ -295,8 +431,23 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async #adoptVm(record: VmRecord): Promise<FirecrackerVm | null> {
+    const log = this.#log.child({ vm: record.vmId });
+    const jailAt = typeof record.driver?.jail === "string" ? record.driver.jail : null;
+    const jail = jailAt
+      ? new Jail({ dir: jailAt, user: await vmmUser(log), cgroups: await this.#cgroups, log })
+      : null;
     const argv = await cmdlineOf(record.pid);
-    if (!argv?.includes(record.controlSocket) || !(await isAlive(record.pid))) return null;
+    // Jailed, Firecracker's command line names its socket inside the chroot, and the jail's id.
+    const ours = jail
+      ? argv !== null &&
+        argv.includes(JAIL_API_SOCKET) &&
+        (argv.includes(`--id=${jail.id}`) || argv[argv.indexOf("--id") + 1] === jail.id)
+      : argv?.includes(record.controlSocket) === true;
+    if (!ours || !(await isAlive(record.pid))) {
+      // Nothing runs in it any more: what was staged for it goes.
+      await jail?.remove().catch(() => undefined);
+      return null;
+    }
     const trace = this.#trace;
     const api = new FirecrackerApi(
       record.controlSocket,
@@ -306,16 +457,20 @@ export class FirecrackerDriver implements VmmDriver {
       "GET",
       "/vm/config",
     );
-    const log = this.#log.child({ vm: record.vmId });
-    log.info({ pid: record.pid }, "re-adopted firecracker");
+    log.info({ pid: record.pid, jail: jail?.root ?? null }, "re-adopted firecracker");
     return new FirecrackerVm(
       {
         vmId: record.vmId,
         pid: record.pid,
-        runDir: join(record.controlSocket, ".."),
+        // The run dir holds its log either way; unjailed its socket too.
+        runDir:
+          typeof record.driver?.runDir === "string"
+            ? record.driver.runDir
+            : join(record.controlSocket, ".."),
         exited: watchForeignExit(record.pid),
         api,
         trackDirtyPages: config["machine-config"]?.track_dirty_pages ?? false,
+        jail,
       },
       log,
       this.#graceMs,
@@ -325,7 +480,10 @@ export class FirecrackerDriver implements VmmDriver {
   record(handle: VmHandle): VmRecord {
     const vm = this.#own(handle);
     const out: VmRecord = { vmId: vm.vmId, pid: vm.pid, controlSocket: vm.controlSocket };
-    if (handle instanceof PagedVm) out.driver = { pageServer: handle.server.record };
+    const driver: Record<string, unknown> = {};
+    if (handle instanceof PagedVm) driver.pageServer = handle.server.record;
+    if (vm.jail) Object.assign(driver, { jail: vm.jail.dir, runDir: vm.runDir });
+    if (Object.keys(driver).length > 0) out.driver = driver;
     return out;
   }
 

@@ -1,60 +1,58 @@
 /**
- * Firecracker's jailer, for hosts that have it: it puts Firecracker in a
- * chroot of its own, a fresh PID and mount namespace, the sandbox's network
- * namespace and cgroup, and drops to an unprivileged uid/gid before exec —
- * the Firecracker counterpart of QEMU's `-runas` and `-sandbox on`
- * (Firecracker installs its own seccomp filters by default).
+ * Firecracker's jailer command line: it makes the chroot
+ * `<base>/<exec name>/<id>/root` (where the driver has staged the files,
+ * see jail.ts), copies Firecracker in, puts itself in the VM's cgroup with
+ * the given limits, joins the sandbox's network namespace, pivots into the
+ * chroot in a mount namespace of its own, drops to the unprivileged uid/gid
+ * and execs Firecracker with `--id` and the arguments after `--` — the
+ * Firecracker counterpart of QEMU's `-runas` and `-sandbox on` (Firecracker
+ * installs its own seccomp filters by default).
  *
- * Not wired into the driver yet: inside the chroot the API socket, kernel
- * and disk are at chroot-relative paths (`<base>/firecracker/<id>/root/…`),
- * so the driver must stage them there (hard links or bind mounts) and talk
- * to `<root>/run/firecracker.socket`. This module fixes the command line.
+ * No `--new-pid-ns`: with it the jailer forks, the pid we spawned is not
+ * Firecracker's and exits at once, and Firecracker's exit status is lost to
+ * us (it is no child of ours). Without it the jailer execs in place, so the
+ * driver waits on Firecracker itself as it does unjailed; the chroot has no
+ * /proc and the uid is unprivileged, so a PID namespace would add little.
  */
-import { join } from "node:path";
+import type { CgroupLimits } from "../../cgroup/cgroup.ts";
+import { JAIL_API_SOCKET, jailId } from "./jail.ts";
 
 export interface JailerSpec {
   jailerBinary: string;
+  /** Absolute path (the jailer copies it into the chroot). */
   firecrackerBinary: string;
   vmId: string;
   uid: number;
   gid: number;
-  /** Where the jailer makes `<base>/firecracker/<vmId>/root`. */
+  /** Where the jailer makes `<base>/<exec name>/<id>/root`. */
   chrootBaseDir: string;
   /** `ip netns` name: the jailer joins /var/run/netns/<name>. */
   netns: string;
-  cgroupVersion: 1 | 2;
-  /** The parent cgroup the VM's own group goes under (ours: "wrenn"). */
-  parentCgroup: string;
-  cpuWeight: number;
-  memoryMaxBytes: number;
-  pidsMax: number;
-}
-
-/** The chroot the jailer builds for a VM (the driver stages files here). */
-export function jailRoot(chrootBaseDir: string, firecrackerBinary: string, vmId: string): string {
-  const exe = firecrackerBinary.split("/").pop() ?? "firecracker";
-  return join(chrootBaseDir, exe, vmId, "root");
+  /** The VM's cgroup, made by the jailer under `parent`; none on a host without cgroups. */
+  cgroup: { version: 1 | 2; parent: string; limits: CgroupLimits } | null;
 }
 
 export function jailerArgv(spec: JailerSpec): string[] {
+  const cgroup = spec.cgroup;
   // The jailer's --cgroup takes controller files; v1 counts shares (1024 per
   // weight of 100), v2 weights.
-  const cgroups =
-    spec.cgroupVersion === 2
+  const files = !cgroup
+    ? []
+    : cgroup.version === 2
       ? [
-          `cpu.weight=${spec.cpuWeight}`,
-          `memory.max=${spec.memoryMaxBytes}`,
-          `pids.max=${spec.pidsMax}`,
+          `cpu.weight=${cgroup.limits.cpuWeight}`,
+          `memory.max=${cgroup.limits.memoryMaxBytes}`,
+          `pids.max=${cgroup.limits.pidsMax}`,
         ]
       : [
-          `cpu.shares=${Math.max(2, Math.round((spec.cpuWeight * 1024) / 100))}`,
-          `memory.limit_in_bytes=${spec.memoryMaxBytes}`,
-          `pids.max=${spec.pidsMax}`,
+          `cpu.shares=${Math.max(2, Math.round((cgroup.limits.cpuWeight * 1024) / 100))}`,
+          `memory.limit_in_bytes=${cgroup.limits.memoryMaxBytes}`,
+          `pids.max=${cgroup.limits.pidsMax}`,
         ];
   return [
     spec.jailerBinary,
     "--id",
-    spec.vmId,
+    jailId(spec.vmId),
     "--exec-file",
     spec.firecrackerBinary,
     "--uid",
@@ -63,19 +61,14 @@ export function jailerArgv(spec: JailerSpec): string[] {
     String(spec.gid),
     "--chroot-base-dir",
     spec.chrootBaseDir,
-    "--netns",
-    `/var/run/netns/${spec.netns}`,
-    "--new-pid-ns",
-    "--cgroup-version",
-    String(spec.cgroupVersion),
-    "--parent-cgroup",
-    spec.parentCgroup,
-    ...cgroups.flatMap((c) => ["--cgroup", c]),
+    ...(spec.netns ? ["--netns", `/var/run/netns/${spec.netns}`] : []),
+    ...(cgroup
+      ? ["--cgroup-version", String(cgroup.version), "--parent-cgroup", cgroup.parent]
+      : []),
+    ...files.flatMap((c) => ["--cgroup", c]),
     "--",
-    // Firecracker's own arguments, relative to the chroot.
+    // Firecracker's own arguments, relative to the chroot (the jailer adds --id).
     "--api-sock",
-    "/run/firecracker.socket",
-    "--id",
-    spec.vmId,
+    JAIL_API_SOCKET,
   ];
 }
