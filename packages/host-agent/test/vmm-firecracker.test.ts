@@ -527,6 +527,51 @@ for (const mode of MODES) {
       await assertNoLeaks(s, mode);
     });
 
+    test("a block-device disk (a dm or loop node) is opened at the stable path", async (t) => {
+      if (skipMode(t, realFirecracker ? "boots a real guest from the template instead" : undefined))
+        return;
+      const s = await spec();
+      await runCommand("truncate", ["-s", "4M", s.rootfs.path]);
+      const dev = await runCommand("losetup", ["--find", "--show", s.rootfs.path]).then(
+        (r) => r.stdout.trim(),
+        (err: unknown) => {
+          console.warn(`\n!!! SKIPPING: no loop device (${String(err)})\n`);
+          return null;
+        },
+      );
+      if (dev === null) {
+        t.skip("no loop device");
+        return;
+      }
+      let vm: VmHandle | null = null;
+      try {
+        vm = await mode.driver().boot({ ...s, rootfs: { path: dev, format: "raw" } });
+        const inVm = `/proc/${vm.pid}/root${STABLE_ROOTFS}`;
+        if (mode.jailed) {
+          // A node of its own in the chroot, the VMM user's alone; the host's stays root's.
+          const [node, host] = await Promise.all([stat(inVm), stat(dev)]);
+          assert.ok(node.isBlockDevice(), "not a block device in the jail");
+          assert.equal(node.rdev, host.rdev);
+          assert.equal(node.uid, vmmUid);
+          assert.equal(node.mode & 0o777, 0o600);
+          assert.equal(host.uid, 0);
+        } else {
+          assert.equal(await readlink(inVm), dev);
+        }
+        await vm.stop();
+        vm = null;
+        await assertNoLeaks(s, mode);
+      } finally {
+        await vm?.stop();
+        await runCommand("losetup", ["-d", dev]);
+        assert.equal(
+          (await runCommand("losetup", ["-j", s.rootfs.path])).stdout.trim(),
+          "",
+          "loop device left",
+        );
+      }
+    });
+
     test("adopt after an agent restart; kill -9 resolves exited", async (t) => {
       if (skipMode(t)) return;
       const s = await spec({ trackDirtyPages: true });
