@@ -11,8 +11,13 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 /** Packages with native addons, copied next to the bundle (.node binaries cannot be bundled). */
-export const NATIVE_PACKAGES: string[] = ["@napi-rs/xattr", "node-pty", "@wrenn/clock"];
-/** Loaded from node_modules at runtime; @wrenn/clock's loader is bundled, only its addon is not. */
+export const NATIVE_PACKAGES: string[] = [
+  "@napi-rs/xattr",
+  "node-pty",
+  "@wrenn/clock",
+  "@wrenn/setuser",
+];
+/** Loaded from node_modules at runtime; @wrenn/clock's and @wrenn/setuser's loaders are bundled, their binaries are not. */
 const EXTERNAL = ["@napi-rs/xattr", "node-pty"].flatMap((p) => [p, `${p}/*`]);
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -104,35 +109,42 @@ async function listFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
+/** Binaries npm builds at install from C sources of ours, which a checkout may hold stale. */
+const OWN_BUILDS = [
+  { pkg: "@wrenn/clock", artefact: "wrenn_clock.node", source: "src/clock.c" },
+  { pkg: "@wrenn/setuser", artefact: "wrenn-setuser", source: "src/setuser.c" },
+];
+
 /**
- * Whether the clock addon is built from its current source: one built before
- * clock.c last changed lacks calls envd makes (reseedRandom), and envd would
- * only warn in the guest.
+ * Whether a binary is built from its current source: a clock addon built
+ * before clock.c last changed lacks calls envd makes (reseedRandom), and
+ * envd would only warn in the guest.
  */
-async function clockAddonFresh(req: NodeJS.Require): Promise<boolean> {
+async function builtFresh(req: NodeJS.Require, own: (typeof OWN_BUILDS)[number]): Promise<boolean> {
   try {
-    const addon = req.resolve("@wrenn/clock/wrenn_clock.node");
-    const source = join(dirname(req.resolve("@wrenn/clock/package.json")), "src", "clock.c");
-    return (await stat(addon)).mtimeMs >= (await stat(source)).mtimeMs;
+    const artefact = req.resolve(`${own.pkg}/${own.artefact}`);
+    const source = join(dirname(req.resolve(`${own.pkg}/package.json`)), own.source);
+    return (await stat(artefact)).mtimeMs >= (await stat(source)).mtimeMs;
   } catch {
     return false;
   }
 }
 
-/** npm builds the clock addon at install; a checkout installed before its source changed has not. */
-async function ensureClockAddon(): Promise<void> {
+/** npm builds them at install; a checkout installed before their source changed (or existed) has not. */
+async function ensureOwnBuilds(): Promise<void> {
   const req = createRequire(join(here, "noop.js"));
-  if (await clockAddonFresh(req)) return;
   const repo = resolve(here, "../..");
-  const result = spawnSync("npm", ["rebuild", "@wrenn/clock"], { cwd: repo, encoding: "utf8" });
-  if (!(await clockAddonFresh(req))) {
+  for (const own of OWN_BUILDS) {
+    if (await builtFresh(req, own)) continue;
+    const result = spawnSync("npm", ["rebuild", own.pkg], { cwd: repo, encoding: "utf8" });
+    if (await builtFresh(req, own)) continue;
     const why = (result.error?.message ?? result.stderr ?? "")
       .trim()
       .split("\n")
       .slice(-3)
       .join(" / ");
     throw new Error(
-      `the @wrenn/clock addon is older than its source and 'npm rebuild @wrenn/clock' failed (${why}); ` +
+      `${own.pkg}'s ${own.artefact} is older than its source and 'npm rebuild ${own.pkg}' failed (${why}); ` +
         "run 'npm install' in the repository (it needs g++, make and python3)",
     );
   }
@@ -142,7 +154,7 @@ export async function buildEnvd(outDir: string): Promise<EnvdBundle> {
   const dir = resolve(outDir);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  await ensureClockAddon();
+  await ensureOwnBuilds();
   const bundle = join(dir, "envd.cjs");
   await build({
     entryPoints: [join(here, "src", "main.ts")],

@@ -22,6 +22,18 @@ describe("envd bundle", () => {
     ]) {
       await stat(join(out.dir, f));
     }
+    // envd's user switch ships as an executable the bundled loader finds by package name.
+    const setuser = join(out.dir, "node_modules/@wrenn/setuser/build/Release/wrenn-setuser");
+    assert.ok((await stat(setuser)).mode & 0o111, "wrenn-setuser is executable in the bundle");
+    const found = spawnSync(
+      process.execPath,
+      [
+        "-e",
+        `process.stdout.write(require("node:module").createRequire(${JSON.stringify(out.bundle)}).resolve("@wrenn/setuser/wrenn-setuser"))`,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.equal(found.stdout, setuser, found.stderr);
     // The bundled clock loader resolves the addon by package name from the bundle's directory.
     const probe = spawnSync(
       process.execPath,

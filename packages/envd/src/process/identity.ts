@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { setuserArgs, setuserPath } from "@wrenn/setuser";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { LinuxUser } from "../users.ts";
 
@@ -13,12 +14,13 @@ export interface Launch {
 const SETPRIV_PATHS = ["/usr/bin/setpriv", "/bin/setpriv"];
 let setprivPath: string | undefined;
 
+/** setpriv, where wrenn-setuser is not built (envd run from sources on a host without it). */
 function setpriv(): string {
   setprivPath ??= SETPRIV_PATHS.find((p) => existsSync(p));
   if (setprivPath === undefined) {
     throw new WrennError(
       "failed_precondition",
-      "running a process as another user with supplementary groups needs setpriv (util-linux), which is not installed in this sandbox",
+      "running a process as another user with supplementary groups needs wrenn-setuser (envd's bundle) or setpriv (util-linux), and this sandbox has neither",
     );
   }
   return setprivPath;
@@ -32,8 +34,9 @@ function sameGroups(a: readonly number[], b: readonly number[]): boolean {
 /**
  * How to start `file args` as `user`. libuv's uid/gid switch drops every
  * supplementary group and node-pty's keeps root's, so a user with
- * supplementary groups (or any user on a PTY) goes through setpriv, which
- * execs in place: the pid we report stays the process's own.
+ * supplementary groups (or any user on a PTY) goes through wrenn-setuser
+ * (static: setpriv's dynamic loading costs ≈ 40 ms a command under TCG),
+ * which execs in place: the pid we report stays the process's own.
  */
 export function launchAs(
   user: LinuxUser,
@@ -62,6 +65,10 @@ export function launchAs(
   const supplementary = user.groups.filter((g) => g !== user.gid);
   if (!options.pty && supplementary.length === 0) {
     return { file, args, uid: user.uid, gid: user.gid };
+  }
+  const helper = setuserPath();
+  if (helper !== null) {
+    return { file: helper, args: setuserArgs(user.uid, user.gid, user.groups, file, args) };
   }
   const groups = user.groups.length > 0 ? ["--groups", user.groups.join(",")] : ["--clear-groups"];
   return {
