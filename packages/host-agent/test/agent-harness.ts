@@ -59,6 +59,11 @@ export class AgentHarness {
     this.pool = opts.pool ?? false;
   }
 
+  /** Whether the data dir is a pool of this harness's own (filling it touches nothing else). */
+  get ownsDataFs(): boolean {
+    return this.poolResult === "pool-created";
+  }
+
   /** More agent options, e.g. a driver built after setUp. */
   configure(extra: Partial<HostAgentOptions>): void {
     this.extra = { ...this.extra, ...extra };

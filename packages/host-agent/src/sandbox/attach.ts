@@ -142,6 +142,21 @@ export async function attachVm(
   watchExit(host, live, vm);
 }
 
+/** Why a VM ended on its own, in words its user can act on. */
+function exitCause(exit: { signal?: string | null; code?: number | null }): string {
+  // Guest RAM is a file in the data dir, shared with the VMM (and reflinked
+  // from snapshots): a page the guest first writes needs a block, and with
+  // the disk full the kernel answers the VMM's write with SIGBUS.
+  if (exit.signal === "SIGBUS") {
+    return "SIGBUS: its memory file could not grow; is the host's data disk full?";
+  }
+  // -no-reboot: a guest that powers off, or whose kernel panics because its
+  // init (tini, and envd under it) died, ends QEMU with status 0.
+  if (exit.code === 0)
+    return "code 0: the guest powered off or its kernel panicked (did envd die?)";
+  return exit.signal ?? `code ${exit.code}`;
+}
+
 /**
  * A VM that dies on its own (or whose driver stopped it: Firecracker's page
  * server died under it) frees its resources at once and is reported as failed.
@@ -150,7 +165,7 @@ export function watchExit(host: SandboxHost, live: Live, vm: VmHandle): void {
   void vm.exited.then(async (exit) => {
     live.gone.abort(new WrennError("unavailable", "the VM exited; the sandbox is gone"));
     if (host.closed || live.stopping || live.vm !== vm) return;
-    const why = `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`})`;
+    const why = `the VM exited unexpectedly (${exitCause(exit)})`;
     host.log.error({ sandbox: live.record.id, why }, "sandbox lost");
     await host.registry.withLock(live.record.id, async () => {
       if (live.stopping || live.vm !== vm) return;

@@ -8,6 +8,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../util/crash-point.ts";
+import { operationError } from "../util/disk-full.ts";
 import { GUEST_IP, TAP_IP } from "../network/network.ts";
 import { BootSnapshots, BUILDER_PREFIX, type Shape } from "./boot-snapshots.ts";
 import type { SandboxHost } from "./host.ts";
@@ -176,9 +177,7 @@ async function withUndo(
     log.warn({ err: messageOf(err) }, "create failed; releasing what it acquired");
     await undo.run();
     host.registry.delete(record.id);
-    throw err instanceof WrennError
-      ? err
-      : new WrennError("internal", `create failed: ${messageOf(err)}`, { cause: err });
+    throw await operationError("create", err, "internal", host.opts.dataDir);
   }
 }
 

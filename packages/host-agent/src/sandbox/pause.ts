@@ -10,6 +10,7 @@ import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import type { SandboxDisk } from "../storage/storage.ts";
 import { crashPoint } from "../util/crash-point.ts";
+import { operationError } from "../util/disk-full.ts";
 import type { SandboxHost } from "./host.ts";
 import { Rollback } from "./rollback.ts";
 
@@ -36,7 +37,13 @@ export async function pause(
     const undo = new Rollback(log);
     // What a crashed agent's successor must finish or undo (recovery.ts).
     record.op = { kind: "pause", memorySaved: false };
-    await host.records.save(record);
+    try {
+      await host.records.save(record);
+    } catch (err) {
+      // Nothing done yet (a full disk, typically): the sandbox runs on.
+      delete record.op;
+      throw await operationError("pause", err, "internal", host.opts.dataDir);
+    }
     undo.push("forget the pause", () => {
       delete record.op;
       return host.records.save(record);
@@ -57,7 +64,7 @@ export async function pause(
     } catch (err) {
       log.warn({ err: messageOf(err) }, "pause failed before the VMM stopped; resuming vCPUs");
       await undo.run();
-      throw err;
+      throw await operationError("pause", err, "internal", host.opts.dataDir);
     }
     crashPoint("pause:after-memory");
     live.stopping = true;
@@ -95,7 +102,7 @@ export async function pause(
       await host.records.save(record).catch((e: unknown) => {
         log.error({ err: messageOf(e) }, "could not record the failed pause");
       });
-      throw err;
+      throw await operationError("pause", err, "internal", host.opts.dataDir);
     } finally {
       live.stopping = false;
     }

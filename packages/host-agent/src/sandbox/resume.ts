@@ -8,6 +8,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../util/crash-point.ts";
+import { operationError } from "../util/disk-full.ts";
 import type { SandboxHost } from "./host.ts";
 import type { SandboxRecord } from "./records.ts";
 import { Rollback } from "./rollback.ts";
@@ -75,10 +76,12 @@ export async function resume(
       delete record.op;
       record.status = "paused";
       live.stopping = false;
-      await host.records.save(record);
-      throw err instanceof WrennError
-        ? err
-        : new WrennError("unavailable", `resume failed: ${messageOf(err)}`, { cause: err });
+      // On a full disk the record cannot be rewritten: the one on disk still
+      // reads paused (or mid-resume, which start-up turns back into paused).
+      await host.records.save(record).catch((e: unknown) => {
+        log.warn({ err: messageOf(e) }, "could not save the paused record after the failed resume");
+      });
+      throw await operationError("resume", err, "unavailable", host.opts.dataDir);
     }
     host.registry.autoPaused.delete(id);
     await vmm.afterResume(keep, log);
