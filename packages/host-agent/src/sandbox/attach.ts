@@ -93,13 +93,13 @@ export async function attachVm(
   record.vm = host.opts.vmm.record(vm);
   await host.records.save(record);
   const gone = live.gone;
-  void vm.exited.then(() =>
+  void vm.exited.then((exit) =>
     gone.abort(
       new WrennError(
         "unavailable",
         record.status === "running"
           ? "the VM exited; the sandbox is gone"
-          : `the VM exited during ${phase}`,
+          : `the VM exited during ${phase} (${exitCause(exit)})`,
       ),
     ),
   );

@@ -175,9 +175,11 @@ async function withUndo(
   } catch (err) {
     live.stopping = true;
     log.warn({ err: messageOf(err) }, "create failed; releasing what it acquired");
+    // Judged before the undo frees what the failed VM held (a full disk shows).
+    const failure = await operationError("create", err, "internal", host.opts.dataDir);
     await undo.run();
     host.registry.delete(record.id);
-    throw await operationError("create", err, "internal", host.opts.dataDir);
+    throw failure;
   }
 }
 

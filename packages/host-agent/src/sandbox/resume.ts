@@ -71,6 +71,8 @@ export async function resume(
       await host.records.save(record);
     } catch (err) {
       log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
+      // Judged before the undo frees what the failed VM held (a full disk shows).
+      const failure = await operationError("resume", err, "unavailable", host.opts.dataDir);
       await undo.run();
       live.vm = null;
       delete record.op;
@@ -81,7 +83,7 @@ export async function resume(
       await host.records.save(record).catch((e: unknown) => {
         log.warn({ err: messageOf(e) }, "could not save the paused record after the failed resume");
       });
-      throw await operationError("resume", err, "unavailable", host.opts.dataDir);
+      throw failure;
     }
     host.registry.autoPaused.delete(id);
     await vmm.afterResume(keep, log);

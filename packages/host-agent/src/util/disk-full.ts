@@ -46,7 +46,9 @@ export async function operationError(
     !(err instanceof WrennError) || err.code === "internal" || err.code === "unavailable";
   if (unexplained) {
     const free = await freeBytes(dataDir);
-    if (isDiskFull(err) || free < NEARLY_FULL_BYTES) {
+    // A VMM killed by SIGBUS: its file-backed guest memory found no block.
+    const sigbus = /\bSIGBUS\b/.test(messageOf(err));
+    if (isDiskFull(err) || sigbus || free < NEARLY_FULL_BYTES) {
       return new WrennError(
         "resource_exhausted",
         `${what} failed: the host's data disk is full (${free} bytes free: ${messageOf(err)}); free space on it and retry`,
