@@ -47,16 +47,20 @@ export async function makePoolEntry(
   }
 }
 
-/** What a claim and a first command run: /init, and what E2B's SDK (a login bash) and /v1 (sh -c) start. */
+/** What a claim and a first command run: /init, and what E2B's SDK (a login bash) and /v1 (sh -c) start, with output. */
 async function warm(host: SandboxHost, id: string, token: string): Promise<void> {
   const { envd } = host.registry.running(id);
   for (let round = 0; round < WARM_ROUNDS; round++) {
     await envd.init({ envVars: {}, accessToken: token, defaultUser: "user" });
+    // Output on both streams: the path a command's output takes (pipe, envd's
+    // data events, the agent's buffers) is code a silent command never runs.
     const run = await exec(host, id, {
       cmd: "/bin/bash",
-      args: ["-l", "-c", "/bin/sh -c true"],
+      args: ["-l", "-c", "/bin/sh -c 'echo warm; echo warm >&2'"],
       timeoutSec: 30,
     });
-    if (run.exitCode !== 0) throw new WrennError("internal", `warm-up exited ${run.exitCode}`);
+    if (run.exitCode !== 0 || run.stdout.toString() !== "warm\n") {
+      throw new WrennError("internal", `warm-up exited ${run.exitCode}: ${run.stderr.toString()}`);
+    }
   }
 }
