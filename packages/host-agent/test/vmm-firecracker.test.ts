@@ -19,10 +19,9 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { isWrennError } from "@wrenn/shared/errors.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
 import { detectCgroups, vmLimits, type CgroupDriver } from "../src/cgroup/cgroup.ts";
 import { dataDir, findKernel, findTemplate } from "../src/image/store.ts";
-import { vmmUser } from "../src/vmm/confine.ts";
+import { VMM_UID_BASE, vmmIdentity } from "../src/vmm/confine.ts";
 import {
   FirecrackerApi,
   FirecrackerApiError,
@@ -132,7 +131,6 @@ before(async () => {
     jailer = join(bin, "jailer");
   }
   cgroups = await detectCgroups();
-  vmmUid = (await vmmUser(createLogger("test"))).uid;
   // Cgroups of jailed VMs of killed runs (named by their vmIds, our prefix).
   for (const parent of (cgroups?.dirs("x") ?? []).map((d) => dirname(d))) {
     for (const name of existsSync(parent) ? readdirSync(parent) : []) {
@@ -153,6 +151,9 @@ before(async () => {
   await runCommand("ip", ["netns", "add", ns]);
   await runCommand("ip", ["netns", "exec", ns, "ip", "tuntap", "add", "tap0", "mode", "tap"]);
   await runCommand("ip", ["netns", "exec", ns, "ip", "link", "set", "tap0", "up"]);
+  // A jailed VM's uid is its namespace's (confine.ts): every VM here runs in this one.
+  vmmUid = (await vmmIdentity(ns)).uid;
+  assert.ok(vmmUid >= VMM_UID_BASE);
 });
 
 after(async () => {
@@ -223,6 +224,10 @@ async function assertNoLeaks(s: BootSpec, mode: Mode): Promise<void> {
   assert.ok(!mounts.includes(STABLE_DIR), "the per-VM rootfs mount leaked into the host");
   assert.ok(!mounts.includes(work), "a mount under the test's directory leaked");
   if (!mode.jailed) return;
+  // What the VM was handed (its disk) is root's again: the next VMM with its uid finds nothing.
+  if (existsSync(s.rootfs.path)) {
+    assert.equal((await stat(s.rootfs.path)).uid, 0, "the disk stayed the VMM's uid's");
+  }
   for (const exe of ["firecracker", "firecracker-dying"]) {
     assert.equal(existsSync(jailDirOf(s, exe)), false, `the jail of ${s.vmId} (${exe}) was left`);
   }
@@ -238,11 +243,12 @@ async function assertJailed(pid: number, s: BootSpec): Promise<void> {
   assert.deepEqual(field("Uid").split(/\s+/).map(Number), [vmmUid, vmmUid, vmmUid, vmmUid]);
   assert.equal(field("Groups").trim(), "", "supplementary groups kept");
   assert.equal(await readlink(`/proc/${pid}/root`), join(jailDirOf(s), "root"));
-  // Firecracker opens the sandbox's own disk at the stable path: the same inode.
-  assert.equal(
-    (await stat(`/proc/${pid}/root${STABLE_ROOTFS}`)).ino,
-    (await stat(s.rootfs.path)).ino,
-  );
+  // Firecracker opens the sandbox's own disk at the stable path: the same
+  // inode, its uid's alone while it runs.
+  const disk = await stat(s.rootfs.path);
+  assert.equal((await stat(`/proc/${pid}/root${STABLE_ROOTFS}`)).ino, disk.ino);
+  assert.equal(disk.uid, vmmUid, "the disk is not the VMM's uid's");
+  assert.equal(disk.mode & 0o777, 0o600, "the disk is open to other uids");
   if (!cgroups) {
     console.warn("\n!!! no cgroup controllers on this host: jailed VMs' cgroups not checked\n");
     return;

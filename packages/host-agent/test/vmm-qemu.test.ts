@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { dataDir, findKernel, findTemplate, guestBootArgs } from "../src/image/store.ts";
-import { currentPlatform, legacyPlatform } from "../src/vmm/qemu/args.ts";
+import { VMM_UID_BASE, vmmIdentity } from "../src/vmm/confine.ts";
+import { currentPlatform, legacyPlatform, paths } from "../src/vmm/qemu/args.ts";
 import { QemuDriver } from "../src/vmm/qemu/driver.ts";
 import { STATE_MAGIC, readStateHeader } from "../src/vmm/qemu/state-file.ts";
 import type { QemuVm as VmHandle } from "../src/vmm/qemu/driver.ts";
@@ -444,6 +445,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
     vm = track(await driver.adopt(record));
     assert.ok(vm, "a running VM was not re-adopted");
     assert.equal(vm.pid, record.pid);
+    assert.equal((await stat(spec.rootfs.path)).uid, (await vmmIdentity(ns)).uid);
     await waitHealthy(ns);
     await vm.pause();
     assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null);
@@ -457,6 +459,8 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
     await vm.stop();
     vm = null;
     await assertNoLeaks(spec.vmId, spec.runDir);
+    // The adopted VM knew its uid and disk (from the process): the disk is root's again.
+    assert.equal((await stat(spec.rootfs.path)).uid, 0, "the disk stayed the dead VMM's uid's");
 
     // Same for our own child.
     vm = track(await driver.boot(spec));
@@ -549,6 +553,151 @@ test(
       await dropSlot(ns);
     } finally {
       await cleanup(vm, spec);
+    }
+  },
+);
+
+/** A process's real, effective, saved and fs uids, its gids and its supplementary groups. */
+function idsOf(pid: number): { uids: number[]; gids: number[]; groups: number[] } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) =>
+    (new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(status)?.[1] ?? "")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  return { uids: field("Uid"), gids: field("Gid"), groups: field("Groups") };
+}
+
+/** Opens `path` for reading as uid:gid, without groups: "ok" or the error `cat` reports. */
+function readAs(uid: number, path: string): string {
+  const r = spawnSync(
+    "setpriv",
+    [
+      "--reuid",
+      String(uid),
+      "--regid",
+      String(uid),
+      "--clear-groups",
+      "--",
+      "head",
+      "-c",
+      "1",
+      path,
+    ],
+    { encoding: "utf8" },
+  );
+  return r.status === 0 ? "ok" : r.stderr.trim();
+}
+
+test(
+  "qemu: every VM runs as a uid of its own, and one VM's uid cannot open the other's disk or memory",
+  { timeout: 600_000 },
+  async (t) => {
+    if (skipLoudly(t)) return;
+    const [nsA, nsB] = [await slot("f"), await slot("g")];
+    const [a, b] = [await bootSpec(nsA), await bootSpec(nsB)];
+    let vmA: VmHandle | null = null;
+    let vmB: VmHandle | null = null;
+    let moved: VmHandle | null = null;
+    const snapDir = join(work, `${a.vmId}-uid`);
+    await runCommand("mkdir", ["-p", snapDir]);
+    const files = { statePath: join(snapDir, "state"), memPath: join(snapDir, "mem") };
+    try {
+      const t0 = performance.now();
+      const [bootedA, bootedB] = await Promise.all([driver.boot(a), driver.boot(b)]);
+      vmA = track(bootedA);
+      vmB = track(bootedB);
+      await Promise.all([waitHealthy(nsA), waitHealthy(nsB)]);
+      console.log(`two VMs at once, boot-to-health: ${Math.round(performance.now() - t0)} ms`);
+      const [uidA, uidB] = [(await vmmIdentity(nsA)).uid, (await vmmIdentity(nsB)).uid];
+      assert.notEqual(uidA, uidB, "two VMs share a uid");
+      for (const [vm, uid] of [
+        [bootedA, uidA],
+        [bootedB, uidB],
+      ] as const) {
+        assert.ok(uid >= VMM_UID_BASE, `uid ${uid} is in a real user's range`);
+        const ids = idsOf(vm.pid);
+        assert.deepEqual(ids.uids, [uid, uid, uid, uid], "QEMU does not run as its own uid");
+        assert.deepEqual(ids.gids, [uid, uid, uid, uid], "QEMU does not run as its own gid");
+        assert.ok(
+          ids.groups.every((g) => g === uid),
+          `QEMU kept supplementary groups: ${ids.groups.join(" ")}`,
+        );
+      }
+      // Each disk is its own VM's uid's alone; so is its memory (root's, 0600).
+      for (const [spec, uid] of [
+        [a, uidA],
+        [b, uidB],
+      ] as const) {
+        const disk = await stat(spec.rootfs.path);
+        assert.equal(disk.uid, uid, `${spec.vmId}'s disk is not its VMM's`);
+        assert.equal(disk.mode & 0o777, 0o600, `${spec.vmId}'s disk is open to others`);
+        const ram = await stat(paths(spec.runDir, spec.vmId).ram);
+        assert.equal(ram.mode & 0o077, 0, `${spec.vmId}'s memory is open to others`);
+      }
+      // What a guest that escaped into VM A's QEMU could do: its own disk, yes;
+      // VM B's disk and memory (named on B's command line in /proc), no.
+      assert.equal(readAs(uidA, a.rootfs.path), "ok", "A cannot read its own disk");
+      assert.match(readAs(uidA, b.rootfs.path), /Permission denied/, "A opened B's disk");
+      assert.match(readAs(uidB, a.rootfs.path), /Permission denied/, "B opened A's disk");
+      assert.match(
+        readAs(uidA, paths(b.runDir, b.vmId).ram),
+        /Permission denied/,
+        "A opened B's memory",
+      );
+
+      // A pause, and a restore into another slot: the VM takes that slot's uid,
+      // and its disk goes with it; the old uid keeps nothing.
+      const marker = `uid-${Date.now()}`;
+      const put = await nsFetch(nsA, "/files?path=/tmp/marker&username=root", {
+        method: "POST",
+        form: { file: marker },
+      });
+      assert.ok(put && put.status < 300, JSON.stringify(put));
+      await bootedA.pause();
+      await bootedA.snapshot(files, "full");
+      await bootedA.stop();
+      vmA = null;
+      assert.equal((await stat(a.rootfs.path)).uid, 0, "a stopped VM's disk stayed its uid's");
+      assert.equal((await stat(files.statePath)).uid, 0, "the saved state stayed the VMM's");
+      await assertNoLeaks(a.vmId, a.runDir);
+      await dropSlot(nsA);
+      const nsC = await slot("h");
+      const uidC = (await vmmIdentity(nsC)).uid;
+      // A freed namespace number may come back (A's uid, A gone): only B's is taken.
+      assert.notEqual(uidC, uidB, "the restored VM took a running VM's uid");
+      const restored = track(await driver.restoreFiles({ ...a, netns: nsC, snapshot: files }));
+      moved = restored;
+      await waitHealthy(nsC, 120_000);
+      assert.deepEqual(idsOf(restored.pid).uids, [uidC, uidC, uidC, uidC]);
+      assert.equal((await stat(a.rootfs.path)).uid, uidC, "the disk was not handed to the new uid");
+      const read = await nsFetch(nsC, "/files?path=/tmp/marker&username=root");
+      assert.equal(read?.body, marker, "the restored VM lost the guest's state");
+      // It writes its disk after the restore (QEMU reopened it as its new uid).
+      const after = await nsFetch(nsC, "/files?path=/root/after-restore&username=root", {
+        method: "POST",
+        form: { file: "written" },
+      });
+      assert.ok(after && after.status < 300, JSON.stringify(after));
+      assert.match(readAs(uidC, b.rootfs.path), /Permission denied/, "the new uid opened B's disk");
+
+      for (const [vm, spec] of [
+        [restored, a],
+        [bootedB, b],
+      ] as const) {
+        await vm.stop();
+        await assertNoLeaks(spec.vmId, spec.runDir);
+        assert.equal((await stat(spec.rootfs.path)).uid, 0, `${spec.vmId}'s disk stayed its uid's`);
+      }
+      moved = null;
+      vmB = null;
+      await dropSlot(nsB);
+      await dropSlot(nsC);
+    } finally {
+      await cleanup(vmA, a).catch(() => undefined);
+      await cleanup(moved, a).catch(() => undefined);
+      await cleanup(vmB, b);
     }
   },
 );

@@ -5,7 +5,7 @@
  * one), compacted into a new generation; a template hard-links the
  * generations, which never change once written.
  */
-import { copyFile, link, mkdir, readdir, rm } from "node:fs/promises";
+import { copyFile, link, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -21,7 +21,7 @@ import { dirtyFromSparseFile } from "../../snapshot/sparse.ts";
 import { copySparse, exists } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, signal, tail, watchForeignExit, within } from "../../util/process.ts";
 import { CGROUP_PARENT, detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
-import { vmmUser } from "../confine.ts";
+import { identityOf, vmmIdentity, type VmmUser } from "../confine.ts";
 import { spawnInNetns, type VmmProcess } from "../process.ts";
 import type {
   BootSpec,
@@ -339,7 +339,7 @@ export class FirecrackerDriver implements VmmDriver {
       throw err;
     }
     log.info(
-      { pid: started.pid, jail: jail?.root ?? null, user: jail?.user.name ?? "root" },
+      { pid: started.pid, jail: jail?.root ?? null, uid: jail?.user.uid ?? 0 },
       what === "boot" ? "firecracker booted" : "firecracker restored",
     );
     return new FirecrackerVm(
@@ -365,10 +365,10 @@ export class FirecrackerDriver implements VmmDriver {
     );
   }
 
-  /** The VM's jail (not made yet): its chroot under the base, the VMM user, the host's cgroups. */
+  /** The VM's jail (not made yet): its chroot under the base, the VM's own uid, the host's cgroups. */
   async #jail(spec: Machine, log: Logger): Promise<Jail> {
     const [user, cgroups, exe] = await Promise.all([
-      vmmUser(log),
+      vmmIdentity(spec.netns),
       this.#cgroups,
       this.#firecrackerPath(),
     ]);
@@ -434,7 +434,12 @@ export class FirecrackerDriver implements VmmDriver {
     const log = this.#log.child({ vm: record.vmId });
     const jailAt = typeof record.driver?.jail === "string" ? record.driver.jail : null;
     const jail = jailAt
-      ? new Jail({ dir: jailAt, user: await vmmUser(log), cgroups: await this.#cgroups, log })
+      ? new Jail({
+          dir: jailAt,
+          user: await jailUserOf(record.pid, jailAt),
+          cgroups: await this.#cgroups,
+          log,
+        })
       : null;
     const argv = await cmdlineOf(record.pid);
     // Jailed, Firecracker's command line names its socket inside the chroot, and the jail's id.
@@ -494,6 +499,17 @@ export class FirecrackerDriver implements VmmDriver {
     }
     return vm;
   }
+}
+
+/**
+ * The uid a re-adopted jailed VM runs as: the owner of the directory its jail
+ * made for its socket (prepare() hands it over), else the process's own; so
+ * what it was handed goes back to root at remove(), the VM gone or not.
+ */
+async function jailUserOf(pid: number, jailAt: string): Promise<VmmUser> {
+  const st = await stat(join(jailAt, "root", dirname(JAIL_API_SOCKET))).catch(() => null);
+  if (st && st.uid !== 0) return { name: `${st.uid}:${st.gid}`, uid: st.uid, gid: st.gid };
+  return (await identityOf(pid)) ?? { name: "root", uid: 0, gid: 0 };
 }
 
 /** The page server a record names; records come from our own files, checked all the same. */

@@ -9,7 +9,7 @@
  * seen inside. The whole directory goes at `remove()`.
  */
 import { createHash } from "node:crypto";
-import { chmod, chown, link, mkdir, rename, rm, stat } from "node:fs/promises";
+import { chmod, chown, link, lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
@@ -90,10 +90,10 @@ export class Jail {
 
   /**
    * Makes `hostPath` appear at `inJail`: a device node for a block device
-   * (the VMM user's own, mode 0600), else a hard link, else (another
-   * filesystem) a copy. `own` hands the file to the VMM user (a disk it
-   * writes, a socket it connects to); others stay as they are and must be
-   * world-readable already.
+   * (the VMM's uid's own, mode 0600), else a hard link, else (another
+   * filesystem) a copy. `own` hands the file to the VMM's uid alone (a disk
+   * it writes: mode 0600; a socket it connects to); others stay as they are
+   * and must be world-readable already.
    */
   async stage(hostPath: string, inJail: string, opts: { own?: boolean } = {}): Promise<string> {
     const target = this.host(inJail);
@@ -128,7 +128,10 @@ export class Jail {
       );
       await copySparse(hostPath, target);
     }
-    if (opts.own) await chown(target, this.user.uid, this.user.gid);
+    if (opts.own) {
+      await chown(target, this.user.uid, this.user.gid);
+      if (st.isFile()) await chmod(target, 0o600);
+    }
     return inJail;
   }
 
@@ -151,10 +154,28 @@ export class Jail {
 
   /**
    * Once Firecracker has exited (or never started): the chroot and all staged
-   * in it (links: the originals stay), and the cgroup the jailer made.
+   * in it (links: the originals stay, given back to root — the next VMM with
+   * this uid must find nothing of this one's), and the cgroup the jailer made.
    */
   async remove(): Promise<void> {
+    await this.#giveBackLinks(this.root);
     await rm(this.dir, { recursive: true, force: true });
     await this.cgroups?.remove(this.id);
+  }
+
+  /** Hard links under `dir` to files outside it that the VMM's uid was handed (`stage` with `own`). */
+  async #giveBackLinks(dir: string): Promise<void> {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        await this.#giveBackLinks(path);
+        continue;
+      }
+      const st = await lstat(path).catch(() => null);
+      if (st && !st.isSymbolicLink() && st.nlink > 1 && st.uid === this.user.uid) {
+        await chown(path, 0, 0);
+      }
+    }
   }
 }

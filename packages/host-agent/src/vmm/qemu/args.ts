@@ -75,7 +75,7 @@ export function qemuArgs(opts: {
   qmpPath: string;
   consoleSocket: string;
   incoming: boolean;
-  /** Run as this user after start-up, under QEMU's seccomp filter. */
+  /** Run as this user (a name or `uid:gid`) after start-up, under QEMU's seccomp filter. */
   runAs?: string;
 }): string[] {
   const m = opts.machine;
@@ -186,4 +186,11 @@ export function machineFromArgv(argv: string[]): QemuMachine | null {
     bootArgs,
     platform: { machine: machineType, ...(cpu ? { cpu } : {}) },
   };
+}
+
+/** The disk a re-adopted VM's QEMU opened (`-drive id=vda,file=…`), or null. */
+export function diskFromArgv(argv: string[]): string | null {
+  const drive = argv.find((a) => a.startsWith("id=vda,file="));
+  const file = /^id=vda,file=((?:[^,]|,,)*)/.exec(drive ?? "")?.[1];
+  return file === undefined ? null : file.replaceAll(",,", ",");
 }

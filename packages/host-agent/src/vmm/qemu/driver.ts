@@ -5,7 +5,7 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
-import { copyFile, rm } from "node:fs/promises";
+import { chmod, copyFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
@@ -14,7 +14,14 @@ import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.t
 import { spawnInNetns } from "../process.ts";
 import { detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
 import { removeConsole } from "../console-log.ts";
-import { grantTraverse, handOver, vmmUser, type VmmUser } from "../confine.ts";
+import {
+  giveBack,
+  grantTraverse,
+  handOver,
+  identityOf,
+  vmmIdentity,
+  type VmmUser,
+} from "../confine.ts";
 import { QmpClient } from "../qmp.ts";
 import type {
   BootSpec,
@@ -30,6 +37,7 @@ import {
   TCG_TB_MB,
   currentPlatform,
   legacyPlatform,
+  diskFromArgv,
   machineFromArgv,
   paths,
   qemuArgs,
@@ -55,7 +63,7 @@ export interface QemuDriverOptions {
   /** The data dir's filesystem makes `cp --reflink` copies (xfs, btrfs): copies cost nothing. */
   reflinkCopies?: boolean;
   /**
-   * Run QEMU as the unprivileged VMM user under its seccomp filter (see
+   * Run each QEMU as a uid:gid of its own under its seccomp filter (see
    * confine.ts). Default: when the agent runs as root.
    */
   confine?: boolean;
@@ -113,9 +121,9 @@ export class QemuDriver implements VmmDriver {
           : Promise.resolve(null);
   }
 
-  /** The user QEMU drops to, or null when unconfined. */
-  #user(): Promise<VmmUser | null> {
-    return this.#confine ? vmmUser(this.#log) : Promise.resolve(null);
+  /** The uid:gid the VM's QEMU drops to (its own: see vmmIdentity), or null when unconfined. */
+  #user(netns: string): Promise<VmmUser | null> {
+    return this.#confine ? vmmIdentity(netns) : Promise.resolve(null);
   }
 
   kernelFile(kernel: KernelChoice): string {
@@ -270,10 +278,11 @@ export class QemuDriver implements VmmDriver {
       removeConsole(spec.runDir, spec.vmId),
       ...[p.qmp, p.consoleSocket, p.log].map((f) => rm(f, { force: true })),
     ]);
-    const [user, cgroups] = await Promise.all([this.#user(), this.#cgroups]);
+    const [user, cgroups] = await Promise.all([this.#user(spec.netns), this.#cgroups]);
     // A restore reopens the disk read-write when the incoming state is
-    // loaded, after QEMU dropped to the VMM user: the sandbox's own disk
-    // (never a shared base image, which stays read-only behind it) is the user's.
+    // loaded, after QEMU dropped to its uid: the sandbox's own disk (never a
+    // shared base image, which stays read-only behind it) is that uid's
+    // alone until QEMU exits (QemuVm gives it back).
     if (user) {
       try {
         await handOver(spec.rootfs.path, user);
@@ -297,7 +306,7 @@ export class QemuDriver implements VmmDriver {
         qmpPath: p.qmp,
         consoleSocket: p.consoleSocket,
         incoming: ram.incoming ?? false,
-        runAs: user?.name,
+        runAs: user ? `${user.uid}:${user.gid}` : undefined,
       }),
     ];
     const log = this.#log.child({ vm: spec.vmId });
@@ -318,6 +327,7 @@ export class QemuDriver implements VmmDriver {
       );
     } catch (err) {
       await cgroups?.remove(spec.vmId).catch(() => undefined);
+      if (user) await giveBack(spec.rootfs.path, user).catch(() => undefined);
       throw err;
     }
     const died = new AbortController();
@@ -335,6 +345,7 @@ export class QemuDriver implements VmmDriver {
       }
       const status = await proc.exited;
       await cgroups?.remove(spec.vmId).catch(() => undefined);
+      if (user) await giveBack(spec.rootfs.path, user).catch(() => undefined);
       const why = (await tail(p.log, 3)) || messageOf(err);
       await Promise.all([
         removeConsole(spec.runDir, spec.vmId),
@@ -348,6 +359,10 @@ export class QemuDriver implements VmmDriver {
         { cause: err },
       );
     }
+    // QEMU made or opened its RAM file as root before it dropped; made, it
+    // is 0644, and the run dir is searchable: another VMM's uid could read
+    // this guest's memory. (A clone's template file: its mode is the template's.)
+    if (user && ram.sharedRam) await chmod(ram.ramPath, 0o600).catch(() => undefined);
     const handle = new QemuVm(
       {
         vmId: spec.vmId,
@@ -358,13 +373,14 @@ export class QemuDriver implements VmmDriver {
         machine,
         ...ram,
         user,
+        diskPath: user ? spec.rootfs.path : null,
         cgroups,
       },
       log,
       this.stopGraceMs,
     );
     log.info(
-      { pid: proc.pid, user: user?.name ?? "root", cgroup: cgroups?.version ?? "none" },
+      { pid: proc.pid, uid: user?.uid ?? 0, cgroup: cgroups?.version ?? "none" },
       ram.incoming ? "QEMU started for restore" : "QEMU booting",
     );
     return { handle, qmp, user };
@@ -391,7 +407,9 @@ export class QemuDriver implements VmmDriver {
         sharedRam: memArg.includes("share=on"),
         ownsRam: ramPath === paths(runDir, record.vmId).ram,
         machine: machineFromArgv(argv),
-        user: argv.includes("-runas") ? await this.#user() : null,
+        // Its own uid, as it runs: the namespace it was started in may be named anew since.
+        user: argv.includes("-runas") ? await identityOf(record.pid) : null,
+        diskPath: argv.includes("-runas") ? diskFromArgv(argv) : null,
         cgroups: await this.#cgroups,
       },
       log,

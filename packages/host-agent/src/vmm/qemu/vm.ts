@@ -8,7 +8,7 @@ import { copySparse } from "../../util/fs.ts";
 import { endProcess, tail, within, type ExitStatus } from "../../util/process.ts";
 import type { CgroupDriver } from "../../cgroup/cgroup.ts";
 import { drainConsole, removeConsole, type ConsoleDrain } from "../console-log.ts";
-import { grantTraverse, handOver, type VmmUser } from "../confine.ts";
+import { giveBack, grantTraverse, handOver, type VmmUser } from "../confine.ts";
 import type { QmpClient } from "../qmp.ts";
 import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
@@ -27,8 +27,10 @@ export interface HandleState {
   /** We created the RAM file and delete it on stop. */
   ownsRam: boolean;
   machine: QemuMachine | null;
-  /** The unprivileged user QEMU dropped to, or null (unconfined). */
+  /** The uid:gid of its own QEMU dropped to, or null (unconfined). */
   user: VmmUser | null;
+  /** The sandbox's disk, handed to `user` while QEMU runs (null: not known). */
+  diskPath: string | null;
   /** The VM's cgroup (named by its vmId), removed once QEMU has exited. */
   cgroups: CgroupDriver | null;
 }
@@ -42,7 +44,7 @@ export class QemuVm implements VmHandle {
   readonly #log: Logger;
   #stopping: Promise<void> | null = null;
   readonly #console: ConsoleDrain;
-  /** Resolves once QEMU has exited and its cgroup is gone. */
+  /** Resolves once QEMU has exited, its cgroup is gone and its disk is root's again. */
   readonly #cgroupGone: Promise<void>;
   /**
    * Set after a snapshot that left its memory file mapped by this VM (no
@@ -72,6 +74,13 @@ export class QemuVm implements VmHandle {
         // Swept at the next agent start.
         log.warn({ err: (err as Error).message }, "could not remove the VM's cgroup");
       });
+      // The uid is free for the next VMM whose namespace gets this one's
+      // number: it must find no disk of this sandbox's its own.
+      if (s.user && s.diskPath) {
+        await giveBack(s.diskPath, s.user).catch((err: unknown) => {
+          log.warn({ err: (err as Error).message }, "could not give the disk back to root");
+        });
+      }
     });
     void this.exited.then(async (status) => {
       s.qmp.close();
@@ -153,7 +162,11 @@ export class QemuVm implements VmHandle {
         // QEMU's `cat` runs as the VMM user: it appends to a state file and
         // writes a status file it owns, in directories it may enter.
         await writeFile(rcPath, "");
-        await Promise.all([handOver(files.statePath, s.user), handOver(rcPath, s.user)]);
+        // The state keeps its mode: a restore's `tail`, as another VMM's uid, reads it.
+        await Promise.all([
+          handOver(files.statePath, s.user, { keepMode: true }),
+          handOver(rcPath, s.user),
+        ]);
         await grantTraverse(dirname(files.statePath));
         await grantTraverse(s.runDir);
       }
@@ -170,9 +183,8 @@ export class QemuVm implements VmHandle {
       });
       await waitMigration(s.qmp, "saving VM state");
       await writerStatus(rcPath, "saving VM state");
-      // Back to root: every VMM runs as the one VMM user, and no other
-      // sandbox's VMM may rewrite this saved state.
-      if (s.user) await handOver(files.statePath, { name: "root", uid: 0, gid: 0 });
+      // Back to root: whichever VMM gets this uid next may not rewrite this saved state.
+      if (s.user) await giveBack(files.statePath, s.user);
     });
     if (!s.sharedRam) {
       await rm(files.memPath, { force: true });
