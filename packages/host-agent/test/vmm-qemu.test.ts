@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, readdirSync, readFileSync } from "node:fs";
+import { createReadStream, existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test, type TestContext } from "node:test";
 import { runCommand } from "@wrenn/shared/command.ts";
+import { detectCgroups } from "../src/cgroup/cgroup.ts";
 import { dataDir, findKernel, findTemplate, guestBootArgs } from "../src/image/store.ts";
 import { VMM_UID_BASE, vmmIdentity } from "../src/vmm/confine.ts";
 import { currentPlatform, legacyPlatform, paths } from "../src/vmm/qemu/args.ts";
@@ -461,6 +462,32 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
     await assertNoLeaks(spec.vmId, spec.runDir);
     // The adopted VM knew its uid and disk (from the process): the disk is root's again.
     assert.equal((await stat(spec.rootfs.path)).uid, 0, "the disk stayed the dead VMM's uid's");
+
+    // A VM that dies while no agent watches: the next agent's adopt finds it
+    // gone and gives its disk back to root, as its record names it.
+    const again = await runCommand(process.execPath, [
+      "--input-type=module",
+      "-e",
+      script,
+      JSON.stringify(spec),
+    ]);
+    const orphan = JSON.parse(again.stdout.trim().split("\n").pop() ?? "") as VmRecord;
+    running.add(orphan.pid);
+    const orphanUid = (await vmmIdentity(ns)).uid;
+    for (let i = 0; i < 100 && (await stat(spec.rootfs.path)).uid !== orphanUid; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await stat(spec.rootfs.path)).uid, orphanUid);
+    process.kill(orphan.pid, "SIGKILL");
+    for (let i = 0; i < 200 && existsSync(`/proc/${orphan.pid}`); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(await driver.adopt(orphan), null, "a dead VM was adopted");
+    assert.equal((await stat(spec.rootfs.path)).uid, 0, "a dead VM's disk stayed its uid's");
+    // What the sandbox layer would clear: its run dir and cgroup.
+    for (const f of await readdir(spec.runDir)) await rm(join(spec.runDir, f), { force: true });
+    await (await detectCgroups())?.remove(spec.vmId);
+    await assertNoLeaks(spec.vmId, spec.runDir);
 
     // Same for our own child.
     vm = track(await driver.boot(spec));

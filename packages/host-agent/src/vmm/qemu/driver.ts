@@ -388,8 +388,15 @@ export class QemuDriver implements VmmDriver {
 
   async adopt(record: VmRecord): Promise<QemuVm | null> {
     const argv = await cmdlineOf(record.pid);
-    if (!argv || !argv.some((a) => a.includes(qemuOpt(record.controlSocket)))) return null;
-    if (!(await isAlive(record.pid))) return null;
+    if (
+      !argv ||
+      !argv.some((a) => a.includes(qemuOpt(record.controlSocket))) ||
+      !(await isAlive(record.pid))
+    ) {
+      // It died while no agent watched: nobody gave its disk back to root.
+      await this.#giveBackRecorded(record);
+      return null;
+    }
     const qmp = await QmpClient.connect(record.controlSocket, { timeoutMs: 5000 });
     const memArg = argv.find((a) => a.startsWith("memory-backend-file,")) ?? "";
     const ramPath = /mem-path=((?:[^,]|,,)*)/.exec(memArg)?.[1]?.replaceAll(",,", ",") ?? "";
@@ -419,7 +426,29 @@ export class QemuDriver implements VmmDriver {
 
   record(handle: VmHandle): VmRecord {
     const vm = this.#own(handle);
-    return { vmId: vm.vmId, pid: vm.pid, controlSocket: vm.controlSocket };
+    const handed = vm.handedOver;
+    return {
+      vmId: vm.vmId,
+      pid: vm.pid,
+      controlSocket: vm.controlSocket,
+      ...(handed ? { driver: { handedOver: handed } } : {}),
+    };
+  }
+
+  /** What a record says its gone VM was handed (our own files, checked all the same). */
+  async #giveBackRecorded(record: VmRecord): Promise<void> {
+    const h = record.driver?.handedOver as Partial<{ disk: string; uid: number; gid: number }>;
+    if (typeof h?.disk !== "string" || typeof h.uid !== "number" || h.uid === 0) return;
+    await giveBack(h.disk, {
+      name: `${h.uid}:${h.gid ?? h.uid}`,
+      uid: h.uid,
+      gid: h.gid ?? h.uid,
+    }).catch((err: unknown) => {
+      this.#log.warn(
+        { vm: record.vmId, err: messageOf(err) },
+        "could not give the disk back to root",
+      );
+    });
   }
 
   #own(vm: VmHandle): QemuVm {

@@ -97,6 +97,12 @@ export class QemuVm implements VmHandle {
     });
   }
 
+  /** The disk handed to QEMU's uid (confined), for the record: see QemuDriver.adopt. */
+  get handedOver(): { disk: string; uid: number; gid: number } | null {
+    const { user, diskPath } = this.#s;
+    return user && diskPath ? { disk: diskPath, uid: user.uid, gid: user.gid } : null;
+  }
+
   get controlSocket(): string {
     return paths(this.#s.runDir, this.#s.vmId).qmp;
   }
