@@ -688,6 +688,10 @@ test(
       vmA = null;
       assert.equal((await stat(a.rootfs.path)).uid, 0, "a stopped VM's disk stayed its uid's");
       assert.equal((await stat(files.statePath)).uid, 0, "the saved state stayed the VMM's");
+      // No VMM may read a saved state (a private clone's holds its RAM): a
+      // restore is handed an open descriptor of it instead.
+      assert.equal((await stat(files.statePath)).mode & 0o777, 0o600);
+      assert.match(readAs(uidB, files.statePath), /Permission denied/, "B read A's saved state");
       await assertNoLeaks(a.vmId, a.runDir);
       await dropSlot(nsA);
       const nsC = await slot("h");
@@ -708,6 +712,11 @@ test(
       });
       assert.ok(after && after.status < 300, JSON.stringify(after));
       assert.match(readAs(uidC, b.rootfs.path), /Permission denied/, "the new uid opened B's disk");
+      assert.match(
+        readAs(uidC, files.statePath),
+        /Permission denied/,
+        "the restored VM's uid can read the state it was restored from",
+      );
 
       for (const [vm, spec] of [
         [restored, a],

@@ -180,15 +180,11 @@ export async function grantTraverse(dir: string): Promise<void> {
 
 /**
  * Gives a file to the VMM's uid (a state file its `cat` appends to, a disk
- * it reopens), for it alone: mode 0600 unless `keepMode`.
+ * it reopens), for it alone: mode 0600.
  */
-export async function handOver(
-  path: string,
-  user: VmmUser,
-  opts: { keepMode?: boolean } = {},
-): Promise<void> {
+export async function handOver(path: string, user: VmmUser): Promise<void> {
   await chown(path, user.uid, user.gid);
-  if (!opts.keepMode) await chmod(path, 0o600);
+  await chmod(path, 0o600);
 }
 
 /**

@@ -24,6 +24,11 @@ export async function spawnInNetns(opts: {
    * VMM never runs a moment outside its cgroup (the pid stays the same).
    */
   cgroupProcs?: string[];
+  /**
+   * Open descriptors the VMM inherits as fd 3, 4, …: a file root opened
+   * that the VMM, once it dropped to its own uid, could not open itself.
+   */
+  passFds?: number[];
 }): Promise<VmmProcess> {
   const inNetns = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
   const [cmd, ...args] = opts.cgroupProcs?.length
@@ -42,7 +47,7 @@ export async function spawnInNetns(opts: {
   try {
     const child = spawn(cmd, args, {
       detached: true,
-      stdio: ["ignore", log, log],
+      stdio: ["ignore", log, log, ...(opts.passFds ?? [])],
       env: opts.env,
     });
     const exited = new Promise<ExitStatus>((resolve) => {

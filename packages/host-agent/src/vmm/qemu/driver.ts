@@ -5,6 +5,7 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
+import { closeSync } from "node:fs";
 import { chmod, copyFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -46,8 +47,8 @@ import {
   type QemuMachine,
   type QemuPlatform,
 } from "./args.ts";
-import { qemuOpt, shellQuote } from "./quote.ts";
-import { readStateHeader, waitMigration } from "./state-file.ts";
+import { qemuOpt } from "./quote.ts";
+import { openStateAt, readStateHeader, waitMigration } from "./state-file.ts";
 import { QemuVm } from "./vm.ts";
 
 export type { QemuAccel, QemuPlatform } from "./args.ts";
@@ -196,10 +197,15 @@ export class QemuDriver implements VmmDriver {
     await discard(join(dir, MEMFILE), log);
   }
 
-  /** Running sandboxes write into their RAM file: a template gets its own (sparse) copy. */
+  /**
+   * Running sandboxes write into their RAM file: a template gets its own
+   * (sparse) copy, root's alone — QEMU opens it before it drops to a VMM's
+   * uid, and no VMM may read another team's template.
+   */
   async copyMemory(from: string, to: string): Promise<void> {
     await copyFile(join(from, STATE), join(to, STATE));
     await copySparse(join(from, MEMFILE), join(to, MEMFILE));
+    await Promise.all([chmod(join(to, STATE), 0o600), chmod(join(to, MEMFILE), 0o600)]);
   }
 
   async restoreFiles(spec: QemuRestoreSpec): Promise<QemuVm> {
@@ -230,24 +236,31 @@ export class QemuDriver implements VmmDriver {
         "restore keeps the snapshot's vCPUs and memory size",
       );
     }
-    const vm = await this.#launch(spec, machine, {
-      ramPath: spec.snapshot.memPath,
-      sharedRam: !spec.privateMemory,
-      // A copy made for this VM (a resume, a reflink clone) goes with it.
-      ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
-      incoming: true,
-    });
+    // QEMU reads the state from a descriptor the agent opened, past the
+    // header: as its own uid it may not open the file (root's, 0600 — a
+    // template's, or a private clone's pause, which holds the guest's RAM).
+    const stateFd = openStateAt(spec.snapshot.statePath, offset);
+    let vm;
+    try {
+      vm = await this.#launch(spec, machine, {
+        ramPath: spec.snapshot.memPath,
+        sharedRam: !spec.privateMemory,
+        // A copy made for this VM (a resume, a reflink clone) goes with it.
+        ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
+        incoming: true,
+        stateFd,
+      });
+    } finally {
+      closeSync(stateFd);
+    }
     const qmp = vm.qmp;
     try {
-      // `tail` runs as the VMM user: it must reach the state file.
-      if (vm.user) await grantTraverse(dirname(spec.snapshot.statePath));
       await timed(this.#log, "qemu.load_state", async () => {
         await qmp.execute("migrate-set-capabilities", {
           capabilities: [{ capability: "x-ignore-shared", state: !ramInState }],
         });
-        await qmp.execute("migrate-incoming", {
-          uri: `exec:tail -c +${offset + 1} ${shellQuote(spec.snapshot.statePath)}`,
-        });
+        // fd 3: the first descriptor after stdio (spawnInNetns' passFds).
+        await qmp.execute("migrate-incoming", { uri: "fd:3" });
         await waitMigration(qmp, "loading VM state");
         await qmp.execute("cont");
       });
@@ -265,7 +278,14 @@ export class QemuDriver implements VmmDriver {
   async #launch(
     spec: BootSpec | QemuRestoreSpec,
     machine: QemuMachine,
-    ram: { ramPath: string; sharedRam: boolean; ownsRam: boolean; incoming?: boolean },
+    ram: {
+      ramPath: string;
+      sharedRam: boolean;
+      ownsRam: boolean;
+      incoming?: boolean;
+      /** The incoming state, open at its first byte after the header. */
+      stateFd?: number;
+    },
   ): Promise<{ handle: QemuVm; qmp: QmpClient; user: VmmUser | null }> {
     const p = paths(spec.runDir, spec.vmId);
     if (Buffer.byteLength(p.qmp) > 107) {
@@ -323,7 +343,13 @@ export class QemuDriver implements VmmDriver {
     let proc;
     try {
       proc = await timed(log, "qemu.spawn", () =>
-        spawnInNetns({ netns: spec.netns, argv, logPath: p.log, cgroupProcs }),
+        spawnInNetns({
+          netns: spec.netns,
+          argv,
+          logPath: p.log,
+          cgroupProcs,
+          passFds: ram.stateFd === undefined ? [] : [ram.stateFd],
+        }),
       );
     } catch (err) {
       await cgroups?.remove(spec.vmId).catch(() => undefined);
@@ -371,7 +397,9 @@ export class QemuDriver implements VmmDriver {
         exited: proc.exited,
         qmp,
         machine,
-        ...ram,
+        ramPath: ram.ramPath,
+        sharedRam: ram.sharedRam,
+        ownsRam: ram.ownsRam,
         user,
         diskPath: user ? spec.rootfs.path : null,
         cgroups,

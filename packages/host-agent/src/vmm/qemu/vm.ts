@@ -168,11 +168,7 @@ export class QemuVm implements VmHandle {
         // QEMU's `cat` runs as the VMM user: it appends to a state file and
         // writes a status file it owns, in directories it may enter.
         await writeFile(rcPath, "");
-        // The state keeps its mode: a restore's `tail`, as another VMM's uid, reads it.
-        await Promise.all([
-          handOver(files.statePath, s.user, { keepMode: true }),
-          handOver(rcPath, s.user),
-        ]);
+        await Promise.all([handOver(files.statePath, s.user), handOver(rcPath, s.user)]);
         await grantTraverse(dirname(files.statePath));
         await grantTraverse(s.runDir);
       }
@@ -189,7 +185,9 @@ export class QemuVm implements VmHandle {
       });
       await waitMigration(s.qmp, "saving VM state");
       await writerStatus(rcPath, "saving VM state");
-      // Back to root: whichever VMM gets this uid next may not rewrite this saved state.
+      // Back to root, 0600: whichever VMM gets this uid next may not rewrite
+      // this saved state, and no VMM may read it (a restore is given an open
+      // descriptor of it: the state of a private clone holds its RAM).
       if (s.user) await giveBack(files.statePath, s.user);
     });
     if (!s.sharedRam) {
