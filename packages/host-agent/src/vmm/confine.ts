@@ -12,9 +12,7 @@
  */
 import { chmod, chown, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { runCommand } from "@wrenn/shared/command.ts";
-import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
-import type { Logger } from "@wrenn/shared/log.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
 
 /**
  * The first uid (and gid) a VMM may run as: far above any real user's and
@@ -31,24 +29,11 @@ const NS_INODE_SPAN = 2 ** 28;
 /** Where `ip netns add` pins named namespaces. */
 const NETNS_DIR = "/run/netns";
 
-export const VMM_USER = "wrenn-vmm";
-
 export interface VmmUser {
   name: string;
   uid: number;
   gid: number;
 }
-
-async function lookup(name: string): Promise<VmmUser | null> {
-  const passwd = await readFile("/etc/passwd", "utf8").catch(() => "");
-  for (const line of passwd.split("\n")) {
-    const [user, , uid, gid] = line.split(":");
-    if (user === name && uid && gid) return { name, uid: Number(uid), gid: Number(gid) };
-  }
-  return null;
-}
-
-let ensured: Promise<VmmUser> | null = null;
 
 /**
  * The uid:gid a VMM in network namespace `netns` runs as: VMM_UID_BASE plus
@@ -122,47 +107,6 @@ export async function identityOf(pid: number): Promise<VmmUser | null> {
   const gid = field("Gid");
   if (!Number.isInteger(uid) || !Number.isInteger(gid)) return null;
   return { name: `${uid}:${gid}`, uid, gid };
-}
-
-/**
- * The one system user every VMM ran as before each got a uid of its own
- * (vmmIdentity); no driver uses it now. Created as a system user without a
- * home or shell if missing; `nobody` if it cannot be.
- */
-export function vmmUser(log: Logger): Promise<VmmUser> {
-  ensured ??= (async () => {
-    const found = await lookup(VMM_USER);
-    if (found) return found;
-    try {
-      await runCommand("useradd", [
-        "--system",
-        "--no-create-home",
-        "--home-dir",
-        "/nonexistent",
-        "--shell",
-        "/usr/sbin/nologin",
-        "--user-group",
-        VMM_USER,
-      ]);
-      const made = await lookup(VMM_USER);
-      if (made) {
-        log.info({ user: VMM_USER, uid: made.uid }, "created the VMM user");
-        return made;
-      }
-    } catch (err) {
-      // A concurrent agent may have made it meanwhile.
-      const again = await lookup(VMM_USER);
-      if (again) return again;
-      log.warn({ err: messageOf(err) }, `could not create user ${VMM_USER}; VMMs run as nobody`);
-    }
-    const nobody = await lookup("nobody");
-    if (!nobody) throw new Error(`neither ${VMM_USER} nor nobody exists, and useradd failed`);
-    return nobody;
-  })().catch((err: unknown) => {
-    ensured = null;
-    throw err;
-  });
-  return ensured;
 }
 
 /**
