@@ -27,7 +27,7 @@ const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 const ms = (x: number) => `${Math.round(x)} ms`;
 
-const log = pino({ name: "host-agent", level: "warn" });
+const log = pino({ name: "host-agent", level: process.env.LOG_LEVEL ?? "warn" });
 const root = await mkdtemp(join(tmpdir(), "wrenn-bench-pool-"));
 const data = join(root, "data");
 const fs = await prepareDataDir(data, { log });
@@ -58,21 +58,40 @@ async function waitReady(): Promise<void> {
 }
 
 let seq = 0;
+interface Timing {
+  total: number;
+  create: number;
+  exec: number;
+}
 /** One create → first exec; the sandbox is destroyed after. */
-async function createToExec(template: string): Promise<number> {
+async function createToExec(template: string): Promise<Timing> {
   const id = `benchpool${++seq}`;
   const t0 = performance.now();
   await client.createSandbox({ sandboxId: id, template, vcpus: 1, memoryMb: 256, timeoutSec: 0 });
+  const t1 = performance.now();
   await client.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", "echo hi"] });
-  const took = performance.now() - t0;
+  const t2 = performance.now();
   await client.destroySandbox({ sandboxId: id });
-  return took;
+  return { total: t2 - t0, create: t1 - t0, exec: t2 - t1 };
 }
+
+const split = (xs: Timing[]) =>
+  `(create ${ms(
+    pct(
+      xs.map((x) => x.create),
+      0.5,
+    ),
+  )} + exec ${ms(
+    pct(
+      xs.map((x) => x.exec),
+      0.5,
+    ),
+  )})`;
 
 async function measure(template: string): Promise<void> {
   await createToExec(template); // builds what a first create builds (boot snapshot), fills the pool
-  const empty: number[] = [];
-  const warm: number[] = [];
+  const empty: Timing[] = [];
+  const warm: Timing[] = [];
   for (let i = 0; i < runs; i++) {
     await waitReady();
     warm.push(await createToExec(template));
@@ -80,10 +99,12 @@ async function measure(template: string): Promise<void> {
     await manager.destroyAll(); // drains the pool: the next create restores on the request path
     empty.push(await createToExec(template));
   }
+  const w = warm.map((x) => x.total);
+  const e = empty.map((x) => x.total);
   console.log(
-    `${template}: create → first exec, pool warm p50 ${ms(pct(warm, 0.5))} p99 ${ms(pct(warm, 0.99))}, ` +
-      `pool empty p50 ${ms(pct(empty, 0.5))} p99 ${ms(pct(empty, 0.99))} (${runs} runs each), ` +
-      `warm/empty ${(pct(warm, 0.5) / pct(empty, 0.5)).toFixed(3)}  (target warm p50 ≤ 150 ms)`,
+    `${template}: create → first exec, pool warm p50 ${ms(pct(w, 0.5))} p99 ${ms(pct(w, 0.99))} ${split(warm)}, ` +
+      `pool empty p50 ${ms(pct(e, 0.5))} p99 ${ms(pct(e, 0.99))} ${split(empty)} (${runs} runs each), ` +
+      `warm/empty ${(pct(w, 0.5) / pct(e, 0.5)).toFixed(3)}  (target warm p50 ≤ 150 ms)`,
   );
   await manager.destroyAll();
 }
