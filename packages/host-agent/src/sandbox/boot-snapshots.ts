@@ -24,12 +24,13 @@ export const BUILDER_PREFIX = "boot-";
 
 /**
  * The machine a VMM starts (QEMU: its machine options, CPU model and the
- * kernel arguments it adds; see vmm/qemu/args.ts): changing it renames every
+ * kernel arguments it adds; see vmm/qemu/args.ts), and how the builder warms
+ * it (boot-snapshot-builder.ts): changing either renames every
  * boot snapshot of that VMM, so the old ones are rebuilt rather than kept.
  * They would still restore (a state records its machine), but never on the
  * new one.
  */
-const MACHINE_GENERATION: Record<string, number> = { qemu: 4 };
+const MACHINE_GENERATION: Record<string, number> = { qemu: 5, firecracker: 1 };
 
 /** After a failed build, creates of that shape boot cold for this long before trying again. */
 const RETRY_AFTER_MS = 10 * 60_000;
