@@ -22,6 +22,7 @@ import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { prepareDataDir, removeDataFs } from "../packages/host-agent/src/storage/data-fs.ts";
 import { startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
 
 const creates = Number(process.argv[2] ?? 4);
@@ -121,9 +122,12 @@ async function withoutVm(runs: number): Promise<void> {
 await withoutVm(200);
 
 const root = await mkdtemp(join(tmpdir(), "wrenn-bench-cp-"));
+// An xfs pool as `wrenn setup` makes one: a resume reflinks its memory instead of copying it.
+const data = join(root, "agent");
+const dataFs = await prepareDataDir(data, { log });
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
-  dataDir: join(root, "agent"),
+  dataDir: data,
   imageDir: dataDir(),
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   networkPrefix: "wbc",
@@ -176,7 +180,19 @@ try {
   const viaRpcOnce = async (i: number) => {
     const id = `benchrpc${i}`;
     const t1 = performance.now();
-    await rpc.createSandbox({ sandboxId: id, memoryMb: 256 });
+    // The request the control plane sends for the REST create above (its
+    // defaults, a token, no env, no egress rules): the same work for the guest.
+    await rpc.createSandbox({
+      sandboxId: id,
+      template: "minimal",
+      vcpus: 1,
+      memoryMb: 256,
+      timeoutSec: 300,
+      diskSizeMb: 20480,
+      envVars: {},
+      envdAccessToken: `bench-token-${i}`,
+      network: { allowOut: [], denyOut: [] },
+    });
     await rpc.exec({ sandboxId: id, cmd: "true" });
     viaRpc.push(performance.now() - t1);
     await rpc.destroySandbox({ sandboxId: id });
@@ -237,7 +253,7 @@ try {
   };
   const viaRpcCycle = async () => {
     await timed(() => rpc.pauseSandbox({ sandboxId: id }), rpcPause);
-    await timed(() => rpc.resumeSandbox({ sandboxId: id }), rpcResume);
+    await timed(() => rpc.resumeSandbox({ sandboxId: id, timeoutSec: 300 }), rpcResume);
   };
   for (let i = 0; i < cycles; i++) {
     if (i % 2 === 0) {
@@ -259,5 +275,6 @@ try {
 } finally {
   await cp.close();
   await agent.shutdown();
+  await removeDataFs(data, dataFs);
   await rm(root, { recursive: true, force: true });
 }
