@@ -81,6 +81,11 @@ export class AgentPool {
     this.#ca = options.ca;
   }
 
+  /** The CA that signs `https://` agents' certificates (for other clients of the agents). */
+  get ca(): string | undefined {
+    return this.#ca;
+  }
+
   client(host: AgentTarget): AgentClient {
     const cached = this.#clients.get(host.address);
     // A re-registered host may come back with a new secret.

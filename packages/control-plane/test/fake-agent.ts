@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { patternChunks } from "@wrenn/shared/testing/streams.ts";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { PROXY_SANDBOX_HEADER, PROXY_SECRET_HEADER } from "@wrenn/shared/sandbox-proxy.ts";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -38,6 +39,8 @@ export interface FakeAgent {
   written: Map<string, { size: number; sha256: string }>;
   /** Files of `patternChunks(size)` bytes that ReadFileStream makes up as it sends them. */
   generated: Map<string, number>;
+  /** Bytes the proxy hop's `/files` GET has handed to its socket (reads' backpressure). */
+  served: number;
   /** Streams in progress, to prove a client going away ends the agent's side too. */
   active: { writes: number; reads: number; execs: number };
   close(): Promise<void>;
@@ -89,6 +92,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     written: new Map(),
     generated: new Map(),
     active: { writes: 0, reads: 0, execs: 0 },
+    served: 0,
     authorizations: [],
     createRequests: new Map(),
     networks: new Map(),
@@ -380,21 +384,60 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         };
       },
     });
-  const server: Server = createServer(
-    connectNodeAdapter({
-      routes,
-      interceptors: [
-        (next) => (req) => {
-          const auth = req.header.get("authorization") ?? "";
-          state.authorizations.push(auth);
-          if (options.secret && auth !== `Bearer ${options.secret}`) {
-            throw new ConnectError("wrong host secret", Code.Unauthenticated);
-          }
-          return next(req);
-        },
-      ],
-    }),
-  );
+  const connect = connectNodeAdapter({
+    routes,
+    interceptors: [
+      (next) => (req) => {
+        const auth = req.header.get("authorization") ?? "";
+        state.authorizations.push(auth);
+        if (options.secret && auth !== `Bearer ${options.secret}`) {
+          throw new ConnectError("wrong host secret", Code.Unauthenticated);
+        }
+        return next(req);
+      },
+    ],
+  });
+  const server: Server = createServer((req, res) => {
+    if (req.headers[PROXY_SANDBOX_HEADER] === undefined) return void connect(req, res);
+    serveGuestFile(req, res);
+  });
+  /**
+   * The proxy hop's envd `/files` GET, as the real agent relays it from a
+   * guest: the file's bytes (or a generated file's, paced by the reader),
+   * 404 JSON when missing, 401 for a wrong host secret, 502 when the
+   * sandbox is not running.
+   */
+  function serveGuestFile(req: IncomingMessage, res: ServerResponse): void {
+    const json = (status: number, message: string) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: status, message }));
+    };
+    if (options.secret && req.headers[PROXY_SECRET_HEADER] !== options.secret)
+      return json(401, "missing or wrong host secret");
+    const id = String(req.headers[PROXY_SANDBOX_HEADER]);
+    const url = new URL(req.url ?? "/", "http://fake");
+    if (sandboxes.get(id)?.state !== SandboxState.RUNNING)
+      return json(502, "The sandbox was not found");
+    state.calls.push(`files:${id}`);
+    const key = `${id}:${url.searchParams.get("path") ?? ""}`;
+    const size = state.generated.get(key);
+    const f = files.get(key);
+    if (url.pathname !== "/files" || req.method !== "GET" || (size === undefined && !f))
+      return json(404, `path '${url.searchParams.get("path")}' does not exist`);
+    state.active.reads++;
+    res.once("close", () => state.active.reads--);
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    const chunks = size !== undefined ? patternChunks(size) : [f as Buffer][Symbol.iterator]();
+    const pump = () => {
+      for (;;) {
+        const next = chunks.next();
+        if (next.done) return void res.end();
+        state.served += next.value.length;
+        if (!res.write(next.value)) return void res.once("drain", pump);
+      }
+    };
+    pump();
+  }
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   const port = (server.address() as AddressInfo).port;

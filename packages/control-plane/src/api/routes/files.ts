@@ -3,7 +3,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import busboy from "busboy";
 import { createRoute, z } from "@hono/zod-openapi";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { fromAgentError } from "../../errors.ts";
+import { GuestFiles } from "../../proxy/guest-files.ts";
 import type { SandboxService } from "../../sandboxes.ts";
 import type { Deps } from "../../context.ts";
 import { describeIssues, router, security } from "../router.ts";
@@ -26,11 +26,13 @@ const errors = { ...commonErrors, ...agentErrors };
 
 /**
  * Files stream end to end: the multipart body is parsed as it arrives and
- * each chunk goes on to the agent's WriteFileStream; reads relay
- * ReadFileStream chunks as they come. Nothing holds a whole file in memory.
+ * each chunk goes on to the agent's WriteFileStream; reads relay envd's
+ * `/files` body through the agent's proxy hop as it comes (guest-files.ts
+ * says why not ReadFileStream). Nothing holds a whole file in memory.
  */
 export function fileRoutes(deps: Deps, service: SandboxService) {
   const app = router();
+  const guestFiles = new GuestFiles({ agentCa: deps.agents.ca });
 
   app.openAPIRegistry.registerPath({
     method: "post",
@@ -165,51 +167,17 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     async (c) => {
       const { id } = c.req.valid("param");
       const req = c.req.valid("json");
-      const { host } = await service.running(c.get("caller"), id, "read files from");
-      const abort = new AbortController();
-      const responses = deps.agents
-        .client(host)
-        .readFileStream(
-          { sandboxId: id, path: req.path, user: req.user ?? "" },
-          { timeoutMs: FILE_TIMEOUT_MS, signal: abort.signal },
-        );
-      const chunks = responses[Symbol.asyncIterator]();
-      // Wait for the first chunk so a missing file is a 404, not a broken 200.
-      let first: IteratorResult<{ chunk: Uint8Array }>;
-      try {
-        first = await chunks.next();
-      } catch (err) {
-        throw fromAgentError(err, host.address);
-      }
-      const stream = new ReadableStream<Uint8Array>(
-        {
-          start(ctrl) {
-            if (first.done) ctrl.close();
-            else ctrl.enqueue(first.value.chunk);
-          },
-          async pull(ctrl) {
-            try {
-              const next = await chunks.next();
-              if (next.done) ctrl.close();
-              else ctrl.enqueue(next.value.chunk);
-            } catch (err) {
-              ctrl.error(fromAgentError(err, host.address));
-            }
-          },
-          cancel() {
-            abort.abort();
-            // Connect clears the call's hour-long deadline timer only when the
-            // abort surfaces as an error on a read: pull once more (it fails
-            // at once), else the timer keeps the process alive for an hour.
-            void chunks
-              .next()
-              .catch(() => undefined)
-              .then(() => chunks.return?.())
-              .catch(() => undefined);
-          },
-        },
-        { highWaterMark: 0 },
+      const { row, host } = await service.running(c.get("caller"), id, "read files from");
+      // Resolves once envd has answered: a missing file is a 404 before any byte.
+      const file = await guestFiles.read(
+        { sandboxId: id, host, envdAccessToken: row.envdAccessToken },
+        { path: req.path, user: req.user ?? "" },
+        AbortSignal.timeout(FILE_TIMEOUT_MS),
       );
+      // The client's pace reaches the guest through TCP: the stream pauses the
+      // agent's socket when unread, and a client gone cancels it (destroying the
+      // socket ends the agent's request to the guest too).
+      const stream = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
       return c.body(stream, 200, { "content-type": "application/octet-stream" });
     },
   );
