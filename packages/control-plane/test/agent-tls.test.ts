@@ -165,6 +165,17 @@ test(
         })
       ).json()) as Json;
       assert.equal(exec.stdout, "hello over tls\n");
+      // REST file reads take the agent's proxy hop (over TLS, with the same CA).
+      const form = new FormData();
+      form.set("path", "/tmp/tls.txt");
+      form.set("file", new Blob(["a file over tls"]), "tls.txt");
+      const put = await h.api(`/v1/sandboxes/${id}/files/write`, { method: "POST", body: form });
+      assert.equal(put.status, 200, await put.clone().text());
+      const got = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/tmp/tls.txt" },
+      });
+      assert.equal(await got.text(), "a file over tls");
       const health = await fetch(`${h.cp.url}/health`, {
         headers: { "e2b-sandbox-id": id, "e2b-sandbox-port": "49983" },
       });
