@@ -1,8 +1,10 @@
+import type { ServerResponse } from "node:http";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import busboy from "busboy";
 import { createRoute, z } from "@hono/zod-openapi";
-import { WrennError } from "@wrenn/shared/errors.ts";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { GuestFiles } from "../../proxy/guest-files.ts";
 import type { SandboxService } from "../../sandboxes.ts";
 import type { Deps } from "../../context.ts";
@@ -18,6 +20,9 @@ import {
   jsonBody,
   jsonResponse,
 } from "../schemas.ts";
+
+/** @hono/node-server's mark for a response the handler wrote to Node's own response. */
+const ALREADY_SENT = "x-hono-already-sent";
 
 // A 1 GiB upload at a slow link still finishes; a stuck agent still fails eventually.
 const FILE_TIMEOUT_MS = 3600_000;
@@ -174,11 +179,25 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
         { path: req.path, user: req.user ?? "" },
         AbortSignal.timeout(FILE_TIMEOUT_MS),
       );
-      // The client's pace reaches the guest through TCP: the stream pauses the
-      // agent's socket when unread, and a client gone cancels it (destroying the
-      // socket ends the agent's request to the guest too).
-      const stream = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
-      return c.body(stream, 200, { "content-type": "application/octet-stream" });
+      // The client's pace reaches the guest through TCP: the pipe pauses the
+      // agent's socket when unread, and a client gone destroys it (which ends
+      // the agent's request to the guest too).
+      const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+      const length = file.headers["content-length"];
+      if (length !== undefined && /^\d+$/.test(length)) headers["content-length"] = length;
+      const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+      if (!outgoing) {
+        // Not behind Node's server (app.request): a web stream, at its cost.
+        const stream = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
+        return c.body(stream, 200, headers);
+      }
+      // Piped straight to Node's response, as the traffic proxy relays: a web
+      // stream and Hono's reader loop between them cost CPU on every chunk.
+      outgoing.writeHead(200, headers);
+      pipeline(file, outgoing).catch((err: unknown) => {
+        deps.log.debug({ sandboxId: id, err: messageOf(err) }, "files/read: relay ended early");
+      });
+      return new Response(null, { headers: { [ALREADY_SENT]: "1" } });
     },
   );
 
