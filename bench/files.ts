@@ -6,8 +6,9 @@
  *   that discards or sends bytes, the host on the other end (no HTTP, no
  *   files: the network path alone);
  * - envd `/files` upload and download direct to the guest's address;
- * - REST `/v1/sandboxes/{id}/files/write` (multipart) and `files/read`
- *   through the control plane and the agent's file RPCs;
+ * - REST `/v1/sandboxes/{id}/files/write` (multipart, through the agent's
+ *   WriteFileStream RPC) and `files/read` (envd's body through the agent's
+ *   proxy hop);
  * - envd `/files` through the control plane's traffic proxy.
  * Targets (issue 15): envd upload ≥ 0.7× the guest disk, envd download
  * ≥ 0.8× raw TCP out of the guest, REST and the proxy ≥ 0.8× envd direct.
