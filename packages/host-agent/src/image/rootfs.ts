@@ -35,13 +35,22 @@ const RECIPE_DIR = join(IMAGES_DIR, "minimal");
 /** Bump when the base stage's steps change in a way its inputs do not show. */
 const BASE_RECIPE_VERSION = "1";
 /** Likewise for stage 2 (Node, envd, its compile cache, the init). */
-const IMAGE_RECIPE_VERSION = "2";
+const IMAGE_RECIPE_VERSION = "3";
 /** Where envd and its native addons live in the guest. */
 export const GUEST_ENVD_DIR = "/opt/wrenn/envd";
 export const GUEST_ENVD_BUNDLE = `${GUEST_ENVD_DIR}/envd.cjs`;
 /** envd's V8 code cache: wrenn-init starts envd with NODE_COMPILE_CACHE pointing here. */
 export const GUEST_COMPILE_CACHE = `${GUEST_ENVD_DIR}/compile-cache`;
 export const GUEST_NODE = "/usr/local/bin/node";
+/**
+ * V8 flags envd runs with (wrenn-init has the same: image.test holds them
+ * together; the compile cache is made with them, as V8 checks). An idle
+ * envd keeps its compiled code where it is: no memory-reducing GCs when it
+ * goes quiet and no flushing of code unused for a while. Under TCG new or
+ * moved code is translated again, so a sandbox or pool entry that sat idle
+ * answered its next request tens of milliseconds slower.
+ */
+export const GUEST_NODE_FLAGS = ["--no-memory-reducer", "--no-flush-bytecode"];
 const WARM_UP_TIMEOUT_MS = 60_000;
 
 export interface RootfsInputs {
@@ -210,7 +219,16 @@ export async function warmCompileCache(tree: string): Promise<void> {
   await mkdir(join(tree, GUEST_COMPILE_CACHE), { recursive: true });
   const child = spawn(
     "chroot",
-    [tree, GUEST_NODE, GUEST_ENVD_BUNDLE, "--port", "0", "--host", "127.0.0.1"],
+    [
+      tree,
+      GUEST_NODE,
+      ...GUEST_NODE_FLAGS,
+      GUEST_ENVD_BUNDLE,
+      "--port",
+      "0",
+      "--host",
+      "127.0.0.1",
+    ],
     {
       env: {
         PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
