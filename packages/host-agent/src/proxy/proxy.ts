@@ -49,12 +49,29 @@ interface Target {
  */
 class GuestPool {
   readonly agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 16 });
-  readonly upgraded = new Set<Duplex>();
+  /** Both ends of upgraded connections: the caller's and the guest's. */
+  readonly #upgraded = new Set<Duplex>();
+  #closed = false;
+
+  /**
+   * Destroyed (not ended) when the run ends: an end() to a guest that is
+   * gone waits in FIN-WAIT-1 for an answer that never comes, and its handle
+   * kept the agent's process alive.
+   */
+  track(socket: Duplex): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    this.#upgraded.add(socket);
+    socket.once("close", () => this.#upgraded.delete(socket));
+  }
 
   close(): void {
+    this.#closed = true;
     this.agent.destroy();
-    for (const s of this.upgraded) s.destroy();
-    this.upgraded.clear();
+    for (const s of this.#upgraded) s.destroy();
+    this.#upgraded.clear();
   }
 }
 
@@ -93,10 +110,14 @@ export function createGuestProxy(
     proxyReq.removeHeader(PROXY_PORT_HEADER);
     proxyReq.removeHeader(PROXY_SECRET_HEADER);
   });
-  proxy.on("proxyReqWs", (proxyReq) => {
+  /** The pool of each upgrade in flight, for its guest-side socket. */
+  const upgrading = new WeakMap<IncomingMessage, GuestPool>();
+  proxy.on("proxyReqWs", (proxyReq, req) => {
     proxyReq.removeHeader(PROXY_SANDBOX_HEADER);
     proxyReq.removeHeader(PROXY_PORT_HEADER);
     proxyReq.removeHeader(PROXY_SECRET_HEADER);
+    const pool = upgrading.get(req);
+    if (pool) proxyReq.once("upgrade", (_res, guestSocket: Duplex) => pool.track(guestSocket));
   });
 
   /** The guest's address, or the status and body to answer with. */
@@ -173,9 +194,8 @@ export function createGuestProxy(
         endSocket(socket, target.status, target.body);
         return;
       }
-      const { upgraded } = target.pool;
-      upgraded.add(socket);
-      socket.once("close", () => upgraded.delete(socket));
+      target.pool.track(socket);
+      upgrading.set(req, target.pool);
       proxy.ws(req, socket, head, { target: { host: target.host, port: target.port } }, (err) => {
         const { status, body } = failure(target, err);
         endSocket(socket, status, body);
