@@ -34,3 +34,15 @@ export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * What an error status from envd's `/files` means, for whoever relays it
+ * (the agent's file calls, the control plane's reads through the proxy hop).
+ */
+export function envdFilesErrorCode(status: number): ErrorCode {
+  if (status === 404) return "not_found";
+  if (status === 400) return "invalid_argument";
+  if (status === 401 || status === 403) return "permission_denied";
+  if (status === 507) return "resource_exhausted";
+  return "unavailable";
+}

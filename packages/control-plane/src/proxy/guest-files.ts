@@ -1,6 +1,6 @@
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { WrennError } from "@wrenn/shared/errors.ts";
+import { WrennError, envdFilesErrorCode } from "@wrenn/shared/errors.ts";
 import {
   ENVD_PORT,
   PROXY_PORT_HEADER,
@@ -140,15 +140,8 @@ async function answerError(res: IncomingMessage, path: string, host: string): Pr
       `host agent at ${host}: ${message || `answered ${status}`}`,
     );
   }
-  const code =
-    status === 404
-      ? "not_found"
-      : status === 400
-        ? "invalid_argument"
-        : status === 401 || status === 403
-          ? "permission_denied"
-          : status === 507
-            ? "resource_exhausted"
-            : "unavailable";
-  return new WrennError(code, `${path}: ${message || `envd answered ${status}`}`);
+  return new WrennError(
+    envdFilesErrorCode(status),
+    `${path}: ${message || `envd answered ${status}`}`,
+  );
 }

@@ -14,7 +14,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { z } from "zod";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
-import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { WrennError, envdFilesErrorCode, messageOf } from "@wrenn/shared/errors.ts";
 
 export const ENVD_PORT = 49983;
 
@@ -419,17 +419,10 @@ async function filesError(res: IncomingMessage, path: string): Promise<WrennErro
     // Not JSON: keep the raw text.
   }
   const status = res.statusCode ?? 0;
-  const code =
-    status === 404
-      ? "not_found"
-      : status === 400
-        ? "invalid_argument"
-        : status === 401 || status === 403
-          ? "permission_denied"
-          : status === 507
-            ? "resource_exhausted"
-            : "unavailable";
-  return new WrennError(code, `${path}: ${message || `envd answered ${status}`}`);
+  return new WrennError(
+    envdFilesErrorCode(status),
+    `${path}: ${message || `envd answered ${status}`}`,
+  );
 }
 
 function fromConnect(err: unknown): unknown {
