@@ -35,14 +35,31 @@ export function messageOf(err: unknown): string {
   return String(err);
 }
 
+/** The `message` of a JSON error answer, or the answer's text as it is. */
+export function answerMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown };
+    if (typeof parsed.message === "string") return parsed.message;
+  } catch {
+    // Not JSON: the raw text.
+  }
+  return text;
+}
+
 /**
- * What an error status from envd's `/files` means, for whoever relays it
+ * An error answer from envd's `/files` as an error, for whoever relays it
  * (the agent's file calls, the control plane's reads through the proxy hop).
  */
-export function envdFilesErrorCode(status: number): ErrorCode {
-  if (status === 404) return "not_found";
-  if (status === 400) return "invalid_argument";
-  if (status === 401 || status === 403) return "permission_denied";
-  if (status === 507) return "resource_exhausted";
-  return "unavailable";
+export function envdFilesError(status: number, message: string, path: string): WrennError {
+  const code: ErrorCode =
+    status === 404
+      ? "not_found"
+      : status === 400
+        ? "invalid_argument"
+        : status === 401 || status === 403
+          ? "permission_denied"
+          : status === 507
+            ? "resource_exhausted"
+            : "unavailable";
+  return new WrennError(code, `${path}: ${message || `envd answered ${status}`}`);
 }

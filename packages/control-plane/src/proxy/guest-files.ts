@@ -1,6 +1,6 @@
 import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { WrennError, envdFilesErrorCode } from "@wrenn/shared/errors.ts";
+import { WrennError, answerMessage, envdFilesError } from "@wrenn/shared/errors.ts";
 import {
   ENVD_PORT,
   PROXY_PORT_HEADER,
@@ -123,14 +123,9 @@ async function answerError(res: IncomingMessage, path: string, host: string): Pr
   } catch {
     // The message is best effort: the status alone decides the code.
   }
-  const text = Buffer.concat(chunks).toString("utf8").slice(0, ERROR_BODY_MAX_BYTES);
-  let message = text;
-  try {
-    const parsed = JSON.parse(text) as { message?: unknown };
-    if (typeof parsed.message === "string") message = parsed.message;
-  } catch {
-    // Not JSON: keep the raw text.
-  }
+  const message = answerMessage(
+    Buffer.concat(chunks).toString("utf8").slice(0, ERROR_BODY_MAX_BYTES),
+  );
   const status = res.statusCode ?? 0;
   // The agent's proxy hop answers 401 for a wrong host secret and 502 when the
   // sandbox is not running there: the host's trouble, not the caller's.
@@ -140,8 +135,5 @@ async function answerError(res: IncomingMessage, path: string, host: string): Pr
       `host agent at ${host}: ${message || `answered ${status}`}`,
     );
   }
-  return new WrennError(
-    envdFilesErrorCode(status),
-    `${path}: ${message || `envd answered ${status}`}`,
-  );
+  return envdFilesError(status, message, path);
 }

@@ -14,7 +14,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { z } from "zod";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
-import { WrennError, envdFilesErrorCode, messageOf } from "@wrenn/shared/errors.ts";
+import { WrennError, answerMessage, envdFilesError, messageOf } from "@wrenn/shared/errors.ts";
 
 export const ENVD_PORT = 49983;
 
@@ -411,18 +411,7 @@ async function readText(res: IncomingMessage, max = ENVD_TEXT_MAX_BYTES): Promis
 
 async function filesError(res: IncomingMessage, path: string): Promise<WrennError> {
   const text = await readText(res).catch(() => "");
-  let message = text;
-  try {
-    const parsed = JSON.parse(text) as { message?: unknown };
-    if (typeof parsed.message === "string") message = parsed.message;
-  } catch {
-    // Not JSON: keep the raw text.
-  }
-  const status = res.statusCode ?? 0;
-  return new WrennError(
-    envdFilesErrorCode(status),
-    `${path}: ${message || `envd answered ${status}`}`,
-  );
+  return envdFilesError(res.statusCode ?? 0, answerMessage(text), path);
 }
 
 function fromConnect(err: unknown): unknown {
