@@ -1,24 +1,14 @@
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
+import { BlockWriter } from "./block-writer.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
+import { blockReader, takeBody } from "./socket-body.ts";
 
 /** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
 const CHUNK = 1 << 20;
 /** Buffers a download cycles through: one being read while the others drain into the socket. */
 const SEND_BUFFERS = 3;
-/** Upload bytes queued for the disk at which the body stops being read, and where it goes on. */
-const RECEIVE_HIGH = 4 << 20;
-/**
- * Upload bytes gathered before a write goes to the thread pool. Every write
- * is a hand-off to a worker thread and back; on a one-vCPU TCG guest that
- * costs milliseconds, and writing each 64 KiB socket chunk on its own (as
- * soon as the previous write finished) took 4 s of guest CPU per 100 MiB
- * against 2.8 s for synchronous writes of the same chunks.
- */
-const WRITE_MIN = 1 << 20;
-
 /**
  * Streams an open file to `res` through a few buffers reused for the whole
  * transfer: `size` bytes of a regular file (its Content-Length), all of a
@@ -77,86 +67,65 @@ export async function sendFile(
   }
 }
 
-/** Writes every buffer to the file, again for what a short write left over. */
-async function writeAll(file: FileHandle, buffers: Buffer[], size: number): Promise<void> {
-  let rest = buffers;
-  let left = size;
-  for (;;) {
-    const { bytesWritten } = await file.writev(rest);
-    left -= bytesWritten;
-    if (left <= 0) return;
-    // A short write (a disk nearly full): the next attempt reports why, or finishes.
-    let skip = bytesWritten;
-    const next: Buffer[] = [];
-    for (const b of rest) {
-      if (skip >= b.length) skip -= b.length;
-      else {
-        next.push(skip > 0 ? b.subarray(skip) : b);
-        skip = 0;
-      }
-    }
-    rest = next;
-  }
-}
-
 /**
- * Writes what `source` emits to `path` (created or truncated). Chunks are
- * gathered to WRITE_MIN bytes, and those that arrive while a write is in
- * flight go to the disk together in one writev; past RECEIVE_HIGH queued
- * bytes the source is paused until the disk caught up. Leaner per chunk than
- * piping into a WriteStream, and the body keeps flowing while the disk writes.
+ * Writes what `source` emits to `path` (created or truncated), copied into
+ * BlockWriter's blocks; while every block waits for the disk the source is
+ * paused. For bodies that come through a stream: gunzip, a multipart part,
+ * chunked framing.
  */
 export async function receiveFile(source: Readable, path: string): Promise<void> {
-  const file = await open(path, "w");
-  let inflight: Promise<void> = Promise.resolve();
+  const writer = await BlockWriter.open(path);
   try {
     await new Promise<void>((resolve, reject) => {
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      let writing = false;
-      let ended = false;
-      let failed = false;
-      const fail = (err: unknown) => {
-        if (failed) return;
-        failed = true;
+      let done = false;
+      const finish = (err?: unknown) => {
+        if (done) return;
+        done = true;
         source.off("data", onData);
-        reject(err);
-      };
-      const flush = () => {
-        if (writing || failed) return;
-        if (pending.length === 0) {
-          if (ended) resolve();
-          return;
-        }
-        if (pendingBytes < WRITE_MIN && !ended) return;
-        const batch = pending;
-        const size = pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        writing = true;
-        inflight = writeAll(file, batch, size).then(() => {
-          writing = false;
-          if (!ended && source.isPaused()) source.resume();
-          flush();
-        }, fail);
+        if (err === undefined) resolve();
+        else reject(err);
       };
       const onData = (chunk: Buffer) => {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= RECEIVE_HIGH) source.pause();
-        flush();
+        try {
+          if (writer.copy(chunk)) return;
+        } catch (err) {
+          finish(err);
+          return;
+        }
+        source.pause();
+        void writer.ready(true).then(() => {
+          if (!done) source.resume();
+        });
       };
       // Attached in the same tick: the first 'data' listener starts the flow.
       reclaimWhileStreaming(source);
       source.on("data", onData);
-      source.once("end", () => {
-        ended = true;
-        flush();
-      });
-      source.once("error", fail);
+      source.once("end", () => finish());
+      source.once("error", finish);
     });
-  } finally {
-    await inflight.catch(() => undefined);
-    await file.close();
+  } catch (err) {
+    await writer.abort();
+    throw err;
   }
+  await writer.finish();
+}
+
+/**
+ * Writes the `length` bytes of `req`'s raw body to `path`, read off the
+ * socket straight into the blocks (socket-body.ts). The caller checked
+ * `takeoverLength` and answers with `Connection: close`.
+ */
+export async function receiveBody(
+  req: IncomingMessage,
+  length: number,
+  path: string,
+): Promise<void> {
+  const writer = await BlockWriter.open(path);
+  try {
+    await takeBody(req, length, blockReader(writer));
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  await writer.finish();
 }

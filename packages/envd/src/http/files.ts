@@ -12,9 +12,12 @@ import { writeMetadata } from "../filesystem/metadata.ts";
 import { giveTo, makeDirsFor } from "../filesystem/ownership.ts";
 import { resolveUserPath } from "../filesystem/paths.ts";
 import { lookupUser, type LinuxUser } from "../users.ts";
-import { receiveFile, sendFile } from "./file-io.ts";
+import { receiveBody, receiveFile, sendFile } from "./file-io.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
+import { takeBody, takeoverLength } from "./socket-body.ts";
+import { BlockWriter } from "./block-writer.ts";
+import { boundaryOf, MultipartSplitter, type PartSink } from "./multipart.ts";
 
 /** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
 const CHUNK = 1 << 20;
@@ -120,9 +123,9 @@ export async function downloadFile(
   }
 }
 
-/** Streams one upload to its path; parents and new files go to the user. */
+/** Streams one upload to its path (`receive` writes it); parents and new files go to the user. */
 async function writeOne(
-  source: Readable,
+  receive: (path: string) => Promise<void>,
   path: string,
   user: LinuxUser,
   metadata: Record<string, string> | undefined,
@@ -131,7 +134,7 @@ async function writeOne(
   if (existing?.isDirectory()) throw new WrennError("invalid_argument", `'${path}' is a directory`);
   await makeDirsFor(dirname(path), user);
   try {
-    await receiveFile(source, path);
+    await receive(path);
   } catch (err) {
     throw fsError(err, path);
   }
@@ -160,7 +163,15 @@ function uploadMultipart(
     let bb: busboy.Busboy;
     try {
       // preservePath: the e2b SDK puts the whole target path in the filename.
-      bb = busboy({ headers, preservePath: true, highWaterMark: CHUNK, fileHwm: CHUNK });
+      // defParamCharset: filenames are UTF-8 (busboy would read them as latin1), as
+      // the splitter of large bodies reads them.
+      bb = busboy({
+        headers,
+        preservePath: true,
+        defParamCharset: "utf8",
+        highWaterMark: CHUNK,
+        fileHwm: CHUNK,
+      });
     } catch (err) {
       reject(new WrennError("invalid_argument", `bad multipart body: ${(err as Error).message}`));
       return;
@@ -199,7 +210,7 @@ function uploadMultipart(
         fail(err);
         return;
       }
-      const write = writeOne(stream, path, user, metadata);
+      const write = writeOne((p) => receiveFile(stream, p), path, user, metadata);
       write.catch((err: unknown) => {
         stream.resume();
         fail(err);
@@ -222,6 +233,82 @@ function uploadMultipart(
   });
 }
 
+/**
+ * A multipart body of known length read off the socket (socket-body.ts) and
+ * split with MultipartSplitter: each `file` part's bytes are copied into its
+ * own BlockWriter while writeOne checks its path and makes its parents.
+ * Same answers as the busboy path; the caller answers `Connection: close`.
+ */
+async function uploadMultipartTaken(
+  req: IncomingMessage,
+  length: number,
+  boundary: string,
+  queryPath: string | undefined,
+  user: LinuxUser,
+  metadata: Record<string, string> | undefined,
+): Promise<WrittenFile[]> {
+  const writes: Promise<WrittenFile>[] = [];
+  const ends: ((err?: unknown) => void)[] = [];
+  let failWith: (err: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (failWith = reject));
+  failed.catch(() => undefined);
+  const splitter = new MultipartSplitter(boundary, (info): PartSink | undefined => {
+    if (!info.file || info.name !== "file") return undefined;
+    const target = queryPath ?? info.filename;
+    if (target === undefined || target === "") {
+      throw new WrennError(
+        "invalid_argument",
+        "no 'path' query parameter and the file part has no filename",
+      );
+    }
+    const path = resolveUserPath(target, user);
+    const writer = new BlockWriter();
+    let end: (err?: unknown) => void = () => undefined;
+    const ended = new Promise<void>((resolve, reject) => {
+      end = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    // Awaited only once the file is open, and never if its path is refused.
+    ended.catch(() => undefined);
+    ends.push(end);
+    const write = writeOne(
+      async (p) => {
+        await writer.attach(p);
+        try {
+          await ended;
+        } catch (err) {
+          writer.fail(err);
+        }
+        await writer.finish();
+      },
+      path,
+      user,
+      metadata,
+    );
+    write.catch((err: unknown) => {
+      writer.fail(err);
+      void writer.abort();
+      failWith(err);
+    });
+    writes.push(write);
+    return { write: (d) => writer.copy(d), ready: () => writer.ready(true), end: () => end() };
+  });
+  try {
+    await takeBody(req, length, { ownSize: CHUNK, take: (d) => splitter.push(d) }, failed);
+    splitter.end();
+  } catch (err) {
+    for (const end of ends) end(err);
+    // A write's own failure names its file (a full disk is 507): it wins.
+    const settled = await Promise.allSettled(writes);
+    const failure = settled.find((r) => r.status === "rejected");
+    throw failure === undefined ? err : failure.reason;
+  }
+  const files = await Promise.race([Promise.all(writes), failed]);
+  if (files.length === 0) {
+    throw new WrennError("invalid_argument", "multipart body has no 'file' part");
+  }
+  return files;
+}
+
 /** POST /files: multipart `file` parts or one application/octet-stream body, streamed to disk. */
 export async function uploadFiles(
   req: IncomingMessage,
@@ -237,7 +324,13 @@ export async function uploadFiles(
     if (gzipped(req)) body = req.pipe(createGunzip());
     const type = (req.headers["content-type"] ?? "").toLowerCase();
     let files: WrittenFile[];
-    if (type.startsWith("multipart/form-data")) {
+    const length = takeoverLength(req);
+    const boundary = boundaryOf(req.headers["content-type"] ?? "");
+    if (type.startsWith("multipart/form-data") && length !== undefined && boundary !== undefined) {
+      // The body is read past the parser: this connection ends with the answer.
+      res.setHeader("connection", "close");
+      files = await uploadMultipartTaken(req, length, boundary, queryPath, user, metadata);
+    } else if (type.startsWith("multipart/form-data")) {
       files = await uploadMultipart(body, req.headers, queryPath, user, metadata);
     } else {
       if (queryPath === undefined) {
@@ -246,7 +339,14 @@ export async function uploadFiles(
           "query parameter 'path' is required for a raw upload",
         );
       }
-      files = [await writeOne(body, resolveUserPath(queryPath, user), user, metadata)];
+      const path = resolveUserPath(queryPath, user);
+      if (length === undefined) {
+        files = [await writeOne((p) => receiveFile(body, p), path, user, metadata)];
+      } else {
+        // The body is read past the parser: this connection ends with the answer.
+        res.setHeader("connection", "close");
+        files = [await writeOne((p) => receiveBody(req, length, p), path, user, metadata)];
+      }
     }
     sendJson(res, 200, files);
   } catch (err) {
