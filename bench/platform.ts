@@ -35,6 +35,7 @@ export interface BenchPlatform {
 export async function startBenchPlatform(
   name: string,
   networkPrefix: string,
+  pools: { warmPool?: number; networkPool?: number } = {},
 ): Promise<BenchPlatform> {
   const root = await mkdtemp(join(tmpdir(), `wrenn-bench-${name}-`));
   const secret = randomBytes(24).toString("hex");
@@ -47,6 +48,7 @@ export async function startBenchPlatform(
     bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
     secret,
     log,
+    ...pools,
   });
   const cp = await startControlPlane({ port: 0, pglite: await PGlite.create(), log });
   const close = async () => {
