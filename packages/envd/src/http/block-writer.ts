@@ -31,9 +31,15 @@ function newBlocks(n: number): Buffer[] {
   return Array.from({ length: n }, (_, i) => Buffer.from(memory.buffer, i * BLOCK, BLOCK));
 }
 
-function takeBlocks(): Buffer[] {
-  const blocks = spare.splice(0, BLOCKS);
-  return blocks.length < BLOCKS ? blocks.concat(newBlocks(BLOCKS - blocks.length)) : blocks;
+/** `n` page-aligned blocks of BLOCK bytes, spare ones first; give them back with `returnBlocks`. */
+export function takeBlocks(n = BLOCKS): Buffer[] {
+  const blocks = spare.splice(0, n);
+  return blocks.length < n ? blocks.concat(newBlocks(n - blocks.length)) : blocks;
+}
+
+/** Keeps blocks nobody reads or writes any more for the next transfer. */
+export function returnBlocks(blocks: Buffer[]): void {
+  spare.push(...blocks.slice(0, Math.max(0, SPARE_MAX - spare.length)));
 }
 
 function writeAt(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
@@ -222,7 +228,7 @@ export class BlockWriter {
     await direct?.close().catch(() => undefined);
     this.#direct = undefined;
     await (await this.#opened.catch(() => undefined))?.close();
-    spare.push(...this.#all.slice(0, SPARE_MAX - spare.length));
+    returnBlocks(this.#all);
     this.#all = [];
     this.#free = [];
     this.#current = undefined;

@@ -1,7 +1,9 @@
-import type { FileHandle } from "node:fs/promises";
+import { constants } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
-import { BlockWriter } from "./block-writer.ts";
+import { errnoOf } from "../filesystem/errors.ts";
+import { BLOCK, BlockWriter, returnBlocks, takeBlocks } from "./block-writer.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
 import { blockReader, takeBody } from "./socket-body.ts";
 
@@ -10,27 +12,54 @@ const CHUNK = 1 << 20;
 /** Buffers a download cycles through: one being read while the others drain into the socket. */
 const SEND_BUFFERS = 3;
 /**
+ * Reads a regular file of a block or more through a second descriptor with
+ * O_DIRECT (the same file, reopened through /proc/self/fd): the virtual
+ * disk's device copies the bytes into envd's page-aligned blocks. Uploads
+ * bypass the page cache (BlockWriter), so a file just uploaded is not in it:
+ * a buffered read then has the guest's one vCPU fill the cache and copy out
+ * of it. Measured in a TCG guest, 100 MiB just uploaded: 0.71 s of guest
+ * CPU buffered; for a file in the page cache both ways cost the same
+ * (0.42–0.50 s). Undefined where O_DIRECT is refused (EINVAL).
+ */
+async function directReader(file: FileHandle): Promise<FileHandle | undefined> {
+  try {
+    return await open(`/proc/self/fd/${file.fd}`, constants.O_RDONLY | constants.O_DIRECT);
+  } catch (err) {
+    if (errnoOf(err) === "EINVAL") return undefined;
+    throw err;
+  }
+}
+
+/**
  * Streams an open file to `res` through a few buffers reused for the whole
  * transfer: `size` bytes of a regular file (its Content-Length), all of a
  * device or FIFO. A file ReadStream allocates a fresh buffer per read,
  * which V8 frees only in bulk: ~30% more of envd's CPU per GiB in
  * allocation, page faults and collection. A buffer is read into again only
- * once the socket has taken all of it (the write's callback). Resolves once
- * the response is finished; rejects if the file cannot be read or the
- * client went away.
+ * once the socket has taken all of it (the write's callback). A regular
+ * file of a block or more is read in page-aligned blocks with O_DIRECT
+ * (directReader). Resolves once the response is finished; rejects if the
+ * file cannot be read or the client went away.
  */
 export async function sendFile(
   file: FileHandle,
   res: ServerResponse,
   size: number | undefined,
 ): Promise<void> {
+  const direct = size !== undefined && size >= BLOCK ? await directReader(file) : undefined;
   // A small file needs one small buffer; devices and FIFOs (no size) get full ones.
   const chunk = size === undefined ? CHUNK : Math.min(CHUNK, Math.max(size, 16 << 10));
-  const free: Buffer[] = [];
-  let made = 0;
+  const blocks = direct !== undefined ? takeBlocks(SEND_BUFFERS) : [];
+  const free: Buffer[] = [...blocks];
+  let made = free.length;
   let left = size ?? Number.POSITIVE_INFINITY;
+  // Regular files are read at explicit offsets; null reads on from the
+  // descriptor's offset, as FIFOs and devices need.
+  let position: number | null = size === undefined ? null : 0;
+  let reader = direct ?? file;
   let wake: (() => void) | undefined;
   let writeError: Error | undefined;
+  let inSocket = 0;
   const onClose = () => wake?.();
   res.on("close", onClose);
   try {
@@ -46,12 +75,25 @@ export async function sendFile(
       if (writeError !== undefined) throw writeError;
       if (res.destroyed) throw new Error("the client closed the connection");
       const buf = free.pop()!;
-      // Position null reads on from the file's offset: FIFOs and devices cannot seek.
-      const { bytesRead } = await file.read(buf, 0, Math.min(buf.length, left), null);
+      let bytesRead: number;
+      try {
+        // O_DIRECT reads whole blocks: the last one comes back short at the file's end.
+        const want = reader === direct ? buf.length : Math.min(buf.length, left);
+        ({ bytesRead } = await reader.read(buf, 0, want, position));
+      } catch (err) {
+        if (reader !== direct || errnoOf(err) !== "EINVAL") throw err;
+        reader = file;
+        free.push(buf);
+        continue;
+      }
       if (bytesRead === 0) break;
+      bytesRead = Math.min(bytesRead, left);
       left -= bytesRead;
+      if (position !== null) position += bytesRead;
+      inSocket++;
       res.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), (err) => {
         if (err) writeError ??= err;
+        inSocket--;
         free.push(buf);
         wake?.();
       });
@@ -64,6 +106,9 @@ export async function sendFile(
     });
   } finally {
     res.off("close", onClose);
+    await direct?.close();
+    // Blocks the socket may still hold are left to the collector.
+    if (inSocket === 0) returnBlocks(blocks);
   }
 }
 
