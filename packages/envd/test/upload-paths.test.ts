@@ -9,6 +9,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { userInfo } from "node:os";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { BLOCK, BlockWriter } from "../src/http/block-writer.ts";
 import { boundaryOf, MultipartSplitter, partInfo } from "../src/http/multipart.ts";
@@ -137,6 +138,25 @@ describe("POST /files: large bodies past the parser", () => {
       assert.ok((await readFile(path)).equals(body), `${size} bytes arrive unchanged`);
       assert.equal((await stat(path)).ino, inode, "written in place");
     }
+    // curl sends `Expect: 100-continue` for bodies this large and waits for the 100.
+    const body = randomBytes(2 * MiB + 1);
+    await writeFile(join(f.dir, "src.bin"), body);
+    const curl = await runCommand("curl", [
+      "-sS",
+      "--fail",
+      "-X",
+      "POST",
+      "-T",
+      join(f.dir, "src.bin"),
+      "-H",
+      "content-type: application/octet-stream",
+      `${f.envd.url}/files?path=${encodeURIComponent(path)}`,
+    ]);
+    assert.match(curl.stdout, /raw\.bin/);
+    assert.ok((await readFile(path)).equals(body), "curl's upload arrives unchanged");
+    // Read back (O_DIRECT in blocks, the last one short) as it was written.
+    const down = await fetch(`${f.envd.url}/files?path=${encodeURIComponent(path)}`);
+    assert.ok(Buffer.from(await down.arrayBuffer()).equals(body), "the download gives it back");
     // Below a MiB the parser's path answers, and the connection stays.
     const small = randomBytes(MiB - 1);
     const res = await fetch(`${f.envd.url}/files?path=${encodeURIComponent(path)}`, {
