@@ -71,12 +71,11 @@ function writeAt(fd: number, buf: Buffer, length: number, position: number): Pro
  * the plain descriptor as well.
  */
 export class BlockWriter {
-  #path = "";
   #attached = false;
   #opened: Promise<FileHandle>;
   #attach!: (path: string) => void;
   #closed = false;
-  #direct: Promise<FileHandle> | undefined;
+  #direct: Promise<FileHandle | undefined> | undefined;
   #noDirect = false;
   #free: Buffer[];
   #all: Buffer[];
@@ -99,7 +98,6 @@ export class BlockWriter {
     this.#current = this.#free.pop();
     this.#opened = new Promise<string>((resolve) => (this.#attach = resolve)).then((path) => {
       if (path === "") throw new Error("the writer closed before its file was opened");
-      this.#path = path;
       return open(path, "w");
     });
     // Seen through `finish()` or a write.
@@ -224,7 +222,7 @@ export class BlockWriter {
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const direct = await this.#direct?.catch(() => undefined);
+    const direct = await this.#direct;
     await direct?.close().catch(() => undefined);
     this.#direct = undefined;
     await (await this.#opened.catch(() => undefined))?.close();
@@ -277,14 +275,24 @@ export class BlockWriter {
   async #writeBlock(block: Buffer, at: number): Promise<void> {
     const file = await this.#opened;
     if (at % ALIGN === 0 && !this.#noDirect) {
-      try {
-        this.#direct ??= open(this.#path, constants.O_WRONLY | constants.O_DIRECT);
-        await writeAt((await this.#direct).fd, block, BLOCK, at);
-        return;
-      } catch (err) {
-        if (errnoOf(err) !== "EINVAL") throw err;
-        this.#noDirect = true;
+      // The same file, reopened: its path may have been renamed or replaced
+      // since. Where it cannot be (no /proc, a filesystem without O_DIRECT)
+      // the blocks go through the plain descriptor.
+      this.#direct ??= open(
+        `/proc/self/fd/${file.fd}`,
+        constants.O_WRONLY | constants.O_DIRECT,
+      ).catch(() => undefined);
+      const direct = await this.#direct;
+      if (direct !== undefined) {
+        try {
+          await writeAt(direct.fd, block, BLOCK, at);
+          return;
+        } catch (err) {
+          // EINVAL: O_DIRECT refused this memory or offset; anything else is the disk's answer.
+          if (errnoOf(err) !== "EINVAL") throw err;
+        }
       }
+      this.#noDirect = true;
     }
     await writeAt(file.fd, block, BLOCK, at);
   }
