@@ -91,7 +91,15 @@ export async function attachVm(
   const slot = live.slot as NetworkSlot;
   live.gone = new AbortController();
   record.vm = host.opts.vmm.record(vm);
-  await host.records.save(record);
+  // Saved beside the guest's first answer, not before it: this fsync is the
+  // first since the RAM file was copied, and on an xfs pool it waits for the
+  // guest pages that copy wrote back (100–250 ms after a resume, measured),
+  // while the guest needs hundreds of ms to answer. A crash meanwhile leaves
+  // the previous record, whose VM the next agent kills as a stray (recovery.ts).
+  const saving = host.records.save(record).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   const gone = live.gone;
   void vm.exited.then((exit) =>
     gone.abort(
@@ -133,7 +141,13 @@ export async function attachVm(
     );
   } catch (err) {
     envd.close();
+    await saving;
     throw err;
+  }
+  const notSaved = await saving;
+  if (notSaved !== undefined) {
+    envd.close();
+    throw notSaved;
   }
   live.envd = envd;
   record.status = "running";
