@@ -76,6 +76,13 @@ export interface NetnsNetworkOptions {
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
 /** A wedged `ip` or `nft` must fail the slot (and roll it back), not hang the sandbox. */
 const COMMAND_TIMEOUT_MS = 15_000;
+/**
+ * A refill waits this long after a slot was taken. Its `ip` and `nft`
+ * spawns block the agent's event loop (a fork of this process each): begun
+ * at once, they stretched the taker's next steps by 36–58 ms (a record's
+ * save, reading the kernel's metadata) on the way to its VM start.
+ */
+const REFILL_AFTER_TAKE_MS = 1000;
 /** Where `ip netns add` pins named namespaces. */
 const NETNS_DIR = "/run/netns";
 
@@ -154,7 +161,7 @@ export class NetnsNetworkManager implements NetworkManager {
     const pooled = this.#pool.take();
     if (pooled !== undefined) {
       this.#log.debug({ slot: pooled }, "network slot taken from the pool");
-      this.#pool.refill();
+      this.#pool.refill(REFILL_AFTER_TAKE_MS);
       return this.slot(pooled);
     }
     try {
@@ -169,7 +176,7 @@ export class NetnsNetworkManager implements NetworkManager {
       return this.slot(late);
     } finally {
       // After the request's own slot: on two cores a refill beside it would slow it down.
-      this.#pool.refill();
+      this.#pool.refill(REFILL_AFTER_TAKE_MS);
     }
   }
 

@@ -71,11 +71,14 @@ export class SlotPool {
     return true;
   }
 
-  /** Starts building up to `size` in the background, unless that already runs, is paused or closed. */
-  refill(): void {
+  /**
+   * Starts building up to `size` in the background, `afterMs` from now,
+   * unless that already runs (or waits), is paused or closed.
+   */
+  refill(afterMs = 0): void {
     if (this.#refilling || this.#paused > 0 || this.#closed) return;
     if (this.#ready.length >= this.size) return;
-    this.#refilling = this.#fill().finally(() => {
+    this.#refilling = this.#fill(afterMs).finally(() => {
       this.#refilling = null;
     });
   }
@@ -118,9 +121,11 @@ export class SlotPool {
     if (failures.length > 0) throw new AggregateError(failures, "draining the network pool failed");
   }
 
-  async #fill(): Promise<void> {
+  async #fill(afterMs: number): Promise<void> {
     // Spawning is synchronous work: let whoever just took a slot go on first.
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) =>
+      afterMs > 0 ? setTimeout(resolve, afterMs) : setImmediate(resolve),
+    );
     while (!this.#closed && this.#paused === 0 && this.#ready.length < this.size) {
       let index: number | null;
       try {
