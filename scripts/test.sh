@@ -21,6 +21,7 @@ git diff --exit-code -- packages/proto/gen
 echo "== [$(date +%T)] guest kernel and base template (cached: rebuilt only when their inputs change)"
 if [ "$(id -u)" = 0 ]; then
   ./wrenn image build
+  node packages/host-agent/test/prune-boot-snapshots.ts
 else
   echo "!!! not root: 'wrenn image build' skipped, the image and boot tests will skip" >&2
 fi

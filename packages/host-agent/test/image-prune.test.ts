@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { findLeftovers, removeUnused } from "../src/image/prune.ts";
+import { findLeftovers, removeUnused, staleBootSnapshots } from "../src/image/prune.ts";
 import { liveAgents } from "../src/network/claim.ts";
 import { imagePathsInUse } from "../src/sandbox/records.ts";
 import { bootSnapshotsDir } from "../src/image/store.ts";
@@ -27,8 +27,12 @@ async function file(path: string, bytes = 4096): Promise<string> {
   return path;
 }
 
-async function bootSnapshot(name: string, source?: { rootfs: string; kernel: string }) {
-  const dir = join(images, "boot-snapshots", name);
+async function bootSnapshot(
+  name: string,
+  source?: { rootfs: string; kernel: string },
+  under = join(images, "boot-snapshots"),
+) {
+  const dir = join(under, name);
   await file(join(dir, "rootfs.ext4"));
   await file(join(dir, "memfile"));
   await writeFile(
@@ -69,6 +73,10 @@ before(async () => {
   await bootSnapshot("oldkernel", { ...current, kernel: "/gone/vmlinuz" });
   await bootSnapshot("legacy");
   await mkdir(join(images, "boot-snapshots", ".building-x-1-1"), { recursive: true });
+  // Another agent's boot snapshots of the same images (the tests' own dir).
+  const others = join(root, "test-boot-snapshots");
+  await bootSnapshot("current", current, others);
+  await bootSnapshot("oldimage", { ...current, rootfs: join(t, "rootfs-bbbb.ext4") }, others);
   await sandbox("s1", join(t, "rootfs-aaaa.ext4"));
   await sandbox("s2", join(old, "rootfs.ext4"), "oldimage");
 });
@@ -110,6 +118,16 @@ test("the CLI's dry run lists them and removes nothing", () => {
   assert.match(res.stdout, /rootfs-bbbb\.ext4: .* — would be removed/);
   assert.match(res.stdout, /3 of 5 leftovers would free/);
   assert.ok(existsSync(join(images, "images", "minimal", "rootfs-bbbb.ext4")));
+});
+
+test("another agent's boot snapshot dir: those of an old image are stale, the current one is not", async () => {
+  const others = join(root, "test-boot-snapshots");
+  const stale = await staleBootSnapshots(others, images);
+  assert.deepEqual(
+    stale.map((l) => [l.path, l.what, l.usedBy]),
+    [[join(others, "oldimage"), "a boot snapshot of an old image or kernel", []]],
+  );
+  assert.ok(stale[0]!.bytes > 0, "its size is counted");
 });
 
 test("only what no sandbox uses is removed; the current image and snapshot stay", async () => {

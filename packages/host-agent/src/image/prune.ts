@@ -45,6 +45,17 @@ async function users(inUse: readonly PathInUse[]): Promise<Map<string, string[]>
   return used;
 }
 
+/** Who uses a path: the sandboxes using it or anything under it. */
+function usedByOf(used: Map<string, string[]>): (path: string) => string[] {
+  return (path) => {
+    const ids = new Set<string>();
+    for (const [p, who] of used) {
+      if (p === path || p.startsWith(path + sep)) for (const id of who) ids.add(id);
+    }
+    return [...ids].sort();
+  };
+}
+
 /**
  * Base image versions no template points at any more, and boot snapshots of
  * an image or kernel that is no longer the current one (or that do not say
@@ -55,14 +66,7 @@ export async function findLeftovers(
   imageDir: string,
   inUse: readonly PathInUse[],
 ): Promise<Leftover[]> {
-  const used = await users(inUse);
-  const usedBy = (path: string): string[] => {
-    const ids = new Set<string>();
-    for (const [p, who] of used) {
-      if (p === path || p.startsWith(path + sep)) for (const id of who) ids.add(id);
-    }
-    return [...ids].sort();
-  };
+  const usedBy = usedByOf(await users(inUse));
   const out: Leftover[] = [];
   const currentRootfs = new Map<string, string>();
   for (const template of await dirNames(join(imageDir, "images"))) {
@@ -80,11 +84,46 @@ export async function findLeftovers(
       });
     }
   }
+  out.push(...(await staleIn(bootSnapshotsDir(imageDir), imageDir, currentRootfs, usedBy)));
+  return out;
+}
+
+/** The current image of each template: `images/<template>/rootfs.ext4`, resolved. */
+async function currentImages(imageDir: string): Promise<Map<string, string>> {
+  const current = new Map<string, string>();
+  for (const template of await dirNames(join(imageDir, "images"))) {
+    const path = await realpath(join(templateDir(imageDir, template), "rootfs.ext4")).catch(
+      () => null,
+    );
+    if (path) current.set(template, path);
+  }
+  return current;
+}
+
+/**
+ * Boot snapshots under `dir` (the image dir's own, or another agent's such
+ * as the tests') of an image or kernel of `imageDir` that is no longer the
+ * current one, or that do not say what they were made from.
+ */
+export async function staleBootSnapshots(
+  dir: string,
+  imageDir: string,
+  inUse: readonly PathInUse[] = [],
+): Promise<Leftover[]> {
+  return staleIn(dir, imageDir, await currentImages(imageDir), usedByOf(await users(inUse)));
+}
+
+async function staleIn(
+  snapshots: string,
+  imageDir: string,
+  currentRootfs: Map<string, string>,
+  usedBy: (path: string) => string[],
+): Promise<Leftover[]> {
+  const out: Leftover[] = [];
   const kernel = await findKernel(imageDir).then(
     async (k) => new Set([await realOrSame(k.qemuKernel), await realOrSame(k.vmlinux)]),
     () => new Set<string>(),
   );
-  const snapshots = bootSnapshotsDir(imageDir);
   for (const name of await dirNames(snapshots)) {
     if (name.startsWith(".")) continue; // builds in progress: the agent's
     const path = await realOrSame(join(snapshots, name));
