@@ -18,13 +18,12 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
+import { agentLog } from "./agent-log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
@@ -133,17 +132,9 @@ const data = join(root, "agent");
 const dataFs = await prepareDataDir(data, { log });
 /** The agent's own time for its last pause and resume ("sandbox paused/resumed" in its log). */
 const agentMs = { pause: NaN, resume: NaN };
-const sink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const line of chunk.toString().split("\n")) {
-      if (!line) continue;
-      const rec = JSON.parse(line) as { ms?: number; level: number; msg: string };
-      if (rec.msg === "sandbox paused") agentMs.pause = rec.ms ?? NaN;
-      else if (rec.msg === "sandbox resumed") agentMs.resume = rec.ms ?? NaN;
-      else if (rec.level >= 40) process.stderr.write(line + "\n");
-    }
-    done();
-  },
+const agentLogger = agentLog((rec) => {
+  if (rec.msg === "sandbox paused") agentMs.pause = rec.ms ?? NaN;
+  else if (rec.msg === "sandbox resumed") agentMs.resume = rec.ms ?? NaN;
 });
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
@@ -152,8 +143,7 @@ const agent = await startHostAgent({
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   networkPrefix: "wbc",
   networkPool: 2,
-  // pino's own writes are synchronous: an entry is in agentMs before the call answers.
-  log: pino({ name: "host-agent", level: "info" }, sink),
+  log: agentLogger,
 });
 // No reconciler: it would see the RPC's pauses and turn the row paused under the REST calls.
 const cp = await startControlPlane({

@@ -15,11 +15,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { pino } from "pino";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { agentLog } from "./agent-log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
@@ -34,19 +33,10 @@ const ms = (x: number) => `${Math.round(x)} ms`;
 
 /** The agent's `timed` steps, collected from its log. */
 const steps = new Map<string, number[]>();
-const sink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const line of chunk.toString().split("\n")) {
-      if (!line) continue;
-      const rec = JSON.parse(line) as { step?: string; ms?: number; level: number; msg: string };
-      if (rec.step && rec.ms !== undefined)
-        steps.set(rec.step, [...(steps.get(rec.step) ?? []), rec.ms]);
-      else if (rec.level >= 40) process.stderr.write(line + "\n");
-    }
-    done();
-  },
+const log = agentLog((rec) => {
+  if (rec.step && rec.ms !== undefined)
+    steps.set(rec.step, [...(steps.get(rec.step) ?? []), rec.ms]);
 });
-const log = pino({ name: "host-agent", level: "info" }, sink);
 const step = (name: string) => {
   const xs = steps.get(name) ?? [];
   steps.delete(name);

@@ -68,11 +68,10 @@ export async function findLeftovers(
 ): Promise<Leftover[]> {
   const usedBy = usedByOf(await users(inUse));
   const out: Leftover[] = [];
-  const currentRootfs = new Map<string, string>();
+  const currentRootfs = await currentImages(imageDir);
   for (const template of await dirNames(join(imageDir, "images"))) {
     const dir = templateDir(imageDir, template);
-    const current = await realpath(join(dir, "rootfs.ext4")).catch(() => null);
-    if (current) currentRootfs.set(template, current);
+    const current = currentRootfs.get(template);
     for (const file of await dirNames(dir)) {
       const path = join(dir, file);
       if (!ROOTFS_VERSION.test(file) || path === current) continue;

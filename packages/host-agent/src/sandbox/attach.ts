@@ -96,10 +96,9 @@ export async function attachVm(
   // guest pages that copy wrote back (100–250 ms after a resume, measured),
   // while the guest needs hundreds of ms to answer. A crash meanwhile leaves
   // the previous record, whose VM the next agent kills as a stray (recovery.ts).
-  const saving = host.records.save(record).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
+  const saving = host.records.save(record);
+  // Awaited below; a failure before then must not count as unhandled.
+  saving.catch(() => undefined);
   const gone = live.gone;
   void vm.exited.then((exit) =>
     gone.abort(
@@ -139,15 +138,11 @@ export async function attachVm(
         restored ? (host.opts.restoreTimeoutMs ?? 30_000) : 10_000,
       ),
     );
+    await saving;
   } catch (err) {
     envd.close();
-    await saving;
+    await saving.catch(() => undefined);
     throw err;
-  }
-  const notSaved = await saving;
-  if (notSaved !== undefined) {
-    envd.close();
-    throw notSaved;
   }
   live.envd = envd;
   record.status = "running";
