@@ -23,12 +23,12 @@ export interface LeakScope {
    */
   prefix: string;
   /**
-   * When given, only loop devices whose backing file, and only processes
-   * whose command line, contains one of these strings count — any process,
-   * not only VMMs. Default: every loop device and every qemu/firecracker
-   * process on the host.
+   * Only loop devices whose backing file, and only processes whose command
+   * line, contains one of these strings count — any process, not only VMMs.
+   * Required for the same reason as `prefix`: a check of every VMM on the
+   * host reported, and killed, another file's live sandbox.
    */
-  markers?: string[];
+  markers: string[];
   /** Directories whose contents (recursively) must be the same afterwards. */
   dirs?: string[];
 }
@@ -140,8 +140,8 @@ async function nftTableNames(): Promise<string[]> {
   }
 }
 
-/** "device backing-file" of every (matching) loop device. */
-async function loops(markers: string[] | undefined): Promise<string[]> {
+/** "device backing-file" of every loop device backed by a marked file. */
+async function loops(markers: string[]): Promise<string[]> {
   let stdout: string;
   try {
     ({ stdout } = await runCommand("losetup", ["-J", "-l"]));
@@ -153,31 +153,23 @@ async function loops(markers: string[] | undefined): Promise<string[]> {
   const parsed = JSON.parse(stdout) as { loopdevices?: Array<Record<string, unknown>> };
   return (parsed.loopdevices ?? [])
     .map((d) => `${String(d.name)} ${String(d["back-file"] ?? "")}`)
-    .filter((d) => markers === undefined || markers.some((m) => d.includes(m)));
+    .filter((d) => markers.some((m) => d.includes(m)));
 }
 
-/** "pid command line" of every (matching) process. */
-async function processList(markers: string[] | undefined): Promise<string[]> {
+/** "pid command line" of every process whose command line holds a marker. */
+async function processList(markers: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     let cmdline: string;
-    let comm: string;
     try {
-      [cmdline, comm] = await Promise.all([
-        readFile(`/proc/${entry}/cmdline`, "utf8"),
-        readFile(`/proc/${entry}/comm`, "utf8"),
-      ]);
+      cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8");
     } catch {
       continue; // exited meanwhile
     }
     const line = cmdline.split("\0").join(" ").trim();
     if (line === "") continue; // kernel thread or zombie
-    const matches =
-      markers === undefined
-        ? /^(qemu-system|firecracker)/.test(comm.trim())
-        : markers.some((m) => line.includes(m));
-    if (matches) out.push(`${entry} ${line.slice(0, 200)}`);
+    if (markers.some((m) => line.includes(m))) out.push(`${entry} ${line.slice(0, 200)}`);
   }
   return out;
 }

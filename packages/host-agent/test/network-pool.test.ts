@@ -97,7 +97,7 @@ function leakChecked(body: (cleanup: (step: () => Promise<unknown>) => void) => 
       t.skip(skipReason);
       return;
     }
-    const before = await snapshotHostResources({ prefix: PREFIX });
+    const before = await snapshotHostResources({ prefix: PREFIX, markers: [PREFIX] });
     const steps: Array<() => Promise<unknown>> = [];
     let failure: unknown = null;
     try {
