@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { patternChunks } from "@wrenn/shared/testing/streams.ts";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { PROXY_SANDBOX_HEADER, PROXY_SECRET_HEADER } from "@wrenn/shared/sandbox-proxy.ts";
+import { boundaryOf, MultipartSplitter } from "@wrenn/shared/multipart.ts";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -33,10 +34,14 @@ export interface FakeAgent {
   /** What GetHostInfo reports the host measured itself using; null: it does not measure. */
   usage: { cpuBusyCores: number; memoryUsedMb: number } | null;
   calls: string[];
-  /** Largest single chunk seen by WriteFileStream (streaming check). */
+  /** Largest single chunk an upload reached the agent in (streaming check). */
   maxChunk: number;
-  /** Every completed WriteFileStream by `sandboxId:path`: its size and sha256. */
-  written: Map<string, { size: number; sha256: string }>;
+  /**
+   * Every completed upload (WriteFileStream, or `/files` POST through the
+   * proxy hop) by `sandboxId:path`: its size, sha256 and, through the hop,
+   * the Content-Length it came with.
+   */
+  written: Map<string, { size: number; sha256: string; contentLength?: number | undefined }>;
   /** Files of `patternChunks(size)` bytes that ReadFileStream makes up as it sends them. */
   generated: Map<string, number>;
   /** Bytes the proxy hop's `/files` GET has handed to its socket (reads' backpressure). */
@@ -422,6 +427,8 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     const key = `${id}:${url.searchParams.get("path") ?? ""}`;
     const size = state.generated.get(key);
     const f = files.get(key);
+    if (url.pathname === "/files" && req.method === "POST")
+      return receiveGuestFile(req, res, id, url);
     if (url.pathname !== "/files" || req.method !== "GET" || (size === undefined && !f))
       return json(404, `path '${url.searchParams.get("path")}' does not exist`);
     state.active.reads++;
@@ -437,6 +444,71 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
       }
     };
     pump();
+  }
+  /**
+   * envd's `/files` POST as the proxy hop relays it: the multipart body's
+   * `file` part goes to `?path=`; a body cut off writes nothing.
+   */
+  function receiveGuestFile(req: IncomingMessage, res: ServerResponse, id: string, url: URL) {
+    const path = url.searchParams.get("path") ?? "";
+    const boundary = boundaryOf(req.headers["content-type"] ?? "");
+    const key = `${id}:${path}`;
+    const parts: Buffer[] = [];
+    const hash = createHash("sha256");
+    let size = 0;
+    let fileParts = 0;
+    const splitter = new MultipartSplitter(boundary ?? "-", (info) => {
+      if (!info.file || info.name !== "file") return undefined;
+      fileParts++;
+      return {
+        write(d) {
+          size += d.length;
+          hash.update(d);
+          // Big uploads are only hashed, so the fake itself does not hold them.
+          if (size <= 8 << 20) parts.push(Buffer.from(d));
+          return true;
+        },
+        ready: async () => undefined,
+        end: () => undefined,
+      };
+    });
+    const length = req.headers["content-length"];
+    state.active.writes++;
+    let done = false;
+    const finish = (status: number, body: unknown) => {
+      if (done) return;
+      done = true;
+      state.active.writes--;
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    req.on("data", (chunk: Buffer) => {
+      state.maxChunk = Math.max(state.maxChunk, chunk.length);
+      try {
+        splitter.push(chunk);
+      } catch (err) {
+        finish(400, { code: 400, message: (err as Error).message });
+        req.resume();
+      }
+    });
+    req.once("end", () => {
+      if (done) return;
+      if (boundary === undefined || !splitter.done || fileParts === 0)
+        return finish(400, { code: 400, message: "bad multipart body" });
+      files.set(key, Buffer.concat(parts));
+      state.written.set(key, {
+        size,
+        sha256: hash.digest("hex"),
+        contentLength: length === undefined ? undefined : Number(length),
+      });
+      finish(200, [{ name: path.split("/").pop(), type: "file", path }]);
+    });
+    req.once("close", () => {
+      if (!done && !req.complete) {
+        done = true;
+        state.active.writes--;
+      }
+    });
   }
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;

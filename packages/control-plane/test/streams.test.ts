@@ -76,6 +76,55 @@ for (const kind of DATABASES)
         duplex: "half",
       } as RequestInit);
       assert.equal(noPath.status, 400);
+      // Bodies the control plane refuses while it forwards them, each with a message.
+      const raw = (fields: string) => fields.replaceAll("|", "\r\n").replaceAll("{B}", "--q");
+      const refusedUpload = async (body: string, query = "", why: RegExp) => {
+        const res = await h.api(`/v1/sandboxes/${id}/files/write${query}`, {
+          method: "POST",
+          headers: { "content-type": "multipart/form-data; boundary=q" },
+          body,
+        });
+        const { error: answer } = (await res.json()) as {
+          error: { code: string; message: string };
+        };
+        assert.equal(res.status, 400, JSON.stringify(answer));
+        assert.equal(answer.code, "invalid_argument");
+        assert.match(answer.message, why);
+      };
+      const filePart = 'Content-Disposition: form-data; name="file"; filename="f"||';
+      await refusedUpload(
+        raw(`{B}|${filePart}one|{B}|${filePart}two|{B}--|`),
+        "?path=/two-parts",
+        /one `file` part/,
+      );
+      assert.equal(agent.written.has(`${id}:/two-parts`), false, "a refused body is not a file");
+      await refusedUpload(
+        raw(
+          `{B}|Content-Disposition: form-data; name="path"||${"x".repeat(9000)}|{B}|${filePart}x|{B}--|`,
+        ),
+        "",
+        /`path` field is over 8192 bytes/,
+      );
+      await refusedUpload(
+        raw(
+          `{B}|Content-Disposition: form-data; name="note"||${"x".repeat(300_000)}|{B}|${filePart}x|{B}--|`,
+        ),
+        "?path=/late",
+        /first 64 KiB/,
+      );
+      await refusedUpload(
+        raw(`{B}|Content-Disposition: form-data; name="path"||/p|{B}--|`),
+        "",
+        /no `file` part/,
+      );
+      await refusedUpload(raw(`{B}|${filePart}cut short`), "?path=/cut-short", /closing boundary/);
+      await refusedUpload(
+        raw(
+          `{B}|Content-Disposition: form-data; name="user"||${"u".repeat(65)}|{B}|${filePart}x|{B}--|`,
+        ),
+        "?path=/u",
+        /bad user/,
+      );
 
       // 8 MiB round trip, read in chunks.
       const eight = 8 << 20;

@@ -12,7 +12,7 @@ import { userInfo } from "node:os";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { BLOCK, BlockWriter } from "../src/http/block-writer.ts";
-import { boundaryOf, MultipartSplitter, partInfo } from "../src/http/multipart.ts";
+import { boundaryOf, MultipartSplitter, partInfo } from "@wrenn/shared/multipart.ts";
 import { startEnvd, type Envd } from "../src/server.ts";
 import { eventually, tempDir } from "./filesystem-fixtures.ts";
 

@@ -59,6 +59,8 @@ test("files stream both ways: 256 MiB in bounded memory", { timeout: 120_000 }, 
     size: 5,
   });
   assert.equal(await sb.files.readText("/tmp/small.txt"), "hello");
+  // Data in memory is sent with its length; a stream (below) as it comes.
+  assert.equal(typeof h.agents[0]!.written.get(`${sb.id}:/tmp/small.txt`)?.contentLength, "number");
 
   const size = 256 << 20;
   const block = new Uint8Array(1 << 20).map((_, i) => i % 251);
@@ -80,7 +82,19 @@ test("files stream both ways: 256 MiB in bounded memory", { timeout: 120_000 }, 
   assert.deepEqual(h.agents[0]!.written.get(`${sb.id}:/big`), {
     size,
     sha256: hash.digest("hex"),
+    contentLength: undefined,
   });
+  // A stream of known size goes with its length; one that yields another size fails.
+  const stream = async function* (n: number) {
+    yield new Uint8Array(n).fill(0x62);
+  };
+  await sb.files.write("/sized", stream(1000), { size: 1000 });
+  const sized = h.agents[0]!.written.get(`${sb.id}:/sized`);
+  assert.equal(sized?.size, 1000);
+  assert.ok((sized?.contentLength ?? 0) > 1000, "the multipart body's length went with it");
+  await assert.rejects(sb.files.write("/short", stream(10), { size: 1000 }));
+  assert.equal(h.agents[0]!.written.has(`${sb.id}:/short`), false);
+  await assert.rejects(sb.files.write("/bad", "x", { size: -1 }), /whole number of bytes/);
   // Both ends of the upload share this process; a buffered body alone would add 256 MiB.
   assert.ok(peak - rss0 < 128 << 20, `rss grew ${(peak - rss0) >> 20} MiB`);
 

@@ -193,7 +193,9 @@ export async function cp(src: string, dst: string, o: JsonOption): Promise<void>
     // `ID:/dir/` means "into that directory", as cp does.
     const target = to.path.endsWith("/") ? to.path + basename(src) : to.path;
     const body = createReadStream(src).pipe(counting(bar));
-    const written = await sb.files.write(target, body as AsyncIterable<Buffer>);
+    const written = await sb.files.write(target, body as AsyncIterable<Buffer>, {
+      size: local.size,
+    });
     bar?.finish();
     if (o.json) printJson(written);
     else if (!showBar) process.stderr.write(`${src} → ${dst}: ${bytes(written.size)}\n`);

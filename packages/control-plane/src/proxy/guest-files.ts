@@ -1,4 +1,4 @@
-import { Agent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent, request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { WrennError, answerMessage, envdFilesError } from "@wrenn/shared/errors.ts";
 import {
@@ -61,6 +61,48 @@ export class GuestFiles {
     file: { path: string; user: string },
     signal: AbortSignal,
   ): Promise<IncomingMessage> {
+    const { req, answer } = this.#open(target, "GET", file, {}, signal);
+    req.end();
+    const res = await answer;
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return res;
+    throw await answerError(res, file.path, target.host.address);
+  }
+
+  /**
+   * envd's `POST /files` through the hop: the caller writes the body to
+   * `body` (backpressure as any request) and ends it; `written` settles
+   * with envd's answer. A multipart body sent with its length reaches envd
+   * with that length, which envd reads past Node's parser.
+   */
+  upload(
+    target: GuestFileTarget,
+    file: { path: string; user: string },
+    body: { contentType: string; length: number | undefined },
+    signal: AbortSignal,
+  ): { body: ClientRequest; written: Promise<void> } {
+    const headers: Record<string, string> = { "content-type": body.contentType };
+    if (body.length !== undefined) headers["content-length"] = String(body.length);
+    const { req, answer } = this.#open(target, "POST", file, headers, signal);
+    const written = answer.then(async (res) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300)
+        throw await answerError(res, file.path, target.host.address);
+      res.resume();
+    });
+    // Awaited by the caller unless it fails first: never an unhandled rejection.
+    written.catch(() => undefined);
+    return { body: req, written };
+  }
+
+  /** A request for envd's `/files` of `target`, sent through its agent's proxy hop. */
+  #open(
+    target: GuestFileTarget,
+    method: "GET" | "POST",
+    file: { path: string; user: string },
+    extra: Record<string, string>,
+    signal: AbortSignal,
+  ): { req: ClientRequest; answer: Promise<IncomingMessage> } {
     const base = target.host.address.includes("://")
       ? target.host.address
       : `http://${target.host.address}`;
@@ -71,34 +113,38 @@ export class GuestFiles {
     const url = new URL(`/files?${query}`, base);
     const tls = url.protocol === "https:";
     const headers: Record<string, string> = {
+      ...extra,
       [PROXY_SANDBOX_HEADER]: target.sandboxId,
       [PROXY_PORT_HEADER]: String(ENVD_PORT),
       ...(target.host.secret ? { [PROXY_SECRET_HEADER]: target.host.secret } : {}),
       ...(target.envdAccessToken ? { "x-access-token": target.envdAccessToken } : {}),
     };
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (tls ? httpsRequest : httpRequest)(url, {
-        method: "GET",
-        headers,
-        agent: tls ? this.#tlsAgent : this.#agent,
-        signal,
-      });
+    const req = (tls ? httpsRequest : httpRequest)(url, {
+      method,
+      headers,
+      agent: tls ? this.#tlsAgent : this.#agent,
+      signal,
+    });
+    const answer = new Promise<IncomingMessage>((resolve, reject) => {
       req.once("response", resolve);
-      req.once("error", (err) =>
+      // `on`, not `once`: a body still being written may fail the request again.
+      req.on("error", (err) =>
         reject(
           signal.aborted
-            ? new WrennError("cancelled", "the read was cancelled")
+            ? new WrennError(
+                "cancelled",
+                `the ${method === "GET" ? "read" : "write"} was cancelled`,
+              )
             : new WrennError(
                 "unavailable",
                 `host agent at ${target.host.address} did not answer: ${err.message}`,
               ),
         ),
       );
-      req.end();
     });
-    const status = res.statusCode ?? 0;
-    if (status >= 200 && status < 300) return res;
-    throw await answerError(res, file.path, target.host.address);
+    // The request's own error also rejects `answer`: never an unhandled rejection.
+    answer.catch(() => undefined);
+    return { req, answer };
   }
 
   close(): void {

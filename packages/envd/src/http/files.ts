@@ -17,7 +17,7 @@ import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
 import { takeBody, takeoverLength } from "./socket-body.ts";
 import { BlockWriter } from "./block-writer.ts";
-import { boundaryOf, MultipartSplitter, type PartSink } from "./multipart.ts";
+import { boundaryOf, MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
 
 /** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
 const CHUNK = 1 << 20;

@@ -1,11 +1,12 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import busboy from "busboy";
 import { createRoute, z } from "@hono/zod-openapi";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { boundaryOf } from "@wrenn/shared/multipart.ts";
 import { GuestFiles } from "../../proxy/guest-files.ts";
+import { forwardUpload, type UploadTarget } from "../../proxy/upload-forward.ts";
 import type { SandboxService } from "../../sandboxes.ts";
 import type { Deps } from "../../context.ts";
 import { describeIssues, router, security } from "../router.ts";
@@ -30,10 +31,10 @@ const FILE_TIMEOUT_MS = 3600_000;
 const errors = { ...commonErrors, ...agentErrors };
 
 /**
- * Files stream end to end: the multipart body is parsed as it arrives and
- * each chunk goes on to the agent's WriteFileStream; reads relay envd's
- * `/files` body through the agent's proxy hop as it comes (guest-files.ts
- * says why not ReadFileStream). Nothing holds a whole file in memory.
+ * Files stream end to end through the agent's proxy hop to envd's `/files`:
+ * an upload's multipart body is forwarded as it arrives (upload-forward.ts),
+ * a read relays envd's body as it comes (guest-files.ts says why not the
+ * file RPCs). Nothing holds a whole file in memory.
  */
 export function fileRoutes(deps: Deps, service: SandboxService) {
   const app = router();
@@ -69,86 +70,31 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     if (!id.success)
       throw new WrennError("invalid_argument", "sandbox ids are lowercase letters and digits");
     const contentType = c.req.header("content-type") ?? "";
-    if (!contentType.toLowerCase().startsWith("multipart/form-data")) {
+    const boundary = boundaryOf(contentType);
+    if (!contentType.toLowerCase().startsWith("multipart/form-data") || boundary === undefined) {
       throw new WrennError(
         "invalid_argument",
-        "send multipart/form-data with a `path` field and a `file` part",
+        "send multipart/form-data (with its boundary) with a `path` field and a `file` part",
       );
     }
-    const body = c.req.raw.body;
-    if (!body) throw new WrennError("invalid_argument", "the request has no body");
-    const { host } = await service.running(c.get("caller"), id.data.id, "write files to");
-    let path = c.req.query("path");
-    let user = c.req.query("user") ?? "";
-    let bb: busboy.Busboy;
-    try {
-      bb = busboy({
-        headers: { "content-type": contentType },
-        limits: { files: 1, fields: 8, fieldSize: 8192 },
-      });
-    } catch (err) {
-      throw new WrennError("invalid_argument", `bad multipart body: ${(err as Error).message}`);
-    }
-    const written = new Promise<{ path: string; size: number }>((resolve, reject) => {
-      let sawFile = false;
-      bb.on("field", (name, value) => {
-        if (name === "path") path = value;
-        if (name === "user") user = value;
-      });
-      bb.on("file", (name, stream) => {
-        if (name !== "file" || sawFile) {
-          stream.resume();
-          return;
-        }
-        sawFile = true;
-        const checked = FilePath.safeParse(path);
-        const checkedUser = FileUser.safeParse(user);
-        if (!checked.success || !checkedUser.success) {
-          stream.resume();
-          reject(
-            new WrennError(
-              "invalid_argument",
-              path === undefined
-                ? "send the `path` field before the `file` part, or pass ?path="
-                : `bad ${checked.success ? "user" : "path"}: ${describeIssues((checked.error ?? checkedUser.error)?.issues ?? [])}`,
-            ),
-          );
-          return;
-        }
-        const target = checked.data;
-        async function* parts() {
-          yield {
-            part: {
-              case: "header" as const,
-              value: { sandboxId: id.data!.id, path: target, user },
-            },
-          };
-          for await (const chunk of stream as AsyncIterable<Buffer>) {
-            yield { part: { case: "chunk" as const, value: chunk } };
-          }
-        }
-        deps.agents
-          .call(host, (a, o) => a.writeFileStream(parts(), o), FILE_TIMEOUT_MS)
-          .then(
-            (res) => resolve({ path: target, size: Number(res.size) }),
-            (err: unknown) => {
-              stream.resume();
-              reject(err);
-            },
-          );
-      });
-      bb.on("error", (err: Error) =>
-        reject(new WrennError("invalid_argument", `bad multipart body: ${err.message}`)),
-      );
-      bb.on("close", () => {
-        if (!sawFile)
-          reject(new WrennError("invalid_argument", "the multipart body has no `file` part"));
-      });
+    const length = contentLength(c.req.header("content-length"));
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    const body =
+      incoming ??
+      (c.req.raw.body
+        ? Readable.fromWeb(c.req.raw.body as NodeReadableStream<Uint8Array>)
+        : undefined);
+    if (!body || length === 0) throw new WrennError("invalid_argument", "the request has no body");
+    const { row, host } = await service.running(c.get("caller"), id.data.id, "write files to");
+    const target = { sandboxId: id.data.id, host, envdAccessToken: row.envdAccessToken };
+    const signal = AbortSignal.timeout(FILE_TIMEOUT_MS);
+    const written = await forwardUpload(body, {
+      boundary,
+      query: { path: c.req.query("path"), user: c.req.query("user") ?? "" },
+      check: checkTarget,
+      open: (file) => guestFiles.upload(target, file, { contentType, length }, signal),
     });
-    const source = Readable.fromWeb(body as NodeReadableStream<Uint8Array>);
-    source.on("error", (err) => bb.destroy(err));
-    source.pipe(bb);
-    return c.json(await written, 200);
+    return c.json({ path: written.path, size: written.size }, 200);
   });
 
   app.openapi(
@@ -202,4 +148,33 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
   );
 
   return app;
+}
+
+/** The upload's target, from the query or the fields before the file part, checked as the API's schemas say. */
+function checkTarget(path: string | undefined, user: string): UploadTarget {
+  if (path === undefined) {
+    throw new WrennError(
+      "invalid_argument",
+      "send the `path` field before the `file` part, or pass ?path=",
+    );
+  }
+  const checked = FilePath.safeParse(path);
+  if (!checked.success) {
+    throw new WrennError("invalid_argument", `bad path: ${describeIssues(checked.error.issues)}`);
+  }
+  const checkedUser = FileUser.safeParse(user);
+  if (!checkedUser.success) {
+    throw new WrennError(
+      "invalid_argument",
+      `bad user: ${describeIssues(checkedUser.error.issues)}`,
+    );
+  }
+  return { path: checked.data, user: checkedUser.data };
+}
+
+/** A Content-Length header's value, when it is one. */
+function contentLength(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
 }

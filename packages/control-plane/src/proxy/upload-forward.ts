@@ -1,0 +1,135 @@
+import { once } from "node:events";
+import type { ClientRequest } from "node:http";
+import type { Readable } from "node:stream";
+import { WrennError } from "@wrenn/shared/errors.ts";
+import { MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
+
+/** The `file` part must begin within this many bytes: the fields before it are held until then. */
+const HEAD_MAX = 64 << 10;
+/** A `path` or `user` field's longest value. */
+const FIELD_MAX = 8192;
+
+export interface UploadTarget {
+  path: string;
+  user: string;
+}
+
+/** Checks the file's target once it is known (the query's, or the fields before the file part). */
+export type CheckTarget = (path: string | undefined, user: string) => UploadTarget;
+
+/** Opens envd's `POST /files` for the target: the body to write to, and envd's answer. */
+export type OpenUpload = (target: UploadTarget) => {
+  body: ClientRequest;
+  written: Promise<void>;
+};
+
+/**
+ * A REST upload's multipart body, forwarded to envd byte for byte as it
+ * arrives, with the client's length: envd then reads it past Node's HTTP
+ * parser and splits it natively, where parsing it here and sending the
+ * file's bytes on as a stream of unknown length (the WriteFileStream RPC,
+ * then a chunked body) held uploads at 0.28× envd direct. The body is only
+ * watched here: the fields before the `file` part name the target (envd
+ * takes it from the query), the file part's bytes are counted for the
+ * answer, and a second `file` part is refused (envd would write it too).
+ *
+ * On failure the rest of the client's body is read and dropped, so the
+ * client reads the error instead of a reset.
+ */
+export async function forwardUpload(
+  source: Readable,
+  opts: {
+    boundary: string;
+    query: { path: string | undefined; user: string };
+    check: CheckTarget;
+    open: OpenUpload;
+  },
+): Promise<UploadTarget & { size: number }> {
+  let { path, user } = opts.query;
+  let upstream: ReturnType<OpenUpload> | undefined;
+  let target: UploadTarget | undefined;
+  let size = 0;
+  const counting: PartSink = {
+    write: (d) => {
+      size += d.length;
+      return true;
+    },
+    ready: async () => undefined,
+    end: () => undefined,
+  };
+  const splitter = new MultipartSplitter(opts.boundary, (info) => {
+    if (info.file && info.name === "file") {
+      if (target !== undefined) {
+        throw new WrennError("invalid_argument", "send one `file` part per upload");
+      }
+      target = opts.check(path, user);
+      upstream = opts.open(target);
+      return counting;
+    }
+    if (target === undefined && !info.file && (info.name === "path" || info.name === "user")) {
+      return field(info.name, (value) => {
+        if (info.name === "path") path = value;
+        else user = value;
+      });
+    }
+    return undefined;
+  });
+
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  try {
+    for await (const chunk of source.iterator({
+      destroyOnReturn: false,
+    }) as AsyncIterable<Buffer>) {
+      splitter.push(chunk);
+      if (upstream === undefined) {
+        held.push(chunk);
+        heldBytes += chunk.length;
+        if (heldBytes > HEAD_MAX) {
+          throw new WrennError(
+            "invalid_argument",
+            "the `file` part must begin within the body's first 64 KiB: send the `path` and `user` fields before it, or pass ?path=",
+          );
+        }
+        continue;
+      }
+      for (const h of held) upstream.body.write(h);
+      held = [];
+      if (!upstream.body.write(chunk)) {
+        await Promise.race([once(upstream.body, "drain"), upstream.written]);
+      }
+    }
+    splitter.end();
+    if (upstream === undefined || target === undefined) {
+      throw new WrennError("invalid_argument", "the multipart body has no `file` part");
+    }
+    upstream.body.end();
+    await upstream.written;
+    return { ...target, size };
+  } catch (err) {
+    upstream?.body.destroy();
+    source.resume();
+    throw err;
+  }
+}
+
+/** Collects a small field's value; `done` gets it once the part ends. */
+function field(name: string, done: (value: string) => void): PartSink {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  return {
+    write(d) {
+      length += d.length;
+      if (length > FIELD_MAX) {
+        throw new WrennError(
+          "invalid_argument",
+          `the \`${name}\` field is over ${FIELD_MAX} bytes`,
+        );
+      }
+      chunks.push(Buffer.from(d));
+      return true;
+    },
+    ready: async () => undefined,
+    end: () => done(Buffer.concat(chunks).toString("utf8")),
+  };
+}
