@@ -1,9 +1,9 @@
 /**
  * File throughput through the control plane: REST `files/write` (multipart)
  * and `files/read` against the same bytes over the agent's
- * WriteFileStream/ReadFileStream directly — the relay's cost. REST reads
- * take the agent's proxy hop (envd's raw `/files` body, served here by the
- * fake agent), so the read line compares that relay with the RPC. The agent is
+ * WriteFileStream/ReadFileStream directly — the relay's cost. REST writes
+ * and reads take the agent's proxy hop (envd's `/files`, served here by the
+ * fake agent), so each line compares that relay with the RPC. The agent is
  * the tests' fake (real Connect on loopback; it hashes what it receives and
  * makes up what it sends), so the figures are the control plane's and the
  * transport's, not a guest's disk. Interleaved rounds in one run; the ratio is

@@ -7,9 +7,9 @@
  *   files: the network path alone);
  * - envd `/files` upload (application/octet-stream, and multipart as the
  *   e2b SDK sends it) and download direct to the guest's address;
- * - REST `/v1/sandboxes/{id}/files/write` (multipart, through the agent's
- *   WriteFileStream RPC) and `files/read` (envd's body through the agent's
- *   proxy hop);
+ * - REST `/v1/sandboxes/{id}/files/write` (the multipart body forwarded
+ *   to envd through the agent's proxy hop) and `files/read` (envd's body
+ *   back through that hop);
  * - envd `/files` through the control plane's traffic proxy.
  * Targets (issue 15): envd upload ≥ 0.7× the guest disk, envd download
  * ≥ 0.8× raw TCP out of the guest, REST and the proxy ≥ 0.8× envd direct.

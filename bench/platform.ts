@@ -50,7 +50,13 @@ export async function startBenchPlatform(
     log,
     ...pools,
   });
-  const cp = await startControlPlane({ port: 0, pglite: await PGlite.create(), log });
+  // As `wrenn up`: the agent's hop is handed requests in this process.
+  const cp = await startControlPlane({
+    port: 0,
+    pglite: await PGlite.create(),
+    log,
+    localHops: new Map([[new URL(agent.url).host, agent.hop]]),
+  });
   const close = async () => {
     await cp.close();
     await agent.shutdown();

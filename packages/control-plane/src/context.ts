@@ -1,5 +1,6 @@
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
+import type { LocalHop } from "@wrenn/shared/sandbox-proxy.ts";
 import type { AgentPool } from "./agents.ts";
 import type { Sessions } from "./auth/sessions.ts";
 import type { Throttles } from "./auth/throttle.ts";
@@ -38,6 +39,8 @@ export interface Deps {
   openSignup?: boolean;
   /** Where sandbox traffic is routed (`<port>-<id>.<domain>`), returned by E2B's API; null when unset. */
   domain: string | null;
+  /** Agents in this process, by registered address (ControlPlaneOptions.localHops). */
+  localHops?: ReadonlyMap<string, LocalHop> | undefined;
 }
 
 export function requireAdmin(caller: Caller): void {

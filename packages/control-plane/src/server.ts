@@ -22,7 +22,7 @@ import { Reconciler } from "./reconciler.ts";
 import { SandboxService, systemCaller } from "./sandboxes.ts";
 import { listen, type Listener, type TlsFiles } from "./listen.ts";
 import { createSandboxProxy } from "./proxy/proxy.ts";
-import { proxyErrorBody } from "@wrenn/shared/sandbox-proxy.ts";
+import { proxyErrorBody, type LocalHop } from "@wrenn/shared/sandbox-proxy.ts";
 import { DEFAULT_OVERCOMMIT, Placement, type Overcommit } from "./scheduler.ts";
 
 export interface ControlPlaneOptions {
@@ -68,6 +68,13 @@ export interface ControlPlaneOptions {
    * the traffic proxy's hop alike.
    */
   agentCa?: string;
+  /**
+   * Host agents running in this process (`wrenn up`), by the address they
+   * are registered at: sandbox traffic and REST file bytes go to their hop
+   * without a loopback socket, which on a small host was a third of what a
+   * transfer cost in CPU. Agents elsewhere are reached over HTTP as ever.
+   */
+  localHops?: ReadonlyMap<string, LocalHop>;
   log?: Logger;
 }
 
@@ -132,6 +139,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     quotas: new Quotas(db, options.teamQuota),
     domain: options.domain ?? null,
     openSignup: options.openSignup ?? false,
+    localHops: options.localHops,
   };
   const intervalMs = options.reconcileIntervalMs ?? 10_000;
   const reconciler = new Reconciler(db, agents, log, {
@@ -147,6 +155,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     db,
     log,
     agentCa: options.agentCa,
+    localHops: options.localHops,
     domain: options.domain?.toLowerCase() ?? null,
     resume: async (entry) => {
       // The proxy acts for the sandbox's team: only its owner could have asked for autoResume.

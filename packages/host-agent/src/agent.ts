@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import type { LocalHop } from "@wrenn/shared/sandbox-proxy.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { bootSnapshotsDir, findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
 import { createNetworkManager } from "./network/netns-network.ts";
@@ -92,6 +93,8 @@ export interface HostAgent {
   hostId: string;
   manager: SandboxManager;
   server: Server;
+  /** The traffic proxy's last hop, for a control plane in this process (`wrenn up`). */
+  hop: LocalHop;
   /** Stops serving; running VMs stay up for the next agent to re-adopt. */
   close(): Promise<void>;
   /** Destroys every sandbox, removes the host's network rules, and stops serving. */
@@ -267,6 +270,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     hostId,
     manager,
     server,
+    hop: guestProxy,
     close,
     shutdown: async () => {
       await manager.destroyAll();

@@ -1,4 +1,5 @@
-import type { ServerResponse } from "node:http";
+import type { ClientRequest, IncomingMessage, RequestOptions, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 
 /**
  * The traffic proxy's contract between the control plane and a host agent:
@@ -10,6 +11,22 @@ import type { ServerResponse } from "node:http";
 export const PROXY_SANDBOX_HEADER = "x-wrenn-proxy-sandbox";
 export const PROXY_PORT_HEADER = "x-wrenn-proxy-port";
 export const PROXY_SECRET_HEADER = "x-wrenn-host-secret";
+
+/**
+ * An agent's end of the hop, for a control plane in the agent's own process
+ * (`wrenn up`): it takes a request carrying the proxy headers as the agent's
+ * listener would, without the loopback socket between them — each relay of a
+ * body costs about 2 CPU-seconds per GiB of socket reads and writes.
+ */
+export interface LocalHop {
+  web(req: IncomingMessage, res: ServerResponse): void;
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /**
+   * A request to `port` of a running sandbox's guest (what `web` forwards
+   * to); throws a WrennError `unavailable` when the sandbox does not run here.
+   */
+  request(sandboxId: string, port: number, options: RequestOptions): ClientRequest;
+}
 
 /** envd's port in every guest: the one port the envd access token guards. */
 export const ENVD_PORT = 49983;

@@ -175,6 +175,8 @@ export async function run(argv: string[]): Promise<void> {
       ...traffic,
       ...teamPolicyOptions(values),
       ...admissionOptions(values),
+      // Traffic to this agent's sandboxes skips a loopback relay (ControlPlaneOptions.localHops).
+      localHops: new Map([[new URL(agent.url).host, agent.hop]]),
     });
     await registerUpHost(cp, stateDir, new URL(agent.url).host, hostSecret);
     const session = await adminSession(cp.url, stateDir);

@@ -6,6 +6,7 @@ import {
   PROXY_PORT_HEADER,
   PROXY_SANDBOX_HEADER,
   PROXY_SECRET_HEADER,
+  type LocalHop,
 } from "@wrenn/shared/sandbox-proxy.ts";
 
 /** Where a sandbox's bytes are: its host agent and the envd token of this run. */
@@ -39,8 +40,16 @@ export class GuestFiles {
     timeout: 5000,
   });
   readonly #tlsAgent: HttpsAgent;
+  readonly #localHops: ReadonlyMap<string, LocalHop>;
 
-  constructor(opts: { agentCa?: string | undefined } = {}) {
+  constructor(
+    opts: {
+      agentCa?: string | undefined;
+      /** Agents in this process by registered address: their guests are asked directly. */
+      localHops?: ReadonlyMap<string, LocalHop> | undefined;
+    } = {},
+  ) {
+    this.#localHops = opts.localHops ?? new Map();
     this.#tlsAgent = new HttpsAgent({
       keepAlive: true,
       maxSockets: 256,
@@ -103,28 +112,24 @@ export class GuestFiles {
     extra: Record<string, string>,
     signal: AbortSignal,
   ): { req: ClientRequest; answer: Promise<IncomingMessage> } {
-    const base = target.host.address.includes("://")
-      ? target.host.address
-      : `http://${target.host.address}`;
     const query = new URLSearchParams({
       path: file.path,
       ...(file.user ? { username: file.user } : {}),
     });
-    const url = new URL(`/files?${query}`, base);
-    const tls = url.protocol === "https:";
-    const headers: Record<string, string> = {
+    const envdHeaders: Record<string, string> = {
       ...extra,
-      [PROXY_SANDBOX_HEADER]: target.sandboxId,
-      [PROXY_PORT_HEADER]: String(ENVD_PORT),
-      ...(target.host.secret ? { [PROXY_SECRET_HEADER]: target.host.secret } : {}),
       ...(target.envdAccessToken ? { "x-access-token": target.envdAccessToken } : {}),
     };
-    const req = (tls ? httpsRequest : httpRequest)(url, {
-      method,
-      headers,
-      agent: tls ? this.#tlsAgent : this.#agent,
-      signal,
-    });
+    const hop = this.#localHops.get(target.host.address);
+    // In this process the agent's hop opens the guest's socket itself (throws if it is not running).
+    const req = hop
+      ? hop.request(target.sandboxId, ENVD_PORT, {
+          method,
+          path: `/files?${query}`,
+          headers: envdHeaders,
+          signal,
+        })
+      : this.#overHop(target, method, `/files?${query}`, envdHeaders, signal);
     const answer = new Promise<IncomingMessage>((resolve, reject) => {
       req.once("response", resolve);
       // `on`, not `once`: a body still being written may fail the request again.
@@ -145,6 +150,32 @@ export class GuestFiles {
     // The request's own error also rejects `answer`: never an unhandled rejection.
     answer.catch(() => undefined);
     return { req, answer };
+  }
+
+  /** The request through the agent's proxy hop, over HTTP(S). */
+  #overHop(
+    target: GuestFileTarget,
+    method: string,
+    path: string,
+    envdHeaders: Record<string, string>,
+    signal: AbortSignal,
+  ): ClientRequest {
+    const base = target.host.address.includes("://")
+      ? target.host.address
+      : `http://${target.host.address}`;
+    const url = new URL(path, base);
+    const tls = url.protocol === "https:";
+    return (tls ? httpsRequest : httpRequest)(url, {
+      method,
+      headers: {
+        ...envdHeaders,
+        [PROXY_SANDBOX_HEADER]: target.sandboxId,
+        [PROXY_PORT_HEADER]: String(ENVD_PORT),
+        ...(target.host.secret ? { [PROXY_SECRET_HEADER]: target.host.secret } : {}),
+      },
+      agent: tls ? this.#tlsAgent : this.#agent,
+      signal,
+    });
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
+import { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -13,6 +14,7 @@ import {
   endResponse,
   endSocket,
   proxyErrorBody,
+  type LocalHop,
 } from "@wrenn/shared/sandbox-proxy.ts";
 import type { Db } from "../db/open.ts";
 import { SandboxDirectory, type ProxyEntry, type Resumer } from "./directory.ts";
@@ -29,6 +31,8 @@ export interface SandboxProxyOptions {
   cacheTtlMs?: number;
   /** PEM CAs that sign `https://` agents' certificates (default: the system's). */
   agentCa?: string | undefined;
+  /** Agents in this process by registered address: their hop takes requests without a socket. */
+  localHops?: ReadonlyMap<string, LocalHop> | undefined;
 }
 
 export interface SandboxProxy {
@@ -109,18 +113,41 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
     return entry;
   }
 
+  function hopHeaders(entry: ProxyEntry, port: number): Record<string, string> {
+    const host = entry.host as NonNullable<ProxyEntry["host"]>;
+    return {
+      [PROXY_SANDBOX_HEADER]: entry.sandboxId,
+      [PROXY_PORT_HEADER]: String(port),
+      ...(host.secret ? { [PROXY_SECRET_HEADER]: host.secret } : {}),
+    };
+  }
+
   function forwardOptions(entry: ProxyEntry, port: number) {
     const host = entry.host as NonNullable<ProxyEntry["host"]>;
     const base = host.address.includes("://") ? host.address : `http://${host.address}`;
     return {
       target: base,
       agent: base.startsWith("https:") ? tlsAgent : agent,
-      headers: {
-        [PROXY_SANDBOX_HEADER]: entry.sandboxId,
-        [PROXY_PORT_HEADER]: String(port),
-        ...(host.secret ? { [PROXY_SECRET_HEADER]: host.secret } : {}),
-      },
+      headers: hopHeaders(entry, port),
     };
+  }
+
+  /**
+   * The agent's hop when it runs in this process: the request gets what the
+   * HTTP hop would have carried (the hop's headers, x-forwarded-*) and is
+   * handed over as it is, without a second relay through a loopback socket.
+   */
+  function localHop(
+    entry: ProxyEntry,
+    port: number,
+    req: IncomingMessage,
+    upgrade = false,
+  ): LocalHop | undefined {
+    const hop = entry.host ? opts.localHops?.get(entry.host.address) : undefined;
+    if (hop === undefined) return undefined;
+    Object.assign(req.headers, hopHeaders(entry, port));
+    addForwarded(req, upgrade);
+    return hop;
   }
 
   function agentFailure(entry: ProxyEntry, err: unknown): Failure {
@@ -155,6 +182,8 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
         (entry) => {
           if ("body" in entry) return endResponse(res, entry.status, entry.body);
           const port = (route as { port: number }).port;
+          const hop = localHop(entry, port, req);
+          if (hop) return hop.web(req, res);
           proxy.web(req, res, forwardOptions(entry, port), (err) => {
             const f = agentFailure(entry, err);
             endResponse(res, f.status, f.body);
@@ -171,6 +200,8 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
         (entry) => {
           if ("body" in entry) return endSocket(socket, entry.status, entry.body);
           const port = (route as { port: number }).port;
+          const hop = localHop(entry, port, req, true);
+          if (hop) return hop.ws(req, socket, head);
           proxy.ws(req, socket, head, forwardOptions(entry, port), (err) => {
             const f = agentFailure(entry, err);
             endSocket(socket, f.status, f.body);
@@ -193,4 +224,20 @@ function sameSecret(given: string, want: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(want);
   return want.length > 0 && a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The x-forwarded-* headers the HTTP hop adds (http-proxy-3's `xfwd`), for the in-process hop. */
+function addForwarded(req: IncomingMessage, upgrade: boolean): void {
+  const encrypted = req.socket instanceof TLSSocket && req.socket.encrypted;
+  const host = req.headers.host ?? "";
+  const values = {
+    for: req.socket.remoteAddress ?? "",
+    port: /:(\d+)/.exec(host)?.[1] ?? (encrypted ? "443" : "80"),
+    proto: (upgrade ? "ws" : "http") + (encrypted ? "s" : ""),
+  };
+  for (const [name, value] of Object.entries(values)) {
+    const had = req.headers[`x-forwarded-${name}`];
+    req.headers[`x-forwarded-${name}`] = had ? `${String(had)},${value}` : value;
+  }
+  req.headers["x-forwarded-host"] ||= host;
 }

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import { Agent, request, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -9,6 +9,7 @@ import {
   PROXY_SANDBOX_HEADER,
   PROXY_SECRET_HEADER,
   SANDBOX_ID,
+  type LocalHop,
   endResponse,
   endSocket,
   parsePort,
@@ -25,11 +26,10 @@ export interface GuestDirectory {
   guestAddress(sandboxId: string): { host: string; gone: AbortSignal };
 }
 
-export interface GuestProxy {
+/** The hop's handlers also serve a control plane in this process (LocalHop). */
+export interface GuestProxy extends LocalHop {
   /** True when the request is a proxied one (it carries the sandbox header). */
   matches(req: IncomingMessage): boolean;
-  web(req: IncomingMessage, res: ServerResponse): void;
-  ws(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   close(): void;
 }
 
@@ -200,6 +200,20 @@ export function createGuestProxy(
         const { status, body } = failure(target, err);
         endSocket(socket, status, body);
       });
+    },
+    request(sandboxId, port, options) {
+      let guest: { host: string; gone: AbortSignal };
+      try {
+        guest = directory.guestAddress(sandboxId);
+        if (guest.gone.aborted) throw new WrennError("unavailable", "its VM is gone");
+      } catch (err) {
+        // As the hop answers 502 over HTTP: the host's trouble, not the caller's.
+        throw new WrennError(
+          "unavailable",
+          `sandbox '${sandboxId}' is not running on this host: ${messageOf(err)}`,
+        );
+      }
+      return request({ ...options, host: guest.host, port, agent: poolOf(guest.gone).agent });
     },
     close() {
       for (const pool of pools.values()) pool.close();

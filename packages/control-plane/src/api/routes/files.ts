@@ -38,7 +38,7 @@ const errors = { ...commonErrors, ...agentErrors };
  */
 export function fileRoutes(deps: Deps, service: SandboxService) {
   const app = router();
-  const guestFiles = new GuestFiles({ agentCa: deps.agents.ca });
+  const guestFiles = new GuestFiles({ agentCa: deps.agents.ca, localHops: deps.localHops });
 
   app.openAPIRegistry.registerPath({
     method: "post",
