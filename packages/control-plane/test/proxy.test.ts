@@ -168,6 +168,8 @@ for (const hop of ["http", "in-process"] as const)
           body: blob,
         });
         assert.equal(up.status, 200, await up.clone().text());
+        // Read off the socket past the parser (body-relay.ts), so the connection ends with it.
+        assert.equal(up.headers.get("connection"), "close");
         const down = await fetch(`${cp.cp.url}/files?path=/tmp/blob.bin&username=root`, {
           headers: envdHeaders,
         });
@@ -194,6 +196,17 @@ for (const hop of ["http", "in-process"] as const)
           sandboxId: id,
           port: 8999,
         });
+        // The same for a large body the relay reads itself: the answer, not a reset.
+        const closedUpload = await fetch(`${cp.cp.url}/upload`, {
+          method: "POST",
+          headers: { ...byHeaders, "e2b-sandbox-port": "8999" },
+          body: randomBytes(4 << 20),
+        });
+        assert.equal(closedUpload.status, 502);
+        assert.equal(
+          ((await closedUpload.json()) as Json).message,
+          "The sandbox is running but port is not open",
+        );
         const unknown = await get(cp.cp.url, "/", { host: `8000-nosuchsandbox0.${DOMAIN}` });
         assert.equal(unknown.status, 502);
         assert.deepEqual(JSON.parse(unknown.body), {

@@ -1,10 +1,17 @@
 import { timingSafeEqual } from "node:crypto";
-import { Agent, type IncomingMessage, type ServerResponse } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
+import {
+  Agent,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
+import { relayBody } from "@wrenn/shared/body-relay.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import {
   ENVD_PORT,
@@ -184,6 +191,23 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
           const port = (route as { port: number }).port;
           const hop = localHop(entry, port, req);
           if (hop) return hop.web(req, res);
+          const length = takeoverLength(req);
+          if (length !== undefined) {
+            // A large body with its length: read off the socket (shared/body-relay.ts).
+            const { target, agent: sockets, headers } = forwardOptions(entry, port);
+            addForwarded(req, false);
+            const url = new URL(req.url ?? "/", target);
+            const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+            const upstream = send(url, {
+              method: req.method,
+              headers: { ...req.headers, ...headers },
+              agent: sockets,
+            });
+            return relayBody(req, res, length, upstream, (err) => {
+              const f = agentFailure(entry, err);
+              endResponse(res, f.status, f.body);
+            });
+          }
           proxy.web(req, res, forwardOptions(entry, port), (err) => {
             const f = agentFailure(entry, err);
             endResponse(res, f.status, f.body);

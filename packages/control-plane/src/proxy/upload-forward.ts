@@ -1,8 +1,9 @@
 import { once } from "node:events";
-import type { ClientRequest } from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
+import { takeBody } from "@wrenn/shared/socket-body.ts";
 
 /** The `file` part must begin within this many bytes: the fields before it are held until then. */
 const HEAD_MAX = 64 << 10;
@@ -43,6 +44,12 @@ export async function forwardUpload(
     query: { path: string | undefined; user: string };
     check: CheckTarget;
     open: OpenUpload;
+    /**
+     * The body's length when `source` is a request whose body can be read
+     * off its socket (`takeoverLength`): read so, a MiB a read (the caller
+     * answers with `Connection: close`).
+     */
+    takeover?: number | undefined;
   },
 ): Promise<UploadTarget & { size: number }> {
   let { path, user } = opts.query;
@@ -77,26 +84,43 @@ export async function forwardUpload(
 
   let held: Buffer[] = [];
   let heldBytes = 0;
-  try {
-    for await (const chunk of source.iterator({
-      destroyOnReturn: false,
-    }) as AsyncIterable<Buffer>) {
-      splitter.push(chunk);
-      if (upstream === undefined) {
-        held.push(chunk);
-        heldBytes += chunk.length;
-        if (heldBytes > HEAD_MAX) {
-          throw new WrennError(
-            "invalid_argument",
-            "the `file` part must begin within the body's first 64 KiB: send the `path` and `user` fields before it, or pass ?path=",
-          );
-        }
-        continue;
+  /** One piece of the body; `reused`: its buffer is read into again once this settles. */
+  const take = (chunk: Buffer, reused: boolean): Promise<void> | undefined => {
+    splitter.push(chunk);
+    if (upstream === undefined) {
+      held.push(reused ? Buffer.from(chunk) : chunk);
+      heldBytes += chunk.length;
+      if (heldBytes > HEAD_MAX) {
+        throw new WrennError(
+          "invalid_argument",
+          "the `file` part must begin within the body's first 64 KiB: send the `path` and `user` fields before it, or pass ?path=",
+        );
       }
-      for (const h of held) upstream.body.write(h);
-      held = [];
-      if (!upstream.body.write(chunk)) {
-        await Promise.race([once(upstream.body, "drain"), upstream.written]);
+      return undefined;
+    }
+    const { body, written } = upstream;
+    for (const h of held) body.write(h);
+    held = [];
+    if (reused) {
+      return new Promise<void>((resolve, reject) => {
+        body.write(chunk, (err) => (err ? reject(err) : resolve()));
+        written.catch(reject);
+      });
+    }
+    if (body.write(chunk)) return undefined;
+    return Promise.race([once(body, "drain").then(() => undefined), written]);
+  };
+  try {
+    if (opts.takeover !== undefined) {
+      await takeBody(source as IncomingMessage, opts.takeover, {
+        ownSize: 1 << 20,
+        take: (d) => take(d, true),
+      });
+    } else {
+      for await (const chunk of source.iterator({
+        destroyOnReturn: false,
+      }) as AsyncIterable<Buffer>) {
+        await take(chunk, false);
       }
     }
     splitter.end();
@@ -108,7 +132,8 @@ export async function forwardUpload(
     return { ...target, size };
   } catch (err) {
     upstream?.body.destroy();
-    source.resume();
+    // takeBody has read (and dropped) what was left; a stream is drained here.
+    if (opts.takeover === undefined) source.resume();
     throw err;
   }
 }

@@ -1,6 +1,7 @@
 import { constants, write } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { errnoOf } from "../filesystem/errors.ts";
+import type { BodyReader } from "@wrenn/shared/socket-body.ts";
 
 /** Bytes per disk write: each write is one hand-off to the thread pool and back. */
 export const BLOCK = 1 << 20;
@@ -296,4 +297,20 @@ export class BlockWriter {
     }
     await writeAt(file.fd, block, BLOCK, at);
   }
+}
+
+/** Where a read lands while every block waits for the disk (once per such wait). */
+const SCRATCH = 64 << 10;
+
+/** Reads a raw body into the writer's blocks, with no copy in between. */
+export function blockReader(writer: BlockWriter): BodyReader {
+  return {
+    ownSize: SCRATCH,
+    take: (data) => (writer.copy(data) ? undefined : writer.ready(true)),
+    target: () => writer.space(),
+    landed: (n) => {
+      writer.commit(n);
+      return writer.space() === undefined ? writer.ready() : undefined;
+    },
+  };
 }

@@ -3,9 +3,9 @@ import { open, type FileHandle } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { errnoOf } from "../filesystem/errors.ts";
-import { BLOCK, BlockWriter, returnBlocks, takeBlocks } from "./block-writer.ts";
+import { BLOCK, BlockWriter, blockReader, returnBlocks, takeBlocks } from "./block-writer.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
-import { blockReader, takeBody } from "./socket-body.ts";
+import { takeBody } from "@wrenn/shared/socket-body.ts";
 
 /** Large chunks keep syscalls per GiB low; memory stays at a few of them per transfer. */
 const CHUNK = 1 << 20;

@@ -15,7 +15,7 @@ import { lookupUser, type LinuxUser } from "../users.ts";
 import { receiveBody, receiveFile, sendFile } from "./file-io.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
-import { takeBody, takeoverLength } from "./socket-body.ts";
+import { takeBody, takeoverLength } from "@wrenn/shared/socket-body.ts";
 import { BlockWriter } from "./block-writer.ts";
 import { boundaryOf, MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
 

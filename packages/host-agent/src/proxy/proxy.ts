@@ -2,7 +2,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { Agent, request, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
+import { relayBody } from "@wrenn/shared/body-relay.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import {
   PROXY_PORT_HEADER,
@@ -177,6 +179,26 @@ export function createGuestProxy(
       const target = resolve(req);
       if ("status" in target) {
         endResponse(res, target.status, target.body);
+        return;
+      }
+      const length = takeoverLength(req);
+      if (length !== undefined) {
+        const headers = { ...req.headers };
+        delete headers[PROXY_SANDBOX_HEADER];
+        delete headers[PROXY_PORT_HEADER];
+        delete headers[PROXY_SECRET_HEADER];
+        const upstream = request({
+          host: target.host,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers,
+          agent: target.pool.agent,
+        });
+        relayBody(req, res, length, upstream, (err) => {
+          const { status, body } = failure(target, err);
+          endResponse(res, status, body);
+        });
         return;
       }
       const options = {

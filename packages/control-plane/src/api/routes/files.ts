@@ -3,8 +3,10 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { boundaryOf } from "@wrenn/shared/multipart.ts";
+import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import { GuestFiles } from "../../proxy/guest-files.ts";
 import { forwardUpload, type UploadTarget } from "../../proxy/upload-forward.ts";
 import type { SandboxService } from "../../sandboxes.ts";
@@ -88,8 +90,12 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     const { row, host } = await service.running(c.get("caller"), id.data.id, "write files to");
     const target = { sandboxId: id.data.id, host, envdAccessToken: row.envdAccessToken };
     const signal = AbortSignal.timeout(FILE_TIMEOUT_MS);
+    const takeover = incoming ? takeoverLength(incoming) : undefined;
+    // Read past the parser, the body leaves nothing for another request on this connection.
+    if (takeover !== undefined) outgoing(c)?.setHeader("connection", "close");
     const written = await forwardUpload(body, {
       boundary,
+      takeover,
       query: { path: c.req.query("path"), user: c.req.query("user") ?? "" },
       check: checkTarget,
       open: (file) => guestFiles.upload(target, file, { contentType, length }, signal),
@@ -131,16 +137,16 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       const headers: Record<string, string> = { "content-type": "application/octet-stream" };
       const length = file.headers["content-length"];
       if (length !== undefined && /^\d+$/.test(length)) headers["content-length"] = length;
-      const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-      if (!outgoing) {
+      const response = outgoing(c);
+      if (!response) {
         // Not behind Node's server (app.request): a web stream, at its cost.
         const stream = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
         return c.body(stream, 200, headers);
       }
       // Piped straight to Node's response, as the traffic proxy relays: a web
       // stream and Hono's reader loop between them cost CPU on every chunk.
-      outgoing.writeHead(200, headers);
-      pipeline(file, outgoing).catch((err: unknown) => {
+      response.writeHead(200, headers);
+      pipeline(file, response).catch((err: unknown) => {
         deps.log.debug({ sandboxId: id, err: messageOf(err) }, "files/read: relay ended early");
       });
       return new Response(null, { headers: { [ALREADY_SENT]: "1" } });
@@ -170,6 +176,11 @@ function checkTarget(path: string | undefined, user: string): UploadTarget {
     );
   }
   return { path: checked.data, user: checkedUser.data };
+}
+
+/** Node's response under @hono/node-server; none under app.request. */
+function outgoing(c: Context): ServerResponse | undefined {
+  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
 }
 
 /** A Content-Length header's value, when it is one. */

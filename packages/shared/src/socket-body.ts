@@ -1,11 +1,8 @@
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
-import type { BlockWriter } from "./block-writer.ts";
 
 /** Bodies below this go through Node's HTTP parser as usual: the takeover pays off on large ones. */
 const TAKEOVER_MIN = 1 << 20;
-/** Where a read lands while every block waits for the disk (once per such wait). */
-const SCRATCH = 64 << 10;
 /** How long the rest of a failed upload's body is read and dropped before the answer goes out. */
 const DRAIN_MS = 10_000;
 
@@ -219,17 +216,4 @@ export async function takeBody(
     handle.useUserBuffer(first);
     resume();
   });
-}
-
-/** Reads a raw body into the writer's blocks, with no copy in between. */
-export function blockReader(writer: BlockWriter): BodyReader {
-  return {
-    ownSize: SCRATCH,
-    take: (data) => (writer.copy(data) ? undefined : writer.ready(true)),
-    target: () => writer.space(),
-    landed: (n) => {
-      writer.commit(n);
-      return writer.space() === undefined ? writer.ready() : undefined;
-    },
-  };
 }
