@@ -50,9 +50,10 @@ function slotsOf(socket: Socket): Slots | undefined {
 }
 
 /**
- * The body's length if `readBodyInto` can take this request's body off the
+ * The body's length if `takeBody` can take this message's body off the
  * socket itself: a plain Content-Length body (no chunked framing, no
  * Content-Encoding) of at least TAKEOVER_MIN bytes on a plain TCP socket.
+ * A request's, or a response's (on a client socket) alike.
  */
 export function takeoverLength(req: IncomingMessage): number | undefined {
   if (req.headers["transfer-encoding"] !== undefined) return undefined;

@@ -9,7 +9,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
-import { relayBody } from "@wrenn/shared/body-relay.ts";
+import { relayAnswer, relayBody } from "@wrenn/shared/body-relay.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
@@ -75,7 +75,11 @@ export function createSandboxProxy(opts: SandboxProxyOptions): SandboxProxy {
     maxFreeSockets: 64,
     ...(opts.agentCa !== undefined ? { ca: opts.agentCa } : {}),
   });
-  const proxy = createProxyServer({ agent, xfwd: true, proxyTimeout: 0 });
+  const proxy = createProxyServer({ agent, xfwd: true, proxyTimeout: 0, selfHandleResponse: true });
+  // Answers go on through relayAnswer: large bodies read off the socket past the parser.
+  proxy.on("proxyRes", (answer, req, res) =>
+    relayAnswer(answer, res as ServerResponse, req.method),
+  );
 
   async function resolve(route: ProxyRoute, req: IncomingMessage): Promise<ProxyEntry | Failure> {
     if (route.error !== undefined) return { status: 400, body: proxyErrorBody(400, route.error) };

@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Agent, request, type IncomingMessage } from "node:http";
+import { Agent, request, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
-import { relayBody } from "@wrenn/shared/body-relay.ts";
+import { relayAnswer, relayBody } from "@wrenn/shared/body-relay.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
@@ -106,7 +106,11 @@ export function createGuestProxy(
     }
     return pool;
   };
-  const proxy = createProxyServer({ xfwd: false, proxyTimeout: 0 });
+  const proxy = createProxyServer({ xfwd: false, proxyTimeout: 0, selfHandleResponse: true });
+  // Answers go on through relayAnswer: large bodies read off the socket past the parser.
+  proxy.on("proxyRes", (answer, req, res) =>
+    relayAnswer(answer, res as ServerResponse, req.method),
+  );
   proxy.on("proxyReq", (proxyReq) => {
     proxyReq.removeHeader(PROXY_SANDBOX_HEADER);
     proxyReq.removeHeader(PROXY_PORT_HEADER);

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { relayAnswerBody } from "@wrenn/shared/body-relay.ts";
 import { boundaryOf } from "@wrenn/shared/multipart.ts";
 import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import { GuestFiles } from "../../proxy/guest-files.ts";
@@ -143,10 +143,10 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
         const stream = Readable.toWeb(file) as unknown as ReadableStream<Uint8Array>;
         return c.body(stream, 200, headers);
       }
-      // Piped straight to Node's response, as the traffic proxy relays: a web
-      // stream and Hono's reader loop between them cost CPU on every chunk.
+      // Straight to Node's response, as the traffic proxy relays (a web stream
+      // and Hono's reader loop between them cost CPU on every chunk).
       response.writeHead(200, headers);
-      pipeline(file, response).catch((err: unknown) => {
+      relayAnswerBody(file, response, "GET").catch((err: unknown) => {
         deps.log.debug({ sandboxId: id, err: messageOf(err) }, "files/read: relay ended early");
       });
       return new Response(null, { headers: { [ALREADY_SENT]: "1" } });
