@@ -387,7 +387,7 @@ try {
   const disk = median(ddRates) / 1e6;
   console.log(`file throughput, one sandbox (1 vCPU, 1 GiB), ${mib} MiB, median of ${rounds}`);
   console.log(`  guest disk (dd bs=1M conv=fsync)           ${disk.toFixed(1).padStart(7)} MB/s`);
-  const row = (name: string, base: number, baseName: string, target: number) => {
+  const row = (name: string, base: number, baseName: string, target: number, label = name) => {
     const r = rateOf(name);
     const xs = samples[name] ?? [];
     const g = median(xs.map((x) => x.guestCpu));
@@ -395,7 +395,7 @@ try {
     const cpuText = Number.isNaN(g) ? "" : `   guest CPU ${g.toFixed(2)} s, host ${h.toFixed(2)} s`;
     const ratio = Number.isNaN(base) ? "" : `   ${(r / base).toFixed(2)}× ${baseName}`;
     const goal = target > 0 ? ` (target ≥ ${target})` : "";
-    console.log(`  ${name.padEnd(42)} ${r.toFixed(1).padStart(7)} MB/s${ratio}${goal}${cpuText}`);
+    console.log(`  ${label.padEnd(42)} ${r.toFixed(1).padStart(7)} MB/s${ratio}${goal}${cpuText}`);
   };
   row("raw TCP in", NaN, "", 0);
   row("raw TCP out", NaN, "", 0);
@@ -408,6 +408,11 @@ try {
   row("download envd direct", rateOf("raw TCP out"), "raw TCP out", 0.8);
   for (const via of ["REST", "traffic proxy"]) {
     row(`upload ${via}`, envdUp, "envd direct", 0.8);
+    // REST takes multipart only: the same body sent to envd direct is its like-for-like baseline.
+    if (via === "REST") {
+      const multipart = rateOf("upload envd direct multipart");
+      row("upload REST", multipart, "envd direct multipart", 0, "upload REST (the same body)");
+    }
     row(`upload ${via} (to the 200)`, rateOf("upload envd direct (to the 200)"), "envd direct", 0);
     row(`download ${via}`, envdDown, "envd direct", 0.8);
   }
