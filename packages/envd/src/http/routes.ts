@@ -11,7 +11,7 @@ let files: Promise<typeof Files> | undefined;
 let metrics: MetricsSampler | undefined;
 
 /**
- * /files (busboy, zlib, the transfer code) loads on the first transfer: a
+ * /files (zlib, the multipart splitter, the transfer code) loads on the first transfer: a
  * sandbox's create waits for envd to listen and needs none of it until then.
  */
 function filesRoutes(): Promise<typeof Files> {
