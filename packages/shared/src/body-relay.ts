@@ -1,6 +1,7 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
-import { takeBody, takeoverLength } from "./socket-body.ts";
+import type { Writable } from "node:stream";
+import { takeBody, takeoverLength, type BodyReader } from "./socket-body.ts";
 
 /**
  * Hop-by-hop headers of an answer, which this connection decides for itself
@@ -39,13 +40,7 @@ export function relayBody(
     answered = true;
     relayAnswer(answer, res, req.method, { close: true });
   });
-  const body = takeBody(req, length, {
-    ownSize: 1 << 20,
-    take: (data) =>
-      new Promise<void>((resolve, reject) =>
-        upstream.write(data, (err) => (err ? reject(err) : resolve())),
-      ),
-  }).then(
+  const body = takeBody(req, length, writingTo(upstream)).then(
     () => {
       upstream.end();
     },
@@ -120,13 +115,7 @@ export async function relayAnswerBody(
   };
   res.once("close", onClose);
   try {
-    await takeBody(answer, length, {
-      ownSize: 1 << 20,
-      take: (data) =>
-        new Promise<void>((resolve, reject) =>
-          res.write(data, (err) => (err ? reject(err) : resolve())),
-        ),
-    });
+    await takeBody(answer, length, writingTo(res));
     res.end();
   } catch (err) {
     // As pipeline does: a relay cut short leaves neither side open.
@@ -136,4 +125,19 @@ export async function relayAnswerBody(
     res.off("close", onClose);
     answer.socket.destroy();
   }
+}
+
+/**
+ * Writes `data` to `dest` and settles once it is handed on (or failed): the
+ * buffer is then free to be read into again, so a relay needs no copy.
+ */
+export function writeThrough(dest: Writable, data: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
+    dest.write(data, (err) => (err ? reject(err) : resolve())),
+  );
+}
+
+/** A body reader that writes each read (up to a MiB) through to `dest` before the next. */
+function writingTo(dest: Writable): BodyReader {
+  return { ownSize: 1 << 20, take: (data) => writeThrough(dest, data) };
 }

@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import type { ClientRequest, IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
+import { writeThrough } from "@wrenn/shared/body-relay.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
 import { takeBody } from "@wrenn/shared/socket-body.ts";
@@ -102,8 +103,9 @@ export async function forwardUpload(
     for (const h of held) body.write(h);
     held = [];
     if (reused) {
+      // Settles when the chunk is handed on (its buffer is read into next), or envd refused.
       return new Promise<void>((resolve, reject) => {
-        body.write(chunk, (err) => (err ? reject(err) : resolve()));
+        writeThrough(body, chunk).then(resolve, reject);
         written.catch(reject);
       });
     }

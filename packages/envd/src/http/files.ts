@@ -11,7 +11,7 @@ import { writeMetadata } from "../filesystem/metadata.ts";
 import { giveTo, makeDirsFor } from "../filesystem/ownership.ts";
 import { resolveUserPath } from "../filesystem/paths.ts";
 import { lookupUser, type LinuxUser } from "../users.ts";
-import { receiveBody, receiveFile, sendFile } from "./file-io.ts";
+import { feedStream, receiveBody, receiveFile, sendFile } from "./file-io.ts";
 import { reclaimWhileStreaming } from "./reclaim.ts";
 import { sendFailure, sendJson } from "./respond.ts";
 import { takeBody, takeoverLength } from "@wrenn/shared/socket-body.ts";
@@ -232,41 +232,6 @@ async function uploadMultipart(
     throw new WrennError("invalid_argument", "multipart body has no 'file' part");
   }
   return files;
-}
-
-/**
- * A body that comes through Node's parser (or gunzip), piece by piece, as
- * `take` asks, collecting behind it as receiveFile does (without, a 1 GiB
- * upload's spent chunks peaked 64 MiB over the start; 8 MiB with).
- */
-function feedStream(
-  body: Readable,
-  take: (data: Buffer) => Promise<void> | undefined,
-  stop: Promise<never>,
-): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const fail = (err: unknown) => {
-      body.off("data", onData);
-      reject(err);
-    };
-    const onData = (chunk: Buffer) => {
-      let wait: Promise<void> | undefined;
-      try {
-        wait = take(chunk);
-      } catch (err) {
-        fail(err);
-        return;
-      }
-      if (wait === undefined) return;
-      body.pause();
-      Promise.race([wait, stop]).then(() => body.resume(), fail);
-    };
-    body.on("data", onData);
-    reclaimWhileStreaming(body);
-    body.once("end", resolve);
-    body.once("error", fail);
-    stop.catch(fail);
-  });
 }
 
 /** POST /files: multipart `file` parts or one application/octet-stream body, streamed to disk. */

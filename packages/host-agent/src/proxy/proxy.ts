@@ -18,6 +18,9 @@ import {
   proxyErrorBody,
 } from "@wrenn/shared/sandbox-proxy.ts";
 
+/** The control plane's headers for this hop: they never reach the guest. */
+const HOP_HEADERS = [PROXY_SANDBOX_HEADER, PROXY_PORT_HEADER, PROXY_SECRET_HEADER];
+
 /** What the proxy needs of the sandbox manager. */
 export interface GuestDirectory {
   /**
@@ -112,16 +115,12 @@ export function createGuestProxy(
     relayAnswer(answer, res as ServerResponse, req.method),
   );
   proxy.on("proxyReq", (proxyReq) => {
-    proxyReq.removeHeader(PROXY_SANDBOX_HEADER);
-    proxyReq.removeHeader(PROXY_PORT_HEADER);
-    proxyReq.removeHeader(PROXY_SECRET_HEADER);
+    for (const name of HOP_HEADERS) proxyReq.removeHeader(name);
   });
   /** The pool of each upgrade in flight, for its guest-side socket. */
   const upgrading = new WeakMap<IncomingMessage, GuestPool>();
   proxy.on("proxyReqWs", (proxyReq, req) => {
-    proxyReq.removeHeader(PROXY_SANDBOX_HEADER);
-    proxyReq.removeHeader(PROXY_PORT_HEADER);
-    proxyReq.removeHeader(PROXY_SECRET_HEADER);
+    for (const name of HOP_HEADERS) proxyReq.removeHeader(name);
     const pool = upgrading.get(req);
     if (pool) proxyReq.once("upgrade", (_res, guestSocket: Duplex) => pool.track(guestSocket));
   });
@@ -188,9 +187,7 @@ export function createGuestProxy(
       const length = takeoverLength(req);
       if (length !== undefined) {
         const headers = { ...req.headers };
-        delete headers[PROXY_SANDBOX_HEADER];
-        delete headers[PROXY_PORT_HEADER];
-        delete headers[PROXY_SECRET_HEADER];
+        for (const name of HOP_HEADERS) delete headers[name];
         const upstream = request({
           host: target.host,
           port: target.port,
