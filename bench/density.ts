@@ -9,9 +9,13 @@
  *   per sandbox (page cache and kernel memory included);
  * and the largest N that held: every sandbox still answers an exec after the
  * window. Targets (issue 15): ≤ 1 % of a core and ≤ 64 MiB beyond guest RAM.
+ * Then creates with the idle fleet beside them: create → first exec from the
+ * warm pool (one entry, refilled between creates) p50 and p99 with the N
+ * idle sandboxes running, against the same taken before any was started
+ * (target: ≤ 150 ms p50 with them, issue 15).
  * Everything it made is destroyed at the end, also after a failure.
  *
- *   node_modules/.bin/node bench/density.ts [N] [measure seconds] [settle seconds]
+ *   node_modules/.bin/node bench/density.ts [N] [measure seconds] [settle seconds] [creates=8]
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -28,10 +32,13 @@ import { vmmRss } from "./vmm-rss.ts";
 const n = Math.max(1, Number(process.argv[2] ?? 6));
 const measureS = Math.max(5, Number(process.argv[3] ?? 30));
 const settleS = Math.max(0, Number(process.argv[4] ?? 15));
+const creates = Math.max(1, Number(process.argv[5] ?? 8));
 const MEMORY_MB = 256;
 const TICKS = 100; // USER_HZ: /proc's CPU times are in 1/100 s
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const p99 = (xs: number[]) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))] ?? NaN;
 const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
 
 async function cpuTicks(pid: number): Promise<number> {
@@ -53,6 +60,7 @@ const agent = await startHostAgent({
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   runRoot,
   networkPrefix: "wbd",
+  warmPool: 1,
   log: createLogger("host-agent", "warn"),
 });
 const client = createClient(
@@ -60,11 +68,37 @@ const client = createClient(
   createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
 );
 const ids: string[] = [];
+const poolReady = () => Object.values(agent.manager.poolCounts()).reduce((a, b) => a + b, 0);
+
+/** `creates` times create → first exec → destroy, each from a refilled pool entry; ms. */
+async function timeCreates(label: string): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < creates; i++) {
+    const deadline = Date.now() + 300_000;
+    while (poolReady() === 0) {
+      if (Date.now() > deadline) throw new Error("the warm pool did not refill in 300 s");
+      await sleep(0.02);
+    }
+    await sleep(0.5); // the refill's own warm-up settles first
+    const id = `densitycreate${label}${i}${Date.now().toString(36)}`;
+    const t0 = performance.now();
+    await client.createSandbox({ sandboxId: id, memoryMb: MEMORY_MB, vcpus: 1 });
+    await client.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", "echo hi"] });
+    out.push(performance.now() - t0);
+    await client.destroySandbox({ sandboxId: id });
+  }
+  return out;
+}
+
 try {
   // The shape's boot snapshot first, so the N creates below all restore it.
   const warm = `densitywarm${Date.now().toString(36)}`;
   await client.createSandbox({ sandboxId: warm, memoryMb: MEMORY_MB, vcpus: 1 });
   await client.destroySandbox({ sandboxId: warm });
+  const createsAlone = await timeCreates("alone");
+  // The pool's one ready entry is an idle VM too: counted in the baseline, not in N.
+  while (poolReady() === 0) await sleep(0.02);
+  await sleep(2);
 
   const availBefore = await memAvailableKiB();
   const pids = new Map<string, number>();
@@ -131,6 +165,10 @@ try {
     `host MemAvailable drop per sandbox: ${((availBefore - availAfter) / 1024 / Math.max(1, pids.size)).toFixed(1)} MiB (page cache and kernel memory included)`,
   );
   console.log(`largest N that held: ${held} of ${n} asked`);
+  const createsBeside = await timeCreates("beside");
+  console.log(
+    `create → first exec from the warm pool with ${held} idle sandboxes beside: p50 ${median(createsBeside).toFixed(0)} ms, p99 ${p99(createsBeside).toFixed(0)} ms; alone p50 ${median(createsAlone).toFixed(0)} ms, p99 ${p99(createsAlone).toFixed(0)} ms; p50 ratio ${(median(createsBeside) / median(createsAlone)).toFixed(2)} (${creates} each; target ≤ 150 ms p50)`,
+  );
 } finally {
   for (const id of ids) await client.destroySandbox({ sandboxId: id }).catch(() => undefined);
   await agent.shutdown();

@@ -92,6 +92,7 @@ class MemoryVm implements VmHandle {
 
 export class MemoryVmm implements VmmDriver {
   readonly name = "qemu" as const;
+  readonly accel = "tcg" as const;
   /** vmIds of running VMs. */
   readonly running = new Set<string>();
   readonly vms = new Map<string, MemoryVm>();

@@ -7,6 +7,7 @@ import type { VmmDriver } from "../src/vmm/vmm.ts";
 export function driverWith(real: VmmDriver, overrides: Partial<VmmDriver>): VmmDriver {
   return {
     name: real.name,
+    accel: real.accel,
     kernelFile: (k) => real.kernelFile(k),
     boot: (spec) => real.boot(spec),
     restore: (spec) => real.restore(spec),

@@ -76,6 +76,11 @@ export class SandboxManager {
     return this.#host.opts.vmm.name;
   }
 
+  /** How guests run here: under KVM, or emulated by TCG (no usable KVM). */
+  get accel(): "kvm" | "tcg" {
+    return this.#host.opts.vmm.accel;
+  }
+
   get storageName(): string {
     return this.#host.opts.storage.name;
   }

@@ -89,6 +89,8 @@ export interface VmRecord {
 
 export interface VmmDriver {
   readonly name: VmmName;
+  /** How guests run: hardware virtualisation, or QEMU's emulation (TCG) where KVM is not usable. */
+  readonly accel: "kvm" | "tcg";
   /** The kernel file this VMM boots. */
   kernelFile(kernel: KernelChoice): string;
   boot(spec: BootSpec): Promise<VmHandle>;

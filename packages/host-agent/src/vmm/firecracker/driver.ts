@@ -101,6 +101,7 @@ type Stage = (hostPath: string, inJail: string, own?: boolean) => Promise<string
 
 export class FirecrackerDriver implements VmmDriver {
   readonly name = "firecracker" as const;
+  readonly accel = "kvm" as const;
   readonly #binary: string;
   readonly #log: Logger;
   readonly #graceMs: number;
