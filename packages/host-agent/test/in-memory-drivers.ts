@@ -137,6 +137,8 @@ export class MemoryVmm implements VmmDriver {
     await writeFile(join(save.dir, "memfile"), "memory");
   }
 
+  afterPause(): void {}
+
   async afterResume(): Promise<void> {}
 
   async copyMemory(from: string, to: string): Promise<void> {
