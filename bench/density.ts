@@ -113,10 +113,9 @@ try {
       console.log(`create ${i + 1} of ${n} failed: ${(err as Error).message}`);
       break;
     }
-    const rec = JSON.parse(
-      await readFile(join(root, "data", "sandboxes", id, "record.json"), "utf8"),
-    ) as { vm: { pid: number } };
-    pids.set(id, rec.vm.pid);
+    const pid = agent.manager.get(id).record.vm?.pid;
+    if (pid === undefined) throw new Error(`${id} runs no VM`);
+    pids.set(id, pid);
   }
   console.log(`${pids.size} idle ${MEMORY_MB} MiB sandboxes; settling ${settleS} s`);
   await sleep(settleS);
