@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promise
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { detectCgroups, vmLimits } from "../src/cgroup/cgroup.ts";
+import { detectCgroups, moveInto, vmLimits } from "../src/cgroup/cgroup.ts";
 import { CgroupV2 } from "../src/cgroup/v2.ts";
 import { STALE_GROUP_MS } from "../src/cgroup/common.ts";
 import { spawnInNetns } from "../src/vmm/process.ts";
@@ -63,15 +63,10 @@ describe("cgroups", { timeout: 30_000 }, () => {
         netns: "",
         argv: ["sleep", "30"],
         logPath: log,
-        cgroupProcs: procs,
       });
       await rm(log, { force: true });
       try {
-        // The pid is the joining shell's until it execs the command, which it does after joining.
-        for (let i = 0; i < 250; i++) {
-          if ((await readFile(`/proc/${proc.pid}/cmdline`, "utf8")).startsWith("sleep")) break;
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await moveInto(procs, proc.pid);
         const own = await readFile(`/proc/${proc.pid}/cgroup`, "utf8");
         assert.match(own, new RegExp(`/wrenn/${name}\\n`), own);
         // A group with a process survives the sweep, however old.

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { detectCgroups } from "../src/cgroup/cgroup.ts";
 import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
@@ -45,6 +45,14 @@ describe("hardened VMs", { skip, timeout: 900_000 }, () => {
     assert.ok(cg, "this host has cgroups");
     const own = await readFile(`/proc/${pid}/cgroup`, "utf8");
     assert.match(own, new RegExp(`/wrenn/${id}$`, "m"), own);
+    // Every thread, in each of the group's hierarchies: QEMU is moved in whole after it started.
+    const v2 = cg.version === "v2";
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      const lines = (await readFile(`/proc/${pid}/task/${tid}/cgroup`, "utf8")).trim().split("\n");
+      const ours = lines.filter((l) => v2 || /:(cpu|memory|pids)[,:]/.test(l));
+      assert.equal(ours.length, v2 ? 1 : 3, lines.join("; "));
+      for (const line of ours) assert.match(line, new RegExp(`/wrenn/${id}$`), `thread ${tid}`);
+    }
     const dirs = cg.dirs(id);
     const limit = Number(
       await readFile(

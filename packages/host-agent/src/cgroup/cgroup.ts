@@ -2,11 +2,12 @@
  * Each sandbox's VMM in a cgroup of its own, so one guest cannot take the
  * host's CPU, memory or process table: a CPU weight by its vCPUs, a memory
  * ceiling of its RAM plus the VMM's overhead, a pids limit. The group is
- * made before the VMM runs (the VMM starts inside it), removed when the VMM
- * has exited, and groups a crashed agent left empty are swept at start.
+ * made before the VMM starts, the VMM moves into it before its guest runs,
+ * the group is removed when the VMM has exited, and groups a crashed agent
+ * left empty are swept at start.
  * Hosts have cgroup v1 (or hybrid: v1 controllers) or v2; one driver each.
  */
-import { access } from "node:fs/promises";
+import { access, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CgroupV1 } from "./v1.ts";
 import { CgroupV2 } from "./v2.ts";
@@ -31,6 +32,15 @@ export interface CgroupDriver {
 }
 
 export { CGROUP_PARENT } from "./common.ts";
+
+/**
+ * Moves a process, all its threads, into a group (`create`'s files). The
+ * kernel waits out an RCU grace period for each move (10–20 ms here), so a
+ * VMM moves while it starts up, paused, rather than before it starts.
+ */
+export async function moveInto(procs: readonly string[], pid: number): Promise<void> {
+  await Promise.all(procs.map((file) => writeFile(file, String(pid))));
+}
 
 async function present(path: string): Promise<boolean> {
   return access(path).then(

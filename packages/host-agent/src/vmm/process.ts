@@ -20,28 +20,14 @@ export async function spawnInNetns(opts: {
   logPath: string;
   env?: NodeJS.ProcessEnv;
   /**
-   * `cgroup.procs` files the process joins before it execs the VMM, so the
-   * VMM never runs a moment outside its cgroup (the pid stays the same).
-   */
-  cgroupProcs?: string[];
-  /**
    * Open descriptors the VMM inherits as fd 3, 4, …: a file root opened
    * that the VMM, once it dropped to its own uid, could not open itself.
    */
   passFds?: number[];
 }): Promise<VmmProcess> {
-  const inNetns = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
-  const [cmd, ...args] = opts.cgroupProcs?.length
-    ? [
-        "/bin/sh",
-        "-c",
-        'for f do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"',
-        "wrenn-cgroup-join",
-        ...opts.cgroupProcs,
-        "--",
-        ...inNetns,
-      ]
-    : inNetns;
+  const [cmd, ...args] = opts.netns
+    ? ["ip", "netns", "exec", opts.netns, ...opts.argv]
+    : opts.argv;
   if (!cmd) throw new WrennError("invalid_argument", "empty VMM command line");
   const log = openSync(opts.logPath, "a");
   try {

@@ -158,7 +158,9 @@ export function qemuArgs(opts: {
     "virtio-rng-device,rng=rng0",
     "-qmp",
     `unix:${qemuOpt(opts.qmpPath)},server=on,wait=off`,
-    ...(opts.incoming ? ["-S", "-incoming", "defer"] : []),
+    // Paused until the agent says: it moves QEMU into its cgroup first.
+    "-S",
+    ...(opts.incoming ? ["-incoming", "defer"] : []),
     // Confinement: a seccomp filter (obsolete and scheduling/affinity calls
     // denied; set*id must stay allowed for -runas to drop to the user, which
     // keeps no root id to return to; spawning too, for exec: migrations),

@@ -13,7 +13,7 @@ import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { copySparse, discard, exists, flushInBackground } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
 import { spawnInNetns } from "../process.ts";
-import { detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
+import { detectCgroups, moveInto, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
 import { removeConsole } from "../console-log.ts";
 import {
   giveBack,
@@ -146,11 +146,19 @@ export class QemuDriver implements VmmDriver {
     const p = paths(spec.runDir, spec.vmId);
     // A stale RAM file from a crashed run would be mapped as this guest's memory.
     await rm(p.ram, { force: true });
-    const { handle } = await this.#launch(spec, machine, {
+    const { handle, qmp } = await this.#launch(spec, machine, {
       ramPath: p.ram,
       sharedRam: true,
       ownsRam: true,
     });
+    try {
+      await qmp.execute("cont");
+    } catch (err) {
+      await handle.stop();
+      throw new WrennError("internal", `starting the VM failed: ${messageOf(err)}`, {
+        cause: err,
+      });
+    }
     return handle;
   }
 
@@ -376,7 +384,6 @@ export class QemuDriver implements VmmDriver {
           netns: spec.netns,
           argv,
           logPath: p.log,
-          cgroupProcs,
           passFds: ram.stateFd === undefined ? [] : [ram.stateFd],
         }),
       );
@@ -387,12 +394,19 @@ export class QemuDriver implements VmmDriver {
     }
     const died = new AbortController();
     void proc.exited.then(() => died.abort());
-    let qmp: QmpClient;
+    // Into its cgroup while it starts up: QEMU starts paused (-S), so its
+    // guest runs only inside it, and the move's wait (an RCU grace period)
+    // overlaps QEMU's start-up instead of preceding it.
+    const moved = cgroupProcs ? moveInto(cgroupProcs, proc.pid) : Promise.resolve();
+    moved.catch(() => undefined);
+    let qmp: QmpClient | undefined;
     try {
       qmp = await timed(log, "qemu.qmp_connect", () =>
         QmpClient.connect(p.qmp, { timeoutMs: 15_000, signal: died.signal }),
       );
+      await moved;
     } catch (err) {
+      qmp?.close();
       try {
         process.kill(proc.pid, "SIGKILL");
       } catch {
@@ -410,7 +424,9 @@ export class QemuDriver implements VmmDriver {
       ]);
       throw new WrennError(
         "internal",
-        `QEMU did not start (${status.signal ?? `exit ${status.code}`}): ${why}`,
+        qmp
+          ? `moving QEMU into its cgroup failed: ${messageOf(err)}`
+          : `QEMU did not start (${status.signal ?? `exit ${status.code}`}): ${why}`,
         { cause: err },
       );
     }
