@@ -25,9 +25,7 @@ export async function spawnInNetns(opts: {
    */
   passFds?: number[];
 }): Promise<VmmProcess> {
-  const [cmd, ...args] = opts.netns
-    ? ["ip", "netns", "exec", opts.netns, ...opts.argv]
-    : opts.argv;
+  const [cmd, ...args] = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
   if (!cmd) throw new WrennError("invalid_argument", "empty VMM command line");
   const log = openSync(opts.logPath, "a");
   try {
