@@ -1,20 +1,17 @@
 /**
  * File throughput through the control plane: REST `files/write` (multipart)
- * and `files/read` against the same bytes over the agent's
- * WriteFileStream/ReadFileStream directly — the relay's cost. REST writes
- * and reads take the agent's proxy hop (envd's `/files`, served here by the
- * fake agent), so each line compares that relay with the RPC. The agent is
- * the tests' fake (real Connect on loopback; it hashes what it receives and
- * makes up what it sends), so the figures are the control plane's and the
- * transport's, not a guest's disk. Interleaved rounds in one run; the ratio is
- * REST time over direct time. Everything runs in this one process.
+ * and `files/read` against the same requests sent straight to the agent's
+ * proxy hop (envd's `/files`, served here by the fake agent), which REST
+ * relays them to — the relay's cost. The agent is the tests' fake (real
+ * HTTP on loopback; it hashes what it receives and makes up what it sends),
+ * so the figures are the control plane's and the transport's, not a
+ * guest's disk. Interleaved rounds in one run; the ratio is REST time over
+ * direct time. Everything runs in this one process.
  *
  *   node_modules/.bin/node bench/control-plane-files.ts [MiB] [rounds]
  */
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { ENVD_PORT, PROXY_PORT_HEADER, PROXY_SANDBOX_HEADER } from "@wrenn/shared/sandbox-proxy.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { patternChunks } from "@wrenn/shared/testing/streams.ts";
 import { startFakeAgent } from "../packages/control-plane/test/fake-agent.ts";
@@ -58,39 +55,21 @@ try {
   const auth = { "x-api-key": key };
   const id = String((await post("/v1/sandboxes", {}, auth)).sandbox_id);
   agent.generated.set(`${id}:/gen`, size);
-  // The control plane's own settings: HTTP/1.1, no compression.
-  const rpc = createClient(
-    HostAgentService,
-    createConnectTransport({
-      baseUrl: `http://${agent.address}`,
-      httpVersion: "1.1",
-      acceptCompression: [],
-    }),
-  );
-
-  const directWrite = () =>
-    rpc.writeFileStream(
-      (async function* () {
-        yield { part: { case: "header" as const, value: { sandboxId: id, path: "/direct" } } };
-        // 64 KiB parts, as busboy hands them to the control plane.
-        for (const c of patternChunks(size)) {
-          for (let off = 0; off < c.length; off += 64 << 10)
-            yield { part: { case: "chunk" as const, value: c.subarray(off, off + (64 << 10)) } };
-        }
-      })(),
-    );
-  const restWrite = async () => {
-    const boundary = "bench-boundary";
+  // What the control plane adds to a request for the agent's hop.
+  const hop = { [PROXY_SANDBOX_HEADER]: id, [PROXY_PORT_HEADER]: String(ENVD_PORT) };
+  const boundary = "bench-boundary";
+  /** The multipart body REST gets, of unknown length (a stream): `file` to `path`. */
+  const multipartBody = (path: string) => {
     const enc = new TextEncoder();
     const source = patternChunks(size);
     let stage = 0;
-    const body = new ReadableStream<Uint8Array>({
+    return new ReadableStream<Uint8Array>({
       pull(ctrl) {
         if (stage === 0) {
           stage = 1;
           ctrl.enqueue(
             enc.encode(
-              `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n/rest\r\n` +
+              `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${path}\r\n` +
                 `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`,
             ),
           );
@@ -104,18 +83,26 @@ try {
         }
       },
     });
-    const res = await fetch(`${cp.url}/v1/sandboxes/${id}/files/write`, {
+  };
+  const write = async (url: string, path: string, headers: Record<string, string>) => {
+    const res = await fetch(url, {
       method: "POST",
-      headers: { ...auth, "content-type": `multipart/form-data; boundary=${boundary}` },
-      body,
+      headers: { ...headers, "content-type": `multipart/form-data; boundary=${boundary}` },
+      body: multipartBody(path),
       duplex: "half",
     } as RequestInit);
-    if (res.status !== 200) throw new Error(`write: ${res.status} ${await res.text()}`);
+    if (res.status !== 200) throw new Error(`write ${path}: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
   };
+  const restWrite = () => write(`${cp.url}/v1/sandboxes/${id}/files/write`, "/rest", auth);
+  const directWrite = () =>
+    write(`http://${agent.address}/files?path=/direct&username=user`, "/direct", hop);
   const directRead = async () => {
+    const res = await fetch(`http://${agent.address}/files?path=/gen&username=user`, {
+      headers: hop,
+    });
     let n = 0;
-    for await (const m of rpc.readFileStream({ sandboxId: id, path: "/gen" })) n += m.chunk.length;
+    for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) n += c.length;
     if (n !== size) throw new Error(`direct read ${n} bytes`);
   };
   const restRead = async () => {
@@ -144,7 +131,7 @@ try {
   if (!same) throw new Error("REST and direct uploads reached the agent differently");
   const line = (what: string, direct: number[], rest: number[]) =>
     `${what} ${mib} MiB: REST p50 ${p50(rest).toFixed(0)} ms (${rate(p50(rest))}), ` +
-    `baseline direct RPC p50 ${p50(direct).toFixed(0)} ms (${rate(p50(direct))}); ratio ${(p50(rest) / p50(direct)).toFixed(2)}x`;
+    `baseline straight to the agent's hop p50 ${p50(direct).toFixed(0)} ms (${rate(p50(direct))}); ratio ${(p50(rest) / p50(direct)).toFixed(2)}x`;
   console.log(line("write", t.directWrite, t.restWrite));
   console.log(line("read ", r.directRead, r.restRead));
   console.log(`largest chunk the agent received: ${agent.maxChunk} bytes`);

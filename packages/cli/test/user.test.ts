@@ -388,8 +388,8 @@ test(
   async () => {
     const auth = { ...env, WRENN_API_URL: h.cp.url, WRENN_API_KEY: h.key };
     const id = ok(await wrenn(["sb", "create"], { env: auth })).stdout.trim();
-    // Small enough that the whole answer is sent before the reader goes: a cancelled
-    // ReadFileStream left mid-way keeps the fake agent from closing at the end.
+    // Small enough that the whole answer is sent before the reader goes: a read
+    // left mid-way would keep the fake agent from closing at the end.
     h.agents[0]!.generated.set(`${id}:/big`, 1 << 20);
     // Not spawnSync: the control plane answering it runs in this process.
     const r = await new Promise<{ stdout: string; stderr: string }>((resolve) => {

@@ -37,12 +37,11 @@ export interface FakeAgent {
   /** Largest single chunk an upload reached the agent in (streaming check). */
   maxChunk: number;
   /**
-   * Every completed upload (WriteFileStream, or `/files` POST through the
-   * proxy hop) by `sandboxId:path`: its size, sha256 and, through the hop,
-   * the Content-Length it came with.
+   * Every completed upload (`/files` POST through the proxy hop) by
+   * `sandboxId:path`: its size, sha256 and the Content-Length it came with.
    */
   written: Map<string, { size: number; sha256: string; contentLength?: number | undefined }>;
-  /** Files of `patternChunks(size)` bytes that ReadFileStream makes up as it sends them. */
+  /** Files of `patternChunks(size)` bytes that the hop's `/files` GET makes up as it sends them. */
   generated: Map<string, number>;
   /** Bytes the proxy hop's `/files` GET has handed to its socket (reads' backpressure). */
   served: number;
@@ -278,32 +277,6 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         }
         yield { event: { case: "end", value: { exitCode: 0, error: "" } } };
       },
-      async writeFileStream(reqs) {
-        let key = "";
-        const parts: Buffer[] = [];
-        const hash = createHash("sha256");
-        let size = 0;
-        state.active.writes++;
-        try {
-          for await (const r of reqs) {
-            if (r.part.case === "header") {
-              need(r.part.value.sandboxId, SandboxState.RUNNING);
-              key = `${r.part.value.sandboxId}:${r.part.value.path}`;
-            } else if (r.part.case === "chunk") {
-              state.maxChunk = Math.max(state.maxChunk, r.part.value.length);
-              size += r.part.value.length;
-              hash.update(r.part.value);
-              // Big uploads are only hashed, so the fake itself does not hold them.
-              if (size <= 8 << 20) parts.push(Buffer.from(r.part.value));
-            }
-          }
-        } finally {
-          state.active.writes--;
-        }
-        files.set(key, Buffer.concat(parts));
-        state.written.set(key, { size, sha256: hash.digest("hex") });
-        return { size: BigInt(size) };
-      },
       writeFile(req) {
         files.set(`${req.sandboxId}:${req.path}`, Buffer.from(req.content));
         return { size: BigInt(req.content.length) };
@@ -312,29 +285,6 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         const f = files.get(`${req.sandboxId}:${req.path}`);
         if (!f) throw new ConnectError("no such file", Code.NotFound);
         return { content: f };
-      },
-      async *readFileStream(req) {
-        need(req.sandboxId, SandboxState.RUNNING);
-        const key = `${req.sandboxId}:${req.path}`;
-        const size = state.generated.get(key);
-        const f = files.get(key);
-        if (size === undefined && !f)
-          throw new ConnectError(`no such file ${req.path}`, Code.NotFound);
-        state.active.reads++;
-        try {
-          if (size !== undefined) {
-            // Messages of at most 256 KiB, as the real agent re-chunks them.
-            for (const c of patternChunks(size)) {
-              for (let off = 0; off < c.length; off += 256 << 10)
-                yield { chunk: c.subarray(off, off + (256 << 10)) };
-            }
-          } else if (f) {
-            for (let i = 0; i < f.length; i += 64 * 1024)
-              yield { chunk: f.subarray(i, i + 64 * 1024) };
-          }
-        } finally {
-          state.active.reads--;
-        }
       },
       updateNetwork(req) {
         state.calls.push(`network:${req.sandboxId}`);

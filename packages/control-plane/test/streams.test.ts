@@ -213,7 +213,7 @@ test("a client that goes away ends the agent's side: upload, download, exec stre
     const id = await newSandbox(h);
     const agent = h.agents[0]!;
 
-    // An upload cut off mid-way: the agent's WriteFileStream fails, nothing is written.
+    // An upload cut off mid-way: the agent's hop sees its body end short, nothing is written.
     const upload = new AbortController();
     const body = multipart("cut", "/cut", 1 << 30);
     const res = h
@@ -231,7 +231,7 @@ test("a client that goes away ends the agent's side: upload, download, exec stre
     await until("the agent's write stream to end", () => agent.active.writes === 0);
     assert.equal(agent.written.has(`${id}:/cut`), false, "a cut-off upload is not a file");
 
-    // A download the client stops reading: the agent's ReadFileStream is cancelled.
+    // A download the client stops reading: the agent's hop read is ended.
     agent.generated.set(`${id}:/gen`, 1 << 30);
     const download = new AbortController();
     const read = await h.api(`/v1/sandboxes/${id}/files/read`, {

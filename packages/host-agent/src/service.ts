@@ -1,4 +1,3 @@
-import { Readable } from "node:stream";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import { create } from "@bufbuild/protobuf";
@@ -56,8 +55,6 @@ async function info(manager: SandboxManager, r: SandboxRecord): Promise<SandboxI
     error: r.error ?? "",
   });
 }
-
-const FILE_CHUNK = 256 * 1024;
 
 /** The unary ReadFile's limit: its reply is one message held whole in memory. */
 export const READ_FILE_MAX_BYTES = 32 * 1024 * 1024;
@@ -207,49 +204,12 @@ export function hostAgentService(
           body.destroy();
           throw new WrennError(
             "resource_exhausted",
-            `${path} is larger than ${READ_FILE_MAX_BYTES / (1024 * 1024)} MiB: read it with ReadFileStream`,
+            `${path} is larger than ${READ_FILE_MAX_BYTES / (1024 * 1024)} MiB: read it through the sandbox's file API (the agent's proxy hop to envd's /files)`,
           );
         }
         chunks.push(c);
       }
       return { content: Buffer.concat(chunks) };
-    }),
-    writeFileStream: guard(async (reqs) => {
-      const it = reqs[Symbol.asyncIterator]();
-      const first = await it.next();
-      if (first.done || first.value.part.case !== "header") {
-        throw new WrennError("invalid_argument", "the first message must be the header");
-      }
-      const header = first.value.part.value;
-      const id = parse(sandboxId, header.sandboxId);
-      const path = parse(guestPath, header.path);
-      let size = 0n;
-      const body = Readable.from(
-        (async function* () {
-          for (;;) {
-            const next = await it.next();
-            if (next.done) return;
-            if (next.value.part.case !== "chunk") {
-              throw new WrennError("invalid_argument", "only the first message may be a header");
-            }
-            size += BigInt(next.value.part.value.length);
-            yield next.value.part.value;
-          }
-        })(),
-      );
-      await manager.envdOf(id).writeFile(path, body, parse(user, header.user) || undefined);
-      return { size };
-    }),
-    readFileStream: guardStream(async function* (req) {
-      const id = parse(sandboxId, req.sandboxId);
-      const path = parse(guestPath, req.path);
-      const body = await manager.envdOf(id).readFile(path, parse(user, req.user) || undefined);
-      // Re-chunk so messages stay small whatever the HTTP layer hands us.
-      for await (const c of body) {
-        for (let off = 0; off < c.length; off += FILE_CHUNK) {
-          yield { chunk: c.subarray(off, off + FILE_CHUNK) };
-        }
-      }
     }),
     ptyStream: guardStream(async function* (req, ctx) {
       const p = parse(ptySchema, req);

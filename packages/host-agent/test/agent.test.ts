@@ -6,9 +6,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { once } from "node:events";
+import type { IncomingMessage } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const PREFIX = new AgentHarness("wa").prefix;
@@ -180,38 +183,49 @@ h.HTTPServer(("${UPSTREAM_PEER}",8080),H).serve_forever()`,
       const back = await client().readFile({ sandboxId: id, path: "/tmp/small.txt" });
       assert.equal(Buffer.from(back.content).toString(), "hi\n");
 
+      // 256 MiB through the agent's proxy hop to envd's /files, both ways, as
+      // the control plane's REST file API sends them (the upload chunked).
       const chunk = 1024 * 1024;
       const total = 256;
       const hash = createHash("sha256");
       const block = (i: number) => createHash("sha512").update(String(i)).digest().subarray(0, 64);
-      const chunks = async function* () {
-        yield {
-          part: {
-            case: "header" as const,
-            value: { sandboxId: id, path: "/home/user/big.bin", user: "" },
-          },
-        };
-        for (let i = 0; i < total; i++) {
-          const data = Buffer.alloc(chunk, block(i));
-          hash.update(data);
-          yield { part: { case: "chunk" as const, value: data } };
-        }
+      const files = (method: string, headers: Record<string, string> = {}) => {
+        const req = h.agent.hop.request(id, ENVD_PORT, {
+          method,
+          path: "/files?path=%2Fhome%2Fuser%2Fbig.bin&username=user",
+          headers,
+        });
+        const answer = new Promise<IncomingMessage>((resolve, reject) => {
+          req.once("response", resolve);
+          req.once("error", reject);
+        });
+        return { req, answer };
       };
-      const written = await client().writeFileStream(chunks());
-      assert.equal(written.size, BigInt(total * chunk));
+      const up = files("POST", { "content-type": "application/octet-stream" });
+      for (let i = 0; i < total; i++) {
+        const data = Buffer.alloc(chunk, block(i));
+        hash.update(data);
+        if (!up.req.write(data)) await once(up.req, "drain");
+      }
+      up.req.end();
+      const written = await up.answer;
+      const answerText = Buffer.concat(await written.toArray()).toString();
+      assert.equal(written.statusCode, 200, answerText);
       const expected = hash.digest("hex");
       const inGuest = await sh(id, "sha256sum /home/user/big.bin | cut -d' ' -f1", 120);
       assert.equal(inGuest.stdout.trim(), expected);
+      const down = files("GET");
+      down.req.end();
+      const read = await down.answer;
+      assert.equal(read.statusCode, 200);
+      assert.equal(read.headers["content-length"], String(total * chunk));
       const readHash = createHash("sha256");
-      let read = 0;
-      for await (const part of client().readFileStream({
-        sandboxId: id,
-        path: "/home/user/big.bin",
-      })) {
-        readHash.update(part.chunk);
-        read += part.chunk.length;
+      let got = 0;
+      for await (const c of read as AsyncIterable<Buffer>) {
+        readHash.update(c);
+        got += c.length;
       }
-      assert.equal(read, total * chunk);
+      assert.equal(got, total * chunk);
       assert.equal(readHash.digest("hex"), expected);
 
       const missing = await client()

@@ -26,7 +26,7 @@ const ERROR_BODY_MAX_BYTES = 64 * 1024;
  * Reads a guest file as envd's raw `/files` body, relayed by the agent's
  * traffic-proxy hop (the same hop `<port>-<id>.<domain>` traffic takes).
  * Measured (bench/files.ts, 100 MiB, one process on 2 cores): the
- * ReadFileStream RPC cost ≈ 0.23 s of CPU per 100 MiB in Connect and
+ * former ReadFileStream RPC cost ≈ 0.23 s of CPU per 100 MiB in Connect and
  * protobuf framing and copies, enough to hold REST reads at 0.4× envd
  * direct; raw bytes through the proxy hop move at the proxy's ≈ 0.8–0.9×.
  * Every agent serves this hop, so no agent needs to change.

@@ -29,7 +29,7 @@ export type OpenUpload = (target: UploadTarget) => {
  * A REST upload's multipart body, forwarded to envd byte for byte as it
  * arrives, with the client's length: envd then reads it past Node's HTTP
  * parser and splits it natively, where parsing it here and sending the
- * file's bytes on as a stream of unknown length (the WriteFileStream RPC,
+ * file's bytes on as a stream of unknown length (the former WriteFileStream RPC,
  * then a chunked body) held uploads at 0.28× envd direct. The body is only
  * watched here: the fields before the `file` part name the target (envd
  * takes it from the query), the file part's bytes are counted for the

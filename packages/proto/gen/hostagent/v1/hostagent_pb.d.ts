@@ -787,60 +787,6 @@ export declare type WriteFileResponse = Message<"hostagent.v1.WriteFileResponse"
 export declare const WriteFileResponseSchema: GenMessage<WriteFileResponse>;
 
 /**
- * @generated from message hostagent.v1.WriteFileStreamRequest
- */
-export declare type WriteFileStreamRequest = Message<"hostagent.v1.WriteFileStreamRequest"> & {
-  /**
-   * @generated from oneof hostagent.v1.WriteFileStreamRequest.part
-   */
-  part: {
-    /**
-     * @generated from field: hostagent.v1.WriteFileStreamRequest.Header header = 1;
-     */
-    value: WriteFileStreamRequest_Header;
-    case: "header";
-  } | {
-    /**
-     * @generated from field: bytes chunk = 2;
-     */
-    value: Uint8Array;
-    case: "chunk";
-  } | { case: undefined; value?: undefined };
-};
-
-/**
- * Describes the message hostagent.v1.WriteFileStreamRequest.
- * Use `create(WriteFileStreamRequestSchema)` to create a new message.
- */
-export declare const WriteFileStreamRequestSchema: GenMessage<WriteFileStreamRequest>;
-
-/**
- * @generated from message hostagent.v1.WriteFileStreamRequest.Header
- */
-export declare type WriteFileStreamRequest_Header = Message<"hostagent.v1.WriteFileStreamRequest.Header"> & {
-  /**
-   * @generated from field: string sandbox_id = 1;
-   */
-  sandboxId: string;
-
-  /**
-   * @generated from field: string path = 2;
-   */
-  path: string;
-
-  /**
-   * @generated from field: string user = 3;
-   */
-  user: string;
-};
-
-/**
- * Describes the message hostagent.v1.WriteFileStreamRequest.Header.
- * Use `create(WriteFileStreamRequest_HeaderSchema)` to create a new message.
- */
-export declare const WriteFileStreamRequest_HeaderSchema: GenMessage<WriteFileStreamRequest_Header>;
-
-/**
  * @generated from message hostagent.v1.ReadFileRequest
  */
 export declare type ReadFileRequest = Message<"hostagent.v1.ReadFileRequest"> & {
@@ -881,22 +827,6 @@ export declare type ReadFileResponse = Message<"hostagent.v1.ReadFileResponse"> 
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export declare const ReadFileResponseSchema: GenMessage<ReadFileResponse>;
-
-/**
- * @generated from message hostagent.v1.ReadFileStreamResponse
- */
-export declare type ReadFileStreamResponse = Message<"hostagent.v1.ReadFileStreamResponse"> & {
-  /**
-   * @generated from field: bytes chunk = 1;
-   */
-  chunk: Uint8Array;
-};
-
-/**
- * Describes the message hostagent.v1.ReadFileStreamResponse.
- * Use `create(ReadFileStreamResponseSchema)` to create a new message.
- */
-export declare const ReadFileStreamResponseSchema: GenMessage<ReadFileStreamResponse>;
 
 /**
  * @generated from message hostagent.v1.GetHostInfoRequest
@@ -1554,6 +1484,10 @@ export declare const HostAgentService: GenService<{
     output: typeof ExecStreamResponseSchema;
   },
   /**
+   * Small files (ReadFile answers up to 32 MiB in one message). Files of any
+   * size go through the agent's proxy hop to envd's /files, as the control
+   * plane's REST file API sends them.
+   *
    * @generated from rpc hostagent.v1.HostAgentService.WriteFile
    */
   writeFile: {
@@ -1568,25 +1502,6 @@ export declare const HostAgentService: GenService<{
     methodKind: "unary";
     input: typeof ReadFileRequestSchema;
     output: typeof ReadFileResponseSchema;
-  },
-  /**
-   * Streaming forms: the first WriteFileStream message carries the header,
-   * the rest carry data; ReadFileStream answers in chunks.
-   *
-   * @generated from rpc hostagent.v1.HostAgentService.WriteFileStream
-   */
-  writeFileStream: {
-    methodKind: "client_streaming";
-    input: typeof WriteFileStreamRequestSchema;
-    output: typeof WriteFileResponseSchema;
-  },
-  /**
-   * @generated from rpc hostagent.v1.HostAgentService.ReadFileStream
-   */
-  readFileStream: {
-    methodKind: "server_streaming";
-    input: typeof ReadFileRequestSchema;
-    output: typeof ReadFileStreamResponseSchema;
   },
   /**
    * @generated from rpc hostagent.v1.HostAgentService.GetHostInfo
