@@ -5,7 +5,6 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
-import { closeSync } from "node:fs";
 import { chmod, copyFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -48,7 +47,7 @@ import {
   type QemuPlatform,
 } from "./args.ts";
 import { qemuOpt } from "./quote.ts";
-import { openStateAt, readStateHeader, waitMigration } from "./state-file.ts";
+import { readStateHeader, waitMigration } from "./state-file.ts";
 import { QemuVm } from "./vm.ts";
 
 export type { QemuAccel, QemuPlatform } from "./args.ts";
@@ -273,30 +272,24 @@ export class QemuDriver implements VmmDriver {
         "restore keeps the snapshot's vCPUs and memory size",
       );
     }
-    // QEMU reads the state from a descriptor the agent opened, past the
-    // header: as its own uid it may not open the file (root's, 0600 — a
-    // template's, or a private clone's pause, which holds the guest's RAM).
-    const stateFd = openStateAt(spec.snapshot.statePath, offset);
-    let vm;
-    try {
-      vm = await this.#launch(spec, machine, {
-        ramPath: spec.snapshot.memPath,
-        sharedRam: !spec.privateMemory,
-        // A copy made for this VM (a resume, a reflink clone) goes with it.
-        ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
-        incoming: true,
-        stateFd,
-      });
-    } finally {
-      closeSync(stateFd);
-    }
+    // QEMU reads the state from a descriptor root opened, past the header:
+    // as its own uid it may not open the file (root's, 0600 — a template's,
+    // or a private clone's pause, which holds the guest's RAM).
+    const vm = await this.#launch(spec, machine, {
+      ramPath: spec.snapshot.memPath,
+      sharedRam: !spec.privateMemory,
+      // A copy made for this VM (a resume, a reflink clone) goes with it.
+      ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
+      incoming: true,
+      state: { path: spec.snapshot.statePath, position: offset },
+    });
     const qmp = vm.qmp;
     try {
       await timed(this.#log, "qemu.load_state", async () => {
         await qmp.execute("migrate-set-capabilities", {
           capabilities: [{ capability: "x-ignore-shared", state: !ramInState }],
         });
-        // fd 3: the first descriptor after stdio (spawnInNetns' passFds).
+        // fd 3: the first descriptor after stdio (spawnInNetns' passFiles).
         await qmp.execute("migrate-incoming", { uri: "fd:3" });
         await waitMigration(qmp, "loading VM state");
         await qmp.execute("cont");
@@ -320,8 +313,8 @@ export class QemuDriver implements VmmDriver {
       sharedRam: boolean;
       ownsRam: boolean;
       incoming?: boolean;
-      /** The incoming state, open at its first byte after the header. */
-      stateFd?: number;
+      /** The incoming state, passed open at its first byte after the header. */
+      state?: { path: string; position: number };
     },
   ): Promise<{ handle: QemuVm; qmp: QmpClient; user: VmmUser | null }> {
     const p = paths(spec.runDir, spec.vmId);
@@ -384,7 +377,7 @@ export class QemuDriver implements VmmDriver {
           netns: spec.netns,
           argv,
           logPath: p.log,
-          passFds: ram.stateFd === undefined ? [] : [ram.stateFd],
+          passFiles: ram.state ? [ram.state] : [],
         }),
       );
     } catch (err) {

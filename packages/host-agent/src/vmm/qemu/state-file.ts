@@ -2,7 +2,6 @@
  * The state file and the migration stream QEMU writes into it and reads
  * back from it.
  */
-import { closeSync, openSync, readSync } from "node:fs";
 import { open, readFile, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
@@ -46,26 +45,6 @@ export async function readStateHeader(
     return { ...(JSON.parse(line.slice(STATE_MAGIC.length)) as StateHeader), offset: nl + 1 };
   } finally {
     await fh.close();
-  }
-}
-
-/**
- * A descriptor of the state file positioned at `offset` (past the header),
- * for a VMM to inherit: it reads from there, as a file it could not open.
- * The caller closes it once the VMM has started.
- */
-export function openStateAt(statePath: string, offset: number): number {
-  const fd = openSync(statePath, "r");
-  try {
-    // A read at the current position moves it (the VMM shares the position).
-    const skipped = readSync(fd, Buffer.alloc(offset), 0, offset, null);
-    if (skipped !== offset) throw new Error(`${statePath} ends inside its header`);
-    return fd;
-  } catch (err) {
-    closeSync(fd);
-    throw new WrennError("failed_precondition", `snapshot state ${statePath}: ${messageOf(err)}`, {
-      cause: err,
-    });
   }
 }
 
