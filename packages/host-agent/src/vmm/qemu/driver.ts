@@ -205,7 +205,7 @@ export class QemuDriver implements VmmDriver {
    * kernel's flusher within 30 s. Until then a host crash loses them, and a
    * resume's reflink copy waits for that write-back on its path (≈ 35 ms of
    * a 256 MiB resume's host side). Not at once: the write-back ends in a
-   * disk cache flush (60–140 ms here) that the fsyncs of a pause or resume
+   * disk cache flush (80–140 ms here) that the fsyncs of a pause or resume
    * right after it would queue behind; a resume within the second writes
    * back what it copies itself, as before.
    */
