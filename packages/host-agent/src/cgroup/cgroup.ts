@@ -35,7 +35,7 @@ export { CGROUP_PARENT } from "./common.ts";
 
 /**
  * Moves a process, all its threads, into a group (`create`'s files). The
- * kernel waits out an RCU grace period for each move (10–20 ms here), so a
+ * kernel waits out an RCU grace period for each move (11–23 ms here), so a
  * VMM moves while it starts up, paused, rather than before it starts.
  */
 export async function moveInto(procs: readonly string[], pid: number): Promise<void> {

@@ -8,15 +8,17 @@ export interface VmmProcess {
   exited: Promise<ExitStatus>;
 }
 
-interface Pending {
-  started: { resolve: (pid: number) => void; reject: (err: Error) => void } | null;
-  pid: number | null;
-  exit: (status: ExitStatus) => void;
-}
+type Exit = (status: ExitStatus) => void;
 
 /** The spawner process (spawner.ts), forked on first use and again after it died. */
 let spawner: ChildProcess | null = null;
-const pending = new Map<number, Pending>();
+/** Spawns the spawner has not answered yet, by request id. */
+const starting = new Map<
+  number,
+  { resolve: (pid: number) => void; reject: (err: Error) => void; exit: Exit }
+>();
+/** VMMs it started whose exit it has not reported yet, by request id. */
+const running = new Map<number, { pid: number; exit: Exit }>();
 let nextId = 1;
 
 function spawnerProcess(): ChildProcess {
@@ -27,34 +29,29 @@ function spawnerProcess(): ChildProcess {
     serialization: "json",
   });
   child.on("message", (reply: SpawnReply) => {
-    const p = pending.get(reply.id);
-    if (!p) return;
+    const start = starting.get(reply.id);
+    starting.delete(reply.id);
     if ("pid" in reply) {
-      p.pid = reply.pid;
-      p.started?.resolve(reply.pid);
-      p.started = null;
-      quiet();
+      if (start) running.set(reply.id, { pid: reply.pid, exit: start.exit });
+      start?.resolve(reply.pid);
     } else if ("error" in reply) {
       const { code, message, stage } = reply.error;
-      p.started?.reject(Object.assign(new Error(message), { code, stage }));
-      pending.delete(reply.id);
-      quiet();
+      start?.reject(Object.assign(new Error(message), { code, stage }));
     } else {
-      pending.delete(reply.id);
-      p.exit(reply.exit);
+      running.get(reply.id)?.exit(reply.exit);
+      running.delete(reply.id);
     }
+    quiet();
   });
   child.once("exit", () => {
     if (spawner === child) spawner = null;
+    for (const start of starting.values()) start.reject(new Error("the VMM spawner exited"));
+    starting.clear();
     // Its VMMs run on (detached): watched from here on as any other process.
-    for (const [id, p] of pending) {
-      pending.delete(id);
-      if (p.started) p.started.reject(new Error("the VMM spawner exited"));
-      else if (p.pid !== null) void watchForeignExit(p.pid).then(p.exit);
-    }
+    for (const vmm of running.values()) void watchForeignExit(vmm.pid).then(vmm.exit);
+    running.clear();
   });
   spawner = child;
-  quiet();
   return child;
 }
 
@@ -64,8 +61,7 @@ function spawnerProcess(): ChildProcess {
  */
 function quiet(): void {
   if (!spawner) return;
-  const starting = [...pending.values()].some((p) => p.started !== null);
-  if (starting) {
+  if (starting.size > 0) {
     spawner.ref();
     spawner.channel?.ref();
   } else {
@@ -96,10 +92,10 @@ export async function spawnInNetns(opts: {
   const [cmd, ...args] = opts.netns ? ["ip", "netns", "exec", opts.netns, ...opts.argv] : opts.argv;
   if (!cmd) throw new WrennError("invalid_argument", "empty VMM command line");
   const id = nextId++;
-  let exit!: (status: ExitStatus) => void;
+  let exit!: Exit;
   const exited = new Promise<ExitStatus>((resolve) => (exit = resolve));
   const pid = await new Promise<number>((resolve, reject) => {
-    pending.set(id, { started: { resolve, reject }, pid: null, exit });
+    starting.set(id, { resolve, reject, exit });
     const request: SpawnRequest = {
       id,
       cmd,
