@@ -149,8 +149,10 @@ export class MemoryVmm implements VmmDriver {
 
 export class MemoryStorage implements StorageDriver {
   readonly name = "reflink" as const;
-  /** sandboxId → where its disk is ("attached" or the keep dir). */
+  /** sandboxId → where its disk's data is ("attached" or the keep dir). */
   readonly disks = new Map<string, string>();
+  /** Sandboxes running on a working copy of a disk still kept in the keep dir. */
+  readonly copies = new Set<string>();
   readonly #faults: Faults;
 
   constructor(faults: Faults) {
@@ -166,19 +168,28 @@ export class MemoryStorage implements StorageDriver {
   }
 
   async destroy(d: SandboxDisk): Promise<void> {
-    this.disks.delete(d.sandboxId);
+    const id = d.sandboxId;
+    if (d.state.detached !== "1" && this.copies.delete(id)) return;
+    this.copies.delete(id);
+    this.disks.delete(id);
   }
 
   async detach(d: SandboxDisk, keepDir: string): Promise<SandboxDisk> {
     this.#faults.check("storage.detach");
     this.disks.set(d.sandboxId, keepDir);
-    return disk(d.sandboxId, join(keepDir, "disk"));
+    this.copies.delete(d.sandboxId);
+    return { ...disk(d.sandboxId, join(keepDir, "disk")), state: { detached: "1" } };
   }
 
   async attach(d: SandboxDisk): Promise<SandboxDisk> {
     this.#faults.check("storage.attach");
-    this.disks.set(d.sandboxId, "attached");
+    this.copies.add(d.sandboxId);
     return disk(d.sandboxId, d.path.replace(/\/paused\/disk$/, "/disk"));
+  }
+
+  async dropKept(d: SandboxDisk): Promise<void> {
+    if (d.state.detached !== "1" || !this.copies.delete(d.sandboxId)) return;
+    this.disks.set(d.sandboxId, "attached");
   }
 
   async flatten(_d: SandboxDisk, outPath: string): Promise<void> {

@@ -12,6 +12,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
+import { ENVD_PORT } from "../src/envd/client.ts";
 import { driverWith } from "./vmm-wrap.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 import { Code } from "@connectrpc/connect";
@@ -22,6 +23,8 @@ const skip = vmSkipReason("pause fault-injection tests");
 const crashOnSnapshot = new Set<string>();
 /** Sandboxes whose next restore leaves the VM alive but frozen: envd never answers. */
 const hangOnRestore = new Set<string>();
+/** Sandboxes whose next restore runs the guest with envd out of the agent's reach. */
+const envdUnreachable = new Set<string>();
 
 /** The real driver, with fault hooks on saving memory and on restoring. */
 function faulty(real: VmmDriver): VmmDriver {
@@ -36,12 +39,22 @@ function faulty(real: VmmDriver): VmmDriver {
     restore: async (spec) => {
       const vm = await real.restore(spec);
       if (hangOnRestore.has(spec.vmId)) process.kill(vm.pid, "SIGSTOP");
+      if (envdUnreachable.has(spec.vmId)) {
+        // The guest runs on; only the agent's packets to it are dropped, in
+        // the slot's namespace (which the failed resume removes).
+        const rules = `table inet fault {\n chain block {\n  type filter hook forward priority -10\n  tcp dport ${ENVD_PORT} drop\n }\n}\n`;
+        await runCommand("ip", ["netns", "exec", spec.netns, "nft", "-f", "-"], { input: rules });
+      }
       return vm;
     },
   });
 }
 
 const h = new AgentHarness("wf");
+
+async function sha256(path: string): Promise<string> {
+  return (await runCommand("sha256sum", [path])).stdout.split(" ")[0] ?? "";
+}
 
 async function state(id: string): Promise<SandboxState | undefined> {
   return (await h.client.listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
@@ -116,6 +129,43 @@ describe("pause failure rules", { skip, concurrency: false }, () => {
     await h.client.resumeSandbox({ sandboxId: id });
     assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");
     assert.equal((await h.sh(id, 'kill -0 "$(cat /tmp/pid)" && echo alive')).stdout, "alive\n");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("a resume failing after its guest ran and wrote leaves the paused disk as it was", async () => {
+    const id = h.newId();
+    await h.create(id);
+    // Writes to the disk all the time, as a busy guest does the moment it runs.
+    await h.sh(
+      id,
+      "(i=0; while :; do i=$((i+1)); echo $i >> /home/user/ticks; sync; sleep 0.1; done) >/dev/null 2>&1 &",
+    );
+    await h.sh(id, "sleep 1");
+    await h.client.pauseSandbox({ sandboxId: id });
+    const kept = h.agent.manager.get(id).record.disk?.path ?? "";
+    const before = await sha256(kept);
+    envdUnreachable.add(id);
+    const err = await h.client.resumeSandbox({ sandboxId: id }).catch((e: unknown) => e);
+    envdUnreachable.delete(id);
+    assert.equal(connectCode(err), Code.Unavailable, String(err));
+    assert.equal(await state(id), SandboxState.PAUSED);
+    assert.equal(h.agent.manager.get(id).record.disk?.path, kept);
+    assert.equal(await sha256(kept), before, "the failed resume changed the paused disk");
+    await h.client.resumeSandbox({ sandboxId: id });
+    // The guest goes on from its pause: every tick once, in order, on disk too.
+    await h.sh(id, "sleep 1");
+    const ticks = (
+      await h.sh(id, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /home/user/ticks")
+    ).stdout
+      .trim()
+      .split("\n")
+      .map(Number);
+    assert.ok(ticks.length > 10, `ticks: ${ticks.length}`);
+    assert.deepEqual(
+      ticks,
+      ticks.map((_, i) => i + 1),
+    );
     await h.client.destroySandbox({ sandboxId: id });
     await h.noLeaks();
   });

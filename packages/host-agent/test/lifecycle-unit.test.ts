@@ -63,6 +63,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
   async function assertNothingHeld(): Promise<void> {
     assert.deepEqual([...vmm.running], [], "VMs left running");
     assert.deepEqual([...storage.disks.keys()], [], "disks left");
+    assert.deepEqual([...storage.copies], [], "working copies of paused disks left");
     assert.deepEqual([...network.held], [], "network slots left");
     assert.deepEqual(await readdir(join(root, "data", "sandboxes")).catch(() => []), []);
     assert.deepEqual(await readdir(join(root, "run")).catch(() => []), []);
@@ -127,7 +128,8 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       await assert.rejects(manager.resume(p.id), /injected fault|envd/);
       const { record } = manager.get(p.id);
       assert.equal(record.status, "paused");
-      assert.equal(storage.disks.get(p.id), keep, "the disk is back in the pause folder");
+      assert.equal(storage.disks.get(p.id), keep, "the disk is still in the pause folder");
+      assert.ok(!storage.copies.has(p.id), "the resume's working copy is gone");
       assert.deepEqual([...vmm.running], [], "no VM left running");
       assert.deepEqual([...network.held], [], "no slot left held");
       assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"], "memory kept");

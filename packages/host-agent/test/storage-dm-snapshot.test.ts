@@ -5,7 +5,7 @@
  * real. One test runs the real losetup with only dmsetup faked.
  */
 import assert from "node:assert/strict";
-import { readdir, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
@@ -17,6 +17,11 @@ import { selectStorage } from "../src/storage/select.ts";
 import { scratch } from "./storage-fixtures.ts";
 
 const log = createLogger("storage-test", "silent");
+
+/** Calls other than the copy a resume makes (`cp` only where the filesystem cannot reflink). */
+function withoutCopies(calls: string[][]): string[][] {
+  return calls.filter((c) => c[0] !== "cp");
+}
 const MIB = 1024 * 1024;
 const RETRY: RetryPolicy = { attempts: 4, initialDelayMs: 5, maxDelayMs: 20 };
 const BUSY = (name: string) =>
@@ -55,6 +60,8 @@ class FakeHost {
         stdout: "Block count:              4096\nBlock size:               4096\n",
         stderr: "",
       };
+    // Copies of real files (a resume's working copy) are real; the rest read fake devices.
+    if (cmd === "cp" && args.includes("--")) return runCommand(cmd, args, options);
     if (cmd === "cp") {
       await writeFile(args[args.length - 1] ?? "", Buffer.alloc(0));
       return { stdout: "", stderr: "" };
@@ -219,6 +226,7 @@ test("dm-snapshot: the base loop device is shared and reference-counted", async 
   assert.ok(!host.loops.has("/dev/loop0"), "last reference detaches the base loop");
   const resumed = await storage.attach(paused, base);
   assert.equal(storage.loops.refs(base.path), 1);
+  await storage.dropKept(paused);
   await storage.destroy(resumed);
   assert.deepEqual(host.attached(), []);
   assert.deepEqual([...host.devices.keys()], []);
@@ -406,12 +414,13 @@ test("dm-snapshot: stale devices are removed before create and before restore", 
   host.devices.set("wrenn-sb", "0 1 snapshot /dev/loop90 /dev/loop91 P 8");
   host.calls = [];
   const resumed = await storage.attach(paused, base);
-  assert.deepEqual(host.calls.slice(0, 3), [
+  assert.deepEqual(withoutCopies(host.calls).slice(0, 3), [
     ["dmsetup", "info", "wrenn-sb"],
     ["dmsetup", "remove", "wrenn-sb"],
     ["losetup", "--find", "--show", "--read-only", base.path],
   ]);
   assert.equal(host.devices.get("wrenn-sb"), `0 131072 snapshot /dev/loop2 /dev/loop3 P 8`);
+  await storage.dropKept(paused);
   await storage.destroy(resumed);
   assert.deepEqual(host.attached(), []);
 });
@@ -451,7 +460,7 @@ test("dm-snapshot: detach keeps the CoW with metadata; attach re-creates the dev
   host.sectors *= 2;
   host.calls = [];
   const resumed = await storage.attach(paused, base);
-  assert.deepEqual(host.calls, [
+  assert.deepEqual(withoutCopies(host.calls), [
     ["dmsetup", "info", "wrenn-sb"],
     ["losetup", "--find", "--show", "--read-only", base.path],
     ["blockdev", "--getsz", "/dev/loop2"],
@@ -459,22 +468,37 @@ test("dm-snapshot: detach keeps the CoW with metadata; attach re-creates the dev
     ["dmsetup", "create", "wrenn-sb", "--table", "0 131072 snapshot /dev/loop2 /dev/loop3 P 8"],
   ]);
   assert.equal(resumed.path, "/dev/mapper/wrenn-sb");
-  assert.deepEqual(await readdir(keep), []);
-  assert.equal((await stat(cow)).blocks * 512, used, "the same CoW data is back");
+  assert.equal((await stat(cow)).blocks * 512, used, "the working copy holds the same CoW data");
+  // The resumed guest writes its copy; the paused CoW stays as it was.
+  await writeFile(cow, Buffer.alloc(4096, 2), { flag: "r+" });
+  assert.deepEqual((await readFile(paused.path)).subarray(0, 8192), Buffer.alloc(8192, 1));
+  assert.deepEqual((await readdir(keep)).sort(), ["rootfs.cow", KEEP_META]);
 
-  // A failed attach puts the CoW back where the pause left it.
-  const again = await storage.detach(resumed, keep);
+  // Undone (a failed resume): the working copy goes, the pause stays whole.
+  await storage.destroy(resumed);
+  assert.deepEqual(await readdir(dir), []);
+  assert.deepEqual((await readdir(keep)).sort(), ["rootfs.cow", KEEP_META]);
+  assert.equal(await storage.usage(paused), used);
+
+  // A failed attach leaves no working copy, no loop, and the pause whole.
   host.fail = (a) =>
     a[1] === "create" ? "device-mapper: reload ioctl failed: Invalid argument" : undefined;
-  await assert.rejects(storage.attach(again, base), /Invalid argument/);
+  await assert.rejects(storage.attach(paused, base), /Invalid argument/);
   assert.deepEqual((await readdir(keep)).sort(), ["rootfs.cow", KEEP_META]);
+  assert.deepEqual(await readdir(dir), []);
   assert.deepEqual(host.attached(), []);
   assert.equal(storage.loops.refs(base.path), 0);
   host.fail = () => undefined;
 
-  await storage.destroy(again);
+  // Committed: the kept CoW goes, once and idempotently.
+  const again = await storage.attach(paused, base);
+  await storage.dropKept(paused);
+  await storage.dropKept(paused);
   assert.deepEqual(await readdir(keep), []);
+  assert.deepEqual((await readFile(cow)).subarray(0, 8192), Buffer.alloc(8192, 1));
+  await storage.destroy(again);
   assert.deepEqual(await readdir(dir), []);
+  assert.deepEqual(host.attached(), []);
 });
 
 test("dm-snapshot: flatten reads the device into a sparse image, then e2fsck and resize2fs -M", async (t) => {
@@ -606,6 +630,7 @@ test("dm-snapshot with real loop devices (only dmsetup faked)", async (t) => {
   await storage.destroy(a);
   const paused = await storage.detach(b, join(work, "keep"));
   const resumed = await storage.attach(paused, base);
+  await storage.dropKept(paused);
   await storage.destroy(resumed);
   // The scratch check asserts no loop device backed by a file under `root` is left.
 });

@@ -103,7 +103,13 @@ test("qcow2: create, write, detach, attach, flatten, destroy", async (t) => {
   );
   const resumed = await storage.attach(paused, base);
   assert.equal(resumed.path, disk.path);
-  assert.deepEqual(await readdir(keep), [], "the keep dir is emptied on attach");
+  assert.deepEqual(
+    (await readdir(keep)).sort(),
+    [KEEP_META, "rootfs.qcow2"],
+    "the pause stays whole until the resume commits",
+  );
+  await storage.dropKept(paused);
+  assert.deepEqual(await readdir(keep), [], "a committed resume empties the keep dir");
   const again = join(root, "again.raw");
   await runCommand("qemu-img", ["convert", "-O", "raw", resumed.path, again]);
   assert.equal(await readExt4(again, "/root-note"), "written in the sandbox\n");

@@ -68,8 +68,19 @@ async function lifecycle(
   const keep = join(work, "keep");
   const paused = await storage.detach(disk, keep);
   assert.deepEqual((await readdir(keep)).sort(), ["rootfs.img", KEEP_META]);
+  // A resume runs on a working copy: what its guest writes leaves the pause
+  // as it was, and undoing it (a failed resume) drops only the copy.
+  const undone = await storage.attach(paused, base);
+  assert.equal(await readExt4(undone.path, "/root-note"), "written in the sandbox\n");
+  await writeExt4(undone.path, "/root-note", "written after the resume\n", root);
+  assert.equal(await readExt4(paused.path, "/root-note"), "written in the sandbox\n");
+  await storage.destroy(undone);
+  assert.deepEqual(await readdir(dir), []);
+  assert.deepEqual((await readdir(keep)).sort(), ["rootfs.img", KEEP_META]);
   const resumed = await storage.attach(paused, base);
   assert.equal(await readExt4(resumed.path, "/root-note"), "written in the sandbox\n");
+  await storage.dropKept(paused);
+  assert.deepEqual(await readdir(keep), [], "a committed resume empties the keep dir");
 
   const tmpl = join(work, "tmpl.ext4");
   await storage.flatten(resumed, tmpl);

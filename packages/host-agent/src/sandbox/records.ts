@@ -48,7 +48,10 @@ export interface SandboxRecord {
    * A pause or resume under way, for the agent after a crash: what it must
    * finish or undo so that no saved memory or disk is lost (see recovery.ts).
    */
-  op?: { kind: "pause"; memorySaved: boolean } | { kind: "resume" };
+  op?:
+    | { kind: "pause"; memorySaved: boolean }
+    /** `kept`: the paused disk, whole in the pause folder while `disk` is its working copy. */
+    | { kind: "resume"; kept?: SandboxDisk };
 }
 
 /** The name a sandbox's host resources live under. */

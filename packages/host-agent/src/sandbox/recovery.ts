@@ -8,6 +8,7 @@
 import { rm } from "node:fs/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
+import { isDetached } from "../storage/keep.ts";
 import { killIfNamed, killStrays } from "../util/process.ts";
 import { BUILDER_PREFIX } from "./boot-snapshots.ts";
 import { isPooled } from "./pool.ts";
@@ -51,6 +52,7 @@ export async function recover(host: SandboxHost): Promise<void> {
         keep.push(record.slotIndex as number);
         delete record.op;
         await host.records.save(record);
+        if (op.kept) await storage.dropKept(op.kept).catch(() => undefined);
         continue;
       }
       slog.warn("the agent stopped mid-resume; the sandbox is paused again");
@@ -135,7 +137,8 @@ async function adopt(
 
 /**
  * A sandbox whose memory is saved in its pause folder ends paused: its VM
- * stopped, its disk detached into the pause folder, its slot released. A
+ * stopped, its disk detached into the pause folder (or, mid-resume, the
+ * working copy dropped), its slot released. A
  * step that fails leaves it failed with its memory and disk kept.
  */
 async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<void> {
@@ -150,7 +153,15 @@ async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<v
     }
     if (record.disk) {
       await storage.adopt(record.disk);
-      record.disk = await storage.detach(record.disk, host.keepDir(record));
+      const kept = record.op?.kind === "resume" ? record.op.kept : undefined;
+      if (kept && !isDetached(record.disk)) {
+        // The pause folder still holds the disk as paused: the resumed
+        // guest's working copy, written or not, goes.
+        await storage.destroy(record.disk);
+        record.disk = kept;
+      } else {
+        record.disk = await storage.detach(record.disk, host.keepDir(record));
+      }
     }
     if (record.slotIndex !== null) {
       await network.release(network.adopt(record.slotIndex));

@@ -1,9 +1,9 @@
 /**
- * Resume: re-attach the disk, take a slot, restore the VM, wait for envd,
- * sync its clock. If anything fails, every step is undone — the disk goes
- * back into the pause folder — and the sandbox stays paused, ready for
- * another try.
- */
+ * Resume: attach a working copy of the paused disk, take a slot, restore the
+ * VM from a copy of its memory, wait for envd, sync its clock. The pause
+ * folder is not touched until the resume commits, so if anything fails —
+ * even after the guest ran and wrote — every step is undone and the sandbox
+ * stays paused exactly as it was, ready for another try. */
 import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
@@ -44,8 +44,10 @@ export async function resume(
         storage.attach(detached, { name: record.template, path: record.basePath }),
       );
       record.disk = disk;
-      undo.push("move the disk back into the pause folder", async () => {
-        record.disk = await storage.detach(disk, keep);
+      record.op = { kind: "resume", kept: detached };
+      undo.push("drop the disk's working copy", async () => {
+        await storage.destroy(disk);
+        record.disk = detached;
       });
       await host.records.save(record);
       crashPoint("resume:after-attach");
@@ -87,6 +89,11 @@ export async function resume(
     }
     host.registry.autoPaused.delete(id);
     await vmm.afterResume(keep, log);
+    // Committed: what the pause kept is no longer the sandbox. Left behind
+    // (a full disk), the next pause or the destroy replaces it.
+    await storage.dropKept(detached).catch((err: unknown) => {
+      log.warn({ err: messageOf(err) }, "could not delete the paused disk after the resume");
+    });
     log.info({ ms: Math.round(performance.now() - t0) }, "sandbox resumed");
     return record;
   });

@@ -14,16 +14,15 @@ import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal, Undo } from "./cleanup.ts";
 import { DeviceMapper, type RetryPolicy } from "./dmsetup.ts";
-import { exists } from "../util/fs.ts";
-import { allocatedBytes } from "../util/fs.ts";
+import { allocatedBytes, copySparse, exists } from "../util/fs.ts";
 import { growImage, MIB, moveFile, shrinkImage } from "./image.ts";
 import {
   checkKept,
   attachedState,
   detachedDisk,
+  dropKept,
   isDetached,
   readKeepMeta,
-  removeKeepMeta,
   writeKeepMeta,
 } from "./keep.ts";
 import { attachLoop, detachLoop, LoopRegistry, loopsOf } from "./loop-registry.ts";
@@ -166,12 +165,13 @@ export class DmSnapshotStorage implements StorageDriver {
   async destroy(disk: SandboxDisk, options: StorageOptions = {}): Promise<void> {
     const s = disk.state;
     const name = dmName(disk.sandboxId);
-    if (isDetached(disk)) {
-      await rm(s.keptPath ?? "", { force: true });
-      await removeKeepMeta(s.keepDir ?? "");
-    }
+    await dropKept(disk);
     await this.release(name, disk.sandboxId, s.cowPath ?? "", options.signal);
     await rm(s.cowPath ?? "", { force: true });
+  }
+
+  dropKept(disk: SandboxDisk): Promise<void> {
+    return dropKept(disk);
   }
 
   async detach(
@@ -231,8 +231,9 @@ export class DmSnapshotStorage implements StorageDriver {
     const undo = new Undo(this.log);
     try {
       await mkdir(s.dir ?? "", { recursive: true });
-      await moveFile(this.runner, kept, cowPath);
-      undo.push(`CoW file back to ${kept}`, () => moveFile(this.runner, cowPath, kept));
+      // A copy: the kept CoW stays as paused until the resume commits.
+      await copySparse(kept, cowPath, this.runner);
+      undo.push(`CoW copy ${cowPath}`, () => rm(cowPath, { force: true }));
       const origin = await this.takeBase(disk.sandboxId, base.path);
       undo.push(`base loop reference on ${base.path}`, () => this.dropBase(disk.sandboxId));
       const originSectors = await this.sectorsOf(origin);
@@ -249,7 +250,6 @@ export class DmSnapshotStorage implements StorageDriver {
       await this.dm.create(name, snapshotTable(sectors, origin, cowLoop));
       undo.push(`dm device ${name}`, () => this.dm.remove(name));
       checkSignal(signal, `attach disk ${name}`);
-      await removeKeepMeta(s.keepDir ?? "");
       this.log.info(
         { sandboxId: disk.sandboxId, device: name, origin, cowLoop, ms: since(start) },
         "attached dm-snapshot disk",

@@ -1,6 +1,7 @@
 /**
  * What the qcow2 and reflink drivers share: a sandbox disk is one file in its
- * sandbox dir, no devices; pausing moves the file to the keep dir.
+ * sandbox dir, no devices; pausing moves the file to the keep dir, resuming
+ * copies it back (the kept file stays until the resume commits).
  */
 import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,15 +9,14 @@ import type { Logger } from "@wrenn/shared/log.ts";
 import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { checkSignal } from "./cleanup.ts";
-import { exists } from "../util/fs.ts";
-import { allocatedBytes } from "../util/fs.ts";
+import { allocatedBytes, copySparse, exists } from "../util/fs.ts";
 import { growImage, moveFile, shrinkImage } from "./image.ts";
 import {
   attachedState,
   checkKept,
   detachedDisk,
+  dropKept,
   isDetached,
-  removeKeepMeta,
   writeKeepMeta,
 } from "./keep.ts";
 import type {
@@ -126,11 +126,12 @@ export abstract class FileStorage implements StorageDriver {
 
   async destroy(disk: SandboxDisk): Promise<void> {
     this.use(disk.state.basePath ?? "", disk.sandboxId, false);
-    if (isDetached(disk)) {
-      await rm(disk.state.keptPath ?? "", { force: true });
-      await removeKeepMeta(disk.state.keepDir ?? "");
-    }
+    await dropKept(disk);
     await rm(disk.state.file ?? "", { force: true });
+  }
+
+  dropKept(disk: SandboxDisk): Promise<void> {
+    return dropKept(disk);
   }
 
   async detach(disk: SandboxDisk, keepDir: string): Promise<SandboxDisk> {
@@ -171,14 +172,11 @@ export abstract class FileStorage implements StorageDriver {
     const file = s.file ?? join(s.dir ?? "", this.fileName);
     const kept = s.keptPath ?? "";
     await mkdir(s.dir ?? "", { recursive: true });
-    await moveFile(this.runner, kept, file);
+    await copySparse(kept, file, this.runner);
     try {
       if (base.path !== s.basePath) await this.rebased(file, base);
-      await removeKeepMeta(s.keepDir ?? "");
     } catch (err) {
-      await moveFile(this.runner, file, kept).catch((e: unknown) =>
-        this.log.error({ err: e, kept }, "could not move the disk file back"),
-      );
+      await rm(file, { force: true });
       throw err;
     }
     this.use(base.path, disk.sandboxId, true);

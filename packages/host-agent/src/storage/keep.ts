@@ -58,6 +58,13 @@ export async function removeKeepMeta(keepDir: string): Promise<void> {
   await rm(join(keepDir, KEEP_META), { force: true });
 }
 
+/** Deletes what a detached disk keeps in its keep dir (data, then metadata); idempotent. */
+export async function dropKept(disk: SandboxDisk): Promise<void> {
+  if (!isDetached(disk)) return;
+  await rm(disk.state.keptPath ?? "", { force: true });
+  await removeKeepMeta(disk.state.keepDir ?? "");
+}
+
 /** The detached form of a disk whose data now lives at `keptPath`. */
 export function detachedDisk(
   disk: SandboxDisk,

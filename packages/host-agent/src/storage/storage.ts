@@ -63,8 +63,15 @@ export interface StorageDriver {
    * Idempotent on an already detached disk.
    */
   detach(disk: SandboxDisk, keepDir: string, options?: StorageOptions): Promise<SandboxDisk>;
-  /** Re-attaches a detached disk (resume), moving its data back to its sandbox dir. */
+  /**
+   * Attaches a working copy of a detached disk (resume) in its sandbox dir: a
+   * reflink where the filesystem can, else a sparse copy. The kept data stays
+   * as it was until `dropKept`, so a resume that fails after its guest wrote
+   * leaves the pause whole; undo it with `destroy` of the returned disk.
+   */
   attach(disk: SandboxDisk, base: BaseImage, options?: StorageOptions): Promise<SandboxDisk>;
+  /** Deletes a detached disk's kept data once a resume from it has committed; idempotent. */
+  dropKept(disk: SandboxDisk): Promise<void>;
   /**
    * Writes a standalone, sparse, shrunk (`resize2fs -M`), fsck-clean raw image
    * of the disk (templates). Attached or detached; the VM must not be running.
