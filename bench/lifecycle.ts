@@ -112,7 +112,7 @@ try {
       await exec(id, "true");
     }
     console.log(
-      `  resumed 2 s after the pause: host side p50 ${ms(p50(later))} (RAM copy ${ms(step("qemu.copy_memory"))}, QEMU started ${started()}); right after it ${ms(p50(hostSide))}; the paused memory's write-back p50 ${ms(step("flush"))}`,
+      `  resumed 2 s after the pause: host side p50 ${ms(p50(later))} (RAM copy ${ms(step("qemu.copy_memory"))}, QEMU started ${started()}); right after it ${ms(p50(hostSide))}; the pause folder's write-back p50 ${ms(step("write_back"))}`,
     );
     steps.clear();
     if (memoryMb === 256) {

@@ -137,8 +137,6 @@ export class MemoryVmm implements VmmDriver {
     await writeFile(join(save.dir, "memfile"), "memory");
   }
 
-  afterPause(): void {}
-
   async afterResume(): Promise<void> {}
 
   async copyMemory(from: string, to: string): Promise<void> {

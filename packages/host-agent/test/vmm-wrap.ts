@@ -14,7 +14,6 @@ export function driverWith(real: VmmDriver, overrides: Partial<VmmDriver>): VmmD
     adopt: (rec) => real.adopt(rec),
     record: (vm) => real.record(vm),
     saveMemory: (vm, save) => real.saveMemory(vm, save),
-    afterPause: (dir, log) => real.afterPause(dir, log),
     afterResume: (dir, log) => real.afterResume(dir, log),
     copyMemory: (from, to) => real.copyMemory(from, to),
     ...overrides,

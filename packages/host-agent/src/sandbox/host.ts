@@ -10,6 +10,7 @@ import type { WarmPool } from "./pool.ts";
 import { homeOf, RecordStore, type SandboxRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { TemplateStore } from "./templates.ts";
+import { PauseWriteBack } from "./write-back.ts";
 
 /**
  * What every lifecycle step works with: the drivers, the on-disk stores, the
@@ -22,6 +23,7 @@ export class SandboxHost {
   readonly records: RecordStore;
   readonly templates: TemplateStore;
   readonly registry = new Registry();
+  readonly writeBack = new PauseWriteBack();
   /** Set once by the front door (its builder runs the lifecycle itself). */
   bootSnapshots: BootSnapshots | null = null;
   /** Set once by the front door when the pool is on (its refills run the lifecycle itself). */

@@ -107,6 +107,6 @@ export async function pause(
       live.stopping = false;
     }
     log.info({ ms: Math.round(performance.now() - t0) }, "sandbox paused");
-    vmm.afterPause(keep, log);
+    host.writeBack.schedule(keep, log);
   });
 }

@@ -34,6 +34,9 @@ export async function resume(
     const t0 = performance.now();
     const keep = host.keepDir(record);
     const undo = new Rollback(log);
+    // The copies below write back what they copy; a failed resume reschedules.
+    host.writeBack.cancel(keep);
+    undo.push("write the pause folder back later", async () => host.writeBack.schedule(keep, log));
     try {
       // A crash from here on leaves what recovery.ts undoes: the sandbox paused again.
       record.op = { kind: "resume" };

@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { messageOf } from "@wrenn/shared/errors.ts";
-import { timed, type Logger } from "@wrenn/shared/log.ts";
+import type { Logger } from "@wrenn/shared/log.ts";
 
 /** Whether `path` exists (following links); an unreadable path counts as absent. */
 export async function exists(path: string): Promise<boolean> {
@@ -107,23 +107,4 @@ export async function discard(path: string, log: Logger): Promise<void> {
     return;
   }
   void rm(aside, { force: true });
-}
-
-/**
- * Writes a file's dirty pages to disk now, in the background (never
- * throws: the kernel writes them back later all the same; a file gone
- * meanwhile has nothing to keep).
- */
-export async function flushInBackground(path: string, log: Logger): Promise<void> {
-  try {
-    const fh = await open(path, "r");
-    try {
-      await timed(log, "flush", () => fh.datasync(), { path });
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    log.warn({ path, err: messageOf(err) }, "could not write a file back to disk early");
-  }
 }

@@ -108,11 +108,6 @@ export interface VmmDriver {
     vm: VmHandle,
     save: { dir: string; parents: string[]; memoryMb: number; log: Logger },
   ): Promise<void>;
-  /**
-   * A pause into `dir` is complete: work that need not hold it up starts
-   * here, in the background (not awaited, never throws).
-   */
-  afterPause(dir: string, log: Logger): void;
   /** A resume from `dir` succeeded: drop what the running VM no longer needs there. */
   afterResume(dir: string, log: Logger): Promise<void>;
   /** Copies the memory snapshot in `from` into a template folder `to`. */

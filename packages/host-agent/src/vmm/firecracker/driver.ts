@@ -192,9 +192,6 @@ export class FirecrackerDriver implements VmmDriver {
     }
   }
 
-  /** The pause wrote its memory generations durably (memfile.ts): nothing left to flush. */
-  afterPause(): void {}
-
   /** The page server reads the generations as they are: nothing to drop. */
   async afterResume(): Promise<void> {}
 

@@ -9,7 +9,7 @@ import { chmod, copyFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
-import { copySparse, discard, exists, flushInBackground } from "../../util/fs.ts";
+import { copySparse, discard, exists } from "../../util/fs.ts";
 import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
 import { spawnInNetns } from "../process.ts";
 import { detectCgroups, moveInto, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
@@ -93,7 +93,6 @@ export interface QemuRestoreSpec extends Machine {
 
 const STATE = "state";
 const MEMFILE = "memfile";
-const FLUSH_AFTER_PAUSE_MS = 1000;
 
 export class QemuDriver implements VmmDriver {
   readonly name = "qemu" as const;
@@ -105,8 +104,6 @@ export class QemuDriver implements VmmDriver {
   readonly #confine: boolean;
   readonly #cgroups: Promise<CgroupDriver | null>;
   readonly #platform: QemuPlatform;
-  /** Paused memory files waiting for their early write-back, by pause folder (afterPause). */
-  readonly #flushes = new Map<string, NodeJS.Timeout>();
 
   constructor(opts: QemuDriverOptions) {
     this.accel = opts.accel;
@@ -168,7 +165,6 @@ export class QemuDriver implements VmmDriver {
    * treat it so.
    */
   async restore(spec: RestoreSpec): Promise<VmHandle> {
-    this.#cancelFlush(spec.snapshotDir);
     let memPath = join(spec.snapshotDir, MEMFILE);
     const ownCopy = !spec.clone || this.#reflinkCopies;
     if (ownCopy) {
@@ -197,31 +193,6 @@ export class QemuDriver implements VmmDriver {
       { statePath: join(save.dir, STATE), memPath: join(save.dir, MEMFILE) },
       "full",
     );
-  }
-
-  /**
-   * The paused memory is the guest's RAM file, its pages still dirty in the
-   * page cache: written back a second after the pause rather than by the
-   * kernel's flusher within 30 s. Until then a host crash loses them, and a
-   * resume's reflink copy waits for that write-back on its path (≈ 35 ms of
-   * a 256 MiB resume's host side). Not at once: the write-back ends in a
-   * disk cache flush (80–140 ms here) that the fsyncs of a pause or resume
-   * right after it would queue behind; a resume within the second writes
-   * back what it copies itself, as before.
-   */
-  afterPause(dir: string, log: Logger): void {
-    this.#cancelFlush(dir);
-    const timer = setTimeout(() => {
-      this.#flushes.delete(dir);
-      void flushInBackground(join(dir, MEMFILE), log);
-    }, FLUSH_AFTER_PAUSE_MS);
-    timer.unref();
-    this.#flushes.set(dir, timer);
-  }
-
-  #cancelFlush(dir: string): void {
-    clearTimeout(this.#flushes.get(dir));
-    this.#flushes.delete(dir);
   }
 
   /**

@@ -1,8 +1,6 @@
 /**
- * A paused sandbox's memory file is written back a second after the pause
- * (QemuDriver.afterPause), unless a resume from it begins first: no QEMU
- * runs here, the restore fails at its missing state file after it cancelled
- * the write-back.
+ * A pause folder is written back a second after its pause, unless a resume
+ * from it begins first (PauseWriteBack).
  */
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -12,9 +10,9 @@ import { Writable } from "node:stream";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { QemuDriver } from "../src/vmm/qemu/driver.ts";
+import { PauseWriteBack } from "../src/sandbox/write-back.ts";
 
-const root = await mkdtemp(join(tmpdir(), "wrenn-qemu-flush-"));
+const root = await mkdtemp(join(tmpdir(), "wrenn-write-back-"));
 after(() => rm(root, { recursive: true, force: true }));
 
 /** The `step` of every timed log line written to it, and the messages of warnings. */
@@ -34,49 +32,42 @@ function stepLog(): { log: pino.Logger; steps: string[]; warnings: string[] } {
   return { log: pino({ level: "info" }, sink), steps, warnings };
 }
 
+/** A pause folder as a QEMU pause leaves it: memory, device state, disk, its metadata. */
 async function pausedDir(name: string): Promise<string> {
   const dir = join(root, name);
   await mkdir(dir);
   await writeFile(join(dir, "memfile"), Buffer.alloc(1 << 20, 7));
+  await writeFile(join(dir, "state"), "device state");
+  await writeFile(join(dir, "rootfs.qcow2"), Buffer.alloc(1 << 16, 1));
+  await writeFile(join(dir, "rootfs.json"), "{}");
   return dir;
 }
 
-const driver = () => new QemuDriver({ accel: "tcg", confine: false, cgroups: null });
-
-test("the paused memory is written back a second after the pause", async () => {
-  const { log, steps } = stepLog();
+test("the pause folder is written back a second after the pause", async () => {
+  const { log, steps, warnings } = stepLog();
   const dir = await pausedDir("later");
-  driver().afterPause(dir, log);
+  new PauseWriteBack().schedule(dir, log);
   await sleep(500);
   assert.deepEqual(steps, [], "not during the pause's own second");
   await sleep(1000);
-  assert.deepEqual(steps, ["flush"]);
+  assert.deepEqual(steps, ["write_back"]);
+  assert.deepEqual(warnings, []);
 });
 
-test("a resume within the second cancels the write-back; a file gone by then is no error", async () => {
+test("a resume within the second cancels it; a folder gone by then is no error", async () => {
   const { log, steps, warnings } = stepLog();
-  const vmm = driver();
+  const writeBack = new PauseWriteBack(100);
   const resumed = await pausedDir("resumed");
-  vmm.afterPause(resumed, log);
-  await assert.rejects(
-    vmm.restore({
-      vmId: "vm",
-      runDir: join(root, "run"),
-      snapshotDir: resumed,
-      clone: false,
-      kernel: { kernelPath: "/nonexistent" },
-      vcpus: 1,
-      memoryMb: 1,
-      rootfs: { path: join(root, "disk"), format: "raw" },
-      netns: "",
-      tapName: "tap0",
-      guestMac: "02:fc:00:00:00:05",
-    }),
-  );
+  writeBack.schedule(resumed, log);
+  writeBack.cancel(resumed);
   const gone = await pausedDir("gone");
-  vmm.afterPause(gone, log);
+  writeBack.schedule(gone, log);
   await rm(gone, { recursive: true });
-  await sleep(1500);
-  assert.ok(!steps.includes("flush"), `no write-back: ${steps.join(", ")}`);
+  await sleep(400);
+  assert.deepEqual(steps, [], "no write-back of the resumed folder");
   assert.deepEqual(warnings, []);
+  // A failed resume schedules it again.
+  writeBack.schedule(resumed, log);
+  await sleep(400);
+  assert.deepEqual(steps, ["write_back"]);
 });
