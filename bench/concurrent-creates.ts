@@ -25,6 +25,11 @@ const ms = (x: number) => `${Math.round(x)} ms`;
 /** Host CPU busy since `from`, in core-seconds (USER_HZ is 100 on Linux). */
 const cpuMark = () => parseProcStat(readFileSync("/proc/stat", "utf8"), Date.now());
 const coreSec = (from: ReturnType<typeof cpuMark>) => (cpuMark().busy - from.busy) / 100;
+/** This process's CPU since `from` (control plane, database and agent run in it), in core-seconds. */
+const ownSec = (from: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1e6;
+};
 
 async function phase(pool: number): Promise<boolean> {
   const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool });
@@ -68,20 +73,25 @@ async function phase(pool: number): Promise<boolean> {
     }
     const single: number[] = [];
     let singleCpu = 0;
+    let singleOwn = 0;
     for (let i = 0; i < singles; i++) {
       const mark = cpuMark();
+      const own = process.cpuUsage();
       const c = await create();
       singleCpu += coreSec(mark);
+      singleOwn += ownSec(own);
       single.push(c.ms);
       await destroy(c.id);
       if (pool > 0) await filled(held);
     }
     if (pool > 0) held = ready();
     const mark = cpuMark();
+    const own = process.cpuUsage();
     const t0 = performance.now();
     const results = await Promise.allSettled(Array.from({ length: n }, () => create()));
     const wall = performance.now() - t0;
     const burstCpu = coreSec(mark);
+    const burstOwn = ownSec(own);
     const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
     await Promise.all(ok.map((c) => destroy(c.id)));
@@ -101,7 +111,8 @@ async function phase(pool: number): Promise<boolean> {
     // Whether a burst is CPU-bound: the host's busy core-seconds per create, alone and in the burst.
     console.log(
       `  host CPU per create: ${(singleCpu / singles).toFixed(2)} core-s alone, ${(burstCpu / n).toFixed(2)} core-s in the burst ` +
-        `(${(burstCpu / (wall / 1000)).toFixed(2)} of ${cores} cores busy during it)`,
+        `(${(burstCpu / (wall / 1000)).toFixed(2)} of ${cores} cores busy during it); ` +
+        `of it the platform's process (control plane, database, agent): ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / n).toFixed(3)} in the burst`,
     );
     if (failed.length > 0) console.log(`  failed: ${failed.slice(0, 3).join(" | ")}`);
     return failed.length === 0;

@@ -1,6 +1,6 @@
 /**
  * Starting a process from a large agent: through the VMM spawner
- * (vmm/spawner.ts, how the agent starts every VMM) against Node's own spawn
+ * (spawner/spawner.ts, how the agent starts every VMM) against Node's own spawn
  * from this process, in one run, while this process holds `ballast` MiB
  * resident (`wrenn up`'s process — control plane, PGlite and agent — holds
  * ≈ 525–585 MiB). Each start is timed until the process runs (`true`); the

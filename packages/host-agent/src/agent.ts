@@ -16,6 +16,7 @@ import { claimPrefix } from "./network/claim.ts";
 import { parseAllowPrivate } from "./network/private-ranges.ts";
 import type { StorageName } from "./storage/storage.ts";
 import { selectVmm } from "./vmm/select.ts";
+import { spawnerRunner } from "./spawner/client.ts";
 import type { VmmDriver, VmmName } from "./vmm/vmm.ts";
 import { SandboxManager } from "./sandbox/manager.ts";
 import { MetricsSampler } from "./sandbox/metrics.ts";
@@ -158,13 +159,16 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
     (await timed(log, "start.select_vmm", () =>
       selectVmm({ override: options.vmm, dataDir, log, reflinkCopies }),
     ));
+  // Host commands run in the spawner: forking this process costs with its size.
   const storage = await selectStorage({
     vmm: vmm.name,
     dataDir,
     override: options.storage,
     log,
+    runner: spawnerRunner,
   });
   const network = createNetworkManager({
+    runner: spawnerRunner,
     prefix: options.networkPrefix,
     egressInterface: options.egressInterface,
     allowPrivate,

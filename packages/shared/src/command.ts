@@ -46,9 +46,37 @@ export type Runner = (
   options?: CommandOptions,
 ) => Promise<CommandResult>;
 
-export const runCommand: Runner = (cmd, args, options = {}) =>
-  new Promise((resolve, reject) => {
-    const line = [cmd, ...args].join(" ");
+/** How a command ended, wherever it ran (here, or in the host agent's spawner). */
+export type CommandOutcome =
+  | { exitCode: number | null; stdout: string; stderr: string }
+  /** It did not run to an exit: not found (`ENOENT`), cancelled (`AbortError`), or else. */
+  | { failed: { code?: string; name?: string; message: string } };
+
+/** The result of a command that exited 0; the error a caller can act on otherwise. */
+export function commandResult(cmd: string, args: string[], outcome: CommandOutcome): CommandResult {
+  const line = [cmd, ...args].join(" ");
+  if ("failed" in outcome) {
+    const e = outcome.failed;
+    const cause = Object.assign(new Error(e.message), { code: e.code, name: e.name ?? "Error" });
+    if (e.code === "ENOENT") {
+      throw new WrennError("failed_precondition", `'${cmd}' is not installed (run 'wrenn setup')`, {
+        cause,
+      });
+    }
+    if (e.name === "AbortError") throw new WrennError("cancelled", `${line}: cancelled`, { cause });
+    throw new CommandError(line, null, e.message, cause);
+  }
+  if (outcome.exitCode === 0) return { stdout: outcome.stdout, stderr: outcome.stderr };
+  throw new CommandError(line, outcome.exitCode, outcome.stderr);
+}
+
+/** Runs a command as a child of this process, to its end (see Runner). */
+export function runOutcome(
+  cmd: string,
+  args: string[],
+  options: CommandOptions = {},
+): Promise<CommandOutcome> {
+  return new Promise((resolve) => {
     const child = spawn(cmd, args, {
       stdio: ["pipe", "pipe", "pipe"],
       signal: options.signal,
@@ -60,27 +88,22 @@ export const runCommand: Runner = (cmd, args, options = {}) =>
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") {
-        reject(
-          new WrennError("failed_precondition", `'${cmd}' is not installed (run 'wrenn setup')`, {
-            cause: e,
-          }),
-        );
-      } else if (e.name === "AbortError") {
-        reject(new WrennError("cancelled", `${line}: cancelled`, { cause: e }));
-      } else {
-        reject(new CommandError(line, null, e.message, e));
-      }
-    });
-    child.on("close", (code) => {
-      const stdout = Buffer.concat(out).toString("utf8");
-      const stderr = Buffer.concat(err).toString("utf8");
-      if (code === 0) resolve({ stdout, stderr });
-      else reject(new CommandError(line, code, stderr));
-    });
+    child.on("error", (e: NodeJS.ErrnoException) =>
+      resolve({ failed: { code: e.code, name: e.name, message: e.message } }),
+    );
+    child.on("close", (exitCode) =>
+      resolve({
+        exitCode,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      }),
+    );
     child.stdin.on("error", () => {
       // The command may exit without reading its input; its exit status says what happened.
     });
     child.stdin.end(options.input);
   });
+}
+
+export const runCommand: Runner = async (cmd, args, options = {}) =>
+  commandResult(cmd, args, await runOutcome(cmd, args, options));

@@ -1,17 +1,21 @@
 /**
- * VMMs start through the spawner process (vmm/spawner.ts): the pid is the
- * command's own, exits are reported, passed files arrive open at their
- * position, failures say what to fix, and a spawner that dies neither takes
- * its VMMs with it nor loses their exits. No VM, no root needed.
+ * VMMs start, and host commands run, through the spawner process
+ * (spawner/spawner.ts). A VMM's pid is its own, exits are reported, passed
+ * files arrive open at their position, failures say what to fix, and a
+ * spawner that dies neither takes its VMMs with it nor loses their exits. A
+ * command run there answers as runCommand does: output, input, exit codes,
+ * timeouts, cancellation. No VM, no root needed.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { spawnerRunner } from "../src/spawner/client.ts";
 import { isAlive } from "../src/util/process.ts";
 import { spawnInNetns } from "../src/vmm/process.ts";
 
@@ -120,4 +124,81 @@ test("a spawner that dies leaves its VMMs running and their exits reported; the 
   const next = await spawnInNetns({ netns: "", argv: ["true"], logPath: join(root, "g.log") });
   assert.deepEqual(await next.exited, { code: 0, signal: null });
   assert.ok(!spawners().includes(first));
+});
+
+/** Where a command ran: the pid of its parent, printed by the command itself. */
+const PARENT = ["sh", ["-c", "echo $PPID"]] as const;
+
+for (const [name, run] of [
+  ["runCommand", runCommand],
+  ["spawnerRunner", spawnerRunner],
+] as Array<[string, Runner]>) {
+  test(`${name}: output, input, exit codes and missing commands`, async () => {
+    assert.deepEqual(await run("sh", ["-c", "echo out; echo err >&2"]), {
+      stdout: "out\n",
+      stderr: "err\n",
+    });
+    assert.equal((await run("cat", [], { input: "piped\n" })).stdout, "piped\n");
+    const bytes = Buffer.from([0, 1, 2, 255]);
+    assert.equal(
+      (await run("od", ["-An", "-tu1"], { input: bytes })).stdout.trim(),
+      "0   1   2 255",
+    );
+    assert.equal((await run("sh", ["-c", "echo $X"], { env: { X: "y" } })).stdout, "y\n");
+    assert.equal((await run("pwd", [], { cwd: root })).stdout.trim(), root);
+
+    const failed = await run("sh", ["-c", "echo why >&2; exit 3"]).catch((e: unknown) => e);
+    assert.ok(failed instanceof CommandError);
+    assert.equal(failed.exitCode, 3);
+    assert.equal(failed.stderr, "why\n");
+    assert.match(failed.message, /sh -c echo why >&2; exit 3 failed \(exit 3\): why/);
+
+    const missing = await run("wrenn-no-such-tool", []).catch((e: unknown) => e);
+    assert.ok(missing instanceof WrennError);
+    assert.equal(missing.code, "failed_precondition");
+    assert.match(missing.message, /'wrenn-no-such-tool' is not installed/);
+  });
+
+  test(`${name}: a timeout kills the command; an abort cancels it`, async () => {
+    const t0 = performance.now();
+    const late = await run("sleep", ["30"], { timeoutMs: 200 }).catch((e: unknown) => e);
+    assert.ok(late instanceof CommandError, String(late));
+    assert.equal(late.exitCode, null);
+    assert.ok(performance.now() - t0 < 5000);
+
+    const marker = join(root, `cancelled-${name}`);
+    const abort = new AbortController();
+    const running = run("sh", ["-c", `sleep 1; touch ${marker}`], { signal: abort.signal });
+    await sleep(100);
+    abort.abort();
+    const cancelled = await running.catch((e: unknown) => e);
+    assert.ok(cancelled instanceof WrennError);
+    assert.equal(cancelled.code, "cancelled");
+    await sleep(1500);
+    assert.equal(existsSync(marker), false, "the cancelled command was killed");
+
+    const already = await run("true", [], { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    assert.ok(already instanceof WrennError && already.code === "cancelled");
+  });
+}
+
+test("commands run in the spawner, not as children of the agent's process", async () => {
+  const [cmd, args] = PARENT;
+  const direct = Number((await runCommand(cmd, [...args])).stdout);
+  const spawned = Number((await spawnerRunner(cmd, [...args])).stdout);
+  assert.equal(direct, process.pid);
+  assert.ok(spawners().includes(spawned), `parent ${spawned} is not the spawner`);
+});
+
+test("a command under way when the spawner dies fails with a reason; the next one works", async () => {
+  await spawnerRunner("true", []);
+  const [first] = spawners();
+  assert.ok(first);
+  const running = spawnerRunner("sleep", ["1"]);
+  await sleep(100);
+  process.kill(first, "SIGKILL");
+  const err = await running.catch((e: unknown) => e);
+  assert.ok(err instanceof CommandError, String(err));
+  assert.match(err.message, /spawner process exited/);
+  assert.equal((await spawnerRunner("echo", ["again"])).stdout, "again\n");
 });
