@@ -9,7 +9,7 @@
  *
  *   node_modules/.bin/node bench/concurrent-creates.ts [N=20] [singles=5]
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseProcStat } from "../packages/host-agent/src/rpc/host-info.ts";
 import { startBenchPlatform } from "./platform.ts";
@@ -30,6 +30,28 @@ const ownSec = (from: NodeJS.CpuUsage) => {
   const d = process.cpuUsage(from);
   return (d.user + d.system) / 1e6;
 };
+
+/** CPU ticks of every VMM whose command line names `root`, by pid. */
+function vmmTicks(root: string): Map<number, number> {
+  const ticks = new Map<number, number>();
+  for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(root)) continue;
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      ticks.set(Number(pid), Number(f[11]) + Number(f[12]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return ticks;
+}
+
+/** The VMMs' CPU since `from` (VMMs started since count from 0), in core-seconds. */
+function vmmSec(root: string, from: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, t] of vmmTicks(root)) sum += t - (from.get(pid) ?? 0);
+  return sum / 100;
+}
 
 async function phase(pool: number): Promise<boolean> {
   const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool });
@@ -74,12 +96,15 @@ async function phase(pool: number): Promise<boolean> {
     const single: number[] = [];
     let singleCpu = 0;
     let singleOwn = 0;
+    let singleVmm = 0;
     for (let i = 0; i < singles; i++) {
       const mark = cpuMark();
       const own = process.cpuUsage();
+      const vmms = vmmTicks(p.root);
       const c = await create();
       singleCpu += coreSec(mark);
       singleOwn += ownSec(own);
+      singleVmm += vmmSec(p.root, vmms);
       single.push(c.ms);
       await destroy(c.id);
       if (pool > 0) await filled(held);
@@ -87,11 +112,13 @@ async function phase(pool: number): Promise<boolean> {
     if (pool > 0) held = ready();
     const mark = cpuMark();
     const own = process.cpuUsage();
+    const vmms = vmmTicks(p.root);
     const t0 = performance.now();
     const results = await Promise.allSettled(Array.from({ length: n }, () => create()));
     const wall = performance.now() - t0;
     const burstCpu = coreSec(mark);
     const burstOwn = ownSec(own);
+    const burstVmm = vmmSec(p.root, vmms);
     const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
     await Promise.all(ok.map((c) => destroy(c.id)));
@@ -112,7 +139,8 @@ async function phase(pool: number): Promise<boolean> {
     console.log(
       `  host CPU per create: ${(singleCpu / singles).toFixed(2)} core-s alone, ${(burstCpu / n).toFixed(2)} core-s in the burst ` +
         `(${(burstCpu / (wall / 1000)).toFixed(2)} of ${cores} cores busy during it); ` +
-        `of it the platform's process (control plane, database, agent): ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / n).toFixed(3)} in the burst`,
+        `of it the platform's process (control plane, database, agent) ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / n).toFixed(3)} in the burst; ` +
+        `the VMMs ${(singleVmm / singles).toFixed(3)} alone, ${(burstVmm / n).toFixed(3)} in the burst`,
     );
     if (failed.length > 0) console.log(`  failed: ${failed.slice(0, 3).join(" | ")}`);
     return failed.length === 0;
