@@ -137,9 +137,10 @@ async function adopt(
 
 /**
  * A sandbox whose memory is saved in its pause folder ends paused: its VM
- * stopped, its disk detached into the pause folder (or, mid-resume, the
- * working copy dropped), its slot released. A
- * step that fails leaves it failed with its memory and disk kept.
+ * stopped, its disk detached into the pause folder (or, cut short mid-resume,
+ * the working copy dropped: the pause folder still holds the disk as
+ * paused), its slot released. A step that fails leaves it failed with its
+ * memory and disk kept.
  */
 async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<void> {
   const { vmm, storage, network } = host.opts;
@@ -155,8 +156,6 @@ async function settlePaused(host: SandboxHost, record: SandboxRecord): Promise<v
       await storage.adopt(record.disk);
       const kept = record.op?.kind === "resume" ? record.op.kept : undefined;
       if (kept && !isDetached(record.disk)) {
-        // The pause folder still holds the disk as paused: the resumed
-        // guest's working copy, written or not, goes.
         await storage.destroy(record.disk);
         record.disk = kept;
       } else {

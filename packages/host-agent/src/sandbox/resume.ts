@@ -3,7 +3,8 @@
  * VM from a copy of its memory, wait for envd, sync its clock. The pause
  * folder is not touched until the resume commits, so if anything fails —
  * even after the guest ran and wrote — every step is undone and the sandbox
- * stays paused exactly as it was, ready for another try. */
+ * stays paused exactly as it was, ready for another try.
+ */
 import { mkdir, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
