@@ -202,3 +202,21 @@ test("a command under way when the spawner dies fails with a reason; the next on
   assert.match(err.message, /spawner process exited/);
   assert.equal((await spawnerRunner("echo", ["again"])).stdout, "again\n");
 });
+
+test("requests made while a killed spawner is not yet reaped fail or succeed; none crashes the agent", async () => {
+  for (let i = 0; i < 10; i++) {
+    await spawnerRunner("true", []);
+    const [pid] = spawners();
+    assert.ok(pid);
+    process.kill(pid, "SIGKILL");
+    const results = await Promise.allSettled([
+      spawnerRunner("true", []),
+      sleep(5).then(() => spawnerRunner("true", [])),
+      spawnInNetns({ netns: "", argv: ["true"], logPath: join(root, `race-${i}.log`) }),
+    ]);
+    for (const r of results) {
+      if (r.status === "rejected") assert.match(String(r.reason), /spawner/);
+    }
+  }
+  assert.equal((await spawnerRunner("echo", ["after"])).stdout, "after\n");
+});

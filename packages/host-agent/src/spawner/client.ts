@@ -49,6 +49,8 @@ function spawnerProcess(): ChildProcess {
     }
     quiet();
   });
+  // A send that failed because the spawner just died: its exit fails what was sent.
+  child.on("error", () => undefined);
   child.once("exit", () => {
     if (spawner === child) spawner = null;
     for (const start of starting.values()) start.reject(new Error("the spawner exited"));
@@ -82,7 +84,9 @@ function quiet(): void {
 }
 
 function send(request: SpawnerRequest): void {
-  spawnerProcess().send(request);
+  const child = spawnerProcess();
+  // Dead but not yet reaped: its exit fails the request.
+  if (child.connected) child.send(request);
   quiet();
 }
 
@@ -118,7 +122,7 @@ export const spawnerRunner: Runner = async (cmd, args, options = {}) => {
     const onAbort = () => {
       runs.delete(id);
       quiet();
-      spawner?.send({ kind: "cancel", id });
+      if (spawner?.connected) spawner.send({ kind: "cancel", id });
       resolve(aborted());
     };
     signal?.addEventListener("abort", onAbort, { once: true });
