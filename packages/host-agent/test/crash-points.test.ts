@@ -7,7 +7,10 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
+import { KEEP_META } from "../src/storage/keep.ts";
 import type { CrashPoint } from "../src/util/crash-point.ts";
 import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
 
@@ -30,6 +33,8 @@ const cases: Array<[CrashPoint, Op, After]> = [
   ["resume:after-attach", "resume", "paused"],
   ["resume:after-network", "resume", "paused"],
   ["resume:after-restore", "resume", "running-or-paused"],
+  // Committed, before the paused disk was deleted: the next agent deletes it.
+  ["resume:after-commit", "resume", "running"],
   ["snapshot:after-flatten", "snapshot", "paused"],
   ["snapshot:after-copy", "snapshot", "paused"],
   ["destroy:after-stop", "destroy", "gone"],
@@ -96,6 +101,18 @@ describe("the agent killed at each lifecycle step", { skip, concurrency: false }
         "running-or-paused": [SandboxState.RUNNING, SandboxState.PAUSED],
       }[expected];
       assert.ok(want.includes(listed.state), `state ${SandboxState[listed.state]}`);
+      if (listed.state === SandboxState.RUNNING) {
+        // A running sandbox's disk is its own: no paused copy of it is left.
+        const sandboxes = join(h.root, "data", "sandboxes");
+        for (const home of await readdir(sandboxes)) {
+          const kept = await readdir(join(sandboxes, home, "paused")).catch((): string[] => []);
+          assert.ok(!kept.includes(KEEP_META), `a paused disk is left in ${home}/paused: ${kept}`);
+          assert.ok(
+            !kept.some((f) => f.startsWith(".discard-")),
+            `a discarded memory file is left in ${home}/paused: ${kept}`,
+          );
+        }
+      }
       if (listed.state === SandboxState.PAUSED) {
         await h.client.resumeSandbox({ sandboxId: id });
       } else {

@@ -8,7 +8,8 @@
 import { rm } from "node:fs/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
-import { isDetached } from "../storage/keep.ts";
+import { dropLeftoverKept, isDetached } from "../storage/keep.ts";
+import { removeDiscarded } from "../util/fs.ts";
 import { killIfNamed, killStrays } from "../util/process.ts";
 import { BUILDER_PREFIX } from "./boot-snapshots.ts";
 import { isPooled } from "./pool.ts";
@@ -35,6 +36,8 @@ export async function recover(host: SandboxHost): Promise<void> {
   const keep: number[] = [];
   for (const record of records) {
     const slog = log.child({ sandbox: record.id });
+    // A memory file a resume was deleting when the agent stopped.
+    await removeDiscarded(host.keepDir(record));
     if (record.id.startsWith(BUILDER_PREFIX) || isPooled(record.id)) {
       // A boot snapshot's builder the last agent did not finish, or a warm
       // pool entry: nobody waits for either.
@@ -82,6 +85,7 @@ export async function recover(host: SandboxHost): Promise<void> {
     });
     if (adopted) {
       keep.push(record.slotIndex as number);
+      await dropLeftover(host, record);
       if (unfreeze) {
         delete record.op;
         await host.records.save(record);
@@ -99,6 +103,14 @@ export async function recover(host: SandboxHost): Promise<void> {
     running.map((l) => host.runDir(l.record)),
   );
   if (strays.length > 0) log.warn({ pids: strays }, "killed VMM processes no record accounted for");
+}
+
+/** A running sandbox's paused disk that its committed resume did not get to delete. */
+async function dropLeftover(host: SandboxHost, record: SandboxRecord): Promise<void> {
+  if (record.disk === null || isDetached(record.disk)) return;
+  if (await dropLeftoverKept(host.keepDir(record)).catch(() => false)) {
+    host.log.info({ sandbox: record.id }, "deleted the paused disk its committed resume left");
+  }
 }
 
 /**

@@ -93,8 +93,9 @@ export async function resume(
     }
     host.registry.autoPaused.delete(id);
     await vmm.afterResume(keep, log);
+    crashPoint("resume:after-commit");
     // Committed: what the pause kept is no longer the sandbox. Left behind
-    // (a full disk), the next pause or the destroy replaces it.
+    // (a full disk, a crash), the next pause, the next agent or the destroy removes it.
     await storage.dropKept(detached).catch((err: unknown) => {
       log.warn({ err: messageOf(err) }, "could not delete the paused disk after the resume");
     });

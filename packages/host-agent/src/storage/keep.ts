@@ -65,6 +65,22 @@ export async function dropKept(disk: SandboxDisk): Promise<void> {
   await removeKeepMeta(disk.state.keepDir ?? "");
 }
 
+/**
+ * Deletes a kept disk a committed resume left in `keepDir` (the agent died
+ * before deleting it); only for a sandbox running on its own disk. Returns
+ * whether there was one.
+ */
+export async function dropLeftoverKept(keepDir: string): Promise<boolean> {
+  const meta = await readKeepMeta(keepDir).catch((err: unknown) => {
+    if (err instanceof WrennError && err.code === "not_found") return null;
+    throw err;
+  });
+  if (meta === null) return false;
+  await rm(join(keepDir, basename(meta.file)), { force: true });
+  await removeKeepMeta(keepDir);
+  return true;
+}
+
 /** The detached form of a disk whose data now lives at `keptPath`. */
 export function detachedDisk(
   disk: SandboxDisk,

@@ -17,6 +17,7 @@ export type CrashPoint =
   | "resume:after-attach"
   | "resume:after-network"
   | "resume:after-restore"
+  | "resume:after-commit"
   | "snapshot:after-flatten"
   | "snapshot:after-copy"
   | "destroy:after-stop"

@@ -92,13 +92,23 @@ export async function allocatedUnder(dir: string): Promise<number> {
   return total;
 }
 
+/** What `discard` renames a file to: a name no snapshot reader picks up (they look for `memfile*`). */
+const DISCARDED = ".discard-";
+
+/** Deletes what `discard` moved aside in `dir` and a crash kept from going. */
+export async function removeDiscarded(dir: string): Promise<void> {
+  const names = await readdir(dir).catch((): string[] => []);
+  await Promise.all(
+    names.filter((n) => n.startsWith(DISCARDED)).map((n) => rm(join(dir, n), { force: true })),
+  );
+}
+
 /**
  * Removes a large file off the caller's path: renamed now (so nothing can
  * reuse the name before it goes), unlinked in the background.
  */
 export async function discard(path: string, log: Logger): Promise<void> {
-  // A name no snapshot reader picks up (they look for `memfile*`).
-  const aside = join(dirname(path), `.discard-${randomBytes(4).toString("hex")}`);
+  const aside = join(dirname(path), `${DISCARDED}${randomBytes(4).toString("hex")}`);
   try {
     await rename(path, aside);
   } catch (err) {
