@@ -55,7 +55,7 @@ export async function recover(host: SandboxHost): Promise<void> {
         keep.push(record.slotIndex as number);
         delete record.op;
         await host.records.save(record);
-        if (op.kept) await storage.dropKept(op.kept).catch(() => undefined);
+        await dropLeftover(host, record);
         continue;
       }
       slog.warn("the agent stopped mid-resume; the sandbox is paused again");
@@ -105,7 +105,7 @@ export async function recover(host: SandboxHost): Promise<void> {
   if (strays.length > 0) log.warn({ pids: strays }, "killed VMM processes no record accounted for");
 }
 
-/** A running sandbox's paused disk that its committed resume did not get to delete. */
+/** A running sandbox's paused disk that its resume, committed or about to be, did not delete. */
 async function dropLeftover(host: SandboxHost, record: SandboxRecord): Promise<void> {
   if (record.disk === null || isDetached(record.disk)) return;
   if (await dropLeftoverKept(host.keepDir(record)).catch(() => false)) {
