@@ -183,7 +183,7 @@ export class DirWatcher {
         continue;
       }
       this.known.set(rel, now);
-      this.emit(rel, changeType(before, now));
+      for (const type of changeTypes(before, now)) this.emit(rel, type);
     }
   }
 
@@ -194,13 +194,17 @@ export class DirWatcher {
   }
 }
 
-/** What a "change" was, from the inode before and after. */
-function changeType(before: Stats, now: Stats): EventType {
-  if (now.mtimeMs !== before.mtimeMs || now.size !== before.size) return EventType.WRITE;
-  if (now.mode !== before.mode || now.uid !== before.uid || now.gid !== before.gid)
-    return EventType.CHMOD;
-  if (now.ctimeMs !== before.ctimeMs) return EventType.CHMOD;
+/**
+ * What a "change" was, from the inode before and after: a write and a chmod
+ * the same stat saw (a chmod right after a write, before the write's event
+ * was handled) are both reported, the write first.
+ */
+export function changeTypes(before: Stats, now: Stats): EventType[] {
+  const wrote = now.mtimeMs !== before.mtimeMs || now.size !== before.size;
+  const chmodded = now.mode !== before.mode || now.uid !== before.uid || now.gid !== before.gid;
+  if (wrote) return chmodded ? [EventType.WRITE, EventType.CHMOD] : [EventType.WRITE];
+  if (chmodded || now.ctimeMs !== before.ctimeMs) return [EventType.CHMOD];
   // Already folded into an earlier event of this batch: a write moves mtime
   // and ctime together, chmod/chown only ctime.
-  return now.ctimeMs > now.mtimeMs ? EventType.CHMOD : EventType.WRITE;
+  return [now.ctimeMs > now.mtimeMs ? EventType.CHMOD : EventType.WRITE];
 }
