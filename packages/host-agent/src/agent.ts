@@ -11,7 +11,7 @@ import type { LocalHop } from "@wrenn/shared/sandbox-proxy.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { bootSnapshotsDir, findKernel, findTemplate, guestBootArgs } from "./image/store.ts";
 import { createNetworkManager } from "./network/netns-network.ts";
-import { reflinkSupported, selectStorage } from "./storage/select.ts";
+import { reflinkInPlaceSupported, reflinkSupported, selectStorage } from "./storage/select.ts";
 import { claimPrefix } from "./network/claim.ts";
 import { parseAllowPrivate } from "./network/private-ranges.ts";
 import type { StorageName } from "./storage/storage.ts";
@@ -148,6 +148,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const hostId = await hostIdOf(dataDir);
 
   const reflinkCopies = await reflinkSupported(dataDir);
+  const reflinkInPlace = reflinkCopies && (await reflinkInPlaceSupported(dataDir, spawnerRunner));
   if (!reflinkCopies) {
     log.warn(
       { dataDir },
@@ -157,7 +158,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
   const vmm =
     options.vmmDriver ??
     (await timed(log, "start.select_vmm", () =>
-      selectVmm({ override: options.vmm, dataDir, log, reflinkCopies }),
+      selectVmm({ override: options.vmm, dataDir, log, reflinkCopies, reflinkInPlace }),
     ));
   // Host commands run in the spawner: forking this process costs with its size.
   const storage = await selectStorage({

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdir, readdir, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { ReflinkStorage } from "../src/storage/reflink.ts";
-import { reflinkSupported } from "../src/storage/select.ts";
+import { reflinkInPlaceSupported, reflinkSupported } from "../src/storage/select.ts";
+import { reflinkInPlace } from "../src/util/fs.ts";
 import { KEEP_META } from "../src/storage/keep.ts";
 import { assertNoLeaks, snapshotHostResources } from "./leaks.ts";
 import {
@@ -22,7 +24,7 @@ import {
 const log = createLogger("storage-test", "silent");
 const MIB = 1024 * 1024;
 const TOOLS = ["mkfs.ext4", "debugfs", "mkfs.btrfs"];
-const have = await installed([...TOOLS, "mkfs.xfs"]);
+const have = await installed([...TOOLS, "mkfs.xfs", "xfs_io"]);
 
 /** A loop-mounted btrfs or xfs inside `root` (reflink-capable); unmounted by the scratch check if a test dies. */
 async function mountReflinkFs(root: string, fs: "btrfs" | "xfs" = "btrfs"): Promise<string> {
@@ -113,6 +115,42 @@ for (const fs of ["btrfs", "xfs"] as const) {
     }
   });
 }
+
+test("reflink in place: fills the inode a process holds open; where it cannot, it says why", async (t) => {
+  if (skipWithout(t, [...TOOLS, "mkfs.xfs", "xfs_io"], have)) return;
+  const { root, work } = await scratch(t, "reflink-in-place");
+  const mnt = await mountReflinkFs(root, "xfs");
+  const src = join(mnt, "src");
+  const dst = join(mnt, "dst");
+  const data = randomBytes(8 * MIB);
+  await writeFile(src, data);
+  // As a VM's RAM file: made at its full size, then opened (QEMU maps it) before the copy.
+  await writeFile(dst, "");
+  await truncate(dst, data.length);
+  const held = await open(dst, "r");
+  try {
+    const inode = (await stat(dst)).ino;
+    await reflinkInPlace(src, dst);
+    assert.equal((await stat(dst)).ino, inode, "the copy went into another file");
+    const seen = Buffer.alloc(data.length);
+    await held.read(seen, 0, seen.length, 0);
+    assert.ok(seen.equals(data), "the open file does not hold the copy");
+    assert.equal(await reflinkInPlaceSupported(mnt), true);
+
+    // xfs_io exits 0 when its reflink fails: the failure must still show.
+    const elsewhere = join(work, "elsewhere");
+    await writeFile(elsewhere, "x");
+    await assert.rejects(reflinkInPlace(elsewhere, dst), /cross-device/);
+    await assert.rejects(reflinkInPlace(join(mnt, "a b"), dst), { code: "invalid_argument" });
+    if (!(await reflinkSupported(work))) {
+      assert.equal(await reflinkInPlaceSupported(work), false);
+    }
+  } finally {
+    await held.close();
+    await runCommand("rm", ["-f", src, dst, join(work, "elsewhere")]);
+    await umount(mnt);
+  }
+});
 
 test("reflink: on ext4 it falls back to a sparse copy", async (t) => {
   if (skipWithout(t, TOOLS, have)) return;

@@ -59,7 +59,12 @@ test("a resume within the second cancels it; a folder gone by then is no error",
   const writeBack = new PauseWriteBack(100);
   const resumed = await pausedDir("resumed");
   writeBack.schedule(resumed, log);
-  writeBack.cancel(resumed);
+  assert.equal(
+    writeBack.cancel(resumed),
+    true,
+    "a write-back still to come: pages may be unwritten",
+  );
+  assert.equal(writeBack.cancel(resumed), false, "nothing pending any more");
   const gone = await pausedDir("gone");
   writeBack.schedule(gone, log);
   await rm(gone, { recursive: true });
@@ -70,4 +75,5 @@ test("a resume within the second cancels it; a folder gone by then is no error",
   writeBack.schedule(resumed, log);
   await sleep(400);
   assert.deepEqual(steps, ["write_back"]);
+  assert.equal(writeBack.cancel(resumed), false, "written back: nothing unwritten");
 });

@@ -36,7 +36,7 @@ export async function resume(
     const keep = host.keepDir(record);
     const undo = new Rollback(log);
     // The copies below write back what they copy; a failed resume reschedules.
-    host.writeBack.cancel(keep);
+    const unwritten = host.writeBack.cancel(keep);
     undo.push("write the pause folder back later", async () => host.writeBack.schedule(keep, log));
     try {
       // A crash from here on leaves what recovery.ts undoes: the sandbox paused again.
@@ -65,6 +65,7 @@ export async function resume(
             ...host.machine(record, slot, disk),
             snapshotDir: keep,
             clone: false,
+            unwritten,
             kernel,
           }),
         ),

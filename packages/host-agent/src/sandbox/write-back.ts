@@ -5,7 +5,8 @@
  * yet flushed). Left to the kernel's flusher, that takes up to 30 s, and a
  * host crash in that window loses them, or keeps one without the other.
  * A resume's reflink copies of them also wait for that write-back on its
- * path (≈ 35 ms of a 256 MiB resume's host side). Not at once: the
+ * path (≈ 35 ms of a 256 MiB resume's host side; `cancel` tells the resume,
+ * and QEMU's copy then runs beside QEMU's start). Not at once: the
  * write-back ends in a disk cache flush (80–140 ms here) that the fsyncs of
  * a pause or resume right after it would queue behind; a resume within the
  * second cancels it and writes back what it copies itself.
@@ -20,6 +21,8 @@ export const WRITE_BACK_AFTER_MS = 1000;
 
 export class PauseWriteBack {
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Folders being written back now. */
+  readonly #running = new Set<string>();
   readonly #afterMs: number;
 
   constructor(afterMs = WRITE_BACK_AFTER_MS) {
@@ -31,15 +34,23 @@ export class PauseWriteBack {
     this.cancel(dir);
     const timer = setTimeout(() => {
       this.#timers.delete(dir);
-      void writeBack(dir, log);
+      this.#running.add(dir);
+      void writeBack(dir, log).finally(() => this.#running.delete(dir));
     }, this.#afterMs);
     timer.unref();
     this.#timers.set(dir, timer);
   }
 
-  cancel(dir: string): void {
+  /**
+   * Cancels `dir`'s write-back if it has not started. True while the folder
+   * may hold pages not yet written back: its write-back was still to come,
+   * or is under way.
+   */
+  cancel(dir: string): boolean {
+    const pending = this.#timers.has(dir);
     clearTimeout(this.#timers.get(dir));
     this.#timers.delete(dir);
+    return pending || this.#running.has(dir);
   }
 }
 

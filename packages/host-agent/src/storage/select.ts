@@ -5,6 +5,7 @@
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { reflinkInPlace } from "../util/fs.ts";
 import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
@@ -38,11 +39,29 @@ export async function deviceMapperAvailable(runner: Runner = runCommand): Promis
 
 /** Whether `cp --reflink=always` works inside `dir`. */
 export async function reflinkSupported(dir: string, runner: Runner = runCommand): Promise<boolean> {
+  return probeIn(dir, async (a, b) => {
+    await runner("cp", ["--reflink=always", a, b]);
+  });
+}
+
+/** Whether `reflinkInPlace` (xfs_io) works inside `dir`. */
+export async function reflinkInPlaceSupported(
+  dir: string,
+  runner: Runner = runCommand,
+): Promise<boolean> {
+  return probeIn(dir, async (a, b) => {
+    await writeFile(b, "-----");
+    await reflinkInPlace(a, b, runner);
+  });
+}
+
+/** Whether `copy` succeeds from a small file to a new name, in a folder of its own inside `dir`. */
+async function probeIn(dir: string, copy: (a: string, b: string) => Promise<void>) {
   await mkdir(dir, { recursive: true });
   const probe = await mkdtemp(join(dir, ".reflink-probe-"));
   try {
     await writeFile(join(probe, "a"), "wrenn");
-    await runner("cp", ["--reflink=always", join(probe, "a"), join(probe, "b")]);
+    await copy(join(probe, "a"), join(probe, "b"));
     return true;
   } catch {
     return false;

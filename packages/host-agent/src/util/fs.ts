@@ -4,7 +4,7 @@ import { copyFile, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { runCommand, type Runner } from "@wrenn/shared/command.ts";
-import { messageOf } from "@wrenn/shared/errors.ts";
+import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 
 /** Whether `path` exists (following links); an unreadable path counts as absent. */
@@ -42,6 +42,32 @@ export async function copySparse(
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Makes `dst`, an existing file as large as `src`, a reflink of `src`
+ * without its size changing on the way. (`copySparse`'s reflink, Node's
+ * `copyFile`, empties the file first and the reflink then grows it extent
+ * by extent: a process that maps the file meanwhile sees it short.) Done by
+ * `xfs_io`, which clones into the file it opened; throws where it cannot.
+ */
+export async function reflinkInPlace(
+  src: string,
+  dst: string,
+  runner: Runner = runCommand,
+): Promise<void> {
+  // xfs_io splits its command at blanks.
+  if (/\s/.test(src)) {
+    throw new WrennError("invalid_argument", `cannot reflink a path with blanks in place: ${src}`);
+  }
+  const r = await runner("xfs_io", ["-c", `reflink ${src}`, dst]);
+  // It exits 0 when the reflink fails, saying why on stderr.
+  if (r.stderr.trim() !== "" || !r.stdout.startsWith("linked ")) {
+    throw new WrennError(
+      "internal",
+      `reflinking ${src} into ${dst} failed: ${r.stderr.trim() || r.stdout.trim()}`,
+    );
   }
 }
 

@@ -87,6 +87,8 @@ export async function selectVmm(opts: {
   log?: Logger;
   /** The data dir makes reflink copies: QEMU clones then get their own RAM file. */
   reflinkCopies?: boolean;
+  /** And reflinks in place there (QEMU copies a VM's memory while it starts). */
+  reflinkInPlace?: boolean;
 }): Promise<VmmDriver> {
   const log = opts.log ?? createLogger("host-agent");
   let choice: VmmChoice;
@@ -103,7 +105,12 @@ export async function selectVmm(opts: {
     const [binary, jailerBinary] = await Promise.all([onPath("firecracker"), onPath("jailer")]);
     return new FirecrackerDriver({ log, binary: binary ?? undefined, jailerBinary });
   }
-  return new QemuDriver({ accel: choice.accel ?? "tcg", log, reflinkCopies: opts.reflinkCopies });
+  return new QemuDriver({
+    accel: choice.accel ?? "tcg",
+    log,
+    reflinkCopies: opts.reflinkCopies,
+    reflinkInPlace: opts.reflinkInPlace,
+  });
 }
 
 /**

@@ -42,6 +42,12 @@ export interface RestoreSpec extends Machine {
    * (the folder stays usable until `afterResume`, so a failed resume retries).
    */
   clone: boolean;
+  /**
+   * The snapshot's files may hold pages the host has not yet written back
+   * (a resume within a second of its pause): a reflink of them waits for
+   * that write-back first.
+   */
+  unwritten?: boolean;
   /** The kernel the host boots now, for a snapshot whose own kernel file is gone. */
   kernel: { kernelPath: string; initrdPath?: string };
 }
