@@ -49,8 +49,10 @@ export async function copySparse(
  * Makes `dst`, an existing file as large as `src`, a reflink of `src`
  * without its size changing on the way. (`copySparse`'s reflink, Node's
  * `copyFile`, empties the file first and the reflink then grows it extent
- * by extent: a process that maps the file meanwhile sees it short.) Done by
- * `xfs_io`, which clones into the file it opened; throws where it cannot.
+ * by extent: a process that maps the file meanwhile sees it short. And
+ * where the reflink fails, libuv unlinks the file: what is copied next goes
+ * to a new file, not the one mapped.) Done by `xfs_io`, which clones into
+ * the file it opened; throws where it cannot.
  */
 export async function reflinkInPlace(
   src: string,
