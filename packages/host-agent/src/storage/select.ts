@@ -55,7 +55,7 @@ export async function reflinkInPlaceSupported(
   });
 }
 
-/** Whether `copy` succeeds from a small file to a new name, in a folder of its own inside `dir`. */
+/** Whether `copy` succeeds from a small file `a` to `b`, in a folder of its own inside `dir`. */
 async function probeIn(dir: string, copy: (a: string, b: string) => Promise<void>) {
   await mkdir(dir, { recursive: true });
   const probe = await mkdtemp(join(dir, ".reflink-probe-"));

@@ -121,7 +121,7 @@ export class QemuDriver implements VmmDriver {
     this.#log = (opts.log ?? createLogger("host-agent")).child({ vmm: "qemu", accel: opts.accel });
     this.stopGraceMs = opts.stopGraceMs ?? 3000;
     this.#reflinkCopies = opts.reflinkCopies ?? false;
-    this.#reflinkInPlace = this.#reflinkCopies && (opts.reflinkInPlace ?? false);
+    this.#reflinkInPlace = opts.reflinkInPlace ?? false;
     this.#run = opts.runner ?? spawnerRunner;
     this.#confine = opts.confine ?? process.getuid?.() === 0;
     this.#platform = opts.platform ?? currentPlatform(opts.accel);
