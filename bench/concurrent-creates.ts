@@ -5,7 +5,10 @@
  * with it holding N ready sandboxes (every create claims one). Prints the
  * burst's wall time, p50 and p99, and wall ÷ (N × single p50 ÷ cores):
  * ≤ 1 means the burst scales with the cores (issue 15's target). Every
- * create must succeed.
+ * create must succeed. The control plane runs on PGlite in this process,
+ * as `wrenn up` runs it; with DATABASE_URL set, the warm pool's run is
+ * repeated on a PostgreSQL database of its own (the database's work then
+ * runs in its server's processes, not on this one's event loop).
  *
  *   node_modules/.bin/node bench/concurrent-creates.ts [N=20] [singles=5]
  */
@@ -13,6 +16,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseProcStat } from "../packages/host-agent/src/rpc/host-info.ts";
 import { startBenchPlatform } from "./platform.ts";
+import { withScratchDatabase } from "./scratch-database.ts";
 
 const n = Number(process.argv[2] ?? 20);
 const singles = Number(process.argv[3] ?? 5);
@@ -31,12 +35,12 @@ const ownSec = (from: NodeJS.CpuUsage) => {
   return (d.user + d.system) / 1e6;
 };
 
-/** CPU ticks of every VMM whose command line names `root`, by pid. */
-function vmmTicks(root: string): Map<number, number> {
+/** CPU ticks of every process whose command line `matches`, by pid. */
+function procTicks(matches: (cmdline: string) => boolean): Map<number, number> {
   const ticks = new Map<number, number>();
   for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
     try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(root)) continue;
+      if (!matches(readFileSync(`/proc/${pid}/cmdline`, "utf8"))) continue;
       const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
       ticks.set(Number(pid), Number(f[11]) + Number(f[12]));
     } catch {
@@ -46,15 +50,21 @@ function vmmTicks(root: string): Map<number, number> {
   return ticks;
 }
 
-/** The VMMs' CPU since `from` (VMMs started since count from 0), in core-seconds. */
-function vmmSec(root: string, from: Map<number, number>): number {
+/** The CPU since `from` of the processes `matches` picks (those started since count from 0), in core-seconds. */
+function procSec(matches: (cmdline: string) => boolean, from: Map<number, number>): number {
   let sum = 0;
-  for (const [pid, t] of vmmTicks(root)) sum += t - (from.get(pid) ?? 0);
+  for (const [pid, t] of procTicks(matches)) sum += t - (from.get(pid) ?? 0);
   return sum / 100;
 }
 
-async function phase(pool: number): Promise<boolean> {
-  const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool });
+/** A VMM's command line names its run dir under `root`. */
+const isVmm = (root: string) => (cmdline: string) => cmdline.includes(root);
+/** PostgreSQL's server: the postmaster and the processes it titles "postgres: …". */
+const isPostgres = (cmdline: string) =>
+  cmdline.startsWith("postgres: ") || (cmdline.split("\0")[0] ?? "").endsWith("/postgres");
+
+async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
+  const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool }, databaseUrl);
   const headers = { "x-api-key": p.key };
   const create = async (): Promise<{ id: string; ms: number }> => {
     const t0 = performance.now();
@@ -97,14 +107,17 @@ async function phase(pool: number): Promise<boolean> {
     let singleCpu = 0;
     let singleOwn = 0;
     let singleVmm = 0;
+    let singleDb = 0;
     for (let i = 0; i < singles; i++) {
       const mark = cpuMark();
       const own = process.cpuUsage();
-      const vmms = vmmTicks(p.root);
+      const vmms = procTicks(isVmm(p.root));
+      const dbs = procTicks(isPostgres);
       const c = await create();
       singleCpu += coreSec(mark);
       singleOwn += ownSec(own);
-      singleVmm += vmmSec(p.root, vmms);
+      singleVmm += procSec(isVmm(p.root), vmms);
+      singleDb += procSec(isPostgres, dbs);
       single.push(c.ms);
       await destroy(c.id);
       if (pool > 0) await filled(held);
@@ -112,13 +125,15 @@ async function phase(pool: number): Promise<boolean> {
     if (pool > 0) held = ready();
     const mark = cpuMark();
     const own = process.cpuUsage();
-    const vmms = vmmTicks(p.root);
+    const vmms = procTicks(isVmm(p.root));
+    const dbs = procTicks(isPostgres);
     const t0 = performance.now();
     const results = await Promise.allSettled(Array.from({ length: n }, () => create()));
     const wall = performance.now() - t0;
     const burstCpu = coreSec(mark);
     const burstOwn = ownSec(own);
-    const burstVmm = vmmSec(p.root, vmms);
+    const burstVmm = procSec(isVmm(p.root), vmms);
+    const burstDb = procSec(isPostgres, dbs);
     const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
     await Promise.all(ok.map((c) => destroy(c.id)));
@@ -128,7 +143,8 @@ async function phase(pool: number): Promise<boolean> {
     const times = ok.map((c) => c.ms);
     console.log(
       `${p.agent.manager.vmmName}, ${cores} cores, ${shape.template} ${shape.vcpus} vCPU ${shape.memory_mb} MiB, ` +
-        (pool > 0 ? `warm pool holding ${held} of the burst's ${n}` : "pool off"),
+        (pool > 0 ? `warm pool holding ${held} of the burst's ${n}` : "pool off") +
+        (databaseUrl ? ", on PostgreSQL" : ", on PGlite"),
     );
     console.log(`  single create (${singles} runs): p50 ${ms(p50)} p99 ${ms(pct(single, 0.99))}`);
     console.log(
@@ -139,7 +155,10 @@ async function phase(pool: number): Promise<boolean> {
     console.log(
       `  host CPU per create: ${(singleCpu / singles).toFixed(2)} core-s alone, ${(burstCpu / n).toFixed(2)} core-s in the burst ` +
         `(${(burstCpu / (wall / 1000)).toFixed(2)} of ${cores} cores busy during it); ` +
-        `of it the platform's process (control plane, database, agent) ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / n).toFixed(3)} in the burst; ` +
+        `of it the platform's process (control plane, agent${databaseUrl ? "" : ", PGlite"}) ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / n).toFixed(3)} in the burst; ` +
+        (databaseUrl
+          ? `PostgreSQL's processes ${(singleDb / singles).toFixed(3)} alone, ${(burstDb / n).toFixed(3)} in the burst; `
+          : "") +
         `the VMMs ${(singleVmm / singles).toFixed(3)} alone, ${(burstVmm / n).toFixed(3)} in the burst`,
     );
     if (failed.length > 0) console.log(`  failed: ${failed.slice(0, 3).join(" | ")}`);
@@ -151,3 +170,5 @@ async function phase(pool: number): Promise<boolean> {
 
 if (!(await phase(0))) process.exitCode = 1;
 if (!(await phase(n))) process.exitCode = 1;
+const url = process.env.DATABASE_URL;
+if (url && !(await withScratchDatabase(url, (db) => phase(n, db)))) process.exitCode = 1;

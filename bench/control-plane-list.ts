@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { PGlite } from "@electric-sql/pglite";
-import pg from "pg";
+import { withScratchDatabase } from "./scratch-database.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane, type ControlPlaneOptions } from "@wrenn/control-plane/server.ts";
 import { sandboxes } from "@wrenn/control-plane/db/schema.ts";
@@ -108,17 +108,4 @@ async function bench(name: string, options: ControlPlaneOptions) {
 
 await bench("pglite", { pglite: await PGlite.create() });
 const url = process.env.DATABASE_URL;
-if (url) {
-  const name = `wrenn_bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const u = new URL(url);
-  u.pathname = `/${name}`;
-  try {
-    await bench("postgres", { databaseUrl: u.toString() });
-  } finally {
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  }
-}
+if (url) await withScratchDatabase(url, (db) => bench("postgres", { databaseUrl: db }));

@@ -1,7 +1,8 @@
 /**
  * A real platform for benchmarks that go through the control plane: a host
  * agent (its own data dir and network prefix, the tests' boot snapshots), a
- * control plane on PGlite that knows it, a user and an API key.
+ * control plane that knows it (on PGlite, or on a PostgreSQL database of its
+ * own), a user and an API key.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -36,6 +37,8 @@ export async function startBenchPlatform(
   name: string,
   networkPrefix: string,
   pools: { warmPool?: number; networkPool?: number } = {},
+  /** PostgreSQL instead of PGlite in this process (see scratch-database.ts). */
+  databaseUrl?: string,
 ): Promise<BenchPlatform> {
   const root = await mkdtemp(join(tmpdir(), `wrenn-bench-${name}-`));
   const secret = randomBytes(24).toString("hex");
@@ -53,7 +56,7 @@ export async function startBenchPlatform(
   // As `wrenn up`: the agent's hop is handed requests in this process.
   const cp = await startControlPlane({
     port: 0,
-    pglite: await PGlite.create(),
+    ...(databaseUrl ? { databaseUrl } : { pglite: await PGlite.create() }),
     log,
     localHops: new Map([[new URL(agent.url).host, agent.hop]]),
   });
