@@ -15,8 +15,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseProcStat } from "../packages/host-agent/src/rpc/host-info.ts";
-import { startBenchPlatform } from "./platform.ts";
-import { withScratchDatabase } from "./scratch-database.ts";
+import { startBenchPlatform } from "./lib/platform.ts";
+import { withScratchDatabase } from "./lib/scratch-database.ts";
 
 const n = Number(process.argv[2] ?? 20);
 const singles = Number(process.argv[3] ?? 5);

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { PGlite } from "@electric-sql/pglite";
-import { withScratchDatabase } from "./scratch-database.ts";
+import { withScratchDatabase } from "./lib/scratch-database.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane, type ControlPlaneOptions } from "@wrenn/control-plane/server.ts";
 import { sandboxes } from "@wrenn/control-plane/db/schema.ts";

@@ -34,7 +34,7 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { startBenchPlatform } from "./platform.ts";
+import { startBenchPlatform } from "./lib/platform.ts";
 
 const mib = Math.max(8, Number(process.argv[2] ?? 100));
 const rounds = Math.max(1, Number(process.argv[3] ?? 3));

@@ -15,7 +15,7 @@ import { Readable } from "node:stream";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process } from "@wrenn/proto/process/process_pb.js";
-import { startBenchPlatform } from "./platform.ts";
+import { startBenchPlatform } from "./lib/platform.ts";
 
 const execs = Number(process.argv[2] ?? 200);
 const mib = Number(process.argv[3] ?? 256);

@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 names=("$@")
+# Helpers they share live in bench/lib/.
 [ ${#names[@]} -gt 0 ] || names=(bench/*.ts)
 status=0
 for f in "${names[@]}"; do

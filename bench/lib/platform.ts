@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { createLogger } from "@wrenn/shared/log.ts";
-import { startHostAgent, type HostAgent } from "../packages/host-agent/src/agent.ts";
-import { dataDir } from "../packages/host-agent/src/image/store.ts";
-import { startControlPlane, type ControlPlane } from "../packages/control-plane/src/server.ts";
-import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
+import { startHostAgent, type HostAgent } from "../../packages/host-agent/src/agent.ts";
+import { dataDir } from "../../packages/host-agent/src/image/store.ts";
+import { startControlPlane, type ControlPlane } from "../../packages/control-plane/src/server.ts";
+import { TEST_BOOT_SNAPSHOT_DIR } from "../../packages/host-agent/test/test-dirs.ts";
 
 export interface BenchPlatform {
   /** The agent's data dir is `${root}/data`. */
