@@ -23,7 +23,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
-import { agentLog } from "./agent-log.ts";
+import { agentLog } from "./lib/agent-log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";

@@ -27,7 +27,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
-import { vmmRss } from "./vmm-rss.ts";
+import { vmmRss } from "./lib/vmm-rss.ts";
 
 const n = Math.max(1, Number(process.argv[2] ?? 6));
 const measureS = Math.max(5, Number(process.argv[3] ?? 30));

@@ -19,7 +19,7 @@ import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { EnvdClient } from "../packages/host-agent/src/envd/client.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
-import { vmmRss } from "./vmm-rss.ts";
+import { vmmRss } from "./lib/vmm-rss.ts";
 
 const creates = Number(process.argv[2] ?? 5);
 const execs = Number(process.argv[3] ?? 200);
