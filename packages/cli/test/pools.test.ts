@@ -7,6 +7,7 @@ test("--network-pool/--warm-pool become the agent's pool sizes; a bad value is o
   assert.deepEqual(poolsOf({ "network-pool": "3", "warm-pool": " 0 " }), {
     networkPool: 3,
     warmPool: 0,
+    warmPoolTemplates: {},
   });
   for (const [flag, value, max] of [
     ["network-pool", "-1", 64],
@@ -23,6 +24,34 @@ test("--network-pool/--warm-pool become the agent's pool sizes; a bad value is o
         err.code === "invalid_argument" &&
         err.message.startsWith(`--${flag} must be a whole number from 0 to ${max}`),
       `${flag}=${value}`,
+    );
+  }
+});
+
+test("--warm-pool sizes templates of their own after the size for all; a bad one is one clear error", () => {
+  assert.deepEqual(poolsOf({ "network-pool": "2", "warm-pool": "1,python=6, big-snap.v2 =0" }), {
+    networkPool: 2,
+    warmPool: 1,
+    warmPoolTemplates: { python: 6, "big-snap.v2": 0 },
+  });
+  // Only templates of their own: the rest keep none.
+  assert.deepEqual(poolsOf({ "network-pool": "2", "warm-pool": "0,python=3" }).warmPoolTemplates, {
+    python: 3,
+  });
+  for (const [value, message] of [
+    ["2,python", "'python' is not TEMPLATE=N"],
+    ["2,=3", "'=3' is not TEMPLATE=N"],
+    ["2,../etc=1", "'../etc=1' is not TEMPLATE=N"],
+    ["2,python=1,python=2", "names template 'python' twice"],
+    ["2,python=17", "--warm-pool's python must be a whole number from 0 to 16"],
+    ["2,python=x", "--warm-pool's python must be a whole number from 0 to 16"],
+    [",python=1", "--warm-pool must be a whole number from 0 to 16"],
+  ] as const) {
+    assert.throws(
+      () => poolsOf({ "network-pool": "2", "warm-pool": value }),
+      (err: unknown) =>
+        isWrennError(err) && err.code === "invalid_argument" && err.message.includes(message),
+      value,
     );
   }
 });

@@ -86,6 +86,8 @@ export interface HostAgentOptions {
    * instead of restoring it (default 0: off). Each costs an idle VM.
    */
   warmPool?: number;
+  /** Warm sandboxes kept per template in use for these templates, instead of `warmPool` (0: none). */
+  warmPoolTemplates?: Readonly<Record<string, number>>;
   log?: Logger;
 }
 
@@ -191,7 +193,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
       options.bootSnapshots === false
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
-    pool: { size: options.warmPool ?? 0 },
+    pool: { size: options.warmPool ?? 0, templates: options.warmPoolTemplates ?? {} },
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

@@ -2,8 +2,8 @@
  * The warm pool on real VMs: a create of a template in use is served by a
  * sandbox restored ahead of time, which gets the create's own identity
  * (token, env, fresh randomness); a refill that fails leaks nothing; a
- * deleted template takes its entries with it; a killed agent's entries are
- * destroyed by the next one.
+ * template sized on its own keeps no more; a deleted template takes its
+ * entries with it; a killed agent's entries are destroyed by the next one.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -33,6 +33,8 @@ function faulty(real: VmmDriver): VmmDriver {
 }
 
 const h = new AgentHarness("wp");
+/** A snapshot template the agent keeps at most one warm entry of (`--warm-pool 2,NAME=1`). */
+const tplName = `wp-tpl-${process.pid}`;
 
 function poolReady(): number {
   return Object.values(h.agent.manager.poolCounts()).reduce((a, b) => a + b, 0);
@@ -74,7 +76,7 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
   before(async () => {
     await h.setUp();
     const real = await selectVmm({ dataDir: h.root, log: createLogger("host-agent", "warn") });
-    h.configure({ vmmDriver: faulty(real), warmPool: 2 });
+    h.configure({ vmmDriver: faulty(real), warmPool: 2, warmPoolTemplates: { [tplName]: 1 } });
     await h.start();
   });
   after(() => h.tearDown());
@@ -155,10 +157,10 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     await h.noLeaks();
   });
 
-  test("deleting a snapshot template takes its warm entries with it", async () => {
+  test("a template sized on its own keeps no more; deleting it takes its warm entries with it", async () => {
     const src = h.newId();
     await create(src, {});
-    const name = `wp-tpl-${process.pid}`;
+    const name = tplName;
     const { template } = await h.client.createSnapshot({ sandboxId: src, name });
     // Its size on the host (disk and memory as allocated), for the dashboard's templates page.
     assert.ok(Number(template?.sizeBytes) > 1 << 20, `size ${template?.sizeBytes}`);
@@ -183,6 +185,11 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
       timeoutSec: 600,
     });
     assert.match(homeOf(second), /^pool-/);
+    // Two creates in the last minute ask for two entries; the template's own size is one.
+    const ofTemplate = () => h.agent.manager.poolCounts()[`template:${name}`];
+    await until("the template's entry refilled", () => ofTemplate() === 1);
+    await new Promise((r) => setTimeout(r, 6000));
+    assert.equal(ofTemplate(), 1, "no second entry of a template sized 1");
     // In use by sandboxes: refused, as without a pool.
     const err = await h.client.deleteSnapshot({ name }).catch((e: unknown) => e);
     assert.equal(connectCode(err), Code.FailedPrecondition);

@@ -4,7 +4,7 @@ import { parseListen, startHostAgent } from "@wrenn/host-agent/agent.ts";
 import { requireSecretOffLoopback } from "@wrenn/host-agent/listener.ts";
 import { mountDataFs } from "@wrenn/host-agent/storage/data-fs.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
-import { dataDir } from "@wrenn/host-agent/image/store.ts";
+import { dataDir, TEMPLATE_NAME } from "@wrenn/host-agent/image/store.ts";
 import { requireTools, type Tool } from "@wrenn/host-agent/image/prerequisites.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { readPem } from "./traffic.ts";
@@ -36,30 +36,59 @@ export function allowPrivateOf(values: { "allow-private": string[] }): string[] 
   return parseAllowPrivate(splitAllowPrivate(values["allow-private"]));
 }
 
-/** `--network-pool N` and `--warm-pool N` (or WRENN_NETWORK_POOL, WRENN_WARM_POOL), shared with `wrenn up`. */
+/** `--network-pool N` and `--warm-pool N[,TEMPLATE=N…]` (or WRENN_NETWORK_POOL, WRENN_WARM_POOL), shared with `wrenn up`. */
 export const POOL_OPTIONS = {
   "network-pool": { type: "string", default: process.env.WRENN_NETWORK_POOL ?? "2" },
   "warm-pool": { type: "string", default: process.env.WRENN_WARM_POOL ?? "2" },
 } as const;
 
-/** Network slots kept built ahead, and warm sandboxes per template in use (0 turns either off). */
+const MAX_NETWORK_POOL = 64;
+const MAX_WARM_POOL = 16;
+
+/**
+ * Network slots kept built ahead, and warm sandboxes per template in use (0
+ * turns either off). `--warm-pool` is a size for every template, then any
+ * `TEMPLATE=N` for templates of their own: `2,python=6,big=0`.
+ */
 export function poolsOf(values: { "network-pool": string; "warm-pool": string }): {
   networkPool: number;
   warmPool: number;
+  warmPoolTemplates: Record<string, number>;
 } {
+  const [all = "", ...own] = values["warm-pool"].split(",");
+  const warmPoolTemplates: Record<string, number> = {};
+  for (const item of own) {
+    const eq = item.indexOf("=");
+    const name = item.slice(0, eq).trim();
+    if (eq < 0 || !TEMPLATE_NAME.test(name)) {
+      throw new WrennError(
+        "invalid_argument",
+        `--warm-pool takes N, then TEMPLATE=N for templates of their own (e.g. 2,python=6,big=0); '${item.trim()}' is not TEMPLATE=N`,
+      );
+    }
+    if (name in warmPoolTemplates) {
+      throw new WrennError("invalid_argument", `--warm-pool names template '${name}' twice`);
+    }
+    warmPoolTemplates[name] = wholeNumber(
+      `--warm-pool's ${name}`,
+      item.slice(eq + 1),
+      MAX_WARM_POOL,
+    );
+  }
   return {
-    networkPool: wholeNumber("--network-pool", values["network-pool"], 64),
-    warmPool: wholeNumber("--warm-pool", values["warm-pool"], 16),
+    networkPool: wholeNumber("--network-pool", values["network-pool"], MAX_NETWORK_POOL),
+    warmPool: wholeNumber("--warm-pool", all, MAX_WARM_POOL),
+    warmPoolTemplates,
   };
 }
 
-function wholeNumber(flag: string, value: string, max: number): number {
+function wholeNumber(what: string, value: string, max: number): number {
   const raw = value.trim();
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n > max) {
     throw new WrennError(
       "invalid_argument",
-      `${flag} must be a whole number from 0 to ${max} (0 turns the pool off), got '${value}'`,
+      `${what} must be a whole number from 0 to ${max} (0 turns the pool off), got '${value}'`,
     );
   }
   return n;

@@ -41,7 +41,7 @@ const TEAM_QUOTA_HELP =
   "what each team may hold unless an admin sets its own limits: sandboxes=N,vcpus=N,memory_mb=N,disk_mb=N (any of them; $WRENN_TEAM_QUOTA; default 100, 200, 409600, 4194304)";
 
 const WARM_POOL_HELP =
-  "warm sandboxes kept ready per template in use, so a create claims one instead of restoring it: one while the template is used, one per create in the last minute, at most N (default $WRENN_WARM_POOL or 2; 0 turns it off; each is an idle VM)";
+  "warm sandboxes kept ready per template in use, so a create claims one instead of restoring it: one while the template is used, one per create in the last minute, at most N (default $WRENN_WARM_POOL or 2; 0 turns it off; each is an idle VM); then TEMPLATE=N sizes templates of their own, e.g. 2,python=6,big=0";
 
 const NETWORK_POOL_HELP =
   "network slots kept built ahead so a create or resume need not build one (default $WRENN_NETWORK_POOL or 2; 0 turns it off)";
@@ -68,7 +68,7 @@ export function registerDaemons(program: Command): void {
         .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
         .option("--network-pool <n>", NETWORK_POOL_HELP)
-        .option("--warm-pool <n>", WARM_POOL_HELP),
+        .option("--warm-pool <n[,template=n]>", WARM_POOL_HELP),
     ),
     ["up"],
     () => import("../commands/up.ts"),
@@ -124,7 +124,7 @@ export function registerDaemons(program: Command): void {
       .option("--secret <secret>", "the bearer secret callers need (better: $WRENN_HOST_SECRET)")
       .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
       .option("--network-pool <n>", NETWORK_POOL_HELP)
-      .option("--warm-pool <n>", WARM_POOL_HELP)
+      .option("--warm-pool <n[,template=n]>", WARM_POOL_HELP)
       .option(
         "--tls-cert <file>",
         "serve HTTPS (HTTP/2 and 1.1) with this certificate chain (PEM); register the host as https://HOST:PORT",

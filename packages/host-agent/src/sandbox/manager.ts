@@ -53,8 +53,10 @@ export class SandboxManager {
       );
       host.bootSnapshots = snapshots;
     }
-    if (opts.pool && opts.pool.size > 0) {
-      host.pool = new WarmPool(
+    // Off unless some template may keep an entry (a size or a template's own above 0).
+    const pool =
+      opts.pool &&
+      new WarmPool(
         opts.pool,
         {
           make: (id, recipe) => makePoolEntry(host, id, recipe),
@@ -62,7 +64,7 @@ export class SandboxManager {
         },
         opts.log,
       );
-    }
+    if (pool?.enabled) host.pool = pool;
     this.#host = host;
     this.#reaper = new Reaper(host);
   }

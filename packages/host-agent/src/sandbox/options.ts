@@ -34,7 +34,7 @@ export interface ManagerOptions {
    * one image dir); null: every create from a base template boots it.
    */
   bootSnapshotDir: string | null;
-  /** Warm sandboxes kept per template in use (see pool.ts); none when absent or size 0. */
+  /** Warm sandboxes kept per template in use (see pool.ts); none when absent or every size is 0. */
   pool?: PoolOptions;
 }
 

@@ -5,8 +5,8 @@
  *
  * A source (a snapshot template, or a base template's boot snapshot of one
  * shape) is kept filled while creates ask for it: one entry, more while
- * creates come faster, at most `size`; none once it has not been asked for
- * in `idleMs`. Refills run one at a time in the background, after creates
+ * creates come faster, at most its template's size (`templates`, else
+ * `size`); none once it has not been asked for in `idleMs`. Refills run one at a time in the background, after creates
  * have paused, so a burst of demand never becomes a burst of restores
  * competing with running sandboxes. Entries are hidden sandboxes (ids with POOL_PREFIX): they
  * count in the host's use like any other VM, and a restarted agent
@@ -31,8 +31,10 @@ export interface Recipe {
 }
 
 export interface PoolOptions {
-  /** Most ready entries per source; 0 turns the pool off. */
+  /** Most ready entries per source; 0 keeps none but for the templates named in `templates`. */
   size: number;
+  /** Most ready entries per source of these templates (by the name creates give), instead of `size`; 0: none. */
+  templates?: Readonly<Record<string, number>>;
   /** A source nobody has created from for this long is drained (default 10 min). */
   idleMs?: number;
 }
@@ -64,6 +66,7 @@ interface Source {
 
 export class WarmPool {
   readonly #size: number;
+  readonly #templates: ReadonlyMap<string, number>;
   readonly #idleMs: number;
   readonly #actions: PoolActions;
   readonly #log: Logger;
@@ -76,14 +79,22 @@ export class WarmPool {
   #closed = false;
 
   constructor(opts: PoolOptions, actions: PoolActions, log: Logger) {
-    this.#size = Math.max(0, Math.floor(opts.size));
+    this.#size = wholeSize(opts.size);
+    this.#templates = new Map(
+      Object.entries(opts.templates ?? {}).map(([name, n]) => [name, wholeSize(n)]),
+    );
     this.#idleMs = opts.idleMs ?? 10 * 60_000;
     this.#actions = actions;
     this.#log = log.child({ part: "pool" });
   }
 
   get enabled(): boolean {
-    return this.#size > 0 && !this.#closed;
+    return !this.#closed && (this.#size > 0 || [...this.#templates.values()].some((n) => n > 0));
+  }
+
+  /** Most ready entries of a source made from `template`. */
+  sizeOf(template: string): number {
+    return this.#templates.get(template) ?? this.#size;
   }
 
   /** A ready entry of the source, now no longer the pool's; null when it has none. */
@@ -93,7 +104,7 @@ export class WarmPool {
 
   /** A create asked for this source (served from the pool or not): keep it filled. */
   wanted(key: string, recipe: Recipe, now = Date.now()): void {
-    if (!this.enabled) return;
+    if (!this.enabled || this.sizeOf(recipe.template) === 0) return;
     for (const [other, s] of this.#sources) {
       // The same request now restores something else (image rebuilt, new kernel).
       if (other !== key && sameRecipe(s.recipe, recipe)) void this.drain((k) => k === other);
@@ -215,7 +226,7 @@ export class WarmPool {
     const last = s.demand.at(-1) ?? 0;
     if (now - last >= this.#idleMs) return 0;
     const recent = s.demand.filter((t) => now - t < DEMAND_WINDOW_MS).length;
-    return Math.min(this.#size, Math.max(1, recent));
+    return Math.min(this.sizeOf(s.recipe.template), Math.max(1, recent));
   }
 
   async #destroy(ids: string[]): Promise<void> {
@@ -225,6 +236,10 @@ export class WarmPool {
       });
     }
   }
+}
+
+function wholeSize(n: number): number {
+  return Number.isFinite(n) ? Math.max(0, Math.floor(n)) : 0;
 }
 
 function sameRecipe(a: Recipe, b: Recipe): boolean {
