@@ -71,7 +71,7 @@ export function hostAgentService(
   // Terminals keep their reader and scrollback between viewers (pty/sessions.ts).
   const terminals = new PtySessions();
   const meter = new HostUsageMeter({
-    vmmPids: () => manager.list().flatMap((r) => (r.vm ? [r.vm.pid] : [])),
+    vmmPids: () => manager.vmmPids(),
   });
   return {
     createSandbox: guard(async (req) => {
