@@ -20,6 +20,16 @@ export function hostJson(h: HostRow) {
     total_vcpus: h.totalVcpus,
     total_memory_mb: h.totalMemoryMb,
     free_disk_mb: h.freeDiskMb,
+    usage:
+      h.measuredAt === null
+        ? null
+        : {
+            cpu_busy_cores: h.cpuBusyCores ?? 0,
+            memory_used_mb: h.memoryUsedMb ?? 0,
+            vmm_memory_mb: h.vmmMemoryMb ?? 0,
+            measured_at: h.measuredAt.toISOString(),
+          },
+    warm_sandboxes: h.warmSandboxes,
     last_seen_at: h.lastSeenAt?.toISOString() ?? null,
     created_at: h.createdAt.toISOString(),
   };

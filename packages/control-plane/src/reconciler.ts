@@ -96,6 +96,7 @@ export class Reconciler {
       vmm: info.vmm,
       storage: info.storage,
       version: info.version,
+      warm_sandboxes: info.warmSandboxes,
       usage: info.usage
         ? {
             cpu_busy_cores: info.usage.cpuBusyCores,
@@ -219,6 +220,8 @@ export interface Capacity {
   vmm?: string | undefined;
   storage?: string | undefined;
   version?: string | undefined;
+  /** Warm pool entries ready on the host; absent: unchanged. */
+  warm_sandboxes?: number | undefined;
   /** Null: the host does not measure (placement counts what its sandboxes declare); absent: unchanged. */
   usage?: MeasuredUsage | null | undefined;
 }
@@ -247,6 +250,9 @@ export async function recordHeartbeat(db: Db, hostId: string, c: Capacity): Prom
       ...(c.vmm !== undefined ? { vmm: c.vmm } : {}),
       ...(c.storage !== undefined ? { storage: c.storage } : {}),
       ...(c.version !== undefined ? { version: c.version } : {}),
+      ...(c.warm_sandboxes !== undefined
+        ? { warmSandboxes: Math.min(c.warm_sandboxes, INT_MAX) }
+        : {}),
     })
     .where(eq(hosts.id, hostId));
 }

@@ -38,6 +38,19 @@ for (const kind of DATABASES) {
         assert.equal(row?.memoryUsedMb, 2_000, "the heartbeat stores what the host measured");
         assert.ok(row?.measuredAt instanceof Date);
         assert.equal(row?.cpuBusyCores, 0.1);
+        // The admin sees what admission counts, and the host's warm sandboxes.
+        agent.usage = { cpuBusyCores: 0.1, memoryUsedMb: 2_000, vmmMemoryMb: 300 };
+        agent.warm = 2;
+        await measure(h);
+        const [shown] = (await (await h.api("/v1/admin/hosts")).json()) as Array<{
+          usage: Record<string, unknown> | null;
+          warm_sandboxes: number;
+        }>;
+        assert.deepEqual(
+          { ...shown?.usage, measured_at: typeof shown?.usage?.measured_at },
+          { cpu_busy_cores: 0.1, memory_used_mb: 2_000, vmm_memory_mb: 300, measured_at: "string" },
+        );
+        assert.equal(shown?.warm_sandboxes, 2);
 
         const first = await Promise.all(Array.from({ length: 20 }, () => create(h)));
         assert.deepEqual(

@@ -32,7 +32,9 @@ export interface FakeAgent {
   autoPaused: Set<string>;
   capacity: { totalVcpus: number; totalMemoryMb: number; freeDiskMb: number };
   /** What GetHostInfo reports the host measured itself using; null: it does not measure. */
-  usage: { cpuBusyCores: number; memoryUsedMb: number } | null;
+  usage: { cpuBusyCores: number; memoryUsedMb: number; vmmMemoryMb?: number } | null;
+  /** Warm pool entries GetHostInfo reports ready. */
+  warm: number;
   calls: string[];
   /** Largest single chunk an upload reached the agent in (streaming check). */
   maxChunk: number;
@@ -91,6 +93,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     autoPaused: new Set(),
     capacity: { totalVcpus: 8, totalMemoryMb: 16384, freeDiskMb: 100_000 },
     usage: null,
+    warm: 0,
     calls: [],
     maxChunk: 0,
     written: new Map(),
@@ -331,11 +334,12 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
                   memoryAvailableMb: BigInt(
                     state.capacity.totalMemoryMb - state.usage.memoryUsedMb,
                   ),
-                  vmmMemoryMb: 0n,
+                  vmmMemoryMb: BigInt(state.usage.vmmMemoryMb ?? 0),
                   vmmCount: sandboxes.size,
                 },
               }
             : {}),
+          warmSandboxes: state.warm,
         };
       },
     });

@@ -32,6 +32,8 @@ for (const kind of DATABASES) {
       assert.equal(hosts.length, 1);
       assert.equal(hosts[0]!.status, "ready");
       assert.equal(hosts[0]!.total_vcpus, 8, "registration polls the agent's capacity");
+      assert.equal(hosts[0]!.usage, null, "an agent that does not measure shows no usage");
+      assert.equal(hosts[0]!.warm_sandboxes, 0);
       // Base templates the agent has become platform templates.
       const tpls = (await (await h.api("/v1/snapshots?type=base")).json()) as Json[];
       assert.deepEqual(

@@ -86,6 +86,10 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     await create(a, { WHO: "a" });
     assert.equal(homeOf(a), a, "the first create restores on the request path");
     await until("a warm entry", () => poolReady() === 1);
+    // The host reports it (the admin's hosts page), apart from its running sandboxes.
+    const info = await h.client.getHostInfo({});
+    assert.equal(info.warmSandboxes, 1);
+    assert.equal(info.runningSandboxes, 1);
     // Entries are no one's sandboxes: not listed.
     assert.deepEqual(
       (await h.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),

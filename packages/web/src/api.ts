@@ -117,6 +117,15 @@ export interface Host {
   total_vcpus: number;
   total_memory_mb: number;
   free_disk_mb: number;
+  /** What the host measured itself using at its last heartbeat; null: it does not measure. */
+  usage: {
+    cpu_busy_cores: number;
+    memory_used_mb: number;
+    vmm_memory_mb: number;
+    measured_at: string;
+  } | null;
+  /** Warm pool entries ready on the host (idle VMs, counted in usage). */
+  warm_sandboxes: number;
   last_seen_at: string | null;
   created_at: string;
 }

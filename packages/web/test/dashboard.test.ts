@@ -314,6 +314,11 @@ test(
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByRole("link", { name: "Admin", exact: true }).waitFor();
       timings.admin_nav_ms = await timedNav(page, "Admin", 'tr[data-template="ui-snap"]');
+      // The host's measured use (what admission counts) and its warm sandboxes.
+      await page
+        .getByTestId("host-usage")
+        .filter({ hasText: /^\d+\.\d cores busy · \d+\.\d GiB used · \d+ warm$/ })
+        .waitFor();
       await shot(page, "12-admin");
 
       // /test drives the whole lifecycle on one screen.

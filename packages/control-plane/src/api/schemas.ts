@@ -447,6 +447,24 @@ export const Host = z
     total_vcpus: z.number().int(),
     total_memory_mb: z.number().int(),
     free_disk_mb: z.number().int(),
+    usage: z
+      .object({
+        cpu_busy_cores: z.number().openapi({ description: "Host CPU busy, in cores" }),
+        memory_used_mb: z.number().int().openapi({
+          description: "Memory in use, the VMMs' resident guest memory included",
+        }),
+        vmm_memory_mb: z.number().int().openapi({ description: "The VMMs' resident memory (PSS)" }),
+        measured_at: z.string(),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "What the host measured itself using at its last heartbeat (admission counts it); null: its agent does not measure",
+      }),
+    warm_sandboxes: z.number().int().openapi({
+      description:
+        "Warm pool entries ready on the host: idle VMs a create of their template claims, counted in usage",
+    }),
     last_seen_at: z.string().nullable(),
     created_at: z.string(),
   })

@@ -121,6 +121,8 @@ export const hosts = pgTable("hosts", {
   vmmMemoryMb: integer("vmm_memory_mb"),
   // When that measurement was asked for: sandboxes that started running later are not in it.
   measuredAt: timestamp("measured_at", { withTimezone: true, precision: 3 }),
+  // Warm pool entries ready on the host when last asked (idle VMs, for the admin's view).
+  warmSandboxes: integer("warm_sandboxes").notNull().default(0),
   lastSeenAt: timestamp("last_seen_at", { withTimezone: true, precision: 3 }),
   createdAt: createdAt(),
 });

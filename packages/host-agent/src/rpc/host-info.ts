@@ -165,6 +165,7 @@ export async function hostInfo(deps: {
   storage: string;
   version: string;
   runningSandboxes: number;
+  warmSandboxes: number;
   meter: HostUsageMeter;
 }) {
   const [fs, usage] = await Promise.all([statfs(deps.dataDir), deps.meter.measure()]);
@@ -176,6 +177,7 @@ export async function hostInfo(deps: {
     totalMemoryMb: BigInt(Math.floor(totalmem() / MIB)),
     freeDiskMb: BigInt(Math.floor((fs.bavail * fs.bsize) / MIB)),
     runningSandboxes: deps.runningSandboxes,
+    warmSandboxes: deps.warmSandboxes,
     version: deps.version,
     usage: {
       cpuBusyCores: usage.cpuBusyCores,

@@ -6306,6 +6306,18 @@ export interface components {
       total_vcpus: number;
       total_memory_mb: number;
       free_disk_mb: number;
+      /** @description What the host measured itself using at its last heartbeat (admission counts it); null: its agent does not measure */
+      usage: {
+        /** @description Host CPU busy, in cores */
+        cpu_busy_cores: number;
+        /** @description Memory in use, the VMMs' resident guest memory included */
+        memory_used_mb: number;
+        /** @description The VMMs' resident memory (PSS) */
+        vmm_memory_mb: number;
+        measured_at: string;
+      } | null;
+      /** @description Warm pool entries ready on the host: idle VMs a create of their template claims, counted in usage */
+      warm_sandboxes: number;
       last_seen_at: string | null;
       created_at: string;
     };

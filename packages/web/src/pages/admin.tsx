@@ -62,6 +62,7 @@ export default function Admin({ me }: { me: Me | undefined }) {
                   <th>Address</th>
                   <th>Status</th>
                   <th>Capacity</th>
+                  <th>In use</th>
                   <th className="hide-sm">VMM / storage</th>
                   <th className="hide-sm">Last seen</th>
                 </tr>
@@ -82,6 +83,12 @@ export default function Admin({ me }: { me: Me | undefined }) {
                     <td>
                       {h.total_vcpus} vCPU · {Math.round(h.total_memory_mb / 1024)} GiB ·{" "}
                       {Math.round(h.free_disk_mb / 1024)} GiB free
+                    </td>
+                    <td data-testid="host-usage">
+                      {h.usage
+                        ? `${h.usage.cpu_busy_cores.toFixed(1)} cores busy · ${(h.usage.memory_used_mb / 1024).toFixed(1)} GiB used`
+                        : "not measured"}
+                      {` · ${h.warm_sandboxes} warm`}
                     </td>
                     <td className="hide-sm">
                       {h.vmm} / {h.storage}

@@ -891,6 +891,14 @@ export declare type GetHostInfoResponse = Message<"hostagent.v1.GetHostInfoRespo
    * @generated from field: hostagent.v1.HostUsage usage = 9;
    */
   usage?: HostUsage | undefined;
+
+  /**
+   * Warm pool entries ready to be claimed: idle VMs no sandbox owns yet,
+   * not among running_sandboxes, counted in usage.
+   *
+   * @generated from field: uint32 warm_sandboxes = 10;
+   */
+  warmSandboxes: number;
 };
 
 /**

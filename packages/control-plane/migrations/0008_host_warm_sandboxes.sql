@@ -1,0 +1,1 @@
+ALTER TABLE "hosts" ADD COLUMN "warm_sandboxes" integer DEFAULT 0 NOT NULL;
