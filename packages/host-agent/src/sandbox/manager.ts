@@ -183,16 +183,16 @@ export class SandboxManager {
   }
 
   /** The sandboxes of this host (the warm pool's entries are no one's yet). */
-  /** Every VMM the agent runs, warm pool entries' too: what the host's measured use counts. */
-  vmmPids(): number[] {
-    return this.#host.registry.all().flatMap((l) => (l.record.vm ? [l.record.vm.pid] : []));
-  }
-
   list(): SandboxRecord[] {
     return this.#host.registry
       .all()
       .map((l) => l.record)
       .filter((r) => !isPooled(r.id));
+  }
+
+  /** Every VMM the agent runs, warm pool entries' too: what the host's measured use counts. */
+  vmmPids(): number[] {
+    return this.#host.registry.all().flatMap((l) => (l.record.vm ? [l.record.vm.pid] : []));
   }
 
   /**
