@@ -6,9 +6,10 @@
  * A source (a snapshot template, or a base template's boot snapshot of one
  * shape) is kept filled while creates ask for it: one entry, more while
  * creates come faster, at most its template's size (`templates`, else
- * `size`); none once it has not been asked for in `idleMs`. Refills run one at a time in the background, after creates
- * have paused, so a burst of demand never becomes a burst of restores
- * competing with running sandboxes. Entries are hidden sandboxes (ids with POOL_PREFIX): they
+ * `size`); none once it has not been asked for in `idleMs`. Refills run
+ * one at a time in the background, after creates have paused, so a burst
+ * of demand never becomes a burst of restores competing with running
+ * sandboxes. Entries are hidden sandboxes (ids with POOL_PREFIX): they
  * count in the host's use like any other VM, and a restarted agent
  * destroys the ones it finds (recovery.ts).
  */
