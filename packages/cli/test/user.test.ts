@@ -213,7 +213,9 @@ test(
       templates.map((t) => t.name),
       ["cli-snap"],
     );
-    assert.match(ok(await wrenn(["template", "ls"], { env })).stdout, /^cli-snap +snapshot/m);
+    const tplTable = ok(await wrenn(["template", "ls"], { env })).stdout;
+    assert.match(tplTable, /^cli-snap +snapshot +\d+ +\d+ MiB/m);
+    assert.match(tplTable, /^minimal +base +any +any /m, "a base template has no shape of its own");
     oneLineError(
       await wrenn(["template", "ls", "--type", "other"], { env }),
       /Allowed choices are base, snapshot/,

@@ -77,12 +77,8 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
   const templates = new Map<string, TemplateInfo>([
     [
       "minimal",
-      create(TemplateInfoSchema, {
-        name: "minimal",
-        type: TemplateType.BASE,
-        vcpus: 1,
-        memoryMb: 512,
-      }),
+      // As a real agent reports it: a base template has no shape of its own.
+      create(TemplateInfoSchema, { name: "minimal", type: TemplateType.BASE }),
     ],
   ]);
   const state: FakeAgent = {

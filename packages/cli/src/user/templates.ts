@@ -16,8 +16,9 @@ export async function list(o: { json?: boolean; type?: "base" | "snapshot" }): P
       templates.map((t) => [
         t.name,
         t.type,
-        String(t.vcpus),
-        `${t.memory_mb} MiB`,
+        // A base template has no shape of its own: a create gives it one.
+        t.vcpus ? String(t.vcpus) : "any",
+        t.memory_mb ? `${t.memory_mb} MiB` : "any",
         bytes(t.size_bytes),
         ago(t.created_at),
       ]),
