@@ -96,6 +96,11 @@ export class ConsoleSink extends Writable {
     this.#append(chunk).then(() => callback(), callback);
   }
 
+  /** What the console sent while a write was under way goes to the file in one. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this.#append(Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+  }
+
   async #append(chunk: Buffer): Promise<void> {
     let rest = chunk;
     while (rest.length > 0) {
