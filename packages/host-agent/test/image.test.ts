@@ -240,6 +240,16 @@ describe("image store", () => {
         // Not an ELF with a PVH entry: QEMU boots the bzImage.
         qemuKernel: join(k, "vmlinuz"),
       });
+      // Rebuilt in place with a PVH entry: QEMU loads the ELF (the answer is
+      // kept per file, by its identity, not per path).
+      await writeFile(join(k, "vmlinux"), pvhElf());
+      assert.equal((await findKernel(dir)).qemuKernel, join(k, "vmlinux"));
+      await rm(join(k, "vmlinux"));
+      await assert.rejects(
+        findKernel(dir),
+        (e) => isWrennError(e, "failed_precondition") && /vmlinux missing/.test(e.message),
+      );
+      await writeFile(join(k, "vmlinux"), "x");
       const tdir = join(dir, "images", "minimal");
       await mkdir(tdir, { recursive: true });
       await writeFile(join(tdir, "rootfs-abc.ext4"), Buffer.alloc(4096));
@@ -358,3 +368,20 @@ describe("prerequisite checks", () => {
     assert.match(res.stdout, /qemu-system-x86|nothing to install/);
   });
 });
+
+/** The smallest ELF64 kernel hasPvhEntry accepts: one PT_NOTE with Xen's PHYS32_ENTRY note. */
+function pvhElf(): Buffer {
+  const elf = Buffer.alloc(64 + 56 + 20);
+  elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1], 0);
+  elf.writeBigUInt64LE(64n, 0x20); // e_phoff
+  elf.writeUInt16LE(56, 0x36); // e_phentsize
+  elf.writeUInt16LE(1, 0x38); // e_phnum
+  elf.writeUInt32LE(4, 64); // PT_NOTE
+  elf.writeBigUInt64LE(120n, 64 + 8); // p_offset
+  elf.writeBigUInt64LE(20n, 64 + 32); // p_filesz
+  elf.writeUInt32LE(4, 120); // namesz
+  elf.writeUInt32LE(4, 124); // descsz
+  elf.writeUInt32LE(18, 128); // XEN_ELFNOTE_PHYS32_ENTRY
+  elf.write("Xen\0", 132, "latin1");
+  return elf;
+}

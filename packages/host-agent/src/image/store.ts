@@ -1,3 +1,4 @@
+import type { Stats } from "node:fs";
 import { readlink, readFile, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
@@ -109,16 +110,30 @@ export async function findKernel(data: string): Promise<KernelFiles> {
   };
   // A user's own kernel may come without an initrd (virtio and ext4 built in).
   if (!(await exists(files.initrd))) files.initrd = "";
-  for (const path of [files.vmlinuz, files.vmlinux]) {
-    if (!(await exists(path))) {
-      throw new WrennError(
-        "failed_precondition",
-        `guest kernel ${version} is incomplete (${path} missing): run 'wrenn image build'`,
-      );
-    }
-  }
-  if (await hasPvhEntry(files.vmlinux)) files.qemuKernel = files.vmlinux;
+  const missing = (path: string) =>
+    new WrennError(
+      "failed_precondition",
+      `guest kernel ${version} is incomplete (${path} missing): run 'wrenn image build'`,
+    );
+  if (!(await exists(files.vmlinuz))) throw missing(files.vmlinuz);
+  const vmlinux = await stat(files.vmlinux).catch(() => {
+    throw missing(files.vmlinux);
+  });
+  if (await pvhOf(files.vmlinux, vmlinux)) files.qemuKernel = files.vmlinux;
   return files;
+}
+
+/** hasPvhEntry's answers, by the kernel file's identity: every create from a base template asks. */
+const pvhByFile = new Map<string, boolean>();
+
+async function pvhOf(path: string, st: Stats): Promise<boolean> {
+  const key = `${path}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  let pvh = pvhByFile.get(key);
+  if (pvh === undefined) {
+    pvh = await hasPvhEntry(path);
+    pvhByFile.set(key, pvh);
+  }
+  return pvh;
 }
 
 export async function findTemplate(data: string, name: string): Promise<TemplateImage> {
