@@ -7,10 +7,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { detectCgroups } from "../src/cgroup/cgroup.ts";
 import { EnvdClient, ENVD_PORT } from "../src/envd/client.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
@@ -72,6 +73,15 @@ async function recordDirs(of = h): Promise<string[]> {
   return readdir(join(of.root, "data", "sandboxes")).catch(() => []);
 }
 
+/** A VM's CPU share in its cgroup (v1 shares or v2 weight); null on a host without cgroups. */
+async function cpuShare(vmId: string): Promise<number | null> {
+  const cgroups = await detectCgroups();
+  if (cgroups === null) return null;
+  const [dir] = cgroups.dirs(vmId) as [string];
+  const file = cgroups.version === "v1" ? "cpu.shares" : "cpu.weight";
+  return Number((await readFile(join(dir, file), "utf8")).trim());
+}
+
 describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
   before(async () => {
     await h.setUp();
@@ -86,6 +96,11 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     await create(a, { WHO: "a" });
     assert.equal(homeOf(a), a, "the first create restores on the request path");
     await until("a warm entry", () => poolReady() === 1);
+    // The entry runs on what running sandboxes leave; claimed, it gets its vCPUs' share.
+    const entry = (await recordDirs()).find((n) => n.startsWith("pool-")) ?? "";
+    const running = await cpuShare(a);
+    if (running === null) console.warn("no cgroups on this host: CPU shares not checked");
+    else assert.ok((await cpuShare(entry))! < running / 10, "an entry's share is the least");
     // The host reports it (the admin's hosts page), apart from its running sandboxes.
     const info = await h.client.getHostInfo({});
     assert.equal(info.warmSandboxes, 1);
@@ -100,6 +115,9 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     const token = "b-token-0123456789";
     await create(b, { WHO: "b" }, token);
     assert.match(homeOf(b), /^pool-/, "served from the pool");
+    assert.equal(homeOf(b), entry);
+    if (running !== null)
+      assert.equal(await cpuShare(entry), running, "claimed: a sandbox's share");
     assert.equal((await h.sh(b, "echo $WHO")).stdout, "b\n");
     // The claim set the create's token: the entry's own is gone, none is refused.
     const envd = (t: string) =>

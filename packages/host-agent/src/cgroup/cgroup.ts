@@ -23,6 +23,8 @@ export interface CgroupDriver {
   readonly version: "v1" | "v2";
   /** Creates (or reuses) the group and sets its limits; the `cgroup.procs` files a process joins. */
   create(name: string, limits: CgroupLimits): Promise<string[]>;
+  /** Sets the group's relative CPU share (cgroup v2's scale, as `CgroupLimits.cpuWeight`). */
+  setCpuWeight(name: string, weight: number): Promise<void>;
   /** Removes the group once its processes are gone (waits briefly for an exiting one). */
   remove(name: string): Promise<void>;
   /** Removes every empty group under the agent's parent older than a minute (what a crash left); their names. */
@@ -64,6 +66,17 @@ export async function detectCgroups(root = "/sys/fs/cgroup"): Promise<CgroupDriv
   return null;
 }
 
+/** A VM's CPU share: a default process's per vCPU. */
+export function vmCpuWeight(vcpus: number): number {
+  return Math.min(10_000, Math.max(1, 100 * vcpus));
+}
+
+/**
+ * The least CPU share, for a VM nobody is using yet (a warm pool entry): it
+ * runs on what running sandboxes leave.
+ */
+export const BACKGROUND_CPU_WEIGHT = 1;
+
 /** What a VM of `memoryMb` guest RAM and `vcpus` may use, its VMM's own memory included. */
 export function vmLimits(opts: {
   vcpus: number;
@@ -71,7 +84,7 @@ export function vmLimits(opts: {
   overheadMb: number;
 }): CgroupLimits {
   return {
-    cpuWeight: Math.min(10_000, Math.max(1, 100 * opts.vcpus)),
+    cpuWeight: vmCpuWeight(opts.vcpus),
     memoryMaxBytes: (opts.memoryMb + opts.overheadMb) * 1024 * 1024,
     // vCPU threads, the block layer's worker pool (up to 64), a migration's sh and cat.
     pidsMax: 128 + 8 * opts.vcpus,

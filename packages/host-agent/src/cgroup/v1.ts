@@ -32,11 +32,15 @@ export class CgroupV1 implements CgroupDriver {
   async create(name: string, limits: CgroupLimits): Promise<string[]> {
     const [cpu, memory, pids] = this.dirs(name) as [string, string, string];
     await Promise.all([cpu, memory, pids].map(ensureDir));
-    // v1's default share is 1024 for v2's weight of 100.
-    await put(join(cpu, "cpu.shares"), Math.max(2, Math.round((limits.cpuWeight * 1024) / 100)));
+    await put(join(cpu, "cpu.shares"), sharesOf(limits.cpuWeight));
     await put(join(memory, "memory.limit_in_bytes"), limits.memoryMaxBytes);
     await put(join(pids, "pids.max"), limits.pidsMax);
     return [cpu, memory, pids].map((d) => join(d, "cgroup.procs"));
+  }
+
+  async setCpuWeight(name: string, weight: number): Promise<void> {
+    const [cpu] = this.dirs(name) as [string];
+    await put(join(cpu, "cpu.shares"), sharesOf(weight));
   }
 
   async remove(name: string): Promise<void> {
@@ -53,4 +57,9 @@ export class CgroupV1 implements CgroupDriver {
     }
     return [...removed];
   }
+}
+
+/** v1's default share is 1024 for v2's weight of 100. */
+function sharesOf(weight: number): number {
+  return Math.max(2, Math.round((weight * 1024) / 100));
 }

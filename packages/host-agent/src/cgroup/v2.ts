@@ -57,6 +57,11 @@ export class CgroupV2 implements CgroupDriver {
     return [join(dir, "cgroup.procs")];
   }
 
+  async setCpuWeight(name: string, weight: number): Promise<void> {
+    const [dir] = this.dirs(name) as [string];
+    await put(join(dir, "cpu.weight"), weight);
+  }
+
   async remove(name: string): Promise<void> {
     await Promise.all(this.dirs(name).map(removeDir));
   }

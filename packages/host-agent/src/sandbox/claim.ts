@@ -66,6 +66,9 @@ async function personalise(
   params: CreateParams,
 ): Promise<SandboxRecord> {
   const { record } = entry;
+  // Its vCPUs' CPU share back before its first request (a failure here, as
+  // below, destroys the entry and the create takes the slow path).
+  await entry.vm?.setBackground?.(false);
   const rules = params.network ?? { allowOut: [], denyOut: [] };
   if (hasEgressRules(rules) && entry.slot !== null) {
     await host.opts.network.setEgress(entry.slot, rules);

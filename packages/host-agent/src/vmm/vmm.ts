@@ -77,6 +77,13 @@ export interface VmHandle {
   /** Stops the VMM (and what it needs) and waits for its exit; idempotent. */
   stop(): Promise<void>;
   /**
+   * true: nobody uses the VM yet (a warm pool entry), so it takes the least
+   * CPU share and runs on what running sandboxes leave; false: its vCPUs'
+   * share again. Absent where the agent does not place the VMM in a cgroup
+   * of its own (Firecracker's jailer does).
+   */
+  setBackground?(on: boolean): Promise<void>;
+  /**
    * Drops the agent's control connection and leaves the VM running (agent
    * shutdown): the next agent adopts it, and QMP takes one client at a time.
    */

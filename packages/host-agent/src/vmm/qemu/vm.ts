@@ -6,7 +6,7 @@ import { timed, type Logger } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../../util/crash-point.ts";
 import { copySparse } from "../../util/fs.ts";
 import { endProcess, tail, within, type ExitStatus } from "../../util/process.ts";
-import type { CgroupDriver } from "../../cgroup/cgroup.ts";
+import { BACKGROUND_CPU_WEIGHT, vmCpuWeight, type CgroupDriver } from "../../cgroup/cgroup.ts";
 import { drainConsole, removeConsole, type ConsoleDrain } from "../console-log.ts";
 import { giveBack, grantTraverse, handOver, type VmmUser } from "../confine.ts";
 import type { QmpClient } from "../qmp.ts";
@@ -58,6 +58,14 @@ export class QemuVm implements VmHandle {
   release(): void {
     this.#s.qmp.close();
     this.#console.close();
+  }
+
+  async setBackground(on: boolean): Promise<void> {
+    const { cgroups, machine } = this.#s;
+    await cgroups?.setCpuWeight(
+      this.vmId,
+      on ? BACKGROUND_CPU_WEIGHT : vmCpuWeight(machine?.vcpus ?? 1),
+    );
   }
 
   /** `stopGraceMs`: how long `stop` waits after QMP `quit` before SIGKILL. */
