@@ -72,10 +72,12 @@ export function vmCpuWeight(vcpus: number): number {
 }
 
 /**
- * The least CPU share, for a VM nobody is using yet (a warm pool entry): it
- * runs on what running sandboxes leave.
+ * The CPU share of a VM nobody is using yet (a warm pool entry): a quarter
+ * of one vCPU's. On a host whose cores running sandboxes keep busy, the
+ * entry gets a small slice and they keep most of theirs; with the least
+ * share (1) an entry's warm-up never finished there (120 s and more).
  */
-export const BACKGROUND_CPU_WEIGHT = 1;
+export const BACKGROUND_CPU_WEIGHT = 25;
 
 /** What a VM of `memoryMb` guest RAM and `vcpus` may use, its VMM's own memory included. */
 export function vmLimits(opts: {
