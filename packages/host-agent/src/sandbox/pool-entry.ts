@@ -37,8 +37,8 @@ export async function makePoolEntry(
   try {
     const key = sourceKey(record);
     if (key === null) throw new WrennError("internal", "the entry booted instead of restoring");
-    // From here on it runs on what running sandboxes leave: its warm-up
-    // (TCG translating its code afresh) would otherwise take their cores.
+    // From here on it takes a small CPU share: its warm-up (TCG translating
+    // its code afresh) would otherwise take running sandboxes' cores.
     await host.registry.get(id).vm?.setBackground?.(true);
     await timed(host.log.child({ sandbox: id }), "pool.warm", () =>
       warmUp(host, id, { rounds: WARM_ROUNDS, token, users: [undefined] }),

@@ -77,9 +77,9 @@ export interface VmHandle {
   /** Stops the VMM (and what it needs) and waits for its exit; idempotent. */
   stop(): Promise<void>;
   /**
-   * true: nobody uses the VM yet (a warm pool entry), so it takes the least
-   * CPU share and runs on what running sandboxes leave; false: its vCPUs'
-   * share again. Absent where the agent does not place the VMM in a cgroup
+   * true: nobody uses the VM yet (a warm pool entry), so it takes a small
+   * CPU share (BACKGROUND_CPU_WEIGHT) and running sandboxes keep most of
+   * theirs; false: its vCPUs' share again. Absent where the agent does not place the VMM in a cgroup
    * of its own (Firecracker's jailer does).
    */
   setBackground?(on: boolean): Promise<void>;
