@@ -190,7 +190,9 @@ describe("terminal sessions with scrollback", { timeout: 20_000 }, () => {
 
   test("a reader nobody watches stops after lingerMs; the oldest terminals are forgotten first", async () => {
     const envd = new FakeEnvd();
-    const sessions = new PtySessions({ lingerMs: 50, maxSessions: 2 });
+    // Long enough that the readers left first still read when checked below,
+    // on a host busy with other tests' VMs (at 50 ms one had stopped).
+    const sessions = new PtySessions({ lingerMs: 1000, maxSessions: 2 });
     for (const pid of [7, 8, 9]) {
       envd.nextPid = pid;
       const v = view(sessions, envd, 0);
@@ -202,7 +204,8 @@ describe("terminal sessions with scrollback", { timeout: 20_000 }, () => {
     }
     assert.equal(envd.opened[0]?.signal.aborted, true, "the evicted terminal's reader is stopped");
     assert.deepEqual(sessions.stats(), { sessions: 2, reading: 2, bytes: 18 });
-    await sleep(120);
+    const deadline = Date.now() + 10_000;
+    while (sessions.stats().reading > 0 && Date.now() < deadline) await sleep(20);
     assert.deepEqual(sessions.stats(), { sessions: 2, reading: 0, bytes: 18 });
     assert.ok(envd.opened.every((o) => o.signal.aborted));
   });
