@@ -75,7 +75,7 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     const res = await fetch(`${p.cp.url}/v1/sandboxes/${id}`, { method: "DELETE", headers });
     if (!res.ok) throw new Error(`destroy ${id}: ${res.status} ${await res.text()}`);
   };
-  const ready = () => Object.values(p.agent.manager.poolCounts()).reduce((a, b) => a + b, 0);
+  const ready = () => p.agent.manager.warmSandboxes();
   /**
    * Until the pool holds `want` entries, or stops growing for 15 s (it sizes
    * a source by the creates of the last minute, and refills one at a time:

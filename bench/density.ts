@@ -68,7 +68,7 @@ const client = createClient(
   createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
 );
 const ids: string[] = [];
-const poolReady = () => Object.values(agent.manager.poolCounts()).reduce((a, b) => a + b, 0);
+const poolReady = () => agent.manager.warmSandboxes();
 
 /** `creates` times create → first exec → destroy, each from a refilled pool entry; ms. */
 async function timeCreates(label: string): Promise<number[]> {

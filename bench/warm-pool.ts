@@ -45,7 +45,7 @@ const client = createClient(
   HostAgentService,
   createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
 );
-const ready = () => Object.values(manager.poolCounts()).reduce((a, b) => a + b, 0);
+const ready = () => manager.warmSandboxes();
 
 async function waitReady(): Promise<void> {
   const deadline = Date.now() + 120_000;

@@ -245,7 +245,7 @@ export function hostAgentService(
         storage: manager.storageName,
         version: AGENT_VERSION,
         runningSandboxes: manager.list().filter((r) => r.status === "running").length,
-        warmSandboxes: Object.values(manager.poolCounts()).reduce((a, b) => a + b, 0),
+        warmSandboxes: manager.warmSandboxes(),
         meter,
       }),
     ),

@@ -38,7 +38,7 @@ const h = new AgentHarness("wp");
 const tplName = `wp-tpl-${process.pid}`;
 
 function poolReady(): number {
-  return Object.values(h.agent.manager.poolCounts()).reduce((a, b) => a + b, 0);
+  return h.agent.manager.warmSandboxes();
 }
 
 async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {

@@ -74,6 +74,11 @@ export class SandboxManager {
     return this.#host.pool?.counts() ?? {};
   }
 
+  /** Ready warm sandboxes of every source. */
+  warmSandboxes(): number {
+    return Object.values(this.poolCounts()).reduce((a, b) => a + b, 0);
+  }
+
   get vmmName(): string {
     return this.#host.opts.vmm.name;
   }
