@@ -1,134 +1,25 @@
 /** The dashboard's view of the /v1 API: the session lives in localStorage. */
 
-export interface Team {
-  id: string;
-  name: string;
-  role: "owner" | "admin" | "member";
-  created_at: string;
-}
-export interface User {
-  id: string;
-  email: string;
-  name: string;
-  is_admin: boolean;
-  created_at: string;
-}
-export interface Session {
-  token: string;
-  expires_at: string;
-  user: User;
-  team: Team;
-}
-export interface Me {
-  user: User | null;
-  team_id: string;
-  role: Team["role"];
-  is_admin: boolean;
-  teams: Team[];
-}
-export type SandboxStatus = "pending" | "running" | "paused" | "unknown" | "stopped" | "error";
-export interface Sandbox {
-  sandbox_id: string;
-  template: string;
-  status: SandboxStatus;
-  vcpus: number;
-  memory_mb: number;
-  disk_size_mb: number;
-  timeout_sec: number;
-  host_id: string | null;
-  metadata: Record<string, string>;
-  /** When its lifetime ends (E2B's); null: paused once idle for timeout_sec. */
-  end_at: string | null;
-  error: string;
-  created_at: string;
-  updated_at: string;
-}
-export interface SandboxLogs {
-  text: string;
-  offset: number;
-  next_offset: number;
-}
-export interface Template {
-  name: string;
-  type: "base" | "snapshot";
-  team_id: string;
-  host_id: string | null;
-  vcpus: number;
-  memory_mb: number;
-  size_bytes: number;
-  created_at: string;
-}
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  exit_code: number;
-  duration_ms: number;
-  encoding: "utf-8" | "base64";
-  /** The host kept the first 16 MiB of the stream and dropped the rest. */
-  stdout_truncated?: boolean;
-  stderr_truncated?: boolean;
-}
-export interface DirEntry {
-  name: string;
-  path: string;
-  type: "file" | "dir" | "symlink" | "other";
-  size: number;
-  modified_at: string;
-}
-export interface MetricSample {
-  timestamp_ms: number;
-  cpu_count: number;
-  cpu_used_pct: number;
-  mem_used_bytes: number;
-  mem_total_bytes: number;
-  disk_used_bytes: number;
-  disk_total_bytes: number;
-}
-export interface ApiKey {
-  id: string;
-  name: string;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-export interface Member {
-  user_id: string;
-  email: string;
-  role: Team["role"];
-  created_at: string;
-}
-export interface Invite {
-  id: string;
-  team_id: string;
-  role: Team["role"];
-  /** Only this address may use it; null: whoever has the token. */
-  email: string | null;
-  expires_at: string;
-  created_at: string;
-}
-export interface Host {
-  id: string;
-  address: string;
-  status: "ready" | "unreachable";
-  vmm: string;
-  storage: string;
-  version: string;
-  total_vcpus: number;
-  total_memory_mb: number;
-  free_disk_mb: number;
-  /** What the host measured itself using at its last heartbeat; null: it does not measure. */
-  usage: {
-    cpu_busy_cores: number;
-    memory_used_mb: number;
-    vmm_memory_mb: number;
-    measured_at: string;
-  } | null;
-  /** Warm pool entries ready on the host (idle VMs, counted in usage). */
-  warm_sandboxes: number;
-  last_seen_at: string | null;
-  created_at: string;
-}
+import type { components } from "../../sdk/src/index.ts";
+
+/** The API's own shapes, generated from its OpenAPI document (packages/sdk). */
+type Schemas = components["schemas"];
+export type Team = Schemas["Team"];
+export type User = Schemas["User"];
+export type Session = Schemas["Session"];
+// The generator renders the nullable `user` as an intersection no value fits.
+export type Me = Omit<Schemas["Me"], "user"> & { user: User | null };
+export type Sandbox = Schemas["Sandbox"];
+export type SandboxStatus = Sandbox["status"];
+export type SandboxLogs = Schemas["SandboxLogs"];
+export type Template = Schemas["Template"];
+export type ExecResult = Schemas["ExecResult"];
+export type DirEntry = Schemas["DirEntry"];
+export type MetricSample = Schemas["MetricSample"];
+export type ApiKey = Schemas["ApiKey"];
+export type Member = Schemas["Member"];
+export type Invite = Schemas["Invite"];
+export type Host = Schemas["Host"];
 
 /** An error the API answered (`{error: {code, message}}`) or a network failure. */
 export class ApiError extends Error {
@@ -223,15 +114,8 @@ export const api = {
   createTeam: (name: string) => request<Team>("POST", "/v1/teams", { name }),
   sandboxes: () => request<Sandbox[]>("GET", "/v1/sandboxes"),
   sandbox: (id: string) => request<Sandbox>("GET", `/v1/sandboxes/${id}`),
-  createSandbox: (body: {
-    template: string;
-    vcpus: number;
-    memory_mb: number;
-    disk_size_mb: number;
-    timeout_sec: number;
-    env_vars?: Record<string, string>;
-    metadata?: Record<string, string>;
-  }) => request<Sandbox>("POST", "/v1/sandboxes", body),
+  createSandbox: (body: Schemas["CreateSandbox"]) =>
+    request<Sandbox>("POST", "/v1/sandboxes", body),
   destroy: (id: string) => request<void>("DELETE", `/v1/sandboxes/${id}`),
   pause: (id: string) => request<Sandbox>("POST", `/v1/sandboxes/${id}/pause`),
   resume: (id: string, timeoutSec?: number) =>
@@ -270,11 +154,10 @@ export const api = {
     request<void>("DELETE", `/v1/snapshots/${encodeURIComponent(name)}`),
   adminTemplates: () => request<Template[]>("GET", "/v1/admin/templates"),
   hosts: () => request<Host[]>("GET", "/v1/admin/hosts"),
-  hostToken: () =>
-    request<{ token: string; expires_at: string }>("POST", "/v1/admin/host-tokens", {}),
+  hostToken: () => request<Schemas["HostToken"]>("POST", "/v1/admin/host-tokens", {}),
   apiKeys: () => request<ApiKey[]>("GET", "/v1/api-keys"),
   createApiKey: (name: string) =>
-    request<ApiKey & { key: string }>("POST", "/v1/api-keys", { name }),
+    request<Schemas["CreatedApiKey"]>("POST", "/v1/api-keys", { name }),
   revokeApiKey: (id: string) => request<void>("DELETE", `/v1/api-keys/${id}`),
   members: (teamId: string) => request<Member[]>("GET", `/v1/teams/${teamId}/members`),
   addMember: (teamId: string, email: string, role: Member["role"]) =>
@@ -282,8 +165,8 @@ export const api = {
   removeMember: (teamId: string, userId: string) =>
     request<void>("DELETE", `/v1/teams/${teamId}/members/${userId}`),
   invites: () => request<Invite[]>("GET", "/v1/invites"),
-  createInvite: (body: { role: Invite["role"]; ttl_sec: number; email?: string }) =>
-    request<Invite & { token: string }>("POST", "/v1/invites", body),
+  createInvite: (body: Schemas["CreateInvite"]) =>
+    request<Schemas["CreatedInvite"]>("POST", "/v1/invites", body),
   revokeInvite: (id: string) => request<void>("DELETE", `/v1/invites/${id}`),
 };
 
@@ -321,7 +204,7 @@ export function uploadFile(
   path: string,
   file: Blob,
   onProgress: (sent: number, total: number) => void,
-): Promise<{ path: string; size: number }> {
+): Promise<Schemas["File"]> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/sandboxes/${id}/files/write`);
@@ -336,7 +219,7 @@ export function uploadFile(
         body = undefined;
       }
       if (xhr.status >= 200 && xhr.status < 300) {
-        resolve(body as { path: string; size: number });
+        resolve(body as Schemas["File"]);
       } else {
         const e = (body as { error?: { code: string; message: string } } | undefined)?.error;
         reject(
