@@ -29,6 +29,15 @@ interface Doc {
 
 const METHODS = ["get", "post", "put", "patch", "delete"];
 
+/** Every `allOf` in the document, with where it is. */
+function* allOfs(node: unknown, at: string): Generator<[string, Schema[]]> {
+  if (typeof node !== "object" || node === null) return;
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "allOf" && Array.isArray(value)) yield [at, value as Schema[]];
+    yield* allOfs(value, `${at}/${key}`);
+  }
+}
+
 test("the OpenAPI document is valid 3.1, lists every route, and /docs serves Swagger UI locally", async () => {
   const h = await startHarness("pglite");
   try {
@@ -65,6 +74,15 @@ test("the OpenAPI document is valid 3.1, lists every route, and /docs serves Swa
         assert.ok(served.has(route), `${route} is documented but not served`);
       }
     }
+    // `Ref.nullable()` renders as allOf [ref, {type: [object, null]}]: null
+    // fails the ref, so the field admits no null at all (and generated
+    // clients type it as an empty object). A nullable ref is anyOf [ref, null].
+    for (const [where, allOf] of allOfs(doc, "#")) {
+      const nullable = allOf.some((s) => [s.type].flat().includes("null"));
+      assert.ok(!nullable, `${where}: a nullable reference written as allOf`);
+    }
+    const me = doc.components.schemas.Me?.properties?.user as { anyOf?: Schema[] } | undefined;
+    assert.deepEqual(me?.anyOf?.[1], { type: "null" }, "Me.user is a User or null");
 
     const page = await h.api("/docs", { key: null });
     assert.equal(page.status, 200);

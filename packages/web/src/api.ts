@@ -7,8 +7,7 @@ type Schemas = components["schemas"];
 export type Team = Schemas["Team"];
 export type User = Schemas["User"];
 export type Session = Schemas["Session"];
-// The generator renders the nullable `user` as an intersection no value fits.
-export type Me = Omit<Schemas["Me"], "user"> & { user: User | null };
+export type Me = Schemas["Me"];
 export type Sandbox = Schemas["Sandbox"];
 export type SandboxStatus = Sandbox["status"];
 export type SandboxLogs = Schemas["SandboxLogs"];

@@ -124,7 +124,9 @@ export const Session = z
 
 export const Me = z
   .object({
-    user: User.nullable(),
+    // A union, not User.nullable(): that renders as allOf [User, object|null],
+    // which no null satisfies (and the SDK typed as an empty object).
+    user: z.union([User, z.null()]).openapi({ description: "null: the caller is an API key" }),
     team_id: z.uuid(),
     role: TeamRoleSchema,
     is_admin: z.boolean(),

@@ -6055,7 +6055,8 @@ export interface components {
       password: string;
     };
     Me: {
-      user: components["schemas"]["User"] & (Record<string, never> | null);
+      /** @description null: the caller is an API key */
+      user: components["schemas"]["User"] | null;
       /** Format: uuid */
       team_id: string;
       /** @enum {string} */
