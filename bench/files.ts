@@ -4,7 +4,9 @@
  * - the guest's own disk: `dd bs=1M conv=fsync` inside the guest;
  * - raw TCP into and out of the guest: a python3 socket server in the guest
  *   that discards or sends bytes, the host on the other end (no HTTP, no
- *   files: the network path alone);
+ *   files: the network path alone); and out of the file a download reads:
+ *   the same server reading it as envd does (O_DIRECT, 1 MiB blocks), what
+ *   any program serving the file pays for the guest's disk on top;
  * - envd `/files` upload (application/octet-stream, and multipart as the
  *   e2b SDK sends it) and download direct to the guest's address;
  * - REST `/v1/sandboxes/{id}/files/write` (the multipart body forwarded
@@ -42,10 +44,15 @@ const size = mib << 20;
 const GUEST_FILE = "/root/wrenn-bench.bin";
 const SINK_PORT = 5001;
 const SOURCE_PORT = 5002;
+const FILE_PORT = 5003;
 
-/** The guest's end of the raw TCP baseline: port 5001 discards, 5002 sends the size asked for. */
+/**
+ * The guest's end of the raw TCP baselines: port 5001 discards, 5002 sends
+ * the size asked for out of memory, 5003 sends the file read in page-aligned
+ * 1 MiB blocks with O_DIRECT, as envd reads it.
+ */
 const TCP_SERVER = `
-import socket, struct, threading
+import mmap, os, socket, struct, threading
 def serve(port, handle):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port)); s.listen(4)
@@ -65,7 +72,17 @@ def source(c):
     buf = bytes(1 << 20)
     while want > 0:
         c.sendall(buf[: min(want, len(buf))]); want -= min(want, len(buf))
+def from_file(c):
+    c.recv(8)
+    fd = os.open("${GUEST_FILE}", os.O_RDONLY | os.O_DIRECT); buf = mmap.mmap(-1, 1 << 20)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            if n <= 0: break
+            c.sendall(memoryview(buf)[:n])
+    finally: os.close(fd)
 threading.Thread(target=serve, args=(${SINK_PORT}, sink), daemon=True).start()
+threading.Thread(target=serve, args=(${FILE_PORT}, from_file), daemon=True).start()
 serve(${SOURCE_PORT}, source)
 `;
 
@@ -288,8 +305,8 @@ try {
     sock.destroy();
     if (Number(answer.readBigUInt64LE(0)) !== size) throw new Error("raw TCP in: short");
   }
-  async function tcpOut(): Promise<void> {
-    const sock = connect(SOURCE_PORT, guestHost);
+  async function tcpOut(port = SOURCE_PORT): Promise<void> {
+    const sock = connect(port, guestHost);
     await once(sock, "connect");
     const ask = Buffer.alloc(8);
     ask.writeBigUInt64LE(BigInt(size));
@@ -345,6 +362,7 @@ try {
     await uploads[name]();
     if (name in downloads) await downloads[name as keyof typeof downloads]();
   }
+  await tcpOut(FILE_PORT);
 
   const samples: Record<string, Sample[]> = {};
   const add = (name: string, x: Sample) => (samples[name] ??= []).push(x);
@@ -378,6 +396,8 @@ try {
       if (name in downloads) {
         add(`download ${name}`, await timed(downloads[name as keyof typeof downloads]));
       }
+      if (name === "envd direct")
+        add("raw TCP out of the file", await timed(() => tcpOut(FILE_PORT)));
     }
   }
   await sh(`rm -f ${GUEST_FILE} /root/tcp.py; pkill -f "python3 /root/tc[p]" || true`);
@@ -399,6 +419,7 @@ try {
   };
   row("raw TCP in", NaN, "", 0);
   row("raw TCP out", NaN, "", 0);
+  row("raw TCP out of the file", rateOf("raw TCP out"), "raw TCP out", 0);
   const envdUp = rateOf("upload envd direct");
   const envdDown = rateOf("download envd direct");
   row("upload envd direct", disk, "guest disk", 0.7);
@@ -406,6 +427,13 @@ try {
   row("upload envd direct multipart", disk, "guest disk", 0.7);
   row("upload envd direct multipart (to the 200)", disk, "guest disk", 0);
   row("download envd direct", rateOf("raw TCP out"), "raw TCP out", 0.8);
+  row(
+    "download envd direct",
+    rateOf("raw TCP out of the file"),
+    "raw TCP out of the file",
+    0,
+    "download envd direct (the file's floor)",
+  );
   for (const via of ["REST", "traffic proxy"]) {
     row(`upload ${via}`, envdUp, "envd direct", 0.8);
     // REST takes multipart only: the same body sent to envd direct is its like-for-like baseline.
