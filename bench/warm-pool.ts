@@ -5,7 +5,9 @@
  *
  * "empty" creates come right after the pool was drained (today's path: a
  * restore on the request path); "warm" ones find an entry the pool made
- * after the previous create. p50 and p99 of each, and warm ÷ empty.
+ * after the previous create. p50 and p99 of each, and warm ÷ empty; then
+ * the sandbox's first file write (a small file through the agent, as
+ * /v1's files/write sends it), which the warm-up has run once before.
  *
  *   node_modules/.bin/node bench/warm-pool.ts [runs]
  */
@@ -62,6 +64,7 @@ interface Timing {
   total: number;
   create: number;
   exec: number;
+  write: number;
 }
 /** One create → first exec; the sandbox is destroyed after. */
 async function createToExec(template: string): Promise<Timing> {
@@ -71,8 +74,10 @@ async function createToExec(template: string): Promise<Timing> {
   const t1 = performance.now();
   await client.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", "echo hi"] });
   const t2 = performance.now();
+  await client.writeFile({ sandboxId: id, path: "/tmp/first.txt", content: Buffer.from("hi\n") });
+  const t3 = performance.now();
   await client.destroySandbox({ sandboxId: id });
-  return { total: t2 - t0, create: t1 - t0, exec: t2 - t1 };
+  return { total: t2 - t0, create: t1 - t0, exec: t2 - t1, write: t3 - t2 };
 }
 
 const split = (xs: Timing[]) =>
@@ -84,6 +89,11 @@ const split = (xs: Timing[]) =>
   )} + exec ${ms(
     pct(
       xs.map((x) => x.exec),
+      0.5,
+    ),
+  )}; then a first file write ${ms(
+    pct(
+      xs.map((x) => x.write),
       0.5,
     ),
   )})`;

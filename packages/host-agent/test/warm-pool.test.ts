@@ -13,6 +13,7 @@ import { Code } from "@connectrpc/connect";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { detectCgroups } from "../src/cgroup/cgroup.ts";
 import { EnvdClient, ENVD_PORT } from "../src/envd/client.ts";
+import { WARM_FILE } from "../src/sandbox/warm-up.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
@@ -120,6 +121,11 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     if (running !== null)
       assert.equal(await cpuShare(entry), running, "claimed: a sandbox's share");
     assert.equal((await h.sh(b, "echo $WHO")).stdout, "b\n");
+    // The warm-up wrote, read and removed a file: none is left for the user.
+    assert.equal(
+      (await h.sh(b, `test -e ${WARM_FILE} && echo left || echo gone`)).stdout,
+      "gone\n",
+    );
     // The claim set the create's token: the entry's own is gone, none is refused.
     const envd = (t: string) =>
       new EnvdClient(`${h.agent.manager.get(b).slot?.hostAddress}:${ENVD_PORT}`, t);

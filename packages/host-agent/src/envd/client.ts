@@ -375,6 +375,38 @@ export class EnvdClient {
     res.resume();
   }
 
+  /**
+   * Writes `data` to `path` as E2B's SDKs do: one multipart/form-data part
+   * with the path as its filename (a path of quotes or line breaks cannot be
+   * sent so).
+   */
+  async writeFileForm(path: string, data: Uint8Array, user?: string): Promise<void> {
+    if (/["\r\n]/.test(path)) {
+      throw new WrennError("invalid_argument", `a form cannot name '${path}'`);
+    }
+    const boundary = `wrenn-${randomBytes(12).toString("hex")}`;
+    const body = Buffer.concat([
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="${path}"\r\n` +
+          "content-type: application/octet-stream\r\n\r\n",
+      ),
+      data,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const query = new URLSearchParams(user ? { username: user } : {});
+    const res = await this.http("POST", `/files?${query}`, {
+      headers: {
+        "content-type": `multipart/form-data; boundary=${boundary}`,
+        "content-length": String(body.length),
+        ...this.headers(),
+      },
+      body,
+      signal: this.signal(),
+    });
+    if (!ok(res)) throw await filesError(res, path);
+    res.resume();
+  }
+
   /** A stream of the guest file's bytes. */
   async readFile(path: string, user?: string): Promise<Readable> {
     const query = new URLSearchParams({ path, ...(user ? { username: user } : {}) });

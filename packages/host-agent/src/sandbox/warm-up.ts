@@ -5,16 +5,24 @@
  * JavaScript is compiled again by V8 as it gets hot (new code, translated
  * again).
  */
+import { text } from "node:stream/consumers";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { exec } from "./exec.ts";
 import type { SandboxHost } from "./host.ts";
+
+/** Written, read back and removed by the warm-up; nothing else uses it. */
+export const WARM_FILE = "/tmp/.wrenn-warm-up";
+const WARM_TEXT = "warm\n";
 
 /**
  * `rounds` of /init (with the sandbox's own `token`) and the commands E2B's
  * SDK (a login bash) and /v1 (sh -c) start, as each of `users` (undefined:
  * the default), with output on both streams: the path a command's output
  * takes (pipe, envd's data events, the agent's buffers) is code a silent
- * command never runs.
+ * command never runs. Then a small file uploaded as /v1 (a raw body) and
+ * E2B's SDKs (a form) send it, and downloaded: a claimed sandbox's first
+ * file write took 71–80 ms and its later ones 16–24; its first form 88–101
+ * and later ones 52–58; its first read 25–33 and later ones 11–14.
  */
 export async function warmUp(
   host: SandboxHost,
@@ -25,13 +33,19 @@ export async function warmUp(
   for (let round = 0; round < opts.rounds; round++) {
     await envd.init({ envVars: {}, accessToken: opts.token, defaultUser: "user" });
     for (const user of opts.users) {
+      await envd.writeFile(WARM_FILE, Buffer.from(WARM_TEXT), user);
+      await envd.writeFileForm(WARM_FILE, Buffer.from(WARM_TEXT), user);
+      const read = await text(await envd.readFile(WARM_FILE, user));
+      if (read !== WARM_TEXT) {
+        throw new WrennError("internal", `warm-up read back ${JSON.stringify(read)}`);
+      }
       const run = await exec(host, id, {
         cmd: "/bin/bash",
-        args: ["-l", "-c", "/bin/sh -c 'echo warm; echo warm >&2'"],
+        args: ["-l", "-c", `/bin/sh -c 'echo warm; echo warm >&2; rm -f -- ${WARM_FILE}'`],
         timeoutSec: 30,
         ...(user ? { user } : {}),
       });
-      if (run.exitCode !== 0 || run.stdout.toString() !== "warm\n") {
+      if (run.exitCode !== 0 || run.stdout.toString() !== WARM_TEXT) {
         throw new WrennError(
           "internal",
           `warm-up exited ${run.exitCode}: ${run.stderr.toString()}`,

@@ -1,0 +1,40 @@
+// The agent's envd client moving files, against a real envd on the host (no VM).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { buffer } from "node:stream/consumers";
+import { startEnvd } from "@wrenn/envd/server.ts";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { EnvdClient } from "../src/envd/client.ts";
+
+test("a file written raw and as a form (E2B's SDKs' shape) reads back; a path no form can name is refused before sending", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "wrenn-envd-client-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const envd = await startEnvd({
+    port: 0,
+    host: "127.0.0.1",
+    defaultUser: userInfo().username,
+    log: createLogger("envd-client-test", "warn"),
+  });
+  t.after(() => envd.close());
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+
+  const path = join(dir, "sub", "a b.txt");
+  await client.writeFile(path, Buffer.from("raw\n"));
+  assert.equal(await readFile(path, "utf8"), "raw\n");
+  const bytes = Buffer.from([0, 1, 2, 0x0d, 0x0a, 0x2d, 0x2d, 255]);
+  await client.writeFileForm(path, bytes);
+  assert.deepEqual(await readFile(path), bytes, "the form's part replaced the file, byte for byte");
+  assert.deepEqual(await buffer(await client.readFile(path)), bytes);
+
+  for (const bad of [join(dir, 'q"uote'), join(dir, "line\nbreak"), join(dir, "cr\r")]) {
+    await assert.rejects(client.writeFileForm(bad, bytes), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "invalid_argument");
+      return true;
+    });
+  }
+  assert.deepEqual((await readdir(dir)).sort(), ["sub"], "nothing written for a refused path");
+});
