@@ -9,7 +9,7 @@ import { startEnvd } from "@wrenn/envd/server.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { EnvdClient } from "../src/envd/client.ts";
 
-test("a file written raw and as a form (E2B's SDKs' shape) reads back; a path no form can name is refused before sending", async (t) => {
+test("a file written raw and as a form (E2B's SDKs' shape) reads back and is listed; a path no form can name is refused before sending", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "wrenn-envd-client-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const envd = await startEnvd({
@@ -29,6 +29,8 @@ test("a file written raw and as a form (E2B's SDKs' shape) reads back; a path no
   await client.writeFileForm(path, bytes);
   assert.deepEqual(await readFile(path), bytes, "the form's part replaced the file, byte for byte");
   assert.deepEqual(await buffer(await client.readFile(path)), bytes);
+  assert.deepEqual(await client.listDir(join(dir, "sub")), ["a b.txt"]);
+  await assert.rejects(client.listDir(join(dir, "none")), /no such|not found|does not exist/i);
 
   for (const bad of [join(dir, 'q"uote'), join(dir, "line\nbreak"), join(dir, "cr\r")]) {
     await assert.rejects(client.writeFileForm(bad, bytes), (err: Error & { code?: string }) => {

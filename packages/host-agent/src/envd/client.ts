@@ -13,6 +13,7 @@ import { pipeline } from "node:stream/promises";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { z } from "zod";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { Filesystem } from "@wrenn/proto/filesystem/filesystem_pb.js";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
 import { WrennError, answerMessage, envdFilesError, messageOf } from "@wrenn/shared/errors.ts";
 
@@ -73,6 +74,8 @@ export class EnvdClient {
   /** The token envd expects now; /init replaces it with the one it sets. */
   private accessToken: string | undefined;
   private readonly process: Client<typeof Process>;
+  /** envd's filesystem service in Connect's JSON format, as E2B's SDKs call it. */
+  private readonly filesystem: Client<typeof Filesystem>;
   /** Aborts every request when the VM behind this envd is gone (a dead guest sends no RST). */
   private readonly gone: AbortSignal | undefined;
 
@@ -94,17 +97,17 @@ export class EnvdClient {
     this.baseUrl = `http://${address}`;
     this.accessToken = accessToken || undefined;
     this.gone = gone;
-    this.process = createClient(
-      Process,
+    const transport = (useBinaryFormat: boolean) =>
       createConnectTransport({
         baseUrl: this.baseUrl,
         httpVersion: "1.1",
-        useBinaryFormat: true,
+        useBinaryFormat,
         readMaxBytes: ENVD_MESSAGE_MAX_BYTES,
         writeMaxBytes: ENVD_MESSAGE_MAX_BYTES,
         nodeOptions: { agent: this.agent },
-      }),
-    );
+      });
+    this.process = createClient(Process, transport(true));
+    this.filesystem = createClient(Filesystem, transport(false));
   }
 
   /** Drops every pooled connection; the client is not used afterwards. */
@@ -405,6 +408,19 @@ export class EnvdClient {
     });
     if (!ok(res)) throw await filesError(res, path);
     res.resume();
+  }
+
+  /** The names in a directory (envd's ListDir, as E2B's `files.list` calls it). */
+  async listDir(path: string, user?: string): Promise<string[]> {
+    const res = await this.filesystem
+      .listDir(
+        { path, depth: 1 },
+        { headers: this.headers(user), signal: this.signal(), timeoutMs: 30_000 },
+      )
+      .catch((err: unknown) => {
+        throw fromConnect(err);
+      });
+    return res.entries.map((e) => e.name);
   }
 
   /** A stream of the guest file's bytes. */
