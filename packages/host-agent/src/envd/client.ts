@@ -34,6 +34,12 @@ export interface ExecOptions {
   cwd?: string;
   user?: string;
   signal?: AbortSignal;
+  /**
+   * Connect's JSON, as E2B's SDKs call envd, instead of the agent's binary:
+   * for the warm-up, so a user's first E2B command does not pay for that
+   * path's first run.
+   */
+  json?: boolean;
 }
 
 export type ExecEvent =
@@ -74,6 +80,7 @@ export class EnvdClient {
   /** The token envd expects now; /init replaces it with the one it sets. */
   private accessToken: string | undefined;
   private readonly process: Client<typeof Process>;
+  private readonly processJson: Client<typeof Process>;
   /** envd's filesystem service in Connect's JSON format, as E2B's SDKs call it. */
   private readonly filesystem: Client<typeof Filesystem>;
   /** Aborts every request when the VM behind this envd is gone (a dead guest sends no RST). */
@@ -107,6 +114,7 @@ export class EnvdClient {
         nodeOptions: { agent: this.agent },
       });
     this.process = createClient(Process, transport(true));
+    this.processJson = createClient(Process, transport(false));
     this.filesystem = createClient(Filesystem, transport(false));
   }
 
@@ -253,7 +261,7 @@ export class EnvdClient {
   }
 
   async *execStream(options: ExecOptions): AsyncGenerator<ExecEvent> {
-    const stream = this.process.start(
+    const stream = (options.json ? this.processJson : this.process).start(
       {
         process: {
           cmd: options.cmd,

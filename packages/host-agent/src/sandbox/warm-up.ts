@@ -20,12 +20,13 @@ const WARM_TEXT = "warm\n";
  * the default), with output on both streams: the path a command's output
  * takes (pipe, envd's data events, the agent's buffers) is code a silent
  * command never runs. Then a small file uploaded as /v1 (a raw body) and
- * E2B's SDKs (a form) send it, downloaded, and listed through envd's
- * filesystem service in Connect's JSON, as E2B's SDKs call it. Measured on
- * claimed sandboxes before: the first file write took 71–80 ms and later
- * ones 16–24; the first form 88–101 and later ones 52–58; the first read
- * 25–33 and later ones 11–14; the first filesystem call (a Stat) 1.45–1.56 s
- * and later ones ≈ 40 ms.
+ * E2B's SDKs (a form) send it, downloaded, and a command and a listing
+ * through envd's Connect services in JSON, as E2B's SDKs call them (the
+ * agent's own calls are binary). Measured on claimed sandboxes before: the
+ * first file write took 71–80 ms and later ones 16–24; the first form
+ * 88–101 and later ones 52–58; the first read 25–33 and later ones 11–14;
+ * the first filesystem call (a Stat) 1.45–1.56 s and later ones ≈ 40 ms;
+ * then the first E2B-shaped command 171–223 ms and later ones 56–108.
  */
 export async function warmUp(
   host: SandboxHost,
@@ -41,6 +42,21 @@ export async function warmUp(
       const read = await text(await envd.readFile(WARM_FILE, user));
       if (read !== WARM_TEXT) {
         throw new WrennError("internal", `warm-up read back ${JSON.stringify(read)}`);
+      }
+      let said = "";
+      for await (const ev of envd.execStream({
+        cmd: "/bin/bash",
+        args: ["-l", "-c", "echo warm"],
+        user,
+        json: true,
+      })) {
+        if (ev.type === "stdout") said += Buffer.from(ev.data).toString();
+      }
+      if (said !== WARM_TEXT) {
+        throw new WrennError(
+          "internal",
+          `warm-up's E2B-shaped command said ${JSON.stringify(said)}`,
+        );
       }
       const listed = await envd.listDir("/tmp", user);
       if (!listed.includes(WARM_FILE.slice("/tmp/".length))) {

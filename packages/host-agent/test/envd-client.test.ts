@@ -1,4 +1,4 @@
-// The agent's envd client moving files, against a real envd on the host (no VM).
+// The agent's envd client in the shapes E2B's SDKs use, against a real envd on the host (no VM).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -39,4 +39,30 @@ test("a file written raw and as a form (E2B's SDKs' shape) reads back and is lis
     });
   }
   assert.deepEqual((await readdir(dir)).sort(), ["sub"], "nothing written for a refused path");
+});
+
+test("a command runs the same in Connect's JSON (E2B's SDKs) as in the agent's binary", async (t) => {
+  const envd = await startEnvd({
+    port: 0,
+    host: "127.0.0.1",
+    defaultUser: userInfo().username,
+    log: createLogger("envd-client-test", "warn"),
+  });
+  t.after(() => envd.close());
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  for (const json of [false, true]) {
+    let out = "";
+    let exit: number | undefined;
+    for await (const ev of client.execStream({
+      cmd: "/bin/sh",
+      args: ["-c", "printf 'a\\0b'; exit 3"],
+      json,
+    })) {
+      if (ev.type === "stdout") out += Buffer.from(ev.data).toString("latin1");
+      if (ev.type === "end") exit = ev.exitCode;
+    }
+    assert.equal(out, "a\0b", `stdout, json: ${json}`);
+    assert.equal(exit, 3, `exit code, json: ${json}`);
+  }
 });
