@@ -4,7 +4,6 @@ import { messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import { BUILDER_PREFIX, type BootSnapshots, type Shape } from "./boot-snapshots.ts";
 import { create } from "./create.ts";
-import { exec } from "./exec.ts";
 import type { SandboxHost } from "./host.ts";
 import { pause } from "./pause.ts";
 import { saveSnapshot } from "./snapshot.ts";
@@ -33,11 +32,6 @@ export async function buildBootSnapshot(
     // Clones then start with envd's exec and file paths compiled — by V8's
     // optimising tiers too, which take dozens of runs — and the commands'
     // files in the page cache: every restore skips that work.
-    const { envd } = host.registry.running(id);
-    const warm = "/tmp/.wrenn-boot-snapshot";
-    await envd.writeFile(warm, Buffer.from("warm"));
-    for await (const chunk of await envd.readFile(warm)) void chunk;
-    await exec(host, id, { cmd: "rm", args: ["-f", warm], timeoutSec: 60 });
     await timed(host.log.child({ sandbox: id }), "boot_snapshot.warm", () =>
       warmUp(host, id, { rounds: WARM_ROUNDS, token: "", users: [undefined, "root"] }),
     );
