@@ -1,5 +1,5 @@
 // The agent's envd client in the shapes E2B's SDKs use, against a real envd on the host (no VM).
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
@@ -9,9 +9,8 @@ import { startEnvd } from "@wrenn/envd/server.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { EnvdClient } from "../src/envd/client.ts";
 
-test("a file written raw and as a form (E2B's SDKs' shape) reads back and is listed; a path no form can name is refused before sending", async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), "wrenn-envd-client-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+/** An envd on the host as this process's user, and the agent's client of it; both gone after `t`. */
+async function clientOfHostEnvd(t: TestContext): Promise<EnvdClient> {
   const envd = await startEnvd({
     port: 0,
     host: "127.0.0.1",
@@ -21,6 +20,13 @@ test("a file written raw and as a form (E2B's SDKs' shape) reads back and is lis
   t.after(() => envd.close());
   const client = new EnvdClient(new URL(envd.url).host);
   t.after(() => client.close());
+  return client;
+}
+
+test("a file written raw and as a form (E2B's SDKs' shape) reads back and is listed; a path no form can name is refused before sending", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "wrenn-envd-client-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const client = await clientOfHostEnvd(t);
 
   const path = join(dir, "sub", "a b.txt");
   await client.writeFile(path, Buffer.from("raw\n"));
@@ -42,15 +48,7 @@ test("a file written raw and as a form (E2B's SDKs' shape) reads back and is lis
 });
 
 test("a command runs the same in Connect's JSON (E2B's SDKs) as in the agent's binary", async (t) => {
-  const envd = await startEnvd({
-    port: 0,
-    host: "127.0.0.1",
-    defaultUser: userInfo().username,
-    log: createLogger("envd-client-test", "warn"),
-  });
-  t.after(() => envd.close());
-  const client = new EnvdClient(new URL(envd.url).host);
-  t.after(() => client.close());
+  const client = await clientOfHostEnvd(t);
   for (const json of [false, true]) {
     let out = "";
     let exit: number | undefined;
