@@ -5,14 +5,18 @@
  * JavaScript is compiled again by V8 as it gets hot (new code, translated
  * again).
  */
+import { basename, dirname } from "node:path";
 import { text } from "node:stream/consumers";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import type { EnvdClient } from "../envd/client.ts";
 import { exec } from "./exec.ts";
 import type { SandboxHost } from "./host.ts";
 
 /** Written, read back and removed by the warm-up; nothing else uses it. */
 export const WARM_FILE = "/tmp/.wrenn-warm-up";
 const WARM_TEXT = "warm\n";
+/** A warm-up command's deadline. */
+const WARM_TIMEOUT_S = 30;
 
 /**
  * `rounds` of /init (with the sandbox's own `token`) and the commands E2B's
@@ -37,46 +41,52 @@ export async function warmUp(
   for (let round = 0; round < opts.rounds; round++) {
     await envd.init({ envVars: {}, accessToken: opts.token, defaultUser: "user" });
     for (const user of opts.users) {
-      await envd.writeFile(WARM_FILE, Buffer.from(WARM_TEXT), user);
-      await envd.writeFileForm(WARM_FILE, Buffer.from(WARM_TEXT), user);
-      const read = await text(await envd.readFile(WARM_FILE, user));
-      if (read !== WARM_TEXT) {
-        throw new WrennError("internal", `warm-up read back ${JSON.stringify(read)}`);
-      }
-      let said = "";
-      for await (const ev of envd.execStream({
-        cmd: "/bin/bash",
-        args: ["-l", "-c", "echo warm"],
-        user,
-        json: true,
-      })) {
-        if (ev.type === "stdout") said += Buffer.from(ev.data).toString();
-      }
-      if (said !== WARM_TEXT) {
-        throw new WrennError(
-          "internal",
-          `warm-up's E2B-shaped command said ${JSON.stringify(said)}`,
-        );
-      }
-      const listed = await envd.listDir("/tmp", user);
-      if (!listed.includes(WARM_FILE.slice("/tmp/".length))) {
-        throw new WrennError(
-          "internal",
-          `warm-up did not find its file in /tmp: ${listed.join(" ")}`,
-        );
-      }
+      await warmFiles(envd, user);
+      await warmE2bCalls(envd, user);
       const run = await exec(host, id, {
         cmd: "/bin/bash",
         args: ["-l", "-c", `/bin/sh -c 'echo warm; echo warm >&2; rm -f -- ${WARM_FILE}'`],
-        timeoutSec: 30,
+        timeoutSec: WARM_TIMEOUT_S,
         ...(user ? { user } : {}),
       });
-      if (run.exitCode !== 0 || run.stdout.toString() !== WARM_TEXT) {
+      if (run.exitCode !== 0) {
         throw new WrennError(
           "internal",
           `warm-up exited ${run.exitCode}: ${run.stderr.toString()}`,
         );
       }
+      expectWarm("command's output", run.stdout.toString());
     }
   }
+}
+
+/** WARM_FILE written raw (as /v1 sends it) and as a form (as E2B's SDKs do), then read back. */
+async function warmFiles(envd: EnvdClient, user: string | undefined): Promise<void> {
+  await envd.writeFile(WARM_FILE, Buffer.from(WARM_TEXT), user);
+  await envd.writeFileForm(WARM_FILE, Buffer.from(WARM_TEXT), user);
+  expectWarm("file read back", await text(await envd.readFile(WARM_FILE, user)));
+}
+
+/** A login bash and a listing of WARM_FILE's directory, in Connect's JSON as E2B's SDKs call them. */
+async function warmE2bCalls(envd: EnvdClient, user: string | undefined): Promise<void> {
+  let said = "";
+  for await (const ev of envd.execStream({
+    cmd: "/bin/bash",
+    args: ["-l", "-c", "echo warm"],
+    user,
+    json: true,
+    signal: AbortSignal.timeout(WARM_TIMEOUT_S * 1000),
+  })) {
+    if (ev.type === "stdout") said += Buffer.from(ev.data).toString();
+  }
+  expectWarm("E2B-shaped command's output", said);
+  const listed = await envd.listDir(dirname(WARM_FILE), user);
+  if (!listed.includes(basename(WARM_FILE))) {
+    throw new WrennError("internal", `warm-up did not find ${WARM_FILE}: ${listed.join(" ")}`);
+  }
+}
+
+function expectWarm(what: string, got: string): void {
+  if (got !== WARM_TEXT)
+    throw new WrennError("internal", `warm-up's ${what}: ${JSON.stringify(got)}`);
 }
