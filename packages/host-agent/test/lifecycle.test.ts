@@ -15,7 +15,11 @@ const skip = vmSkipReason("pause/resume/snapshot tests");
 // reflinked RAM file. lifecycle-faults.test.ts covers the plain (ext4) paths.
 const h = new AgentHarness("wl", {}, { pool: true });
 
-/** A process that keeps a counter in memory and appends it to a file it holds open. */
+/**
+ * A process that keeps a counter in memory and appends it to a file it holds
+ * open; prints its pid once it has written its first line, so a pause or a
+ * snapshot right after cannot catch python still starting (an empty log).
+ */
 const COUNTER = `nohup python3 -c '
 import time
 f = open("/home/user/counter.log", "a", buffering=1)
@@ -24,7 +28,8 @@ while True:
     i += 1
     f.write("%d\\n" % i)
     time.sleep(0.05)
-' >/dev/null 2>&1 & echo $!`;
+' >/dev/null 2>&1 & pid=$!
+until [ -s /home/user/counter.log ]; do sleep 0.05; done; echo $pid`;
 
 async function state(id: string): Promise<SandboxState | undefined> {
   return (await h.client.listSandboxes({})).sandboxes.find((s) => s.sandboxId === id)?.state;
