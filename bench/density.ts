@@ -5,8 +5,10 @@
  * measuring window prints per idle sandbox:
  * - CPU: % of one core its VMM process used (median and max over the N);
  * - memory: VMM RSS beyond the guest RAM it maps (what the host pays on top
- *   of the guest's touched pages), and the drop in the host's MemAvailable
- *   per sandbox (page cache and kernel memory included);
+ *   of the guest's touched pages), also apart for the sandboxes claimed from
+ *   the warm pool (their VMM holds the translations of the pool's warm-up)
+ *   and those restored on the create's path; and the drop in the host's
+ *   MemAvailable per sandbox (page cache and kernel memory included);
  * and the largest N that held: every sandbox still answers an exec after the
  * window. Targets (issue 15): ≤ 1 % of a core and ≤ 64 MiB beyond guest RAM.
  * Then creates with the idle fleet beside them: create → first exec from the
@@ -26,6 +28,7 @@ import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
+import { isPooled } from "../packages/host-agent/src/sandbox/pool.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 import { vmmRss } from "./lib/vmm-rss.ts";
 
@@ -131,6 +134,8 @@ try {
   const anon: number[] = [];
   const files: number[] = [];
   const pss: number[] = [];
+  /** PSS and anonymous beyond guest RAM, by how the sandbox was made. */
+  const made = { claimed: [] as Array<[number, number]>, restored: [] as Array<[number, number]> };
   for (const [id, pid] of pids) {
     cpu.push((((await cpuTicks(pid)) - (before.get(id) ?? 0)) / TICKS / seconds) * 100);
     const m = await vmmRss(pid);
@@ -139,6 +144,9 @@ try {
     anon.push(m.anon / 1024);
     files.push(m.files / 1024);
     pss.push(m.pssBeyondGuest / 1024);
+    // A claimed entry keeps the name it was made under: its warm-up's translations are in its VMM.
+    const claimed = isPooled(agent.manager.get(id).record.home ?? "");
+    made[claimed ? "claimed" : "restored"].push([m.pssBeyondGuest / 1024, m.anon / 1024]);
   }
   const availAfter = await memAvailableKiB();
   // Still there: each answers an exec after the idle window.
@@ -159,6 +167,13 @@ try {
   );
   console.log(
     `  of it (medians): anonymous ${median(anon).toFixed(1)} MiB (heap, TCG translation cache, stacks), files ${median(files).toFixed(1)} MiB (QEMU and its libraries, shared by all VMMs); PSS beyond guest RAM ${median(pss).toFixed(1)} MiB`,
+  );
+  const kind = (xs: Array<[number, number]>) =>
+    xs.length === 0
+      ? "none"
+      : `${xs.length}, PSS ${median(xs.map((x) => x[0])).toFixed(1)} MiB, anonymous ${median(xs.map((x) => x[1])).toFixed(1)} MiB`;
+  console.log(
+    `  by how it was made (medians beyond guest RAM): claimed from the warm pool ${kind(made.claimed)}; restored on the create's path ${kind(made.restored)}`,
   );
   console.log(
     `host MemAvailable drop per sandbox: ${((availBefore - availAfter) / 1024 / Math.max(1, pids.size)).toFixed(1)} MiB (page cache and kernel memory included)`,
