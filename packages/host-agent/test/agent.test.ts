@@ -12,6 +12,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
+import { GUEST_NODE_FLAGS, GUEST_TCG_NODE_FLAGS } from "../src/image/rootfs.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const PREFIX = new AgentHarness("wa").prefix;
@@ -93,6 +94,14 @@ describe("host agent with real VMs", { skip, concurrency: false }, () => {
     const aslr = await sh(id, "cat /proc/sys/kernel/randomize_va_space");
     // (Not /dev/kvm's presence: some hosts have one KVM cannot boot a guest on.)
     assert.equal(aslr.stdout.trim(), h.agent.manager.accel === "kvm" ? "2" : "0");
+    // And envd runs on V8's interpreter alone (GUEST_TCG_NODE_FLAGS), its flags before the image's own.
+    const envd = await sh(
+      id,
+      `for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); case "$c" in node*envd.cjs*) echo "$c";; esac; done`,
+    );
+    assert.match(envd.stdout, /node .*--no-flush-bytecode \/opt\/wrenn\/envd\/envd\.cjs/);
+    const tcgFlags = `node ${GUEST_TCG_NODE_FLAGS.join(" ")} ${GUEST_NODE_FLAGS.join(" ")} `;
+    assert.equal(envd.stdout.includes(tcgFlags), h.agent.manager.accel === "tcg", envd.stdout);
     const failing = await sh(id, "echo oops >&2; exit 3");
     assert.equal(failing.exitCode, 3);
     assert.equal(failing.stderr, "oops\n");

@@ -207,8 +207,9 @@ describe("image store", () => {
   test("wrenn-init starts envd with the V8 flags its compile cache was made with", async () => {
     const init = await readFile(join(repo, "images/minimal/wrenn-init"), "utf8");
     const start = init.split("\n").find((l) => l.includes(GUEST_ENVD_BUNDLE));
+    // $v8: the host's wrenn.v8= flags (a TCG guest's), before the image's own.
     assert.ok(
-      start?.includes(`node ${GUEST_NODE_FLAGS.join(" ")} ${GUEST_ENVD_BUNDLE}`),
+      start?.includes(`node $v8 ${GUEST_NODE_FLAGS.join(" ")} ${GUEST_ENVD_BUNDLE}`),
       `wrenn-init's envd line lacks GUEST_NODE_FLAGS: ${start}`,
     );
   });

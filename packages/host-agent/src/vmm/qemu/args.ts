@@ -1,5 +1,6 @@
 /** QEMU's command line: what a VM of a sandbox runs as, and reading it back. */
 import { join } from "node:path";
+import { GUEST_TCG_NODE_FLAGS } from "../../image/rootfs.ts";
 import { hostTscKhz } from "../../util/tsc.ts";
 import { qemuOpt } from "./quote.ts";
 
@@ -92,8 +93,10 @@ export function qemuArgs(opts: {
   // new has them all translated afresh — measured in a guest, `/bin/true`
   // 24–50 ms → 9–16 ms, `sh -c 'echo hi'` 31–100 → 11 ms, `bash -l -c true`
   // 115–241 → 39–51 ms. The sandbox's boundary is the VM, not ASLR inside
-  // it; KVM guests keep it. Added only when missing: a re-adopted VM's
-  // arguments, read back from its command line, already carry them.
+  // it; KVM guests keep it. And envd runs on V8's interpreter alone
+  // (wrenn.v8=, GUEST_TCG_NODE_FLAGS says why). Added only when missing: a
+  // re-adopted VM's arguments, read back from its command line, already
+  // carry them.
   const tcgArgs =
     opts.accel === "tcg"
       ? [
@@ -102,6 +105,7 @@ export function qemuArgs(opts: {
           "nowatchdog",
           "sysctl.vm.compaction_proactiveness=0",
           "norandmaps",
+          ...GUEST_TCG_NODE_FLAGS.map((flag) => `wrenn.v8=${flag}`),
         ]
       : [];
   const have = new Set(m.bootArgs.split(/\s+/));
