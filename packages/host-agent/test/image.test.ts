@@ -204,7 +204,7 @@ describe("image store", () => {
     assert.match(args, /(^| )tsc_early_khz=\d{6,}( |$)/);
   });
 
-  test("wrenn-init starts envd with the V8 flags its compile cache was made with", async () => {
+  test("wrenn-init starts envd with GUEST_NODE_FLAGS, after the host's", async () => {
     const init = await readFile(join(repo, "images/minimal/wrenn-init"), "utf8");
     const start = init.split("\n").find((l) => l.includes(GUEST_ENVD_BUNDLE));
     // $v8: the host's wrenn.v8= flags (a TCG guest's), before the image's own.
