@@ -42,20 +42,20 @@ export const GUEST_ENVD_BUNDLE = `${GUEST_ENVD_DIR}/envd.cjs`;
 export const GUEST_NODE = "/usr/local/bin/node";
 /**
  * V8 flags envd runs with (wrenn-init has the same: image.test holds them
- * together). An idle
- * envd keeps its compiled code where it is: no memory-reducing GCs when it
- * goes quiet and no flushing of code unused for a while. Under TCG new or
- * moved code is translated again, so a sandbox or pool entry that sat idle
- * answered its next request tens of milliseconds slower.
+ * together). An idle envd keeps its compiled code where it is: no
+ * memory-reducing GCs when it goes quiet and no flushing of code unused for
+ * a while. Under TCG new or moved code is translated again, so a sandbox or
+ * pool entry that sat idle answered its next request tens of milliseconds
+ * slower.
  */
 export const GUEST_NODE_FLAGS = ["--no-memory-reducer", "--no-flush-bytecode"];
 /**
  * V8 flags envd also runs with in a TCG guest (the QEMU driver passes each as
  * a `wrenn.v8=` kernel argument, wrenn-init puts them before
- * GUEST_NODE_FLAGS). Only V8's
- * interpreter: every function V8 optimises is new machine code that TCG
- * translates again (≈ 30 bytes of host code per guest byte), while the
- * interpreter's handlers are translated once for all of them. Measured in
+ * GUEST_NODE_FLAGS). Only V8's interpreter: every function V8 optimises is
+ * new machine code that TCG translates again (≈ 30 bytes of host code per
+ * guest byte), while the interpreter's handlers are translated once for
+ * all of them. Measured in
  * one run on a 2-core TCG host, against V8's default tiers: host memory
  * beyond guest RAM (anonymous / PSS) of a sandbox restored and run once
  * 54/61 → 36/43 MiB, after a dozen commands 70/77 → 46/53, a warm pool
