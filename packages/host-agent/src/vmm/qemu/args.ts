@@ -1,6 +1,6 @@
 /** QEMU's command line: what a VM of a sandbox runs as, and reading it back. */
 import { join } from "node:path";
-import { GUEST_TCG_NODE_FLAGS } from "../../image/rootfs.ts";
+import { GUEST_TCG_NODE_FLAGS } from "../../image/store.ts";
 import { hostTscKhz } from "../../util/tsc.ts";
 import { qemuOpt } from "./quote.ts";
 
