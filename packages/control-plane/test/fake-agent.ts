@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { patternChunks } from "@wrenn/shared/testing/streams.ts";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { PROXY_SANDBOX_HEADER, PROXY_SECRET_HEADER } from "@wrenn/shared/sandbox-proxy.ts";
-import { boundaryOf, MultipartSplitter } from "@wrenn/shared/multipart.ts";
+import { boundaryOf, MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -396,31 +396,34 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     pump();
   }
   /**
-   * envd's `/files` POST as the proxy hop relays it: the multipart body's
-   * `file` part goes to `?path=`; a body cut off writes nothing.
+   * envd's `/files` POST as the proxy hop relays it: a raw body, or the
+   * multipart body's `file` part, goes to `?path=`; a body cut off writes nothing.
    */
   function receiveGuestFile(req: IncomingMessage, res: ServerResponse, id: string, url: URL) {
     const path = url.searchParams.get("path") ?? "";
-    const boundary = boundaryOf(req.headers["content-type"] ?? "");
+    const contentType = req.headers["content-type"] ?? "";
+    const multipart = contentType.toLowerCase().startsWith("multipart/form-data");
+    const boundary = boundaryOf(contentType);
     const key = `${id}:${path}`;
     const parts: Buffer[] = [];
     const hash = createHash("sha256");
     let size = 0;
     let fileParts = 0;
+    const file: PartSink = {
+      write(d) {
+        size += d.length;
+        hash.update(d);
+        // Big uploads are only hashed, so the fake itself does not hold them.
+        if (size <= 8 << 20) parts.push(Buffer.from(d));
+        return true;
+      },
+      ready: async () => undefined,
+      end: () => undefined,
+    };
     const splitter = new MultipartSplitter(boundary ?? "-", (info) => {
       if (!info.file || info.name !== "file") return undefined;
       fileParts++;
-      return {
-        write(d) {
-          size += d.length;
-          hash.update(d);
-          // Big uploads are only hashed, so the fake itself does not hold them.
-          if (size <= 8 << 20) parts.push(Buffer.from(d));
-          return true;
-        },
-        ready: async () => undefined,
-        end: () => undefined,
-      };
+      return file;
     });
     const length = req.headers["content-length"];
     state.active.writes++;
@@ -435,7 +438,8 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     req.on("data", (chunk: Buffer) => {
       state.maxChunk = Math.max(state.maxChunk, chunk.length);
       try {
-        splitter.push(chunk);
+        if (multipart) splitter.push(chunk);
+        else file.write(chunk);
       } catch (err) {
         finish(400, { code: 400, message: (err as Error).message });
         req.resume();
@@ -443,7 +447,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     });
     req.once("end", () => {
       if (done) return;
-      if (boundary === undefined || !splitter.done || fileParts === 0)
+      if (multipart && (boundary === undefined || !splitter.done || fileParts === 0))
         return finish(400, { code: 400, message: "bad multipart body" });
       files.set(key, Buffer.concat(parts));
       state.written.set(key, {

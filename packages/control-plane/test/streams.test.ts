@@ -69,6 +69,32 @@ for (const kind of DATABASES)
         json: { path: "/nope" },
       });
       assert.equal(missing.status, 404);
+      // The file's bytes as the body, its path in the query: sent on to envd as they are.
+      const rawWrite = (query: string, body: string, type = "application/octet-stream") =>
+        h.api(`/v1/sandboxes/${id}/files/write${query}`, {
+          method: "POST",
+          headers: { "content-type": type },
+          body,
+        });
+      const rw = await rawWrite("?path=/home/user/raw.bin", "raw bytes");
+      assert.deepEqual(await rw.json(), { path: "/home/user/raw.bin", size: 9 });
+      const rr = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/home/user/raw.bin" },
+      });
+      assert.equal(await rr.text(), "raw bytes");
+      for (const [query, type, why] of [
+        ["", "application/octet-stream", /pass \?path=/],
+        ["?path=/t.txt", "text/plain", /application\/octet-stream with \?path=/],
+        ["?path=a%00b", "application/octet-stream", /bad path/],
+      ] as const) {
+        const res = await rawWrite(query, "x", type);
+        const { error } = (await res.json()) as { error: { code: string; message: string } };
+        assert.equal(res.status, 400, JSON.stringify(error));
+        assert.equal(error.code, "invalid_argument");
+        assert.match(error.message, why);
+      }
+      assert.equal(agent.written.has(`${id}:/t.txt`), false, "a refused body is not a file");
       const noPath = await h.api(`/v1/sandboxes/${id}/files/write`, {
         method: "POST",
         headers: { "content-type": "multipart/form-data; boundary=b" },

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { errorFromBody } from "./errors.ts";
 import type { Wrenn } from "./wrenn.ts";
 
@@ -26,39 +25,17 @@ async function* chunksOf(data: FileData): AsyncGenerator<Uint8Array> {
 }
 
 /**
- * A multipart body whose file part is the data itself, read as the request
- * is sent: a 1 GiB file never sits in memory. The `path` field comes first,
- * as the control plane wants it before the file part. Data already in
- * memory goes as a Blob, so the request carries its length (the guest reads
- * a body of known length several times faster than a chunked one).
+ * The request body: the data itself, read as the request is sent (a 1 GiB
+ * file never sits in memory). Data already in memory goes as a Blob, so
+ * the request carries its length (the guest reads a body of known length
+ * several times faster than a chunked one).
  */
-function multipartBody(
-  fields: Record<string, string>,
-  data: FileData,
-  size: number | undefined,
-): { body: ReadableStream<Uint8Array> | Blob; contentType: string; length?: number } {
-  const boundary = `wrenn-${randomUUID()}`;
-  const head =
-    Object.entries(fields)
-      .map(
-        ([name, value]) =>
-          `--${boundary}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
-      )
-      .join("") +
-    `--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="file"\r\n` +
-    `content-type: application/octet-stream\r\n\r\n`;
-  const tail = `\r\n--${boundary}--\r\n`;
-  const contentType = `multipart/form-data; boundary=${boundary}`;
+function rawBody(data: FileData): ReadableStream<Uint8Array> | Blob {
   if (typeof data === "string" || data instanceof Uint8Array) {
-    return { body: new Blob([head, data as Uint8Array<ArrayBuffer>, tail]), contentType };
+    return new Blob([data as Uint8Array<ArrayBuffer>]);
   }
-  async function* parts() {
-    yield encoder.encode(head);
-    yield* chunksOf(data);
-    yield encoder.encode(tail);
-  }
-  const iterator = parts();
-  const body = new ReadableStream<Uint8Array>({
+  const iterator = chunksOf(data);
+  return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const next = await iterator.next();
       if (next.done) controller.close();
@@ -68,15 +45,6 @@ function multipartBody(
       await iterator.return(undefined);
     },
   });
-  if (size === undefined) return { body, contentType };
-  const length = encoder.encode(head).length + size + encoder.encode(tail).length;
-  return { body, contentType, length };
-}
-
-/** Field values travel in the multipart head; keep them to one line. */
-function field(name: string, value: string): string {
-  if (/[\r\n]/.test(value)) throw new TypeError(`${name} must not contain line breaks`);
-  return value;
 }
 
 export class Files {
@@ -103,17 +71,15 @@ export class Files {
     if (options.size !== undefined && !(Number.isSafeInteger(options.size) && options.size >= 0)) {
       throw new TypeError("size must be a whole number of bytes");
     }
-    const fields: Record<string, string> = { path: field("path", path) };
-    if (options.user) fields.user = field("user", options.user);
-    const { body, contentType, length } = multipartBody(fields, data, options.size);
-    const headers: Record<string, string> = { "content-type": contentType };
-    if (length !== undefined) headers["content-length"] = String(length);
+    const query = new URLSearchParams({ path, ...(options.user ? { user: options.user } : {}) });
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (options.size !== undefined) headers["content-length"] = String(options.size);
     const res = await this.#wrenn.fetch(
-      `/v1/sandboxes/${encodeURIComponent(this.#sandboxId)}/files/write`,
+      `/v1/sandboxes/${encodeURIComponent(this.#sandboxId)}/files/write?${query}`,
       {
         method: "POST",
         headers,
-        body,
+        body: rawBody(data),
         duplex: "half",
         signal: options.signal ?? null,
       } as RequestInit,

@@ -206,8 +206,10 @@ export function uploadFile(
 ): Promise<Schemas["File"]> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/sandboxes/${id}/files/write`);
+    xhr.open("POST", `/v1/sandboxes/${id}/files/write?${new URLSearchParams({ path })}`);
     for (const [k, v] of Object.entries(headers())) xhr.setRequestHeader(k, v);
+    // The file as the body: the guest writes it without splitting a multipart form.
+    xhr.setRequestHeader("content-type", "application/octet-stream");
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.total);
     xhr.onerror = () => reject(new ApiError(0, "network", "the upload failed: connection lost"));
     xhr.onload = () => {
@@ -226,10 +228,7 @@ export function uploadFile(
         );
       }
     };
-    const form = new FormData();
-    form.append("path", path);
-    form.append("file", file);
-    xhr.send(form);
+    xhr.send(file);
   });
 }
 

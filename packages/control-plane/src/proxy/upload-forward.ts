@@ -3,7 +3,7 @@ import type { ClientRequest, IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import { writeThrough } from "@wrenn/shared/body-relay.ts";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { MultipartSplitter, type PartSink } from "@wrenn/shared/multipart.ts";
+import { MultipartSplitter, type PartInfo, type PartSink } from "@wrenn/shared/multipart.ts";
 import { takeBody } from "@wrenn/shared/socket-body.ts";
 
 /** The `file` part must begin within this many bytes: the fields before it are held until then. */
@@ -26,14 +26,16 @@ export type OpenUpload = (target: UploadTarget) => {
 };
 
 /**
- * A REST upload's multipart body, forwarded to envd byte for byte as it
- * arrives, with the client's length: envd then reads it past Node's HTTP
- * parser and splits it natively, where parsing it here and sending the
- * file's bytes on as a stream of unknown length (the former WriteFileStream RPC,
- * then a chunked body) held uploads at 0.28× envd direct. The body is only
- * watched here: the fields before the `file` part name the target (envd
- * takes it from the query), the file part's bytes are counted for the
- * answer, and a second `file` part is refused (envd would write it too).
+ * A REST upload's body, forwarded to envd byte for byte as it arrives, with
+ * the client's length: envd then reads it past Node's HTTP parser, where
+ * parsing it here and sending the file's bytes on as a stream of unknown
+ * length (the former WriteFileStream RPC, then a chunked body) held uploads
+ * at 0.28× envd direct. A raw body (no `boundary`) is the file itself, its
+ * target the query's. A multipart body is only watched here: the fields
+ * before the `file` part name the target (envd takes it from the query),
+ * the file part's bytes are counted for the answer, and a second `file`
+ * part is refused (envd would write it too); envd splits it again, which
+ * costs the guest CPU a raw body does not.
  *
  * On failure the rest of the client's body is read and dropped, so the
  * client reads the error instead of a reset.
@@ -41,7 +43,8 @@ export type OpenUpload = (target: UploadTarget) => {
 export async function forwardUpload(
   source: Readable,
   opts: {
-    boundary: string;
+    /** The multipart body's boundary; none: the body is the file's bytes. */
+    boundary: string | undefined;
     query: { path: string | undefined; user: string };
     check: CheckTarget;
     open: OpenUpload;
@@ -65,7 +68,9 @@ export async function forwardUpload(
     ready: async () => undefined,
     end: () => undefined,
   };
-  const splitter = new MultipartSplitter(opts.boundary, (info) => {
+  const splitter =
+    opts.boundary === undefined ? undefined : new MultipartSplitter(opts.boundary, onPart);
+  function onPart(info: PartInfo): PartSink | undefined {
     if (info.file && info.name === "file") {
       if (target !== undefined) {
         throw new WrennError("invalid_argument", "send one `file` part per upload");
@@ -81,13 +86,14 @@ export async function forwardUpload(
       });
     }
     return undefined;
-  });
+  }
 
   let held: Buffer[] = [];
   let heldBytes = 0;
   /** One piece of the body; `reused`: its buffer is read into again once this settles. */
   const take = (chunk: Buffer, reused: boolean): Promise<void> | undefined => {
-    splitter.push(chunk);
+    if (splitter) splitter.push(chunk);
+    else counting.write(chunk);
     if (upstream === undefined) {
       held.push(reused ? Buffer.from(chunk) : chunk);
       heldBytes += chunk.length;
@@ -113,6 +119,10 @@ export async function forwardUpload(
     return Promise.race([once(body, "drain").then(() => undefined), written]);
   };
   try {
+    if (splitter === undefined) {
+      target = opts.check(path, user);
+      upstream = opts.open(target);
+    }
     if (opts.takeover !== undefined) {
       await takeBody(source as IncomingMessage, opts.takeover, {
         ownSize: 1 << 20,
@@ -125,7 +135,7 @@ export async function forwardUpload(
         await take(chunk, false);
       }
     }
-    splitter.end();
+    splitter?.end();
     if (upstream === undefined || target === undefined) {
       throw new WrennError("invalid_argument", "the multipart body has no `file` part");
     }

@@ -32,9 +32,12 @@ const FILE_TIMEOUT_MS = 3600_000;
 
 const errors = { ...commonErrors, ...agentErrors };
 
+/** A raw upload's type: the body is the file, sent on to envd as it is (no multipart to split in the guest). */
+const RAW_TYPE = "application/octet-stream";
+
 /**
  * Files stream end to end through the agent's proxy hop to envd's `/files`:
- * an upload's multipart body is forwarded as it arrives (upload-forward.ts),
+ * an upload's body (raw or multipart) is forwarded as it arrives (upload-forward.ts),
  * a read relays envd's body as it comes (guest-files.ts says why not the
  * file RPCs). Nothing holds a whole file in memory.
  */
@@ -46,7 +49,8 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     method: "post",
     path: "/v1/sandboxes/{id}/files/write",
     tags: ["files"],
-    summary: "Write a file: multipart with a `path` field, then a `file` part (or ?path=)",
+    summary:
+      "Write a file: its bytes as application/octet-stream with ?path= (the fastest), or multipart with a `path` field, then a `file` part",
     security,
     request: {
       params: IdParams,
@@ -54,6 +58,9 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       body: {
         required: true,
         content: {
+          "application/octet-stream": {
+            schema: z.string().openapi({ type: "string", format: "binary" }),
+          },
           "multipart/form-data": {
             schema: z.object({
               path: FilePath,
@@ -72,11 +79,12 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     if (!id.success)
       throw new WrennError("invalid_argument", "sandbox ids are lowercase letters and digits");
     const contentType = c.req.header("content-type") ?? "";
+    const type = contentType.split(";")[0]!.trim().toLowerCase();
     const boundary = boundaryOf(contentType);
-    if (!contentType.toLowerCase().startsWith("multipart/form-data") || boundary === undefined) {
+    if (type === "multipart/form-data" ? boundary === undefined : type !== RAW_TYPE) {
       throw new WrennError(
         "invalid_argument",
-        "send multipart/form-data (with its boundary) with a `path` field and a `file` part",
+        `send the file's bytes as ${RAW_TYPE} with ?path=, or multipart/form-data (with its boundary) with a \`path\` field and a \`file\` part`,
       );
     }
     const length = contentLength(c.req.header("content-length"));
@@ -94,7 +102,7 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     // Read past the parser, the body leaves nothing for another request on this connection.
     if (takeover !== undefined) outgoing(c)?.setHeader("connection", "close");
     const written = await forwardUpload(body, {
-      boundary,
+      boundary: type === RAW_TYPE ? undefined : boundary,
       takeover,
       query: { path: c.req.query("path"), user: c.req.query("user") ?? "" },
       check: checkTarget,
@@ -161,7 +169,7 @@ function checkTarget(path: string | undefined, user: string): UploadTarget {
   if (path === undefined) {
     throw new WrennError(
       "invalid_argument",
-      "send the `path` field before the `file` part, or pass ?path=",
+      "pass ?path= (or, in a multipart body, a `path` field before the `file` part)",
     );
   }
   const checked = FilePath.safeParse(path);
