@@ -1,5 +1,5 @@
 /**
- * File throughput through the control plane: REST `files/write` (multipart)
+ * File throughput through the control plane: REST `files/write` (a raw body)
  * and `files/read` against the same requests sent straight to the agent's
  * proxy hop (envd's `/files`, served here by the fake agent), which REST
  * relays them to — the relay's cost. The agent is the tests' fake (real
@@ -57,46 +57,29 @@ try {
   agent.generated.set(`${id}:/gen`, size);
   // What the control plane adds to a request for the agent's hop.
   const hop = { [PROXY_SANDBOX_HEADER]: id, [PROXY_PORT_HEADER]: String(ENVD_PORT) };
-  const boundary = "bench-boundary";
-  /** The multipart body REST gets, of unknown length (a stream): `file` to `path`. */
-  const multipartBody = (path: string) => {
-    const enc = new TextEncoder();
+  /** The file's bytes as the SDK sends them, of unknown length (a stream). */
+  const rawBody = () => {
     const source = patternChunks(size);
-    let stage = 0;
     return new ReadableStream<Uint8Array>({
       pull(ctrl) {
-        if (stage === 0) {
-          stage = 1;
-          ctrl.enqueue(
-            enc.encode(
-              `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${path}\r\n` +
-                `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n`,
-            ),
-          );
-          return;
-        }
         const next = source.next();
         if (!next.done) ctrl.enqueue(next.value);
-        else {
-          ctrl.enqueue(enc.encode(`\r\n--${boundary}--\r\n`));
-          ctrl.close();
-        }
+        else ctrl.close();
       },
     });
   };
-  const write = async (url: string, path: string, headers: Record<string, string>) => {
+  const write = async (url: string, headers: Record<string, string>) => {
     const res = await fetch(url, {
       method: "POST",
-      headers: { ...headers, "content-type": `multipart/form-data; boundary=${boundary}` },
-      body: multipartBody(path),
+      headers: { ...headers, "content-type": "application/octet-stream" },
+      body: rawBody(),
       duplex: "half",
     } as RequestInit);
-    if (res.status !== 200) throw new Error(`write ${path}: ${res.status} ${await res.text()}`);
+    if (res.status !== 200) throw new Error(`write ${url}: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
   };
-  const restWrite = () => write(`${cp.url}/v1/sandboxes/${id}/files/write`, "/rest", auth);
-  const directWrite = () =>
-    write(`http://${agent.address}/files?path=/direct&username=user`, "/direct", hop);
+  const restWrite = () => write(`${cp.url}/v1/sandboxes/${id}/files/write?path=/rest`, auth);
+  const directWrite = () => write(`http://${agent.address}/files?path=/direct&username=user`, hop);
   const directRead = async () => {
     const res = await fetch(`http://${agent.address}/files?path=/gen&username=user`, {
       headers: hop,
