@@ -83,6 +83,21 @@ for (const kind of DATABASES)
         json: { path: "/home/user/raw.bin" },
       });
       assert.equal(await rr.text(), "raw bytes");
+      // An encoded body would be written as sent: refused.
+      for (const [type, encoding, why] of [
+        ["application/octet-stream", "gzip", /Content-Encoding 'gzip' is not supported/],
+        ["multipart/form-data; boundary=b", "br", /Content-Encoding 'br' is not supported/],
+      ] as const) {
+        const res = await h.api(`/v1/sandboxes/${id}/files/write?path=/enc`, {
+          method: "POST",
+          headers: { "content-type": type, "content-encoding": encoding },
+          body: "x",
+        });
+        const { error } = (await res.json()) as { error: { code: string; message: string } };
+        assert.equal(res.status, 400, JSON.stringify(error));
+        assert.match(error.message, why);
+      }
+      assert.equal(agent.written.has(`${id}:/enc`), false, "a refused body is not a file");
       for (const [query, type, why] of [
         ["", "application/octet-stream", /pass \?path=/],
         ["?path=/t.txt", "text/plain", /application\/octet-stream with \?path=/],

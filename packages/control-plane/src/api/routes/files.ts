@@ -87,6 +87,14 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
         `send the file's bytes as ${RAW_TYPE} with ?path=, or multipart/form-data (with its boundary) with a \`path\` field and a \`file\` part`,
       );
     }
+    const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+    if (encoding !== undefined && encoding !== "" && encoding !== "identity") {
+      // The answer's size counts the bytes as sent; envd would write them as they are.
+      throw new WrennError(
+        "invalid_argument",
+        `Content-Encoding '${encoding}' is not supported: send the file's bytes unencoded`,
+      );
+    }
     const length = contentLength(c.req.header("content-length"));
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
     const body =
