@@ -58,6 +58,15 @@ test(
         json: { path: "/tmp/note.txt" },
       });
       assert.equal(await read.text(), "written through REST");
+      // The file's bytes as the body (as the SDK sends them), forwarded to envd as they are.
+      const raw = await h.api(`/v1/sandboxes/${id}/files/write?path=/tmp/raw.bin`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: Buffer.alloc(3 << 20, 0x5a),
+      });
+      assert.deepEqual(await raw.json(), { path: "/tmp/raw.bin", size: 3 << 20 });
+      const rawCheck = await exec("wc -c < /tmp/raw.bin; tr -d Z < /tmp/raw.bin | wc -c");
+      assert.equal(rawCheck.stdout, `${3 << 20}\n0\n`);
 
       assert.equal((await h.api(`/v1/sandboxes/${id}/pause`, { method: "POST" })).status, 200);
       assert.equal(
