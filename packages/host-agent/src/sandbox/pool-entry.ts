@@ -12,10 +12,15 @@ import type { Recipe } from "./pool.ts";
 import { warmUp } from "./warm-up.ts";
 
 /**
- * Rounds of the warm-up (warm-up.ts): in a new QEMU process the first /init
- * and command after a restore take hundreds of milliseconds, the third tens.
+ * Rounds of the warm-up (warm-up.ts). The boot snapshot an entry restores
+ * was warmed already (envd's code compiled in its heap); what a new QEMU
+ * process lacks is TCG's translations of that code, and one round makes
+ * them. Measured against three rounds (6 claims each, twice, interleaved):
+ * claim → first exec p50 86–99 ms against 88–95, and a claimed sandbox's VMM
+ * 71.4 MiB PSS beyond guest RAM against 80.0 (the third round's new
+ * translations, which a sandbox makes later only if it runs that far).
  */
-const WARM_ROUNDS = 3;
+const WARM_ROUNDS = 1;
 
 /** Makes the entry; returns the source it was restored from (the pool's key). */
 export async function makePoolEntry(
