@@ -254,23 +254,37 @@ test("a client that goes away ends the agent's side: upload, download, exec stre
     const id = await newSandbox(h);
     const agent = h.agents[0]!;
 
-    // An upload cut off mid-way: the agent's hop sees its body end short, nothing is written.
-    const upload = new AbortController();
-    const body = multipart("cut", "/cut", 1 << 30);
-    const res = h
-      .api(`/v1/sandboxes/${id}/files/write`, {
-        method: "POST",
-        headers: { "content-type": "multipart/form-data; boundary=cut" },
-        body,
-        duplex: "half",
-        signal: upload.signal,
-      } as RequestInit)
-      .catch((err: unknown) => err);
-    await until("the upload to reach the agent", () => agent.active.writes === 1, 10_000);
-    upload.abort();
-    assert.ok((await res) instanceof Error, "the aborted upload has no response");
-    await until("the agent's write stream to end", () => agent.active.writes === 0);
-    assert.equal(agent.written.has(`${id}:/cut`), false, "a cut-off upload is not a file");
+    // An upload cut off mid-way, multipart or raw: the agent's hop sees its
+    // body end short, nothing is written.
+    const block = new Uint8Array(1 << 20).fill(0x61);
+    const raw = (blocks: number) =>
+      new ReadableStream<Uint8Array>({
+        pull: (ctrl) => (blocks-- > 0 ? ctrl.enqueue(block) : ctrl.close()),
+      });
+    for (const [query, type, body] of [
+      ["", "multipart/form-data; boundary=cut", multipart("cut", "/cut", 1 << 30)],
+      ["?path=/cut", "application/octet-stream", raw(1024)],
+    ] as const) {
+      const upload = new AbortController();
+      const res = h
+        .api(`/v1/sandboxes/${id}/files/write${query}`, {
+          method: "POST",
+          headers: { "content-type": type },
+          body,
+          duplex: "half",
+          signal: upload.signal,
+        } as RequestInit)
+        .catch((err: unknown) => err);
+      await until("the upload to reach the agent", () => agent.active.writes === 1, 10_000);
+      upload.abort();
+      assert.ok((await res) instanceof Error, "the aborted upload has no response");
+      await until("the agent's write stream to end", () => agent.active.writes === 0);
+      assert.equal(
+        agent.written.has(`${id}:/cut`),
+        false,
+        `a cut-off ${type} upload is not a file`,
+      );
+    }
 
     // A download the client stops reading: the agent's hop read is ended.
     agent.generated.set(`${id}:/gen`, 1 << 30);
