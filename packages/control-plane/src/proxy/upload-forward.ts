@@ -93,7 +93,7 @@ export async function forwardUpload(
   /** One piece of the body; `reused`: its buffer is read into again once this settles. */
   const take = (chunk: Buffer, reused: boolean): Promise<void> | undefined => {
     if (splitter) splitter.push(chunk);
-    else counting.write(chunk);
+    else size += chunk.length;
     if (upstream === undefined) {
       held.push(reused ? Buffer.from(chunk) : chunk);
       heldBytes += chunk.length;

@@ -80,7 +80,7 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       throw new WrennError("invalid_argument", "sandbox ids are lowercase letters and digits");
     const contentType = c.req.header("content-type") ?? "";
     const type = contentType.split(";")[0]!.trim().toLowerCase();
-    const boundary = boundaryOf(contentType);
+    const boundary = type === RAW_TYPE ? undefined : boundaryOf(contentType);
     if (type === "multipart/form-data" ? boundary === undefined : type !== RAW_TYPE) {
       throw new WrennError(
         "invalid_argument",
@@ -110,7 +110,7 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
     // Read past the parser, the body leaves nothing for another request on this connection.
     if (takeover !== undefined) outgoing(c)?.setHeader("connection", "close");
     const written = await forwardUpload(body, {
-      boundary: type === RAW_TYPE ? undefined : boundary,
+      boundary,
       takeover,
       query: { path: c.req.query("path"), user: c.req.query("user") ?? "" },
       check: checkTarget,
