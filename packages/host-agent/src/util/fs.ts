@@ -74,6 +74,59 @@ export async function reflinkInPlace(
 }
 
 /**
+ * The data ranges (`[offset, length]`) of a sparse file, from `xfs_io -c
+ * "seek -a -r 0"`'s table (`DATA <offset>` and `HOLE <offset>` rows, the
+ * last hole at the file's end). Ranges less than `gap` bytes apart become
+ * one: reading a small hole costs less than a request of its own.
+ */
+export function dataRanges(seekTable: string, gap = 0): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  let start: number | undefined;
+  for (const line of seekTable.split("\n")) {
+    const [kind, offset] = line.trim().split(/\s+/);
+    const at = Number(offset);
+    if (!Number.isSafeInteger(at)) continue;
+    if (kind === "DATA") {
+      start = at;
+    } else if (kind === "HOLE" && start !== undefined) {
+      const last = ranges.at(-1);
+      if (last !== undefined && start - (last[0] + last[1]) < gap) last[1] = at - last[0];
+      else ranges.push([start, at - start]);
+      start = undefined;
+    }
+  }
+  return ranges;
+}
+
+/**
+ * Reads `path`'s data (not its holes) into the page cache, at the lowest
+ * CPU priority: it prepares for work that must not wait on it. Plain
+ * reads, not `fadvise(WILLNEED)`: the kernel caps that at its readahead
+ * window (128 KiB a call on a loop device).
+ */
+export async function readAhead(
+  path: string,
+  runner: Runner = runCommand,
+  signal?: AbortSignal,
+): Promise<void> {
+  // xfs_io splits its command at blanks.
+  if (/\s/.test(path)) {
+    throw new WrennError("invalid_argument", `cannot read ahead a path with blanks: ${path}`);
+  }
+  const table = await runner("xfs_io", ["-r", "-c", "seek -a -r 0", path], { signal });
+  const ranges = dataRanges(table.stdout, READ_AHEAD_GAP);
+  if (ranges.length === 0) return;
+  const reads = ranges.flatMap(([at, length]) => ["-c", `pread -q -b ${1 << 20} ${at} ${length}`]);
+  const r = await runner("nice", ["-n", "19", "xfs_io", "-r", ...reads, path], { signal });
+  if (r.stderr.trim() !== "") {
+    throw new WrennError("internal", `reading ${path} ahead failed: ${r.stderr.trim()}`);
+  }
+}
+
+/** Holes smaller than this are read with the data around them. */
+const READ_AHEAD_GAP = 256 * 1024;
+
+/**
  * Replaces `path` with `data` so that a crash at any moment leaves either
  * the old content or the new, never a mix or nothing: a temporary file,
  * fsync'd, renamed over it, and the directory fsync'd so the rename lasts.
