@@ -509,7 +509,7 @@ test("qemu: kill -9 resolves exited, stop cleans up, adopt re-attaches", async (
   }
 });
 
-test("qemu: on an xfs pool a resume's memory is reflinked while QEMU starts; a failed copy leaves nothing", async (t) => {
+test("qemu: on an xfs pool a resume's memory is reflinked while QEMU starts, then read ahead; a failed copy, or a stop during the reads, leaves nothing", async (t) => {
   if (skipLoudly(t)) return;
   const pool = join(work, "pool");
   const prepared = await prepareDataDir(pool, { log: createLogger("test", "silent") });
@@ -533,10 +533,32 @@ test("qemu: on an xfs pool a resume's memory is reflinked while QEMU starts; a f
     unwritten: true,
     kernel: { kernelPath: spec.kernelPath, initrdPath: spec.initrdPath },
   };
-  /** Runs xfs_io only once this VM's QEMU runs: a copy made before QEMU starts waits in vain. */
+  /** The reads of the VM's own copy of its memory (readRamAhead), and how each ended. */
+  const ramReads: string[] = [];
+  const isRamRead = (cmd: string, args: string[]) =>
+    [cmd, ...args].includes("xfs_io") &&
+    args.at(-1) === paths(spec.runDir, spec.vmId).ram &&
+    args.some((a) => a.startsWith("pread "));
+  /**
+   * Runs xfs_io only once this VM's QEMU runs: a copy made before QEMU
+   * starts waits in vain. `holdReads`: the memory's reads go on until
+   * they are cancelled.
+   */
   const besideQemu =
-    (fail: boolean): Runner =>
+    (fail: boolean, holdReads = false): Runner =>
     async (cmd, args, opts) => {
+      if (isRamRead(cmd, args)) {
+        ramReads.push(holdReads ? "held" : "read");
+        if (holdReads) {
+          return new Promise((_, reject) => {
+            if (opts?.signal?.aborted) reject(new Error("cancelled"));
+            opts?.signal?.addEventListener("abort", () => {
+              ramReads.push("cancelled");
+              reject(new Error("cancelled"));
+            });
+          });
+        }
+      }
       if (cmd === "xfs_io") {
         for (let i = 0; vmProcesses(spec.vmId) === ""; i++) {
           if (i > 400) throw new Error("QEMU did not start while the memory was copied");
@@ -546,12 +568,12 @@ test("qemu: on an xfs pool a resume's memory is reflinked while QEMU starts; a f
       }
       return runCommand(cmd, args, opts);
     };
-  const inPlace = (fail: boolean) =>
+  const inPlace = (fail: boolean, holdReads = false) =>
     new QemuDriver({
       accel: "tcg",
       reflinkCopies: true,
       reflinkInPlace: true,
-      runner: besideQemu(fail),
+      runner: besideQemu(fail, holdReads),
     });
   let vm: VmHandle | null = null;
   try {
@@ -588,8 +610,25 @@ test("qemu: on an xfs pool a resume's memory is reflinked while QEMU starts; a f
       "a failed copy changed the paused memory",
     );
 
+    assert.equal(ramReads.length, 0, "a failed copy was read ahead");
+
+    // Stopped while its memory is still being read ahead: the reads end
+    // with it, and nothing is left.
+    vm = track((await inPlace(false, true).restore(restoreSpec)) as VmHandle);
+    for (let i = 0; !ramReads.includes("held"); i++) {
+      if (i > 400) throw new Error("the VM's memory was not read ahead");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    await vm.stop();
+    vm = null;
+    assert.deepEqual(ramReads, ["held", "cancelled"]);
+    await assertNoLeaks(spec.vmId, spec.runDir);
+    ramReads.length = 0;
+
     vm = track((await inPlace(false).restore(restoreSpec)) as VmHandle);
     await waitHealthy(ns, 120_000);
+    // The VM's memory was read into the page cache as it ran.
+    assert.deepEqual(ramReads, ["read"]);
     const read = await nsFetch(ns, "/files?path=/tmp/marker&username=root");
     assert.equal(read?.body, marker, "the resumed VM lost the guest's state");
     await nsFetch(ns, "/files?path=/tmp/after&username=root", {

@@ -13,6 +13,8 @@ import type { QmpClient } from "../qmp.ts";
 import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
 import { shellQuote } from "./quote.ts";
+import { readRamAhead, type RamReadAhead } from "./read-ahead.ts";
+import type { Runner } from "@wrenn/shared/command.ts";
 import { STATE_MAGIC, waitMigration, writerStatus, type StateHeader } from "./state-file.ts";
 
 export interface HandleState {
@@ -54,6 +56,8 @@ export class QemuVm implements VmHandle {
   #sharedWithSnapshot: string | null = null;
   /** The run dir's link to the RAM file a snapshot took (see snapshot()): removed at stop. */
   #runDirLink: string | null = null;
+  /** Reads of the RAM file into the page cache under way, ended first on stop. */
+  #readingAhead: RamReadAhead | null = null;
 
   release(): void {
     this.#s.qmp.close();
@@ -66,6 +70,11 @@ export class QemuVm implements VmHandle {
       this.vmId,
       on ? BACKGROUND_CPU_WEIGHT : vmCpuWeight(machine?.vcpus ?? 1),
     );
+  }
+
+  /** Reads the RAM file into the page cache once `copied` settles (readRamAhead). */
+  readRamAhead(copied: Promise<void> | undefined, run: Runner): void {
+    this.#readingAhead = readRamAhead(this.#s.ramPath, copied, run, this.#log);
   }
 
   /** `stopGraceMs`: how long `stop` waits after QMP `quit` before SIGKILL. */
@@ -236,6 +245,7 @@ export class QemuVm implements VmHandle {
 
   async #stop(): Promise<void> {
     const s = this.#s;
+    await this.#readingAhead?.stop();
     await endProcess({
       pid: s.pid,
       exited: s.exited,
