@@ -77,14 +77,16 @@ async function personalise(
   if (envd === null) throw new Error("the entry's envd is gone");
   const log = host.log.child({ sandbox: params.id, entry: record.id });
   await timed(log, "claim.envd_init", () =>
-    envd.init(
-      {
-        envVars: params.envVars,
-        // "" clears the entry's own token: a sandbox without one answers anyone.
-        accessToken: params.envdAccessToken ?? "",
-        defaultUser: "user",
-      },
-      entry.gone.signal,
+    host.claimGate.run(() =>
+      envd.init(
+        {
+          envVars: params.envVars,
+          // "" clears the entry's own token: a sandbox without one answers anyone.
+          accessToken: params.envdAccessToken ?? "",
+          defaultUser: "user",
+        },
+        entry.gone.signal,
+      ),
     ),
   );
   const now = Date.now();

@@ -1,8 +1,10 @@
 import { realpath } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "@wrenn/shared/log.ts";
 import { GUEST_MAC, type NetworkSlot } from "../network/network.ts";
 import type { SandboxDisk } from "../storage/storage.ts";
+import { Gate } from "../util/gate.ts";
 import type { Machine } from "../vmm/vmm.ts";
 import type { BootSnapshots } from "./boot-snapshots.ts";
 import type { ManagerOptions } from "./options.ts";
@@ -30,6 +32,14 @@ export class SandboxHost {
   pool: WarmPool | null = null;
   /** Set by close(): this agent no longer owns the VMs (the next agent adopts them). */
   closed = false;
+  /**
+   * Claims' `/init`, as many at once as the host has cores. Under TCG twenty
+   * guests answering at once on two cores took each VMM 28–37 ms of CPU
+   * for it, against 16–24 ms alone: they evicted each other's translated
+   * code. Gated, 19–22 ms, and a burst of 20 claims ended ≈ 18 % sooner
+   * (wall p50 of 9 bursts 556 ms against 677 ms of 7).
+   */
+  readonly claimGate = new Gate(availableParallelism());
 
   constructor(opts: ManagerOptions) {
     this.opts = opts;
