@@ -34,10 +34,11 @@ export class SandboxHost {
   closed = false;
   /**
    * Claims' `/init`, as many at once as the host has cores. Under TCG twenty
-   * guests answering at once on two cores took each VMM 28–37 ms of CPU
-   * for it, against 16–24 ms alone: they evicted each other's translated
-   * code. Gated, 19–22 ms, and a burst of 20 claims ended ≈ 18 % sooner
-   * (wall p50 of 9 bursts 556 ms against 677 ms of 7).
+   * guests answering at once on two cores took their VMMs 20–37 ms of CPU a
+   * claim (14–26 ms alone): they evicted each other's translated code.
+   * Gated, 15–22 ms in 10 of 11 bursts, and a burst of 20 claims ended
+   * ≈ 18 % sooner (median wall of bursts interleaved with ungated ones:
+   * 556 ms over 9, against 677 ms over 7).
    */
   readonly claimGate = new Gate(availableParallelism());
 
