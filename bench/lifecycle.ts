@@ -4,6 +4,8 @@
  *   /init), with the agent's own step times: "restore" is the VM running
  *   again, "envd" the first guest request after it, and the host side: the
  *   resume less the guest's first answer;
+ * - on a reflink data dir, resumes with the RAM copy read ahead against
+ *   resumes without, alternated on the same sandbox;
  * - create → first exec from a snapshot template against the same from the
  *   base template (restored from its boot snapshot), alternated in one run:
  *   issue 15 asks that a template create is never the slower one.
@@ -25,6 +27,13 @@ import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 import { prepareDataDir, removeDataFs } from "../packages/host-agent/src/storage/data-fs.ts";
+import {
+  reflinkInPlaceSupported,
+  reflinkSupported,
+} from "../packages/host-agent/src/storage/select.ts";
+import { selectVmm } from "../packages/host-agent/src/vmm/select.ts";
+import { QemuDriver } from "../packages/host-agent/src/vmm/qemu/driver.ts";
+import { spawnerRunner } from "../packages/host-agent/src/spawner/client.ts";
 
 const args = process.argv.slice(2);
 const plain = args.includes("--plain");
@@ -58,8 +67,17 @@ const fs = plain ? "plain (no pool)" : await prepareDataDir(data, { log });
 console.log(`data dir: ${fs}`);
 /** Right after a pause, where the data dir reflinks in place (xfs_io), QEMU's memory is copied while QEMU starts. */
 const copyWhen = plain ? "before" : "beside";
+// Composed here, as the agent would, so the read-ahead's baseline can turn it off.
+const reflinkCopies = await reflinkSupported(data);
+const vmmDriver = await selectVmm({
+  dataDir: data,
+  log,
+  reflinkCopies,
+  reflinkInPlace: reflinkCopies && (await reflinkInPlaceSupported(data, spawnerRunner)),
+});
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
+  vmmDriver,
   dataDir: data,
   imageDir: dataDir(),
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
@@ -119,6 +137,26 @@ try {
       `  resumed 2 s after the pause: host side p50 ${ms(p50(later))} (disk ${ms(step("resume.attach_disk"))}, RAM copy ${ms(step("qemu.copy_memory"))} before QEMU's start, QEMU started ${started()}); right after it ${ms(p50(hostSide))}; the pause folder's write-back p50 ${ms(step("write_back"))}`,
     );
     steps.clear();
+    if (vmmDriver instanceof QemuDriver && reflinkCopies) {
+      // The reflinked RAM copy read ahead or not, alternated, right after the pause.
+      const answer = { on: [] as number[], off: [] as number[] };
+      const whole = { on: [] as number[], off: [] as number[] };
+      for (let i = 0; i < 2 * cycles; i++) {
+        const mode = i % 2 === 0 ? "off" : "on";
+        vmmDriver.readAheadResumes = mode === "on";
+        await client.pauseSandbox({ sandboxId: id });
+        const t1 = performance.now();
+        await client.resumeSandbox({ sandboxId: id });
+        whole[mode].push(performance.now() - t1);
+        answer[mode].push(steps.get("resume.envd_init")?.at(-1) ?? NaN);
+        await exec(id, "true");
+      }
+      vmmDriver.readAheadResumes = true;
+      console.log(
+        `  the RAM copy read ahead vs not (${cycles} each, alternated): the guest's first answer p50 ${ms(p50(answer.on))} vs ${ms(p50(answer.off))} (${(p50(answer.on) / p50(answer.off)).toFixed(2)}), resume p50 ${ms(p50(whole.on))} vs ${ms(p50(whole.off))} (${(p50(whole.on) / p50(whole.off)).toFixed(2)})`,
+      );
+      steps.clear();
+    }
     if (memoryMb === 256) {
       await client.createSnapshot({ sandboxId: id, name: "bench-tpl" });
     }

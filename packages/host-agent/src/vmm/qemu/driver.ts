@@ -111,6 +111,11 @@ export class QemuDriver implements VmmDriver {
   readonly #bin: string;
   readonly #log: Logger;
   readonly #reflinkCopies: boolean;
+  /**
+   * A resume reads its reflinked RAM copy ahead (read-ahead.ts). Only
+   * `bench/lifecycle.ts` turns it off, for its baseline in the same run.
+   */
+  readAheadResumes = true;
   readonly #reflinkInPlace: boolean;
   readonly #run: Runner;
   readonly #confine: boolean;
@@ -204,7 +209,7 @@ export class QemuDriver implements VmmDriver {
         memoryCopied: copying,
         // A reflink (a plain copy leaves its pages cached), and not a
         // clone's: a clone's guest touches a fraction of its template's pages.
-        readAhead: !spec.clone && this.#reflinkCopies,
+        readAhead: !spec.clone && this.#reflinkCopies && this.readAheadResumes,
       });
     } catch (err) {
       // A copy still under way would write the file after its removal.

@@ -16,10 +16,11 @@ export interface RamReadAhead {
 
 /**
  * Starts reading `path` once `copied` settles (not at all if it fails).
- * Measured with `bench/lifecycle.ts`: a resumed 256 MiB guest's first
- * answer p50 ≈ 385 → 232 ms on a quiet host, 557 → 463 ms under disk
- * writes (started before QEMU, 265 ms, but QEMU's start then took 15–25 ms
- * longer; started after the state loaded, too late to help).
+ * `bench/lifecycle.ts` alternates resumes with and without: the guest's
+ * first answer took 0.94–0.95 as long with it on a quiet host, 0.62 (256
+ * MiB) and 0.91 (1 GiB) under disk writes beside. Started before QEMU it
+ * helped more, but QEMU's start then took 15–25 ms longer; started after
+ * the state loaded, it came too late to help.
  */
 export function readRamAhead(
   path: string,
