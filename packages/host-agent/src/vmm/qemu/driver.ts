@@ -112,7 +112,7 @@ export class QemuDriver implements VmmDriver {
   readonly #log: Logger;
   readonly #reflinkCopies: boolean;
   /**
-   * A resume reads its reflinked RAM copy ahead (read-ahead.ts). Only
+   * A resume reads its reflinked RAM copy ahead (QemuVm.readRamAhead). Only
    * `bench/lifecycle.ts` turns it off, for its baseline in the same run.
    */
   readAheadResumes = true;
