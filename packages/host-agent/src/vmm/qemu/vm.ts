@@ -76,9 +76,9 @@ export class QemuVm implements VmHandle {
    * cache empty) into the page cache once `copied` settles, not at all if
    * it fails; stop ends the reads first. Without them the guest reads its
    * memory a page fault at a time. `bench/lifecycle.ts` alternates resumes
-   * with and without: the guest's first answer took 0.94–0.95 as long with
-   * them on a quiet host, 0.62 (256 MiB) and 0.91 (1 GiB) under disk writes
-   * beside. Started before QEMU they helped more, but QEMU's start then
+   * with and without: under disk writes beside, the guest's first answer
+   * took 0.58–0.91 as long with them (two runs, 256 MiB and 1 GiB); on a
+   * quiet host 0.79–1.22 (three runs), no gain beyond the noise. Started before QEMU they helped more, but QEMU's start then
    * took 15–25 ms longer; started after the state loaded, too late to help.
    */
   readRamAhead(copied: Promise<void> | undefined, run: Runner): void {
