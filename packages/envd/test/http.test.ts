@@ -17,6 +17,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { fileSignature } from "../src/http/auth.ts";
 import { clockSetter, syncClock } from "../src/http/clock.ts";
 import { wantsGzip } from "../src/http/files.ts";
+import { isHostname, setHostname, withLoopbackName } from "../src/http/hostname.ts";
 import { parseInit } from "../src/http/init.ts";
 import { startEnvd, type Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
@@ -116,6 +117,14 @@ describe("envd HTTP routes", () => {
     await expectError(await postInit(f, { timestamp: "yesterday-ish" }), 400, /timestamp/);
     await expectError(await postInit(f, { defaultUser: "no-such-user-wrenn" }), 400, /defaultUser/);
     await expectError(await postInit(f, { entropy: 5 }), 400, /entropy must be a string/);
+    await expectError(await postInit(f, { hostname: 7 }), 400, /hostname must be a string/);
+    for (const name of ["", "-lead", "trail-", "under_score", "a..b", "a".repeat(64), "x y"]) {
+      await expectError(
+        await postInit(f, { hostname: name }),
+        400,
+        /is not a valid host name: up to 253 characters/,
+      );
+    }
     for (const mangled of ["not base64!", "QUI", "QUJD\nREVG", "QU=D", "-_-_"]) {
       await expectError(
         await postInit(f, { entropy: mangled }),
@@ -143,6 +152,66 @@ describe("envd HTTP routes", () => {
     }
     assert.equal(parseInit(JSON.stringify({ entropy: null })).entropy, undefined);
     assert.equal("entropy" in parseInit("{}"), false);
+  });
+
+  test("parseInit takes a hostname of RFC 1123 labels", () => {
+    for (const name of ["minimal", "i3k2j9x0", "a-b.example", "A1", "x".repeat(63)]) {
+      assert.equal(parseInit(JSON.stringify({ hostname: name })).hostname, name);
+      assert.ok(isHostname(name));
+    }
+    assert.equal(isHostname(`${"a".repeat(63)}.`.repeat(4) + "abc"), false, "over 253 characters");
+    assert.equal("hostname" in parseInit("{}"), false);
+  });
+
+  test("setHostname names the kernel, /etc/hostname and the 127.0.1.1 line, as root, once", async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), "wrenn-hostname-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const paths = { kernel: join(dir, "kernel"), etc: dir };
+    const hosts = "127.0.0.1\tlocalhost\n127.0.1.1\tminimal\n::1\tlocalhost ip6-localhost\n";
+    await writeFile(join(dir, "hosts"), hosts);
+    assert.equal(setHostname("sb1", log, { paths, current: "minimal", isRoot: true }), true);
+    assert.equal(await readFile(paths.kernel, "utf8"), "sb1");
+    assert.equal(await readFile(join(dir, "hostname"), "utf8"), "sb1\n");
+    assert.equal(
+      await readFile(join(dir, "hosts"), "utf8"),
+      "127.0.0.1\tlocalhost\n127.0.1.1\tsb1\n::1\tlocalhost ip6-localhost\n",
+    );
+    // The kernel has it already, or the caller is not root: nothing is written.
+    await rm(paths.kernel);
+    assert.equal(setHostname("sb1", log, { paths, current: "sb1", isRoot: true }), false);
+    assert.equal(setHostname("sb2", log, { paths, current: "sb1", isRoot: false }), false);
+    await assert.rejects(readFile(paths.kernel), { code: "ENOENT" });
+    // A hosts file without the line gets one; a missing one is made.
+    assert.equal(
+      withLoopbackName("127.0.0.1 localhost\n", "b"),
+      "127.0.0.1 localhost\n127.0.1.1\tb\n",
+    );
+    assert.equal(withLoopbackName("127.0.0.1 localhost", "b"), "127.0.0.1 localhost\n127.0.1.1\tb");
+    await rm(join(dir, "hosts"));
+    assert.equal(setHostname("sb3", log, { paths, current: "sb1", isRoot: true }), true);
+    assert.equal(
+      await readFile(join(dir, "hosts"), "utf8"),
+      "127.0.0.1\tlocalhost\n127.0.1.1\tsb3\n",
+    );
+    // /etc that cannot take it is logged; the kernel's name is what counts.
+    assert.equal(
+      setHostname("sb4", log, {
+        paths: { kernel: paths.kernel, etc: join(dir, "none") },
+        current: "sb3",
+        isRoot: true,
+      }),
+      true,
+    );
+    assert.equal(await readFile(paths.kernel, "utf8"), "sb4");
+    assert.throws(
+      () =>
+        setHostname("sb5", log, {
+          paths: { kernel: join(dir, "none", "k"), etc: dir },
+          current: "sb4",
+          isRoot: true,
+        }),
+      /setting the hostname to 'sb5'/,
+    );
   });
 
   test("syncClock sets the clock as root only when it is off by more than a little", async () => {

@@ -182,7 +182,8 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
       ),
     );
     const [a, b] = draws.map((d) => d.stdout.trim().split("\n"));
-    assert.equal(a?.[0], "minimal", "a sandbox's hostname is its template's name");
+    assert.equal(a?.[0], ids[0], "a restored sandbox's hostname is its id");
+    assert.equal(b?.[0], ids[1]);
     assert.equal(a?.length, 3, draws[0]?.stderr ?? "");
     assert.notEqual(a?.[1], b?.[1], "/dev/urandom must differ between clones");
     assert.notEqual(a?.[2], b?.[2], "os.urandom must differ between clones");

@@ -4,6 +4,7 @@ import type { EnvdContext } from "../context.ts";
 import { lookupUser } from "../users.ts";
 import { syncClock } from "./clock.ts";
 import { MAX_ENTROPY_BYTES, MIN_ENTROPY_BYTES, reseedKernelRandom } from "./entropy.ts";
+import { isHostname, setHostname } from "./hostname.ts";
 
 const MAX_BODY = 1 << 20;
 
@@ -22,6 +23,12 @@ export interface InitRequest {
    * has no such field.
    */
   entropy?: Uint8Array;
+  /**
+   * The sandbox's name for itself (its id): a clone of a memory snapshot
+   * would otherwise keep the name of the sandbox it was taken from. Wrenn's
+   * own, as `entropy` is.
+   */
+  hostname?: string;
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -62,11 +69,16 @@ export function parseInit(text: string): InitRequest {
     }
     out.envVars = b.envVars as Record<string, string>;
   }
-  for (const key of ["accessToken", "defaultUser", "defaultWorkdir"] as const) {
+  for (const key of ["accessToken", "defaultUser", "defaultWorkdir", "hostname"] as const) {
     const v = b[key];
     if (v === undefined || v === null) continue;
     if (typeof v !== "string") throw bad(`${key} must be a string`);
     out[key] = v;
+  }
+  if (out.hostname !== undefined && !isHostname(out.hostname)) {
+    throw bad(
+      `hostname '${out.hostname}' is not a valid host name: up to 253 characters, dot-separated labels of letters, digits and inner hyphens`,
+    );
   }
   if (b.timestamp !== undefined && b.timestamp !== null) {
     if (typeof b.timestamp !== "string" && typeof b.timestamp !== "number") {
@@ -110,6 +122,7 @@ export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promis
     }
   }
   if (init.timestamp !== undefined) await syncClock(new Date(init.timestamp), ctx.log);
+  if (init.hostname !== undefined) setHostname(init.hostname, ctx.log);
   const { state } = ctx;
   if (init.envVars !== undefined) Object.assign(state.envVars, init.envVars);
   if (init.accessToken !== undefined)

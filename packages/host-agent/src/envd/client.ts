@@ -69,6 +69,8 @@ export interface InitOptions {
   envVars: Record<string, string>;
   accessToken?: string;
   defaultUser?: string;
+  /** The guest's name for itself: the sandbox's id (a pool entry keeps its snapshot's). */
+  hostname?: string;
 }
 
 /**
@@ -200,6 +202,7 @@ export class EnvdClient {
       envVars: options.envVars,
       accessToken: options.accessToken,
       defaultUser: options.defaultUser,
+      hostname: options.hostname,
       timestamp: new Date().toISOString(),
       entropy: randomBytes(64).toString("base64"),
     });

@@ -133,6 +133,8 @@ export async function attachVm(
           envVars: record.envVars,
           accessToken: record.envdAccessToken || undefined,
           defaultUser: "user",
+          // A restored memory snapshot carries the name it was saved with.
+          hostname: record.id,
         },
         gone.signal,
         restored ? (host.opts.restoreTimeoutMs ?? 30_000) : 10_000,

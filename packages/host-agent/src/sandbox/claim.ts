@@ -2,8 +2,9 @@
  * A create served from the warm pool: an entry becomes the sandbox — its
  * id, timeout, env, token and egress rules — and keeps the name its host
  * resources were made under (record.home). envd's /init gives the guest
- * its identity: the token, the env, the host's clock and fresh entropy, so
- * no two entries restored from one snapshot share their random state.
+ * its identity: the token, the env, its hostname, the host's clock and
+ * fresh entropy, so no two entries restored from one snapshot share their
+ * name or random state.
  */
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
@@ -84,6 +85,7 @@ async function personalise(
           // "" clears the entry's own token: a sandbox without one answers anyone.
           accessToken: params.envdAccessToken ?? "",
           defaultUser: "user",
+          hostname: params.id,
         },
         entry.gone.signal,
       ),

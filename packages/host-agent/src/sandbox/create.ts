@@ -214,9 +214,8 @@ async function bootVm(host: SandboxHost, live: Live): Promise<SandboxRecord> {
             guestIp: GUEST_IP,
             gatewayIp: TAP_IP,
             netmask: NETMASK,
-            // Not the sandbox's id: restored sandboxes carry their boot
-            // snapshot's hostname, so every sandbox of a template has one.
-            hostname: record.template,
+            // Restored ones get theirs from /init (attach.ts).
+            hostname: record.id,
           }),
         }),
       ),
