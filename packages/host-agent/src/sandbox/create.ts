@@ -214,8 +214,9 @@ async function bootVm(host: SandboxHost, live: Live): Promise<SandboxRecord> {
             guestIp: GUEST_IP,
             gatewayIp: TAP_IP,
             netmask: NETMASK,
-            // Restored ones get theirs from /init (attach.ts).
-            hostname: record.id,
+            // Its own comes with /init (attach.ts): a boot snapshot's
+            // builder is renamed by its warm-up (warm-up.ts says why).
+            hostname: record.template,
           }),
         }),
       ),

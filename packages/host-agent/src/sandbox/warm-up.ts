@@ -39,7 +39,11 @@ export async function warmUp(
 ): Promise<void> {
   const { envd } = host.registry.running(id);
   for (let round = 0; round < opts.rounds; round++) {
-    await envd.init({ envVars: {}, accessToken: opts.token, defaultUser: "user" });
+    // Its own id as the name: a boot snapshot's builder boots as its
+    // template and a pool entry is restored under the builder's, so the
+    // rename runs here rather than first on a create's path (there it added
+    // ≈ 65 ms to a restored guest's /init).
+    await envd.init({ envVars: {}, accessToken: opts.token, defaultUser: "user", hostname: id });
     for (const user of opts.users) {
       await warmFiles(envd, user);
       await warmE2bCalls(envd, user);
