@@ -89,9 +89,44 @@ const LIVE: SandboxStatus[] = ["pending", "running", "paused", "unknown"];
 /** Sandbox lifecycle in the database and on the agents; every query is scoped to the caller's team. */
 export class SandboxService {
   readonly #deps: Deps;
+  /**
+   * Sandboxes whose VM this process is stopping (a destroy or a pause, its
+   * own or the expiry loop's): their host may have let them go before the
+   * row says so. See `guestGone`.
+   */
+  readonly #stopping = new Set<string>();
 
   constructor(deps: Deps) {
     this.#deps = deps;
+  }
+
+  /** Runs `fn`, the VM's stop and the row's update, with `id` counted as stopping. */
+  async #whileStopping<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    this.#stopping.add(id);
+    try {
+      return await fn();
+    } finally {
+      this.#stopping.delete(id);
+    }
+  }
+
+  /**
+   * For a call into the guest of a running sandbox (through its agent's proxy
+   * hop) that failed as `unavailable`: if the sandbox stopped or paused
+   * meanwhile (its timeout, a kill), that is the answer, as it would have
+   * been a moment later, not the host's trouble (502). Rethrows `err` otherwise.
+   */
+  async guestGone(caller: Caller, id: string, action: string, err: unknown): Promise<never> {
+    if (err instanceof WrennError && err.code === "unavailable") {
+      if (this.#stopping.has(id)) {
+        throw new WrennError(
+          "failed_precondition",
+          `cannot ${action} sandbox '${id}': it is being stopped or paused`,
+        );
+      }
+      await this.running(caller, id, action);
+    }
+    throw err;
   }
 
   async create(caller: Caller, input: CreateInput): Promise<SandboxRow> {
@@ -219,16 +254,18 @@ export class SandboxService {
     const row = await this.get(caller, id);
     if (row.status === "stopped") return;
     const host = await this.#hostOf(row, { allowMissing: true });
-    if (host) {
-      try {
-        await this.#deps.agents.call(host, (agent, opts) =>
-          agent.destroySandbox({ sandboxId: id }, opts),
-        );
-      } catch (err) {
-        if (!(err instanceof WrennError && err.code === "not_found")) throw err;
+    await this.#whileStopping(id, async () => {
+      if (host) {
+        try {
+          await this.#deps.agents.call(host, (agent, opts) =>
+            agent.destroySandbox({ sandboxId: id }, opts),
+          );
+        } catch (err) {
+          if (!(err instanceof WrennError && err.code === "not_found")) throw err;
+        }
       }
-    }
-    await this.#set(id, { status: "stopped" });
+      await this.#set(id, { status: "stopped" });
+    });
   }
 
   /** The row in `status`, with its host; 409 otherwise, naming what to do. */
@@ -262,10 +299,12 @@ export class SandboxService {
 
   async pause(caller: Caller, id: string): Promise<SandboxRow> {
     const { host } = await this.#require(caller, id, "running", "pause");
-    await timed(this.#deps.log, "sandbox.pause", () =>
-      this.#deps.agents.call(host, (a, o) => a.pauseSandbox({ sandboxId: id }, o)),
-    );
-    return this.#set(id, { status: "paused" });
+    return this.#whileStopping(id, async () => {
+      await timed(this.#deps.log, "sandbox.pause", () =>
+        this.#deps.agents.call(host, (a, o) => a.pauseSandbox({ sandboxId: id }, o)),
+      );
+      return this.#set(id, { status: "paused" });
+    });
   }
 
   /**
@@ -477,23 +516,26 @@ export class SandboxService {
       vcpus: row.vcpus,
       memoryMb: row.memoryMb,
     });
-    let res;
-    try {
-      res = await timed(
-        log,
-        "sandbox.snapshot",
-        () =>
-          agents.call(host, (a, o) =>
-            a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
-          ),
-        { sandboxId, name: templateName },
-      );
-    } catch (err) {
-      if (claim.fresh) await db.delete(templates).where(eq(templates.id, claim.row.id));
-      throw err;
-    }
-    // Taking a snapshot pauses the sandbox, and it stays paused.
-    await this.#set(sandboxId, { status: "paused" });
+    const res = await this.#whileStopping(sandboxId, async () => {
+      let made;
+      try {
+        made = await timed(
+          log,
+          "sandbox.snapshot",
+          () =>
+            agents.call(host, (a, o) =>
+              a.createSnapshot({ sandboxId, name: templateName, overwrite }, o),
+            ),
+          { sandboxId, name: templateName },
+        );
+      } catch (err) {
+        if (claim.fresh) await db.delete(templates).where(eq(templates.id, claim.row.id));
+        throw err;
+      }
+      // Taking a snapshot pauses the sandbox, and it stays paused.
+      await this.#set(sandboxId, { status: "paused" });
+      return made;
+    });
     if (!claim.fresh && claim.row.hostId && claim.row.hostId !== host.id) {
       await this.#deleteOnHost(claim.row);
     }

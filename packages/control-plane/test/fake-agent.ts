@@ -68,6 +68,11 @@ export interface FakeAgent {
   snapshotSources: Map<string, string>;
   /** How long CreateSnapshot takes (ms), to let concurrent requests overlap. */
   snapshotDelayMs: number;
+  /**
+   * How long DestroySandbox and PauseSandbox take (ms) after the VM is gone,
+   * as a real agent's teardown does, before they answer.
+   */
+  stopDelayMs: number;
 }
 
 /** With `secret`, calls without `Authorization: Bearer <secret>` fail as the real agent's do. */
@@ -103,6 +108,7 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
     consoles: new Map(),
     snapshotSources: new Map(),
     snapshotDelayMs: 0,
+    stopDelayMs: 0,
     flooded: 0,
     close: async () => {},
     reopen: async () => {},
@@ -144,10 +150,11 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         });
         return { sandbox: sb };
       },
-      destroySandbox(req) {
+      async destroySandbox(req) {
         state.calls.push(`destroy:${req.sandboxId}`);
         need(req.sandboxId);
         sandboxes.delete(req.sandboxId);
+        if (state.stopDelayMs) await new Promise((r) => setTimeout(r, state.stopDelayMs));
         return {};
       },
       listSandboxes() {
@@ -157,11 +164,12 @@ export async function startFakeAgent(options: { secret?: string } = {}): Promise
         need(req.sandboxId, SandboxState.RUNNING);
         return {};
       },
-      pauseSandbox(req) {
+      async pauseSandbox(req) {
         state.calls.push(`pause:${req.sandboxId}`);
         need(req.sandboxId, SandboxState.RUNNING);
         // Like the real agent: a paused sandbox's VM is gone; its snapshot stays on disk.
         sandboxes.delete(req.sandboxId);
+        if (state.stopDelayMs) await new Promise((r) => setTimeout(r, state.stopDelayMs));
         return {};
       },
       resumeSandbox(req) {

@@ -98,3 +98,54 @@ test(
     }
   },
 );
+
+test("a sandbox stopping or pausing meanwhile answers 409, not the host's 502", async () => {
+  const h = await startHarness("pglite");
+  try {
+    const [agent] = h.agents;
+    assert.ok(agent);
+    const create = async () =>
+      String(
+        ((await (await h.api("/v1/sandboxes", { method: "POST", json: {} })).json()) as Json)
+          .sandbox_id,
+      );
+    // The VM is gone at once, the agent answers 500 ms later, the row changes after that.
+    agent.stopDelayMs = 500;
+    for (const [action, stop] of [
+      ["destroy", (id: string) => h.api(`/v1/sandboxes/${id}`, { method: "DELETE" })],
+      ["pause", (id: string) => h.api(`/v1/sandboxes/${id}/pause`, { method: "POST" })],
+    ] as const) {
+      const id = await create();
+      agent.files.set(`${id}:/f`, Buffer.from("x"));
+      const stopping = stop(id);
+      await until("the VM to go", () => !agent.sandboxes.has(id));
+      const read = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/f" },
+      });
+      const write = await h.api(`/v1/sandboxes/${id}/files/write?path=/g`, {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: "y",
+      });
+      for (const [what, res] of [
+        ["read", read],
+        ["write", write],
+      ] as const) {
+        const text = await res.text();
+        assert.equal(res.status, 409, `${action}, ${what}: ${text}`);
+        assert.match(text, /failed_precondition.*being stopped or paused/, `${action}, ${what}`);
+      }
+      assert.ok((await stopping).ok);
+      // Once the row says so, the usual answer.
+      const after = await h.api(`/v1/sandboxes/${id}/files/read`, {
+        method: "POST",
+        json: { path: "/f" },
+      });
+      assert.equal(after.status, 409);
+      assert.match(await after.text(), action === "pause" ? /it is paused/ : /it is stopped/);
+    }
+  } finally {
+    await h.close();
+  }
+});

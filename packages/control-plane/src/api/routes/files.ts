@@ -115,7 +115,9 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       query: { path: c.req.query("path"), user: c.req.query("user") ?? "" },
       check: checkTarget,
       open: (file) => guestFiles.upload(target, file, { contentType, length }, signal),
-    });
+    }).catch((err: unknown) =>
+      service.guestGone(c.get("caller"), id.data.id, "write files to", err),
+    );
     return c.json({ path: written.path, size: written.size }, 200);
   });
 
@@ -142,11 +144,13 @@ export function fileRoutes(deps: Deps, service: SandboxService) {
       const req = c.req.valid("json");
       const { row, host } = await service.running(c.get("caller"), id, "read files from");
       // Resolves once envd has answered: a missing file is a 404 before any byte.
-      const file = await guestFiles.read(
-        { sandboxId: id, host, envdAccessToken: row.envdAccessToken },
-        { path: req.path, user: req.user ?? "" },
-        AbortSignal.timeout(FILE_TIMEOUT_MS),
-      );
+      const file = await guestFiles
+        .read(
+          { sandboxId: id, host, envdAccessToken: row.envdAccessToken },
+          { path: req.path, user: req.user ?? "" },
+          AbortSignal.timeout(FILE_TIMEOUT_MS),
+        )
+        .catch((err: unknown) => service.guestGone(c.get("caller"), id, "read files from", err));
       // The client's pace reaches the guest through TCP: the pipe pauses the
       // agent's socket when unread, and a client gone destroys it (which ends
       // the agent's request to the guest too).
