@@ -327,9 +327,9 @@ export async function buildRootfs(
     await checkEnvdStarts(tree);
     await copyFile(join(RECIPE_DIR, "wrenn-init"), join(tree, GUEST_INIT));
     await chmod(join(tree, GUEST_INIT), 0o755);
-    // The guest's name changes on every create (envd's /init): kept on the
-    // root filesystem, each rename wrote ext4 blocks that the fresh guest
-    // flushed at once (its first command ran 280 ms later under TCG).
+    // The guest's name changes on every create (envd's /init): in /run (a
+    // tmpfs, written by wrenn-init), a rename writes no blocks into the
+    // sandbox's disk overlay.
     for (const f of ["hostname", "hosts"]) {
       await rm(join(tree, "etc", f), { force: true });
       await symlink(`/run/wrenn/${f}`, join(tree, "etc", f));
