@@ -27,13 +27,8 @@ import { startHostAgent } from "../packages/host-agent/src/agent.ts";
 import { dataDir } from "../packages/host-agent/src/image/store.ts";
 import { TEST_BOOT_SNAPSHOT_DIR } from "../packages/host-agent/test/test-dirs.ts";
 import { prepareDataDir, removeDataFs } from "../packages/host-agent/src/storage/data-fs.ts";
-import {
-  reflinkInPlaceSupported,
-  reflinkSupported,
-} from "../packages/host-agent/src/storage/select.ts";
-import { selectVmm } from "../packages/host-agent/src/vmm/select.ts";
+import { reflinkSupported } from "../packages/host-agent/src/storage/select.ts";
 import { QemuDriver } from "../packages/host-agent/src/vmm/qemu/driver.ts";
-import { spawnerRunner } from "../packages/host-agent/src/spawner/client.ts";
 
 const args = process.argv.slice(2);
 const plain = args.includes("--plain");
@@ -67,17 +62,8 @@ const fs = plain ? "plain (no pool)" : await prepareDataDir(data, { log });
 console.log(`data dir: ${fs}`);
 /** Right after a pause, where the data dir reflinks in place (xfs_io), QEMU's memory is copied while QEMU starts. */
 const copyWhen = plain ? "before" : "beside";
-// Composed here, as the agent would, so the read-ahead's baseline can turn it off.
-const reflinkCopies = await reflinkSupported(data);
-const vmmDriver = await selectVmm({
-  dataDir: data,
-  log,
-  reflinkCopies,
-  reflinkInPlace: reflinkCopies && (await reflinkInPlaceSupported(data, spawnerRunner)),
-});
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
-  vmmDriver,
   dataDir: data,
   imageDir: dataDir(),
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
@@ -86,6 +72,9 @@ const agent = await startHostAgent({
   networkPool: 2,
   log,
 });
+// The agent's own driver: the read-ahead's baseline turns it off in this run.
+const vmmDriver = agent.manager.vmm;
+const reflinkCopies = await reflinkSupported(data);
 const client = createClient(
   HostAgentService,
   createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),

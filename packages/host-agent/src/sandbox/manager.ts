@@ -26,6 +26,7 @@ import { Reaper } from "./reaper.ts";
 import type { SandboxRecord } from "./records.ts";
 import { recover } from "./recovery.ts";
 import type { Live } from "./registry.ts";
+import type { VmmDriver } from "../vmm/vmm.ts";
 import { resume } from "./resume.ts";
 import { createSnapshot, deleteSnapshot } from "./snapshot.ts";
 import type { SnapshotMeta, TemplateStore } from "./templates.ts";
@@ -77,6 +78,11 @@ export class SandboxManager {
   /** Ready warm sandboxes of every source. */
   warmSandboxes(): number {
     return Object.values(this.poolCounts()).reduce((a, b) => a + b, 0);
+  }
+
+  /** The VMM driver sandboxes run under (a benchmark turns its options off for a baseline). */
+  get vmm(): VmmDriver {
+    return this.#host.opts.vmm;
   }
 
   get vmmName(): string {

@@ -1,6 +1,7 @@
 /** One running QEMU: pause, resume, snapshot and stop through its QMP socket. */
 import { link, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../../util/crash-point.ts";
@@ -13,7 +14,6 @@ import type { QmpClient } from "../qmp.ts";
 import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
 import { shellQuote } from "./quote.ts";
-import type { Runner } from "@wrenn/shared/command.ts";
 import { STATE_MAGIC, waitMigration, writerStatus, type StateHeader } from "./state-file.ts";
 
 export interface HandleState {
@@ -78,8 +78,9 @@ export class QemuVm implements VmHandle {
    * memory a page fault at a time. `bench/lifecycle.ts` alternates resumes
    * with and without: under disk writes beside, the guest's first answer
    * took 0.58–0.91 as long with them (two runs, 256 MiB and 1 GiB); on a
-   * quiet host 0.79–1.22 (three runs), no gain beyond the noise. Started before QEMU they helped more, but QEMU's start then
-   * took 15–25 ms longer; started after the state loaded, too late to help.
+   * quiet host 0.79–1.22 (three runs), no gain beyond the noise. Started
+   * before QEMU they helped more, but QEMU's start then took 15–25 ms
+   * longer; started after the state loaded, too late to help.
    */
   readRamAhead(copied: Promise<void> | undefined, run: Runner): void {
     const cancel = new AbortController();
