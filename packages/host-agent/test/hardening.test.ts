@@ -41,6 +41,11 @@ describe("hardened VMs", { skip, timeout: 900_000 }, () => {
     assert.equal(st.Uid, `${uid}\t${uid}\t${uid}\t${uid}`, "real, effective, saved, fs uid");
     assert.equal(st.Gid, `${uid}\t${uid}\t${uid}\t${uid}`, "its gid is its uid");
     assert.equal(st.Seccomp, "2", "QEMU runs under its seccomp filter");
+    const vmm = h.agent.manager.vmm;
+    if (vmm.name === "qemu" && vmm.accel === "tcg") {
+      // Started through wrenn-nothp: no 2 MiB pages for its code buffer's tail and small RAM blocks.
+      assert.equal(st.THP_enabled, "0", "QEMU under TCG runs with transparent huge pages off");
+    }
     const cg = await detectCgroups();
     assert.ok(cg, "this host has cgroups");
     const own = await readFile(`/proc/${pid}/cgroup`, "utf8");
