@@ -170,6 +170,20 @@ describe("POST /files: large bodies past the parser", () => {
     assert.equal(await openOn(path), 0, "no descriptor left on the file");
   });
 
+  test("downloads read in O_DIRECT blocks of 1 and 4 MiB give every size back, the last block short", async (t) => {
+    const f = await setup(t);
+    for (const size of [MiB, 4 * MiB - 4095, 4 * MiB, 4 * MiB + 1, 9 * MiB + 4097]) {
+      const path = join(f.dir, `down-${size}.bin`);
+      const body = randomBytes(size);
+      await writeFile(path, body);
+      const res = await fetch(`${f.envd.url}/files?path=${encodeURIComponent(path)}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-length"), String(size));
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(body), `${size} bytes come back`);
+      assert.equal(await openOn(path), 0, "no descriptor left on the file");
+    }
+  });
+
   test("multipart: several parts, fields, preamble and boundaries across reads", async (t) => {
     const f = await setup(t);
     const boundary = "----wrenn-b0undary";

@@ -11,13 +11,13 @@ const BLOCKS = 4;
 const ALIGN = 4096;
 
 /**
- * Block buffers are reused across uploads. WebAssembly memory is mapped page
- * by page, so every block starts page-aligned, as O_DIRECT needs; a Buffer's
- * own memory comes from malloc, which gives no such promise.
+ * Block buffers are reused across transfers. WebAssembly memory is mapped
+ * page by page, so every block starts page-aligned, as O_DIRECT needs; a
+ * Buffer's own memory comes from malloc, which gives no such promise.
  */
-const spare: Buffer[] = [];
-/** Spare blocks kept for the next upload; the rest are left to the collector. */
-const SPARE_MAX = 2 * BLOCKS;
+const spare = new Map<number, Buffer[]>();
+/** Bytes of spare blocks kept, per block size, for the next transfer; the rest are left to the collector. */
+const SPARE_BYTES = 2 * BLOCKS * BLOCK;
 
 /** The compiler's libs here declare WebAssembly's types but not its values. */
 const WasmMemory = (
@@ -26,21 +26,25 @@ const WasmMemory = (
   }
 ).WebAssembly.Memory;
 
-function newBlocks(n: number): Buffer[] {
+function newBlocks(n: number, size: number): Buffer[] {
   // Sized in 64 KiB wasm pages.
-  const memory = new WasmMemory({ initial: (n * BLOCK) >> 16 });
-  return Array.from({ length: n }, (_, i) => Buffer.from(memory.buffer, i * BLOCK, BLOCK));
+  const memory = new WasmMemory({ initial: (n * size) >> 16 });
+  return Array.from({ length: n }, (_, i) => Buffer.from(memory.buffer, i * size, size));
 }
 
-/** `n` page-aligned blocks of BLOCK bytes, spare ones first; give them back with `returnBlocks`. */
-export function takeBlocks(n = BLOCKS): Buffer[] {
-  const blocks = spare.splice(0, n);
-  return blocks.length < n ? blocks.concat(newBlocks(n - blocks.length)) : blocks;
+/** `n` page-aligned blocks of `size` bytes (a multiple of 64 KiB), spare ones first; give them back with `returnBlocks`. */
+export function takeBlocks(n = BLOCKS, size = BLOCK): Buffer[] {
+  const blocks = spare.get(size)?.splice(0, n) ?? [];
+  return blocks.length < n ? blocks.concat(newBlocks(n - blocks.length, size)) : blocks;
 }
 
 /** Keeps blocks nobody reads or writes any more for the next transfer. */
 export function returnBlocks(blocks: Buffer[]): void {
-  spare.push(...blocks.slice(0, Math.max(0, SPARE_MAX - spare.length)));
+  const size = blocks[0]?.length;
+  if (size === undefined) return;
+  const pool = spare.get(size) ?? [];
+  spare.set(size, pool);
+  pool.push(...blocks.slice(0, Math.max(0, Math.floor(SPARE_BYTES / size) - pool.length)));
 }
 
 function writeAt(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
@@ -158,7 +162,7 @@ export class BlockWriter {
     while (at < chunk.length) {
       if (this.#current === undefined) {
         this.#throwIfFailed();
-        this.#current = newBlocks(1)[0];
+        this.#current = newBlocks(1, BLOCK)[0];
         this.#all.push(this.#current!);
       }
       const n = chunk.copy(this.#current!, this.#fill, at);
