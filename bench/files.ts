@@ -5,7 +5,7 @@
  * - raw TCP into and out of the guest: a python3 socket server in the guest
  *   that discards or sends bytes, the host on the other end (no HTTP, no
  *   files: the network path alone); and out of the file a download reads:
- *   the same server reading it as envd does (O_DIRECT, 1 MiB blocks), what
+ *   the same server reading it as envd does (O_DIRECT, 4 MiB blocks), what
  *   any program serving the file pays for the guest's disk on top;
  * - envd `/files` upload (application/octet-stream, and multipart as the
  *   e2b SDK sends it) and download direct to the guest's address;
@@ -49,7 +49,7 @@ const FILE_PORT = 5003;
 /**
  * The guest's end of the raw TCP baselines: port 5001 discards, 5002 sends
  * the size asked for out of memory, 5003 sends the file read in page-aligned
- * 1 MiB blocks with O_DIRECT, as envd reads it.
+ * 4 MiB blocks with O_DIRECT, as envd reads a file that large.
  */
 const TCP_SERVER = `
 import mmap, os, socket, struct, threading
@@ -74,7 +74,7 @@ def source(c):
         c.sendall(buf[: min(want, len(buf))]); want -= min(want, len(buf))
 def from_file(c):
     c.recv(8)
-    fd = os.open("${GUEST_FILE}", os.O_RDONLY | os.O_DIRECT); buf = mmap.mmap(-1, 1 << 20)
+    fd = os.open("${GUEST_FILE}", os.O_RDONLY | os.O_DIRECT); buf = mmap.mmap(-1, 4 << 20)
     try:
         while True:
             n = os.readv(fd, [buf])
