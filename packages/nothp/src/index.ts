@@ -1,5 +1,4 @@
-import { accessSync, constants } from "node:fs";
-import { createRequire } from "node:module";
+import { builtExecutable } from "@wrenn/shared/built-executable.ts";
 
 let found: string | null | undefined;
 
@@ -9,13 +8,6 @@ let found: string | null | undefined;
  * allows).
  */
 export function nothpPath(): string | null {
-  if (found !== undefined) return found;
-  try {
-    const file = createRequire(import.meta.url).resolve("@wrenn/nothp/wrenn-nothp");
-    accessSync(file, constants.X_OK);
-    found = file;
-  } catch {
-    found = null;
-  }
+  if (found === undefined) found = builtExecutable("@wrenn/nothp/wrenn-nothp", import.meta.url);
   return found;
 }

@@ -1,22 +1,10 @@
-import { accessSync, constants } from "node:fs";
-import { createRequire } from "node:module";
+import { builtExecutable } from "@wrenn/shared/built-executable.ts";
 
 let found: string | null | undefined;
 
-/**
- * The path of the built `wrenn-setuser`, or null when it is not built (then
- * envd falls back to setpriv). Resolved by package name, so it is found the
- * same from sources and from envd's bundle with its node_modules beside it.
- */
+/** The path of the built `wrenn-setuser`, or null when it is not built (then envd falls back to setpriv). */
 export function setuserPath(): string | null {
-  if (found !== undefined) return found;
-  try {
-    const file = createRequire(import.meta.url).resolve("@wrenn/setuser/wrenn-setuser");
-    accessSync(file, constants.X_OK);
-    found = file;
-  } catch {
-    found = null;
-  }
+  if (found === undefined) found = builtExecutable("@wrenn/setuser/wrenn-setuser", import.meta.url);
   return found;
 }
 
