@@ -8,8 +8,8 @@
 import { chmod, copyFile, open, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
-import { nothpPath } from "@wrenn/nothp";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
+import { nothpPath } from "@wrenn/nothp";
 import { copySparse, discard, exists, reflinkInPlace } from "../../util/fs.ts";
 import { spawnerRunner } from "../../spawner/client.ts";
 import type { Runner } from "@wrenn/shared/command.ts";
@@ -105,7 +105,7 @@ export interface QemuRestoreSpec extends Machine {
 /**
  * Under TCG, QEMU asks for transparent huge pages on its translation cache
  * and on each RAM block it allocates: the partly filled last piece of the
- * cache and the ACPI tables' 4 KiB block each took a 2 MiB page: PSS beyond
+ * cache and the ACPI tables' 4 KiB block each took a 2 MiB page. PSS beyond
  * guest RAM 75 → 71.5 MiB claimed from the pool, 59 → 56.4 restored, with
  * creates and first commands as fast (measured alternating, 2026-12-04).
  * Under KVM there is no translation cache, and guest RAM may want huge pages.
@@ -113,7 +113,7 @@ export interface QemuRestoreSpec extends Machine {
 function tcgLauncher(log: Logger): string[] {
   const nothp = nothpPath();
   if (!nothp) {
-    log.warn("wrenn-nothp is not built ('npm install' builds it): each VM takes ≈ 3.5 MiB more");
+    log.warn("wrenn-nothp is not built ('npm install' builds it): each VM takes ≈ 3 MiB more");
   }
   return nothp ? [nothp] : [];
 }
