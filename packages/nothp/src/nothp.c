@@ -7,7 +7,7 @@
  * through it: QEMU asks for huge pages on its translation cache and on
  * every RAM block it allocates, so each VMM's last, partly used piece of
  * its code buffer and its 4 KiB ACPI table block took a whole 2 MiB page:
- * ≈ 3.5 MiB a VMM, measured here, with no change in its CPU time.
+ * ≈ 3 MiB a VMM, measured here, with no change in its CPU time.
  *
  * A kernel that refuses the prctl is reported on stderr and FILE runs
  * anyway (the pages cost memory, not correctness). Exit status 127 when
