@@ -144,7 +144,7 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     const target = (n * p50) / cores;
     const times = ok.map((c) => c.ms);
     console.log(
-      `${p.agent.manager.vmmName}, ${cores} cores, ${shape.template} ${shape.vcpus} vCPU ${shape.memory_mb} MiB, ` +
+      `${p.agent.manager.vmm.name}, ${cores} cores, ${shape.template} ${shape.vcpus} vCPU ${shape.memory_mb} MiB, ` +
         (pool > 0 ? `warm pool holding ${held} of the burst's ${n}` : "pool off") +
         (databaseUrl ? ", on PostgreSQL" : ", on PGlite"),
     );

@@ -74,7 +74,7 @@ async function coldBoots(): Promise<number[]> {
   try {
     const cold = await createToFirstExec(client, creates, 256);
     console.log(
-      `cold create → first exec (${agent.manager.vmmName}, base template booted, ${creates} runs): ${summary(cold)}`,
+      `cold create → first exec (${agent.manager.vmm.name}, base template booted, ${creates} runs): ${summary(cold)}`,
     );
     return cold;
   } finally {
@@ -93,7 +93,7 @@ try {
   );
   const warm = await createToFirstExec(client, creates, memoryMb);
   console.log(
-    `create → first exec (${agent.manager.vmmName}, boot snapshot restored, ${creates} runs): ${summary(warm)}; ratio to cold p50 ${(pct(warm, 50) / coldP50).toFixed(2)}  (target ≤ 4000 ms p50)`,
+    `create → first exec (${agent.manager.vmm.name}, boot snapshot restored, ${creates} runs): ${summary(warm)}; ratio to cold p50 ${(pct(warm, 50) / coldP50).toFixed(2)}  (target ≤ 4000 ms p50)`,
   );
   const id = `benchexec${Date.now().toString(36)}`;
   const sb = (await client.createSandbox({ sandboxId: id, memoryMb: 256 })).sandbox;

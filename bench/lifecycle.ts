@@ -107,7 +107,7 @@ try {
       firstExec.push(performance.now() - t2);
     }
     console.log(
-      `${agent.manager.vmmName} ${memoryMb} MiB guest, ${cycles} cycles: pause p50 ${ms(p50(pause))}, resume p50 ${ms(p50(resume))} ` +
+      `${agent.manager.vmm.name} ${memoryMb} MiB guest, ${cycles} cycles: pause p50 ${ms(p50(pause))}, resume p50 ${ms(p50(resume))} ` +
         `(host side ${ms(p50(hostSide))}: network ${ms(step("resume.network"))}, disk ${ms(step("resume.attach_disk"))}, VM running again ${ms(step("resume.restore"))} (RAM copy ${ms(step("qemu.copy_memory"))} ${copyWhen} QEMU's start, QEMU started ${started()}, state loaded ${ms(step("qemu.load_state"))}); the guest's first envd answer ${ms(step("resume.envd_init"))}), then first exec p50 ${ms(p50(firstExec))}` +
         `  (targets for 1 GiB: pause ≤ 100 ms, resume ≤ 150 ms, its host side ≤ 100 ms; E2B ≈ 4 s/GiB and ≈ 1 s)`,
     );

@@ -114,7 +114,7 @@ async function measure(template: string): Promise<void> {
 }
 
 try {
-  console.log(`${manager.vmmName}, data dir: ${fs}`);
+  console.log(`${manager.vmm.name}, data dir: ${fs}`);
   await measure("minimal");
   await client.createSandbox({ sandboxId: "benchpoolsrc", memoryMb: 256 });
   await client.createSnapshot({ sandboxId: "benchpoolsrc", name: "bench-pool-tpl" });

@@ -241,7 +241,7 @@ export function hostAgentService(
       hostInfo({
         hostId,
         dataDir,
-        vmm: manager.vmmName,
+        vmm: manager.vmm.name,
         storage: manager.storageName,
         version: AGENT_VERSION,
         runningSandboxes: manager.list().filter((r) => r.status === "running").length,

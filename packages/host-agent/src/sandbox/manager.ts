@@ -11,6 +11,7 @@ import type { EnvdClient, ExecEvent } from "../envd/client.ts";
 import { ENVD_PORT } from "../envd/client.ts";
 import type { EgressRules } from "../network/egress.ts";
 import type { TemplateImage } from "../image/store.ts";
+import type { VmmDriver } from "../vmm/vmm.ts";
 import { BootSnapshots } from "./boot-snapshots.ts";
 import { buildBootSnapshot } from "./boot-snapshot-builder.ts";
 import { create } from "./create.ts";
@@ -26,7 +27,6 @@ import { Reaper } from "./reaper.ts";
 import type { SandboxRecord } from "./records.ts";
 import { recover } from "./recovery.ts";
 import type { Live } from "./registry.ts";
-import type { VmmDriver } from "../vmm/vmm.ts";
 import { resume } from "./resume.ts";
 import { createSnapshot, deleteSnapshot } from "./snapshot.ts";
 import type { SnapshotMeta, TemplateStore } from "./templates.ts";
@@ -83,10 +83,6 @@ export class SandboxManager {
   /** The VMM driver sandboxes run under (a benchmark turns its options off for a baseline). */
   get vmm(): VmmDriver {
     return this.#host.opts.vmm;
-  }
-
-  get vmmName(): string {
-    return this.#host.opts.vmm.name;
   }
 
   /** How guests run here: under KVM, or emulated by TCG (no usable KVM). */
