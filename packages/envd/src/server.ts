@@ -12,6 +12,7 @@ import { processService } from "./process/service.ts";
 import { filesystemService } from "./filesystem/service.ts";
 import { WatcherRegistry } from "./filesystem/watchers.ts";
 import { handleHttp } from "./http/routes.ts";
+import { sameSecret } from "./http/auth.ts";
 import { leanStreams, streamRoute, type StreamCall } from "./connect-stream.ts";
 
 export interface EnvdOptions {
@@ -32,7 +33,8 @@ export interface Envd {
 }
 
 function checkAccessToken(state: EnvdState, header: (name: string) => string | null): void {
-  if (state.accessToken !== undefined && header("x-access-token") !== state.accessToken) {
+  const token = state.accessToken;
+  if (token !== undefined && !sameSecret(header("x-access-token") ?? "", token)) {
     throw new ConnectError("missing or wrong X-Access-Token", Code.Unauthenticated);
   }
 }

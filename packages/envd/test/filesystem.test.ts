@@ -434,10 +434,12 @@ for (const binary of [false, true]) {
       const { fs, dir, envd, auth } = await setup(t, binary);
       envd.context.state.accessToken = "s3cret";
       await rejectsWith(fs.stat({ path: dir }, auth), Code.Unauthenticated, /X-Access-Token/);
-      await rejectsWith(
-        fs.stat({ path: dir }, { headers: { ...auth.headers, "x-access-token": "wrong" } }),
-        Code.Unauthenticated,
-      );
+      for (const wrong of ["wrong", "s3cre", "s3cret!", "s3creT", "S3cret"]) {
+        await rejectsWith(
+          fs.stat({ path: dir }, { headers: { ...auth.headers, "x-access-token": wrong } }),
+          Code.Unauthenticated,
+        );
+      }
       const ok = await fs.stat(
         { path: dir },
         { headers: { ...auth.headers, "x-access-token": "s3cret" } },
