@@ -41,9 +41,18 @@ export async function buildBootSnapshot(
     // optimising tiers too, where the guest has them — and the commands'
     // files in the page cache: every restore skips that work.
     const rounds = host.opts.vmm.accel === "tcg" ? TCG_WARM_ROUNDS : WARM_ROUNDS;
-    await timed(host.log.child({ sandbox: id }), "boot_snapshot.warm", () =>
-      warmUp(host, id, { rounds, token: "", users: [undefined, "root"] }),
-    );
+    // With a token, as a create has: envd's check of it is then compiled in
+    // the snapshot. Else the first request of every clone with one compiled
+    // it, and V8's first compile in a restored guest costs its VMM ≈ 4 000
+    // translated blocks and 50–150 ms of CPU under TCG.
+    const token = randomBytes(16).toString("hex");
+    await timed(host.log.child({ sandbox: id }), "boot_snapshot.warm", async () => {
+      await warmUp(host, id, { rounds, token, users: [undefined, "root"] });
+      // A clone's /init comes without one (attach.ts).
+      await host.registry
+        .running(id)
+        .envd.init({ envVars: {}, accessToken: "", defaultUser: "user", hostname: id });
+    });
     // V8 compiles the hottest code on a background thread: let it land.
     await setTimeout(SETTLE_MS);
     await pause(host, id);

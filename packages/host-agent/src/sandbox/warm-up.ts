@@ -26,7 +26,11 @@ const WARM_TIMEOUT_S = 30;
  * command never runs. Then a small file uploaded as /v1 (a raw body) and
  * E2B's SDKs (a form) send it, downloaded, and a command and a listing
  * through envd's Connect services in JSON, as E2B's SDKs call them (the
- * agent's own calls are binary). Measured on claimed sandboxes before: the
+ * agent's own calls are binary), and a metrics sample, which the agent
+ * takes from every sandbox within seconds of its start. Without it that
+ * sample cost each new sandbox 150–500 ms of its VMM's CPU (V8 compiling
+ * envd's code for it, TCG translating that), amid a burst of creates.
+ * Measured on claimed sandboxes before: the
  * first file write took 71–80 ms and later ones 16–24; the first form
  * 88–101 and later ones 52–58; the first read 25–33 and later ones 11–14;
  * the first filesystem call (a Stat) 1.45–1.56 s and later ones ≈ 40 ms;
@@ -44,6 +48,7 @@ export async function warmUp(
     // rename runs here rather than first on a create's path (there it added
     // ≈ 65 ms to a restored guest's /init).
     await envd.init({ envVars: {}, accessToken: opts.token, defaultUser: "user", hostname: id });
+    await envd.metrics(WARM_TIMEOUT_S * 1000);
     for (const user of opts.users) {
       await warmFiles(envd, user);
       await warmE2bCalls(envd, user);
