@@ -1,14 +1,15 @@
 /**
  * Boot snapshots: creates from a base template restore a snapshot of it
  * booted once per machine shape. The store's rules without VMs, then real
- * VMs: clones of one snapshot (each must get fresh randomness at /init) and
- * a build that fails (the create boots instead, nothing is left behind).
+ * VMs: clones of one snapshot (each must get fresh randomness at /init),
+ * creates at once (restored a few at a time), and a build that fails (the
+ * create boots instead, nothing is left behind).
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { BootSnapshots, BUILDER_PREFIX, type Shape } from "../src/sandbox/boot-snapshots.ts";
@@ -148,10 +149,21 @@ function killingBuilders(real: VmmDriver): VmmDriver {
       if (failBuilders && spec.vmId.startsWith(BUILDER_PREFIX)) process.kill(vm.pid, "SIGKILL");
       return vm;
     },
-    restore: (spec) =>
-      real.restore(failRestores ? { ...spec, snapshotDir: "/nonexistent/wrenn-snapshot" } : spec),
+    restore: async (spec) => {
+      restoring.now++;
+      restoring.most = Math.max(restoring.most, restoring.now);
+      try {
+        return await real.restore(
+          failRestores ? { ...spec, snapshotDir: "/nonexistent/wrenn-snapshot" } : spec,
+        );
+      } finally {
+        restoring.now--;
+      }
+    },
   });
 }
+/** The driver's restores under way, and the most at once since `most` was reset. */
+const restoring = { now: 0, most: 0 };
 
 describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
   const h = new AgentHarness("wb");
@@ -188,6 +200,28 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
     assert.notEqual(a?.[1], b?.[1], "/dev/urandom must differ between clones");
     assert.notEqual(a?.[2], b?.[2], "os.urandom must differ between clones");
     for (const id of ids) await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("creates at once restore one more at a time than the host has cores, and all succeed", async (t) => {
+    const gate = availableParallelism() + 1;
+    if (gate > 5) {
+      t.skip(`SKIPPED: filling the restore gate here takes ${gate + 2} VMs at once`);
+      return;
+    }
+    const ids = Array.from({ length: gate + 2 }, () => h.newId());
+    restoring.most = 0;
+    try {
+      await Promise.all(ids.map((id) => h.create(id)));
+      assert.equal(restoring.most, gate, "the restores the gate let run at once");
+      const said = await Promise.all(ids.map((id) => h.sh(id, "hostname")));
+      assert.deepEqual(
+        said.map((r) => r.stdout),
+        ids.map((id) => `${id}\n`),
+      );
+    } finally {
+      for (const id of ids) await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+    }
     await h.noLeaks();
   });
 

@@ -267,22 +267,28 @@ async function restoreTemplate(
     const disk = await createDisk(host, live, log, files.rootfs, undo);
     crashPoint("create:after-disk");
     const kernel = await host.currentKernel();
-    const vm = started(
-      live,
-      await timed(log, "create.restore", () =>
-        vmm.restore({
-          ...host.machine(record, slot, disk),
-          snapshotDir: files.dir,
-          clone: true,
-          kernel,
-        }),
-      ),
-      undo,
-    );
-    crashPoint("create:after-vm");
-    await attachVm(host, live, vm, "create", true);
+    const gated = performance.now();
+    let queuedMs = 0;
+    const vm = await host.restoreGate.run(async () => {
+      queuedMs = Math.round(performance.now() - gated);
+      const vm = started(
+        live,
+        await timed(log, "create.restore", () =>
+          vmm.restore({
+            ...host.machine(record, slot, disk),
+            snapshotDir: files.dir,
+            clone: true,
+            kernel,
+          }),
+        ),
+        undo,
+      );
+      crashPoint("create:after-vm");
+      await attachVm(host, live, vm, "create", true);
+      return vm;
+    });
     log.info(
-      { ms: Math.round(performance.now() - t0), vmm: record.vmm, pid: vm.pid },
+      { ms: Math.round(performance.now() - t0), queuedMs, vmm: record.vmm, pid: vm.pid },
       kind === "template" ? "sandbox created from snapshot template" : "sandbox created",
     );
     return record;
