@@ -52,9 +52,10 @@ export const GUEST_INIT = "/sbin/wrenn-init";
  * memory-reducing GCs when it goes quiet and no flushing of code unused for
  * a while. Under TCG new or moved code is translated again, so a sandbox or
  * pool entry that sat idle answered its next request tens of milliseconds
- * slower.
+ * slower. `gc()` for envd's SIGUSR2, which a boot snapshot's builder sends
+ * (boot-snapshot-builder.ts).
  */
-export const GUEST_NODE_FLAGS = ["--no-memory-reducer", "--no-flush-bytecode"];
+export const GUEST_NODE_FLAGS = ["--no-memory-reducer", "--no-flush-bytecode", "--expose-gc"];
 /**
  * V8 flags envd also runs with in a TCG guest (the QEMU driver passes each as
  * a `wrenn.v8=` kernel argument, wrenn-init puts them before
