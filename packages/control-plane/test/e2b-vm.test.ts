@@ -85,6 +85,15 @@ test(
             assert.equal(err.exitCode, 3);
             return true;
           });
+          // A login bash's PATH, from the image's /etc/profile, for a user and for root.
+          assert.equal(
+            (await sbx.commands.run("echo $PATH")).stdout,
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games\n",
+          );
+          assert.equal(
+            (await sbx.commands.run("echo $PATH", { user: "root" })).stdout,
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+          );
           // Every process sees the create's envs, not only commands.run's shell.
           const env = await sbx.commands.run(
             "cat /proc/self/environ | tr '\\0' '\\n' | grep GREETING",

@@ -118,7 +118,7 @@ describe("built base template", () => {
     }
   });
 
-  test("carries the pinned Node, the envd bundle and the init", async (t) => {
+  test("carries the pinned Node, the envd bundle, the init and its /etc/profile", async (t) => {
     const img = await builtImage(t);
     if (!img) return;
     const guestNode = await inode(img.rootfs, "/usr/local/bin/node");
@@ -130,6 +130,8 @@ describe("built base template", () => {
     const init = await debugfs(img.rootfs, "cat /usr/sbin/wrenn-init");
     assert.equal(init, await readFile(join(repo, "images/minimal/wrenn-init"), "utf8"));
     assert.equal((await inode(img.rootfs, "/usr/sbin/wrenn-init"))?.mode, "0755");
+    const profile = await debugfs(img.rootfs, "cat /etc/profile");
+    assert.equal(profile, await readFile(join(repo, "images/minimal/profile"), "utf8"));
   });
 
   test("kernel: bzImage, ELF vmlinux, newc initramfs with the virtio modules", async (t) => {

@@ -198,6 +198,7 @@ export async function rootfsInputsHash(inputs: RootfsInputs): Promise<string> {
     packages.join(","),
     await readFile(join(RECIPE_DIR, "sudoers")),
     await readFile(join(RECIPE_DIR, "wrenn-init")),
+    await readFile(join(RECIPE_DIR, "profile")),
     inputs.envdSha256,
     inputs.nodeVersion,
   );
@@ -327,6 +328,7 @@ export async function buildRootfs(
     await checkEnvdStarts(tree);
     await copyFile(join(RECIPE_DIR, "wrenn-init"), join(tree, GUEST_INIT));
     await chmod(join(tree, GUEST_INIT), 0o755);
+    await copyFile(join(RECIPE_DIR, "profile"), join(tree, "etc/profile"));
     // The guest's name changes on every create (envd's /init): in /run (a
     // tmpfs, written by wrenn-init), a rename writes no blocks into the
     // sandbox's disk overlay.
