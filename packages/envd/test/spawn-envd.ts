@@ -5,28 +5,32 @@ import type { Readable } from "node:stream";
 import type { TestContext } from "node:test";
 
 export interface SpawnedEnvd {
-  child: ChildProcessByStdio<null, null, Readable>;
+  child: ChildProcessByStdio<null, Readable, Readable>;
   /** The URL envd logged it listens on. */
   url: string;
   /** Its stderr (pino JSON lines) so far: it may trail an HTTP answer. */
   log: () => string;
+  /** Its stdout so far (V8's traces: `nodeFlags` may ask for some). */
+  out: () => string;
   exited: Promise<number | null>;
 }
 
 /**
- * Runs `node <entry>` (envd's sources or bundle) on a free loopback port with
- * `user` as its default user, and resolves once it logs "envd listening";
- * rejects with its log if it exits first. SIGKILLed when the test ends, also
- * after a failure.
+ * Runs `node [nodeFlags] <entry>` (envd's sources or bundle) on a free
+ * loopback port with `user` as its default user, and resolves once it logs
+ * "envd listening"; rejects with its log if it exits first. SIGKILLed when
+ * the test ends, also after a failure.
  */
 export async function spawnEnvd(
   t: TestContext,
   entry: string,
   user = userInfo().username,
-  options: SpawnOptionsWithoutStdio = {},
+  { nodeFlags = [], ...options }: SpawnOptionsWithoutStdio & { nodeFlags?: string[] } = {},
 ): Promise<SpawnedEnvd> {
-  const args = [entry, "--port", "0", "--host", "127.0.0.1", "--default-user", user];
-  const child = spawn(process.execPath, args, { ...options, stdio: ["ignore", "ignore", "pipe"] });
+  const args = [...nodeFlags, entry, "--port", "0", "--host", "127.0.0.1", "--default-user", user];
+  const child = spawn(process.execPath, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   t.after(async () => {
     child.kill("SIGKILL");
@@ -42,5 +46,5 @@ export async function spawnEnvd(
     });
     void exited.then((code) => reject(new Error(`envd exited (${code}): ${log}`)));
   });
-  return { child, url, log: () => log, exited };
+  return { child, url, log: () => log, out: () => out, exited };
 }
