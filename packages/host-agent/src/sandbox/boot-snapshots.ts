@@ -30,7 +30,7 @@ export const BUILDER_PREFIX = "boot-";
  * They would still restore (a state records its machine), but never on the
  * new one.
  */
-const MACHINE_GENERATION: Record<string, number> = { qemu: 11, firecracker: 6 };
+const MACHINE_GENERATION: Record<string, number> = { qemu: 12, firecracker: 6 };
 
 /** After a failed build, creates of that shape boot cold for this long before trying again. */
 const RETRY_AFTER_MS = 10 * 60_000;
