@@ -70,24 +70,29 @@ export async function buildBootSnapshot(
 }
 
 /**
- * Asks envd for a full garbage collection (its SIGUSR2, forwarded by tini,
- * the guest's pid 1); it runs in the settle before the pause. The young
- * generation the builder leaves is what every clone starts with: left as
- * the warm-up filled it, one of a clone's first requests paid for a
- * collection (a scavenge under TCG ≈ 40 ms, its code translated afresh),
- * which one depending on the build.
+ * Asks envd for a full garbage collection (its SIGUSR2); it runs in the
+ * settle before the pause. The young generation the builder leaves is what
+ * every clone starts with: left as the warm-up filled it, one of a clone's
+ * first requests paid for a collection (a scavenge under TCG ≈ 40 ms, its
+ * code translated afresh), which one depending on the build. Only an envd
+ * started with `--expose-gc` is asked: one in an image built before it has
+ * no handler, and the signal would end it.
  */
 async function collectGarbage(host: SandboxHost, id: string): Promise<void> {
   const run = await exec(host, id, {
     cmd: "/bin/sh",
-    args: ["-c", "kill -USR2 1"],
+    args: [
+      "-c",
+      `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
+        `"node "*--expose-gc*envd.cjs*) kill -USR2 "\${p#/proc/}";; esac; done`,
+    ],
     user: "root",
     timeoutSec: 30,
   });
   if (run.exitCode !== 0) {
     throw new WrennError(
       "internal",
-      `kill -USR2 1 exited ${run.exitCode}: ${run.stderr.toString()}`,
+      `asking envd to collect exited ${run.exitCode}: ${run.stderr.toString()}`,
     );
   }
 }
