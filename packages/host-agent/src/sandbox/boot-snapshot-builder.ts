@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout } from "node:timers/promises";
-import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
+import { messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import { BUILDER_PREFIX, type BootSnapshots, type Shape } from "./boot-snapshots.ts";
 import { create } from "./create.ts";
@@ -8,7 +8,7 @@ import type { SandboxHost } from "./host.ts";
 import { pause } from "./pause.ts";
 import { saveSnapshot } from "./snapshot.ts";
 import { destroy } from "./destroy.ts";
-import { exec } from "./exec.ts";
+import { collectGarbage } from "./collect-garbage.ts";
 import type { BootSource, SnapshotMeta } from "./templates.ts";
 import { warmUp } from "./warm-up.ts";
 
@@ -65,34 +65,6 @@ export async function buildBootSnapshot(
   } finally {
     await destroy(host, id).catch((err: unknown) =>
       host.log.error({ sandbox: id, err: messageOf(err) }, "boot snapshot builder not removed"),
-    );
-  }
-}
-
-/**
- * Asks envd for a full garbage collection (its SIGUSR2); it runs in the
- * settle before the pause. The young generation the builder leaves is what
- * every clone starts with: left as the warm-up filled it, one of a clone's
- * first requests paid for a collection (a scavenge under TCG ≈ 40 ms, its
- * code translated afresh), which one depending on the build. Only an envd
- * started with `--expose-gc` is asked: one in an image built before it has
- * no handler, and the signal would end it.
- */
-async function collectGarbage(host: SandboxHost, id: string): Promise<void> {
-  const run = await exec(host, id, {
-    cmd: "/bin/sh",
-    args: [
-      "-c",
-      `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)" in ` +
-        `"node "*--expose-gc*envd.cjs*) kill -USR2 "\${p#/proc/}";; esac; done`,
-    ],
-    user: "root",
-    timeoutSec: 30,
-  });
-  if (run.exitCode !== 0) {
-    throw new WrennError(
-      "internal",
-      `asking envd to collect exited ${run.exitCode}: ${run.stderr.toString()}`,
     );
   }
 }
