@@ -3,16 +3,17 @@ import { exec } from "./exec.ts";
 import type { SandboxHost } from "./host.ts";
 
 /**
- * Asks a sandbox's envd for a full garbage collection (its SIGUSR2) before
- * its memory is saved for clones: a boot snapshot's builder, a snapshot
- * template. The young generation saved is what every clone starts with:
- * left full, one of a clone's first requests paid for a collection (a
- * scavenge under TCG ≈ 40 ms, its code translated afresh), which one
- * depending on the build, and a warm pool entry's warm-up ran it, which put
- * V8's collector in every claimed VMM's translation cache (≈ 8.7 MiB).
- * envd runs the collection before it reports the command's end (the signal
- * reaches it first). Only an envd started with `--expose-gc` is asked: one
- * in an image built before has no handler, and the signal would end it.
+ * Asks a boot snapshot builder's envd for a full garbage collection (its
+ * SIGUSR2) before its memory is saved for clones, so that none of their
+ * first requests depends on how full the builder left its young generation
+ * (in 2 of 4 builds one of a clone's first five requests paid for a
+ * scavenge, ≈ 40 ms under TCG). envd runs the collection before it reports
+ * the command's end (the signal reaches it first). Only an envd started
+ * with `--expose-gc` is asked: one in an image built before has no handler,
+ * and the signal would end it. Not for snapshot templates: clones of a used
+ * sandbox saved after a collection held ≈ 3 MiB more beyond guest RAM and
+ * answered a restored create's first exec ≈ 40 ms later (two templates
+ * each way).
  */
 export async function collectGarbage(host: SandboxHost, id: string): Promise<void> {
   const run = await exec(host, id, {

@@ -4,11 +4,10 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
+import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../util/crash-point.ts";
 import type { SandboxHost } from "./host.ts";
-import { collectGarbage } from "./collect-garbage.ts";
 import { pause } from "./pause.ts";
 import {
   SNAPSHOT_NAME,
@@ -18,7 +17,7 @@ import {
 } from "./templates.ts";
 import { sourceKey } from "./create.ts";
 
-/** A running sandbox is paused first (after envd collects its garbage) and stays paused. */
+/** A running sandbox is paused first and stays paused. */
 export async function createSnapshot(
   host: SandboxHost,
   id: string,
@@ -52,16 +51,7 @@ export async function createSnapshot(
       `snapshot template '${name}' is in use by sandboxes; it cannot be replaced now`,
     );
   }
-  if (host.registry.get(id).record.status === "running") {
-    // Best effort: a guest whose envd cannot be asked is saved as it is.
-    await collectGarbage(host, id).catch((err: unknown) =>
-      host.log.warn(
-        { sandbox: id, err: messageOf(err) },
-        "envd's collection before the snapshot failed",
-      ),
-    );
-    await pause(host, id);
-  }
+  if (host.registry.get(id).record.status === "running") await pause(host, id);
   return host.registry.withLock(id, () => saveSnapshot(host, id, host.templates, name));
 }
 
