@@ -55,8 +55,8 @@ export async function buildBootSnapshot(
         .envd.init({ envVars: {}, accessToken: "", defaultUser: "user", hostname: id });
       await collectGarbage(host, id);
     });
-    // V8 compiles the hottest code on a background thread, and envd runs
-    // the collection: let both land.
+    // V8 compiles the hottest code on a background thread: let it land (the
+    // collection has run by now: envd ran it before the command ended).
     await setTimeout(SETTLE_MS);
     await pause(host, id);
     return await host.registry.withLock(id, () =>
