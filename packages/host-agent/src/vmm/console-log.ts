@@ -8,7 +8,7 @@
  */
 import { createConnection } from "node:net";
 import { Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { finished } from "node:stream/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import { open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
@@ -225,6 +225,18 @@ export interface ConsoleDrain {
 }
 
 /**
+ * How long the drain leaves the console socket unread after each read.
+ * QEMU's serial port sends the host one byte per write: read as they came,
+ * a guest flooding its console cost the agent a core (≈ 3 µs a byte,
+ * measured). Read at this pace, what the guest wrote meanwhile comes in one
+ * read, and a flooding guest waits on the socket's buffer instead.
+ */
+export const CONSOLE_READ_PACE_MS = 5;
+
+/** The most one read of the console socket takes. */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+/**
  * Connects to a VMM's console socket and appends what comes out to the
  * VM's bounded console log. Never throws: a console that cannot be read
  * (a VM started before consoles were sockets) is logged and left alone.
@@ -236,14 +248,39 @@ export function drainConsole(
   log: Logger,
   capBytes = CONSOLE_CAP_BYTES,
 ): ConsoleDrain {
-  const socket = createConnection(socketPath);
   const sink = new ConsoleSink(runDir, vmId, capBytes);
-  const done = pipeline(socket, sink).catch((err: unknown) => {
+  let pace: NodeJS.Timeout | undefined;
+  const socket = createConnection({
+    path: socketPath,
+    onread: {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      // Returning false stops reading until the pace is over (and the sink
+      // has taken what it holds: a slow disk slows the guest's console).
+      callback: (n: number, buf: Uint8Array) => {
+        const resume = () => {
+          pace = setTimeout(() => socket.resume(), CONSOLE_READ_PACE_MS);
+        };
+        if (sink.write(Buffer.from(buf.subarray(0, n)))) resume();
+        else sink.once("drain", resume);
+        return false;
+      },
+    },
+  });
+  const report = (err: unknown) => {
     const code = (err as NodeJS.ErrnoException).code;
     // A close from either side ends the console; only other failures are news.
     if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
       log.warn({ err: messageOf(err), socket: socketPath }, "console log stopped");
     }
+  };
+  socket.on("error", report);
+  socket.once("close", () => {
+    clearTimeout(pace);
+    if (!sink.destroyed) sink.end();
+  });
+  const done = finished(sink).catch((err: unknown) => {
+    report(err);
+    socket.destroy();
   });
   return {
     done,
