@@ -11,6 +11,8 @@ export interface EnvdState {
   envVars: Record<string, string>;
   /** User for requests that name none. */
   defaultUser: string;
+  /** Whether /init found `defaultUser` in /etc/passwd (envd's own default is unchecked). */
+  defaultUserChecked: boolean;
   /** Working directory for requests that name none (else the user's home). */
   defaultWorkdir: string | undefined;
 }
@@ -23,6 +25,7 @@ export function initialState(defaultUser: string): EnvdState {
     accessToken: undefined,
     envVars: {},
     defaultUser,
+    defaultUserChecked: false,
     defaultWorkdir: undefined,
   };
 }

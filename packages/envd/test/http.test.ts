@@ -108,6 +108,24 @@ describe("envd HTTP routes", () => {
     assert.equal((await fetch(f.url("/health"))).status, 204);
   });
 
+  test("POST /init checks a default user it was not told before, envd's own too", async (t) => {
+    // envd's own default is not checked at its start: the first /init naming it is.
+    const envd = await startEnvd({
+      port: 0,
+      host: "127.0.0.1",
+      defaultUser: "no-such-user-wrenn",
+      log,
+    });
+    t.after(() => envd.close());
+    const f = { url: (path: string) => new URL(path, envd.url).toString() } as Fixture;
+    await expectError(await postInit(f, { defaultUser: "no-such-user-wrenn" }), 400, /defaultUser/);
+    const name = userInfo().username;
+    assert.equal((await postInit(f, { defaultUser: name })).status, 204);
+    // Named again (every claim does): taken as checked.
+    assert.equal((await postInit(f, { defaultUser: name })).status, 204);
+    assert.equal(envd.context.state.defaultUser, name);
+  });
+
   test("POST /init refuses bad bodies with 400", async (t) => {
     const f = await setup(t);
     await expectError(await postInit(f, "{not json"), 400, /not JSON/);
@@ -169,7 +187,7 @@ describe("envd HTTP routes", () => {
     const paths = { kernel: join(dir, "kernel"), etc: dir };
     const hosts = "127.0.0.1\tlocalhost\n127.0.1.1\tminimal\n::1\tlocalhost ip6-localhost\n";
     await writeFile(join(dir, "hosts"), hosts);
-    assert.equal(setHostname("sb1", log, { paths, current: "minimal", isRoot: true }), true);
+    assert.equal(setHostname("sb1", log, { paths, current: "minimal", isRoot: true }), "minimal");
     assert.equal(await readFile(paths.kernel, "utf8"), "sb1");
     assert.equal(await readFile(join(dir, "hostname"), "utf8"), "sb1\n");
     assert.equal(
@@ -178,8 +196,8 @@ describe("envd HTTP routes", () => {
     );
     // The kernel has it already, or the caller is not root: nothing is written.
     await rm(paths.kernel);
-    assert.equal(setHostname("sb1", log, { paths, current: "sb1", isRoot: true }), false);
-    assert.equal(setHostname("sb2", log, { paths, current: "sb1", isRoot: false }), false);
+    assert.equal(setHostname("sb1", log, { paths, current: "sb1", isRoot: true }), undefined);
+    assert.equal(setHostname("sb2", log, { paths, current: "sb1", isRoot: false }), undefined);
     await assert.rejects(readFile(paths.kernel), { code: "ENOENT" });
     // A hosts file without the line gets one; a missing one is made.
     assert.equal(
@@ -188,7 +206,7 @@ describe("envd HTTP routes", () => {
     );
     assert.equal(withLoopbackName("127.0.0.1 localhost", "b"), "127.0.0.1 localhost\n127.0.1.1\tb");
     await rm(join(dir, "hosts"));
-    assert.equal(setHostname("sb3", log, { paths, current: "sb1", isRoot: true }), true);
+    assert.equal(setHostname("sb3", log, { paths, current: "sb1", isRoot: true }), "sb1");
     assert.equal(
       await readFile(join(dir, "hosts"), "utf8"),
       "127.0.0.1\tlocalhost\n127.0.1.1\tsb3\n",
@@ -200,7 +218,7 @@ describe("envd HTTP routes", () => {
         current: "sb3",
         isRoot: true,
       }),
-      true,
+      "sb3",
     );
     assert.equal(await readFile(paths.kernel, "utf8"), "sb4");
     assert.throws(

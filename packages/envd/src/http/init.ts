@@ -107,7 +107,13 @@ function parseEntropy(value: unknown): Uint8Array {
 /** Applies the host's /init: after create and after every resume. */
 export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promise<void> {
   const init = parseInit(await readBody(req));
-  if (init.defaultUser !== undefined && init.defaultUser !== "") {
+  const { state } = ctx;
+  // Every claim sends the user in effect again: checked once is enough.
+  if (
+    init.defaultUser !== undefined &&
+    init.defaultUser !== "" &&
+    !(init.defaultUser === state.defaultUser && state.defaultUserChecked)
+  ) {
     await lookupUser(init.defaultUser).catch((err: unknown) => {
       throw bad(`defaultUser: ${messageOf(err)}`);
     });
@@ -122,13 +128,14 @@ export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promis
     }
   }
   if (init.timestamp !== undefined) await syncClock(new Date(init.timestamp), ctx.log);
-  if (init.hostname !== undefined) setHostname(init.hostname, ctx.log);
-  const { state } = ctx;
+  const renamedFrom = init.hostname === undefined ? undefined : setHostname(init.hostname, ctx.log);
   if (init.envVars !== undefined) Object.assign(state.envVars, init.envVars);
   if (init.accessToken !== undefined)
     state.accessToken = init.accessToken === "" ? undefined : init.accessToken;
-  if (init.defaultUser !== undefined && init.defaultUser !== "")
+  if (init.defaultUser !== undefined && init.defaultUser !== "") {
     state.defaultUser = init.defaultUser;
+    state.defaultUserChecked = true;
+  }
   if (init.defaultWorkdir !== undefined && init.defaultWorkdir !== "")
     state.defaultWorkdir = init.defaultWorkdir;
   ctx.log.info(
@@ -137,6 +144,7 @@ export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promis
       token: init.accessToken !== undefined,
       reseeded,
       user: state.defaultUser,
+      ...(renamedFrom === undefined ? {} : { hostname: init.hostname, renamedFrom }),
     },
     "init",
   );
