@@ -27,7 +27,7 @@ export const VMM_UID_BASE = 2 ** 30;
 const NS_INODE_FIRST = 0xf0000000;
 const NS_INODE_SPAN = 2 ** 28;
 /** Where `ip netns add` pins named namespaces. */
-const NETNS_DIR = "/run/netns";
+export const NETNS_DIR = "/run/netns";
 
 export interface VmmUser {
   name: string;
