@@ -303,7 +303,7 @@ export class FirecrackerDriver implements VmmDriver {
         });
       }
       proc = await timed(log, "firecracker.spawn", () =>
-        spawnInNetns({ netns: jail ? "" : spec.netns, argv, logPath: p.log }),
+        spawnInNetns({ netns: jail ? "" : spec.netns, argv, logPath: p.log, readsSys: true }),
       );
     } catch (err) {
       await undo();
