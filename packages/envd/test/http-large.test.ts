@@ -2,56 +2,24 @@
 // its memory can be read from /proc: uploads and downloads must stream.
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { request } from "node:http";
-import { userInfo } from "node:os";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { streamUpload } from "@wrenn/shared/testing/streams.ts";
 import { tempDir } from "./filesystem-fixtures.ts";
+import { spawnEnvd } from "./spawn-envd.ts";
 
 const GiB = 1 << 30;
 const MAX_GROWTH = 64 << 20;
 const repo = resolve(import.meta.dirname, "../../..");
 
-interface Child {
-  pid: number;
-  url: string;
-}
-
-/** Runs envd from source as a child process and waits for its "listening" log line. */
-async function spawnEnvd(t: TestContext): Promise<Child> {
-  const child = spawn(
-    join(repo, "node_modules/.bin/node"),
-    [
-      join(repo, "packages/envd/src/main.ts"),
-      "--port",
-      "0",
-      "--host",
-      "127.0.0.1",
-      "--default-user",
-      userInfo().username,
-    ],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, WRENN_LOG_LEVEL: "info" } },
-  );
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  t.after(async () => {
-    child.kill("SIGKILL");
-    await exited;
-    assert.throws(() => process.kill(child.pid ?? 0, 0), { code: "ESRCH" }, "envd child leaked");
+/** envd from source in its own process (SIGKILLed when the test ends). */
+async function startEnvdProcess(t: TestContext): Promise<{ pid: number; url: string }> {
+  const { child, url } = await spawnEnvd(t, join(repo, "packages/envd/src/main.ts"), undefined, {
+    env: { ...process.env, WRENN_LOG_LEVEL: "info" },
   });
-  const lines = createInterface({ input: child.stderr });
-  for await (const line of lines) {
-    const parsed = JSON.parse(line) as { msg?: string; url?: string };
-    if (parsed.msg === "envd listening" && parsed.url !== undefined) {
-      // Keep draining stderr so the child never blocks on a full pipe.
-      child.stderr.resume();
-      return { pid: child.pid ?? 0, url: parsed.url };
-    }
-  }
-  throw new Error("envd exited before listening");
+  return { pid: child.pid ?? 0, url };
 }
 
 async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
@@ -82,7 +50,7 @@ function download(url: string): Promise<{ sha: string; bytes: number }> {
 describe("/files with 1 GiB", () => {
   test("octet-stream upload and download stream: envd grows by less than 64 MiB", async (t) => {
     const dir = await tempDir(t, "wrenn-large-");
-    const envd = await spawnEnvd(t);
+    const envd = await startEnvdProcess(t);
     const path = join(dir, "big.bin");
     const url = `${envd.url}/files?path=${encodeURIComponent(path)}`;
     // Warm up so lazily loaded code is not counted as growth.
@@ -107,7 +75,7 @@ describe("/files with 1 GiB", () => {
 
   test("multipart upload streams too", async (t) => {
     const dir = await tempDir(t, "wrenn-large-");
-    const envd = await spawnEnvd(t);
+    const envd = await startEnvdProcess(t);
     const path = join(dir, "multi.bin");
     const boundary = "wrenn-large-boundary";
     const head = Buffer.from(
