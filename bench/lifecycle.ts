@@ -16,6 +16,7 @@
  *
  *   node_modules/.bin/node bench/lifecycle.ts [cycles] [--plain]
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -158,7 +159,12 @@ try {
   const steps2 = { template: [] as number[][], base: [] as number[][] };
   const createToExec = async (id: string, template: string, into: number[]) => {
     const t0 = performance.now();
-    await client.createSandbox({ sandboxId: id, ...(template ? { template } : { memoryMb: 256 }) });
+    // With a token, as the control plane creates every sandbox: envd checks it on each request.
+    await client.createSandbox({
+      sandboxId: id,
+      ...(template ? { template } : { memoryMb: 256 }),
+      envdAccessToken: randomBytes(16).toString("hex"),
+    });
     await exec(id, "true");
     into.push(performance.now() - t0);
     await client.destroySandbox({ sandboxId: id });

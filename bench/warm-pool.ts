@@ -11,6 +11,7 @@
  *
  *   node_modules/.bin/node bench/warm-pool.ts [runs]
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,8 +70,17 @@ interface Timing {
 /** One create → first exec; the sandbox is destroyed after. */
 async function createToExec(template: string): Promise<Timing> {
   const id = `benchpool${++seq}`;
+  // With a token, as the control plane creates every sandbox: envd checks it on each request.
+  const envdAccessToken = randomBytes(16).toString("hex");
   const t0 = performance.now();
-  await client.createSandbox({ sandboxId: id, template, vcpus: 1, memoryMb: 256, timeoutSec: 0 });
+  await client.createSandbox({
+    sandboxId: id,
+    template,
+    vcpus: 1,
+    memoryMb: 256,
+    timeoutSec: 0,
+    envdAccessToken,
+  });
   const t1 = performance.now();
   await client.exec({ sandboxId: id, cmd: "/bin/sh", args: ["-c", "echo hi"] });
   const t2 = performance.now();
