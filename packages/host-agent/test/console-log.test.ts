@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type Socket } from "node:net";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { isWrennError } from "@wrenn/shared/errors.ts";
-import { ConsoleSink, consoleFiles, readConsole } from "../src/vmm/console-log.ts";
+import { ConsoleSink, consoleFiles, drainConsole, readConsole } from "../src/vmm/console-log.ts";
 import { SandboxManager } from "../src/sandbox/manager.ts";
 import {
   Faults,
@@ -71,6 +72,40 @@ describe("console log", { timeout: 30_000 }, () => {
     await write(dir, "vm1", ["0123456789"], 64);
     const more = await readConsole(dir, "vm1", { offset: 260 });
     assert.deepEqual(more, { text: "0123456789", offset: 260, nextOffset: 270 });
+  });
+
+  test("consoles drained at once keep their own bytes, sent a byte per write as QEMU's serial port sends them", async () => {
+    const dir = join(root, "drain");
+    await mkdir(dir);
+    // Two VMs' console sockets, each writing its own letter 3000 times, a byte at a time.
+    const consoles = ["vma", "vmb"].map((vmId, i) => {
+      const letter = "ab"[i] as string;
+      const path = join(dir, `${vmId}.sock`);
+      const server = createServer((sock: Socket) => {
+        void (async () => {
+          for (let k = 0; k < 3000; k++) {
+            // Yield now and then, so both consoles' bytes arrive interleaved.
+            if (!sock.write(letter) || k % 100 === 0) await new Promise((r) => setImmediate(r));
+          }
+          sock.end(`\n${vmId} done\n`);
+        })();
+      });
+      return { vmId, letter, path, server };
+    });
+    await Promise.all(
+      consoles.map((c) => new Promise<void>((r) => c.server.listen(c.path, () => r()))),
+    );
+    try {
+      const drains = consoles.map((c) => drainConsole(c.path, dir, c.vmId, log));
+      // Each ends when its VM closes the socket, with every byte in the file.
+      await Promise.all(drains.map((d) => d.done));
+      for (const c of consoles) {
+        const read = await readConsole(dir, c.vmId);
+        assert.equal(read.text, `${c.letter.repeat(3000)}\n${c.vmId} done\n`);
+      }
+    } finally {
+      await Promise.all(consoles.map((c) => new Promise<void>((r) => c.server.close(() => r()))));
+    }
   });
 
   test("no console yet reads as empty", async () => {

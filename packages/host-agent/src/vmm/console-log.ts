@@ -233,8 +233,11 @@ export interface ConsoleDrain {
  */
 export const CONSOLE_READ_PACE_MS = 5;
 
-/** The most one read of the console socket takes. */
-const READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * What every drain reads into: one for all VMs, since each read is copied
+ * out before the next read of any socket.
+ */
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
 
 /**
  * Connects to a VMM's console socket and appends what comes out to the
@@ -253,7 +256,7 @@ export function drainConsole(
   const socket = createConnection({
     path: socketPath,
     onread: {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      buffer: readBuffer,
       // Returning false stops reading until the pace is over (and the sink
       // has taken what it holds: a slow disk slows the guest's console).
       callback: (n: number, buf: Uint8Array) => {
