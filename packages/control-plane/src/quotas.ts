@@ -52,15 +52,43 @@ export class Quotas {
     this.#defaults = { ...DEFAULT_TEAM_QUOTA, ...defaults };
   }
 
-  async #limits(db: Db, teamId: string) {
+  /**
+   * A team's limits and what it holds, in one query: a create asks for
+   * both in the placement's transaction, where every round trip to an
+   * embedded PGlite costs its one thread ≈ 0.7 ms.
+   */
+  async #read(db: Db, teamId: string): Promise<TeamLimits> {
+    const running = inArray(sandboxes.status, [...RUNNING]);
+    const usage = db
+      .select({
+        sandboxes: sql<string>`count(*) filter (where ${running})`.as("used_sandboxes"),
+        vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}) filter (where ${running}), 0)`.as(
+          "used_vcpus",
+        ),
+        memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}) filter (where ${running}), 0)`.as(
+          "used_memory_mb",
+        ),
+        diskMb: sql<string>`coalesce(sum(${sandboxes.diskSizeMb}), 0)`.as("used_disk_mb"),
+      })
+      .from(sandboxes)
+      .where(and(eq(sandboxes.teamId, teamId), inArray(sandboxes.status, [...KEPT])))
+      .as("usage");
+    // An aggregate without GROUP BY is always one row: the cross join keeps the team's.
     const [t] = await db
       .select({
         sandboxes: teams.maxSandboxes,
         vcpus: teams.maxVcpus,
         memoryMb: teams.maxMemoryMb,
         diskMb: teams.maxDiskMb,
+        used: {
+          sandboxes: usage.sandboxes,
+          vcpus: usage.vcpus,
+          memoryMb: usage.memoryMb,
+          diskMb: usage.diskMb,
+        },
       })
       .from(teams)
+      .crossJoin(usage)
       .where(eq(teams.id, teamId));
     if (!t) throw new WrennError("not_found", `team ${teamId} not found`);
     const d = this.#defaults;
@@ -77,25 +105,12 @@ export class Quotas {
         memoryMb: t.memoryMb !== null,
         diskMb: t.diskMb !== null,
       },
-    };
-  }
-
-  async #usage(db: Db, teamId: string): Promise<TeamQuota> {
-    const running = inArray(sandboxes.status, [...RUNNING]);
-    const [u] = await db
-      .select({
-        sandboxes: sql<string>`count(*) filter (where ${running})`,
-        vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}) filter (where ${running}), 0)`,
-        memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}) filter (where ${running}), 0)`,
-        diskMb: sql<string>`coalesce(sum(${sandboxes.diskSizeMb}), 0)`,
-      })
-      .from(sandboxes)
-      .where(and(eq(sandboxes.teamId, teamId), inArray(sandboxes.status, [...KEPT])));
-    return {
-      sandboxes: Number(u?.sandboxes ?? 0),
-      vcpus: Number(u?.vcpus ?? 0),
-      memoryMb: Number(u?.memoryMb ?? 0),
-      diskMb: Number(u?.diskMb ?? 0),
+      usage: {
+        sandboxes: Number(t.used.sandboxes),
+        vcpus: Number(t.used.vcpus),
+        memoryMb: Number(t.used.memoryMb),
+        diskMb: Number(t.used.diskMb),
+      },
     };
   }
 
@@ -105,8 +120,7 @@ export class Quotas {
    * lock), so concurrent requests see each other.
    */
   async check(tx: Db, teamId: string, demand: TeamQuota): Promise<void> {
-    const { limits } = await this.#limits(tx, teamId);
-    const usage = await this.#usage(tx, teamId);
+    const { limits, usage } = await this.#read(tx, teamId);
     for (const key of Object.keys(NAMES) as Array<keyof TeamQuota>) {
       if (demand[key] > 0 && usage[key] + demand[key] > limits[key]) {
         throw new LimitError(
@@ -119,10 +133,7 @@ export class Quotas {
 
   async get(caller: Caller, teamId: string): Promise<TeamLimits> {
     requireAdmin(caller);
-    return {
-      ...(await this.#limits(this.#db, teamId)),
-      usage: await this.#usage(this.#db, teamId),
-    };
+    return this.#read(this.#db, teamId);
   }
 
   /** Sets a team's limits; null puts one back to the default, absent leaves it. */
