@@ -67,6 +67,31 @@ const isVmm = (root: string) => (cmdline: string) => cmdline.includes(root);
 const isPostgres = (cmdline: string) =>
   cmdline.startsWith("postgres: ") || (cmdline.split("\0")[0] ?? "").endsWith("/postgres");
 
+/** Core-seconds of CPU summed over the spans it measures: the host's, this process's, the VMMs', PostgreSQL's. */
+class CpuMeter {
+  host = 0;
+  own = 0;
+  vmm = 0;
+  db = 0;
+  readonly root: string;
+  constructor(root: string) {
+    this.root = root;
+  }
+  /** Runs `fn`, adding the CPU spent meanwhile. */
+  async span<T>(fn: () => Promise<T>): Promise<T> {
+    const mark = cpuMark();
+    const own = process.cpuUsage();
+    const vmms = procTicks(isVmm(this.root));
+    const dbs = procTicks(isPostgres);
+    const result = await fn();
+    this.host += coreSec(mark);
+    this.own += ownSec(own);
+    this.vmm += procSec(isVmm(this.root), vmms);
+    this.db += procSec(isPostgres, dbs);
+    return result;
+  }
+}
+
 async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
   const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool }, databaseUrl);
   const headers = { "x-api-key": p.key };
@@ -108,20 +133,9 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
       held = await filled(n);
     }
     const single: number[] = [];
-    let singleCpu = 0;
-    let singleOwn = 0;
-    let singleVmm = 0;
-    let singleDb = 0;
+    const alone = new CpuMeter(p.root);
     for (let i = 0; i < singles; i++) {
-      const mark = cpuMark();
-      const own = process.cpuUsage();
-      const vmms = procTicks(isVmm(p.root));
-      const dbs = procTicks(isPostgres);
-      const c = await create();
-      singleCpu += coreSec(mark);
-      singleOwn += ownSec(own);
-      singleVmm += procSec(isVmm(p.root), vmms);
-      singleDb += procSec(isPostgres, dbs);
+      const c = await alone.span(create);
       single.push(c.ms);
       await destroy(c.id);
       if (pool > 0) await filled(held);
@@ -131,22 +145,13 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     const walls: number[] = [];
     const times: number[] = [];
     const failed: string[] = [];
-    let burstCpu = 0;
-    let burstOwn = 0;
-    let burstVmm = 0;
-    let burstDb = 0;
+    const inBursts = new CpuMeter(p.root);
     for (let b = 0; b < bursts; b++) {
-      const mark = cpuMark();
-      const own = process.cpuUsage();
-      const vmms = procTicks(isVmm(p.root));
-      const dbs = procTicks(isPostgres);
       const t0 = performance.now();
-      const results = await Promise.allSettled(Array.from({ length: n }, () => create()));
+      const results = await inBursts.span(() =>
+        Promise.allSettled(Array.from({ length: n }, () => create())),
+      );
       walls.push(performance.now() - t0);
-      burstCpu += coreSec(mark);
-      burstOwn += ownSec(own);
-      burstVmm += procSec(isVmm(p.root), vmms);
-      burstDb += procSec(isPostgres, dbs);
       const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
       failed.push(...results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])));
       times.push(...ok.map((c) => c.ms));
@@ -172,18 +177,18 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     // Whether a burst is CPU-bound: the host's busy core-seconds per create, alone and in the bursts.
     const burstSec = walls.reduce((a, b) => a + b, 0) / 1000;
     console.log(
-      `  host CPU per create: ${(singleCpu / singles).toFixed(2)} core-s alone, ${(burstCpu / creates).toFixed(2)} core-s in the bursts ` +
-        `(${(burstCpu / burstSec).toFixed(2)} of ${cores} cores busy during them); ` +
-        `of it the platform's process (control plane, agent${databaseUrl ? "" : ", PGlite"}) ${(singleOwn / singles).toFixed(3)} alone, ${(burstOwn / creates).toFixed(3)} in the bursts; ` +
+      `  host CPU per create: ${(alone.host / singles).toFixed(2)} core-s alone, ${(inBursts.host / creates).toFixed(2)} core-s in the bursts ` +
+        `(${(inBursts.host / burstSec).toFixed(2)} of ${cores} cores busy during them); ` +
+        `of it the platform's process (control plane, agent${databaseUrl ? "" : ", PGlite"}) ${(alone.own / singles).toFixed(3)} alone, ${(inBursts.own / creates).toFixed(3)} in the bursts; ` +
         (databaseUrl
-          ? `PostgreSQL's processes ${(singleDb / singles).toFixed(3)} alone, ${(burstDb / creates).toFixed(3)} in the bursts; `
+          ? `PostgreSQL's processes ${(alone.db / singles).toFixed(3)} alone, ${(inBursts.db / creates).toFixed(3)} in the bursts; `
           : "") +
-        `the VMMs ${(singleVmm / singles).toFixed(3)} alone, ${(burstVmm / creates).toFixed(3)} in the bursts`,
+        `the VMMs ${(alone.vmm / singles).toFixed(3)} alone, ${(inBursts.vmm / creates).toFixed(3)} in the bursts`,
     );
     // A create that costs as much CPU as it takes time cannot be packed below 1.
     console.log(
       `  the ratio's floor, every core busy the whole burst: a burst's CPU ÷ (${cores} cores × ${ms(target)}) = ` +
-        `${(burstCpu / bursts / (cores * (target / 1000))).toFixed(2)}`,
+        `${(inBursts.host / bursts / (cores * (target / 1000))).toFixed(2)}`,
     );
     if (failed.length > 0) console.log(`  failed: ${failed.slice(0, 3).join(" | ")}`);
     return failed.length === 0;
