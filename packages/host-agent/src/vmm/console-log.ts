@@ -231,7 +231,7 @@ export interface ConsoleDrain {
  * measured). Read at this pace, what the guest wrote meanwhile comes in one
  * read, and a flooding guest waits on the socket's buffer instead.
  */
-export const CONSOLE_READ_PACE_MS = 5;
+const CONSOLE_READ_PACE_MS = 5;
 
 /**
  * What every drain reads into: one for all VMs, since each read is copied
