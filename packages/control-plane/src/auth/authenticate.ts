@@ -2,6 +2,7 @@ import { and, asc, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Caller } from "../context.ts";
 import type { Db } from "../db/open.ts";
+import { InFlight } from "../in-flight.ts";
 import { apiKeys, teamMembers, users } from "../db/schema.ts";
 import type { Sessions } from "./sessions.ts";
 import { clientKey, type Throttles } from "./throttle.ts";
@@ -66,23 +67,10 @@ async function byApiKey(db: Db, key: string): Promise<Caller> {
       "malformed API key; keys look like e2b_ + 40 hex digits (or wrn_ + 32 for older ones)",
     );
   }
-  // A key acts as its creator does in its team today: with their current
-  // role, and not at all once they left the team (or were deleted).
-  const [row] = await db
-    .select({
-      id: apiKeys.id,
-      teamId: apiKeys.teamId,
-      userId: apiKeys.createdBy,
-      isAdmin: users.isAdmin,
-      role: teamMembers.role,
-    })
-    .from(apiKeys)
-    .leftJoin(users, eq(users.id, apiKeys.createdBy))
-    .leftJoin(
-      teamMembers,
-      and(eq(teamMembers.teamId, apiKeys.teamId), eq(teamMembers.userId, apiKeys.createdBy)),
-    )
-    .where(and(eq(apiKeys.keyHash, sha256(key)), isNull(apiKeys.revokedAt)));
+  const hash = sha256(key);
+  let lookups = keyLookups.get(db);
+  if (!lookups) keyLookups.set(db, (lookups = new InFlight()));
+  const row = await lookups.run(hash, () => keyRow(db, hash));
   if (!row) throw new WrennError("unauthenticated", "unknown or revoked API key");
   if (!row.role) {
     throw new WrennError(
@@ -107,6 +95,34 @@ async function byApiKey(db: Db, key: string): Promise<Caller> {
     isAdmin: row.isAdmin ?? false,
     via: "api_key",
   };
+}
+
+/** Lookups of one key hash in flight, per database. */
+const keyLookups = new WeakMap<Db, InFlight<KeyRow | undefined>>();
+
+type KeyRow = Awaited<ReturnType<typeof keyRow>>;
+
+/**
+ * A key acts as its creator does in its team today: with their current
+ * role, and not at all once they left the team (or were deleted).
+ */
+async function keyRow(db: Db, hash: string) {
+  const [row] = await db
+    .select({
+      id: apiKeys.id,
+      teamId: apiKeys.teamId,
+      userId: apiKeys.createdBy,
+      isAdmin: users.isAdmin,
+      role: teamMembers.role,
+    })
+    .from(apiKeys)
+    .leftJoin(users, eq(users.id, apiKeys.createdBy))
+    .leftJoin(
+      teamMembers,
+      and(eq(teamMembers.teamId, apiKeys.teamId), eq(teamMembers.userId, apiKeys.createdBy)),
+    )
+    .where(and(eq(apiKeys.keyHash, hash), isNull(apiKeys.revokedAt)));
+  return row;
 }
 
 const LAST_USED_SLACK_MS = 5000;
