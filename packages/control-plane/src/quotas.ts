@@ -32,6 +32,8 @@ const NAMES: Record<keyof TeamQuota, string> = {
   diskMb: "disk (MiB)",
 };
 
+const KEYS = Object.keys(NAMES) as Array<keyof TeamQuota>;
+
 const RUNNING = ["pending", "running", "unknown"] as const;
 const KEPT = ["pending", "running", "paused", "unknown"] as const;
 
@@ -115,13 +117,19 @@ export class Quotas {
   }
 
   /**
-   * Refuses (429 `quota_exceeded`) what would take the team past a limit.
-   * Run it in the transaction that then reserves the room (the placement
-   * lock), so concurrent requests see each other.
+   * Refuses (429 `quota_exceeded`) what would take the team past a limit,
+   * and counts what it admits as held for the rest of `tx`. Run it in the
+   * transaction that then reserves the room (the placement lock), so
+   * concurrent requests see each other: those placed in one transaction
+   * read the team's usage once and see each other here.
    */
-  async check(tx: Db, teamId: string, demand: TeamQuota): Promise<void> {
-    const { limits, usage } = await this.#read(tx, teamId);
-    for (const key of Object.keys(NAMES) as Array<keyof TeamQuota>) {
+  async admit(tx: Db, teamId: string, demand: TeamQuota): Promise<void> {
+    let teams = this.#held.get(tx);
+    if (!teams) this.#held.set(tx, (teams = new Map()));
+    let team = teams.get(teamId);
+    if (!team) teams.set(teamId, (team = await this.#read(tx, teamId)));
+    const { limits, usage } = team;
+    for (const key of KEYS) {
       if (demand[key] > 0 && usage[key] + demand[key] > limits[key]) {
         throw new LimitError(
           "quota_exceeded",
@@ -129,7 +137,11 @@ export class Quotas {
         );
       }
     }
+    for (const key of KEYS) usage[key] += demand[key];
   }
+
+  /** Per transaction, each team's limits and usage with what it admitted. */
+  readonly #held = new WeakMap<Db, Map<string, TeamLimits>>();
 
   async get(caller: Caller, teamId: string): Promise<TeamLimits> {
     requireAdmin(caller);

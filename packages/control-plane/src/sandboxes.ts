@@ -5,6 +5,7 @@ import { timed } from "@wrenn/shared/log.ts";
 import type { Caller, Deps } from "./context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
 import { afterCursor, encodeCursor } from "./cursor.ts";
+import { InFlight } from "./in-flight.ts";
 import {
   PLATFORM_TEAM_ID,
   hosts,
@@ -95,6 +96,7 @@ export class SandboxService {
    * row says so. See `guestGone`.
    */
   readonly #stopping = new Set<string>();
+  readonly #templateReads = new InFlight<TemplateRow | undefined>();
 
   constructor(deps: Deps) {
     this.#deps = deps;
@@ -142,16 +144,17 @@ export class SandboxService {
         ? { vcpus: template.vcpus, memoryMb: template.memoryMb }
         : { vcpus: input.vcpus, memoryMb: input.memory_mb };
     // The pending row is the host's reservation: placed and inserted under one lock.
-    const { host, row } = await placement.place(
-      { ...shape, diskSizeMb: input.disk_size_mb },
-      template.type === "snapshot" ? (template.hostId ?? undefined) : undefined,
-      async (host, tx) => {
-        await this.#deps.quotas.check(tx, caller.teamId, {
+    const { host, row } = await placement.place({
+      demand: { ...shape, diskSizeMb: input.disk_size_mb },
+      only: template.type === "snapshot" ? (template.hostId ?? undefined) : undefined,
+      admit: (tx) =>
+        this.#deps.quotas.admit(tx, caller.teamId, {
           sandboxes: 1,
           vcpus: shape.vcpus,
           memoryMb: shape.memoryMb,
           diskMb: input.disk_size_mb,
-        });
+        }),
+      reserve: async (host, tx) => {
         const [row] = await tx
           .insert(sandboxes)
           .values({
@@ -174,7 +177,7 @@ export class SandboxService {
           .returning();
         return { host, row };
       },
-    );
+    });
     if (!row) {
       // Lost a race with the same client request id: the other request's sandbox is the answer.
       const existing = await this.#byRequestId(caller, input.client_request_id ?? "");
@@ -323,27 +326,27 @@ export class SandboxService {
     // The snapshot lives on the sandbox's host: it resumes there, if that host
     // has room. The row turns pending under the placement lock, which reserves
     // that room: a concurrent create cannot take it meanwhile.
-    await this.#deps.placement.place(
-      { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
-      host.id,
-      async (_host, tx) => {
-        // Its disk is counted while it is paused already.
-        await this.#deps.quotas.check(tx, caller.teamId, {
+    const moved = await this.#deps.placement.place({
+      demand: { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
+      only: host.id,
+      // Its disk is counted while it is paused already.
+      admit: (tx) =>
+        this.#deps.quotas.admit(tx, caller.teamId, {
           sandboxes: 1,
           vcpus: row.vcpus,
           memoryMb: row.memoryMb,
           diskMb: 0,
-        });
-        const moved = await tx
+        }),
+      reserve: (_host, tx) =>
+        tx
           .update(sandboxes)
           .set({ status: "pending", updatedAt: new Date() })
           .where(and(eq(sandboxes.id, id), eq(sandboxes.status, "paused")))
-          .returning({ id: sandboxes.id });
-        if (moved.length === 0) {
-          throw new WrennError("failed_precondition", `sandbox '${id}' is no longer paused`);
-        }
-      },
-    );
+          .returning({ id: sandboxes.id }),
+    });
+    if (moved.length === 0) {
+      throw new WrennError("failed_precondition", `sandbox '${id}' is no longer paused`);
+    }
     let res;
     try {
       res = await timed(this.#deps.log, "sandbox.resume", () =>
@@ -632,12 +635,19 @@ export class SandboxService {
   }
 
   async #visibleTemplate(caller: Caller, name: string): Promise<TemplateRow> {
-    const [tpl] = await this.#deps.db
-      .select()
-      .from(templates)
-      .where(
-        and(eq(templates.name, name), inArray(templates.teamId, [caller.teamId, PLATFORM_TEAM_ID])),
-      );
+    // A burst of creates from one template reads it once.
+    const tpl = await this.#templateReads.run(`${caller.teamId}/${name}`, async () => {
+      const [row] = await this.#deps.db
+        .select()
+        .from(templates)
+        .where(
+          and(
+            eq(templates.name, name),
+            inArray(templates.teamId, [caller.teamId, PLATFORM_TEAM_ID]),
+          ),
+        );
+      return row;
+    });
     if (!tpl) {
       throw new WrennError(
         "not_found",

@@ -68,6 +68,36 @@ const NO_LOAD: Load = {
   unmeasuredMemoryMb: 0,
 };
 
+/** A placement: `admit` may refuse it (reading only); `reserve` writes it. */
+export interface PlaceRequest<T> {
+  demand: Demand;
+  /** The one host it must go to (a snapshot's). */
+  only?: string | undefined;
+  admit?: (tx: Db) => Promise<void>;
+  reserve: (host: HostRow, tx: Db) => Promise<T>;
+}
+
+interface Queued {
+  request: PlaceRequest<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Bounds how long one transaction holds the placement lock. */
+const MAX_BATCH = 32;
+
+/** What a pending sandbox placed on `hostId` adds to its load. */
+function addLoad(loads: Map<string, Load>, hostId: string, demand: Demand): void {
+  const load = loads.get(hostId) ?? NO_LOAD;
+  loads.set(hostId, {
+    vcpus: load.vcpus + demand.vcpus,
+    memoryMb: load.memoryMb + demand.memoryMb,
+    count: load.count + 1,
+    unmeasuredVcpus: load.unmeasuredVcpus + demand.vcpus,
+    unmeasuredMemoryMb: load.unmeasuredMemoryMb + demand.memoryMb,
+  });
+}
+
 /** One host's room for a demand: its fullest resource after placing it (0..1), or what is short. */
 export type Fit = { ok: true; score: number } | { ok: false; short: string };
 
@@ -140,33 +170,100 @@ export class Placement {
     this.#overcommit = overcommit;
   }
 
-  /** The best host for the demand; `only` restricts it to one host (a snapshot's). */
-  pick(demand: Demand, only?: string): Promise<HostRow> {
-    return this.#pick(this.#db, demand, only);
-  }
-
   /**
-   * Picks a host and reserves room on it (`reserve` inserts the pending row)
-   * under one database-wide lock, so concurrent creates, on this or another
-   * control plane instance, see each other's load instead of all choosing the
-   * host that was least loaded before any of them.
+   * Picks a host and reserves room on it under one database-wide lock, so
+   * concurrent creates, on this or another control plane instance, see each
+   * other's load instead of all choosing the host that was least loaded
+   * before any of them. `admit` may refuse (it reads, never writes);
+   * `reserve` writes the reservation (the pending row).
+   *
+   * Requests that arrive together share one transaction: one lock and one
+   * read of the hosts and their load for all of them, each placed in turn
+   * against the load the ones before it added. "Together": in the same turn
+   * of the event loop (a burst's requests are handled one after another,
+   * each until it waits on I/O, which the embedded database never makes it
+   * do), or while the previous transaction ran. Under a burst of creates
+   * that takes most of the round trips off the database (with PGlite, off
+   * this process's one thread). A request refused (no room, `admit`) fails
+   * alone; if the shared transaction fails, it rolls back and its requests
+   * are placed again one by one.
    */
-  place<T>(
-    demand: Demand,
-    only: string | undefined,
-    reserve: (host: HostRow, tx: Db) => Promise<T>,
-  ): Promise<T> {
-    return this.#db.transaction(async (tx) => {
-      await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
-      return reserve(await this.#pick(tx, demand, only), tx);
+  place<T>(request: PlaceRequest<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({
+        request: request as PlaceRequest<unknown>,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      if (!this.#draining) {
+        this.#draining = true;
+        setImmediate(() => void this.#drain());
+      }
     });
   }
 
-  async #pick(db: Db, demand: Demand, only: string | undefined): Promise<HostRow> {
-    const candidates = await db
-      .select()
-      .from(hosts)
-      .where(only ? and(eq(hosts.status, "ready"), eq(hosts.id, only)) : eq(hosts.status, "ready"));
+  readonly #queue: Queued[] = [];
+  #draining = false;
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        await this.#placeAll(this.#queue.splice(0, MAX_BATCH));
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** Places `batch` in one transaction; settles each of its requests. */
+  async #placeAll(batch: Queued[]): Promise<void> {
+    const outcomes: Array<() => void> = [];
+    try {
+      await this.#db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
+        const candidates = await tx.select().from(hosts).where(eq(hosts.status, "ready"));
+        const loads = await this.#loads(
+          tx,
+          candidates.map((h) => h.id),
+        );
+        for (const { request, resolve, reject } of batch) {
+          const { demand, only } = request;
+          let host: HostRow;
+          try {
+            host = this.#pick(
+              only ? candidates.filter((h) => h.id === only) : candidates,
+              loads,
+              demand,
+              only,
+            );
+            await request.admit?.(tx);
+          } catch (err) {
+            outcomes.push(() => reject(err));
+            continue;
+          }
+          const value = await request.reserve(host, tx);
+          addLoad(loads, host.id, demand);
+          outcomes.push(() => resolve(value));
+        }
+      });
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]?.reject(err);
+        return;
+      }
+      for (const one of batch) await this.#placeAll([one]);
+      return;
+    }
+    for (const settle of outcomes) settle();
+  }
+
+  /** The least loaded of `candidates` with room for `demand`. */
+  #pick(
+    candidates: HostRow[],
+    loads: Map<string, Load>,
+    demand: Demand,
+    only: string | undefined,
+  ): HostRow {
     if (candidates.length === 0) {
       throw new WrennError(
         only ? "unavailable" : "resource_exhausted",
@@ -175,10 +272,6 @@ export class Placement {
           : "no host is registered and reachable; start a host agent and register it",
       );
     }
-    const loads = await this.#loads(
-      db,
-      candidates.map((h) => h.id),
-    );
     let best: { host: HostRow; score: number; count: number } | undefined;
     const shortages: string[] = [];
     for (const host of candidates) {
@@ -208,6 +301,7 @@ export class Placement {
   }
 
   async #loads(db: Db, hostIds: string[]): Promise<Map<string, Load>> {
+    if (hostIds.length === 0) return new Map();
     // Not measured: still being created, or running since the host's last
     // measurement was asked for (or the host never measured).
     const unmeasured = sql`(${sandboxes.status} = 'pending' or ${hosts.measuredAt} is null or ${sandboxes.updatedAt} >= ${hosts.measuredAt})`;
