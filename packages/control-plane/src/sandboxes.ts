@@ -154,28 +154,23 @@ export class SandboxService {
           memoryMb: shape.memoryMb,
           diskMb: input.disk_size_mb,
         }),
-      reserve: async (host, tx) => {
-        const [row] = await tx
-          .insert(sandboxes)
-          .values({
-            id: newSandboxId(),
-            teamId: caller.teamId,
-            hostId: host.id,
-            template: template.name,
-            status: "pending",
-            vcpus: shape.vcpus,
-            memoryMb: shape.memoryMb,
-            diskSizeMb: input.disk_size_mb,
-            timeoutSec: input.timeout_sec,
-            clientRequestId: input.client_request_id ?? null,
-            envdAccessToken: newAccessToken(),
-            trafficAccessToken: newAccessToken(),
-            metadata: input.metadata ?? {},
-            ...(input.e2b ?? {}),
-          })
-          .onConflictDoNothing()
-          .returning();
-        return { host, row };
+      reservation: {
+        insert: (host) => ({
+          id: newSandboxId(),
+          teamId: caller.teamId,
+          hostId: host.id,
+          template: template.name,
+          status: "pending",
+          vcpus: shape.vcpus,
+          memoryMb: shape.memoryMb,
+          diskSizeMb: input.disk_size_mb,
+          timeoutSec: input.timeout_sec,
+          clientRequestId: input.client_request_id ?? null,
+          envdAccessToken: newAccessToken(),
+          trafficAccessToken: newAccessToken(),
+          metadata: input.metadata ?? {},
+          ...(input.e2b ?? {}),
+        }),
       },
     });
     if (!row) {
@@ -326,7 +321,7 @@ export class SandboxService {
     // The snapshot lives on the sandbox's host: it resumes there, if that host
     // has room. The row turns pending under the placement lock, which reserves
     // that room: a concurrent create cannot take it meanwhile.
-    const moved = await this.#deps.placement.place({
+    const { row: moved } = await this.#deps.placement.place({
       demand: { vcpus: row.vcpus, memoryMb: row.memoryMb, diskSizeMb: 0 },
       only: host.id,
       // Its disk is counted while it is paused already.
@@ -337,14 +332,9 @@ export class SandboxService {
           memoryMb: row.memoryMb,
           diskMb: 0,
         }),
-      reserve: (_host, tx) =>
-        tx
-          .update(sandboxes)
-          .set({ status: "pending", updatedAt: new Date() })
-          .where(and(eq(sandboxes.id, id), eq(sandboxes.status, "paused")))
-          .returning({ id: sandboxes.id }),
+      reservation: { resume: id },
     });
-    if (moved.length === 0) {
+    if (!moved) {
       throw new WrennError("failed_precondition", `sandbox '${id}' is no longer paused`);
     }
     let res;

@@ -68,18 +68,38 @@ const NO_LOAD: Load = {
   unmeasuredMemoryMb: 0,
 };
 
-/** A placement: `admit` may refuse it (reading only); `reserve` writes it. */
-export interface PlaceRequest<T> {
+type SandboxRow = typeof sandboxes.$inferSelect;
+type NewSandbox = typeof sandboxes.$inferInsert;
+
+/** How a placement holds the room it took: the sandbox's pending row. */
+export type Reservation =
+  /** A create's new row, for the host it was placed on. */
+  | { insert: (host: HostRow) => NewSandbox }
+  /** A resume's: the paused row `resume` names turns pending. */
+  | { resume: string };
+
+export interface PlaceRequest {
   demand: Demand;
   /** The one host it must go to (a snapshot's). */
   only?: string | undefined;
+  /** May refuse the request; reads, never writes. */
   admit?: (tx: Db) => Promise<void>;
-  reserve: (host: HostRow, tx: Db) => Promise<T>;
+  reservation: Reservation;
+}
+
+export interface Placed {
+  host: HostRow;
+  /**
+   * The pending row. Undefined when none was written: the insert
+   * conflicted (another request took its client request id), or the row
+   * to resume was no longer paused.
+   */
+  row: SandboxRow | undefined;
 }
 
 interface Queued {
-  request: PlaceRequest<unknown>;
-  resolve: (value: unknown) => void;
+  request: PlaceRequest;
+  resolve: (placed: Placed) => void;
   reject: (err: unknown) => void;
 }
 
@@ -174,12 +194,11 @@ export class Placement {
    * Picks a host and reserves room on it under one database-wide lock, so
    * concurrent creates, on this or another control plane instance, see each
    * other's load instead of all choosing the host that was least loaded
-   * before any of them. `admit` may refuse (it reads, never writes);
-   * `reserve` writes the reservation (the pending row).
+   * before any of them.
    *
-   * Requests that arrive together share one transaction: one lock and one
-   * read of the hosts and their load for all of them, each placed in turn
-   * against the load the ones before it added. "Together": in the same turn
+   * Requests that arrive together share one transaction: one lock, one
+   * read of the hosts and their load, one insert of their rows, each placed
+   * in turn against the load the ones before it added. "Together": in the same turn
    * of the event loop (a burst's requests are handled one after another,
    * each until it waits on I/O, which the embedded database never makes it
    * do), or while the previous transaction ran. Under a burst of creates
@@ -188,13 +207,9 @@ export class Placement {
    * alone; if the shared transaction fails, it rolls back and its requests
    * are placed again one by one.
    */
-  place<T>(request: PlaceRequest<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({
-        request: request as PlaceRequest<unknown>,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      });
+  place(request: PlaceRequest): Promise<Placed> {
+    return new Promise<Placed>((resolve, reject) => {
+      this.#queue.push({ request, resolve, reject });
       if (!this.#draining) {
         this.#draining = true;
         setImmediate(() => void this.#drain());
@@ -226,8 +241,11 @@ export class Placement {
           tx,
           candidates.map((h) => h.id),
         );
+        const inserts: NewSandbox[] = [];
+        const resumes: string[] = [];
+        const placed: Array<{ host: HostRow; id: string; resolve: Queued["resolve"] }> = [];
         for (const { request, resolve, reject } of batch) {
-          const { demand, only } = request;
+          const { demand, only, reservation } = request;
           let host: HostRow;
           try {
             host = this.#pick(
@@ -241,9 +259,37 @@ export class Placement {
             outcomes.push(() => reject(err));
             continue;
           }
-          const value = await request.reserve(host, tx);
+          if ("insert" in reservation) {
+            const values = reservation.insert(host);
+            inserts.push(values);
+            placed.push({ host, id: values.id, resolve });
+          } else {
+            resumes.push(reservation.resume);
+            placed.push({ host, id: reservation.resume, resolve });
+          }
           addLoad(loads, host.id, demand);
-          outcomes.push(() => resolve(value));
+        }
+        // One statement each for all the batch's rows.
+        const rows = new Map<string, SandboxRow>();
+        if (inserts.length > 0) {
+          for (const row of await tx
+            .insert(sandboxes)
+            .values(inserts)
+            .onConflictDoNothing()
+            .returning()) {
+            rows.set(row.id, row);
+          }
+        }
+        if (resumes.length > 0) {
+          const moved = await tx
+            .update(sandboxes)
+            .set({ status: "pending", updatedAt: new Date() })
+            .where(and(inArray(sandboxes.id, resumes), eq(sandboxes.status, "paused")))
+            .returning();
+          for (const row of moved) rows.set(row.id, row);
+        }
+        for (const { host, id, resolve } of placed) {
+          outcomes.push(() => resolve({ host, row: rows.get(id) }));
         }
       });
     } catch (err) {

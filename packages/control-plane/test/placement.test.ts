@@ -5,7 +5,7 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Db } from "../src/db/open.ts";
 import { sandboxes } from "../src/db/schema.ts";
 import { Quotas } from "../src/quotas.ts";
-import { Placement, type HostRow, type PlaceRequest } from "../src/scheduler.ts";
+import { Placement, type HostRow, type Reservation } from "../src/scheduler.ts";
 import { DATABASES, startHarness, type Harness } from "./harness.ts";
 
 const demand = { vcpus: 1, memoryMb: 256, diskSizeMb: 0 };
@@ -31,9 +31,9 @@ async function teamOf(h: Harness): Promise<string> {
 }
 
 /** A create's reservation: a pending row for `id` on the chosen host. */
-function pendingRow(teamId: string, id: string): PlaceRequest<string>["reserve"] {
-  return async (host: HostRow, tx: Db) => {
-    await tx.insert(sandboxes).values({
+function pendingRow(teamId: string, id: string): Reservation {
+  return {
+    insert: (host: HostRow) => ({
       id,
       teamId,
       hostId: host.id,
@@ -43,8 +43,7 @@ function pendingRow(teamId: string, id: string): PlaceRequest<string>["reserve"]
       memoryMb: demand.memoryMb,
       diskSizeMb: 0,
       timeoutSec: 60,
-    });
-    return host.id;
+    }),
   };
 }
 
@@ -65,11 +64,14 @@ for (const kind of DATABASES) {
       const placement = new Placement(h.cp.db);
       const ids = Array.from({ length: 6 }, (_, i) => `sb-together-${i}`);
       const placed = await Promise.all(
-        ids.map((id) => placement.place({ demand, reserve: pendingRow(teamId, id) })),
+        ids.map((id) => placement.place({ demand, reservation: pendingRow(teamId, id) })),
       );
       assert.equal(tx.count(), 1, "one transaction for the six");
       const perHost = new Map<string, number>();
-      for (const hostId of placed) perHost.set(hostId, (perHost.get(hostId) ?? 0) + 1);
+      for (const { host, row } of placed) {
+        assert.equal(row?.hostId, host.id);
+        perHost.set(host.id, (perHost.get(host.id) ?? 0) + 1);
+      }
       assert.deepEqual([...perHost.values()], [3, 3], "spread as if placed one by one");
       assert.deepEqual(await rows(h.cp.db, ids), [...ids].sort());
 
@@ -78,14 +80,12 @@ for (const kind of DATABASES) {
       const held = new Promise<void>((resolve) => (release = resolve));
       const first = placement.place({
         demand,
-        reserve: async (host, t) => {
-          await held;
-          return pendingRow(teamId, "sb-later-0")(host, t);
-        },
+        admit: () => held,
+        reservation: pendingRow(teamId, "sb-later-0"),
       });
       await new Promise((r) => setTimeout(r, 50));
       const later = ["sb-later-1", "sb-later-2", "sb-later-3"].map((id) =>
-        placement.place({ demand, reserve: pendingRow(teamId, id) }),
+        placement.place({ demand, reservation: pendingRow(teamId, id) }),
       );
       release();
       await Promise.all([first, ...later]);
@@ -105,16 +105,16 @@ for (const kind of DATABASES) {
       const refusal = new WrennError("resource_exhausted", "not this one");
       const ids = ["sb-ok-0", "sb-refused", "sb-ok-1", "sb-too-big"];
       const results = await Promise.allSettled([
-        placement.place({ demand, reserve: pendingRow(teamId, ids[0]!) }),
+        placement.place({ demand, reservation: pendingRow(teamId, ids[0]!) }),
         placement.place({
           demand,
           admit: () => Promise.reject(refusal),
-          reserve: pendingRow(teamId, ids[1]!),
+          reservation: pendingRow(teamId, ids[1]!),
         }),
-        placement.place({ demand, reserve: pendingRow(teamId, ids[2]!) }),
+        placement.place({ demand, reservation: pendingRow(teamId, ids[2]!) }),
         placement.place({
           demand: { ...demand, vcpus: 1_000_000 },
-          reserve: pendingRow(teamId, ids[3]!),
+          reservation: pendingRow(teamId, ids[3]!),
         }),
       ]);
       assert.deepEqual(
@@ -126,20 +126,16 @@ for (const kind of DATABASES) {
       assert.equal(tx.count(), 1, "refusals do not cost the others their transaction");
       assert.deepEqual(await rows(h.cp.db, ids), ["sb-ok-0", "sb-ok-1"]);
 
-      // A reservation that fails (the database's trouble) takes the whole transaction with it.
-      const broken = new Error("the insert failed");
+      // A row the database refuses (here: no such team) takes the whole transaction with it.
       const again = ["sb-retry-0", "sb-retry-1", "sb-broken", "sb-retry-2"];
       const retried = await Promise.allSettled(
         again.map((id) =>
           placement.place({
             demand,
-            reserve:
-              id === "sb-broken"
-                ? async (host, t) => {
-                    await pendingRow(teamId, id)(host, t);
-                    throw broken;
-                  }
-                : pendingRow(teamId, id),
+            reservation: pendingRow(
+              id === "sb-broken" ? "00000000-0000-4000-8000-000000000000" : teamId,
+              id,
+            ),
           }),
         ),
       );
@@ -147,13 +143,26 @@ for (const kind of DATABASES) {
         retried.map((r) => r.status),
         ["fulfilled", "fulfilled", "rejected", "fulfilled"],
       );
-      assert.equal((retried[2] as PromiseRejectedResult).reason, broken);
       assert.equal(tx.count(), 1 + 1 + again.length, "rolled back, then one transaction each");
       assert.deepEqual(
         await rows(h.cp.db, again),
         ["sb-retry-0", "sb-retry-1", "sb-retry-2"],
-        "each placed once; the failed one's row rolled back",
+        "each placed once; the refused one's row rolled back",
       );
+
+      // A resume's row turns pending only if it is still paused.
+      await h.cp.db
+        .update(sandboxes)
+        .set({ status: "paused" })
+        .where(inArray(sandboxes.id, ["sb-ok-0"]));
+      const [paused, notPaused] = await Promise.all(
+        ["sb-ok-0", "sb-ok-1"].map((id) =>
+          placement.place({ demand, reservation: { resume: id } }),
+        ),
+      );
+      assert.equal(paused?.row?.status, "pending");
+      assert.equal(notPaused?.row, undefined, "sb-ok-1 was pending, not paused: untouched");
+      assert.equal(tx.count(), 1 + 1 + again.length + 1);
     } finally {
       tx.restore();
       await h.close();
