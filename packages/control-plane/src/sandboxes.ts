@@ -5,7 +5,7 @@ import { timed } from "@wrenn/shared/log.ts";
 import type { Caller, Deps } from "./context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
 import { afterCursor, encodeCursor } from "./cursor.ts";
-import { InFlight } from "./in-flight.ts";
+import { InFlight } from "@wrenn/shared/in-flight.ts";
 import {
   PLATFORM_TEAM_ID,
   hosts,

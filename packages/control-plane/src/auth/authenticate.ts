@@ -2,7 +2,7 @@ import { and, asc, eq, isNull, lt, or, sql } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Caller } from "../context.ts";
 import type { Db } from "../db/open.ts";
-import { InFlight } from "../in-flight.ts";
+import { InFlight } from "@wrenn/shared/in-flight.ts";
 import { apiKeys, teamMembers, users } from "../db/schema.ts";
 import type { Sessions } from "./sessions.ts";
 import { clientKey, type Throttles } from "./throttle.ts";

@@ -139,19 +139,24 @@ async function bootSnapshotOf(
     memoryMb: record.memoryMb,
     diskSizeMb: record.diskSizeMb,
   };
-  try {
-    // By the files themselves (real paths): image dirs that link to one
-    // build share its boot snapshots.
-    const [kernel, image] = await Promise.all([
-      host.currentKernel(),
-      host.opts.images.template(record.template),
-    ]);
-    const source: BootSource = { rootfs: image.rootfs, kernel: kernel.kernelPath };
-    const name = BootSnapshots.nameOf(shape, source, host.opts.vmm.name);
-    return await host.bootSnapshots.get(shape, name, source);
-  } catch {
-    return null; // the boot reports what is wrong (no such template, no kernel)
-  }
+  const { bootSnapshots } = host;
+  // A burst of creates of one shape looks its files up once.
+  const key = `${shape.template}/${shape.vcpus}/${shape.memoryMb}/${shape.diskSizeMb}`;
+  return host.bootSnapshotLookups.run(key, async () => {
+    try {
+      // By the files themselves (real paths): image dirs that link to one
+      // build share its boot snapshots.
+      const [kernel, image] = await Promise.all([
+        host.currentKernel(),
+        host.opts.images.template(record.template),
+      ]);
+      const source: BootSource = { rootfs: image.rootfs, kernel: kernel.kernelPath };
+      const name = BootSnapshots.nameOf(shape, source, host.opts.vmm.name);
+      return await bootSnapshots.get(shape, name, source);
+    } catch {
+      return null; // the boot reports what is wrong (no such template, no kernel)
+    }
+  });
 }
 
 /**

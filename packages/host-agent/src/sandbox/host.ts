@@ -1,6 +1,7 @@
 import { realpath } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { InFlight } from "@wrenn/shared/in-flight.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import { GUEST_MAC, type NetworkSlot } from "../network/network.ts";
 import type { SandboxDisk } from "../storage/storage.ts";
@@ -11,7 +12,7 @@ import type { ManagerOptions } from "./options.ts";
 import type { WarmPool } from "./pool.ts";
 import { homeOf, RecordStore, type SandboxRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { TemplateStore } from "./templates.ts";
+import { TemplateStore, type SnapshotMeta } from "./templates.ts";
 import { PauseWriteBack } from "./write-back.ts";
 
 /**
@@ -26,6 +27,8 @@ export class SandboxHost {
   readonly templates: TemplateStore;
   readonly registry = new Registry();
   readonly writeBack = new PauseWriteBack();
+  /** Creates' boot snapshots, by shape (create.ts). */
+  readonly bootSnapshotLookups = new InFlight<SnapshotMeta | null>();
   /** Set once by the front door (its builder runs the lifecycle itself). */
   bootSnapshots: BootSnapshots | null = null;
   /** Set once by the front door when the pool is on (its refills run the lifecycle itself). */
