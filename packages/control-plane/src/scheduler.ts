@@ -198,14 +198,14 @@ export class Placement {
    *
    * Requests that arrive together share one transaction: one lock, one
    * read of the hosts and their load, one insert of their rows, each placed
-   * in turn against the load the ones before it added. "Together": in the same turn
-   * of the event loop (a burst's requests are handled one after another,
-   * each until it waits on I/O, which the embedded database never makes it
-   * do), or while the previous transaction ran. Under a burst of creates
-   * that takes most of the round trips off the database (with PGlite, off
-   * this process's one thread). A request refused (no room, `admit`) fails
-   * alone; if the shared transaction fails, it rolls back and its requests
-   * are placed again one by one.
+   * in turn against the load the ones before it added. "Together": in the
+   * same turn of the event loop (a burst's requests are handled one after
+   * another, each until it waits on I/O, which the embedded database never
+   * makes it do), or while the previous transaction ran. Under a burst of
+   * creates that takes most of the round trips off the database (with
+   * PGlite, off this process's one thread). A request refused (no room,
+   * `admit`) fails alone; if the shared transaction fails, it rolls back
+   * and its requests are placed again one by one.
    */
   place(request: PlaceRequest): Promise<Placed> {
     return new Promise<Placed>((resolve, reject) => {
