@@ -5,10 +5,14 @@ import { InFlight } from "../src/in-flight.ts";
 test("in-flight reads: calls for one key share one read; other keys and later calls read again; a failure is not kept", async () => {
   const reads: string[] = [];
   const shared = new InFlight<string>();
-  const read = (key: string, fail = false) => () => {
-    reads.push(key);
-    return fail ? Promise.reject(new Error(`no ${key}`)) : Promise.resolve(`${key}#${reads.length}`);
-  };
+  const read =
+    (key: string, fail = false) =>
+    () => {
+      reads.push(key);
+      return fail
+        ? Promise.reject(new Error(`no ${key}`))
+        : Promise.resolve(`${key}#${reads.length}`);
+    };
   // Calls made in one turn of the event loop, as a burst's requests are.
   const together = await Promise.all([
     shared.run("a", read("a")),
