@@ -120,8 +120,8 @@ export class Quotas {
    * Refuses (429 `quota_exceeded`) what would take the team past a limit,
    * and counts what it admits as held for the rest of `tx`. Run it in the
    * transaction that then reserves the room (the placement lock), so
-   * concurrent requests see each other: those placed in one transaction
-   * read the team's usage once and see each other here.
+   * concurrent requests see each other; requests placed in one transaction
+   * read the team's usage once and count against each other here.
    */
   async admit(tx: Db, teamId: string, demand: TeamQuota): Promise<void> {
     let teams = this.#held.get(tx);

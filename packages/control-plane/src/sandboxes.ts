@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { and, desc, eq, inArray, sql, type SQL } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
+import { InFlight } from "@wrenn/shared/in-flight.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import type { Caller, Deps } from "./context.ts";
 import { newSandboxId } from "./auth/tokens.ts";
 import { afterCursor, encodeCursor } from "./cursor.ts";
-import { InFlight } from "@wrenn/shared/in-flight.ts";
 import {
   PLATFORM_TEAM_ID,
   hosts,
