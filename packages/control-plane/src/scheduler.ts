@@ -233,6 +233,8 @@ export class Placement {
   /** Places `batch` in one transaction; settles each of its requests. */
   async #placeAll(batch: Queued[]): Promise<void> {
     const outcomes: Array<() => void> = [];
+    // The batch's rows, by sandbox id: its requests are answered after the commit.
+    const rows = new Map<string, SandboxRow>();
     try {
       await this.#db.transaction(async (tx) => {
         await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
@@ -243,34 +245,28 @@ export class Placement {
         );
         const inserts: NewSandbox[] = [];
         const resumes: string[] = [];
-        const placed: Array<{ host: HostRow; id: string; resolve: Queued["resolve"] }> = [];
         for (const { request, resolve, reject } of batch) {
           const { demand, only, reservation } = request;
           let host: HostRow;
           try {
-            host = this.#pick(
-              only ? candidates.filter((h) => h.id === only) : candidates,
-              loads,
-              demand,
-              only,
-            );
+            host = this.#pick(candidates, loads, demand, only);
             await request.admit?.(tx);
           } catch (err) {
             outcomes.push(() => reject(err));
             continue;
           }
+          let id: string;
           if ("insert" in reservation) {
             const values = reservation.insert(host);
             inserts.push(values);
-            placed.push({ host, id: values.id, resolve });
+            id = values.id;
           } else {
-            resumes.push(reservation.resume);
-            placed.push({ host, id: reservation.resume, resolve });
+            resumes.push((id = reservation.resume));
           }
           addLoad(loads, host.id, demand);
+          outcomes.push(() => resolve({ host, row: rows.get(id) }));
         }
         // One statement each for all the batch's rows.
-        const rows = new Map<string, SandboxRow>();
         if (inserts.length > 0) {
           for (const row of await tx
             .insert(sandboxes)
@@ -288,9 +284,6 @@ export class Placement {
             .returning();
           for (const row of moved) rows.set(row.id, row);
         }
-        for (const { host, id, resolve } of placed) {
-          outcomes.push(() => resolve({ host, row: rows.get(id) }));
-        }
       });
     } catch (err) {
       if (batch.length === 1) {
@@ -303,13 +296,14 @@ export class Placement {
     for (const settle of outcomes) settle();
   }
 
-  /** The least loaded of `candidates` with room for `demand`. */
+  /** The least loaded of the ready hosts (or of `only`) with room for `demand`. */
   #pick(
-    candidates: HostRow[],
+    ready: HostRow[],
     loads: Map<string, Load>,
     demand: Demand,
     only: string | undefined,
   ): HostRow {
+    const candidates = only ? ready.filter((h) => h.id === only) : ready;
     if (candidates.length === 0) {
       throw new WrennError(
         only ? "unavailable" : "resource_exhausted",
