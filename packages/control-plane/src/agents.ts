@@ -1,3 +1,5 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
@@ -17,6 +19,16 @@ export interface AgentTarget {
 
 /** Generous enough for a cold boot under TCG; a hung agent still fails the call. */
 export const DEFAULT_AGENT_TIMEOUT_MS = 120_000;
+
+/**
+ * How long a socket to an agent stays open unused. Node's default pool
+ * closes it after 5 s, so a burst of creates after a quiet spell opened a
+ * connection per RPC (20 in a 20-create burst, each set up on both ends on
+ * the event loop every request needs; a TLS handshake each for https
+ * agents). Below the agent's own keep-alive (65 s, listener.ts), so the
+ * agent never closes a socket just as it is reused.
+ */
+const AGENT_SOCKET_IDLE_MS = 60_000;
 
 /**
  * Largest Connect message taken from or sent to an agent: an exec reply
@@ -72,7 +84,10 @@ export function untrustedAgentError(err: unknown, address: string): WrennError |
  * `call`, which turns the agent's errors into the API's.
  */
 export class AgentPool {
-  readonly #clients = new Map<string, { secret: string; client: AgentClient }>();
+  readonly #clients = new Map<
+    string,
+    { secret: string; client: AgentClient; sockets: HttpAgent | HttpsAgent }
+  >();
   readonly #defaultTimeoutMs: number;
   readonly #ca: string | undefined;
 
@@ -92,15 +107,17 @@ export class AgentPool {
     if (cached?.secret === host.secret) return cached.client;
     const baseUrl = agentBaseUrl(host.address);
     const authorization = `Bearer ${host.secret}`;
+    const kept = { keepAlive: true, scheduling: "lifo", timeout: AGENT_SOCKET_IDLE_MS } as const;
+    const sockets = baseUrl.startsWith("https:")
+      ? // Verified against the operator's CA when given; Node's default CAs otherwise.
+        new HttpsAgent({ ...kept, ...(this.#ca !== undefined ? { ca: this.#ca } : {}) })
+      : new HttpAgent(kept);
     const client = createClient(
       HostAgentService,
       createConnectTransport({
         baseUrl,
         httpVersion: "1.1",
-        // Verified against the operator's CA when given; Node's default CAs otherwise.
-        ...(this.#ca !== undefined && baseUrl.startsWith("https:")
-          ? { nodeOptions: { ca: this.#ca } }
-          : {}),
+        nodeOptions: { agent: sockets },
         // Without this the agent gzips every response message over 1 KiB: file chunks
         // cost ~100 ms of CPU per MiB on both sides, for bytes that rarely shrink.
         acceptCompression: [],
@@ -116,7 +133,7 @@ export class AgentPool {
           : [],
       }),
     );
-    this.#clients.set(host.address, { secret: host.secret, client });
+    this.#clients.set(host.address, { secret: host.secret, client, sockets });
     return client;
   }
 
@@ -132,7 +149,14 @@ export class AgentPool {
     }
   }
 
+  /** A forgotten host's idle sockets close on their own (AGENT_SOCKET_IDLE_MS); calls in flight finish. */
   forget(address: string): void {
     this.#clients.delete(address);
+  }
+
+  /** At shutdown: closes every socket, in use or kept. */
+  close(): void {
+    for (const { sockets } of this.#clients.values()) sockets.destroy();
+    this.#clients.clear();
   }
 }

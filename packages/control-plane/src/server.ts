@@ -248,6 +248,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       detachWs();
       proxy.close();
       await Promise.all([main.close(), proxyListener?.close()]);
+      agents.close();
       await database.close();
     },
   };
