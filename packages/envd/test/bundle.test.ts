@@ -46,7 +46,9 @@ describe("envd bundle", () => {
     );
     assert.equal(probe.status, 0, probe.stderr);
 
-    const { child, url, log, exited } = await spawnEnvd(t, out.bundle);
+    const { child, url, log, exited } = await spawnEnvd(t, out.bundle, undefined, {
+      env: { ...process.env, WRENN_LOG_LEVEL: "debug" },
+    });
     assert.equal((await fetch(`${url}/health`)).status, 204);
     const init = await fetch(`${url}/init`, {
       method: "POST",

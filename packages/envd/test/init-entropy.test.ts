@@ -21,7 +21,8 @@ async function startChild(t: TestContext, uid?: number): Promise<Child> {
   const user = uid === undefined ? userInfo().username : "nobody";
   const envd = await spawnEnvd(t, MAIN, user, {
     ...(uid === undefined ? {} : { uid, gid: uid, cwd: "/" }),
-    env: { ...process.env, WRENN_LOG_LEVEL: "info" },
+    // /init's line, which says whether it reseeded, is a debug line.
+    env: { ...process.env, WRENN_LOG_LEVEL: "debug" },
   });
   const afterInits = async (count: number): Promise<LogLine[]> => {
     const deadline = Date.now() + 5000;

@@ -48,6 +48,7 @@ export async function syncClock(
   if (!isRoot || Math.abs(drift) < CLOCK_TOLERANCE_MS) return false;
   const set = options.setClock ?? clockSetter(log);
   await set(target.getTime());
-  log.info({ driftMs: drift }, "guest clock set from host");
+  // Every resume sets it: debug, as /init's own line is (see init.ts).
+  log.debug({ driftMs: drift }, "guest clock set from host");
   return true;
 }

@@ -44,7 +44,7 @@ export function withLoopbackName(hosts: string, name: string): string {
  * (tests, development) skip it. The files are the image's business: one
  * that cannot be written (a read-only /etc) is logged, not fatal. Returns
  * the name it replaced, or undefined when nothing changed (the caller logs
- * the change: a console line costs a TCG guest ≈ 0.5 ms).
+ * the change).
  */
 export function setHostname(
   name: string,
