@@ -41,7 +41,9 @@ export class SandboxHost {
    * claim (14–26 ms alone): they evicted each other's translated code.
    * Gated, 15–22 ms in 10 of 11 bursts, and a burst of 20 claims ended
    * ≈ 18 % sooner (median wall of bursts interleaved with ungated ones:
-   * 556 ms over 9, against 677 ms over 7).
+   * 556 ms over 9, against 677 ms over 7). One at a time, leaving a core
+   * to the event loops, was worse (2026-12-05: 1.29–1.36 of two cores
+   * busy, median walls 257–295 ms against 218–229).
    */
   readonly claimGate = new Gate(availableParallelism());
   /**
