@@ -19,7 +19,7 @@ import { clockSetter, syncClock } from "../src/http/clock.ts";
 import { wantsGzip } from "../src/http/files.ts";
 import { isHostname, setHostname, withLoopbackName } from "../src/http/hostname.ts";
 import { parseInit } from "../src/http/init.ts";
-import { startEnvd, type Envd } from "../src/server.ts";
+import { KEEP_ALIVE_MS, startEnvd, type Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
 import { lookupUser, type LinuxUser } from "../src/users.ts";
 import { isRoot, tempDir, tempUser } from "./filesystem-fixtures.ts";
@@ -74,6 +74,9 @@ describe("envd HTTP routes", () => {
     const res = await fetch(f.url("/health"));
     assert.equal(res.status, 204);
     assert.equal(res.headers.get("x-envd-version"), ENVD_VERSION);
+    // A warm pool entry's connection outlives its wait for a claim (an hour).
+    assert.equal(res.headers.get("keep-alive"), `timeout=${KEEP_ALIVE_MS / 1000}`);
+    assert.ok(KEEP_ALIVE_MS >= 3_600_000);
     assert.equal(await res.text(), "");
     const version = await fetch(f.url("/version"));
     assert.deepEqual(await version.json(), { version: ENVD_VERSION });
