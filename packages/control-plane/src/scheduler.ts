@@ -2,6 +2,7 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Db } from "./db/open.ts";
 import { hosts, sandboxes } from "./db/schema.ts";
+import type { SandboxRow } from "./sandboxes.ts";
 
 /**
  * How far placement may go past a host's capacity. A host reports what it
@@ -68,7 +69,6 @@ const NO_LOAD: Load = {
   unmeasuredMemoryMb: 0,
 };
 
-type SandboxRow = typeof sandboxes.$inferSelect;
 type NewSandbox = typeof sandboxes.$inferInsert;
 
 /** How a placement holds the room it took: the sandbox's pending row. */
