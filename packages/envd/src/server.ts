@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Process } from "@wrenn/proto/process/process_pb.js";
@@ -14,6 +15,7 @@ import { WatcherRegistry } from "./filesystem/watchers.ts";
 import { handleHttp } from "./http/routes.ts";
 import { sameSecret } from "./http/auth.ts";
 import { leanStreams, streamRoute, type StreamCall } from "./connect-stream.ts";
+import { controlChannel, isControlUpgrade } from "./control.ts";
 
 export interface EnvdOptions {
   port: number;
@@ -87,12 +89,21 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
 
   // No request or headers timeout: streams live as long as their process.
   const server = createServer(
-    { requestTimeout: 0, keepAliveTimeout: KEEP_ALIVE_MS },
+    {
+      requestTimeout: 0,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      shouldUpgradeCallback: isControlUpgrade,
+    },
     (req, res) => {
       if (!lean(req, res)) rpc(req, res);
     },
   );
   server.headersTimeout = 0;
+  const control = controlChannel(context, KEEP_ALIVE_MS);
+  // A plain HTTP server's upgrade socket is its net.Socket.
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    control.upgrade(req, socket as Socket, head),
+  );
   const wildcard =
     options.host === undefined || options.host === "0.0.0.0" || options.host === "::";
   await new Promise<void>((resolve, reject) => {
@@ -118,6 +129,7 @@ export async function startEnvd(options: EnvdOptions): Promise<Envd> {
     close: () =>
       new Promise<void>((resolve) => {
         watchers.closeAll();
+        control.closeAll();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

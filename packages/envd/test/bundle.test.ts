@@ -4,13 +4,14 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { ControlChannel } from "@wrenn/host-agent/envd/control.ts";
 import { buildEnvd } from "../build.ts";
 import { isRoot, tempDir } from "./filesystem-fixtures.ts";
 import { spawnEnvd } from "./spawn-envd.ts";
 
 /** The bundle as the guest runs it: `node envd.cjs` with its native packages beside it. */
 describe("envd bundle", () => {
-  test("is one CommonJS file that starts, answers /health and /init, and ships its addons", async (t) => {
+  test("is one CommonJS file that starts, answers /health and /init (over HTTP and its control channel), and ships its addons", async (t) => {
     const dir = await tempDir(t, "wrenn-envd-bundle-");
     const out = await buildEnvd(join(dir, "out"));
     assert.equal(out.bundle, join(out.dir, "envd.cjs"));
@@ -60,6 +61,10 @@ describe("envd bundle", () => {
       }),
     });
     assert.equal(init.status, 204);
+    // The agent's way in: without the channel it would fall back to HTTP silently.
+    const control = new ControlChannel(new URL(url).host);
+    await control.init(undefined, { envVars: { B: "2" } }, AbortSignal.timeout(10_000));
+    control.close();
     child.kill("SIGTERM");
     assert.equal(await exited, 0, log());
     // As root the bundled loader found the addon and the kernel took the entropy.
@@ -72,5 +77,6 @@ describe("envd bundle", () => {
       "no warnings or errors",
     );
     if (isRoot) assert.match(log(), /"reseeded":true.*"msg":"init"/);
+    assert.equal(log().match(/"msg":"init"/g)?.length, 2, "both /inits applied");
   });
 });

@@ -5,7 +5,9 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
-import { startEnvd } from "@wrenn/envd/server.ts";
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { startEnvd, type Envd } from "@wrenn/envd/server.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { EnvdClient } from "../src/envd/client.ts";
 
@@ -63,4 +65,83 @@ test("a command runs the same in Connect's JSON (E2B's SDKs) as in the agent's b
     assert.equal(out, "a\0b", `stdout, json: ${json}`);
     assert.equal(exit, 3, `exit code, json: ${json}`);
   }
+});
+
+/** envd's /init requests by the way they came: POST /init, or an upgrade to the control channel. */
+function countInits(envd: Envd): { http: number; upgrades: number } {
+  const seen = { http: 0, upgrades: 0 };
+  envd.server.on("request", (req: IncomingMessage) => {
+    if (req.url === "/init") seen.http++;
+  });
+  envd.server.on("upgrade", () => seen.upgrades++);
+  return seen;
+}
+
+async function hostEnvd(t: TestContext): Promise<Envd> {
+  const envd = await startEnvd({
+    port: 0,
+    host: "127.0.0.1",
+    defaultUser: userInfo().username,
+    log: createLogger("envd-client-test", "warn"),
+  });
+  t.after(() => envd.close());
+  return envd;
+}
+
+// No hostname in these /inits: envd would rename the machine the tests run on.
+test("/init goes over envd's control channel, one connection for all of a guest's inits; envd's refusal is POST /init's error", async (t) => {
+  const envd = await hostEnvd(t);
+  const seen = countInits(envd);
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
+  await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
+  assert.deepEqual(seen, { http: 0, upgrades: 1 });
+  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
+  assert.equal(envd.context.state.accessToken, "token-2");
+  // The client sends the token it set: its other calls pass.
+  await client.listDir(tmpdir());
+
+  // A client that does not know the token: envd refuses, and says so as it would over HTTP.
+  const stranger = new EnvdClient(new URL(envd.url).host);
+  t.after(() => stranger.close());
+  await assert.rejects(stranger.init({ envVars: { C: "3" } }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, "unavailable");
+    assert.match(err.message, /envd \/init answered 401: missing or wrong access token/);
+    return true;
+  });
+  assert.equal(Object.hasOwn(envd.context.state.envVars, "C"), false);
+  assert.equal(seen.http, 0, "a refusal is an answer: not sent again over HTTP");
+});
+
+test("an envd without the control channel (it answers the upgrade with a plain 404, as envd did before it) gets /init over HTTP, and is not asked again", async (t) => {
+  const envd = await hostEnvd(t);
+  // What an envd that predates the channel does with the upgrade: a plain request, 404.
+  envd.server.removeAllListeners("upgrade");
+  envd.server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => {
+    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  });
+  const seen = countInits(envd);
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
+  await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
+  assert.deepEqual(seen, { http: 2, upgrades: 1 });
+  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
+  assert.equal(envd.context.state.accessToken, "token-2");
+});
+
+test("a control channel envd closed is opened again for the next /init", async (t) => {
+  const envd = await hostEnvd(t);
+  const seen = countInits(envd);
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  let control: Duplex | undefined;
+  envd.server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => (control = socket));
+  await client.init({ envVars: { A: "1" } });
+  control?.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  await client.init({ envVars: { B: "2" } });
+  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
+  assert.equal(seen.upgrades, 2);
 });

@@ -57,6 +57,11 @@ export function parseInit(text: string): InitRequest {
   } catch (err) {
     throw bad(`/init body is not JSON: ${messageOf(err)}`);
   }
+  return checkInit(body);
+}
+
+/** /init's body, parsed: what of it is valid, or what is not. */
+export function checkInit(body: unknown): InitRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body))
     throw bad("/init body must be an object");
   const b = body as Record<string, unknown>;
@@ -104,9 +109,13 @@ function parseEntropy(value: unknown): Uint8Array {
   return bytes;
 }
 
-/** Applies the host's /init: after create and after every resume. */
+/** POST /init: the host's /init as E2B's envd takes it. */
 export async function handleInit(req: IncomingMessage, ctx: EnvdContext): Promise<void> {
-  const init = parseInit(await readBody(req));
+  await applyInit(parseInit(await readBody(req)), ctx);
+}
+
+/** Applies the host's /init (over HTTP or the control channel): after create and after every resume. */
+export async function applyInit(init: InitRequest, ctx: EnvdContext): Promise<void> {
   const { state } = ctx;
   // Every claim sends the user in effect again: checked once is enough.
   if (

@@ -16,6 +16,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { Filesystem } from "@wrenn/proto/filesystem/filesystem_pb.js";
 import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
 import { WrennError, answerMessage, envdFilesError, messageOf } from "@wrenn/shared/errors.ts";
+import { ControlChannel, ControlRefusal } from "./control.ts";
 
 export const ENVD_PORT = 49983;
 
@@ -102,8 +103,15 @@ export class EnvdClient {
     keepAliveMsecs: 30_000,
   });
 
+  /**
+   * /init's way in: envd's control channel (envd/control.ts), whose request
+   * costs a TCG guest ≈ 2.5 ms less of its VMM's CPU than POST /init.
+   */
+  private readonly control: ControlChannel;
+
   constructor(address: string, accessToken?: string, gone?: AbortSignal) {
     this.baseUrl = `http://${address}`;
+    this.control = new ControlChannel(address);
     this.accessToken = accessToken || undefined;
     this.gone = gone;
     const transport = (useBinaryFormat: boolean) =>
@@ -123,6 +131,7 @@ export class EnvdClient {
   /** Drops every pooled connection; the client is not used afterwards. */
   close(): void {
     this.agent.destroy();
+    this.control.close();
   }
 
   /** One plain HTTP request on this guest's pool; the body may be a stream. */
@@ -198,14 +207,31 @@ export class EnvdClient {
    * snapshot otherwise share its CRNG state, and /dev/urandom with it.
    */
   async init(options: InitOptions, abort?: AbortSignal, deadlineMs = 10_000): Promise<void> {
-    const body = JSON.stringify({
+    const init = {
       envVars: options.envVars,
       accessToken: options.accessToken,
       defaultUser: options.defaultUser,
       hostname: options.hostname,
       timestamp: new Date().toISOString(),
       entropy: randomBytes(64).toString("base64"),
-    });
+    };
+    const signal = this.signal(
+      AbortSignal.any([AbortSignal.timeout(deadlineMs), ...(abort ? [abort] : [])]),
+    );
+    if (!this.control.unsupported && signal) {
+      try {
+        await this.control.init(this.accessToken, init, signal);
+        this.accessToken = options.accessToken || undefined;
+        return;
+      } catch (err) {
+        if (err instanceof ControlRefusal) {
+          throw new WrennError("unavailable", `envd /init answered ${err.status}: ${err.message}`);
+        }
+        if (abort?.aborted) throw abort.reason;
+        // Not connected, or an envd without the channel: the same over HTTP.
+      }
+    }
+    const body = JSON.stringify(init);
     const until = Date.now() + deadlineMs;
     let res: IncomingMessage;
     for (;;) {
@@ -213,9 +239,7 @@ export class EnvdClient {
         res = await this.http("POST", "/init", {
           headers: { "content-type": "application/json", ...this.headers() },
           body,
-          signal: this.signal(
-            AbortSignal.any([AbortSignal.timeout(deadlineMs), ...(abort ? [abort] : [])]),
-          ),
+          signal,
         });
         break;
       } catch (err) {
