@@ -11,8 +11,8 @@ import { startEnvd, type Envd } from "@wrenn/envd/server.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { EnvdClient } from "../src/envd/client.ts";
 
-/** An envd on the host as this process's user, and the agent's client of it; both gone after `t`. */
-async function clientOfHostEnvd(t: TestContext): Promise<EnvdClient> {
+/** An envd on the host as this process's user, gone after `t`. */
+async function hostEnvd(t: TestContext): Promise<Envd> {
   const envd = await startEnvd({
     port: 0,
     host: "127.0.0.1",
@@ -20,6 +20,12 @@ async function clientOfHostEnvd(t: TestContext): Promise<EnvdClient> {
     log: createLogger("envd-client-test", "warn"),
   });
   t.after(() => envd.close());
+  return envd;
+}
+
+/** The agent's client of a host envd; both gone after `t`. */
+async function clientOfHostEnvd(t: TestContext): Promise<EnvdClient> {
+  const envd = await hostEnvd(t);
   const client = new EnvdClient(new URL(envd.url).host);
   t.after(() => client.close());
   return client;
@@ -75,17 +81,6 @@ function countInits(envd: Envd): { http: number; upgrades: number } {
   });
   envd.server.on("upgrade", () => seen.upgrades++);
   return seen;
-}
-
-async function hostEnvd(t: TestContext): Promise<Envd> {
-  const envd = await startEnvd({
-    port: 0,
-    host: "127.0.0.1",
-    defaultUser: userInfo().username,
-    log: createLogger("envd-client-test", "warn"),
-  });
-  t.after(() => envd.close());
-  return envd;
 }
 
 // No hostname in these /inits: envd would rename the machine the tests run on.
