@@ -84,14 +84,27 @@ function countInits(envd: Envd): { http: number; upgrades: number } {
 }
 
 // No hostname in these /inits: envd would rename the machine the tests run on.
-test("/init goes over envd's control channel, one connection for all of a guest's inits; envd's refusal is POST /init's error", async (t) => {
+test("/init is one POST until the control channel is opened (a resume's single /init costs no upgrade)", async (t) => {
   const envd = await hostEnvd(t);
   const seen = countInits(envd);
   const client = new EnvdClient(new URL(envd.url).host);
   t.after(() => client.close());
   await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
+  assert.deepEqual(seen, { http: 1, upgrades: 0 });
+  assert.equal(envd.context.state.accessToken, "token-1");
+  assert.equal(client.controlOpen, false);
+});
+
+test("once opened, /init goes over envd's control channel, one connection for all of a guest's inits; envd's refusal is POST /init's error", async (t) => {
+  const envd = await hostEnvd(t);
+  const seen = countInits(envd);
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  await client.openControl();
+  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
   await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
   assert.deepEqual(seen, { http: 0, upgrades: 1 });
+  assert.equal(client.controlOpen, true);
   assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
   assert.equal(envd.context.state.accessToken, "token-2");
   // The client sends the token it set: its other calls pass.
@@ -100,6 +113,7 @@ test("/init goes over envd's control channel, one connection for all of a guest'
   // A client that does not know the token: envd refuses, and says so as it would over HTTP.
   const stranger = new EnvdClient(new URL(envd.url).host);
   t.after(() => stranger.close());
+  await stranger.openControl();
   await assert.rejects(stranger.init({ envVars: { C: "3" } }), (err: Error & { code?: string }) => {
     assert.equal(err.code, "unavailable");
     assert.match(err.message, /envd \/init answered 401: missing or wrong access token/);
@@ -119,6 +133,7 @@ test("an envd without the control channel (it answers the upgrade with a plain 4
   const seen = countInits(envd);
   const client = new EnvdClient(new URL(envd.url).host);
   t.after(() => client.close());
+  await client.openControl();
   await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
   await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
   assert.deepEqual(seen, { http: 2, upgrades: 1 });
@@ -133,10 +148,11 @@ test("a control channel envd closed is opened again for the next /init", async (
   t.after(() => client.close());
   let control: Duplex | undefined;
   envd.server.on("upgrade", (_req: IncomingMessage, socket: Duplex) => (control = socket));
+  await client.openControl();
   await client.init({ envVars: { A: "1" } });
   control?.destroy();
   await new Promise((r) => setTimeout(r, 50));
   await client.init({ envVars: { B: "2" } });
   assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
-  assert.equal(seen.upgrades, 2);
+  assert.deepEqual(seen, { http: 0, upgrades: 2 });
 });

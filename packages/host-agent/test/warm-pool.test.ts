@@ -118,6 +118,11 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     await create(b, { WHO: "b" }, token);
     assert.match(homeOf(b), /^pool-/, "served from the pool");
     assert.equal(homeOf(b), entry);
+    // Its warm-up opened envd's control channel, and the claim's /init went over it (a
+    // failed channel would have closed, the /init sent again as a POST); a create restored
+    // on the request path has one /init, a POST, and no channel.
+    assert.equal(h.agent.manager.get(b).envd?.controlOpen, true, "the claim's channel is open");
+    assert.equal(h.agent.manager.get(a).envd?.controlOpen, false, "no channel for one /init");
     if (running !== null)
       assert.equal(await cpuShare(entry), running, "claimed: a sandbox's share");
     assert.equal((await h.sh(b, "echo $WHO")).stdout, "b\n");

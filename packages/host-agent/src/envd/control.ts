@@ -32,6 +32,10 @@ export class ControlChannel {
   #pending: Buffer = Buffer.alloc(0);
   /** envd answered the upgrade with a plain response: it has no control channel. */
   unsupported = false;
+  /** open() was called: /init goes this way (connecting again if envd closed it). */
+  wanted = false;
+  /** Upgraded and not closed since. */
+  connected = false;
 
   constructor(address: string) {
     const at = address.lastIndexOf(":");
@@ -83,6 +87,17 @@ export class ControlChannel {
     );
   }
 
+  /**
+   * Connects now, so that the inits that follow take the channel. Opening
+   * it is an HTTP request of its own: worth it for a guest that gets more
+   * than one /init (a warm pool entry: its warm-up's, then its claim's),
+   * not for a resume's single one.
+   */
+  async open(signal: AbortSignal): Promise<void> {
+    this.wanted = true;
+    await this.#connect(signal);
+  }
+
   close(): void {
     const socket = this.#socket;
     this.#socket = null;
@@ -103,9 +118,11 @@ export class ControlChannel {
       });
       req.once("upgrade", (_res, socket: Socket, head: Buffer) => {
         socket.setNoDelay(true);
+        this.connected = true;
         this.#pending = head;
         socket.on("data", (chunk: Buffer) => this.#receive(chunk));
         const end = (err?: Error) => {
+          this.connected = false;
           this.#waiter?.reject(err ?? new Error("envd closed the control channel"));
           if (this.#socket === connected) this.#socket = null;
         };

@@ -42,6 +42,9 @@ export async function warmUp(
   opts: { rounds: number; token: string; users: (string | undefined)[] },
 ): Promise<void> {
   const { envd } = host.registry.running(id);
+  // A claim's /init takes envd's control channel: opened here, so that the
+  // warm-up's own inits run (and translate) the code a claim's will.
+  await envd.openControl(WARM_TIMEOUT_S * 1000);
   for (let round = 0; round < opts.rounds; round++) {
     // Its own id as the name: a boot snapshot's builder boots as its
     // template and a pool entry is restored under the builder's, so the
