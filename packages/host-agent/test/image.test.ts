@@ -389,3 +389,29 @@ function pvhElf(): Buffer {
   elf.write("Xen\0", 132, "latin1");
   return elf;
 }
+
+test("a kernel dir missing a file names it; without an initrd the kernel carries its drivers", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "wrenn-kernel-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const saved = process.env.WRENN_KERNEL;
+  delete process.env.WRENN_KERNEL;
+  t.after(() => {
+    if (saved !== undefined) process.env.WRENN_KERNEL = saved;
+  });
+  const v1 = join(dir, "kernels", "v1");
+  await mkdir(v1, { recursive: true });
+  await symlink("v1", join(dir, "kernels", "current"));
+  const incomplete = (file: string) => (err: unknown) =>
+    isWrennError(err, "failed_precondition") &&
+    err.message.includes(`${join(v1, file)} missing`) &&
+    err.message.includes("wrenn image build");
+  await assert.rejects(findKernel(dir), incomplete("vmlinuz"));
+  await writeFile(join(v1, "vmlinuz"), "bz");
+  await assert.rejects(findKernel(dir), incomplete("vmlinux"));
+  await writeFile(join(v1, "vmlinux"), "not an ELF");
+  const files = await findKernel(dir);
+  assert.equal(files.initrd, "", "no initrd.img: none");
+  assert.equal(files.qemuKernel, files.vmlinuz, "no PVH entry: QEMU boots the bzImage");
+  await writeFile(join(v1, "initrd.img"), "cpio");
+  assert.equal((await findKernel(dir)).initrd, join(v1, "initrd.img"));
+});

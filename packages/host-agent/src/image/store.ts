@@ -143,17 +143,22 @@ export async function findKernel(data: string): Promise<KernelFiles> {
     vmlinux: join(dir, "vmlinux"),
     qemuKernel: join(dir, "vmlinuz"),
   };
-  // A user's own kernel may come without an initrd (virtio and ext4 built in).
-  if (!(await exists(files.initrd))) files.initrd = "";
   const missing = (path: string) =>
     new WrennError(
       "failed_precondition",
       `guest kernel ${version} is incomplete (${path} missing): run 'wrenn image build'`,
     );
-  if (!(await exists(files.vmlinuz))) throw missing(files.vmlinuz);
-  const vmlinux = await stat(files.vmlinux).catch(() => {
-    throw missing(files.vmlinux);
-  });
+  // At once, not in turn: every create from a base template looks its
+  // kernel up (a single create's wait is its number of turns).
+  const [initrd, vmlinuz, vmlinux] = await Promise.all([
+    exists(files.initrd),
+    exists(files.vmlinuz),
+    stat(files.vmlinux).catch(() => null),
+  ]);
+  // A user's own kernel may come without an initrd (virtio and ext4 built in).
+  if (!initrd) files.initrd = "";
+  if (!vmlinuz) throw missing(files.vmlinuz);
+  if (vmlinux === null) throw missing(files.vmlinux);
   if (await pvhOf(files.vmlinux, vmlinux)) files.qemuKernel = files.vmlinux;
   return files;
 }

@@ -80,10 +80,11 @@ export class SandboxHost {
    */
   async currentKernel(): Promise<{ kernelPath: string; initrdPath: string }> {
     const kernel = await this.opts.images.kernel();
-    return {
-      kernelPath: await realpath(this.opts.vmm.kernelFile(kernel)),
-      initrdPath: kernel.initrd === "" ? "" : await realpath(kernel.initrd),
-    };
+    const [kernelPath, initrdPath] = await Promise.all([
+      realpath(this.opts.vmm.kernelFile(kernel)),
+      kernel.initrd === "" ? "" : realpath(kernel.initrd),
+    ]);
+    return { kernelPath, initrdPath };
   }
 
   machine(record: SandboxRecord, slot: NetworkSlot, disk: SandboxDisk): Machine {
