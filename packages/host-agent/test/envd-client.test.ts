@@ -83,6 +83,18 @@ function countInits(envd: Envd): { http: number; upgrades: number } {
   return seen;
 }
 
+/** A client of `envd` that opened its control channel, then set A and B (and the token twice). */
+async function initTwiceOverChannel(t: TestContext, envd: Envd): Promise<EnvdClient> {
+  const client = new EnvdClient(new URL(envd.url).host);
+  t.after(() => client.close());
+  await client.openControl();
+  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
+  await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
+  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
+  assert.equal(envd.context.state.accessToken, "token-2");
+  return client;
+}
+
 // No hostname in these /inits: envd would rename the machine the tests run on.
 test("/init is one POST until the control channel is opened (a resume's single /init costs no upgrade)", async (t) => {
   const envd = await hostEnvd(t);
@@ -98,15 +110,9 @@ test("/init is one POST until the control channel is opened (a resume's single /
 test("once opened, /init goes over envd's control channel, one connection for all of a guest's inits; envd's refusal is POST /init's error", async (t) => {
   const envd = await hostEnvd(t);
   const seen = countInits(envd);
-  const client = new EnvdClient(new URL(envd.url).host);
-  t.after(() => client.close());
-  await client.openControl();
-  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
-  await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
+  const client = await initTwiceOverChannel(t, envd);
   assert.deepEqual(seen, { http: 0, upgrades: 1 });
   assert.equal(client.controlOpen, true);
-  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
-  assert.equal(envd.context.state.accessToken, "token-2");
   // The client sends the token it set: its other calls pass.
   await client.listDir(tmpdir());
 
@@ -131,14 +137,9 @@ test("an envd without the control channel (it answers the upgrade with a plain 4
     socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
   });
   const seen = countInits(envd);
-  const client = new EnvdClient(new URL(envd.url).host);
-  t.after(() => client.close());
-  await client.openControl();
-  await client.init({ envVars: { A: "1" }, accessToken: "token-1" });
-  await client.init({ envVars: { B: "2" }, accessToken: "token-2" });
+  const client = await initTwiceOverChannel(t, envd);
   assert.deepEqual(seen, { http: 2, upgrades: 1 });
-  assert.deepEqual(envd.context.state.envVars, { A: "1", B: "2" });
-  assert.equal(envd.context.state.accessToken, "token-2");
+  assert.equal(client.controlOpen, false);
 });
 
 test("a control channel envd closed is opened again for the next /init", async (t) => {
