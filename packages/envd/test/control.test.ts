@@ -3,23 +3,9 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import type { Socket } from "node:net";
-import { userInfo } from "node:os";
 import { CONTROL_PATH, CONTROL_PROTOCOL } from "@wrenn/shared/envd-control.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
-import { startEnvd, type Envd } from "../src/server.ts";
-
-const log = createLogger("envd-control-test", "warn");
-
-async function envdFor(t: TestContext): Promise<Envd> {
-  const envd = await startEnvd({
-    port: 0,
-    host: "127.0.0.1",
-    defaultUser: userInfo().username,
-    log,
-  });
-  t.after(() => envd.close());
-  return envd;
-}
+import type { Envd } from "../src/server.ts";
+import { startHostEnvd } from "./host-envd.ts";
 
 interface Channel {
   socket: Socket;
@@ -82,7 +68,7 @@ async function channel(t: TestContext, envd: Envd): Promise<Channel> {
 }
 
 test("/init over the control channel applies as POST /init does, line after line on one connection", async (t) => {
-  const envd = await envdFor(t);
+  const envd = await startHostEnvd(t);
   const { state } = envd.context;
   const c = await channel(t, envd);
   assert.deepEqual(await c.send(JSON.stringify({ init: { envVars: { A: "1" } } })), { ok: true });
@@ -109,7 +95,7 @@ test("/init over the control channel applies as POST /init does, line after line
 });
 
 test("the control channel answers bad requests as POST /init does and stays open; a line over 1 MiB ends it", async (t) => {
-  const envd = await envdFor(t);
+  const envd = await startHostEnvd(t);
   const c = await channel(t, envd);
   for (const [line, message] of [
     ["{not json", /not JSON/],
@@ -134,7 +120,7 @@ test("the control channel answers bad requests as POST /init does and stays open
 });
 
 test("only GET /control upgrades; other upgrade offers (h2c) are plain requests; envd's close ends the channel", async (t) => {
-  const envd = await envdFor(t);
+  const envd = await startHostEnvd(t);
   assert.deepEqual(await upgrade(envd, "/elsewhere"), { status: 404 });
   const { port } = new URL(envd.url);
   const h2c = await new Promise<number | undefined>((resolve, reject) => {

@@ -8,26 +8,18 @@ import { readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { userInfo } from "node:os";
 import { runCommand } from "@wrenn/shared/command.ts";
-import { createLogger } from "@wrenn/shared/log.ts";
 import { BLOCK, BlockWriter } from "../src/http/block-writer.ts";
 import { boundaryOf, MultipartSplitter, partInfo } from "@wrenn/shared/multipart.ts";
-import { startEnvd, type Envd } from "../src/server.ts";
+import type { Envd } from "../src/server.ts";
+import { startHostEnvd } from "./host-envd.ts";
 import { eventually, tempDir } from "./filesystem-fixtures.ts";
 
-const log = createLogger("envd-test", "warn");
 const MiB = 1 << 20;
 
 async function setup(t: TestContext): Promise<{ envd: Envd; dir: string; port: number }> {
   const dir = await tempDir(t, "wrenn-upload-");
-  const envd = await startEnvd({
-    port: 0,
-    host: "127.0.0.1",
-    defaultUser: userInfo().username,
-    log,
-  });
-  t.after(() => envd.close());
+  const envd = await startHostEnvd(t);
   return { envd, dir, port: Number(new URL(envd.url).port) };
 }
 
