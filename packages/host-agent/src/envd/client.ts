@@ -219,7 +219,7 @@ export class EnvdClient {
     const signal = this.signal(
       AbortSignal.any([AbortSignal.timeout(deadlineMs), ...(abort ? [abort] : [])]),
     );
-    if (this.control.wanted && !this.control.unsupported && signal) {
+    if (this.control.usable && signal) {
       try {
         await this.control.init(this.accessToken, init, signal);
         this.accessToken = options.accessToken || undefined;
@@ -262,16 +262,16 @@ export class EnvdClient {
     this.accessToken = options.accessToken || undefined;
   }
 
-  /**
-   * Opens envd's control channel for the inits to come (ControlChannel.open
-   * says when that pays). An envd without it, or one that cannot be
-   * reached, leaves /init on HTTP: only the inits' own errors count.
-   */
   /** Whether envd's control channel is open (the next /init takes it). */
   get controlOpen(): boolean {
     return this.control.connected;
   }
 
+  /**
+   * Opens envd's control channel for the inits to come (ControlChannel.open
+   * says when that pays). An envd without it, or one that cannot be
+   * reached, leaves /init on HTTP: only the inits' own errors count.
+   */
   async openControl(timeoutMs = 10_000): Promise<void> {
     const signal = this.signal(AbortSignal.timeout(timeoutMs));
     if (signal) await this.control.open(signal).catch(() => undefined);

@@ -31,11 +31,20 @@ export class ControlChannel {
   #waiter: Waiter | null = null;
   #pending: Buffer = Buffer.alloc(0);
   /** envd answered the upgrade with a plain response: it has no control channel. */
-  unsupported = false;
+  #unsupported = false;
   /** open() was called: /init goes this way (connecting again if envd closed it). */
-  wanted = false;
+  #wanted = false;
+  #connected = false;
+
+  /** Whether /init should take the channel: opened, and envd has one. */
+  get usable(): boolean {
+    return this.#wanted && !this.#unsupported;
+  }
+
   /** Upgraded and not closed since. */
-  connected = false;
+  get connected(): boolean {
+    return this.#connected;
+  }
 
   constructor(address: string) {
     const at = address.lastIndexOf(":");
@@ -94,7 +103,7 @@ export class ControlChannel {
    * not for a resume's single one.
    */
   async open(signal: AbortSignal): Promise<void> {
-    this.wanted = true;
+    this.#wanted = true;
     await this.#connect(signal);
   }
 
@@ -118,13 +127,13 @@ export class ControlChannel {
       });
       req.once("upgrade", (_res, socket: Socket, head: Buffer) => {
         socket.setNoDelay(true);
-        this.connected = true;
+        this.#connected = true;
         this.#pending = head;
         socket.on("data", (chunk: Buffer) => this.#receive(chunk));
         const end = (err?: Error) => {
-          this.connected = false;
+          this.#connected = false;
           this.#waiter?.reject(err ?? new Error("envd closed the control channel"));
-          if (this.#socket === connected) this.#socket = null;
+          if (this.#socket === attempt) this.#socket = null;
         };
         socket.once("error", end);
         socket.once("close", () => end());
@@ -132,17 +141,17 @@ export class ControlChannel {
       });
       req.once("response", (res) => {
         res.resume();
-        this.unsupported = true;
+        this.#unsupported = true;
         reject(new Error(`envd answered the control upgrade with ${res.statusCode}`));
       });
       req.once("error", reject);
       req.end();
     });
-    const connected = this.#socket;
-    connected.catch(() => {
-      if (this.#socket === connected) this.#socket = null;
+    const attempt = this.#socket;
+    attempt.catch(() => {
+      if (this.#socket === attempt) this.#socket = null;
     });
-    return connected;
+    return attempt;
   }
 
   #receive(chunk: Buffer): void {
