@@ -153,6 +153,14 @@ function killingBuilders(real: VmmDriver): VmmDriver {
       restoring.now++;
       restoring.most = Math.max(restoring.most, restoring.now);
       try {
+        // The gate spans a restore and envd's /init, this only the VMM's part: without
+        // the wait, a create that reached the gate early could finish its part before
+        // a third one started (seen once in CI: 2 at once with a gate of 3).
+        const until = Date.now() + 5000;
+        while (restoring.wave !== null && restoring.now < restoring.wave && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        restoring.wave = null;
         return await real.restore(
           failRestores ? { ...spec, snapshotDir: "/nonexistent/wrenn-snapshot" } : spec,
         );
@@ -162,8 +170,16 @@ function killingBuilders(real: VmmDriver): VmmDriver {
     },
   });
 }
-/** The driver's restores under way, and the most at once since `most` was reset. */
-const restoring = { now: 0, most: 0 };
+/**
+ * The driver's restores under way, and the most at once since `most` was
+ * reset. While `wave` is set, a restore waits (up to 5 s) until that many
+ * are under way, so that a gate of that size is seen full.
+ */
+const restoring: { now: number; most: number; wave: number | null } = {
+  now: 0,
+  most: 0,
+  wave: null,
+};
 
 describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
   const h = new AgentHarness("wb");
@@ -211,6 +227,7 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
     }
     const ids = Array.from({ length: gate + 2 }, () => h.newId());
     restoring.most = 0;
+    restoring.wave = gate;
     try {
       await Promise.all(ids.map((id) => h.create(id)));
       assert.equal(restoring.most, gate, "the restores the gate let run at once");
@@ -220,6 +237,7 @@ describe("boot snapshots with real VMs", { skip, concurrency: false }, () => {
         ids.map((id) => `${id}\n`),
       );
     } finally {
+      restoring.wave = null;
       for (const id of ids) await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
     }
     await h.noLeaks();
