@@ -8,7 +8,8 @@
  * cores): ≤ 1 means a burst scales with the cores (issue 15's target);
  * beside it a burst's own floor, its host CPU ÷ (cores × that target),
  * which no packing of its work onto the cores can go below. Every
- * create must succeed. The control plane runs on PGlite in this process,
+ * create must succeed. The requests come from a client on a thread of its
+ * own, as a user's come from elsewhere (its CPU is printed apart). The control plane runs on PGlite in this process,
  * as `wrenn up` runs it; with DATABASE_URL set, the warm pool's run is
  * repeated on a PostgreSQL database of its own (the database's work then
  * runs in its server's processes, not on this one's event loop).
@@ -18,6 +19,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseProcStat } from "../packages/host-agent/src/rpc/host-info.ts";
+import { ClientThread } from "./lib/client-thread.ts";
 import { startBenchPlatform } from "./lib/platform.ts";
 import { withScratchDatabase } from "./lib/scratch-database.ts";
 
@@ -95,10 +97,24 @@ class CpuMeter {
 async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
   const p = await startBenchPlatform("concurrent", "wcc", { warmPool: pool }, databaseUrl);
   const headers = { "x-api-key": p.key };
-  const create = async (): Promise<{ id: string; ms: number }> => {
-    const t0 = performance.now();
-    const sb = await p.post("/v1/sandboxes", shape, headers);
-    return { id: String(sb.sandbox_id), ms: performance.now() - t0 };
+  const client = new ClientThread();
+  /** `k` creates at once from the client's thread: the ones that succeeded (id, time), why the others failed. */
+  const createMany = async (k: number) => {
+    const { wallMs, cpuSec, outcomes } = await client.post(
+      `${p.cp.url}/v1/sandboxes`,
+      shape,
+      headers,
+      k,
+    );
+    const ok = outcomes.flatMap((o) =>
+      o.ok ? [{ id: String((o.body as { sandbox_id?: unknown }).sandbox_id), ms: o.ms }] : [],
+    );
+    return { wallMs, cpuSec, ok, failed: outcomes.flatMap((o) => (o.ok ? [] : [o.error])) };
+  };
+  const create = async (): Promise<{ id: string; ms: number; cpuSec: number }> => {
+    const { ok, failed, cpuSec } = await createMany(1);
+    if (!ok[0]) throw new Error(`create: ${failed[0]}`);
+    return { ...ok[0], cpuSec };
   };
   const destroy = async (id: string): Promise<void> => {
     const res = await fetch(`${p.cp.url}/v1/sandboxes/${id}`, { method: "DELETE", headers });
@@ -127,17 +143,19 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     let held = 0;
     /** The pool sizes a source by the creates of the last minute: N of them ask for N entries. */
     const prime = async (): Promise<void> => {
-      for (const c of await Promise.all(Array.from({ length: n }, () => create()))) {
-        await destroy(c.id);
-      }
+      const { ok, failed } = await createMany(n);
+      for (const c of ok) await destroy(c.id);
+      if (failed.length > 0) throw new Error(`priming the pool: ${failed[0]}`);
       held = await filled(n);
     };
     if (pool > 0) await prime();
     const single: number[] = [];
     const alone = new CpuMeter(p.root);
+    let clientAlone = 0;
     for (let i = 0; i < singles; i++) {
       const c = await alone.span(create);
       single.push(c.ms);
+      clientAlone += c.cpuSec;
       await destroy(c.id);
       if (pool > 0) await filled(held);
     }
@@ -152,18 +170,14 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     const times: number[] = [];
     const failed: string[] = [];
     const inBursts = new CpuMeter(p.root);
+    let clientInBursts = 0;
     for (let b = 0; b < bursts; b++) {
-      // Timed inside the span: its reads of /proc are not the burst's.
-      const results = await inBursts.span(async () => {
-        const t0 = performance.now();
-        const settled = await Promise.allSettled(Array.from({ length: n }, () => create()));
-        walls.push(performance.now() - t0);
-        return settled;
-      });
-      const ok = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-      failed.push(...results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : [])));
-      times.push(...ok.map((c) => c.ms));
-      await Promise.all(ok.map((c) => destroy(c.id)));
+      const burst = await inBursts.span(() => createMany(n));
+      walls.push(burst.wallMs);
+      clientInBursts += burst.cpuSec;
+      failed.push(...burst.failed);
+      times.push(...burst.ok.map((c) => c.ms));
+      await Promise.all(burst.ok.map((c) => destroy(c.id)));
       if (pool > 0 && b < bursts - 1) held = Math.min(held, await filled(held));
     }
     const cores = cpus().length;
@@ -187,7 +201,8 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     console.log(
       `  host CPU per create: ${(alone.host / singles).toFixed(2)} core-s alone, ${(inBursts.host / creates).toFixed(2)} core-s in the bursts ` +
         `(${(inBursts.host / burstSec).toFixed(2)} of ${cores} cores busy during them); ` +
-        `of it the platform's process (control plane, agent${databaseUrl ? "" : ", PGlite"}) ${(alone.own / singles).toFixed(3)} alone, ${(inBursts.own / creates).toFixed(3)} in the bursts; ` +
+        `of it the platform's process (control plane, agent${databaseUrl ? "" : ", PGlite"}) ${((alone.own - clientAlone) / singles).toFixed(3)} alone, ${((inBursts.own - clientInBursts) / creates).toFixed(3)} in the bursts; ` +
+        `the client's thread ${(clientAlone / singles).toFixed(3)} alone, ${(clientInBursts / creates).toFixed(3)} in the bursts; ` +
         (databaseUrl
           ? `PostgreSQL's processes ${(alone.db / singles).toFixed(3)} alone, ${(inBursts.db / creates).toFixed(3)} in the bursts; `
           : "") +
@@ -201,6 +216,7 @@ async function phase(pool: number, databaseUrl?: string): Promise<boolean> {
     if (failed.length > 0) console.log(`  failed: ${failed.slice(0, 3).join(" | ")}`);
     return failed.length === 0;
   } finally {
+    await client.close();
     await p.close();
   }
 }
