@@ -52,8 +52,9 @@ async function guest(t: TestContext): Promise<Guest> {
   return g;
 }
 
-function record(id: string): SandboxRecord {
-  return { id, status: "running" } as SandboxRecord;
+/** A running sandbox, created `agoMs` ago (long enough by default to be sampled at once). */
+function record(id: string, agoMs = 60_000): SandboxRecord {
+  return { id, status: "running", createdAtMs: Date.now() - agoMs } as SandboxRecord;
 }
 
 /** Samples every running sandbox each round, watched or not (idleIntervalMs 0). */
@@ -148,13 +149,13 @@ test("failed samples are skipped; a guest that has not answered is not asked aga
 });
 
 test(
-  "nobody asking: sampled once, then every idle interval; an ask samples a stale sandbox at once and keeps it sampled each round while watched",
+  "nobody asking: sampled once it has run an interval, then every idle interval; an ask samples a stale sandbox at once and keeps it sampled each round while watched",
   { timeout: 30_000 },
   async (t) => {
     const g = await guest(t);
     const envd = new EnvdClient(g.address, "tok");
     t.after(() => envd.close());
-    const r = record("a");
+    const r = record("a", 0);
     const s = new MetricsSampler({
       source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
       log: createLogger("test", "silent"),
@@ -163,7 +164,10 @@ test(
       watchMs: 1000,
     });
     await s.tick();
-    assert.equal(g.requests, 1, "a new sandbox is sampled at once");
+    assert.equal(g.requests, 0, "a sandbox that has just started is left to its user");
+    await sleep(550);
+    await s.tick();
+    assert.equal(g.requests, 1, "sampled once it has run an interval");
     await s.tick();
     await s.tick();
     assert.equal(g.requests, 1, "an unwatched sandbox is left alone between idle samples");
@@ -186,3 +190,21 @@ test(
     assert.equal(g.requests, 5, "no ask for watchMs: back to the idle interval");
   },
 );
+
+test("a sandbox that has just started is sampled at the next round once someone asks about it", async (t) => {
+  const g = await guest(t);
+  const envd = new EnvdClient(g.address, "tok");
+  t.after(() => envd.close());
+  const r = record("a", 0);
+  const s = new MetricsSampler({
+    source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
+    log: createLogger("test", "silent"),
+    intervalMs: 60_000,
+  });
+  await s.tick();
+  assert.equal(g.requests, 0);
+  assert.deepEqual(s.samples(r), []);
+  await s.tick();
+  assert.equal(g.requests, 1, "watched");
+  assert.equal(s.samples(r).length, 1);
+});

@@ -63,7 +63,8 @@ const DEFAULT_KEEP = 120;
  * Asks running sandboxes' envd for a resource sample and keeps the last
  * `keep` per sandbox in memory: every `intervalMs` while someone asks for a
  * sandbox's metrics (and at once when an ask finds its latest sample older
- * than that), every `idleIntervalMs` otherwise, and once as soon as it runs.
+ * than that), every `idleIntervalMs` otherwise, and once when it has run for
+ * `intervalMs`.
  * It never takes a sandbox's lifecycle lock: the manager leaves out
  * sandboxes being paused, resumed or destroyed, and a sample cut short by
  * one of those is dropped (logged at debug: a guest under load or a pause
@@ -122,8 +123,13 @@ export class MetricsSampler {
 
   private due(record: SandboxRecord, now: number): boolean {
     if (this.inFlight.has(record.id)) return false;
+    if (this.watched(record, now)) return true;
     const tried = this.triedAt.get(record);
-    return tried === undefined || this.watched(record, now) || now - tried >= this.idleIntervalMs;
+    // A new sandbox's first seconds are its user's: sampled at once, each of
+    // a burst of creates' guests answered in the burst (≈ 12 ms of a TCG core
+    // apiece, 2026-12-05), making the last creates wait.
+    if (tried === undefined) return now - record.createdAtMs >= this.intervalMs;
+    return now - tried >= this.idleIntervalMs;
   }
 
   private async take({ record, envd }: SampleTarget): Promise<void> {
