@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:http";
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { ENVD_PORT } from "../src/envd/client.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import type { NetworkManager, NetworkSlot } from "../src/network/network.ts";
 import type { ImageSource } from "../src/sandbox/options.ts";
 import type { BaseImage, SandboxDisk, StorageDriver } from "../src/storage/storage.ts";

@@ -12,7 +12,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { dataDir as imageDataDir } from "../src/image/store.ts";
 import { selectVmm } from "../src/vmm/select.ts";
 import type { VmmDriver } from "../src/vmm/vmm.ts";
-import { ENVD_PORT } from "../src/envd/client.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import { driverWith } from "./vmm-wrap.ts";
 import { AgentHarness, connectCode, vmSkipReason } from "./agent-harness.ts";
 import { Code } from "@connectrpc/connect";

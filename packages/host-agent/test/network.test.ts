@@ -26,6 +26,7 @@ import { createInterface } from "node:readline";
 import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import { createNetworkManager, type NetnsNetworkOptions } from "../src/network/netns-network.ts";
 import { GUEST_IP, GUEST_MAC, TAP_IP, TAP_MAC, type NetworkSlot } from "../src/network/network.ts";
 import { slotAddresses, slotNames } from "../src/network/addresses.ts";
@@ -37,7 +38,6 @@ const PREFIX = "wnt";
 /** Put on the command line of every process the tests start, so the leak check finds them. */
 const MARKER = `wrenn-network-test-${process.pid}`;
 const SCOPE: LeakScope = { prefix: PREFIX, markers: [MARKER] };
-const ENVD_PORT = 49983;
 const UPSTREAM_PORT = 8080;
 const UPSTREAM_NS = `${PREFIX}-up`;
 const UPSTREAM_LINK = `${PREFIX}-upl`;

@@ -18,8 +18,6 @@ import { Process, Signal } from "@wrenn/proto/process/process_pb.js";
 import { WrennError, answerMessage, envdFilesError, messageOf } from "@wrenn/shared/errors.ts";
 import { ControlChannel, ControlRefusal } from "./control.ts";
 
-export const ENVD_PORT = 49983;
-
 /**
  * The guest is not trusted: no message or answer it sends is buffered past
  * these. envd's output events are small chunks; a process stream message

@@ -5,7 +5,8 @@
  */
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
-import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
+import { EnvdClient } from "../envd/client.ts";
 import { hasEgressRules } from "../network/egress.ts";
 import type { NetworkSlot } from "../network/network.ts";
 import type { SandboxDisk } from "../storage/storage.ts";

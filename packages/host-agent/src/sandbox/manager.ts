@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { EnvdClient, ExecEvent } from "../envd/client.ts";
-import { ENVD_PORT } from "../envd/client.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import type { EgressRules } from "../network/egress.ts";
 import type { TemplateImage } from "../image/store.ts";
 import type { VmmDriver } from "../vmm/vmm.ts";

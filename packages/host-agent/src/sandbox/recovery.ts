@@ -7,7 +7,8 @@
  */
 import { rm } from "node:fs/promises";
 import { messageOf } from "@wrenn/shared/errors.ts";
-import { EnvdClient, ENVD_PORT } from "../envd/client.ts";
+import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
+import { EnvdClient } from "../envd/client.ts";
 import { dropLeftoverKept, isDetached } from "../storage/keep.ts";
 import { removeDiscarded } from "../util/fs.ts";
 import { killIfNamed, killStrays } from "../util/process.ts";
