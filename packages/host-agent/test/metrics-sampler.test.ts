@@ -68,6 +68,23 @@ function sampler(targets: () => SampleTarget[], keep = 3) {
   });
 }
 
+/** A guest for `r` and a sampler of it alone, on the given intervals. */
+async function samplerOfOne(
+  t: TestContext,
+  r: SandboxRecord,
+  intervals: { intervalMs: number; idleIntervalMs?: number; watchMs?: number },
+) {
+  const g = await guest(t);
+  const envd = new EnvdClient(g.address, "tok");
+  t.after(() => envd.close());
+  const s = new MetricsSampler({
+    source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
+    log: createLogger("test", "silent"),
+    ...intervals,
+  });
+  return { g, s };
+}
+
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
 test("keeps the last N samples per sandbox, oldest first, filtered by time", async (t) => {
@@ -152,13 +169,8 @@ test(
   "nobody asking: sampled once it has run an interval, then every idle interval; an ask samples a stale sandbox at once and keeps it sampled each round while watched",
   { timeout: 30_000 },
   async (t) => {
-    const g = await guest(t);
-    const envd = new EnvdClient(g.address, "tok");
-    t.after(() => envd.close());
     const r = record("a", 0);
-    const s = new MetricsSampler({
-      source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
-      log: createLogger("test", "silent"),
+    const { g, s } = await samplerOfOne(t, r, {
       intervalMs: 500,
       idleIntervalMs: 2000,
       watchMs: 1000,
@@ -192,15 +204,8 @@ test(
 );
 
 test("a sandbox that has just started is sampled at the next round once someone asks about it", async (t) => {
-  const g = await guest(t);
-  const envd = new EnvdClient(g.address, "tok");
-  t.after(() => envd.close());
   const r = record("a", 0);
-  const s = new MetricsSampler({
-    source: { sampleTargets: () => [{ record: r, envd }], list: () => [r] },
-    log: createLogger("test", "silent"),
-    intervalMs: 60_000,
-  });
+  const { g, s } = await samplerOfOne(t, r, { intervalMs: 60_000 });
   await s.tick();
   assert.equal(g.requests, 0);
   assert.deepEqual(s.samples(r), []);
