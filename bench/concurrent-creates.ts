@@ -9,10 +9,11 @@
  * beside it a burst's own floor, its host CPU ÷ (cores × that target),
  * which no packing of its work onto the cores can go below. Every
  * create must succeed. The requests come from a client on a thread of its
- * own, as a user's come from elsewhere (its CPU is printed apart). The control plane runs on PGlite in this process,
- * as `wrenn up` runs it; with DATABASE_URL set, the warm pool's run is
- * repeated on a PostgreSQL database of its own (the database's work then
- * runs in its server's processes, not on this one's event loop).
+ * own, as a user's come from elsewhere (its CPU is printed apart). The
+ * control plane runs on PGlite in this process, as `wrenn up` runs it; with
+ * DATABASE_URL set, the warm pool's run is repeated on a PostgreSQL database
+ * of its own (the database's work then runs in its server's processes, not
+ * on this one's event loop).
  *
  *   node_modules/.bin/node bench/concurrent-creates.ts [N=20] [singles=10] [bursts=3]
  */

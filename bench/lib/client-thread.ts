@@ -28,13 +28,21 @@ interface Answer {
 
 export class ClientThread {
   readonly #worker = new Worker(new URL(import.meta.url));
-  readonly #waiting = new Map<number, (a: Answer) => void>();
+  readonly #waiting = new Map<
+    number,
+    { resolve: (a: Answer) => void; reject: (e: Error) => void }
+  >();
   #next = 0;
 
   constructor() {
     this.#worker.on("message", (a: Answer) => {
-      this.#waiting.get(a.id)?.(a);
+      this.#waiting.get(a.id)?.resolve(a);
       this.#waiting.delete(a.id);
+    });
+    // A dead client must fail the bench, not leave it waiting.
+    this.#worker.on("error", (err: Error) => {
+      for (const w of this.#waiting.values()) w.reject(err);
+      this.#waiting.clear();
     });
   }
 
@@ -47,8 +55,8 @@ export class ClientThread {
   ): Promise<Omit<Answer, "id">> {
     const id = this.#next++;
     const job: Job = { id, n, url, headers, body: JSON.stringify(body) };
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
       this.#worker.postMessage(job);
     });
   }

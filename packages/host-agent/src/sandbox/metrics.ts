@@ -125,9 +125,9 @@ export class MetricsSampler {
     if (this.inFlight.has(record.id)) return false;
     if (this.watched(record, now)) return true;
     const tried = this.triedAt.get(record);
-    // A new sandbox's first seconds are its user's: sampled at once, each of
-    // a burst of creates' guests answered in the burst (≈ 12 ms of a TCG core
-    // apiece, 2026-12-05), making the last creates wait.
+    // A new sandbox's first seconds are its user's: sampled at its first
+    // round, every guest of a burst of creates answered a sample inside the
+    // burst (≈ 12 ms of a TCG core apiece, 2026-12-05), and the last creates waited.
     if (tried === undefined) return now - record.createdAtMs >= this.intervalMs;
     return now - tried >= this.idleIntervalMs;
   }
