@@ -65,7 +65,7 @@ async function checkReadAhead(path: string, work: string): Promise<void> {
   await runCommand("xfs_io", ["-c", `fadvise -d 0 ${256 * MIB}`, path]);
   assert.equal(await resident(path), 0, "the file's pages were not dropped first");
 
-  await readAhead(path);
+  await readAhead(path, runCommand);
   const cached = await cachedRanges(path, 256 * MIB);
   for (const [at, length] of [
     [0, 8 * MIB],
@@ -81,6 +81,6 @@ async function checkReadAhead(path: string, work: string): Promise<void> {
   // window, 8 MiB on some disks), but not through the file.
   assert.ok(res < 64 * MIB, `the holes were read too: ${res} bytes resident`);
 
-  await assert.rejects(readAhead(join(work, "a b")), { code: "invalid_argument" });
-  await assert.rejects(readAhead(join(work, "missing")));
+  await assert.rejects(readAhead(join(work, "a b"), runCommand), { code: "invalid_argument" });
+  await assert.rejects(readAhead(join(work, "missing"), runCommand));
 }

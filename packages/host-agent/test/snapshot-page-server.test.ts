@@ -8,6 +8,7 @@ import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from "node:fs/
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runCommand } from "@wrenn/shared/command.ts";
 import { isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { BLOCK_SIZE, HEADER_FILE, dataFileName } from "../src/snapshot/header.ts";
 import { dirtyBitmap, writeDiff, writeFull } from "../src/snapshot/memfile.ts";
@@ -216,14 +217,14 @@ test("a Firecracker-style sparse diff file yields its dirty blocks from its exte
     await fh.write(randomBytes(BLOCK_SIZE), 0, BLOCK_SIZE, b * BLOCK_SIZE);
   await fh.truncate(size);
   await fh.close();
-  const bitmap = await dirtyFromSparseFile(file, size);
+  const bitmap = await dirtyFromSparseFile(file, size, runCommand);
   const set: number[] = [];
   for (let b = 0; b < size / BLOCK_SIZE; b++)
     if ((bitmap[b >>> 3] as number) & (1 << (b & 7))) set.push(b);
   // ext4/xfs/btrfs/tmpfs report holes exactly; a file system that cannot would report all.
   assert.ok(set.length === 4 || set.length === size / BLOCK_SIZE, `dirty blocks ${set.join(",")}`);
   if (set.length === 4) assert.deepEqual(set, [0, 3, 4, 200]);
-  await assert.rejects(dirtyFromSparseFile(file, size / 2), /beyond guest memory/);
+  await assert.rejects(dirtyFromSparseFile(file, size / 2, runCommand), /beyond guest memory/);
 });
 
 test("the harness notices a single wrong byte (so a pass means something)", async (t) => {

@@ -130,7 +130,7 @@ test("reflink in place: fills the inode a process holds open; where it cannot, i
   const held = await open(dst, "r");
   try {
     const inode = (await stat(dst)).ino;
-    await reflinkInPlace(src, dst);
+    await reflinkInPlace(src, dst, runCommand);
     assert.equal((await stat(dst)).ino, inode, "the copy went into another file");
     const seen = Buffer.alloc(data.length);
     await held.read(seen, 0, seen.length, 0);
@@ -140,8 +140,8 @@ test("reflink in place: fills the inode a process holds open; where it cannot, i
     // xfs_io exits 0 when its reflink fails: the failure must still show.
     const elsewhere = join(work, "elsewhere");
     await writeFile(elsewhere, "x");
-    await assert.rejects(reflinkInPlace(elsewhere, dst), /cross-device/);
-    await assert.rejects(reflinkInPlace(join(mnt, "a b"), dst), { code: "invalid_argument" });
+    await assert.rejects(reflinkInPlace(elsewhere, dst, runCommand), /cross-device/);
+    await assert.rejects(reflinkInPlace(join(mnt, "a b"), dst, runCommand), { code: "invalid_argument" });
     if (!(await reflinkSupported(work))) {
       assert.equal(await reflinkInPlaceSupported(work), false);
     }

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
-import { runCommand, type Runner } from "@wrenn/shared/command.ts";
+import type { Runner } from "@wrenn/shared/command.ts";
 import { BLOCK_SIZE } from "./header.ts";
 import { NATIVE_UFFD_DIR } from "./page-server.ts";
 
@@ -15,7 +15,7 @@ import { NATIVE_UFFD_DIR } from "./page-server.ts";
 export async function dirtyFromSparseFile(
   path: string,
   size: number,
-  runner: Runner = runCommand,
+  runner: Runner,
 ): Promise<Uint8Array> {
   const { stdout } = await runner(join(NATIVE_UFFD_DIR, "extents"), [path]);
   const bitmap = new Uint8Array(Math.ceil(size / BLOCK_SIZE / 8));

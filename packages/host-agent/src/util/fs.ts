@@ -3,7 +3,7 @@ import { constants } from "node:fs";
 import { copyFile, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { runCommand, type Runner } from "@wrenn/shared/command.ts";
+import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 
@@ -24,7 +24,7 @@ export async function exists(path: string): Promise<boolean> {
 export async function copySparse(
   src: string,
   dst: string,
-  runner: Runner = runCommand,
+  runner: Runner,
 ): Promise<void> {
   const tmp = `${dst}.partial`;
   try {
@@ -57,7 +57,7 @@ export async function copySparse(
 export async function reflinkInPlace(
   src: string,
   dst: string,
-  runner: Runner = runCommand,
+  runner: Runner,
 ): Promise<void> {
   // xfs_io splits its command at blanks.
   if (/\s/.test(src)) {
@@ -107,7 +107,7 @@ export function dataRanges(seekTable: string, gap = 0): Array<[number, number]> 
  */
 export async function readAhead(
   path: string,
-  runner: Runner = runCommand,
+  runner: Runner,
   signal?: AbortSignal,
 ): Promise<void> {
   // xfs_io splits its command at blanks.

@@ -19,6 +19,7 @@ import {
 } from "../../snapshot/page-server.ts";
 import { dirtyFromSparseFile } from "../../snapshot/sparse.ts";
 import { copySparse, exists } from "../../util/fs.ts";
+import { spawnerRunner } from "../../spawner/client.ts";
 import { cmdlineOf, isAlive, signal, tail, watchForeignExit, within } from "../../util/process.ts";
 import { CGROUP_PARENT, detectCgroups, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
 import { identityOf, vmmIdentity, type VmmUser } from "../confine.ts";
@@ -183,7 +184,7 @@ export class FirecrackerDriver implements VmmDriver {
           imagePath: raw,
           dir: save.dir,
           parentDir,
-          dirty: await dirtyFromSparseFile(raw, save.memoryMb * 1024 * 1024),
+          dirty: await dirtyFromSparseFile(raw, save.memoryMb * 1024 * 1024, spawnerRunner),
           log: save.log,
         });
       });
@@ -201,7 +202,7 @@ export class FirecrackerDriver implements VmmDriver {
       const src = join(from, name);
       const dst = join(to, name);
       if (name === STATE || name === HEADER_FILE) await copyFile(src, dst);
-      else if (name.startsWith("memfile.")) await link(src, dst).catch(() => copySparse(src, dst));
+      else if (name.startsWith("memfile.")) await link(src, dst).catch(() => copySparse(src, dst, spawnerRunner));
     }
   }
 

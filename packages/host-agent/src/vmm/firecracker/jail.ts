@@ -16,6 +16,7 @@ import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { CgroupDriver } from "../../cgroup/cgroup.ts";
 import { copySparse } from "../../util/fs.ts";
+import { spawnerRunner } from "../../spawner/client.ts";
 import type { VmmUser } from "../confine.ts";
 import { STABLE_ROOTFS } from "./args.ts";
 
@@ -126,7 +127,7 @@ export class Jail {
         { file: hostPath, jail: this.root },
         "copying into the Firecracker jail: the chroot base is on another filesystem than the file",
       );
-      await copySparse(hostPath, target);
+      await copySparse(hostPath, target, spawnerRunner);
     }
     if (opts.own) {
       await chown(target, this.user.uid, this.user.gid);
@@ -145,7 +146,7 @@ export class Jail {
       await rename(from, hostPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-      await copySparse(from, hostPath);
+      await copySparse(from, hostPath, spawnerRunner);
       await rm(from, { force: true });
     }
     await chown(hostPath, 0, 0);

@@ -216,7 +216,7 @@ export class QemuDriver implements VmmDriver {
       if (spec.unwritten && this.#reflinkInPlace && (await sameFilesystem(memPath, spec.runDir))) {
         copying = (await copyBesideStart(memPath, own, log, this.#run)).done;
       } else {
-        await timed(log, "qemu.copy_memory", () => copySparse(memPath, own));
+        await timed(log, "qemu.copy_memory", () => copySparse(memPath, own, this.#run));
       }
       memPath = own;
     }
@@ -263,7 +263,7 @@ export class QemuDriver implements VmmDriver {
    */
   async copyMemory(from: string, to: string): Promise<void> {
     await copyFile(join(from, STATE), join(to, STATE));
-    await copySparse(join(from, MEMFILE), join(to, MEMFILE));
+    await copySparse(join(from, MEMFILE), join(to, MEMFILE), this.#run);
     await Promise.all([chmod(join(to, STATE), 0o600), chmod(join(to, MEMFILE), 0o600)]);
   }
 
@@ -309,7 +309,7 @@ export class QemuDriver implements VmmDriver {
     const qmp = vm.qmp;
     // Once QEMU has started (reads beside its start slowed it by 15–25 ms),
     // and the copy is whole.
-    if (spec.readAhead) vm.handle.readRamAhead(spec.memoryCopied, this.#run);
+    if (spec.readAhead) vm.handle.readRamAhead(spec.memoryCopied);
     try {
       await spec.memoryCopied;
     } catch (err) {
@@ -476,6 +476,7 @@ export class QemuDriver implements VmmDriver {
         user,
         diskPath: user ? spec.rootfs.path : null,
         cgroups,
+        run: this.#run,
       },
       log,
       this.stopGraceMs,
@@ -519,6 +520,7 @@ export class QemuDriver implements VmmDriver {
         user: argv.includes("-runas") ? await identityOf(record.pid) : null,
         diskPath: argv.includes("-runas") ? diskFromArgv(argv) : null,
         cgroups: await this.#cgroups,
+        run: this.#run,
       },
       log,
       this.stopGraceMs,

@@ -34,6 +34,8 @@ export interface HandleState {
   diskPath: string | null;
   /** The VM's cgroup (named by its vmId), removed once QEMU has exited. */
   cgroups: CgroupDriver | null;
+  /** Runs its host commands (the driver's: the spawner, not the agent's large process). */
+  run: Runner;
 }
 
 export class QemuVm implements VmHandle {
@@ -82,7 +84,7 @@ export class QemuVm implements VmHandle {
    * before QEMU they helped more, but QEMU's start then took 15–25 ms
    * longer; started after the state loaded, too late to help.
    */
-  readRamAhead(copied: Promise<void> | undefined, run: Runner): void {
+  readRamAhead(copied: Promise<void> | undefined): void {
     const cancel = new AbortController();
     const done = (async () => {
       try {
@@ -91,7 +93,7 @@ export class QemuVm implements VmHandle {
         return; // The restore fails on it, and says why.
       }
       await timed(this.#log, "qemu.read_ahead", () =>
-        readAhead(this.#s.ramPath, run, cancel.signal),
+        readAhead(this.#s.ramPath, this.#s.run, cancel.signal),
       ).catch((err: unknown) => {
         // Only slower: the guest reads what it touches itself.
         if (!cancel.signal.aborted) {
@@ -163,7 +165,7 @@ export class QemuVm implements VmHandle {
     const own = paths(this.#s.runDir, this.#s.vmId).ram;
     const frozen = `${snapshotMem}.frozen`;
     await timed(this.#log, "qemu.ram_unshare", async () => {
-      await copySparse(snapshotMem, frozen);
+      await copySparse(snapshotMem, frozen, this.#s.run);
       await rename(snapshotMem, own);
       await rename(frozen, snapshotMem);
     });
@@ -257,7 +259,7 @@ export class QemuVm implements VmHandle {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
         }
-        await copySparse(s.ramPath, files.memPath);
+        await copySparse(s.ramPath, files.memPath, s.run);
       });
     }
     if (s.ramPath === files.memPath) this.#sharedWithSnapshot = files.memPath;
