@@ -10,6 +10,7 @@
  * varies by hundreds of ms under TCG, each call's time outside the agent
  * (the caller's time less the agent's own, from its log) is compared too.
  * The agent keeps two network slots built ahead, as `wrenn up`'s does.
+ * Last, creates served from a warm pool of two, REST and RPC in pairs.
  * Target (issue 15): REST adds ≤ 10% or ≤ 20 ms, whichever is larger.
  * Needs root and the image (`./wrenn image build`).
  *
@@ -308,3 +309,113 @@ try {
   await removeDataFs(data, dataFs);
   await rm(root, { recursive: true, force: true });
 }
+
+/**
+ * Creates served from the warm pool (what a create is once a template is in
+ * use): REST and RPC in interleaved pairs, each pair claiming one of two
+ * ready entries, so the control plane's share is measured against a create
+ * of tens of milliseconds rather than a restore's hundreds.
+ */
+async function warmCreates(pairs: number): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "wrenn-bench-cp-warm-"));
+  const data = join(root, "agent");
+  const dataFs = await prepareDataDir(data, { log });
+  const agent = await startHostAgent({
+    listen: "127.0.0.1:0",
+    dataDir: data,
+    imageDir: dataDir(),
+    bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
+    networkPrefix: "wbw",
+    networkPool: 2,
+    warmPool: 2,
+    log,
+  });
+  const cp = await startControlPlane({
+    port: 0,
+    dataDir: join(root, "pg"),
+    log,
+    reconcileIntervalMs: 3600_000,
+  });
+  const rpc = createClient(
+    HostAgentService,
+    createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
+  );
+  const headers = (key: string) => ({ "content-type": "application/json", "x-api-key": key });
+  /** Until the pool holds both entries again, then a second for the last one's warm-up to settle. */
+  const refilled = async () => {
+    const until = Date.now() + 60_000;
+    while (agent.manager.warmSandboxes() < 2) {
+      if (Date.now() > until) throw new Error("the warm pool did not refill within 60 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  };
+  try {
+    await cp.addHost(new URL(agent.url).host);
+    const key = await apiKey(cp.url, "bench-warm@wrenn.local");
+    const viaRest: number[] = [];
+    const viaRpc: number[] = [];
+    const restOnce = async () => {
+      const t = performance.now();
+      const res = await fetch(`${cp.url}/v1/sandboxes`, {
+        method: "POST",
+        headers: headers(key),
+        body: JSON.stringify({ template: "minimal", memory_mb: 256 }),
+      });
+      const body = (await res.json()) as { sandbox_id?: string };
+      if (!res.ok) throw new Error(`REST create: ${res.status} ${JSON.stringify(body)}`);
+      viaRest.push(performance.now() - t);
+      return async () => {
+        await fetch(`${cp.url}/v1/sandboxes/${body.sandbox_id}`, {
+          method: "DELETE",
+          headers: headers(key),
+        });
+      };
+    };
+    const rpcOnce = async (i: number | string) => {
+      const id = `benchwarm${i}`;
+      const t = performance.now();
+      // As the control plane asks for the REST create above.
+      await rpc.createSandbox({
+        sandboxId: id,
+        template: "minimal",
+        vcpus: 1,
+        memoryMb: 256,
+        timeoutSec: 300,
+        diskSizeMb: 20480,
+        envVars: {},
+        envdAccessToken: `bench-token-${i}`,
+        network: { allowOut: [], denyOut: [] },
+      });
+      viaRpc.push(performance.now() - t);
+      return async () => {
+        await rpc.destroySandbox({ sandboxId: id });
+      };
+    };
+    // The first create of the shape builds the pool's source; the next fill it.
+    await (
+      await rpcOnce("first")
+    )();
+    await (
+      await rpcOnce("second")
+    )();
+    viaRpc.length = 0;
+    for (let i = 0; i < pairs; i++) {
+      await refilled();
+      const undo =
+        i % 2 === 0 ? [await restOnce(), await rpcOnce(i)] : [await rpcOnce(i), await restOnce()];
+      for (const u of undo) await u();
+    }
+    const paired = pairedExtra(viaRest, viaRpc);
+    console.log(
+      `create from the warm pool (${pairs} pairs): REST p50 ${ms(p50(viaRest))}, agent RPC p50 ${ms(p50(viaRpc))}, REST adds ${ms(paired)} (${((paired / p50(viaRpc)) * 100).toFixed(1)}%; median of the pairs' differences)  (target ≤ 10% or ≤ 20 ms)`,
+    );
+  } finally {
+    await cp.close();
+    await agent.shutdown();
+    await removeDataFs(data, dataFs);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await warmCreates(creates);
