@@ -141,7 +141,9 @@ test("reflink in place: fills the inode a process holds open; where it cannot, i
     const elsewhere = join(work, "elsewhere");
     await writeFile(elsewhere, "x");
     await assert.rejects(reflinkInPlace(elsewhere, dst, runCommand), /cross-device/);
-    await assert.rejects(reflinkInPlace(join(mnt, "a b"), dst, runCommand), { code: "invalid_argument" });
+    await assert.rejects(reflinkInPlace(join(mnt, "a b"), dst, runCommand), {
+      code: "invalid_argument",
+    });
     if (!(await reflinkSupported(work))) {
       assert.equal(await reflinkInPlaceSupported(work), false);
     }

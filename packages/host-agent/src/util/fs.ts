@@ -21,11 +21,7 @@ export async function exists(path: string): Promise<boolean> {
  * copy by `cp` through `runner`. Written to a temporary name first so a
  * crash never leaves half a file.
  */
-export async function copySparse(
-  src: string,
-  dst: string,
-  runner: Runner,
-): Promise<void> {
+export async function copySparse(src: string, dst: string, runner: Runner): Promise<void> {
   const tmp = `${dst}.partial`;
   try {
     try {
@@ -54,11 +50,7 @@ export async function copySparse(
  * to a new file, not the one mapped.) Done by `xfs_io`, which clones into
  * the file it opened; throws where it cannot.
  */
-export async function reflinkInPlace(
-  src: string,
-  dst: string,
-  runner: Runner,
-): Promise<void> {
+export async function reflinkInPlace(src: string, dst: string, runner: Runner): Promise<void> {
   // xfs_io splits its command at blanks.
   if (/\s/.test(src)) {
     throw new WrennError("invalid_argument", `cannot reflink a path with blanks in place: ${src}`);
@@ -105,11 +97,7 @@ export function dataRanges(seekTable: string, gap = 0): Array<[number, number]> 
  * device's readahead window (2.5 MiB on this host's loop device, which
  * then read 58 of a file's 132 MiB of data).
  */
-export async function readAhead(
-  path: string,
-  runner: Runner,
-  signal?: AbortSignal,
-): Promise<void> {
+export async function readAhead(path: string, runner: Runner, signal?: AbortSignal): Promise<void> {
   // xfs_io splits its command at blanks.
   if (/\s/.test(path)) {
     throw new WrennError("invalid_argument", `cannot read ahead a path with blanks: ${path}`);

@@ -202,7 +202,8 @@ export class FirecrackerDriver implements VmmDriver {
       const src = join(from, name);
       const dst = join(to, name);
       if (name === STATE || name === HEADER_FILE) await copyFile(src, dst);
-      else if (name.startsWith("memfile.")) await link(src, dst).catch(() => copySparse(src, dst, spawnerRunner));
+      else if (name.startsWith("memfile."))
+        await link(src, dst).catch(() => copySparse(src, dst, spawnerRunner));
     }
   }
 
