@@ -184,10 +184,17 @@ export function fit(host: HostRow, load: Load, demand: Demand, o: Overcommit): F
 export class Placement {
   readonly #db: Db;
   readonly #overcommit: Overcommit;
+  readonly #shared: boolean;
 
-  constructor(db: Db, overcommit: Overcommit = DEFAULT_OVERCOMMIT) {
+  /**
+   * `shared`: other control plane instances may place on the same database
+   * (PostgreSQL). An embedded PGlite has one process, and runs one
+   * transaction at a time: the lock would be a statement for nothing.
+   */
+  constructor(db: Db, overcommit: Overcommit = DEFAULT_OVERCOMMIT, shared = true) {
     this.#db = db;
     this.#overcommit = overcommit;
+    this.#shared = shared;
   }
 
   /**
@@ -237,12 +244,8 @@ export class Placement {
     const rows = new Map<string, SandboxRow>();
     try {
       await this.#db.transaction(async (tx) => {
-        await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
-        const candidates = await tx.select().from(hosts).where(eq(hosts.status, "ready"));
-        const loads = await this.#loads(
-          tx,
-          candidates.map((h) => h.id),
-        );
+        if (this.#shared) await tx.execute(sql`select pg_advisory_xact_lock(${PLACEMENT_LOCK})`);
+        const { candidates, loads } = await readyHosts(tx);
         const inserts: NewSandbox[] = [];
         const resumes: string[] = [];
         for (const { request, resolve, reject } of batch) {
@@ -339,42 +342,61 @@ export class Placement {
     }
     return best.host;
   }
+}
 
-  async #loads(db: Db, hostIds: string[]): Promise<Map<string, Load>> {
-    if (hostIds.length === 0) return new Map();
-    // Not measured: still being created, or running since the host's last
-    // measurement was asked for (or the host never measured).
-    const unmeasured = sql`(${sandboxes.status} = 'pending' or ${hosts.measuredAt} is null or ${sandboxes.updatedAt} >= ${hosts.measuredAt})`;
-    const rows = await db
-      .select({
-        hostId: sandboxes.hostId,
-        vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}), 0)`,
-        memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}), 0)`,
-        count: sql<string>`count(*)`,
-        unmeasuredVcpus: sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.vcpus} else 0 end), 0)`,
-        unmeasuredMemoryMb: sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.memoryMb} else 0 end), 0)`,
-      })
-      .from(sandboxes)
-      .innerJoin(hosts, eq(hosts.id, sandboxes.hostId))
-      .where(
-        and(
-          inArray(sandboxes.hostId, hostIds),
-          inArray(sandboxes.status, ["pending", "running", "unknown"]),
+/**
+ * The ready hosts and what their live sandboxes hold, in one statement:
+ * placement runs under its lock, and with PGlite every statement is a turn
+ * of the control plane's own thread.
+ */
+async function readyHosts(db: Db): Promise<{ candidates: HostRow[]; loads: Map<string, Load> }> {
+  // Not measured: still being created, or running since the host's last
+  // measurement was asked for (or the host never measured).
+  const unmeasured = sql`(${sandboxes.status} = 'pending' or ${hosts.measuredAt} is null or ${sandboxes.updatedAt} >= ${hosts.measuredAt})`;
+  const held = db
+    .select({
+      hostId: sql<string>`${sandboxes.hostId}`.as("load_host_id"),
+      vcpus: sql<string>`coalesce(sum(${sandboxes.vcpus}), 0)`.as("load_vcpus"),
+      memoryMb: sql<string>`coalesce(sum(${sandboxes.memoryMb}), 0)`.as("load_memory_mb"),
+      count: sql<string>`count(*)`.as("load_count"),
+      unmeasuredVcpus:
+        sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.vcpus} else 0 end), 0)`.as(
+          "load_unmeasured_vcpus",
         ),
-      )
-      .groupBy(sandboxes.hostId);
-    const loads = new Map<string, Load>();
-    for (const r of rows) {
-      if (r.hostId) {
-        loads.set(r.hostId, {
-          vcpus: Number(r.vcpus),
-          memoryMb: Number(r.memoryMb),
-          count: Number(r.count),
-          unmeasuredVcpus: Number(r.unmeasuredVcpus),
-          unmeasuredMemoryMb: Number(r.unmeasuredMemoryMb),
-        });
-      }
-    }
-    return loads;
+      unmeasuredMemoryMb:
+        sql<string>`coalesce(sum(case when ${unmeasured} then ${sandboxes.memoryMb} else 0 end), 0)`.as(
+          "load_unmeasured_memory_mb",
+        ),
+    })
+    .from(sandboxes)
+    .innerJoin(hosts, eq(hosts.id, sandboxes.hostId))
+    .where(
+      and(eq(hosts.status, "ready"), inArray(sandboxes.status, ["pending", "running", "unknown"])),
+    )
+    .groupBy(sandboxes.hostId)
+    .as("held");
+  const rows = await db
+    .select({
+      host: hosts,
+      vcpus: held.vcpus,
+      memoryMb: held.memoryMb,
+      count: held.count,
+      unmeasuredVcpus: held.unmeasuredVcpus,
+      unmeasuredMemoryMb: held.unmeasuredMemoryMb,
+    })
+    .from(hosts)
+    .leftJoin(held, eq(held.hostId, hosts.id))
+    .where(eq(hosts.status, "ready"));
+  const loads = new Map<string, Load>();
+  for (const r of rows) {
+    if (r.count === null) continue;
+    loads.set(r.host.id, {
+      vcpus: Number(r.vcpus),
+      memoryMb: Number(r.memoryMb),
+      count: Number(r.count),
+      unmeasuredVcpus: Number(r.unmeasuredVcpus),
+      unmeasuredMemoryMb: Number(r.unmeasuredMemoryMb),
+    });
   }
+  return { candidates: rows.map((r) => r.host), loads };
 }

@@ -135,7 +135,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     log,
     sessions: await createSessions(db, options.jwtSecret ? { secret: options.jwtSecret } : {}),
     throttles: createThrottles(options.rateLimits, options.trustProxy),
-    placement: new Placement(db, { ...DEFAULT_OVERCOMMIT, ...options.overcommit }),
+    placement: new Placement(
+      db,
+      { ...DEFAULT_OVERCOMMIT, ...options.overcommit },
+      database.kind === "postgres",
+    ),
     quotas: new Quotas(db, options.teamQuota),
     domain: options.domain ?? null,
     openSignup: options.openSignup ?? false,
