@@ -1,8 +1,8 @@
 import { createRequire } from "node:module";
 
 /**
- * The guest kernel calls envd's /init makes (clock and RNG), as one tiny
- * N-API addon so neither forks a process.
+ * The guest kernel calls envd's /init makes (clock, RNG, host name), as one
+ * tiny N-API addon so none forks a process.
  */
 export interface ClockAddon {
   /** Sets CLOCK_REALTIME to `ms` (Unix milliseconds); throws with `code` EPERM unless root. */
@@ -14,6 +14,14 @@ export interface ClockAddon {
    * read on. Throws with `code` EPERM without CAP_SYS_ADMIN.
    */
   reseedRandom(bytes: Uint8Array): void;
+  /** sethostname(2): 1 to 64 letters, digits, dots or hyphens; throws with `code` EPERM without CAP_SYS_ADMIN. */
+  setHostname(name: string): void;
+  /**
+   * Writes `<etc>/hostname` and names `name` on the first 127.0.1.1 line of
+   * `<etc>/hosts` (added when it has none; a missing file is made with a
+   * localhost line), as Debian keeps them. Throws with an errno `code`.
+   */
+  recordHostname(etc: string, name: string): void;
 }
 
 let loaded: { addon: ClockAddon | null; error?: string } | undefined;

@@ -2,6 +2,9 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
 import { loadClockAddon } from "../src/index.ts";
 
 const isRoot = process.getuid?.() === 0;
@@ -29,6 +32,8 @@ describe("@wrenn/clock", () => {
     assert.equal(error, undefined);
     assert.equal(typeof addon?.setRealtime, "function");
     assert.equal(typeof addon?.reseedRandom, "function");
+    assert.equal(typeof addon?.setHostname, "function");
+    assert.equal(typeof addon?.recordHostname, "function");
   });
 
   test("refuses what is not a Unix time in milliseconds", () => {
@@ -97,4 +102,74 @@ describe("@wrenn/clock", () => {
     "reseedRandom(new Uint8Array(32).fill(7))",
     /^EPERM -1 ioctl\(\/dev\/urandom, RNDADDENTROPY\): Operation not permitted/,
   );
+
+  // sethostname(2) renames the UTS namespace of the caller: these run in a
+  // child in a namespace of its own (unshare), so the host keeps its name
+  // even if the addon took a name it should refuse.
+  test(
+    "as root, setHostname renames the kernel, and refuses what is not a host name",
+    { skip: !isRoot && "needs root (a UTS namespace of its own)" },
+    () => {
+      const before = hostname();
+      const script = `
+        const { hostname } = await import("node:os");
+        const { loadClockAddon } = await import(${JSON.stringify(new URL("../src/index.ts", import.meta.url).href)});
+        const { addon } = loadClockAddon();
+        const refused = [];
+        for (const bad of ["", "a b", "a\\nb", "x".repeat(65), 7, undefined]) {
+          try { addon.setHostname(bad); refused.push("taken:" + JSON.stringify(bad)); }
+          catch (err) { refused.push(err.code); }
+        }
+        addon.setHostname("wrenn-uts-" + "x".repeat(54));
+        console.log(JSON.stringify({ refused, name: hostname() }));`;
+      const r = spawnSync(
+        "unshare",
+        ["--uts", process.execPath, "--input-type=module", "-e", script],
+        { encoding: "utf8" },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), {
+        refused: Array(6).fill("ERR_OUT_OF_RANGE"),
+        name: `wrenn-uts-${"x".repeat(54)}`,
+      });
+      assert.equal(hostname(), before);
+    },
+  );
+
+  failsAsNobody(
+    "without CAP_SYS_ADMIN setHostname fails with EPERM",
+    `setHostname(${JSON.stringify(hostname())})`,
+    /^EPERM -1 sethostname: Operation not permitted/,
+  );
+
+  test("recordHostname writes hostname and the hosts file's 127.0.1.1 line", async (t) => {
+    const { addon } = loadClockAddon();
+    const etc = await mkdtemp(join(tmpdir(), "wrenn-etc-"));
+    t.after(() => rm(etc, { recursive: true, force: true }));
+    await writeFile(
+      join(etc, "hosts"),
+      "127.0.0.1\tlocalhost\n127.0.1.1 old\n::1\tip6-localhost\n",
+    );
+    addon?.recordHostname(etc, "sb-1.example");
+    assert.equal(await readFile(join(etc, "hostname"), "utf8"), "sb-1.example\n");
+    assert.equal(
+      await readFile(join(etc, "hosts"), "utf8"),
+      "127.0.0.1\tlocalhost\n127.0.1.1\tsb-1.example\n::1\tip6-localhost\n",
+    );
+    for (const [etcDir, name] of [
+      [etc, "a b"],
+      [etc, "a\n127.0.0.1 evil"],
+      [etc, "x".repeat(254)],
+      ["", "a"],
+      [etc, ""],
+    ] as Array<[string, string]>) {
+      assert.throws(() => addon?.recordHostname(etcDir, name), { code: "ERR_OUT_OF_RANGE" }, name);
+    }
+    assert.throws(() => addon?.recordHostname(join(etc, "none"), "a"), {
+      code: "ENOENT",
+      message: /writing \/etc\/hostname: No such file or directory/,
+    });
+    await writeFile(join(etc, "hosts"), Buffer.alloc(1024 * 1024 + 1, "#"));
+    assert.throws(() => addon?.recordHostname(etc, "a"), { code: "EFBIG" });
+  });
 });

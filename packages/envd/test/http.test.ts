@@ -17,7 +17,7 @@ import { createLogger } from "@wrenn/shared/log.ts";
 import { fileSignature } from "../src/http/auth.ts";
 import { clockSetter, syncClock } from "../src/http/clock.ts";
 import { wantsGzip } from "../src/http/files.ts";
-import { isHostname, setHostname, withLoopbackName } from "../src/http/hostname.ts";
+import { isHostname, setHostname } from "../src/http/hostname.ts";
 import { parseInit } from "../src/http/init.ts";
 import { KEEP_ALIVE_MS, startEnvd, type Envd } from "../src/server.ts";
 import { ENVD_VERSION } from "../src/state.ts";
@@ -184,55 +184,72 @@ describe("envd HTTP routes", () => {
     assert.equal("hostname" in parseInit("{}"), false);
   });
 
+  // The addon's real /etc writes on a scratch dir; the kernel's rename is a
+  // stand-in (the host's own name must not change; the addon's sethostname
+  // is tested in a UTS namespace of its own, packages/clock/test).
   test("setHostname names the kernel, /etc/hostname and the 127.0.1.1 line, as root, once", async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), "wrenn-hostname-"));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const paths = { kernel: join(dir, "kernel"), etc: dir };
+    const etc = await mkdtemp(join(tmpdir(), "wrenn-hostname-"));
+    t.after(() => rm(etc, { recursive: true, force: true }));
+    const named: string[] = [];
+    const kernel = (n: string) => void named.push(n);
     const hosts = "127.0.0.1\tlocalhost\n127.0.1.1\tminimal\n::1\tlocalhost ip6-localhost\n";
-    await writeFile(join(dir, "hosts"), hosts);
-    assert.equal(setHostname("sb1", log, { paths, current: "minimal", isRoot: true }), "minimal");
-    assert.equal(await readFile(paths.kernel, "utf8"), "sb1");
-    assert.equal(await readFile(join(dir, "hostname"), "utf8"), "sb1\n");
+    await writeFile(join(etc, "hosts"), hosts);
     assert.equal(
-      await readFile(join(dir, "hosts"), "utf8"),
+      setHostname("sb1", log, { kernel, etc, current: "minimal", isRoot: true }),
+      "minimal",
+    );
+    assert.deepEqual(named, ["sb1"]);
+    assert.equal(await readFile(join(etc, "hostname"), "utf8"), "sb1\n");
+    assert.equal(
+      await readFile(join(etc, "hosts"), "utf8"),
       "127.0.0.1\tlocalhost\n127.0.1.1\tsb1\n::1\tlocalhost ip6-localhost\n",
     );
     // The kernel has it already, or the caller is not root: nothing is written.
-    await rm(paths.kernel);
-    assert.equal(setHostname("sb1", log, { paths, current: "sb1", isRoot: true }), undefined);
-    assert.equal(setHostname("sb2", log, { paths, current: "sb1", isRoot: false }), undefined);
-    await assert.rejects(readFile(paths.kernel), { code: "ENOENT" });
-    // A hosts file without the line gets one; a missing one is made.
+    await rm(join(etc, "hostname"));
+    assert.equal(setHostname("sb1", log, { kernel, etc, current: "sb1", isRoot: true }), undefined);
     assert.equal(
-      withLoopbackName("127.0.0.1 localhost\n", "b"),
-      "127.0.0.1 localhost\n127.0.1.1\tb\n",
+      setHostname("sb2", log, { kernel, etc, current: "sb1", isRoot: false }),
+      undefined,
     );
-    assert.equal(withLoopbackName("127.0.0.1 localhost", "b"), "127.0.0.1 localhost\n127.0.1.1\tb");
-    await rm(join(dir, "hosts"));
-    assert.equal(setHostname("sb3", log, { paths, current: "sb1", isRoot: true }), "sb1");
+    assert.deepEqual(named, ["sb1"]);
+    await assert.rejects(readFile(join(etc, "hostname")), { code: "ENOENT" });
+    // A hosts file without the line gets one, with or without a last newline; a missing one is made.
+    for (const [before, after] of [
+      ["127.0.0.1 localhost\n", "127.0.0.1 localhost\n127.0.1.1\tb\n"],
+      ["127.0.0.1 localhost", "127.0.0.1 localhost\n127.0.1.1\tb"],
+      ["127.0.1.10 x\n127.0.1.1 a\n127.0.1.1 c\n", "127.0.1.10 x\n127.0.1.1\tb\n127.0.1.1 c\n"],
+    ] as const) {
+      await writeFile(join(etc, "hosts"), before);
+      setHostname("b", log, { kernel, etc, current: "a", isRoot: true });
+      assert.equal(await readFile(join(etc, "hosts"), "utf8"), after, JSON.stringify(before));
+    }
+    await rm(join(etc, "hosts"));
+    assert.equal(setHostname("sb3", log, { kernel, etc, current: "sb1", isRoot: true }), "sb1");
     assert.equal(
-      await readFile(join(dir, "hosts"), "utf8"),
+      await readFile(join(etc, "hosts"), "utf8"),
       "127.0.0.1\tlocalhost\n127.0.1.1\tsb3\n",
     );
     // /etc that cannot take it is logged; the kernel's name is what counts.
+    const none = join(etc, "none");
     assert.equal(
-      setHostname("sb4", log, {
-        paths: { kernel: paths.kernel, etc: join(dir, "none") },
-        current: "sb3",
-        isRoot: true,
-      }),
+      setHostname("sb4", log, { kernel, etc: none, current: "sb3", isRoot: true }),
       "sb3",
     );
-    assert.equal(await readFile(paths.kernel, "utf8"), "sb4");
+    assert.equal(named.at(-1), "sb4");
+    const refused = () => {
+      throw Object.assign(new Error("sethostname: Operation not permitted"), { code: "EPERM" });
+    };
     assert.throws(
-      () =>
-        setHostname("sb5", log, {
-          paths: { kernel: join(dir, "none", "k"), etc: dir },
-          current: "sb4",
-          isRoot: true,
-        }),
-      /setting the hostname to 'sb5'/,
+      () => setHostname("sb5", log, { kernel: refused, etc, current: "sb4", isRoot: true }),
+      /setting the hostname to 'sb5': sethostname: Operation not permitted/,
     );
+    // Without the addon the guest keeps its name, and envd goes on.
+    const loaded = { addon: null, error: "not built" };
+    assert.equal(
+      setHostname("sb6", log, { kernel, etc, current: "sb4", isRoot: true, loaded }),
+      undefined,
+    );
+    assert.equal(named.at(-1), "sb4");
   });
 
   test("syncClock sets the clock as root only when it is off by more than a little", async () => {
@@ -262,7 +279,12 @@ describe("envd HTTP routes", () => {
     assert.deepEqual(calls, [["date", "-u", "-s", `@${(ms / 1000).toFixed(3)}`]]);
     const viaAddon: number[] = [];
     await clockSetter(log, runner, {
-      addon: { setRealtime: (t) => void viaAddon.push(t), reseedRandom: () => undefined },
+      addon: {
+        setRealtime: (t) => void viaAddon.push(t),
+        reseedRandom: () => undefined,
+        setHostname: () => undefined,
+        recordHostname: () => undefined,
+      },
     })(ms);
     assert.deepEqual(viaAddon, [ms]);
     assert.equal(calls.length, 1, "no process when the addon is there");

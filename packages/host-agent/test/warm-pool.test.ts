@@ -157,8 +157,15 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
       (await h.sh(id, "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'")).stdout;
     const bytes = await Promise.all([a, b, c].map(draw));
     assert.equal(new Set(bytes).size, 3, `distinct random bytes: ${bytes.join(" ")}`);
-    // And each its own name: the pool's entries were restored under their snapshot's.
-    for (const id of [a, b, c]) assert.equal((await h.sh(id, "hostname")).stdout, `${id}\n`);
+    // And each its own name (the kernel's, /etc/hostname, /etc/hosts' 127.0.1.1
+    // line): the pool's entries were restored under their snapshot's.
+    for (const id of [a, b, c]) {
+      const names = await h.sh(
+        id,
+        "hostname; cat /etc/hostname; awk '$1 == \"127.0.1.1\" { print $2 }' /etc/hosts",
+      );
+      assert.equal(names.stdout, `${id}\n${id}\n${id}\n`);
+    }
     assert.equal((await h.sh(c, "echo $WHO")).stdout, "c\n");
 
     // Pause and resume keep the claimed sandbox whole (its files live under the entry's name).

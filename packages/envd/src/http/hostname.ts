@@ -1,9 +1,7 @@
-import { readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { loadClockAddon } from "@wrenn/clock";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
-import { errnoOf } from "../filesystem/errors.ts";
 
 /** RFC 1123 names: dot-separated labels of letters, digits and inner hyphens. */
 const HOSTNAME =
@@ -13,66 +11,61 @@ export function isHostname(name: string): boolean {
   return HOSTNAME.test(name);
 }
 
-/** Where the name is kept; tests point these at a scratch directory. */
-export interface HostnamePaths {
-  /** The kernel's UTS name (what `hostname` and `uname -n` print). */
-  kernel: string;
+/** How the name is set; tests pass a kernel of their own and a scratch /etc. */
+export interface HostnameOptions {
+  /** Renames the kernel (what `hostname` and `uname -n` print): sethostname(2). */
+  kernel?: (name: string) => void;
   /** Holds `hostname` and `hosts`. */
-  etc: string;
+  etc?: string;
+  current?: string;
+  isRoot?: boolean;
+  loaded?: ReturnType<typeof loadClockAddon>;
 }
 
-const SYSTEM: HostnamePaths = { kernel: "/proc/sys/kernel/hostname", etc: "/etc" };
-
-/** `hosts` with its 127.0.1.1 line naming `name` (added when it has none), as Debian keeps it. */
-export function withLoopbackName(hosts: string, name: string): string {
-  const line = `127.0.1.1\t${name}`;
-  const lines = hosts.split("\n");
-  // No regular expression: compiled for the first time in a restored TCG
-  // guest, one made its next command ≈ 200 ms slower.
-  const at = lines.findIndex((l) => l.startsWith("127.0.1.1") && (l[9] === " " || l[9] === "\t"));
-  if (at >= 0) lines[at] = line;
-  else lines.splice(hosts.endsWith("\n") ? lines.length - 1 : lines.length, 0, line);
-  return lines.join("\n");
-}
+let warned = false;
 
 /**
  * Names the guest `name`: the kernel's name, /etc/hostname, and the
- * 127.0.1.1 line of /etc/hosts (so `sudo` and `hostname -f` resolve it). A
+ * 127.0.1.1 line of /etc/hosts (so `sudo` and `hostname -f` resolve it),
+ * through the @wrenn/clock addon: under the guest's TCG interpreter
+ * Node's fs layer cost a claim ≈ 2 ms of its VMM for these three files. A
  * sandbox restored from a memory snapshot carries the name it was saved
  * with; each create and resume sends its own. Nothing is written when the
  * kernel already has it. Only root can rename the kernel: other users
- * (tests, development) skip it. The files are the image's business: one
- * that cannot be written (a read-only /etc) is logged, not fatal. Returns
- * the name it replaced, or undefined when nothing changed (the caller logs
- * the change).
+ * (tests, development) skip it, as does an envd whose addon is not built
+ * (it warns once). The files are the image's business: one that cannot be
+ * written (a read-only /etc) is logged, not fatal. Returns the name it
+ * replaced, or undefined when nothing changed (the caller logs the change).
  */
 export function setHostname(
   name: string,
   log: Logger,
-  options: { paths?: HostnamePaths; current?: string; isRoot?: boolean } = {},
+  options: HostnameOptions = {},
 ): string | undefined {
-  const paths = options.paths ?? SYSTEM;
   const current = options.current ?? hostname();
   const isRoot = options.isRoot ?? process.getuid?.() === 0;
   if (name === current || !isRoot) return undefined;
-  // Sync: three small writes cost less than three trips through the thread pool.
+  const { addon, error } = options.loaded ?? loadClockAddon();
+  if (typeof addon?.recordHostname !== "function") {
+    if (!warned) {
+      warned = true;
+      log.warn(
+        { err: error ?? "the addon has no recordHostname; run 'npm rebuild @wrenn/clock'" },
+        "clock addon not loaded; the guest keeps the hostname it was saved with",
+      );
+    }
+    return undefined;
+  }
+  const kernel = options.kernel ?? ((n: string) => addon.setHostname(n));
   try {
-    writeFileSync(paths.kernel, name);
+    kernel(name);
   } catch (err) {
     throw new WrennError("internal", `setting the hostname to '${name}': ${messageOf(err)}`, {
       cause: err,
     });
   }
   try {
-    writeFileSync(join(paths.etc, "hostname"), `${name}\n`);
-    const hostsPath = join(paths.etc, "hosts");
-    let hosts = "127.0.0.1\tlocalhost\n";
-    try {
-      hosts = readFileSync(hostsPath, "utf8");
-    } catch (err) {
-      if (errnoOf(err) !== "ENOENT") throw err;
-    }
-    writeFileSync(hostsPath, withLoopbackName(hosts, name));
+    addon.recordHostname(options.etc ?? "/etc", name);
   } catch (err) {
     log.warn({ err, hostname: name }, "the hostname is set, but /etc could not record it");
   }
