@@ -44,6 +44,22 @@ const ms = (x: number) => `${x.toFixed(1)} ms`;
  * difference of two medians does.
  */
 const pairedExtra = (a: number[], b: number[]) => p50(a.map((x, i) => x - (b[i] ?? NaN)));
+/**
+ * The request the control plane sends the agent for a REST create of
+ * `{ template: "minimal", memory_mb: 256 }` (its defaults, a token, no env,
+ * no egress rules): the same work for the guest.
+ */
+const asRestCreates = (sandboxId: string, i: number | string) => ({
+  sandboxId,
+  template: "minimal",
+  vcpus: 1,
+  memoryMb: 256,
+  timeoutSec: 300,
+  diskSizeMb: 20480,
+  envVars: {},
+  envdAccessToken: `bench-token-${i}`,
+  network: { allowOut: [], denyOut: [] },
+});
 
 async function apiKey(url: string, email: string): Promise<string> {
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
@@ -199,19 +215,7 @@ try {
   const viaRpcOnce = async (i: number) => {
     const id = `benchrpc${i}`;
     const t1 = performance.now();
-    // The request the control plane sends for the REST create above (its
-    // defaults, a token, no env, no egress rules): the same work for the guest.
-    await rpc.createSandbox({
-      sandboxId: id,
-      template: "minimal",
-      vcpus: 1,
-      memoryMb: 256,
-      timeoutSec: 300,
-      diskSizeMb: 20480,
-      envVars: {},
-      envdAccessToken: `bench-token-${i}`,
-      network: { allowOut: [], denyOut: [] },
-    });
+    await rpc.createSandbox(asRestCreates(id, i));
     await rpc.exec({ sandboxId: id, cmd: "true" });
     viaRpc.push(performance.now() - t1);
     await rpc.destroySandbox({ sandboxId: id });
@@ -375,18 +379,7 @@ async function warmCreates(pairs: number): Promise<void> {
     const rpcOnce = async (i: number | string) => {
       const id = `benchwarm${i}`;
       const t = performance.now();
-      // As the control plane asks for the REST create above.
-      await rpc.createSandbox({
-        sandboxId: id,
-        template: "minimal",
-        vcpus: 1,
-        memoryMb: 256,
-        timeoutSec: 300,
-        diskSizeMb: 20480,
-        envVars: {},
-        envdAccessToken: `bench-token-${i}`,
-        network: { allowOut: [], denyOut: [] },
-      });
+      await rpc.createSandbox(asRestCreates(id, i));
       viaRpc.push(performance.now() - t);
       return async () => {
         await rpc.destroySandbox({ sandboxId: id });
