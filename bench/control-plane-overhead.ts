@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { HostAgentService } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
-import { createLogger } from "@wrenn/shared/log.ts";
+import { createLogger, type Logger } from "@wrenn/shared/log.ts";
 import { startControlPlane } from "@wrenn/control-plane/server.ts";
 import { agentLog } from "./lib/agent-log.ts";
 import { startHostAgent } from "../packages/host-agent/src/agent.ts";
@@ -149,36 +149,56 @@ async function withoutVm(runs: number): Promise<void> {
 
 await withoutVm(200);
 
-const root = await mkdtemp(join(tmpdir(), "wrenn-bench-cp-"));
-// An xfs pool as `wrenn setup` makes one: a resume reflinks its memory instead of copying it.
-const data = join(root, "agent");
-const dataFs = await prepareDataDir(data, { log });
+/**
+ * A host agent on an xfs pool as `wrenn setup` makes one (a resume reflinks
+ * its memory instead of copying it), with two network slots built ahead as
+ * `wrenn up`'s does, and a control plane on PGlite that knows it, without a
+ * reconciler (it would see the RPC's pauses and turn the row paused under
+ * the REST calls); an RPC client of the agent.
+ */
+async function startPlatform(
+  name: string,
+  networkPrefix: string,
+  agentOptions: { log: Logger; warmPool?: number },
+) {
+  const root = await mkdtemp(join(tmpdir(), `wrenn-bench-${name}-`));
+  const data = join(root, "agent");
+  const dataFs = await prepareDataDir(data, { log });
+  const agent = await startHostAgent({
+    listen: "127.0.0.1:0",
+    dataDir: data,
+    imageDir: dataDir(),
+    bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
+    networkPrefix,
+    networkPool: 2,
+    ...agentOptions,
+  });
+  const cp = await startControlPlane({
+    port: 0,
+    dataDir: join(root, "pg"),
+    log,
+    reconcileIntervalMs: 3600_000,
+  });
+  const rpc = createClient(
+    HostAgentService,
+    createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
+  );
+  const close = async () => {
+    await cp.close();
+    await agent.shutdown();
+    await removeDataFs(data, dataFs);
+    await rm(root, { recursive: true, force: true });
+  };
+  return { agent, cp, rpc, close };
+}
+
 /** The agent's own time for its last pause and resume ("sandbox paused/resumed" in its log). */
 const agentMs = { pause: NaN, resume: NaN };
 const agentLogger = agentLog((rec) => {
   if (rec.msg === "sandbox paused") agentMs.pause = rec.ms ?? NaN;
   else if (rec.msg === "sandbox resumed") agentMs.resume = rec.ms ?? NaN;
 });
-const agent = await startHostAgent({
-  listen: "127.0.0.1:0",
-  dataDir: data,
-  imageDir: dataDir(),
-  bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
-  networkPrefix: "wbc",
-  networkPool: 2,
-  log: agentLogger,
-});
-// No reconciler: it would see the RPC's pauses and turn the row paused under the REST calls.
-const cp = await startControlPlane({
-  port: 0,
-  dataDir: join(root, "pg"),
-  log,
-  reconcileIntervalMs: 3600_000,
-});
-const rpc = createClient(
-  HostAgentService,
-  createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
-);
+const { agent, cp, rpc, close } = await startPlatform("cp", "wbc", { log: agentLogger });
 
 async function rest<T>(method: string, path: string, body?: unknown, key?: string): Promise<T> {
   const res = await fetch(cp.url + path, {
@@ -308,10 +328,7 @@ try {
   }
   await rest("DELETE", `/v1/sandboxes/${id}`, undefined, key);
 } finally {
-  await cp.close();
-  await agent.shutdown();
-  await removeDataFs(data, dataFs);
-  await rm(root, { recursive: true, force: true });
+  await close();
 }
 
 /**
@@ -321,29 +338,7 @@ try {
  * of tens of milliseconds rather than a restore's hundreds.
  */
 async function warmCreates(pairs: number): Promise<void> {
-  const root = await mkdtemp(join(tmpdir(), "wrenn-bench-cp-warm-"));
-  const data = join(root, "agent");
-  const dataFs = await prepareDataDir(data, { log });
-  const agent = await startHostAgent({
-    listen: "127.0.0.1:0",
-    dataDir: data,
-    imageDir: dataDir(),
-    bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
-    networkPrefix: "wbw",
-    networkPool: 2,
-    warmPool: 2,
-    log,
-  });
-  const cp = await startControlPlane({
-    port: 0,
-    dataDir: join(root, "pg"),
-    log,
-    reconcileIntervalMs: 3600_000,
-  });
-  const rpc = createClient(
-    HostAgentService,
-    createConnectTransport({ baseUrl: agent.url, httpVersion: "1.1" }),
-  );
+  const { agent, cp, rpc, close } = await startPlatform("cp-warm", "wbw", { log, warmPool: 2 });
   const headers = (key: string) => ({ "content-type": "application/json", "x-api-key": key });
   /** Until the pool holds both entries again, then a second for the last one's warm-up to settle. */
   const refilled = async () => {
@@ -404,10 +399,7 @@ async function warmCreates(pairs: number): Promise<void> {
       `create from the warm pool (${pairs} pairs): REST p50 ${ms(p50(viaRest))}, agent RPC p50 ${ms(p50(viaRpc))}, REST adds ${ms(paired)} (${((paired / p50(viaRpc)) * 100).toFixed(1)}%; median of the pairs' differences)  (target ≤ 10% or ≤ 20 ms)`,
     );
   } finally {
-    await cp.close();
-    await agent.shutdown();
-    await removeDataFs(data, dataFs);
-    await rm(root, { recursive: true, force: true });
+    await close();
   }
 }
 
