@@ -77,3 +77,23 @@ test("a resume within the second cancels it; a folder gone by then is no error",
   assert.deepEqual(steps, ["write_back"]);
   assert.equal(writeBack.cancel(resumed), false, "written back: nothing unwritten");
 });
+
+test("stop cancels the write-backs to come and waits for the one under way", async () => {
+  const { log, steps, warnings } = stepLog();
+  const writeBack = new PauseWriteBack(0);
+  const pending = await pausedDir("stop-pending");
+  const running = await pausedDir("stop-running");
+  writeBack.schedule(running, log);
+  await sleep(0); // a timer behind its own: the write-back has begun, not ended
+  assert.deepEqual(steps, []);
+  writeBack.schedule(pending, log);
+  const stopped = writeBack.stop();
+  assert.equal(writeBack.cancel(running), true, "under way: pages may be unwritten");
+  await stopped;
+  assert.deepEqual(steps, ["write_back"], "the one under way finished before stop answered");
+  assert.equal(writeBack.cancel(running), false, "nothing under way any more");
+  assert.equal(writeBack.cancel(pending), false, "the one to come was cancelled");
+  await sleep(150);
+  assert.deepEqual(steps, ["write_back"], "and never ran");
+  assert.deepEqual(warnings, []);
+});

@@ -133,6 +133,7 @@ export class SandboxManager {
     await Promise.all(
       this.#host.registry.all().map((l) => this.destroy(l.record.id).catch(() => undefined)),
     );
+    await this.#host.writeBack.stop();
   }
 
   /**

@@ -22,7 +22,7 @@ export const WRITE_BACK_AFTER_MS = 1000;
 export class PauseWriteBack {
   readonly #timers = new Map<string, NodeJS.Timeout>();
   /** Folders being written back now. */
-  readonly #running = new Set<string>();
+  readonly #running = new Map<string, Promise<void>>();
   readonly #afterMs: number;
 
   constructor(afterMs = WRITE_BACK_AFTER_MS) {
@@ -34,8 +34,10 @@ export class PauseWriteBack {
     this.cancel(dir);
     const timer = setTimeout(() => {
       this.#timers.delete(dir);
-      this.#running.add(dir);
-      void writeBack(dir, log).finally(() => this.#running.delete(dir));
+      this.#running.set(
+        dir,
+        writeBack(dir, log).finally(() => this.#running.delete(dir)),
+      );
     }, this.#afterMs);
     timer.unref();
     this.#timers.set(dir, timer);
@@ -51,6 +53,16 @@ export class PauseWriteBack {
     clearTimeout(this.#timers.get(dir));
     this.#timers.delete(dir);
     return pending || this.#running.has(dir);
+  }
+
+  /**
+   * Cancels every write-back still to come and waits for those under way:
+   * after it, none holds a file of the data dir open (an agent shutting
+   * down, whose data dir may be unmounted next).
+   */
+  async stop(): Promise<void> {
+    for (const dir of [...this.#timers.keys()]) this.cancel(dir);
+    await Promise.all(this.#running.values());
   }
 }
 
