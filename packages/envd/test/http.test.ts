@@ -143,7 +143,7 @@ describe("envd HTTP routes", () => {
       await expectError(
         await postInit(f, { hostname: name }),
         400,
-        /is not a valid host name: up to 253 characters/,
+        /is not a valid host name: up to 64 characters/,
       );
     }
     for (const mangled of ["not base64!", "QUI", "QUJD\nREVG", "QU=D", "-_-_"]) {
@@ -176,10 +176,19 @@ describe("envd HTTP routes", () => {
   });
 
   test("parseInit takes a hostname of RFC 1123 labels", () => {
-    for (const name of ["minimal", "i3k2j9x0", "a-b.example", "A1", "x".repeat(63)]) {
+    for (const name of [
+      "minimal",
+      "i3k2j9x0",
+      "a-b.example",
+      "A1",
+      "x".repeat(63),
+      `${"a".repeat(31)}.${"b".repeat(32)}`,
+    ]) {
       assert.equal(parseInit(JSON.stringify({ hostname: name })).hostname, name);
       assert.ok(isHostname(name));
     }
+    // The kernel takes 64 bytes at most.
+    assert.equal(isHostname(`${"a".repeat(32)}.${"b".repeat(32)}`), false, "65 characters");
     assert.equal(isHostname(`${"a".repeat(63)}.`.repeat(4) + "abc"), false, "over 253 characters");
     assert.equal("hostname" in parseInit("{}"), false);
   });

@@ -3,9 +3,12 @@ import { loadClockAddon } from "@wrenn/clock";
 import { messageOf, WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 
-/** RFC 1123 names: dot-separated labels of letters, digits and inner hyphens. */
+/**
+ * RFC 1123 names: dot-separated labels of letters, digits and inner hyphens,
+ * of at most 64 characters, the kernel's limit on its host name.
+ */
 const HOSTNAME =
-  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+  /^(?=.{1,64}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 export function isHostname(name: string): boolean {
   return HOSTNAME.test(name);

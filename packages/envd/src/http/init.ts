@@ -82,7 +82,7 @@ export function checkInit(body: unknown): InitRequest {
   }
   if (out.hostname !== undefined && !isHostname(out.hostname)) {
     throw bad(
-      `hostname '${out.hostname}' is not a valid host name: up to 253 characters, dot-separated labels of letters, digits and inner hyphens`,
+      `hostname '${out.hostname}' is not a valid host name: up to 64 characters, dot-separated labels of letters, digits and inner hyphens`,
     );
   }
   if (b.timestamp !== undefined && b.timestamp !== null) {
