@@ -10,6 +10,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import pg from "pg";
 import type { Logger } from "@wrenn/shared/log.ts";
 import { timed } from "@wrenn/shared/log.ts";
+import { PgliteStatements } from "./pglite-statements.ts";
 import * as schema from "./schema.ts";
 
 /** One query layer over either driver: the same schema and queries run on both. */
@@ -63,8 +64,12 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     (await timed(log, "db.pglite.open", () =>
       PGlite.create(options.dataDir ? { dataDir: options.dataDir } : {}),
     ));
-  const db = drizzlePglite({ client, schema });
-  await timed(log, "db.migrate", () => migratePglite(db, { migrationsFolder }));
+  // Migrations run once: their statements are not worth keeping prepared.
+  await timed(log, "db.migrate", () =>
+    migratePglite(drizzlePglite({ client, schema }), { migrationsFolder }),
+  );
+  // drizzle's PGlite driver calls only `query` and `transaction`, which this provides.
+  const db = drizzlePglite({ client: new PgliteStatements(client) as unknown as PGlite, schema });
   await seed(db);
   return { db, kind: "pglite", close: () => client.close() };
 }
