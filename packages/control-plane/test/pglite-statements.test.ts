@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { PGlite, type Transaction } from "@electric-sql/pglite";
+import { PGlite, types, type Transaction } from "@electric-sql/pglite";
 import { PgliteStatements } from "../src/db/pglite-statements.ts";
 
 let pg: PGlite;
@@ -39,6 +39,16 @@ test("answers as PGlite's own query does, in object and array row modes", async 
     assert.deepEqual(mine.fields, theirs.fields);
     assert.equal(mine.rows.length, 1);
   }
+  // A query's own parsers override PGlite's for their types only (drizzle keeps timestamps as text).
+  const asText = { parsers: { [types.TIMESTAMPTZ]: (v: string) => `at ${v}` } };
+  const own = await client.query("select at, big, doc from t where id = $1", [1], asText);
+  assert.deepEqual(
+    own.rows,
+    (await pg.query("select at, big, doc from t where id = $1", [1], asText)).rows,
+  );
+  const [row] = own.rows as Array<{ at: unknown; doc: unknown }>;
+  assert.match(String(row?.at), /^at 2026-12-05 10:00:00/);
+  assert.deepEqual(row?.doc, { a: [1, 2] }, "jsonb still parsed");
   const nulls = await client.query("select $1::text as a, $2::int as b", [null, undefined]);
   assert.deepEqual(nulls.rows, [{ a: null, b: null }]);
   const when = new Date("2026-12-05T10:00:00Z");

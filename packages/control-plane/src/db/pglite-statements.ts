@@ -136,7 +136,14 @@ export class PgliteStatements implements PgliteClient {
             ...(options?.onNotice ? { onNotice: options.onNotice } : {}),
           },
         );
-        return parse.parseResults(messages, pg.parsers, options)[0] as Results<T>;
+        // PGlite would copy its ≈ 300 parsers into a new object to add the
+        // query's own (drizzle passes some with every query): ≈ 0.1 ms a
+        // query. Layered on them instead, its own shadow them just the same.
+        const { parsers, ...rest } = options ?? {};
+        const layered: PGlite["parsers"] = parsers
+          ? Object.assign(Object.create(pg.parsers) as PGlite["parsers"], parsers)
+          : pg.parsers;
+        return parse.parseResults(messages, layered, rest)[0] as Results<T>;
       } catch (err) {
         if (STALE.has((err as { code?: string }).code ?? "")) {
           this.#prepared.delete(text);
