@@ -56,8 +56,8 @@ export class Quotas {
 
   /**
    * A team's limits and what it holds, in one query: a create asks for
-   * both in the placement's transaction, where every round trip to an
-   * embedded PGlite costs its one thread ≈ 0.7 ms.
+   * both in the placement's transaction, where every statement on an
+   * embedded PGlite is work on the control plane's one thread.
    */
   async #read(db: Db, teamId: string): Promise<TeamLimits> {
     const running = inArray(sandboxes.status, [...RUNNING]);
