@@ -50,16 +50,6 @@ export interface PgliteClient {
 /** Names are unique in the process: two clients may share one PGlite (tests do). */
 let nextName = 0;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
 export class PgliteStatements implements PgliteClient {
   readonly #pg: PGlite;
   readonly #max: number;
@@ -125,7 +115,7 @@ export class PgliteStatements implements PgliteClient {
       });
       try {
         const { messages } = await pg.execProtocol(
-          concat([
+          Buffer.concat([
             serialize.bind({ statement: stmt.name, values }),
             serialize.describe({ type: "P" }),
             serialize.execute({}),
@@ -165,7 +155,7 @@ export class PgliteStatements implements PgliteClient {
     const closes = this.#toClose.map((n) => serialize.close({ type: "S", name: n }));
     this.#toClose = [];
     const { messages } = await this.#pg.execProtocol(
-      concat([
+      Buffer.concat([
         ...closes,
         serialize.parse({ name, text, types: options?.paramTypes ?? [] }),
         serialize.describe({ type: "S", name }),
