@@ -237,8 +237,12 @@ export class MemoryNetwork implements NetworkManager {
     return this.#slot(index);
   }
 
+  /** While set, a release waits for it before it frees its index: a slow teardown. */
+  releaseGate: Promise<void> | null = null;
+
   async release(slot: NetworkSlot): Promise<void> {
     this.#faults.check("network.release");
+    await this.releaseGate;
     this.held.delete(slot.index);
   }
 

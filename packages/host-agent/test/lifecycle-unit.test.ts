@@ -151,7 +151,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await assertNothingHeld();
   });
 
-  for (const step of ["storage.detach", "network.release"] as const satisfies FaultStep[]) {
+  for (const step of ["storage.detach"] as const satisfies FaultStep[]) {
     test(`a pause failing after the VM stopped (${step}) keeps its memory and disk, across a restart`, async () => {
       const p = params();
       await manager.create(p);
@@ -176,6 +176,78 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       await assertNothingHeld();
     });
   }
+
+  test("a pause answers before its slot's teardown ends; destroy and close wait for it", async () => {
+    const p = params();
+    await manager.create(p);
+    const [index] = network.held;
+    let open!: () => void;
+    network.releaseGate = new Promise((r) => (open = r));
+    try {
+      await manager.pause(p.id);
+      assert.equal(manager.get(p.id).record.status, "paused");
+      assert.deepEqual([...network.held], [index], "the slot is still being torn down");
+
+      // A resume meanwhile takes a slot of its own, and pauses again.
+      await manager.resume(p.id);
+      assert.equal(network.held.size, 2, "the old slot's index is not handed out again yet");
+      await manager.pause(p.id);
+
+      let destroyed = false;
+      const destroying = manager.destroy(p.id).then(() => (destroyed = true));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(destroyed, false, "destroy waits for the teardowns");
+      open();
+      await destroying;
+    } finally {
+      network.releaseGate = null;
+      open();
+    }
+    await assertNothingHeld();
+
+    // The agent's close waits for them too.
+    const q = params();
+    await manager.create(q);
+    network.releaseGate = new Promise((r) => (open = r));
+    let closed = false;
+    try {
+      await manager.pause(q.id);
+      const closing = manager.close().then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(closed, false, "close waits for the teardown");
+      open();
+      await closing;
+    } finally {
+      network.releaseGate = null;
+      open();
+    }
+    assert.deepEqual([...network.held], []);
+    manager = await newManager();
+    await manager.start();
+    await manager.destroy(q.id);
+    await assertNothingHeld();
+  });
+
+  test("a pause whose slot teardown fails is still a pause; a restart frees the slot's index", async () => {
+    const p = params();
+    await manager.create(p);
+    const [index] = network.held;
+    faults.arm("network.release");
+    await manager.pause(p.id);
+    assert.equal(manager.get(p.id).record.status, "paused");
+    const keep = join(root, "data", "sandboxes", p.id, "paused");
+    assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"]);
+    assert.deepEqual([...network.held], [index], "a failed teardown keeps its index taken");
+
+    await manager.close();
+    manager = await newManager();
+    await manager.start();
+    assert.deepEqual([...network.held], [], "the restart's cleanup freed it");
+    await manager.resume(p.id);
+    assert.equal(manager.get(p.id).record.status, "running");
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
 
   test("a TTL pause that fails keeps the sandbox running; the next pass pauses it", async () => {
     const p = { ...params(), timeoutSec: 1 };

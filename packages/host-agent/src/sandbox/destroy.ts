@@ -8,6 +8,7 @@ export async function destroy(host: SandboxHost, id: string): Promise<void> {
   await host.registry.withLock(id, async () => {
     live.stopping = true;
     live.envd?.close();
+    await live.releasing;
     await timed(host.log, "destroy", () => teardown(host, live.record, live.vm, true), {
       sandbox: id,
     });

@@ -273,6 +273,7 @@ export class SandboxManager {
     this.#reaper.stop();
     await this.#host.pool?.close();
     await this.#host.registry.idle();
+    await Promise.all(this.#host.registry.all().map((l) => l.releasing));
     this.#host.closed = true;
     for (const live of this.#host.registry.all()) {
       live.vm?.release();

@@ -14,10 +14,24 @@ export interface Live {
   stopping: boolean;
   /** Aborted when the VM exits: in-flight envd calls fail at once instead of hanging. */
   gone: AbortController;
+  /**
+   * The teardown of the network slot its last pause gave up, which runs
+   * after the pause has answered (pause.ts); destroy and the agent's close
+   * wait for it. Never rejects.
+   */
+  releasing: Promise<void> | null;
 }
 
 export function newLive(record: SandboxRecord): Live {
-  return { record, vm: null, slot: null, envd: null, stopping: false, gone: new AbortController() };
+  return {
+    record,
+    vm: null,
+    slot: null,
+    envd: null,
+    stopping: false,
+    gone: new AbortController(),
+    releasing: null,
+  };
 }
 
 /**
