@@ -49,6 +49,12 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       restoreTimeoutMs: 2000,
     });
 
+  /** A new agent on the same drivers and data dir, started (it adopts what the last one left). */
+  const startManager = async () => {
+    manager = await newManager();
+    await manager.start();
+  };
+
   const params = (): CreateParams => ({
     id: `u${++seq}`,
     template: "minimal",
@@ -86,8 +92,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     network = new MemoryNetwork(faults, envd.address);
     await rm(root + "/data", { recursive: true, force: true });
     await rm(root + "/run", { recursive: true, force: true });
-    manager = await newManager();
-    await manager.start();
+    await startManager();
   });
 
   test("create, pause, resume, destroy: nothing is left", async () => {
@@ -166,8 +171,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
 
       // A restarted agent neither deletes it nor holds its slot.
       await manager.close();
-      manager = await newManager();
-      await manager.start();
+      await startManager();
       assert.equal(manager.get(p.id).record.status, "failed");
       assert.deepEqual((await readdir(keep)).sort(), ["memfile", "state"]);
       assert.deepEqual([...network.held], []);
@@ -222,8 +226,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       open();
     }
     assert.deepEqual([...network.held], []);
-    manager = await newManager();
-    await manager.start();
+    await startManager();
     await manager.destroy(q.id);
     await assertNothingHeld();
   });
@@ -240,8 +243,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     assert.deepEqual([...network.held], [index], "a failed teardown keeps its index taken");
 
     await manager.close();
-    manager = await newManager();
-    await manager.start();
+    await startManager();
     assert.deepEqual([...network.held], [], "the restart's cleanup freed it");
     await manager.resume(p.id);
     assert.equal(manager.get(p.id).record.status, "running");
@@ -285,8 +287,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.create(dead);
     await manager.close();
     vmm.running.delete(dead.id); // died while no agent watched it
-    manager = await newManager();
-    await manager.start();
+    await startManager();
     assert.equal(manager.get(alive.id).record.status, "running");
     assert.throws(
       () => manager.get(dead.id),
@@ -304,8 +305,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.close();
     const dir = join(root, "data", "sandboxes", p.id);
     await writeFile(join(dir, "record.json"), "{ torn");
-    manager = await newManager();
-    await manager.start();
+    await startManager();
     assert.throws(
       () => manager.get(p.id),
       (err: unknown) => isWrennError(err, "not_found"),
