@@ -54,6 +54,26 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.start();
   };
 
+  /** Holds the network's slot teardowns open until the returned function is called. */
+  const holdTeardowns = (): (() => void) => {
+    let open!: () => void;
+    network.releaseGate = new Promise((r) => (open = r));
+    return () => {
+      network.releaseGate = null;
+      open();
+    };
+  };
+
+  /** `step` is still under way 50 ms in; once `release` is called, it ends. */
+  async function assertWaitsFor(step: Promise<unknown>, release: () => void, what: string) {
+    let ended = false;
+    const done = step.then(() => (ended = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(ended, false, what);
+    release();
+    await done;
+  }
+
   const params = (): CreateParams => ({
     id: `u${++seq}`,
     template: "minimal",
@@ -182,8 +202,7 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     const p = params();
     await manager.create(p);
     const [index] = network.held;
-    let open!: () => void;
-    network.releaseGate = new Promise((r) => (open = r));
+    let release = holdTeardowns();
     try {
       await manager.pause(p.id);
       assert.equal(manager.get(p.id).record.status, "paused");
@@ -194,33 +213,21 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       assert.equal(network.held.size, 2, "the old slot's index is not handed out again yet");
       await manager.pause(p.id);
 
-      let destroyed = false;
-      const destroying = manager.destroy(p.id).then(() => (destroyed = true));
-      await new Promise((r) => setTimeout(r, 50));
-      assert.equal(destroyed, false, "destroy waits for the teardowns");
-      open();
-      await destroying;
+      await assertWaitsFor(manager.destroy(p.id), release, "destroy waits for the teardowns");
     } finally {
-      network.releaseGate = null;
-      open();
+      release();
     }
     await assertNothingHeld();
 
     // The agent's close waits for them too.
     const q = params();
     await manager.create(q);
-    network.releaseGate = new Promise((r) => (open = r));
-    let closed = false;
+    release = holdTeardowns();
     try {
       await manager.pause(q.id);
-      const closing = manager.close().then(() => (closed = true));
-      await new Promise((r) => setTimeout(r, 50));
-      assert.equal(closed, false, "close waits for the teardown");
-      open();
-      await closing;
+      await assertWaitsFor(manager.close(), release, "close waits for the teardown");
     } finally {
-      network.releaseGate = null;
-      open();
+      release();
     }
     assert.deepEqual([...network.held], []);
     await startManager();
