@@ -88,6 +88,12 @@ export interface HostAgentOptions {
   warmPool?: number;
   /** Warm sandboxes kept per template in use for these templates, instead of `warmPool` (0: none). */
   warmPoolTemplates?: Readonly<Record<string, number>>;
+  /**
+   * VMMs kept started ahead for resumes, each for the machine of a recent
+   * pause and on a network slot of its own (`--standby-vmms`; the CLI's
+   * default is 1). Default 0 here, as `networkPool`.
+   */
+  standbyVmms?: number;
   log?: Logger;
 }
 
@@ -194,6 +200,7 @@ export async function startHostAgent(options: HostAgentOptions): Promise<HostAge
         ? null
         : (options.bootSnapshotDir ?? bootSnapshotsDir(imageDir)),
     pool: { size: options.warmPool ?? 0, templates: options.warmPoolTemplates ?? {} },
+    standbyVmms: options.standbyVmms ?? 0,
     images: {
       kernel: () => findKernel(imageDir),
       template: (name) => findTemplate(imageDir, name),

@@ -43,8 +43,9 @@ const cases: Array<[CrashPoint, Op, After]> = [
 
 describe("the agent killed at each lifecycle step", { skip, concurrency: false }, () => {
   // On an xfs pool as `wrenn setup` makes: reflinked RAM files, shared with the VM (the QEMU
-  // save links them into the pause folder, which pause:after-ram-link cuts short).
-  const h = new AgentHarness("wk", {}, { pool: true });
+  // save links them into the pause folder, which pause:after-ram-link cuts short). Resumes
+  // take the standby QEMU their pause started (the crashed agent's, taken or not).
+  const h = new AgentHarness("wk", { standbyVmms: 1 }, { pool: true });
 
   before(async () => {
     await h.setUp();

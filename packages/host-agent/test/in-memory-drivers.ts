@@ -6,7 +6,7 @@
  * namespaces are covered by the tests beside these.
  */
 import { createServer, type Server } from "node:http";
-import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
@@ -17,6 +17,8 @@ import type {
   BootSpec,
   KernelChoice,
   RestoreSpec,
+  StandbySpec,
+  StandbyVmm,
   VmHandle,
   VmmDriver,
   VmRecord,
@@ -31,6 +33,7 @@ export type FaultStep =
   | "vmm.boot"
   | "vmm.restore"
   | "vmm.saveMemory"
+  | "vmm.startStandby"
   | "envd.init";
 
 /** Which steps fail next (each once), shared by the drivers of one test. */
@@ -90,6 +93,38 @@ class MemoryVm implements VmHandle {
   release(): void {}
 }
 
+/** A standby VMM: waiting until a restore takes it or it is stopped. */
+export class MemoryStandby implements StandbyVmm {
+  readonly vmId: string;
+  readonly key: string;
+  readonly exited: Promise<unknown>;
+  readonly runDir: string;
+  taken = false;
+  #exit!: () => void;
+  readonly #waiting: Map<string, MemoryStandby>;
+
+  constructor(spec: StandbySpec, waiting: Map<string, MemoryStandby>) {
+    this.vmId = spec.vmId;
+    this.key = spec.key;
+    this.runDir = spec.runDir;
+    this.#waiting = waiting;
+    waiting.set(spec.vmId, this);
+    this.exited = new Promise<void>((resolve) => (this.#exit = resolve));
+  }
+
+  async stop(): Promise<void> {
+    if (this.taken) return;
+    this.#waiting.delete(this.vmId);
+    this.#exit();
+  }
+
+  /** It dies waiting. */
+  crash(): void {
+    this.#waiting.delete(this.vmId);
+    this.#exit();
+  }
+}
+
 export class MemoryVmm implements VmmDriver {
   readonly name = "qemu" as const;
   readonly accel = "tcg" as const;
@@ -112,9 +147,33 @@ export class MemoryVmm implements VmmDriver {
     return this.#start(spec.vmId);
   }
 
+  /** Standby VMMs waiting, by vmId; `restoredInto`: the standbys restores took. */
+  readonly standbys = new Map<string, MemoryStandby>();
+  readonly restoredInto: string[] = [];
+
   async restore(spec: RestoreSpec): Promise<VmHandle> {
+    const standby = spec.standby;
+    if (standby) {
+      if (!(standby instanceof MemoryStandby) || !this.standbys.has(standby.vmId)) {
+        throw new WrennError("internal", "restore into a standby that is not waiting");
+      }
+      if (standby.vmId !== spec.vmId) throw new WrennError("internal", "the standby's vmId");
+      standby.taken = true;
+      this.standbys.delete(standby.vmId);
+      this.restoredInto.push(standby.vmId);
+    }
     this.#faults.check("vmm.restore");
     return this.#start(spec.vmId);
+  }
+
+  /** The paused memory's "machine" is its size, as saveMemory wrote it. */
+  async standbyKey(dir: string): Promise<string | null> {
+    return readFile(join(dir, "state"), "utf8").catch(() => null);
+  }
+
+  async startStandby(spec: StandbySpec): Promise<StandbyVmm> {
+    this.#faults.check("vmm.startStandby");
+    return new MemoryStandby(spec, this.standbys);
   }
 
   #start(vmId: string): MemoryVm {
@@ -131,9 +190,9 @@ export class MemoryVmm implements VmmDriver {
     return { vmId: handle.vmId, pid: handle.pid, controlSocket: `mem:${handle.vmId}` };
   }
 
-  async saveMemory(_vm: VmHandle, save: { dir: string }): Promise<void> {
+  async saveMemory(_vm: VmHandle, save: { dir: string; memoryMb: number }): Promise<void> {
     this.#faults.check("vmm.saveMemory");
-    await writeFile(join(save.dir, "state"), "state");
+    await writeFile(join(save.dir, "state"), `machine of ${save.memoryMb} MiB`);
     await writeFile(join(save.dir, "memfile"), "memory");
   }
 

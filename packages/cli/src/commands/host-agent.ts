@@ -36,24 +36,34 @@ export function allowPrivateOf(values: { "allow-private": string[] }): string[] 
   return parseAllowPrivate(splitAllowPrivate(values["allow-private"]));
 }
 
-/** `--network-pool N` and `--warm-pool N[,TEMPLATE=N…]` (or WRENN_NETWORK_POOL, WRENN_WARM_POOL), shared with `wrenn up`. */
+/**
+ * `--network-pool N`, `--warm-pool N[,TEMPLATE=N…]` and `--standby-vmms N`
+ * (or WRENN_NETWORK_POOL, WRENN_WARM_POOL, WRENN_STANDBY_VMMS), shared with `wrenn up`.
+ */
 export const POOL_OPTIONS = {
   "network-pool": { type: "string", default: process.env.WRENN_NETWORK_POOL ?? "2" },
   "warm-pool": { type: "string", default: process.env.WRENN_WARM_POOL ?? "2" },
+  "standby-vmms": { type: "string", default: process.env.WRENN_STANDBY_VMMS ?? "1" },
 } as const;
 
 const MAX_NETWORK_POOL = 64;
 const MAX_WARM_POOL = 16;
+const MAX_STANDBY_VMMS = 16;
 
 /**
  * Network slots kept built ahead, and warm sandboxes per template in use (0
  * turns either off). `--warm-pool` is a size for every template, then any
  * `TEMPLATE=N` for templates of their own: `2,python=6,big=0`.
  */
-export function poolsOf(values: { "network-pool": string; "warm-pool": string }): {
+export function poolsOf(values: {
+  "network-pool": string;
+  "warm-pool": string;
+  "standby-vmms": string;
+}): {
   networkPool: number;
   warmPool: number;
   warmPoolTemplates: Record<string, number>;
+  standbyVmms: number;
 } {
   const [all = "", ...own] = values["warm-pool"].split(",");
   const warmPoolTemplates: Record<string, number> = {};
@@ -79,6 +89,7 @@ export function poolsOf(values: { "network-pool": string; "warm-pool": string })
     networkPool: wholeNumber("--network-pool", values["network-pool"], MAX_NETWORK_POOL),
     warmPool: wholeNumber("--warm-pool", all, MAX_WARM_POOL),
     warmPoolTemplates,
+    standbyVmms: wholeNumber("--standby-vmms", values["standby-vmms"], MAX_STANDBY_VMMS),
   };
 }
 

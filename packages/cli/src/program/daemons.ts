@@ -46,6 +46,9 @@ const WARM_POOL_HELP =
 const NETWORK_POOL_HELP =
   "network slots kept built ahead so a create or resume need not build one (default $WRENN_NETWORK_POOL or 2; 0 turns it off)";
 
+const STANDBY_VMMS_HELP =
+  "VMMs kept started ahead so a resume need not wait for one (QEMU's start): each for the machine of a recent pause, on a network slot of its own (default $WRENN_STANDBY_VMMS or 1; 0 turns them off)";
+
 const ALLOW_PRIVATE_HELP =
   "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
 
@@ -68,7 +71,8 @@ export function registerDaemons(program: Command): void {
         .option("--trust-proxy <cidrs>", ADMISSION_HELP.trustProxy)
         .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
         .option("--network-pool <n>", NETWORK_POOL_HELP)
-        .option("--warm-pool <n[,template=n]>", WARM_POOL_HELP),
+        .option("--warm-pool <n[,template=n]>", WARM_POOL_HELP)
+        .option("--standby-vmms <n>", STANDBY_VMMS_HELP),
     ),
     ["up"],
     () => import("../commands/up.ts"),
@@ -125,6 +129,7 @@ export function registerDaemons(program: Command): void {
       .option("--allow-private <cidrs>", ALLOW_PRIVATE_HELP)
       .option("--network-pool <n>", NETWORK_POOL_HELP)
       .option("--warm-pool <n[,template=n]>", WARM_POOL_HELP)
+      .option("--standby-vmms <n>", STANDBY_VMMS_HELP)
       .option(
         "--tls-cert <file>",
         "serve HTTPS (HTTP/2 and 1.1) with this certificate chain (PEM); register the host as https://HOST:PORT",

@@ -23,9 +23,11 @@ export async function acquireSlot(
   log: Logger,
   phase: string,
   undo: Rollback,
+  /** A slot taken already (a standby VMM's, which runs in it): the sandbox's from now on. */
+  taken?: NetworkSlot,
 ): Promise<NetworkSlot> {
   const { network } = host.opts;
-  const slot = await timed(log, `${phase}.network`, () => network.acquire());
+  const slot = taken ?? (await timed(log, `${phase}.network`, () => network.acquire()));
   live.slot = slot;
   live.record.slotIndex = slot.index;
   undo.push("release network", async () => {

@@ -12,6 +12,7 @@ import type { ManagerOptions } from "./options.ts";
 import type { WarmPool } from "./pool.ts";
 import { homeOf, RecordStore, type SandboxRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
+import { Standbys } from "./standbys.ts";
 import { TemplateStore, type SnapshotMeta } from "./templates.ts";
 import { PauseWriteBack } from "./write-back.ts";
 
@@ -33,6 +34,8 @@ export class SandboxHost {
   bootSnapshots: BootSnapshots | null = null;
   /** Set once by the front door when the pool is on (its refills run the lifecycle itself). */
   pool: WarmPool | null = null;
+  /** VMMs started ahead for resumes (standbys.ts). */
+  readonly standbys: Standbys;
   /** Set by close(): this agent no longer owns the VMs (the next agent adopts them). */
   closed = false;
   /**
@@ -62,6 +65,7 @@ export class SandboxHost {
     this.log = opts.log;
     this.records = new RecordStore(join(opts.dataDir, "sandboxes"));
     this.templates = new TemplateStore(join(opts.dataDir, "snapshots"));
+    this.standbys = new Standbys(this, opts.standbyVmms ?? 0);
   }
 
   /** Its VM's sockets and RAM file. */

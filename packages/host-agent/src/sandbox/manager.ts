@@ -272,6 +272,7 @@ export class SandboxManager {
   async close(): Promise<void> {
     this.#reaper.stop();
     await this.#host.pool?.close();
+    await this.#host.standbys.close();
     await this.#host.registry.idle();
     await Promise.all(this.#host.registry.all().map((l) => l.releasing));
     this.#host.closed = true;

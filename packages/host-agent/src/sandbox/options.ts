@@ -36,6 +36,8 @@ export interface ManagerOptions {
   bootSnapshotDir: string | null;
   /** Warm sandboxes kept per template in use (see pool.ts); none when absent or every size is 0. */
   pool?: PoolOptions;
+  /** VMMs kept started ahead for resumes (see standbys.ts); default 0. */
+  standbyVmms?: number;
 }
 
 export interface CreateParams {

@@ -122,5 +122,12 @@ export async function pause(
     }
     log.info({ ms: Math.round(performance.now() - t0) }, "sandbox paused");
     host.writeBack.schedule(keep, log);
+    // Its resume may take a VMM started meanwhile.
+    void host
+      .currentKernel()
+      .then((kernel) => host.standbys.want(keep, kernel))
+      .catch((err: unknown) => {
+        log.warn({ err: messageOf(err) }, "could not start a standby VMM for the resume");
+      });
   });
 }

@@ -5,7 +5,8 @@
  * mid-create, a VM that died while the agent was down), then remove network
  * leftovers and VMM processes no record accounts for.
  */
-import { rm } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { messageOf } from "@wrenn/shared/errors.ts";
 import { ENVD_PORT } from "@wrenn/shared/sandbox-proxy.ts";
 import { EnvdClient } from "../envd/client.ts";
@@ -17,6 +18,7 @@ import { isPooled } from "./pool.ts";
 import type { SandboxHost } from "./host.ts";
 import type { SandboxRecord } from "./records.ts";
 import { newLive } from "./registry.ts";
+import { STANDBY_PREFIX } from "./standbys.ts";
 import { teardown } from "./teardown.ts";
 import { watchExit } from "./attach.ts";
 
@@ -99,11 +101,17 @@ export async function recover(host: SandboxHost): Promise<void> {
   }
   await network.cleanupStale(keep);
   const running = registry.all().filter((l) => l.vm !== null);
-  const strays = await killStrays(
-    host.opts.runRoot,
-    running.map((l) => host.runDir(l.record)),
-  );
+  const strays = await killStrays(host.opts.runRoot, {
+    dirs: running.map((l) => host.runDir(l.record)),
+    names: running.map((l) => `wrenn-${l.vm?.vmId ?? ""}`),
+  });
   if (strays.length > 0) log.warn({ pids: strays }, "killed VMM processes no record accounted for");
+  // What standby VMMs nobody took left (their processes went with the strays).
+  for (const name of await readdir(host.opts.runRoot).catch(() => [])) {
+    if (name.startsWith(STANDBY_PREFIX)) {
+      await rm(join(host.opts.runRoot, name), { recursive: true, force: true });
+    }
+  }
 }
 
 /** A running sandbox's paused disk that its resume, committed or about to be, did not delete. */

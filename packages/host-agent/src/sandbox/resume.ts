@@ -5,7 +5,7 @@
  * even after the guest ran and wrote — every step is undone and the sandbox
  * stays paused exactly as it was, ready for another try.
  */
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed } from "@wrenn/shared/log.ts";
 import { crashPoint } from "../util/crash-point.ts";
@@ -55,14 +55,25 @@ export async function resume(
       });
       await host.records.save(record);
       crashPoint("resume:after-attach");
-      const slot = await acquireSlot(host, live, log, "resume", undo);
-      crashPoint("resume:after-network");
       const kernel = await host.currentKernel();
+      const standby = await host.standbys.take(keep, kernel);
+      const slot = await acquireSlot(host, live, log, "resume", undo, standby?.slot);
+      if (standby) {
+        // Until the restore takes it (then its handle's stop is the VM's).
+        undo.push("stop the standby VMM", async () => {
+          await standby.vm.stop();
+          await rm(standby.dir, { recursive: true, force: true });
+        });
+        // Its sockets and files are where the sandbox's VM keeps them now.
+        await rename(standby.dir, host.runDir(record));
+      }
+      crashPoint("resume:after-network");
       const vm = started(
         live,
         await timed(log, "resume.restore", () =>
           vmm.restore({
             ...host.machine(record, slot, disk),
+            ...(standby ? { vmId: standby.vm.vmId, standby: standby.vm } : {}),
             snapshotDir: keep,
             clone: false,
             unwritten,

@@ -11,7 +11,7 @@
  * under way when it dies is reported failed to its caller.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { runOutcome, type CommandOutcome } from "@wrenn/shared/command.ts";
 
 /** Starts a VMM, detached. */
@@ -22,7 +22,7 @@ export interface StartRequest {
   args: string[];
   logPath: string;
   env?: NodeJS.ProcessEnv;
-  /** Opened here (as root) and inherited as fd 3, 4, …, positioned at `position`. */
+  /** Opened here (as root) and inherited as fd 3, 4, …, positioned at `position` (a FIFO read-write). */
   files: Array<{ path: string; position: number }>;
 }
 
@@ -55,7 +55,10 @@ export type SpawnerReply =
 
 /** A file open for reading whose position (shared with the child) is `position`. */
 function openAt(path: string, position: number): number {
-  const fd = openSync(path, "r");
+  // A FIFO (a standby QEMU's state, written at its claim) opens for reading
+  // and writing: for reading alone the open waits for a writer, and a read
+  // with no writer yet would see the stream's end.
+  const fd = openSync(path, statSync(path).isFIFO() ? "r+" : "r");
   try {
     if (position > 0 && readSync(fd, Buffer.alloc(position), 0, position, null) !== position) {
       throw new Error(`${path} ends before byte ${position}`);

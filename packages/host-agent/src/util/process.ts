@@ -113,13 +113,19 @@ export async function tail(path: string, lines = 8): Promise<string> {
 
 /**
  * Kills every process whose command line names a path under `dir` but none
- * under the `keep` dirs: VMMs and page servers an agent started and died
- * before it recorded (a crash between spawn and the record's write).
+ * under the `keep.dirs`, and is not a VMM named (`-name`) one of
+ * `keep.names`: VMMs and page servers an agent started and died before it
+ * recorded (a crash between spawn and the record's write), and standby
+ * VMMs nobody took (a taken one's paths name where it waited).
  */
-export async function killStrays(dir: string, keep: string[]): Promise<number[]> {
+export async function killStrays(
+  dir: string,
+  keep: { dirs: string[]; names: string[] },
+): Promise<number[]> {
   const under = (d: string) => (d.endsWith("/") ? d : `${d}/`);
   const prefix = under(dir);
-  const kept = keep.map(under);
+  const kept = keep.dirs.map(under);
+  const names = new Set(keep.names);
   const killed: number[] = [];
   for (const name of await readdir("/proc").catch(() => [])) {
     const pid = Number(name);
@@ -127,6 +133,8 @@ export async function killStrays(dir: string, keep: string[]): Promise<number[]>
     const argv = await cmdlineOf(pid);
     if (!argv?.some((arg) => arg.includes(prefix))) continue;
     if (argv.some((arg) => kept.some((k) => arg.includes(k)))) continue;
+    const vmName = argv[argv.indexOf("-name") + 1];
+    if (argv.includes("-name") && vmName !== undefined && names.has(vmName)) continue;
     await killIfNamed(pid, prefix);
     killed.push(pid);
   }

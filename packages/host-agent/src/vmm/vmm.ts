@@ -50,6 +50,12 @@ export interface RestoreSpec extends Machine {
   unwritten?: boolean;
   /** The kernel the host boots now, for a snapshot whose own kernel file is gone. */
   kernel: { kernelPath: string; initrdPath?: string };
+  /**
+   * Restore into this standby of `standbyKey(snapshotDir)` (not a clone's):
+   * the caller moved its run dir to `runDir`, and `vmId` is its own. Whether
+   * the restore succeeds or fails, the standby is the restore's.
+   */
+  standby?: StandbyVmm;
 }
 
 /** The host's kernel builds; each VMM boots its own format. */
@@ -125,6 +131,31 @@ export interface VmmDriver {
   afterResume(dir: string, log: Logger): Promise<void>;
   /** Copies the memory snapshot in `from` into a template folder `to`. */
   copyMemory(from: string, to: string): Promise<void>;
+  /**
+   * The machine a resume from the paused memory in `dir` starts, as a key
+   * for the standby VMMs a restore may use (`startStandby`), or null when it
+   * can use none. Absent on drivers that start no standbys.
+   */
+  standbyKey?(dir: string, kernel: RestoreSpec["kernel"]): Promise<string | null>;
+  /** Starts a VMM for `key`'s machine that waits, paused, for a resume's state. */
+  startStandby?(spec: StandbySpec): Promise<StandbyVmm>;
+}
+
+/** Where a standby VMM runs; `runDir` is its own until a resume takes it. */
+export type StandbySpec = Pick<Machine, "vmId" | "netns" | "tapName" | "guestMac" | "runDir"> & {
+  key: string;
+};
+
+/**
+ * A VMM started ahead of a resume (a QEMU's start is most of a resume's
+ * host side under TCG), waiting paused for a state, disk and memory.
+ */
+export interface StandbyVmm {
+  readonly vmId: string;
+  readonly key: string;
+  readonly exited: Promise<unknown>;
+  /** Stops it and removes its files (not its run dir); idempotent. Not after a restore took it. */
+  stop(): Promise<void>;
 }
 
 /** A driver's own state file and memory file of one snapshot (its low-level calls). */

@@ -63,6 +63,34 @@ export function paths(runDir: string, vmId: string) {
   };
 }
 
+/** A disk as QEMU opens it: the file's format over its protocol (a file, or a block device). */
+export interface DiskFile {
+  path: string;
+  format: "raw" | "qcow2";
+  /** "host_device" for a block device (dm-snapshot's), else "file". */
+  protocol: "file" | "host_device";
+}
+
+/** The block node the guest's virtio-blk device reads, fixed for the VM's life. */
+export const DEVICE_NODE = "vda";
+/** The node of the disk a VM started with (a standby's placeholder). */
+export const DISK_NODE = "disk0";
+/** The node of the disk a standby's resume put under the device. */
+export const CLAIMED_NODE = "disk1";
+
+/** The node that reads `disk` (blockdev-add's and -blockdev's JSON form). */
+export function diskNode(nodeName: string, disk: DiskFile): Record<string, unknown> {
+  const file = { driver: disk.protocol, filename: disk.path, discard: "unmap" };
+  return disk.format === "raw"
+    ? { ...file, "node-name": nodeName }
+    : { driver: disk.format, "node-name": nodeName, discard: "unmap", file };
+}
+
+/** The device's node over `file` (blockdev-reopen changes its `file`). */
+export function deviceNode(file: string): Record<string, unknown> {
+  return { driver: "raw", "node-name": DEVICE_NODE, file, discard: "unmap" };
+}
+
 /** QEMU's command line for one VM (exported so its shape can be tested). */
 export function qemuArgs(opts: {
   vmId: string;
@@ -70,7 +98,7 @@ export function qemuArgs(opts: {
   machine: QemuMachine;
   ramPath: string;
   sharedRam: boolean;
-  rootfs: { path: string; format: "raw" | "qcow2" };
+  rootfs: DiskFile;
   tapName: string;
   guestMac: string;
   qmpPath: string;
@@ -146,10 +174,15 @@ export function qemuArgs(opts: {
     `socket,id=con0,path=${qemuOpt(opts.consoleSocket)},server=on,wait=off`,
     "-serial",
     "chardev:con0",
-    "-drive",
-    `id=vda,file=${qemuOpt(opts.rootfs.path)},format=${opts.rootfs.format},if=none,discard=unmap`,
+    // The device's disk is a raw node over the one that reads the file: a
+    // standby QEMU (standby.ts) starts on a placeholder, and its claim puts
+    // the sandbox's disk under that fixed node (blockdev-reopen).
+    "-blockdev",
+    JSON.stringify(diskNode(DISK_NODE, opts.rootfs)),
+    "-blockdev",
+    JSON.stringify(deviceNode(DISK_NODE)),
     "-device",
-    "virtio-blk-device,drive=vda",
+    `virtio-blk-device,drive=${DEVICE_NODE}`,
     "-netdev",
     `tap,id=net0,ifname=${opts.tapName},script=no,downscript=no`,
     "-device",
@@ -203,11 +236,4 @@ export function machineFromArgv(argv: string[]): QemuMachine | null {
     bootArgs,
     platform: { machine: machineType, ...(cpu ? { cpu } : {}) },
   };
-}
-
-/** The disk a re-adopted VM's QEMU opened (`-drive id=vda,file=…`), or null. */
-export function diskFromArgv(argv: string[]): string | null {
-  const drive = argv.find((a) => a.startsWith("id=vda,file="));
-  const file = /^id=vda,file=((?:[^,]|,,)*)/.exec(drive ?? "")?.[1];
-  return file === undefined ? null : file.replaceAll(",,", ",");
 }

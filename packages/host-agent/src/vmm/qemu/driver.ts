@@ -5,15 +5,17 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
-import { chmod, copyFile, open, rm, stat } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { chmod, copyFile, open, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import { basename, dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { nothpPath } from "@wrenn/nothp";
-import { copySparse, discard, exists, reflinkInPlace } from "../../util/fs.ts";
+import { copySparse, discard, reflinkInPlace } from "../../util/fs.ts";
 import { spawnerRunner } from "../../spawner/client.ts";
 import type { Runner } from "@wrenn/shared/command.ts";
-import { cmdlineOf, isAlive, tail, watchForeignExit } from "../../util/process.ts";
+import { cmdlineOf, isAlive, signal, tail, watchForeignExit } from "../../util/process.ts";
 import { spawnInNetns } from "../process.ts";
 import { detectCgroups, moveInto, vmLimits, type CgroupDriver } from "../../cgroup/cgroup.ts";
 import { removeConsole } from "../console-log.ts";
@@ -32,25 +34,31 @@ import type {
   Machine,
   RestoreSpec,
   SnapshotFiles,
+  StandbySpec,
+  StandbyVmm,
   VmHandle,
   VmmDriver,
   VmRecord,
 } from "../vmm.ts";
 import {
+  CLAIMED_NODE,
+  DISK_NODE,
   TCG_TB_MB,
   currentPlatform,
+  deviceNode,
+  diskNode,
   legacyPlatform,
-  diskFromArgv,
   machineFromArgv,
   paths,
   qemuArgs,
   withTscArg,
+  type DiskFile,
   type QemuAccel,
   type QemuMachine,
   type QemuPlatform,
 } from "./args.ts";
-import { qemuOpt } from "./quote.ts";
-import { readStateHeader, waitMigration } from "./state-file.ts";
+import { QemuStandby, standbyFiles, type Started } from "./standby.ts";
+import { readStateHeader, waitMigration, type StateHeader } from "./state-file.ts";
 import { QemuVm } from "./vm.ts";
 
 export type { QemuAccel, QemuPlatform } from "./args.ts";
@@ -204,6 +212,7 @@ export class QemuDriver implements VmmDriver {
    * treat it so.
    */
   async restore(spec: RestoreSpec): Promise<VmHandle> {
+    if (spec.standby) return this.#restoreInto(this.#ownStandby(spec.standby), spec);
     let memPath = join(spec.snapshotDir, MEMFILE);
     const ownCopy = !spec.clone || this.#reflinkCopies;
     let copying: Promise<void> | undefined;
@@ -269,32 +278,7 @@ export class QemuDriver implements VmmDriver {
 
   async restoreFiles(spec: QemuRestoreSpec): Promise<QemuVm> {
     const header = await readStateHeader(spec.snapshot.statePath);
-    const { ramInState, offset } = header;
-    // A state loads only into the platform it was saved from; the VM keeps
-    // it, so its own snapshots record it too.
-    let machine: QemuMachine = {
-      ...header.machine,
-      platform: header.machine.platform ?? legacyPlatform(this.accel),
-    };
-    const missing = async (path: string | undefined) => !!path && !(await exists(path));
-    const current = spec.kernel;
-    if (current && ((await missing(machine.kernelPath)) || (await missing(machine.initrdPath)))) {
-      this.#log.warn(
-        { recorded: machine.kernelPath, using: current.kernelPath },
-        "the snapshot's kernel file is gone; starting QEMU with the current one",
-      );
-      machine = {
-        ...machine,
-        kernelPath: current.kernelPath,
-        initrdPath: current.initrdPath || undefined,
-      };
-    }
-    if (machine.vcpus !== spec.vcpus || machine.memoryMb !== spec.memoryMb) {
-      this.#log.warn(
-        { snapshot: machine, asked: { vcpus: spec.vcpus, memoryMb: spec.memoryMb } },
-        "restore keeps the snapshot's vCPUs and memory size",
-      );
-    }
+    const machine = this.#restoredMachine(header, spec);
     // QEMU reads the state from a descriptor root opened, past the header:
     // as its own uid it may not open the file (root's, 0600 — a template's,
     // or a private clone's pause, which holds the guest's RAM).
@@ -304,9 +288,8 @@ export class QemuDriver implements VmmDriver {
       // A copy made for this VM (a resume, a reflink clone) goes with it.
       ownsRam: spec.snapshot.memPath === paths(spec.runDir, spec.vmId).ram,
       incoming: true,
-      state: { path: spec.snapshot.statePath, position: offset },
+      state: { path: spec.snapshot.statePath, position: header.offset },
     });
-    const qmp = vm.qmp;
     // Once QEMU has started (reads beside its start slowed it by 15–25 ms),
     // and the copy is whole.
     if (spec.readAhead) vm.handle.readRamAhead(spec.memoryCopied);
@@ -318,6 +301,63 @@ export class QemuDriver implements VmmDriver {
         cause: err,
       });
     }
+    await this.#loadState(vm.handle, vm.qmp, spec, header.ramInState);
+    return vm.handle;
+  }
+
+  /**
+   * The machine a restore from `header` starts: the one the state was saved
+   * from (a state loads only into it; the VM keeps it, so its own snapshots
+   * record it too), on the current kernel if the recorded file is gone.
+   */
+  #machineOf(header: StateHeader, kernel: RestoreSpec["kernel"] | undefined) {
+    let machine: QemuMachine = {
+      ...header.machine,
+      platform: header.machine.platform ?? legacyPlatform(this.accel),
+    };
+    const gone = (path: string | undefined) => !!path && !existsSync(path);
+    const fellBack = !!kernel && (gone(machine.kernelPath) || gone(machine.initrdPath));
+    if (kernel && fellBack) {
+      machine = {
+        ...machine,
+        kernelPath: kernel.kernelPath,
+        initrdPath: kernel.initrdPath || undefined,
+      };
+    }
+    return { machine, recorded: header.machine.kernelPath, fellBack };
+  }
+
+  #restoredMachine(
+    header: StateHeader,
+    spec: Machine & { kernel?: RestoreSpec["kernel"] },
+  ): QemuMachine {
+    const { machine, recorded, fellBack } = this.#machineOf(header, spec.kernel);
+    if (fellBack) {
+      this.#log.warn(
+        { recorded, using: machine.kernelPath },
+        "the snapshot's kernel file is gone; starting QEMU with the current one",
+      );
+    }
+    if (machine.vcpus !== spec.vcpus || machine.memoryMb !== spec.memoryMb) {
+      this.#log.warn(
+        { snapshot: machine, asked: { vcpus: spec.vcpus, memoryMb: spec.memoryMb } },
+        "restore keeps the snapshot's vCPUs and memory size",
+      );
+    }
+    return machine;
+  }
+
+  /**
+   * Loads the state QEMU reads on fd 3 (`feed` writes it there, for a
+   * standby) and runs the VM; on failure stops it, saying why.
+   */
+  async #loadState(
+    vm: QemuVm,
+    qmp: QmpClient,
+    at: { runDir: string },
+    ramInState: boolean,
+    feed?: () => Promise<void>,
+  ): Promise<void> {
     try {
       await timed(this.#log, "qemu.load_state", async () => {
         await qmp.execute("migrate-set-capabilities", {
@@ -325,18 +365,122 @@ export class QemuDriver implements VmmDriver {
         });
         // fd 3: the first descriptor after stdio (spawnInNetns' passFiles).
         await qmp.execute("migrate-incoming", { uri: "fd:3" });
+        // Written while QEMU reads: a FIFO holds less than a state.
+        const fed = feed?.();
+        fed?.catch(() => undefined);
         await waitMigration(qmp, "loading VM state");
+        await fed;
         await qmp.execute("cont");
       });
     } catch (err) {
-      const why = await tail(paths(spec.runDir, spec.vmId).log, 5);
-      await vm.handle.stop();
+      const why = await tail(paths(at.runDir, vm.vmId).log, 5);
+      await vm.stop();
       // QEMU's own log says why a load failed; the QMP error is only "connection closed".
       throw new WrennError("internal", `restoring the VM failed: ${why || messageOf(err)}`, {
         cause: err,
       });
     }
-    return vm.handle;
+  }
+
+  async standbyKey(dir: string, kernel: RestoreSpec["kernel"]): Promise<string | null> {
+    // The claim fills the RAM file QEMU already maps: only a reflink in place can.
+    if (!this.#reflinkInPlace) return null;
+    const header = await readStateHeader(join(dir, STATE)).catch(() => null);
+    return header && JSON.stringify(this.#machineOf(header, kernel).machine);
+  }
+
+  async startStandby(spec: StandbySpec): Promise<QemuStandby> {
+    const machine = JSON.parse(spec.key) as QemuMachine;
+    const p = paths(spec.runDir, spec.vmId);
+    const own = standbyFiles(spec.runDir, spec.vmId);
+    const files = [p.ram, own.placeholder, own.fifo];
+    try {
+      await Promise.all(files.map((f) => rm(f, { force: true })));
+      await this.#run("mkfifo", ["-m", "600", own.fifo]);
+      // At the guest's size before QEMU maps it: the claim fills it in place.
+      await writeFile(p.ram, "", { mode: 0o600 });
+      await truncate(p.ram, machine.memoryMb * 1024 * 1024);
+      await writeFile(own.placeholder, "", { mode: 0o600 });
+      const started = await this.#start(spec, machine, {
+        ramPath: p.ram,
+        sharedRam: true,
+        ownsRam: true,
+        incoming: true,
+        state: { path: own.fifo, position: 0 },
+        disk: { path: own.placeholder, format: "raw" },
+        handOver: false,
+      });
+      started.log.info({ pid: started.pid }, "standby QEMU started");
+      return new QemuStandby(spec.key, started, spec.runDir, this.stopGraceMs);
+    } catch (err) {
+      await Promise.all(files.map((f) => rm(f, { force: true })));
+      throw err;
+    }
+  }
+
+  /**
+   * A resume into a standby: the paused memory reflinked into the RAM file
+   * it maps, the sandbox's disk put under its device, the state written
+   * into its FIFO. Its files are in `spec.runDir` now (the caller moved them).
+   */
+  async #restoreInto(standby: QemuStandby, spec: RestoreSpec): Promise<QemuVm> {
+    const started = standby.take();
+    const p = paths(spec.runDir, standby.vmId);
+    const own = standbyFiles(spec.runDir, standby.vmId);
+    const vm = this.#handle(started, {
+      runDir: spec.runDir,
+      ramPath: p.ram,
+      sharedRam: true,
+      ownsRam: true,
+      diskPath: started.user ? spec.rootfs.path : null,
+    });
+    const log = started.log;
+    const statePath = join(spec.snapshotDir, STATE);
+    let header: StateHeader & { offset: number };
+    try {
+      header = await readStateHeader(statePath);
+      const machine = this.#restoredMachine(header, spec);
+      if (JSON.stringify(machine) !== standby.key) {
+        throw new WrennError("internal", "the standby VMM was started for another machine");
+      }
+      await timed(log, "qemu.copy_memory", () =>
+        reflinkInPlace(join(spec.snapshotDir, MEMFILE), p.ram, this.#run),
+      );
+      await timed(log, "qemu.attach_disk", async () => {
+        if (started.user) await handOverDisk(spec.rootfs.path, started.user);
+        const protocol = await protocolOf(spec.rootfs.path);
+        await started.qmp.execute(
+          "blockdev-add",
+          diskNode(CLAIMED_NODE, { ...spec.rootfs, protocol }),
+        );
+        await started.qmp.execute("blockdev-reopen", { options: [deviceNode(CLAIMED_NODE)] });
+        await started.qmp.execute("blockdev-del", { "node-name": DISK_NODE });
+      });
+    } catch (err) {
+      await vm.stop();
+      await Promise.all([own.placeholder, own.fifo].map((f) => rm(f, { force: true })));
+      throw new WrennError("internal", `restoring into a standby VMM failed: ${messageOf(err)}`, {
+        cause: err,
+      });
+    }
+    if (this.#reflinkCopies && this.readAheadResumes) vm.readRamAhead(undefined);
+    const { offset } = header;
+    try {
+      await this.#loadState(vm, started.qmp, spec, header.ramInState, () =>
+        pipeline(createReadStream(statePath, { start: offset }), createWriteStream(own.fifo)),
+      );
+    } finally {
+      await Promise.all([own.placeholder, own.fifo].map((f) => rm(f, { force: true })));
+    }
+    log.info({ pid: vm.pid }, "standby QEMU took the resume");
+    return vm;
+  }
+
+  #ownStandby(standby: StandbyVmm): QemuStandby {
+    if (!(standby instanceof QemuStandby)) {
+      throw new WrennError("invalid_argument", "not a standby started by the qemu driver");
+    }
+    return standby;
   }
 
   async #launch(
@@ -351,6 +495,36 @@ export class QemuDriver implements VmmDriver {
       state?: { path: string; position: number };
     },
   ): Promise<{ handle: QemuVm; qmp: QmpClient; user: VmmUser | null }> {
+    const started = await this.#start(spec, machine, { ...ram, disk: spec.rootfs, handOver: true });
+    const handle = this.#handle(started, {
+      runDir: spec.runDir,
+      ramPath: ram.ramPath,
+      sharedRam: ram.sharedRam,
+      ownsRam: ram.ownsRam,
+      diskPath: started.user ? spec.rootfs.path : null,
+    });
+    started.log.info(
+      { pid: started.pid, uid: started.user?.uid ?? 0, cgroup: started.cgroups?.version ?? "none" },
+      ram.incoming ? "QEMU started for restore" : "QEMU booting",
+    );
+    return { handle, qmp: started.qmp, user: started.user };
+  }
+
+  /** Starts QEMU, in its cgroup, paused (-S), its QMP connected; on failure leaves nothing. */
+  async #start(
+    spec: Pick<Machine, "vmId" | "netns" | "tapName" | "guestMac" | "runDir">,
+    machine: QemuMachine,
+    opts: {
+      ramPath: string;
+      sharedRam: boolean;
+      ownsRam: boolean;
+      incoming?: boolean;
+      state?: { path: string; position: number };
+      disk: Machine["rootfs"];
+      /** The disk is the sandbox's own: its QEMU's uid gets it (a standby's placeholder is root's). */
+      handOver: boolean;
+    },
+  ): Promise<Started> {
     const p = paths(spec.runDir, spec.vmId);
     if (Buffer.byteLength(p.qmp) > 107) {
       throw new WrennError(
@@ -362,20 +536,17 @@ export class QemuDriver implements VmmDriver {
       removeConsole(spec.runDir, spec.vmId),
       ...[p.qmp, p.consoleSocket, p.log].map((f) => rm(f, { force: true })),
     ]);
-    const [user, cgroups] = await Promise.all([this.#user(spec.netns), this.#cgroups]);
+    const [user, cgroups, protocol] = await Promise.all([
+      this.#user(spec.netns),
+      this.#cgroups,
+      protocolOf(opts.disk.path),
+    ]);
     // A restore reopens the disk read-write when the incoming state is
     // loaded, after QEMU dropped to its uid: the sandbox's own disk (never a
     // shared base image, which stays read-only behind it) is that uid's
     // alone until QEMU exits (QemuVm gives it back).
-    if (user) {
-      try {
-        await handOver(spec.rootfs.path, user);
-        await grantTraverse(dirname(spec.rootfs.path));
-      } catch (err) {
-        // A missing disk is QEMU's to report, with its path.
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      }
-    }
+    const handedDisk = user && opts.handOver ? opts.disk.path : null;
+    if (user && handedDisk) await handOverDisk(handedDisk, user);
     const argv = [
       ...this.#launcher,
       this.#bin,
@@ -383,14 +554,14 @@ export class QemuDriver implements VmmDriver {
         vmId: spec.vmId,
         accel: this.accel,
         machine,
-        ramPath: ram.ramPath,
-        sharedRam: ram.sharedRam,
-        rootfs: spec.rootfs,
+        ramPath: opts.ramPath,
+        sharedRam: opts.sharedRam,
+        rootfs: { ...opts.disk, protocol },
         tapName: spec.tapName,
         guestMac: spec.guestMac,
         qmpPath: p.qmp,
         consoleSocket: p.consoleSocket,
-        incoming: ram.incoming ?? false,
+        incoming: opts.incoming ?? false,
         runAs: user ? `${user.uid}:${user.gid}` : undefined,
       }),
     ];
@@ -412,12 +583,12 @@ export class QemuDriver implements VmmDriver {
           netns: spec.netns,
           argv,
           logPath: p.log,
-          passFiles: ram.state ? [ram.state] : [],
+          passFiles: opts.state ? [opts.state] : [],
         }),
       );
     } catch (err) {
       await cgroups?.remove(spec.vmId).catch(() => undefined);
-      if (user) await giveBack(spec.rootfs.path, user).catch(() => undefined);
+      if (user && handedDisk) await giveBack(handedDisk, user).catch(() => undefined);
       throw err;
     }
     const died = new AbortController();
@@ -435,18 +606,14 @@ export class QemuDriver implements VmmDriver {
       await moved;
     } catch (err) {
       qmp?.close();
-      try {
-        process.kill(proc.pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
+      signal(proc.pid, "SIGKILL");
       const status = await proc.exited;
       await cgroups?.remove(spec.vmId).catch(() => undefined);
-      if (user) await giveBack(spec.rootfs.path, user).catch(() => undefined);
+      if (user && handedDisk) await giveBack(handedDisk, user).catch(() => undefined);
       const why = (await tail(p.log, 3)) || messageOf(err);
       await Promise.all([
         removeConsole(spec.runDir, spec.vmId),
-        ...[p.qmp, p.consoleSocket, p.log, ...(ram.ownsRam ? [ram.ramPath] : [])].map((f) =>
+        ...[p.qmp, p.consoleSocket, p.log, ...(opts.ownsRam ? [opts.ramPath] : [])].map((f) =>
           rm(f, { force: true }),
         ),
       ]);
@@ -461,48 +628,67 @@ export class QemuDriver implements VmmDriver {
     // QEMU made or opened its RAM file as root before it dropped; made, it
     // is 0644, and the run dir is searchable: another VMM's uid could read
     // this guest's memory. (A clone's template file: its mode is the template's.)
-    if (user && ram.sharedRam) await chmod(ram.ramPath, 0o600).catch(() => undefined);
-    const handle = new QemuVm(
+    if (user && opts.sharedRam) await chmod(opts.ramPath, 0o600).catch(() => undefined);
+    return {
+      vmId: spec.vmId,
+      pid: proc.pid,
+      exited: proc.exited,
+      qmp,
+      user,
+      cgroups,
+      machine,
+      log,
+    };
+  }
+
+  /** The handle of a started QEMU, whose files are now in `where.runDir`. */
+  #handle(
+    s: Started,
+    where: {
+      runDir: string;
+      ramPath: string;
+      sharedRam: boolean;
+      ownsRam: boolean;
+      diskPath: string | null;
+    },
+  ): QemuVm {
+    return new QemuVm(
       {
-        vmId: spec.vmId,
-        pid: proc.pid,
-        runDir: spec.runDir,
-        exited: proc.exited,
-        qmp,
-        machine,
-        ramPath: ram.ramPath,
-        sharedRam: ram.sharedRam,
-        ownsRam: ram.ownsRam,
-        user,
-        diskPath: user ? spec.rootfs.path : null,
-        cgroups,
+        vmId: s.vmId,
+        pid: s.pid,
+        runDir: where.runDir,
+        exited: s.exited,
+        qmp: s.qmp,
+        machine: s.machine,
+        ramPath: where.ramPath,
+        sharedRam: where.sharedRam,
+        ownsRam: where.ownsRam,
+        user: s.user,
+        diskPath: where.diskPath,
+        cgroups: s.cgroups,
         run: this.#run,
       },
-      log,
+      s.log,
       this.stopGraceMs,
     );
-    log.info(
-      { pid: proc.pid, uid: user?.uid ?? 0, cgroup: cgroups?.version ?? "none" },
-      ram.incoming ? "QEMU started for restore" : "QEMU booting",
-    );
-    return { handle, qmp, user };
   }
 
   async adopt(record: VmRecord): Promise<QemuVm | null> {
     const argv = await cmdlineOf(record.pid);
-    if (
-      !argv ||
-      !argv.some((a) => a.includes(qemuOpt(record.controlSocket))) ||
-      !(await isAlive(record.pid))
-    ) {
+    // By its name: a standby's sockets were made where it waited, not where it runs.
+    const named = !!argv && argv[argv.indexOf("-name") + 1] === `wrenn-${record.vmId}`;
+    if (!argv || !named || !(await isAlive(record.pid))) {
       // It died while no agent watched: nobody gave its disk back to root.
       await this.#giveBackRecorded(record);
       return null;
     }
     const qmp = await QmpClient.connect(record.controlSocket, { timeoutMs: 5000 });
     const memArg = argv.find((a) => a.startsWith("memory-backend-file,")) ?? "";
-    const ramPath = /mem-path=((?:[^,]|,,)*)/.exec(memArg)?.[1]?.replaceAll(",,", ",") ?? "";
+    const memPath = /mem-path=((?:[^,]|,,)*)/.exec(memArg)?.[1]?.replaceAll(",,", ",") ?? "";
     const runDir = dirname(record.controlSocket);
+    // Its own RAM file is in its run dir, wherever that was when QEMU started.
+    const own = paths(runDir, record.vmId).ram;
+    const ownsRam = basename(memPath) === basename(own);
     const log = this.#log.child({ vm: record.vmId });
     log.info({ pid: record.pid }, "re-adopted QEMU");
     return new QemuVm(
@@ -512,13 +698,13 @@ export class QemuDriver implements VmmDriver {
         runDir,
         exited: watchForeignExit(record.pid, qmp.closed),
         qmp,
-        ramPath,
+        ramPath: ownsRam ? own : memPath,
         sharedRam: memArg.includes("share=on"),
-        ownsRam: ramPath === paths(runDir, record.vmId).ram,
+        ownsRam,
         machine: machineFromArgv(argv),
         // Its own uid, as it runs: the namespace it was started in may be named anew since.
         user: argv.includes("-runas") ? await identityOf(record.pid) : null,
-        diskPath: argv.includes("-runas") ? diskFromArgv(argv) : null,
+        diskPath: handedOverOf(record)?.disk ?? null,
         cgroups: await this.#cgroups,
         run: this.#run,
       },
@@ -540,18 +726,16 @@ export class QemuDriver implements VmmDriver {
 
   /** What a record says its gone VM was handed (our own files, checked all the same). */
   async #giveBackRecorded(record: VmRecord): Promise<void> {
-    const h = record.driver?.handedOver as Partial<{ disk: string; uid: number; gid: number }>;
-    if (typeof h?.disk !== "string" || typeof h.uid !== "number" || h.uid === 0) return;
-    await giveBack(h.disk, {
-      name: `${h.uid}:${h.gid ?? h.uid}`,
-      uid: h.uid,
-      gid: h.gid ?? h.uid,
-    }).catch((err: unknown) => {
-      this.#log.warn(
-        { vm: record.vmId, err: messageOf(err) },
-        "could not give the disk back to root",
-      );
-    });
+    const h = handedOverOf(record);
+    if (!h) return;
+    await giveBack(h.disk, { name: `${h.uid}:${h.gid}`, uid: h.uid, gid: h.gid }).catch(
+      (err: unknown) => {
+        this.#log.warn(
+          { vm: record.vmId, err: messageOf(err) },
+          "could not give the disk back to root",
+        );
+      },
+    );
   }
 
   #own(vm: VmHandle): QemuVm {
@@ -559,6 +743,29 @@ export class QemuDriver implements VmmDriver {
       throw new WrennError("invalid_argument", "not a VM started by the qemu driver");
     }
     return vm;
+  }
+}
+
+/** What a record says its VM's uid was handed (our own files, checked all the same). */
+function handedOverOf(record: VmRecord): { disk: string; uid: number; gid: number } | null {
+  const h = record.driver?.handedOver as Partial<{ disk: string; uid: number; gid: number }>;
+  if (typeof h?.disk !== "string" || typeof h.uid !== "number" || h.uid === 0) return null;
+  return { disk: h.disk, uid: h.uid, gid: typeof h.gid === "number" ? h.gid : h.uid };
+}
+
+/** How QEMU opens a disk: a block device (dm-snapshot's) through host_device. */
+async function protocolOf(path: string): Promise<DiskFile["protocol"]> {
+  const st = await stat(path).catch(() => null);
+  return st?.isBlockDevice() ? "host_device" : "file";
+}
+
+/** The sandbox's disk becomes the VMM's uid's (see #start); a missing one is QEMU's to report. */
+async function handOverDisk(path: string, user: VmmUser): Promise<void> {
+  try {
+    await handOver(path, user);
+    await grantTraverse(dirname(path));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
 }
 

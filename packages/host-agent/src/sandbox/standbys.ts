@@ -1,0 +1,152 @@
+/**
+ * Standby VMMs (vmm.ts StandbyVmm): started ahead for the machine of a
+ * recent pause, each on a network slot of its own, so that the resume
+ * takes a running VMM and its slot instead of waiting for both. At most
+ * `size` (the oldest goes for a new machine); a resume that finds none for
+ * its machine starts its own VMM, as without them. One that dies waiting is
+ * dropped; the agent's close stops them all, and a restarted agent kills
+ * those its predecessor left (killStrays: no record names them).
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { messageOf } from "@wrenn/shared/errors.ts";
+import { timed } from "@wrenn/shared/log.ts";
+import { GUEST_MAC, type NetworkSlot } from "../network/network.ts";
+import type { RestoreSpec, StandbyVmm } from "../vmm/vmm.ts";
+import type { SandboxHost } from "./host.ts";
+
+/** A standby a resume took: its VMM, its slot, and the run dir it waited in. */
+export interface Standby {
+  vm: StandbyVmm;
+  slot: NetworkSlot;
+  dir: string;
+}
+
+interface Entry {
+  key: string;
+  ready: Promise<Standby | null>;
+}
+
+/** Run dirs of standbys are named so; a restarted agent removes those left. */
+export const STANDBY_PREFIX = "standby-";
+
+export class Standbys {
+  readonly #host: SandboxHost;
+  /** How many are kept; 0 turns them off (`bench/lifecycle.ts` does, for its baseline). */
+  size: number;
+  #entries: Entry[] = [];
+  #closed = false;
+
+  constructor(host: SandboxHost, size: number) {
+    this.#host = host;
+    this.size = size;
+  }
+
+  /** How many are kept or starting now. */
+  get count(): number {
+    return this.#entries.length;
+  }
+
+  /** Keeps one ready for resumes from the paused memory in `dir` (after its pause). */
+  async want(dir: string, kernel: RestoreSpec["kernel"]): Promise<void> {
+    if (this.#closed || this.size === 0) return;
+    const key = await this.#key(dir, kernel);
+    if (key === null || this.#closed || this.#entries.some((e) => e.key === key)) return;
+    while (this.#entries.length >= this.size) {
+      const oldest = this.#entries.shift();
+      if (oldest) void this.#drop(oldest);
+    }
+    this.#entries.push(this.#start(key));
+  }
+
+  /**
+   * A standby for resuming from `dir` (one still starting is waited for:
+   * it is further along than a new start), or null. The caller owns it.
+   */
+  async take(dir: string, kernel: RestoreSpec["kernel"]): Promise<Standby | null> {
+    if (this.#entries.length === 0) return null;
+    const key = await this.#key(dir, kernel);
+    const i = this.#entries.findIndex((e) => e.key === key);
+    const entry = this.#entries[i];
+    if (!entry) return null;
+    this.#entries.splice(i, 1);
+    return entry.ready;
+  }
+
+  /** Stops every standby and frees its slot (agent shutdown). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const entries = this.#entries;
+    this.#entries = [];
+    await Promise.all(entries.map((e) => this.#drop(e)));
+  }
+
+  async #key(dir: string, kernel: RestoreSpec["kernel"]): Promise<string | null> {
+    return (await this.#host.opts.vmm.standbyKey?.(dir, kernel)) ?? null;
+  }
+
+  #start(key: string): Entry {
+    const { vmm, network, runRoot } = this.#host.opts;
+    const vmId = `${STANDBY_PREFIX}${randomBytes(4).toString("hex")}`;
+    const log = this.#host.log.child({ standby: vmId });
+    const dir = join(runRoot, vmId);
+    const entry: Entry = { key, ready: Promise.resolve(null) };
+    entry.ready = (async (): Promise<Standby | null> => {
+      let slot: NetworkSlot | null = null;
+      try {
+        if (!vmm.startStandby) return null;
+        slot = await network.acquire();
+        await mkdir(dir, { recursive: true });
+        const vm = await timed(log, "standby.start", () =>
+          vmm.startStandby!({
+            vmId,
+            netns: slot!.netns,
+            tapName: slot!.tapName,
+            guestMac: GUEST_MAC,
+            runDir: dir,
+            key,
+          }),
+        );
+        const standby: Standby = { vm, slot, dir };
+        void vm.exited.then(() => {
+          // Died waiting (or stopped): no resume may take it.
+          const i = this.#entries.indexOf(entry);
+          if (i < 0) return;
+          this.#entries.splice(i, 1);
+          log.warn("a standby VMM exited while waiting");
+          void this.#free(standby);
+        });
+        return standby;
+      } catch (err) {
+        log.warn({ err: messageOf(err) }, "could not start a standby VMM");
+        if (slot) await network.release(slot).catch(() => undefined);
+        await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+        const i = this.#entries.indexOf(entry);
+        if (i >= 0) this.#entries.splice(i, 1);
+        return null;
+      }
+    })();
+    return entry;
+  }
+
+  async #drop(entry: Entry): Promise<void> {
+    const standby = await entry.ready;
+    if (standby) await this.#free(standby);
+  }
+
+  /** Stops a standby nobody took and frees what it held; logs what it could not free. */
+  async #free(standby: Standby): Promise<void> {
+    const { network } = this.#host.opts;
+    try {
+      await standby.vm.stop();
+      await network.release(standby.slot);
+      await rm(standby.dir, { recursive: true, force: true });
+    } catch (err) {
+      this.#host.log.warn(
+        { standby: standby.vm.vmId, err: messageOf(err) },
+        "could not stop a standby VMM; the next agent's start-up cleans it up",
+      );
+    }
+  }
+}

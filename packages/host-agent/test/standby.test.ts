@@ -1,0 +1,159 @@
+/**
+ * Standby VMMs on real VMs (QEMU on an xfs pool, as `wrenn setup` makes):
+ * a pause starts a QEMU for the resume ahead, and the resume runs the
+ * sandbox in it — its memory as it was, its own disk under the device the
+ * standby started with. One that dies waiting, and the agent's close, leave
+ * nothing behind. standbys-unit.test.ts covers the rules on in-memory drivers.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { cmdlineOf } from "../src/util/process.ts";
+import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
+
+const skip = vmSkipReason("standby VMM tests");
+const h = new AgentHarness("wsb", { standbyVmms: 1 }, { pool: true });
+
+/** This file's standby QEMUs (named wrenn-standby-…), by pid. */
+async function standbyPids(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    const argv = await cmdlineOf(pid);
+    const vm = argv?.[argv.indexOf("-name") + 1];
+    if (
+      argv?.includes("-name") &&
+      vm?.startsWith("wrenn-standby-") &&
+      argv.some((a) => a.includes(h.root))
+    ) {
+      pids.push(pid);
+    }
+  }
+  return pids;
+}
+
+async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    assert.ok(Date.now() < deadline, `${what} (last: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function rootSh(id: string, script: string): Promise<string> {
+  const res = await h.client.exec({
+    sandboxId: id,
+    cmd: "/bin/sh",
+    args: ["-c", script],
+    user: "root",
+    timeoutSec: 60,
+  });
+  assert.equal(res.exitCode, 0, Buffer.from(res.stderr).toString());
+  return Buffer.from(res.stdout).toString();
+}
+
+const standbyDirs = async () =>
+  (await readdir(join(h.root, "data", "run")).catch((): string[] => [])).filter((d) =>
+    d.startsWith("standby-"),
+  );
+
+describe("standby VMMs", { skip, concurrency: false }, () => {
+  before(async () => {
+    await h.setUp();
+    await h.start();
+  });
+  after(() => h.tearDown());
+
+  test("a resume runs the sandbox in the QEMU its pause started: memory as it was, its writes on its own disk, adopted by the next agent", async () => {
+    const id = h.newId();
+    await h.create(id);
+    try {
+      const sleeper = (await h.sh(id, "sleep 100000 >/dev/null 2>&1 & echo $!")).stdout.trim();
+      await rootSh(id, "echo start > /var/tmp/rounds; sync");
+      for (const round of [1, 2, 3]) {
+        if (round === 3) {
+          // A new agent adopts the VM where the standby's files went, and pauses it.
+          await h.agent.close();
+          await h.start();
+        }
+        await h.client.pauseSandbox({ sandboxId: id });
+        const [standby] = await until(
+          standbyPids,
+          (p) => p.length === 1,
+          "the pause starts a standby QEMU",
+        );
+        await h.client.resumeSandbox({ sandboxId: id });
+        // Nothing starts another before the next pause: this one is the sandbox's VM now.
+        assert.deepEqual(await standbyPids(), [standby], "the sandbox runs in the standby QEMU");
+        assert.equal((await h.sh(id, `kill -0 ${sleeper} && echo alive`)).stdout, "alive\n");
+        // Past the guest's page cache: what it reads back is on the disk the device has now.
+        const rounds = await rootSh(
+          id,
+          `echo round-${round} >> /var/tmp/rounds; sync; echo 3 > /proc/sys/vm/drop_caches; cat /var/tmp/rounds`,
+        );
+        const want = ["start", ...[1, 2, 3].filter((r) => r <= round).map((r) => `round-${r}`)];
+        assert.equal(rounds, want.join("\n") + "\n");
+      }
+      await h.client.destroySandbox({ sandboxId: id });
+      await until(standbyPids, (p) => p.length === 0, "its QEMU goes with the sandbox");
+    } finally {
+      await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+    }
+    await h.noLeaks();
+  });
+
+  test("a standby QEMU killed while it waits gives back its slot and files; the resume starts its own", async () => {
+    const id = h.newId();
+    await h.create(id);
+    try {
+      await h.sh(id, "echo kept > /home/user/f; sync");
+      await h.client.pauseSandbox({ sandboxId: id });
+      const [standby] = await until(
+        standbyPids,
+        (p) => p.length === 1,
+        "the pause starts a standby QEMU",
+      );
+      // Waiting, not starting: QEMU dropped to its uid (its start's end), and a moment more.
+      await until(
+        () => readFile(`/proc/${standby}/status`, "utf8").catch(() => ""),
+        (s) => /^Uid:\s+[1-9]/m.test(s),
+        "the standby QEMU runs as its own uid",
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(standby!, "SIGKILL");
+      await until(standbyDirs, (d) => d.length === 0, "the dead standby's run dir is removed");
+      await h.client.resumeSandbox({ sandboxId: id });
+      assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");
+      assert.deepEqual(await standbyPids(), []);
+      await h.client.destroySandbox({ sandboxId: id });
+    } finally {
+      await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+    }
+    // The dead standby's slot is torn down, not only its index freed.
+    await h.noLeaks();
+  });
+
+  test("the agent's close stops a waiting standby; the next agent resumes without one", async () => {
+    const id = h.newId();
+    await h.create(id);
+    try {
+      await h.client.pauseSandbox({ sandboxId: id });
+      await until(standbyPids, (p) => p.length === 1, "the pause starts a standby QEMU");
+      // As at an upgrade: the sandboxes stay for the next agent, the standbys go.
+      await h.agent.close();
+      assert.deepEqual(await standbyPids(), []);
+      assert.deepEqual(await standbyDirs(), []);
+      await h.start();
+      await h.client.resumeSandbox({ sandboxId: id });
+      assert.equal((await h.sh(id, "echo ok")).stdout, "ok\n");
+      await h.client.destroySandbox({ sandboxId: id });
+    } finally {
+      await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+    }
+    await h.noLeaks();
+  });
+});

@@ -1,0 +1,199 @@
+/**
+ * Standby VMMs on in-memory drivers: a pause starts one for its machine on
+ * a slot of its own, the resume takes it (and its slot), and whatever goes
+ * wrong — it dies waiting, it fails to start, the resume into it fails, a
+ * pause of another machine replaces it, the agent closes — no slot, run dir
+ * or VMM is left and the sandbox keeps its saved state. standby.test.ts
+ * checks the same on real VMs.
+ */
+import { after, before, beforeEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "@wrenn/shared/log.ts";
+import { SandboxManager, type CreateParams } from "../src/sandbox/manager.ts";
+import {
+  Faults,
+  MemoryNetwork,
+  MemoryStorage,
+  MemoryVmm,
+  memoryImages,
+  startStandInEnvd,
+} from "./in-memory-drivers.ts";
+
+const log = createLogger("test", "silent");
+
+describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
+  let root: string;
+  let envd: Awaited<ReturnType<typeof startStandInEnvd>>;
+  const faults = new Faults();
+  let vmm: MemoryVmm;
+  let network: MemoryNetwork;
+  let storage: MemoryStorage;
+  let manager: SandboxManager;
+  let seq = 0;
+
+  const params = (memoryMb = 256): CreateParams => ({
+    id: `s${++seq}`,
+    template: "minimal",
+    vcpus: 1,
+    memoryMb,
+    diskSizeMb: 64,
+    timeoutSec: 0,
+    envVars: {},
+  });
+
+  /** Waits until `check` holds (the standbys start in the background). */
+  async function until(check: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(check(), what);
+  }
+
+  const standbyDirs = async () =>
+    (await readdir(join(root, "run")).catch((): string[] => [])).filter((d) =>
+      d.startsWith("standby-"),
+    );
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "wrenn-standby-unit-"));
+    envd = await startStandInEnvd(faults);
+  });
+
+  after(async () => {
+    await envd.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    faults.clear();
+    await manager?.close();
+    vmm = new MemoryVmm(faults);
+    network = new MemoryNetwork(faults, envd.address);
+    await rm(join(root, "data"), { recursive: true, force: true });
+    await rm(join(root, "run"), { recursive: true, force: true });
+    storage = new MemoryStorage(faults);
+    await startManager(1);
+  });
+
+  /** An agent on this test's drivers and data dir (adopting what the last one left). */
+  async function startManager(standbyVmms: number): Promise<void> {
+    manager = new SandboxManager({
+      dataDir: join(root, "data"),
+      runRoot: join(root, "run"),
+      vmm,
+      storage,
+      network,
+      images: await memoryImages(join(root, "images")),
+      log,
+      bootSnapshotDir: null,
+      restoreTimeoutMs: 2000,
+      standbyVmms,
+    });
+    await manager.start();
+  }
+
+  /** A sandbox, paused, with a standby started for its resume. */
+  async function pausedWithStandby(memoryMb = 256): Promise<string> {
+    const p = params(memoryMb);
+    await manager.create(p);
+    await manager.pause(p.id);
+    await until(() => vmm.standbys.size === 1, "a pause starts a standby VMM");
+    return p.id;
+  }
+
+  test("a pause starts a standby on a slot of its own; the resume runs the sandbox in it, on its slot", async () => {
+    const id = await pausedWithStandby();
+    const [standby] = [...vmm.standbys.values()];
+    assert.ok(standby);
+    await until(() => network.held.size === 1, "the sandbox's slot is torn down");
+    const slot = [...network.held][0];
+    await manager.resume(id);
+    assert.deepEqual(vmm.restoredInto, [standby.vmId]);
+    assert.equal(manager.get(id).record.vm?.vmId, standby.vmId, "the record names the VM");
+    assert.equal(manager.get(id).record.slotIndex, slot, "the sandbox runs on the standby's slot");
+    assert.deepEqual([...network.held], [slot]);
+    assert.deepEqual(await standbyDirs(), [], "its run dir became the sandbox's");
+    assert.deepEqual(await readdir(join(root, "run")), [id]);
+    // The next pause starts the next one; a destroy leaves only that.
+    await manager.pause(id);
+    await until(() => vmm.standbys.size === 1, "the next pause starts the next standby");
+    await manager.resume(id);
+    assert.equal(vmm.restoredInto.length, 2);
+    await manager.destroy(id);
+    assert.deepEqual([...vmm.running], []);
+    await until(() => network.held.size === 0, "no slot is left");
+  });
+
+  test("a standby that dies waiting gives back its slot and run dir; the resume starts its own VMM", async () => {
+    const id = await pausedWithStandby();
+    await until(() => network.held.size === 1, "the sandbox's slot is torn down");
+    [...vmm.standbys.values()][0]?.crash();
+    await until(() => network.held.size === 0, "the dead standby's slot is freed");
+    assert.deepEqual(await standbyDirs(), []);
+    await manager.resume(id);
+    assert.deepEqual(vmm.restoredInto, [], "no standby was there to take");
+    assert.equal(manager.get(id).record.status, "running");
+    await manager.destroy(id);
+    await until(() => network.held.size === 0, "no slot is left");
+  });
+
+  test("a standby that fails to start leaves nothing; the resume starts its own VMM", async () => {
+    faults.arm("vmm.startStandby");
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await until(() => network.held.size === 0, "the failed standby's slot is freed");
+    assert.deepEqual(await standbyDirs(), []);
+    await manager.resume(p.id);
+    assert.equal(manager.get(p.id).record.status, "running");
+    await manager.destroy(p.id);
+  });
+
+  test("a resume into a standby that fails leaves the sandbox paused, frees the slot once, and the next resume works", async () => {
+    const id = await pausedWithStandby();
+    await until(() => network.held.size === 1, "the sandbox's slot is torn down");
+    faults.arm("vmm.restore");
+    await assert.rejects(manager.resume(id));
+    assert.equal(manager.get(id).record.status, "paused", "its saved state is kept");
+    assert.equal(vmm.restoredInto.length, 1, "the resume took the standby");
+    assert.deepEqual([...network.held], [], "the standby's slot went with the failed resume");
+    assert.deepEqual(await readdir(join(root, "run")), [], "no run dir is left");
+    await manager.resume(id);
+    assert.equal(manager.get(id).record.status, "running");
+    await manager.destroy(id);
+  });
+
+  test("a pause of another machine replaces the standby; a resume of the first starts its own VMM", async () => {
+    const small = await pausedWithStandby(256);
+    const first = [...vmm.standbys.keys()];
+    const big = params(512);
+    await manager.create(big);
+    await manager.pause(big.id);
+    await until(
+      () => vmm.standbys.size === 1 && !vmm.standbys.has(first[0] ?? ""),
+      "the 512 MiB pause's standby replaced the 256 MiB one's",
+    );
+    await until(() => network.held.size === 1, "the replaced standby's slot is freed");
+    await manager.resume(small);
+    assert.deepEqual(vmm.restoredInto, [], "no standby for its machine");
+    await manager.resume(big.id);
+    assert.equal(vmm.restoredInto.length, 1);
+    await manager.destroy(small);
+    await manager.destroy(big.id);
+  });
+
+  test("closing the agent stops the standbys and frees their slots", async () => {
+    const id = await pausedWithStandby();
+    await until(() => network.held.size === 1, "the sandbox's slot is torn down");
+    await manager.close();
+    assert.equal(vmm.standbys.size, 0);
+    assert.deepEqual([...network.held], []);
+    assert.deepEqual(await standbyDirs(), []);
+    // The next agent resumes it without one.
+    await startManager(0);
+    await manager.resume(id);
+    assert.deepEqual(vmm.restoredInto, []);
+    await manager.destroy(id);
+  });
+});
