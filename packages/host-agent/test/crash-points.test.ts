@@ -78,7 +78,11 @@ describe("the agent killed at each lifecycle step", { skip, concurrency: false }
     if (op !== "create") {
       await h.create(id);
       assert.equal((await h.sh(id, `echo ${mark} > /tmp/mark && sync`)).exitCode, 0);
-      if (op === "resume") await h.client.pauseSandbox({ sandboxId: id });
+      if (op === "resume") {
+        await h.client.pauseSandbox({ sandboxId: id });
+        // Long enough for the standby QEMU the pause starts a second later to wait ready.
+        await new Promise((r) => setTimeout(r, 2500));
+      }
     }
     const call = {
       create: () => h.create(id),
@@ -117,8 +121,10 @@ describe("the agent killed at each lifecycle step", { skip, concurrency: false }
       if (listed.state === SandboxState.PAUSED) {
         await h.client.resumeSandbox({ sandboxId: id });
       } else {
-        // Unfrozen where the pause stopped: it still pauses and resumes.
+        // Unfrozen where the pause stopped: it still pauses and resumes (into
+        // the standby the pause starts: none is left for the leak check).
         await h.client.pauseSandbox({ sandboxId: id });
+        await new Promise((r) => setTimeout(r, 2500));
         await h.client.resumeSandbox({ sandboxId: id });
       }
       const read = await h.sh(id, "cat /tmp/mark");

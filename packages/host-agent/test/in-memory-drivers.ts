@@ -171,8 +171,12 @@ export class MemoryVmm implements VmmDriver {
     return readFile(join(dir, "state"), "utf8").catch(() => null);
   }
 
+  /** While set, a standby's start waits for it: a slow QEMU start. */
+  standbyGate: Promise<void> | null = null;
+
   async startStandby(spec: StandbySpec): Promise<StandbyVmm> {
     this.#faults.check("vmm.startStandby");
+    await this.standbyGate;
     return new MemoryStandby(spec, this.standbys);
   }
 

@@ -189,6 +189,23 @@ test(
 );
 
 test(
+  "a background acquire builds its own slot and leaves the pool's to requests",
+  { timeout: TIMEOUT_MS },
+  leakChecked(async (cleanup) => {
+    const net = manager({ poolSize: 2 });
+    cleanup(() => net.removeHostRules());
+    await net.cleanupStale([]);
+    await filled(net, 2);
+    const ready = net.pooled;
+    const slot = await net.acquire({ background: true });
+    cleanup(() => net.release(slot));
+    assert.ok(!ready.includes(slot.index), `built its own (${slot.index}, pool ${ready})`);
+    assert.deepEqual(net.pooled, ready, "the pool keeps its slots");
+    await assertSlotBuilt(slot.index);
+  }),
+);
+
+test(
   "concurrent acquires never share a slot, pooled or built on the spot",
   { timeout: TIMEOUT_MS },
   leakChecked(async (cleanup) => {

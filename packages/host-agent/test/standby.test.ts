@@ -44,6 +44,22 @@ async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, what: stri
   }
 }
 
+/**
+ * The standby QEMU a pause started (a second after it), once it waits: a
+ * resume takes no standby still starting. Ready is QEMU dropped to its uid
+ * (its start's end) and a moment more.
+ */
+async function readyStandby(): Promise<number> {
+  const [pid] = await until(standbyPids, (p) => p.length === 1, "the pause starts a standby QEMU");
+  await until(
+    () => readFile(`/proc/${pid}/status`, "utf8").catch(() => ""),
+    (s) => /^Uid:\s+[1-9]/m.test(s),
+    "the standby QEMU runs as its own uid",
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  return pid!;
+}
+
 async function rootSh(id: string, script: string): Promise<string> {
   const res = await h.client.exec({
     sandboxId: id,
@@ -81,11 +97,7 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
           await h.start();
         }
         await h.client.pauseSandbox({ sandboxId: id });
-        const [standby] = await until(
-          standbyPids,
-          (p) => p.length === 1,
-          "the pause starts a standby QEMU",
-        );
+        const standby = await readyStandby();
         await h.client.resumeSandbox({ sandboxId: id });
         // Nothing starts another before the next pause: this one is the sandbox's VM now.
         assert.deepEqual(await standbyPids(), [standby], "the sandbox runs in the standby QEMU");
@@ -112,19 +124,8 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
     try {
       await h.sh(id, "echo kept > /home/user/f; sync");
       await h.client.pauseSandbox({ sandboxId: id });
-      const [standby] = await until(
-        standbyPids,
-        (p) => p.length === 1,
-        "the pause starts a standby QEMU",
-      );
-      // Waiting, not starting: QEMU dropped to its uid (its start's end), and a moment more.
-      await until(
-        () => readFile(`/proc/${standby}/status`, "utf8").catch(() => ""),
-        (s) => /^Uid:\s+[1-9]/m.test(s),
-        "the standby QEMU runs as its own uid",
-      );
-      await new Promise((r) => setTimeout(r, 300));
-      process.kill(standby!, "SIGKILL");
+      const standby = await readyStandby();
+      process.kill(standby, "SIGKILL");
       await until(standbyDirs, (d) => d.length === 0, "the dead standby's run dir is removed");
       await h.client.resumeSandbox({ sandboxId: id });
       assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");

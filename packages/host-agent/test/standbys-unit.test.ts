@@ -46,7 +46,7 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
 
   /** Waits until `check` holds (the standbys start in the background). */
   async function until(check: () => boolean, what: string): Promise<void> {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 600 && !check(); i++) await new Promise((r) => setTimeout(r, 5));
     assert.ok(check(), what);
   }
 
@@ -125,6 +125,24 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     await until(() => network.held.size === 0, "no slot is left");
   });
 
+  test("a resume while the standby is still starting starts its own VMM; the next resume takes the standby", async () => {
+    let started!: () => void;
+    vmm.standbyGate = new Promise((r) => (started = r));
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await until(() => network.held.size === 1, "the starting standby holds a slot");
+    await manager.resume(p.id);
+    assert.deepEqual(vmm.restoredInto, [], "the resume did not wait for the standby");
+    started();
+    vmm.standbyGate = null;
+    await until(() => vmm.standbys.size === 1, "the standby is ready");
+    await manager.pause(p.id);
+    await manager.resume(p.id);
+    assert.equal(vmm.restoredInto.length, 1, "the next resume took it");
+    await manager.destroy(p.id);
+  });
+
   test("a standby that dies waiting gives back its slot and run dir; the resume starts its own VMM", async () => {
     const id = await pausedWithStandby();
     await until(() => network.held.size === 1, "the sandbox's slot is torn down");
@@ -181,6 +199,17 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     assert.equal(vmm.restoredInto.length, 1);
     await manager.destroy(small);
     await manager.destroy(big.id);
+  });
+
+  test("closing the agent before a standby's start (a second after its pause) starts none", async () => {
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await manager.close();
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(vmm.standbys.size, 0);
+    assert.deepEqual([...network.held], []);
+    assert.deepEqual(await standbyDirs(), []);
   });
 
   test("closing the agent stops the standbys and frees their slots", async () => {

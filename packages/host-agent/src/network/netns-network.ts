@@ -157,7 +157,14 @@ export class NetnsNetworkManager implements NetworkManager {
    * A pooled slot when there is one (no work on the request's path), else
    * one built now; either way the pool then refills in the background.
    */
-  async acquire(): Promise<NetworkSlot> {
+  async acquire(opts: { background?: boolean } = {}): Promise<NetworkSlot> {
+    if (opts.background) {
+      const index = await this.#build(true);
+      if (index === null) {
+        throw new WrennError("resource_exhausted", "no network slot is free for background work");
+      }
+      return this.slot(index);
+    }
     const pooled = this.#pool.take();
     if (pooled !== undefined) {
       this.#log.debug({ slot: pooled }, "network slot taken from the pool");

@@ -35,8 +35,10 @@ export interface NetworkManager {
   /**
    * A fresh slot (namespace, veth pair, TAP, NAT rules, default egress
    * rules): one built ahead by the pool when there is one, else built now.
+   * `background`: for work off every request's path (a standby VMM): built
+   * now, leaving the pool's slots and the last free index to requests.
    */
-  acquire(): Promise<NetworkSlot>;
+  acquire(opts?: { background?: boolean }): Promise<NetworkSlot>;
   /** Tears the slot down and frees its index; idempotent. */
   release(slot: NetworkSlot): Promise<void>;
   /** Marks a slot as taken by a re-adopted sandbox (agent restart). */

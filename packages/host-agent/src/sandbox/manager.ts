@@ -85,6 +85,15 @@ export class SandboxManager {
     return this.#host.opts.vmm;
   }
 
+  /** The standby VMMs kept for resumes (a benchmark's baseline sets 0: its pauses start none). */
+  get standbyVmms(): number {
+    return this.#host.standbys.size;
+  }
+
+  set standbyVmms(n: number) {
+    this.#host.standbys.size = n;
+  }
+
   /** How guests run here: under KVM, or emulated by TCG (no usable KVM). */
   get accel(): "kvm" | "tcg" {
     return this.#host.opts.vmm.accel;
