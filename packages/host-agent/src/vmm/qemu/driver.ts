@@ -463,7 +463,6 @@ export class QemuDriver implements VmmDriver {
         cause: err,
       });
     }
-    if (this.#reflinkCopies && this.readAheadResumes) vm.readRamAhead(undefined);
     const { offset } = header;
     try {
       await this.#loadState(vm, started.qmp, spec, header.ramInState, () =>
@@ -472,6 +471,8 @@ export class QemuDriver implements VmmDriver {
     } finally {
       await Promise.all([own.placeholder, own.fifo].map((f) => rm(f, { force: true })));
     }
+    // Once the VM runs: reads beside the state's load slowed it.
+    if (this.#reflinkCopies && this.readAheadResumes) vm.readRamAhead(undefined);
     log.info({ pid: vm.pid }, "standby QEMU took the resume");
     return vm;
   }
