@@ -5,14 +5,14 @@
  * of a template maps the template's file copy-on-write — or its own reflink
  * copy where the data dir makes copies free, so its pauses are a rename.
  */
-import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, copyFile, open, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { basename, dirname, join } from "node:path";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { createLogger, timed, type Logger } from "@wrenn/shared/log.ts";
 import { nothpPath } from "@wrenn/nothp";
-import { copySparse, discard, reflinkInPlace } from "../../util/fs.ts";
+import { copySparse, discard, exists, reflinkInPlace } from "../../util/fs.ts";
 import { spawnerRunner } from "../../spawner/client.ts";
 import type { Runner } from "@wrenn/shared/command.ts";
 import { cmdlineOf, isAlive, signal, tail, watchForeignExit } from "../../util/process.ts";
@@ -278,7 +278,7 @@ export class QemuDriver implements VmmDriver {
 
   async restoreFiles(spec: QemuRestoreSpec): Promise<QemuVm> {
     const header = await readStateHeader(spec.snapshot.statePath);
-    const machine = this.#restoredMachine(header, spec);
+    const machine = await this.#restoredMachine(header, spec);
     // QEMU reads the state from a descriptor root opened, past the header:
     // as its own uid it may not open the file (root's, 0600 — a template's,
     // or a private clone's pause, which holds the guest's RAM).
@@ -310,13 +310,14 @@ export class QemuDriver implements VmmDriver {
    * from (a state loads only into it; the VM keeps it, so its own snapshots
    * record it too), on the current kernel if the recorded file is gone.
    */
-  #machineOf(header: StateHeader, kernel: RestoreSpec["kernel"] | undefined) {
+  async #machineOf(header: StateHeader, kernel: RestoreSpec["kernel"] | undefined) {
     let machine: QemuMachine = {
       ...header.machine,
       platform: header.machine.platform ?? legacyPlatform(this.accel),
     };
-    const gone = (path: string | undefined) => !!path && !existsSync(path);
-    const fellBack = !!kernel && (gone(machine.kernelPath) || gone(machine.initrdPath));
+    const gone = async (path: string | undefined) => !!path && !(await exists(path));
+    const fellBack =
+      !!kernel && ((await gone(machine.kernelPath)) || (await gone(machine.initrdPath)));
     if (kernel && fellBack) {
       machine = {
         ...machine,
@@ -327,11 +328,11 @@ export class QemuDriver implements VmmDriver {
     return { machine, recorded: header.machine.kernelPath, fellBack };
   }
 
-  #restoredMachine(
+  async #restoredMachine(
     header: StateHeader,
     spec: Machine & { kernel?: RestoreSpec["kernel"] },
-  ): QemuMachine {
-    const { machine, recorded, fellBack } = this.#machineOf(header, spec.kernel);
+  ): Promise<QemuMachine> {
+    const { machine, recorded, fellBack } = await this.#machineOf(header, spec.kernel);
     if (fellBack) {
       this.#log.warn(
         { recorded, using: machine.kernelPath },
@@ -386,7 +387,7 @@ export class QemuDriver implements VmmDriver {
     // The claim fills the RAM file QEMU already maps: only a reflink in place can.
     if (!this.#reflinkInPlace) return null;
     const header = await readStateHeader(join(dir, STATE)).catch(() => null);
-    return header && JSON.stringify(this.#machineOf(header, kernel).machine);
+    return header && JSON.stringify((await this.#machineOf(header, kernel)).machine);
   }
 
   async startStandby(spec: StandbySpec): Promise<QemuStandby> {
@@ -439,7 +440,7 @@ export class QemuDriver implements VmmDriver {
     let header: StateHeader & { offset: number };
     try {
       header = await readStateHeader(statePath);
-      const machine = this.#restoredMachine(header, spec);
+      const machine = await this.#restoredMachine(header, spec);
       if (JSON.stringify(machine) !== standby.key) {
         throw new WrennError("internal", "the standby VMM was started for another machine");
       }
