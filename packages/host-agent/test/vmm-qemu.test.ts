@@ -887,3 +887,52 @@ test(
     }
   },
 );
+
+test("qemu: a standby that cannot take a resume (started for another machine) gives way to a QEMU of its own, and goes", async (t) => {
+  if (skipLoudly(t)) return;
+  const ns = await slot("s");
+  const spec = await bootSpec(ns);
+  const snapDir = join(work, `${spec.vmId}-snap`);
+  await runCommand("mkdir", ["-p", snapDir]);
+  let vm: VmHandle | null = null;
+  try {
+    vm = track(await driver.boot(spec));
+    await waitHealthy(ns);
+    await vm.pause();
+    await driver.saveMemory(vm, { dir: snapDir });
+    await vm.stop();
+    vm = null;
+    const kernel = { kernelPath: spec.kernelPath, initrdPath: spec.initrdPath };
+    const header = await readStateHeader(join(snapDir, "state"));
+    const other = { ...header.machine, memoryMb: header.machine.memoryMb * 2 };
+    const standby = await driver.startStandby({
+      vmId: `${spec.vmId}sb`,
+      netns: ns,
+      tapName: spec.tapName,
+      guestMac: spec.guestMac,
+      runDir: spec.runDir,
+      key: JSON.stringify({ ...other, platform: other.platform ?? legacyPlatform("tcg") }),
+    });
+    vm = track(
+      (await driver.restore({
+        ...spec,
+        vmId: standby.vmId,
+        standby,
+        snapshotDir: snapDir,
+        clone: false,
+        kernel,
+      })) as VmHandle,
+    );
+    await waitHealthy(ns, 60_000);
+    await standby.exited;
+    assert.equal(vmProcesses(standby.vmId).split("\n").filter(Boolean).length, 1, "one QEMU");
+    assert.ok(!existsSync(join(spec.runDir, `${standby.vmId}.none`)), "the placeholder went");
+    await vm.stop();
+    vm = null;
+    await assertNoLeaks(standby.vmId, spec.runDir);
+  } finally {
+    await cleanup(vm, spec);
+    await rm(snapDir, { recursive: true, force: true });
+    await dropSlot(ns);
+  }
+});

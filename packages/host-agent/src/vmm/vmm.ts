@@ -53,7 +53,8 @@ export interface RestoreSpec extends Machine {
   /**
    * Restore into this standby of `standbyKey(snapshotDir)` (not a clone's):
    * the caller moved its run dir to `runDir`, and `vmId` is its own. Whether
-   * the restore succeeds or fails, the standby is the restore's.
+   * the restore succeeds or fails, the standby is the restore's (one that
+   * cannot take it gives way to a VMM started as without it).
    */
   standby?: StandbyVmm;
 }

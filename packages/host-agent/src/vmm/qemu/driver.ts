@@ -423,8 +423,9 @@ export class QemuDriver implements VmmDriver {
    * A resume into a standby: the paused memory reflinked into the RAM file
    * it maps, the sandbox's disk put under its device, the state written
    * into its FIFO. Its files are in `spec.runDir` now (the caller moved them).
+   * If it cannot take the resume, a QEMU started as without it does.
    */
-  async #restoreInto(standby: QemuStandby, spec: RestoreSpec): Promise<QemuVm> {
+  async #restoreInto(standby: QemuStandby, spec: RestoreSpec): Promise<VmHandle> {
     const started = standby.take();
     const p = paths(spec.runDir, standby.vmId);
     const own = standbyFiles(spec.runDir, standby.vmId);
@@ -458,11 +459,15 @@ export class QemuDriver implements VmmDriver {
         await started.qmp.execute("blockdev-del", { "node-name": DISK_NODE });
       });
     } catch (err) {
+      // Before any state loaded: the resume starts its own QEMU in its place
+      // (a QEMU without blockdev-reopen, a standby for another machine).
       await vm.stop();
       await Promise.all([own.placeholder, own.fifo].map((f) => rm(f, { force: true })));
-      throw new WrennError("internal", `restoring into a standby VMM failed: ${messageOf(err)}`, {
-        cause: err,
-      });
+      log.warn(
+        { err: messageOf(err) },
+        "the standby QEMU could not take the resume; starting a QEMU for it",
+      );
+      return this.restore({ ...spec, standby: undefined });
     }
     const { offset } = header;
     try {
