@@ -1,9 +1,10 @@
 /**
  * Standby VMMs (vmm.ts StandbyVmm): started ahead for the machine of a
- * recent pause, each on a network slot of its own, so that the resume
- * takes a running VMM and its slot instead of waiting for both. At most
- * `size` (the oldest goes for a new machine); a resume that finds none for
- * its machine starts its own VMM, as without them. One that dies waiting is
+ * recent pause (a second after it), each on a network slot of its own, so
+ * that the resume takes a running VMM and its slot instead of waiting for
+ * both. At most `size` (the oldest goes for a new machine); a resume that
+ * finds none ready for its machine starts its own VMM, as without them.
+ * One that dies waiting is
  * dropped; the agent's close stops them all, and a restarted agent kills
  * those its predecessor left (killStrays: no record names them).
  */
