@@ -4,9 +4,9 @@
  * that the resume takes a running VMM and its slot instead of waiting for
  * both. At most `size` (the oldest goes for a new machine); a resume that
  * finds none ready for its machine starts its own VMM, as without them.
- * One that dies waiting is
- * dropped; the agent's close stops them all, and a restarted agent kills
- * those its predecessor left (killStrays: no record names them).
+ * One that dies waiting is dropped; the agent's close stops them all, and
+ * a restarted agent kills those its predecessor left (killStrays: no
+ * record names them).
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
