@@ -12,12 +12,13 @@ import { join } from "node:path";
 import { WrennError } from "@wrenn/shared/errors.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import type { CgroupDriver } from "../../cgroup/cgroup.ts";
-import { endProcess, type ExitStatus } from "../../util/process.ts";
+import type { ExitStatus } from "../../util/process.ts";
 import { removeConsole } from "../console-log.ts";
 import type { VmmUser } from "../confine.ts";
 import type { QmpClient } from "../qmp.ts";
 import type { StandbyVmm } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
+import { endQemu } from "./vm.ts";
 
 /** A QEMU started and connected, before a handle (QemuVm) or a standby owns it. */
 export interface Started {
@@ -77,15 +78,7 @@ export class QemuStandby implements StandbyVmm {
 
   async #stop(): Promise<void> {
     const s = this.#started;
-    await endProcess({
-      pid: s.pid,
-      exited: s.exited,
-      graceMs: this.#stopGraceMs,
-      name: "QEMU",
-      ask: () => void s.qmp.execute("quit").catch(() => undefined),
-      onKill: () => s.log.warn({ pid: s.pid }, "standby QEMU did not quit; killing it"),
-    });
-    s.qmp.close();
+    await endQemu(s, this.#stopGraceMs, s.log);
     await s.cgroups?.remove(s.vmId).catch(() => undefined);
     const p = paths(this.#runDir, s.vmId);
     const own = standbyFiles(this.#runDir, s.vmId);

@@ -38,6 +38,24 @@ export interface HandleState {
   run: Runner;
 }
 
+/** Asks QEMU to quit, SIGKILLs it after `graceMs`, and waits for its exit. */
+export async function endQemu(
+  q: { pid: number; exited: Promise<unknown>; qmp: QmpClient },
+  graceMs: number,
+  log: Logger,
+): Promise<void> {
+  await endProcess({
+    pid: q.pid,
+    exited: q.exited,
+    graceMs,
+    name: "QEMU",
+    // quit's reply may never arrive: QEMU closes the socket as it exits.
+    ask: () => void q.qmp.execute("quit").catch(() => undefined),
+    onKill: () => log.warn({ pid: q.pid }, "QEMU did not quit; killing it"),
+  });
+  q.qmp.close();
+}
+
 export class QemuVm implements VmHandle {
   readonly vmId: string;
   readonly pid: number;
@@ -274,16 +292,7 @@ export class QemuVm implements VmHandle {
     const s = this.#s;
     this.#readingAhead?.cancel.abort();
     await this.#readingAhead?.done;
-    await endProcess({
-      pid: s.pid,
-      exited: s.exited,
-      graceMs: this.#stopGraceMs,
-      name: "QEMU",
-      // quit's reply may never arrive: QEMU closes the socket as it exits.
-      ask: () => void s.qmp.execute("quit").catch(() => undefined),
-      onKill: () => this.#log.warn({ pid: s.pid }, "QEMU did not quit; killing it"),
-    });
-    s.qmp.close();
+    await endQemu(s, this.#stopGraceMs, this.#log);
     this.#console.close();
     // Bounded: a console that does not settle must never hold up a stop.
     await within(this.#console.done, 2000);
