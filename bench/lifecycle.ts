@@ -4,9 +4,10 @@
  *   /init), with the agent's own step times: "restore" is the VM running
  *   again, "envd" the first guest request after it, and the host side: the
  *   resume less the guest's first answer;
- * - resumes into the standby QEMU the pause started (the agent's default)
- *   against resumes that start their own QEMU, alternated on the same
- *   sandbox: issue 15 asks for a resume's host side ≤ 100 ms;
+ * - resumes into the standby QEMU the pause (or the last resume) started,
+ *   the agent's default, against resumes that start their own QEMU,
+ *   alternated on the same sandbox, and resumes right after the pause of a
+ *   sandbox that ran 2 s: issue 15 asks for a resume's host side ≤ 100 ms;
  * - on a reflink data dir, resumes with the RAM copy read ahead against
  *   resumes without, alternated on the same sandbox;
  * - create → first exec from a snapshot template against the same from the
@@ -135,6 +136,21 @@ try {
     }
     console.log(
       `  resumed 2 s after the pause: host side p50 ${ms(p50(later))} (disk ${ms(step("resume.attach_disk"))}, RAM copy ${ms(step("qemu.copy_memory"))}, ${started()}); right after it ${ms(p50(hostSide))}; the pause folder's write-back p50 ${ms(step("write_back"))}`,
+    );
+    steps.clear();
+    // Paused after 2 s of running and resumed at once, as an agent between
+    // two turns: the standby the last resume started is ready by then.
+    const afterRun: number[] = [];
+    for (let i = 0; i < cycles; i++) {
+      await new Promise((r) => setTimeout(r, 2000));
+      await client.pauseSandbox({ sandboxId: id });
+      const t1 = performance.now();
+      await client.resumeSandbox({ sandboxId: id });
+      afterRun.push(performance.now() - t1 - (steps.get("resume.envd_init")?.at(-1) ?? NaN));
+      await exec(id, "true");
+    }
+    console.log(
+      `  paused after 2 s of running, resumed at once: host side p50 ${ms(p50(afterRun))} (RAM copy ${ms(step("qemu.copy_memory"))}, ${started()}, state loaded ${ms(step("qemu.load_state"))})`,
     );
     steps.clear();
     {

@@ -1,6 +1,7 @@
 /**
  * Standby VMMs on in-memory drivers: a pause starts one for its machine on
- * a slot of its own, the resume takes it (and its slot), and whatever goes
+ * a slot of its own, the resume takes it (and its slot) and starts the next
+ * for that machine, and whatever goes
  * wrong — it dies waiting, it fails to start, the resume into it fails, a
  * pause of another machine replaces it, the agent closes — no slot, run dir
  * or VMM is left and the sandbox keeps its saved state. standby.test.ts
@@ -102,7 +103,7 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     return p.id;
   }
 
-  test("a pause starts a standby on a slot of its own; the resume runs the sandbox in it, on its slot", async () => {
+  test("a pause starts a standby on a slot of its own; the resume runs the sandbox in it, on its slot, and starts the next", async () => {
     const id = await pausedWithStandby();
     const [standby] = [...vmm.standbys.values()];
     assert.ok(standby);
@@ -115,14 +116,29 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     assert.deepEqual([...network.held], [slot]);
     assert.deepEqual(await standbyDirs(), [], "its run dir became the sandbox's");
     assert.deepEqual(await readdir(join(root, "run")), [id]);
-    // The next pause starts the next one; a destroy leaves only that.
+    // The take starts the next one for the machine, on a slot of its own: a
+    // resume right after the next pause finds it ready.
+    await until(
+      () => vmm.standbys.size === 1 && network.held.size === 2,
+      "the resume's take starts the next standby",
+    );
+    const [next] = [...vmm.standbys.keys()];
     await manager.pause(id);
-    await until(() => vmm.standbys.size === 1, "the next pause starts the next standby");
+    assert.equal(vmm.standbys.size, 1, "the pause starts no second one for the same machine");
     await manager.resume(id);
-    assert.equal(vmm.restoredInto.length, 2);
+    assert.deepEqual(
+      vmm.restoredInto,
+      [standby.vmId, next],
+      "the resume right after the pause took it",
+    );
+    // A destroy leaves only the standby that follows; the agent's close stops it.
     await manager.destroy(id);
+    await until(() => vmm.standbys.size === 1, "the last take starts the next standby");
+    await manager.close();
     assert.deepEqual([...vmm.running], []);
+    assert.equal(vmm.standbys.size, 0);
     await until(() => network.held.size === 0, "no slot is left");
+    assert.deepEqual(await standbyDirs(), []);
   });
 
   test("a resume while the standby is still starting starts its own VMM; the next resume takes the standby", async () => {
