@@ -177,6 +177,19 @@ export class AgentHarness {
     });
   }
 
+  /**
+   * No sandbox listed; then, the agent process stopped (its standby QEMUs
+   * and pooled slots go with it), nothing of ours on the host at all.
+   */
+  async noLeaksOnceStopped(): Promise<void> {
+    assert.deepEqual(
+      (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
+      [],
+    );
+    await this.stopProcess();
+    await assertNoLeaks(this.baseline);
+  }
+
   newId(): string {
     return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   }
