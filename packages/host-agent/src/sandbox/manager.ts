@@ -136,9 +136,12 @@ export class SandboxManager {
     return destroy(this.#host, id);
   }
 
-  /** Destroys every sandbox and the warm pool's entries (tests, `wrenn up` teardown). */
+  /** Destroys every sandbox, the warm pool's entries and the standby VMMs (tests, `wrenn up` teardown). */
   async destroyAll(): Promise<void> {
     await this.#host.pool?.drain();
+    // Before the host's rules go (agent shutdown): a standby starting after
+    // them would build its slot, and the host table, again.
+    await this.#host.standbys.clear();
     await Promise.all(
       this.#host.registry.all().map((l) => this.destroy(l.record.id).catch(() => undefined)),
     );
