@@ -101,7 +101,11 @@ export class AgentHarness {
     );
   }
 
+  /** The agent in this process was shut down (noLeaksOnceStopped); tearDown has nothing to stop. */
+  #shutDown = false;
+
   async start(): Promise<void> {
+    this.#shutDown = false;
     this.agent = await startHostAgent({
       ...this.options(),
       log: createLogger("host-agent", process.env.WRENN_LOG_LEVEL ?? "warn"),
@@ -154,7 +158,7 @@ export class AgentHarness {
 
   async tearDown(): Promise<void> {
     await this.stopProcess();
-    await this.agent?.shutdown();
+    if (!this.#shutDown) await this.agent?.shutdown();
     try {
       await assertNoLeaks(this.baseline);
     } finally {
@@ -178,15 +182,21 @@ export class AgentHarness {
   }
 
   /**
-   * No sandbox listed; then, the agent process stopped (its standby QEMUs
-   * and pooled slots go with it), nothing of ours on the host at all.
+   * No sandbox listed; then, the agent stopped (its process, or the one in
+   * this process: a test after it starts another), its standby QEMUs and
+   * pooled slots with it, nothing of ours on the host at all.
    */
   async noLeaksOnceStopped(): Promise<void> {
     assert.deepEqual(
       (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
       [],
     );
-    await this.stopProcess();
+    if (this.process) {
+      await this.stopProcess();
+    } else {
+      await this.agent.shutdown();
+      this.#shutDown = true;
+    }
     await assertNoLeaks(this.baseline);
   }
 

@@ -1,11 +1,11 @@
 /**
  * Standby VMMs on real VMs (QEMU on an xfs pool, as `wrenn setup` makes):
- * a pause starts a QEMU for the resume ahead, and the resume runs the
- * sandbox in it — its memory as it was, its own disk under the device the
- * standby started with. One that dies waiting, and the agent's close, leave
- * nothing behind. standbys-unit.test.ts covers the rules on in-memory drivers.
+ * a create or a pause starts a QEMU for the resume ahead, and the resume
+ * runs the sandbox in it — its memory as it was, its own disk under the
+ * device the standby started with — and starts the next. One that dies
+ * waiting, and the agent's close, leave nothing behind. standbys-unit.test.ts covers the rules on in-memory drivers.
  */
-import { after, before, describe, test } from "node:test";
+import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -72,17 +72,37 @@ async function rootSh(id: string, script: string): Promise<string> {
   return Buffer.from(res.stdout).toString();
 }
 
+/** The pid of the QEMU the sandbox runs in, as the agent's record has it. */
+const sandboxPid = (id: string) => h.agent.manager.get(id).record.vm?.pid;
+
 const standbyDirs = async () =>
   (await readdir(join(h.root, "data", "run")).catch((): string[] => [])).filter((d) =>
     d.startsWith("standby-"),
   );
 
 describe("standby VMMs", { skip, concurrency: false }, () => {
-  before(async () => {
-    await h.setUp();
-    await h.start();
-  });
+  before(() => h.setUp());
+  // Each test ends with the agent shut down (a resume that took a standby
+  // leaves the next one waiting) and starts its own.
+  beforeEach(() => h.start());
   after(() => h.tearDown());
+
+  test("a create starts a standby for its machine: its first pause, resumed at once, runs in it", async () => {
+    const id = h.newId();
+    await h.create(id);
+    try {
+      const standby = await readyStandby();
+      await h.sh(id, "echo kept > /home/user/f");
+      await h.client.pauseSandbox({ sandboxId: id });
+      await h.client.resumeSandbox({ sandboxId: id });
+      assert.equal(sandboxPid(id), standby, "the sandbox runs in the standby QEMU");
+      assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");
+      await h.client.destroySandbox({ sandboxId: id });
+    } finally {
+      await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+    }
+    await h.noLeaksOnceStopped();
+  });
 
   test("a resume runs the sandbox in the QEMU its pause started: memory as it was, its writes on its own disk, adopted by the next agent", async () => {
     const id = h.newId();
@@ -99,8 +119,7 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
         await h.client.pauseSandbox({ sandboxId: id });
         const standby = await readyStandby();
         await h.client.resumeSandbox({ sandboxId: id });
-        // Nothing starts another before the next pause: this one is the sandbox's VM now.
-        assert.deepEqual(await standbyPids(), [standby], "the sandbox runs in the standby QEMU");
+        assert.equal(sandboxPid(id), standby, "the sandbox runs in the standby QEMU");
         assert.equal((await h.sh(id, `kill -0 ${sleeper} && echo alive`)).stdout, "alive\n");
         // Past the guest's page cache: what it reads back is on the disk the device has now.
         const rounds = await rootSh(
@@ -109,13 +128,16 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
         );
         const want = ["start", ...[1, 2, 3].filter((r) => r <= round).map((r) => `round-${r}`)];
         assert.equal(rounds, want.join("\n") + "\n");
+        // The take starts the next for the machine, which the next pause finds ready.
+        await until(standbyPids, (p) => p.length === 2, "the resume starts the next standby");
       }
+      const vm = sandboxPid(id);
       await h.client.destroySandbox({ sandboxId: id });
-      await until(standbyPids, (p) => p.length === 0, "its QEMU goes with the sandbox");
+      await until(standbyPids, (p) => !p.includes(vm!), "its QEMU goes with the sandbox");
     } finally {
       await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
     }
-    await h.noLeaks();
+    await h.noLeaksOnceStopped();
   });
 
   test("a standby QEMU killed while it waits gives back its slot and files; the resume starts its own", async () => {
@@ -125,17 +147,19 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
       await h.sh(id, "echo kept > /home/user/f; sync");
       await h.client.pauseSandbox({ sandboxId: id });
       const standby = await readyStandby();
+      const argv = (await cmdlineOf(standby)) ?? [];
+      const dir = argv[argv.indexOf("-name") + 1]?.replace(/^wrenn-/, "");
       process.kill(standby, "SIGKILL");
-      await until(standbyDirs, (d) => d.length === 0, "the dead standby's run dir is removed");
+      await until(standbyDirs, (d) => !d.includes(dir!), "the dead standby's run dir is removed");
       await h.client.resumeSandbox({ sandboxId: id });
       assert.equal((await h.sh(id, "cat /home/user/f")).stdout, "kept\n");
-      assert.deepEqual(await standbyPids(), []);
+      assert.ok(!(await standbyPids()).includes(sandboxPid(id)!), "it runs in a QEMU of its own");
       await h.client.destroySandbox({ sandboxId: id });
     } finally {
       await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
     }
     // The dead standby's slot is torn down, not only its index freed.
-    await h.noLeaks();
+    await h.noLeaksOnceStopped();
   });
 
   test("the agent's close stops a waiting standby; the next agent resumes without one", async () => {
@@ -155,6 +179,6 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
     } finally {
       await h.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
     }
-    await h.noLeaks();
+    await h.noLeaksOnceStopped();
   });
 });

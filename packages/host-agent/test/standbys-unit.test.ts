@@ -217,6 +217,46 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.destroy(big.id);
   });
 
+  test("a create from a template starts a standby for its machine, but only in a free place", async () => {
+    for (const [name, memoryMb] of [
+      ["big", 512],
+      ["small", 256],
+    ] as const) {
+      const p = params(memoryMb);
+      await manager.create(p);
+      await manager.createSnapshot(p.id, name, false);
+      await manager.destroy(p.id);
+    }
+    await manager.close();
+    await startManager(1);
+    // The next agent has none: a create from a template starts one.
+    const clone = { ...params(), template: "big" };
+    await manager.create(clone);
+    await until(() => vmm.standbys.size === 1, "the create starts a standby for its machine");
+    const [spare] = [...vmm.standbys.keys()];
+    await manager.pause(clone.id);
+    assert.deepEqual([...vmm.standbys.keys()], [spare], "the pause finds it; it starts none");
+    await manager.resume(clone.id);
+    assert.deepEqual(vmm.restoredInto, [spare], "its first resume runs in it");
+    await until(() => vmm.standbys.size === 1, "the take starts the next");
+    const [next] = [...vmm.standbys.keys()];
+    // Another machine's create does not replace the one kept.
+    await manager.create({ ...params(), template: "small" });
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.deepEqual([...vmm.standbys.keys()], [next]);
+  });
+
+  test("destroying every sandbox (the agent's shutdown, before it removes the host's rules) stops the standbys, and the one a resume is about to start", async () => {
+    const id = await pausedWithStandby();
+    await manager.resume(id);
+    await manager.destroyAll();
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(vmm.standbys.size, 0, "no standby starts after it");
+    assert.deepEqual([...vmm.running], []);
+    assert.deepEqual([...network.held], []);
+    assert.deepEqual(await standbyDirs(), []);
+  });
+
   test("closing the agent before a standby's start (a second after its pause) starts none", async () => {
     const p = params();
     await manager.create(p);

@@ -296,6 +296,10 @@ async function restoreTemplate(
       { ms: Math.round(performance.now() - t0), queuedMs, vmm: record.vmm, pid: vm.pid },
       kind === "template" ? "sandbox created from snapshot template" : "sandbox created",
     );
+    // Its first pause's resume may take a VMM started meanwhile.
+    void host.standbys.want(files.dir, kernel, { spare: true }).catch((err: unknown) => {
+      log.warn({ err: messageOf(err) }, "could not start a standby VMM for the machine");
+    });
     return record;
   });
 }

@@ -3,11 +3,12 @@
  * recent pause (a second after it), each on a network slot of its own, so
  * that the resume takes a running VMM and its slot instead of waiting for
  * both. A resume that takes one starts the next for its machine (a second
- * later): a sandbox paused and resumed at once, as an agent between two
+ * later), and a create from a snapshot starts one for its machine if there
+ * is room: a sandbox paused and resumed at once, as an agent between two
  * turns does, then finds one ready too (host side p50 87 ms against 188 ms
  * without, after 2 s of running, on the second machine). At most `size`
- * (the oldest goes for a new machine); a resume that finds none ready for
- * its machine starts its own VMM, as without them.
+ * (the oldest goes for a new machine a pause or resume wants); a resume that
+ * finds none ready for its machine starts its own VMM, as without them.
  * One that dies waiting is dropped; the agent's close stops them all, and
  * a restarted agent kills those its predecessor left (killStrays: no
  * record names them).
@@ -73,11 +74,21 @@ export class Standbys {
     return this.#entries.length;
   }
 
-  /** Keeps one ready for resumes from the paused memory in `dir` (after its pause). */
-  async want(dir: string, kernel: RestoreSpec["kernel"]): Promise<void> {
+  /**
+   * Keeps one ready for resumes from the memory in `dir`: a pause's, or
+   * (`spare`) the snapshot a create restored, for its sandbox's first pause,
+   * which takes only a free place.
+   */
+  async want(
+    dir: string,
+    kernel: RestoreSpec["kernel"],
+    { spare = false }: { spare?: boolean } = {},
+  ): Promise<void> {
     if (this.#closed || this.size === 0) return;
+    if (spare && this.#entries.length >= this.size) return;
     const key = await this.#key(dir, kernel);
     if (key === null || this.#closed || this.#entries.some((e) => e.key === key)) return;
+    if (spare && this.#entries.length >= this.size) return;
     while (this.#entries.length >= this.size) {
       const oldest = this.#entries.shift();
       if (oldest) void this.#drop(oldest);
@@ -102,12 +113,17 @@ export class Standbys {
     return entry.standby;
   }
 
-  /** Stops every standby and frees its slot (agent shutdown). */
-  async close(): Promise<void> {
-    this.#closed = true;
+  /** Stops every standby and frees its slot; later pauses and resumes start new ones. */
+  async clear(): Promise<void> {
     const entries = this.#entries;
     this.#entries = [];
     await Promise.all(entries.map((e) => this.#drop(e)));
+  }
+
+  /** Stops every standby and frees its slot, for good (the agent's close). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.clear();
   }
 
   async #key(dir: string, kernel: RestoreSpec["kernel"]): Promise<string | null> {
