@@ -35,6 +35,8 @@ export async function resume(
     const t0 = performance.now();
     const keep = host.keepDir(record);
     const undo = new Rollback(log);
+    /** The machine of the standby this resume took: the next is started for it once done. */
+    let took: string | null = null;
     // The copies below write back what they copy; a failed resume reschedules.
     const unwritten = host.writeBack.cancel(keep);
     undo.push("write the pause folder back later", async () => host.writeBack.schedule(keep, log));
@@ -57,6 +59,7 @@ export async function resume(
       crashPoint("resume:after-attach");
       const kernel = await host.currentKernel();
       const standby = await host.standbys.take(keep, kernel);
+      took = standby?.vm.key ?? null;
       const slot = await acquireSlot(host, live, log, "resume", undo, standby?.slot);
       if (standby) {
         // Until the restore takes it (then its handle's stop is the VM's).
@@ -101,6 +104,7 @@ export async function resume(
       await host.records.save(record).catch((e: unknown) => {
         log.warn({ err: messageOf(e) }, "could not save the paused record after the failed resume");
       });
+      if (took) host.standbys.replace(took);
       throw failure;
     }
     host.registry.autoPaused.delete(id);
@@ -112,6 +116,7 @@ export async function resume(
       log.warn({ err: messageOf(err) }, "could not delete the paused disk after the resume");
     });
     log.info({ ms: Math.round(performance.now() - t0) }, "sandbox resumed");
+    if (took) host.standbys.replace(took);
     return record;
   });
 }
