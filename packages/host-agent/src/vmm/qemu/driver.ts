@@ -445,19 +445,23 @@ export class QemuDriver implements VmmDriver {
       if (JSON.stringify(machine) !== standby.key) {
         throw new WrennError("internal", "the standby VMM was started for another machine");
       }
-      await timed(log, "qemu.copy_memory", () =>
-        reflinkInPlace(join(spec.snapshotDir, MEMFILE), p.ram, this.#run),
-      );
-      await timed(log, "qemu.attach_disk", async () => {
-        if (started.user) await handOverDisk(spec.rootfs.path, started.user);
-        const protocol = await protocolOf(spec.rootfs.path);
-        await started.qmp.execute(
-          "blockdev-add",
-          diskNode(CLAIMED_NODE, { ...spec.rootfs, protocol }),
-        );
-        await started.qmp.execute("blockdev-reopen", { options: [deviceNode(CLAIMED_NODE)] });
-        await started.qmp.execute("blockdev-del", { "node-name": DISK_NODE });
-      });
+      // Together: right after a pause the copy waits for the memory's write-back.
+      const steps = await Promise.allSettled([
+        timed(log, "qemu.copy_memory", () =>
+          reflinkInPlace(join(spec.snapshotDir, MEMFILE), p.ram, this.#run),
+        ),
+        timed(log, "qemu.attach_disk", async () => {
+          if (started.user) await handOverDisk(spec.rootfs.path, started.user);
+          const protocol = await protocolOf(spec.rootfs.path);
+          await started.qmp.execute(
+            "blockdev-add",
+            diskNode(CLAIMED_NODE, { ...spec.rootfs, protocol }),
+          );
+          await started.qmp.execute("blockdev-reopen", { options: [deviceNode(CLAIMED_NODE)] });
+          await started.qmp.execute("blockdev-del", { "node-name": DISK_NODE });
+        }),
+      ]);
+      for (const step of steps) if (step.status === "rejected") throw step.reason;
     } catch (err) {
       // Before any state loaded: the resume starts its own QEMU in its place
       // (a QEMU without blockdev-reopen, a standby for another machine).
