@@ -116,8 +116,8 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     assert.ok(network.held.has(slot!));
     assert.ok((await readdir(join(root, "run"))).includes(id));
     assert.ok(!(await standbyDirs()).includes(standby.vmId), "its run dir became the sandbox's");
-    // The resume done, the next for the machine starts at once, on a slot of
-    // its own: a resume right after the next pause finds it ready.
+    // A second after the resume, the next for the machine starts, on a slot
+    // of its own: a resume right after the next pause finds it ready.
     await until(
       () => vmm.standbys.size === 1 && network.held.size === 2,
       "the resume starts the next standby",
@@ -191,7 +191,7 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     await assert.rejects(manager.resume(id));
     assert.equal(manager.get(id).record.status, "paused", "its saved state is kept");
     assert.equal(vmm.restoredInto.length, 1, "the resume took the standby");
-    // The next for its machine starts at once, for the retry: the failed
+    // The next for its machine starts, for the retry: the failed
     // one's slot and run dir went with the failed resume.
     await until(() => vmm.standbys.size === 1, "the failed resume starts the next standby");
     assert.equal(network.held.size, 1, "only the next standby holds a slot");

@@ -2,15 +2,17 @@
  * Standby VMMs (vmm.ts StandbyVmm): started ahead for the machine of a
  * recent pause (a second after it), each on a network slot of its own, so
  * that the resume takes a running VMM and its slot instead of waiting for
- * both. A resume that took one starts the next for its machine once it is
- * done, and a create from a snapshot starts one for its machine if there is
- * room: a sandbox paused and resumed at once, as an agent between two turns
- * does, then finds one ready too — even in back-to-back cycles, host side
- * p50 75–84 ms against 181–198 ms without standbys (second machine; the
- * next start a second after the take left every other cycle without one,
- * and started at the take it slowed the resume that took it). At most `size`
- * (the oldest goes for a new machine a pause or resume wants); a resume that
- * finds none ready for its machine starts its own VMM, as without them.
+ * both. A resume that took one starts the next for its machine a second
+ * after it is done, and a create from a snapshot starts one for its machine
+ * if there is room: a sandbox that ran a second or more, then was paused and
+ * resumed at once, as an agent between two turns, finds one ready too (host
+ * side p50 74–98 ms against 181–198 ms without standbys, second machine).
+ * Started at once after the resume, it was ready even in back-to-back
+ * cycles, but made the first exec after every resume ≈ 50 ms slower (280
+ * against 229 ms, alternated); started at the take, it slowed the resume
+ * that took it. At most `size` (the oldest goes for a new machine a pause
+ * or resume wants); a resume that finds none ready for its machine starts
+ * its own VMM, as without them.
  * One that dies waiting is dropped; the agent's close stops them all, and
  * a restarted agent kills those its predecessor left (killStrays: no
  * record names them).
@@ -41,7 +43,7 @@ interface Entry {
   cancel: AbortController;
 }
 
-/** How long after its pause a standby starts (see #start). */
+/** How long after its pause, or the resume that took the last, a standby starts (see #start). */
 const START_DELAY_MS = 1000;
 
 /** Run dirs of standbys are named so; a restarted agent removes those left. */
@@ -91,7 +93,7 @@ export class Standbys {
     const key = await this.#key(dir, kernel);
     if (key === null || this.#closed || this.#entries.some((e) => e.key === key)) return;
     if (spare && this.#entries.length >= this.size) return;
-    this.#add(key, START_DELAY_MS);
+    this.#add(key);
   }
 
   /**
@@ -111,12 +113,12 @@ export class Standbys {
   }
 
   /**
-   * Starts the next for the machine of a standby a resume took, once that
-   * resume is done (a sandbox paused again at once then finds one ready).
+   * Starts the next for the machine of a standby a resume took, a second
+   * after that resume is done: its guest's first requests have the cores.
    */
   replace(key: string): void {
     if (this.#closed || this.size === 0 || this.#entries.some((e) => e.key === key)) return;
-    this.#add(key, 0);
+    this.#add(key);
   }
 
   /** Stops every standby and frees its slot; later pauses and resumes start new ones. */
@@ -136,16 +138,16 @@ export class Standbys {
     return (await this.#host.opts.vmm.standbyKey?.(dir, kernel)) ?? null;
   }
 
-  /** Starts one for `key` in `delayMs`, in the oldest's place if all are kept. */
-  #add(key: string, delayMs: number): void {
+  /** Starts one for `key` (a second later), in the oldest's place if all are kept. */
+  #add(key: string): void {
     while (this.#entries.length >= this.size) {
       const oldest = this.#entries.shift();
       if (oldest) void this.#drop(oldest);
     }
-    this.#entries.push(this.#start(key, delayMs));
+    this.#entries.push(this.#start(key));
   }
 
-  #start(key: string, delayMs: number): Entry {
+  #start(key: string): Entry {
     const { vmm, network, runRoot } = this.#host.opts;
     const vmId = `${STANDBY_PREFIX}${randomBytes(4).toString("hex")}`;
     const log = this.#host.log.child({ standby: vmId });
@@ -161,8 +163,9 @@ export class Standbys {
       try {
         if (!vmm.startStandby) return null;
         // A second after the pause, as its write-back: a resume right after
-        // it (which takes no standby still starting) then has the cores.
-        await sleep(delayMs, undefined, { signal: entry.cancel.signal });
+        // it (which takes no standby still starting) then has the cores; or
+        // after the resume, whose guest's first requests then have them.
+        await sleep(START_DELAY_MS, undefined, { signal: entry.cancel.signal });
         // Not the pool's: those are for requests, and taking one refills it a
         // second later, in the middle of the next resume.
         slot = await network.acquire({ background: true });
