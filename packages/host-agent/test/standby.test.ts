@@ -9,14 +9,15 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { deviceMapperAvailable } from "../src/storage/select.ts";
 import { cmdlineOf } from "../src/util/process.ts";
 import { AgentHarness, vmSkipReason } from "./agent-harness.ts";
 
 const skip = vmSkipReason("standby VMM tests");
 const h = new AgentHarness("wsb", { standbyVmms: 1 }, { pool: true });
 
-/** This file's standby QEMUs (named wrenn-standby-…), by pid. */
-async function standbyPids(): Promise<number[]> {
+/** The standby QEMUs of a harness's agent (named wrenn-standby-…), by pid. */
+async function standbyPids(of = h): Promise<number[]> {
   const pids: number[] = [];
   for (const name of await readdir("/proc")) {
     const pid = Number(name);
@@ -26,7 +27,7 @@ async function standbyPids(): Promise<number[]> {
     if (
       argv?.includes("-name") &&
       vm?.startsWith("wrenn-standby-") &&
-      argv.some((a) => a.includes(h.root))
+      argv.some((a) => a.includes(of.root))
     ) {
       pids.push(pid);
     }
@@ -49,8 +50,12 @@ async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, what: stri
  * resume takes no standby still starting. Ready is QEMU dropped to its uid
  * (its start's end) and a moment more.
  */
-async function readyStandby(): Promise<number> {
-  const [pid] = await until(standbyPids, (p) => p.length === 1, "the pause starts a standby QEMU");
+async function readyStandby(of = h): Promise<number> {
+  const [pid] = await until(
+    () => standbyPids(of),
+    (p) => p.length === 1,
+    "the pause starts a standby QEMU",
+  );
   await until(
     () => readFile(`/proc/${pid}/status`, "utf8").catch(() => ""),
     (s) => /^Uid:\s+[1-9]/m.test(s),
@@ -60,8 +65,8 @@ async function readyStandby(): Promise<number> {
   return pid!;
 }
 
-async function rootSh(id: string, script: string): Promise<string> {
-  const res = await h.client.exec({
+async function rootSh(id: string, script: string, of = h): Promise<string> {
+  const res = await of.client.exec({
     sandboxId: id,
     cmd: "/bin/sh",
     args: ["-c", script],
@@ -73,7 +78,7 @@ async function rootSh(id: string, script: string): Promise<string> {
 }
 
 /** The pid of the QEMU the sandbox runs in, as the agent's record has it. */
-const sandboxPid = (id: string) => h.agent.manager.get(id).record.vm?.pid;
+const sandboxPid = (id: string, of = h) => of.agent.manager.get(id).record.vm?.pid;
 
 const standbyDirs = async () =>
   (await readdir(join(h.root, "data", "run")).catch((): string[] => [])).filter((d) =>
@@ -182,3 +187,53 @@ describe("standby VMMs", { skip, concurrency: false }, () => {
     await h.noLeaksOnceStopped();
   });
 });
+
+// Every VM's disk is a raw node over the file's: a standby puts a qcow2 file
+// (raw over qcow2 over file) or a dm-snapshot device (host_device) under it
+// as it does a reflink copy.
+const noDeviceMapper =
+  !(await deviceMapperAvailable()) &&
+  "this kernel has no usable device-mapper (`dmsetup version` fails)";
+if (noDeviceMapper)
+  console.warn(`\n!!! SKIPPING standby VMMs with dm-snapshot disks: ${noDeviceMapper}\n`);
+for (const storage of ["qcow2", "dm-snapshot"] as const) {
+  const skipStorage = skip || (storage === "dm-snapshot" && noDeviceMapper);
+  const of = new AgentHarness(
+    storage === "qcow2" ? "wsq" : "wsd",
+    { standbyVmms: 1, storage },
+    { pool: true },
+  );
+  describe(`standby VMMs with ${storage} disks`, { skip: skipStorage, concurrency: false }, () => {
+    before(async () => {
+      await of.setUp();
+      await of.start();
+    });
+    after(() => of.tearDown());
+
+    test(`a resume runs the sandbox in a standby QEMU, on its own ${storage} disk`, async () => {
+      const id = of.newId();
+      await of.create(id);
+      try {
+        await rootSh(id, "echo before > /var/tmp/rounds; sync", of);
+        for (const round of [1, 2]) {
+          await of.client.pauseSandbox({ sandboxId: id });
+          const standby = await readyStandby(of);
+          await of.client.resumeSandbox({ sandboxId: id });
+          assert.equal(sandboxPid(id, of), standby, "the sandbox runs in the standby QEMU");
+          // Past the guest's page cache: what it reads back is on the disk the device has now.
+          const rounds = await rootSh(
+            id,
+            `echo round-${round} >> /var/tmp/rounds; sync; echo 3 > /proc/sys/vm/drop_caches; cat /var/tmp/rounds`,
+            of,
+          );
+          const want = ["before", ...[1, 2].filter((r) => r <= round).map((r) => `round-${r}`)];
+          assert.equal(rounds, want.join("\n") + "\n");
+        }
+        await of.client.destroySandbox({ sandboxId: id });
+      } finally {
+        await of.client.destroySandbox({ sandboxId: id }).catch(() => undefined);
+      }
+      await of.noLeaksOnceStopped();
+    });
+  });
+}
