@@ -169,10 +169,7 @@ export class AgentHarness {
 
   /** No sandbox listed, and nothing of ours on the host beyond what the file keeps. */
   async noLeaks(): Promise<void> {
-    assert.deepEqual(
-      (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
-      [],
-    );
+    await this.#noSandboxListed();
     await assertNoLeaks({
       ...this.baseline,
       netns: [...this.baseline.netns, ...this.allowed.netns],
@@ -187,10 +184,7 @@ export class AgentHarness {
    * pooled slots with it, nothing of ours on the host at all.
    */
   async noLeaksOnceStopped(): Promise<void> {
-    assert.deepEqual(
-      (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
-      [],
-    );
+    await this.#noSandboxListed();
     if (this.process) {
       await this.stopProcess();
     } else {
@@ -198,6 +192,13 @@ export class AgentHarness {
       this.#shutDown = true;
     }
     await assertNoLeaks(this.baseline);
+  }
+
+  async #noSandboxListed(): Promise<void> {
+    assert.deepEqual(
+      (await this.client.listSandboxes({})).sandboxes.map((s) => s.sandboxId),
+      [],
+    );
   }
 
   newId(): string {

@@ -88,12 +88,10 @@ export class Standbys {
     kernel: RestoreSpec["kernel"],
     { spare = false }: { spare?: boolean } = {},
   ): Promise<void> {
-    if (this.#closed || this.size === 0) return;
-    if (spare && this.#entries.length >= this.size) return;
+    // A create's looks for a free place before it reads the state.
+    if (this.#closed || this.size === 0 || (spare && this.#entries.length >= this.size)) return;
     const key = await this.#key(dir, kernel);
-    if (key === null || this.#closed || this.#entries.some((e) => e.key === key)) return;
-    if (spare && this.#entries.length >= this.size) return;
-    this.#add(key);
+    if (key !== null) this.#keep(key, spare);
   }
 
   /**
@@ -117,8 +115,7 @@ export class Standbys {
    * after that resume is done: its guest's first requests have the cores.
    */
   replace(key: string): void {
-    if (this.#closed || this.size === 0 || this.#entries.some((e) => e.key === key)) return;
-    this.#add(key);
+    this.#keep(key, false);
   }
 
   /** Stops every standby and frees its slot; later pauses and resumes start new ones. */
@@ -138,8 +135,13 @@ export class Standbys {
     return (await this.#host.opts.vmm.standbyKey?.(dir, kernel)) ?? null;
   }
 
-  /** Starts one for `key` (a second later), in the oldest's place if all are kept. */
-  #add(key: string): void {
+  /**
+   * Starts one for `key` (a second later) unless one is kept for it, in the
+   * oldest's place if all are kept; a `spare` only into a free place.
+   */
+  #keep(key: string, spare: boolean): void {
+    if (this.#closed || this.size === 0 || this.#entries.some((e) => e.key === key)) return;
+    if (spare && this.#entries.length >= this.size) return;
     while (this.#entries.length >= this.size) {
       const oldest = this.#entries.shift();
       if (oldest) void this.#drop(oldest);
