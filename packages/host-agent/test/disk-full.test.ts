@@ -2,8 +2,9 @@
  * The agent's data disk full (0 bytes free, on a throw-away xfs pool of the
  * test's own), on real VMs: an operation that cannot get space fails with
  * resource_exhausted and a message that says so — never "internal" — takes
- * nothing with it, and works again once space is back; a paused sandbox
- * stays paused and resumes with its disk intact.
+ * nothing with it, and works again once space is back; a running sandbox
+ * whose pause fails runs on; a paused sandbox stays paused and resumes with
+ * its disk intact.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -57,6 +58,30 @@ describe("a full data disk", { skip, concurrency: false, timeout: 300_000 }, () 
     await unfill();
     await h.create(id);
     assert.equal((await h.sh(id, "echo ok")).stdout, "ok\n");
+    await h.client.destroySandbox({ sandboxId: id });
+    await h.noLeaks();
+  });
+
+  test("a pause that cannot get space fails with resource_exhausted, and the sandbox runs on", async () => {
+    const id = h.newId();
+    await h.create(id);
+    await h.sh(id, "echo kept > ~/marker && sync");
+    await fill();
+    const paused = await h.client.pauseSandbox({ sandboxId: id }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await unfill();
+    if (paused !== null) {
+      // Its pause folder, its state or its record needed a block.
+      assert.equal(connectCode(paused), Code.ResourceExhausted, String(paused));
+      assert.match(String(paused), /data disk is full/);
+      assert.equal(await state(id), SandboxState.RUNNING, "a failed pause leaves it running");
+      assert.equal((await h.sh(id, "cat ~/marker")).stdout, "kept\n");
+      await h.client.pauseSandbox({ sandboxId: id });
+    }
+    await h.client.resumeSandbox({ sandboxId: id });
+    assert.equal((await h.sh(id, "cat ~/marker")).stdout, "kept\n");
     await h.client.destroySandbox({ sandboxId: id });
     await h.noLeaks();
   });

@@ -34,11 +34,11 @@ export async function pause(
     const log = host.log.child({ sandbox: id, reason });
     const t0 = performance.now();
     const keep = host.keepDir(record);
-    await mkdir(keep, { recursive: true });
     const undo = new Rollback(log);
     // What a crashed agent's successor must finish or undo (recovery.ts).
     record.op = { kind: "pause", memorySaved: false };
     try {
+      await mkdir(keep, { recursive: true });
       await host.records.save(record);
     } catch (err) {
       // Nothing done yet (a full disk, typically): the sandbox runs on.
