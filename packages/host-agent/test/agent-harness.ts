@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Code } from "@connectrpc/connect";
@@ -241,17 +241,24 @@ export class AgentHarness {
     };
   }
 
-  /** The VMM's pid as the agent recorded it (waits for it during a create). */
+  /**
+   * The VMM's pid as the agent recorded it (waits for it during a create).
+   * A sandbox claimed from the warm pool keeps its record in the entry's folder.
+   */
   async vmmPid(id: string, timeoutMs = 60_000): Promise<number> {
+    const dir = join(this.root, "data", "sandboxes");
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
-      try {
-        const rec = JSON.parse(
-          await readFile(join(this.root, "data", "sandboxes", id, "record.json"), "utf8"),
-        ) as { vm: { pid: number } | null };
-        if (rec.vm?.pid) return rec.vm.pid;
-      } catch {
-        // Not written yet.
+      for (const home of await readdir(dir).catch((): string[] => [])) {
+        try {
+          const rec = JSON.parse(await readFile(join(dir, home, "record.json"), "utf8")) as {
+            id: string;
+            vm: { pid: number } | null;
+          };
+          if (rec.id === id && rec.vm?.pid) return rec.vm.pid;
+        } catch {
+          // Not written yet, or not a sandbox's folder.
+        }
       }
       await new Promise((r) => setTimeout(r, 20));
     }
