@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, before, test, type TestContext } from "node:test";
+import { pino } from "pino";
 import { CommandError, runCommand, type Runner } from "@wrenn/shared/command.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { prepareDataDir, removeDataFs } from "../src/storage/data-fs.ts";
@@ -933,6 +935,116 @@ test("qemu: a standby that cannot take a resume (started for another machine) gi
   } finally {
     await cleanup(vm, spec);
     await rm(snapDir, { recursive: true, force: true });
+    await dropSlot(ns);
+  }
+});
+
+/** Runs `script` under a pinned Node inside `ns` (the guest is only reachable there); its stdout. */
+async function inNs(ns: string, script: string, arg: unknown): Promise<string> {
+  const { stdout } = await runCommand("ip", [
+    "netns",
+    "exec",
+    ns,
+    process.execPath,
+    "-e",
+    script,
+    JSON.stringify(arg),
+  ]);
+  return stdout.trim();
+}
+
+test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, and runs on with the write once space is back", async (t) => {
+  if (skipLoudly(t) || typeof found === "string") return;
+  const ns = await slot("f");
+  const spec = await bootSpec(ns);
+  // The disk alone on a small filesystem: the RAM file's stays roomy.
+  const tiny = join(work, `${spec.vmId}-tiny`);
+  await runCommand("mkdir", ["-p", tiny]);
+  await runCommand("mount", ["-t", "tmpfs", "-o", "size=160m", "tmpfs", tiny]);
+  const disk = join(tiny, "disk.qcow2");
+  await runCommand("qemu-img", [
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-b",
+    found.rootfs,
+    "-F",
+    "raw",
+    disk,
+  ]);
+  const lines: string[] = [];
+  const log = pino(
+    { level: "info" },
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    }),
+  );
+  const d = new QemuDriver({ accel: "tcg", log });
+  const filler = join(tiny, "filler");
+  let vm: VmHandle | null = null;
+  try {
+    vm = track(await d.boot({ ...spec, rootfs: { path: disk, format: "qcow2" } }));
+    await waitHealthy(ns);
+    const free = async () => {
+      const s = await statfs(tiny);
+      return s.bavail * s.bsize;
+    };
+    await runCommand("fallocate", ["-l", String(await free()), filler]);
+    assert.ok((await free()) < 1024 * 1024, "the disk's filesystem is full");
+    // 48 MiB: past the guest's dirty limits, so it writes them to its disk on the way.
+    const size = 48 * 1024 * 1024;
+    const upload = inNs(
+      ns,
+      `const o = JSON.parse(process.argv[1]);
+       const body = new FormData();
+       body.append("file", new Blob([Buffer.alloc(o.size, "wrenn-")]), "f");
+       fetch(o.url, { method: "POST", body, signal: AbortSignal.timeout(120000) })
+         .then((r) => console.log(r.status), (e) => console.log(String(e)));`,
+      { url: `${ENVD}/files?path=/root/big&username=root`, size },
+    );
+    const waiting = /the VM waits, stopped, until space is freed/;
+    for (let i = 0; i < 600 && !lines.some((l) => waiting.test(l)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      lines.some((l) => waiting.test(l)),
+      "QEMU stopped the VM on its full disk",
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null, "the VM stays stopped");
+    const pid = vm.pid;
+    assert.doesNotThrow(() => process.kill(pid, 0), "its QEMU waits");
+    await rm(filler);
+    assert.equal(await upload, "200", "the upload ends once space is back");
+    const runsOn = /the VM's disk got space: the VM runs on/;
+    for (let i = 0; i < 100 && !lines.some((l) => runsOn.test(l)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      lines.some((l) => runsOn.test(l)),
+      "the driver saw the VM run on",
+    );
+    const digest = await inNs(
+      ns,
+      `const o = JSON.parse(process.argv[1]);
+       fetch(o.url).then(async (r) => console.log(require("node:crypto").createHash("sha256").update(Buffer.from(await r.arrayBuffer())).digest("hex")));`,
+      { url: `${ENVD}/files?path=/root/big&username=root` },
+    );
+    assert.equal(
+      digest,
+      createHash("sha256").update(Buffer.alloc(size, "wrenn-")).digest("hex"),
+      "the guest reads back all it wrote",
+    );
+    await vm.stop();
+    vm = null;
+  } finally {
+    await cleanup(vm, spec);
+    await runCommand("umount", [tiny]).catch(() => undefined);
+    await rm(tiny, { recursive: true, force: true });
     await dropSlot(ns);
   }
 });

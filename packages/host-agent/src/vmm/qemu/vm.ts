@@ -1,6 +1,7 @@
 /** One running QEMU: pause, resume, snapshot and stop through its QMP socket. */
 import { link, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Runner } from "@wrenn/shared/command.ts";
 import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { timed, type Logger } from "@wrenn/shared/log.ts";
@@ -15,6 +16,9 @@ import type { SnapshotFiles, VmHandle } from "../vmm.ts";
 import { paths, type QemuMachine } from "./args.ts";
 import { shellQuote } from "./quote.ts";
 import { STATE_MAGIC, waitMigration, writerStatus, type StateHeader } from "./state-file.ts";
+
+/** How often a VM its full disk stopped is continued, to retry the write (see #waitForSpace). */
+const DISK_FULL_RETRY_MS = 2000;
 
 export interface HandleState {
   vmId: string;
@@ -77,6 +81,10 @@ export class QemuVm implements VmHandle {
   #runDirLink: string | null = null;
   /** Reads of the RAM file into the page cache under way, ended first on stop. */
   #readingAhead: { cancel: AbortController; done: Promise<void> } | null = null;
+  /** Between pause() and resume(): stopped by the agent, not continued for a full disk. */
+  #held = false;
+  /** Set while the VM waits, stopped, for space its disk could not get. */
+  #waitingForSpace = false;
 
   release(): void {
     this.#s.qmp.close();
@@ -144,6 +152,9 @@ export class QemuVm implements VmHandle {
         });
       }
     });
+    s.qmp.onEvent((e) => {
+      if (e.event === "BLOCK_IO_ERROR" && e.data?.["nospace"] === true) void this.#waitForSpace();
+    });
     void this.exited.then(async (status) => {
       s.qmp.close();
       // A killed QEMU cannot remove its own socket.
@@ -170,12 +181,47 @@ export class QemuVm implements VmHandle {
   }
 
   async pause(): Promise<void> {
+    this.#held = true;
     await this.#s.qmp.execute("stop");
   }
 
   async resume(): Promise<void> {
     if (this.#sharedWithSnapshot) await this.#takeBackRam(this.#sharedWithSnapshot);
     await this.#s.qmp.execute("cont");
+    this.#held = false;
+  }
+
+  /**
+   * A write its disk could not get space for (the host's data disk full)
+   * stops the VM (QEMU's werror=enospc) and QEMU keeps the write; continued,
+   * it retries it, and a pause saves it with the state. So the guest loses
+   * nothing: it waits, stopped, and runs on once space is back — tried
+   * every DISK_FULL_RETRY_MS, as a write that still finds none stops it
+   * again. Not while the agent holds it paused.
+   */
+  async #waitForSpace(): Promise<void> {
+    if (this.#waitingForSpace) return;
+    this.#waitingForSpace = true;
+    const { qmp } = this.#s;
+    this.#log.warn(
+      "the VM's disk could not grow, as the host's data disk is full: the VM waits, stopped, until space is freed",
+    );
+    try {
+      for (;;) {
+        await sleep(DISK_FULL_RETRY_MS);
+        if (this.#stopping || this.#held) return;
+        const { status } = await qmp.execute<{ status: string }>("query-status");
+        if (status !== "io-error") {
+          this.#log.info({ status }, "the VM's disk got space: the VM runs on");
+          return;
+        }
+        await qmp.execute("cont");
+      }
+    } catch {
+      // QEMU is gone, or this agent let it go (release): nothing to wait for.
+    } finally {
+      this.#waitingForSpace = false;
+    }
   }
 
   /** The snapshot keeps the current file; the VM continues on a copy of it. */
