@@ -27,7 +27,7 @@ import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SandboxState } from "@wrenn/proto/hostagent/v1/hostagent_pb.js";
 import { AgentHarness } from "../packages/host-agent/test/agent-harness.ts";
-import { fillDisk } from "../packages/host-agent/test/fill-disk.ts";
+import { fillDisk, type Filler } from "../packages/host-agent/test/fill-disk.ts";
 import { seeded } from "./random.ts";
 
 const cycles = Number(process.argv[2] ?? 1000);
@@ -41,8 +41,10 @@ const run = promisify(execFile);
 type Expected = "running" | "paused" | "failed";
 interface Model {
   state: Expected;
-  /** What the marker file holds (the last exec's write). */
+  /** What the marker file holds (the last exec's write; "" before the first). */
   marker: string;
+  /** A write that failed on the full disk: the file may hold it or `marker`. */
+  pending?: string;
 }
 
 /**
@@ -177,23 +179,30 @@ async function aRunning(): Promise<[string, Model]> {
   return pick(running);
 }
 
+/** Rewrites the sandbox's marker file; until the write is known to be done, either may be there. */
+async function writeMarker(id: string, m: Model, marker: string): Promise<void> {
+  m.pending = marker;
+  const res = await h.sh(id, `printf '${marker.trim()}\\n' > ~/marker && sync`);
+  assert.equal(res.exitCode, 0);
+  m.marker = marker;
+  delete m.pending;
+}
+
 const steps = {
   async create(): Promise<void> {
     if (model.size >= MAX_SANDBOXES) return;
     const id = `s${seed.toString(36)}x${++serial}`;
     await h.create(id);
-    const marker = `${id}-0\n`;
-    await h.sh(id, `printf '${marker.trim()}\\n' > ~/marker && sync`);
-    model.set(id, { state: "running", marker });
+    // Ours from here on, whatever its first write does.
+    const m: Model = { state: "running", marker: "" };
+    model.set(id, m);
+    await writeMarker(id, m, `${id}-0\n`);
   },
   async exec(): Promise<void> {
     const running = [...model].filter(([, m]) => m.state === "running");
     if (running.length === 0) return;
     const [id, m] = pick(running);
-    const marker = `${id}-${++serial}\n`;
-    const res = await h.sh(id, `printf '${marker.trim()}\\n' > ~/marker && sync`);
-    assert.equal(res.exitCode, 0);
-    m.marker = marker;
+    await writeMarker(id, m, `${id}-${++serial}\n`);
   },
   async pause(): Promise<void> {
     const running = [...model].filter(([, m]) => m.state === "running");
@@ -248,6 +257,7 @@ const steps = {
    */
   async diskFull(): Promise<void> {
     const filler = await fillDisk(join(h.root, "data"));
+    standing.filler = filler;
     const free = filler.freeBytes;
     const before = new Map([...model].map(([id, m]) => [id, { ...m }]));
     const tried: string[] = [];
@@ -276,6 +286,7 @@ const steps = {
       }
     } finally {
       await filler.remove();
+      standing.filler = null;
     }
     process.stdout.write(`  ${free} bytes free: ${tried.join("; ")}\n`);
     // The steps' model updates hold only for what succeeded: take the agent's
@@ -302,20 +313,25 @@ const steps = {
         // Created on the full disk: it ran, or failed with a reason (checked next).
         if (now === undefined) model.delete(id);
         else m.state = now;
-        continue;
-      }
-      if (was.state === "paused" && m.state === "paused") {
+      } else if (was.state === "paused" && m.state === "paused") {
         assert.equal(now, "paused", `a paused ${id} not resumed on the full disk stays paused`);
-        continue;
+      } else {
+        assert.ok(now !== undefined, `${id} is not lost on the full disk`);
+        if (now === "failed") tally("running sandbox failed");
+        m.state = now;
       }
-      assert.ok(now !== undefined, `${id} is not lost on the full disk`);
-      if (now === "failed") tally("running sandbox failed");
-      m.state = now;
-      if (m.state === "running" && m.marker !== was.marker) {
-        // An exec that failed on the full disk may or may not have written its marker.
+      if (m.pending !== undefined && m.state === "running") {
+        // A write that failed on the full disk may have been done, or be
+        // finishing now: its VM waited for space and runs on.
+        await new Promise((r) => setTimeout(r, 1000));
         const { stdout } = await h.sh(id, "cat ~/marker");
-        if (stdout === was.marker) m.marker = was.marker;
+        assert.ok(
+          stdout === m.marker || stdout === m.pending,
+          `${id}'s marker reads ${JSON.stringify(stdout)}: neither the last one written nor the one tried`,
+        );
+        m.marker = stdout;
       }
+      delete m.pending;
     }
     const seen = await listed();
     for (const id of seen.keys()) {
@@ -334,6 +350,8 @@ const steps = {
     m.state = "paused";
   },
 };
+/** The disk-full fault's filler while it stands (a step cut off by its bound leaves it). */
+const standing: { filler: Filler | null } = { filler: null };
 type Step = keyof typeof steps;
 /** Weights of ordinary use. */
 const USE: Step[] = [
@@ -377,5 +395,6 @@ try {
   console.error(`FAILED with seed ${seed}: ${err instanceof Error ? err.stack : String(err)}`);
   process.exitCode = 1;
 } finally {
+  await standing.filler?.remove();
   await h.tearDown().catch((err: unknown) => console.error(`teardown: ${String(err)}`));
 }

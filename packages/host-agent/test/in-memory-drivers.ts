@@ -60,6 +60,8 @@ class MemoryVm implements VmHandle {
   readonly pid: number;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   paused = false;
+  /** As a VMM that holds the VM stopped until its disk can grow. */
+  waitsForSpace = false;
   #exit!: (s: { code: number | null; signal: NodeJS.Signals | null }) => void;
   readonly #running: Set<string>;
 

@@ -284,6 +284,28 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await assertNothingHeld();
   });
 
+  test("a sandbox whose VM waits for disk space: its guest requests fail at once with resource_exhausted, and work once it runs on", async () => {
+    const p = params();
+    await manager.create(p);
+    const vm = vmm.vms.get(p.id);
+    assert.ok(vm);
+    vm.waitsForSpace = true;
+    await assert.rejects(
+      manager.ping(p.id),
+      (e: unknown) =>
+        isWrennError(e, "resource_exhausted") && /data disk has space/.test((e as Error).message),
+    );
+    assert.throws(
+      () => manager.guestAddress(p.id),
+      (e: unknown) => isWrennError(e, "resource_exhausted"),
+    );
+    assert.equal(manager.get(p.id).record.status, "running", "still running, only stopped");
+    vm.waitsForSpace = false;
+    await manager.ping(p.id);
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
   test("a restarted agent re-adopts a running VM and removes one that is gone", async () => {
     const alive = params();
     const dead = params();

@@ -1018,6 +1018,7 @@ test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, an
     assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null, "the VM stays stopped");
     const pid = vm.pid;
     assert.doesNotThrow(() => process.kill(pid, 0), "its QEMU waits");
+    assert.equal(vm.waitsForSpace, true, "the handle says the VM waits for space");
     await rm(filler);
     assert.equal(await upload, "200", "the upload ends once space is back");
     const runsOn = /the VM's disk got space: the VM runs on/;
@@ -1028,6 +1029,7 @@ test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, an
       lines.some((l) => runsOn.test(l)),
       "the driver saw the VM run on",
     );
+    assert.equal(vm.waitsForSpace, false);
     const digest = await inNs(
       ns,
       `const o = JSON.parse(process.argv[1]);

@@ -105,6 +105,13 @@ export class Registry {
         `sandbox '${id}' is ${live.record.status}, not running${detail}`,
       );
     }
+    if (live.vm?.waitsForSpace) {
+      // Its guest would not answer until then: say why now, not at a timeout.
+      throw new WrennError(
+        "resource_exhausted",
+        `sandbox '${id}' is stopped until the host's data disk has space: its disk could not grow; free space on it and the sandbox runs on where it was`,
+      );
+    }
     live.record.lastActiveAtMs = Date.now();
     return { live, envd: live.envd };
   }

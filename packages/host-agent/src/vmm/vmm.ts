@@ -79,6 +79,12 @@ export interface VmHandle {
    * driver stopped it.
    */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /**
+   * True while the VMM holds the VM stopped because its disk could not grow
+   * (the host's data disk full); it runs on once there is space. Absent
+   * where the VMM gives the guest the write error instead.
+   */
+  readonly waitsForSpace?: boolean;
   pause(): Promise<void>;
   resume(): Promise<void>;
   /** Stops the VMM (and what it needs) and waits for its exit; idempotent. */

@@ -83,8 +83,10 @@ export class QemuVm implements VmHandle {
   #readingAhead: { cancel: AbortController; done: Promise<void> } | null = null;
   /** Between pause() and resume(): stopped by the agent, not continued for a full disk. */
   #held = false;
-  /** Set while the VM waits, stopped, for space its disk could not get. */
-  #waitingForSpace = false;
+  /** Its disk's last write found no space: the VM is stopped (see #waitForSpace). */
+  #noSpace = false;
+  /** The loop that continues it to retry that write, while one runs. */
+  #retrying = false;
 
   release(): void {
     this.#s.qmp.close();
@@ -153,7 +155,10 @@ export class QemuVm implements VmHandle {
       }
     });
     s.qmp.onEvent((e) => {
-      if (e.event === "BLOCK_IO_ERROR" && e.data?.["nospace"] === true) void this.#waitForSpace();
+      if (e.event === "BLOCK_IO_ERROR" && e.data?.["nospace"] === true) {
+        this.#noSpace = true;
+        void this.#waitForSpace();
+      }
     });
     void this.exited.then(async (status) => {
       s.qmp.close();
@@ -187,8 +192,14 @@ export class QemuVm implements VmHandle {
 
   async resume(): Promise<void> {
     if (this.#sharedWithSnapshot) await this.#takeBackRam(this.#sharedWithSnapshot);
+    // It retries a write that found no space; failing again, it says so again.
+    this.#noSpace = false;
     await this.#s.qmp.execute("cont");
     this.#held = false;
+  }
+
+  get waitsForSpace(): boolean {
+    return this.#noSpace;
   }
 
   /**
@@ -200,9 +211,8 @@ export class QemuVm implements VmHandle {
    * again. Not while the agent holds it paused.
    */
   async #waitForSpace(): Promise<void> {
-    if (this.#waitingForSpace) return;
-    this.#waitingForSpace = true;
-    const { qmp } = this.#s;
+    if (this.#retrying) return;
+    this.#retrying = true;
     this.#log.warn(
       "the VM's disk could not grow, as the host's data disk is full: the VM waits, stopped, until space is freed",
     );
@@ -210,17 +220,18 @@ export class QemuVm implements VmHandle {
       for (;;) {
         await sleep(DISK_FULL_RETRY_MS);
         if (this.#stopping || this.#held) return;
-        const { status } = await qmp.execute<{ status: string }>("query-status");
-        if (status !== "io-error") {
-          this.#log.info({ status }, "the VM's disk got space: the VM runs on");
+        if (!this.#noSpace) {
+          this.#log.info("the VM's disk got space: the VM runs on");
           return;
         }
-        await qmp.execute("cont");
+        // Until the retried write finds no space again (its event sets it back).
+        this.#noSpace = false;
+        await this.#s.qmp.execute("cont");
       }
     } catch {
       // QEMU is gone, or this agent let it go (release): nothing to wait for.
     } finally {
-      this.#waitingForSpace = false;
+      this.#retrying = false;
     }
   }
 
