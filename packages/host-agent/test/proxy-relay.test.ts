@@ -12,6 +12,7 @@ import { once } from "node:events";
 import { createServer as createHttpServer, request, type IncomingMessage } from "node:http";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { test } from "node:test";
+import { WrennError } from "@wrenn/shared/errors.ts";
 import { createLogger } from "@wrenn/shared/log.ts";
 import { PROXY_PORT_HEADER, PROXY_SANDBOX_HEADER } from "@wrenn/shared/sandbox-proxy.ts";
 import { until } from "@wrenn/shared/testing/until.ts";
@@ -148,5 +149,32 @@ test("large bodies through the agent's hop, and what happens when a side fails",
     agent.close();
     guest.closeAllConnections();
     guest.close();
+  }
+});
+
+test("a sandbox stopped until its disk has space: the proxy answers 503 saying so, not 'not found'", async () => {
+  const proxy = createGuestProxy(
+    {
+      guestAddress: () => {
+        throw new WrennError(
+          "resource_exhausted",
+          "sandbox 'sbx1' is stopped until the host's data disk has space",
+        );
+      },
+    },
+    { log: createLogger("test", "silent") },
+  );
+  const agent = createHttpServer((req, res) => proxy.web(req, res));
+  const port = await listen(agent);
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`, {
+      headers: { [PROXY_SANDBOX_HEADER]: "sbx1", [PROXY_PORT_HEADER]: "8080" },
+    });
+    assert.equal(res.status, 503);
+    const body = (await res.json()) as { message: string; sandboxId: string };
+    assert.match(body.message, /data disk has space/);
+    assert.equal(body.sandboxId, "sbx1");
+  } finally {
+    agent.close();
   }
 });

@@ -3,7 +3,7 @@ import { Agent, request, type IncomingMessage, type ServerResponse } from "node:
 import type { Duplex } from "node:stream";
 import { createProxyServer } from "http-proxy-3";
 import { relayAnswer, relayBody } from "@wrenn/shared/body-relay.ts";
-import { WrennError, messageOf } from "@wrenn/shared/errors.ts";
+import { WrennError, isWrennError, messageOf } from "@wrenn/shared/errors.ts";
 import { takeoverLength } from "@wrenn/shared/socket-body.ts";
 import type { Logger } from "@wrenn/shared/log.ts";
 import {
@@ -146,6 +146,10 @@ export function createGuestProxy(
       if (gone.aborted) throw new WrennError("unavailable", "its VM is gone");
       return { sandboxId, port, host, pool: poolOf(gone) };
     } catch (err) {
+      if (isWrennError(err, "resource_exhausted")) {
+        // Here and running, but stopped until it can write (its disk is full).
+        return { status: 503, body: proxyErrorBody(503, err.message, { sandboxId }) };
+      }
       const reason = err instanceof WrennError ? err.message : messageOf(err);
       opts.log.debug({ sandbox: sandboxId, reason }, "proxy: sandbox not running here");
       return { status: 502, body: proxyErrorBody(502, "The sandbox was not found", { sandboxId }) };
