@@ -39,6 +39,8 @@ export type FaultStep =
 /** Which steps fail next (each once), shared by the drivers of one test. */
 export class Faults {
   readonly #armed = new Set<FaultStep>();
+  /** The stand-in envd's /health fails while set (a guest that does not answer). */
+  envdDown = false;
 
   arm(step: FaultStep): void {
     this.#armed.add(step);
@@ -46,6 +48,7 @@ export class Faults {
 
   clear(): void {
     this.#armed.clear();
+    this.envdDown = false;
   }
 
   check(step: FaultStep): void {
@@ -336,6 +339,10 @@ export async function startStandInEnvd(
   const server: Server = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
+      if (req.url === "/health" && faults.envdDown) {
+        res.writeHead(503).end();
+        return;
+      }
       if (req.url === "/init") {
         try {
           faults.check("envd.init");

@@ -306,6 +306,27 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
     await assertNothingHeld();
   });
 
+  test("a restarted agent adopts a VM that waits for disk space, though it does not answer, and resumes it to retry", async () => {
+    const p = params();
+    await manager.create(p);
+    await manager.close();
+    const vm = vmm.vms.get(p.id);
+    assert.ok(vm);
+    // As QEMU holds it: stopped, its guest silent; resumed, it finds no space again.
+    vm.waitsForSpace = true;
+    vm.paused = true;
+    faults.envdDown = true;
+    await startManager();
+    assert.equal(manager.get(p.id).record.status, "running");
+    assert.equal(vm.paused, false, "resumed, to retry its write");
+    assert.deepEqual([...vmm.running], [p.id], "its VM is kept");
+    faults.envdDown = false;
+    vm.waitsForSpace = false;
+    await manager.ping(p.id);
+    await manager.destroy(p.id);
+    await assertNothingHeld();
+  });
+
   test("a restarted agent re-adopts a running VM and removes one that is gone", async () => {
     const alive = params();
     const dead = params();

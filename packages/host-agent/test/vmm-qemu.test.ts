@@ -103,8 +103,12 @@ async function sweepKilledRuns(): Promise<void> {
   for (const dir of readdirSync(tmpdir())) {
     const m = /^wrenn-vmm-(\d+)-/.exec(dir);
     if (m && !alive(Number(m[1]))) {
-      // The xfs pool a killed run left mounted.
-      await runCommand("umount", [join(tmpdir(), dir, "pool")]).catch(() => undefined);
+      // What a killed run left mounted: its xfs pool, a full-disk test's tmpfs.
+      const under = `${join(tmpdir(), dir)}/`;
+      for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+        const point = line.split(" ")[1];
+        if (point?.startsWith(under)) await runCommand("umount", [point]).catch(() => undefined);
+      }
       await rm(join(tmpdir(), dir), { recursive: true, force: true });
     }
   }
@@ -217,14 +221,9 @@ async function assertNoLeaks(vmId: string, runDir: string): Promise<void> {
   assert.deepEqual(await readdir(runDir), [], "files left in the run directory");
 }
 
-let seq = 0;
-async function bootSpec(ns: string): Promise<BootSpec> {
+/** A qcow2 overlay at `path` over the template's disk. */
+async function overlay(path: string): Promise<string> {
   if (typeof found === "string") throw new Error(found);
-  const vmId = `vt${process.pid}x${++seq}`;
-  const runDir = join(work, vmId);
-  await runCommand("mkdir", ["-p", runDir]);
-  // The VM writes its disk: give it a qcow2 overlay over the template, never the template.
-  const disk = join(work, `${vmId}.qcow2`);
   await runCommand("qemu-img", [
     "create",
     "-q",
@@ -234,8 +233,19 @@ async function bootSpec(ns: string): Promise<BootSpec> {
     found.rootfs,
     "-F",
     "raw",
-    disk,
+    path,
   ]);
+  return path;
+}
+
+let seq = 0;
+async function bootSpec(ns: string): Promise<BootSpec> {
+  if (typeof found === "string") throw new Error(found);
+  const vmId = `vt${process.pid}x${++seq}`;
+  const runDir = join(work, vmId);
+  await runCommand("mkdir", ["-p", runDir]);
+  // The VM writes its disk: give it a qcow2 overlay over the template, never the template.
+  const disk = await overlay(join(work, `${vmId}.qcow2`));
   return {
     vmId,
     vcpus: 1,
@@ -953,26 +963,15 @@ async function inNs(ns: string, script: string, arg: unknown): Promise<string> {
   return stdout.trim();
 }
 
-test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, and runs on with the write once space is back", async (t) => {
-  if (skipLoudly(t) || typeof found === "string") return;
+test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, and runs on with the write once space is back; adopted meanwhile, it says it waits", async (t) => {
+  if (skipLoudly(t)) return;
   const ns = await slot("f");
   const spec = await bootSpec(ns);
   // The disk alone on a small filesystem: the RAM file's stays roomy.
   const tiny = join(work, `${spec.vmId}-tiny`);
   await runCommand("mkdir", ["-p", tiny]);
-  await runCommand("mount", ["-t", "tmpfs", "-o", "size=160m", "tmpfs", tiny]);
-  const disk = join(tiny, "disk.qcow2");
-  await runCommand("qemu-img", [
-    "create",
-    "-q",
-    "-f",
-    "qcow2",
-    "-b",
-    found.rootfs,
-    "-F",
-    "raw",
-    disk,
-  ]);
+  await runCommand("mount", ["-t", "tmpfs", "-o", "size=200m", "tmpfs", tiny]);
+  const disk = await overlay(join(tiny, "disk.qcow2"));
   const lines: string[] = [];
   const log = pino(
     { level: "info" },
@@ -983,65 +982,74 @@ test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, an
       },
     }),
   );
+  const logged = async (what: RegExp, times: number) => {
+    const count = () => lines.filter((l) => what.test(l)).length;
+    for (let i = 0; i < 600 && count() < times; i++) await new Promise((r) => setTimeout(r, 100));
+    return count() >= times;
+  };
   const d = new QemuDriver({ accel: "tcg", log });
   const filler = join(tiny, "filler");
-  let vm: VmHandle | null = null;
-  try {
-    vm = track(await d.boot({ ...spec, rootfs: { path: disk, format: "qcow2" } }));
-    await waitHealthy(ns);
-    const free = async () => {
-      const s = await statfs(tiny);
-      return s.bavail * s.bsize;
-    };
-    await runCommand("fallocate", ["-l", String(await free()), filler]);
-    assert.ok((await free()) < 1024 * 1024, "the disk's filesystem is full");
-    // 48 MiB: past the guest's dirty limits, so it writes them to its disk on the way.
-    const size = 48 * 1024 * 1024;
-    const upload = inNs(
+  const fill = async () => {
+    const s = await statfs(tiny);
+    await runCommand("fallocate", ["-l", String(s.bavail * s.bsize), filler]);
+    const after = await statfs(tiny);
+    assert.ok(after.bavail * after.bsize < 1024 * 1024, "the disk's filesystem is full");
+  };
+  // 48 MiB: past the guest's dirty limits, so it writes them to its disk on the way.
+  const size = 48 * 1024 * 1024;
+  const content = createHash("sha256").update(Buffer.alloc(size, "wrenn-")).digest("hex");
+  const upload = (path: string) =>
+    inNs(
       ns,
       `const o = JSON.parse(process.argv[1]);
        const body = new FormData();
        body.append("file", new Blob([Buffer.alloc(o.size, "wrenn-")]), "f");
        fetch(o.url, { method: "POST", body, signal: AbortSignal.timeout(120000) })
          .then((r) => console.log(r.status), (e) => console.log(String(e)));`,
-      { url: `${ENVD}/files?path=/root/big&username=root`, size },
+      { url: `${ENVD}/files?path=${path}&username=root`, size },
     );
-    const waiting = /the VM waits, stopped, until space is freed/;
-    for (let i = 0; i < 600 && !lines.some((l) => waiting.test(l)); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(
-      lines.some((l) => waiting.test(l)),
-      "QEMU stopped the VM on its full disk",
+  const digest = (path: string) =>
+    inNs(
+      ns,
+      `const o = JSON.parse(process.argv[1]);
+       fetch(o.url).then(async (r) => console.log(require("node:crypto").createHash("sha256").update(Buffer.from(await r.arrayBuffer())).digest("hex")));`,
+      { url: `${ENVD}/files?path=${path}&username=root` },
     );
+  const waiting = /the VM waits, stopped, until space is freed/;
+  let vm: VmHandle | null = null;
+  try {
+    vm = track(await d.boot({ ...spec, rootfs: { path: disk, format: "qcow2" } }));
+    await waitHealthy(ns);
+
+    await fill();
+    const first = upload("/root/one");
+    assert.ok(await logged(waiting, 1), "QEMU stopped the VM on its full disk");
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(await nsFetch(ns, "/health", { timeoutMs: 1500 }), null, "the VM stays stopped");
     const pid = vm.pid;
     assert.doesNotThrow(() => process.kill(pid, 0), "its QEMU waits");
     assert.equal(vm.waitsForSpace, true, "the handle says the VM waits for space");
     await rm(filler);
-    assert.equal(await upload, "200", "the upload ends once space is back");
-    const runsOn = /the VM's disk got space: the VM runs on/;
-    for (let i = 0; i < 100 && !lines.some((l) => runsOn.test(l)); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(
-      lines.some((l) => runsOn.test(l)),
-      "the driver saw the VM run on",
-    );
+    assert.equal(await first, "200", "the upload ends once space is back");
+    assert.ok(await logged(/the VM's disk got space: the VM runs on/, 1), "the VM ran on");
     assert.equal(vm.waitsForSpace, false);
-    const digest = await inNs(
-      ns,
-      `const o = JSON.parse(process.argv[1]);
-       fetch(o.url).then(async (r) => console.log(require("node:crypto").createHash("sha256").update(Buffer.from(await r.arrayBuffer())).digest("hex")));`,
-      { url: `${ENVD}/files?path=/root/big&username=root` },
-    );
-    assert.equal(
-      digest,
-      createHash("sha256").update(Buffer.alloc(size, "wrenn-")).digest("hex"),
-      "the guest reads back all it wrote",
-    );
-    await vm.stop();
+    assert.equal(await digest("/root/one"), content, "the guest reads back all it wrote");
+
+    // The agent that watched it goes while it waits: the next one's handle says so.
+    await fill();
+    const second = upload("/root/two");
+    assert.ok(await logged(waiting, 2), "QEMU stopped the VM on its full disk again");
+    vm.release();
+    const adopted = track(await d.adopt(d.record(vm)));
+    assert.ok(adopted);
+    vm = adopted;
+    assert.equal(adopted.waitsForSpace, true, "adopted, it says it waits for space");
+    await rm(filler);
+    await adopted.resume();
+    assert.equal(await second, "200", "resumed by its new owner, it runs on");
+    assert.equal(adopted.waitsForSpace, false);
+    assert.equal(await digest("/root/two"), content);
+    await adopted.stop();
     vm = null;
   } finally {
     await cleanup(vm, spec);

@@ -142,8 +142,9 @@ async function adopt(
     record.envdAccessToken,
     live.gone.signal,
   );
-  if (unfreeze) await vm.resume().catch(() => undefined);
-  if (!(await envd.healthy(3000))) {
+  // One that waited for disk space retries its write; without space, it waits again.
+  if (unfreeze || vm.waitsForSpace) await vm.resume().catch(() => undefined);
+  if (!(await envd.healthy(3000)) && !vm.waitsForSpace) {
     envd.close();
     await vm.stop().catch(() => undefined);
     await network.release(slot).catch(() => undefined);

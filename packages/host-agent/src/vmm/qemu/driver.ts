@@ -702,7 +702,7 @@ export class QemuDriver implements VmmDriver {
     const ownsRam = basename(memPath) === basename(own);
     const log = this.#log.child({ vm: record.vmId });
     log.info({ pid: record.pid }, "re-adopted QEMU");
-    return new QemuVm(
+    const vm = new QemuVm(
       {
         vmId: record.vmId,
         pid: record.pid,
@@ -722,6 +722,10 @@ export class QemuDriver implements VmmDriver {
       log,
       this.stopGraceMs,
     );
+    // Stopped for a write its disk had no space for, under the last agent.
+    const { status } = await qmp.execute<{ status: string }>("query-status");
+    if (status === "io-error") vm.waitedForSpace();
+    return vm;
   }
 
   record(handle: VmHandle): VmRecord {

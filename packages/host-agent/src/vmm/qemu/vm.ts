@@ -155,7 +155,12 @@ export class QemuVm implements VmHandle {
       }
     });
     s.qmp.onEvent((e) => {
-      if (e.event === "BLOCK_IO_ERROR" && e.data?.["nospace"] === true) {
+      // "stop": QEMU holds the write (werror=enospc); "report" gives the guest the error.
+      if (
+        e.event === "BLOCK_IO_ERROR" &&
+        e.data?.["nospace"] === true &&
+        e.data["action"] === "stop"
+      ) {
         this.#noSpace = true;
         void this.#waitForSpace();
       }
@@ -200,6 +205,15 @@ export class QemuVm implements VmHandle {
 
   get waitsForSpace(): boolean {
     return this.#noSpace;
+  }
+
+  /**
+   * Adopted stopped for want of disk space: it says so, but runs on only
+   * once its new owner resumes it (an adopted VM may be one whose pause the
+   * next agent finishes instead).
+   */
+  waitedForSpace(): void {
+    this.#noSpace = true;
   }
 
   /**
