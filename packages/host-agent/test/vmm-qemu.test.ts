@@ -157,6 +157,20 @@ async function dropSlot(ns: string): Promise<void> {
   namespaces.delete(ns);
 }
 
+/** Runs `script` under a pinned Node inside `ns` (the guest is only reachable there); its stdout. */
+async function inNs(ns: string, script: string, arg: unknown): Promise<string> {
+  const { stdout } = await runCommand("ip", [
+    "netns",
+    "exec",
+    ns,
+    process.execPath,
+    "-e",
+    script,
+    JSON.stringify(arg),
+  ]);
+  return stdout.trim();
+}
+
 interface NsResponse {
   status: number;
   body: string;
@@ -178,21 +192,13 @@ async function nsFetch(
     fetch(o.url, { method: o.method, body, signal: AbortSignal.timeout(o.timeoutMs) })
       .then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))
       .catch(() => console.log("null"));`;
-  const { stdout } = await runCommand("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    "-e",
-    script,
-    JSON.stringify({
-      url: ENVD + path,
-      method: opts.method ?? "GET",
-      form: opts.form,
-      timeoutMs: opts.timeoutMs ?? 10_000,
-    }),
-  ]);
-  return JSON.parse(stdout) as NsResponse | null;
+  const out = await inNs(ns, script, {
+    url: ENVD + path,
+    method: opts.method ?? "GET",
+    form: opts.form,
+    timeoutMs: opts.timeoutMs ?? 10_000,
+  });
+  return JSON.parse(out) as NsResponse | null;
 }
 
 async function waitHealthy(ns: string, timeoutMs = 300_000): Promise<number> {
@@ -948,20 +954,6 @@ test("qemu: a standby that cannot take a resume (started for another machine) gi
     await dropSlot(ns);
   }
 });
-
-/** Runs `script` under a pinned Node inside `ns` (the guest is only reachable there); its stdout. */
-async function inNs(ns: string, script: string, arg: unknown): Promise<string> {
-  const { stdout } = await runCommand("ip", [
-    "netns",
-    "exec",
-    ns,
-    process.execPath,
-    "-e",
-    script,
-    JSON.stringify(arg),
-  ]);
-  return stdout.trim();
-}
 
 test("qemu: a VM whose disk cannot grow (its filesystem full) waits, stopped, and runs on with the write once space is back; adopted meanwhile, it says it waits", async (t) => {
   if (skipLoudly(t)) return;
