@@ -300,8 +300,13 @@ describe("sandbox lifecycle on in-memory drivers", { timeout: 60_000 }, () => {
       (e: unknown) => isWrennError(e, "resource_exhausted"),
     );
     assert.equal(manager.get(p.id).record.status, "running", "still running, only stopped");
+    assert.deepEqual(manager.sampleTargets(), [], "no metrics sample asked of it");
     vm.waitsForSpace = false;
     await manager.ping(p.id);
+    assert.deepEqual(
+      manager.sampleTargets().map((t) => t.record.id),
+      [p.id],
+    );
     await manager.destroy(p.id);
     await assertNothingHeld();
   });

@@ -227,6 +227,8 @@ export class SandboxManager {
       const { record, envd } = live;
       if (record.status !== "running" || envd === null || live.stopping) continue;
       if (registry.locked(record.id) || isPooled(record.id)) continue;
+      // Stopped until its disk has space: a sample would only time out.
+      if (live.vm?.waitsForSpace) continue;
       out.push({ record, envd });
     }
     return out;
