@@ -702,7 +702,9 @@ export class QemuDriver implements VmmDriver {
     const ownsRam = basename(memPath) === basename(own);
     const log = this.#log.child({ vm: record.vmId });
     log.info({ pid: record.pid }, "re-adopted QEMU");
-    const vm = new QemuVm(
+    // Stopped for a write its disk had no space for, under the last agent.
+    const { status } = await qmp.execute<{ status: string }>("query-status");
+    return new QemuVm(
       {
         vmId: record.vmId,
         pid: record.pid,
@@ -718,14 +720,11 @@ export class QemuDriver implements VmmDriver {
         diskPath: handedOverOf(record)?.disk ?? null,
         cgroups: await this.#cgroups,
         run: this.#run,
+        waitsForSpace: status === "io-error",
       },
       log,
       this.stopGraceMs,
     );
-    // Stopped for a write its disk had no space for, under the last agent.
-    const { status } = await qmp.execute<{ status: string }>("query-status");
-    if (status === "io-error") vm.waitedForSpace();
-    return vm;
   }
 
   record(handle: VmHandle): VmRecord {

@@ -40,6 +40,12 @@ export interface HandleState {
   cgroups: CgroupDriver | null;
   /** Runs its host commands (the driver's: the spawner, not the agent's large process). */
   run: Runner;
+  /**
+   * Adopted stopped for want of disk space (QEMU's io-error): it says so,
+   * but runs on only once its new owner resumes it (an adopted VM may be
+   * one whose pause the next agent finishes instead).
+   */
+  waitsForSpace?: boolean;
 }
 
 /** Asks QEMU to quit, SIGKILLs it after `graceMs`, and waits for its exit. */
@@ -136,6 +142,7 @@ export class QemuVm implements VmHandle {
   constructor(s: HandleState, log: Logger, stopGraceMs: number) {
     this.#stopGraceMs = stopGraceMs;
     this.#s = s;
+    this.#noSpace = s.waitsForSpace ?? false;
     this.#log = log;
     this.vmId = s.vmId;
     this.pid = s.pid;
@@ -205,15 +212,6 @@ export class QemuVm implements VmHandle {
 
   get waitsForSpace(): boolean {
     return this.#noSpace;
-  }
-
-  /**
-   * Adopted stopped for want of disk space: it says so, but runs on only
-   * once its new owner resumes it (an adopted VM may be one whose pause the
-   * next agent finishes instead).
-   */
-  waitedForSpace(): void {
-    this.#noSpace = true;
   }
 
   /**
