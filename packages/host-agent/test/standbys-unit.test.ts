@@ -141,21 +141,53 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     assert.deepEqual(await standbyDirs(), []);
   });
 
-  test("a resume while the standby is still starting starts its own VMM; the next resume takes the standby", async () => {
+  test("a resume in the standby's second of waiting starts its own VMM; the next resume takes the standby", async () => {
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await manager.resume(p.id);
+    assert.deepEqual(vmm.restoredInto, [], "the resume did not wait for the standby");
+    await until(() => vmm.standbys.size === 1, "the standby is ready");
+    await manager.pause(p.id);
+    await manager.resume(p.id);
+    assert.equal(vmm.restoredInto.length, 1, "the next resume took it");
+    await manager.destroy(p.id);
+  });
+
+  test("a resume while the standby's VMM is starting waits for it and runs in it", async () => {
     let started!: () => void;
     vmm.standbyGate = new Promise((r) => (started = r));
     const p = params();
     await manager.create(p);
     await manager.pause(p.id);
     await until(() => network.held.size === 1, "the starting standby holds a slot");
-    await manager.resume(p.id);
-    assert.deepEqual(vmm.restoredInto, [], "the resume did not wait for the standby");
+    const resumed = manager.resume(p.id);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(manager.get(p.id).record.status, "paused", "the resume waits for it");
     started();
     vmm.standbyGate = null;
-    await until(() => vmm.standbys.size === 1, "the standby is ready");
+    await resumed;
+    assert.equal(vmm.restoredInto.length, 1, "it runs in the standby");
+    assert.equal(network.held.size, 1, "on the standby's slot, none of its own");
+    await manager.destroy(p.id);
+  });
+
+  test("a standby whose VMM fails to start while a resume waits for it leaves nothing; the resume starts its own VMM", async () => {
+    let fail!: (err: Error) => void;
+    vmm.standbyGate = new Promise((_, reject) => (fail = reject));
+    const p = params();
+    await manager.create(p);
     await manager.pause(p.id);
-    await manager.resume(p.id);
-    assert.equal(vmm.restoredInto.length, 1, "the next resume took it");
+    await until(() => network.held.size === 1, "the starting standby holds a slot");
+    const resumed = manager.resume(p.id);
+    await new Promise((r) => setTimeout(r, 100));
+    fail(new Error("QEMU did not start"));
+    vmm.standbyGate = null;
+    await resumed;
+    assert.equal(manager.get(p.id).record.status, "running");
+    assert.deepEqual(vmm.restoredInto, [], "its own VMM");
+    assert.equal(network.held.size, 1, "the failed standby's slot is freed");
+    assert.deepEqual(await standbyDirs(), [], "and its run dir");
     await manager.destroy(p.id);
   });
 
@@ -218,6 +250,35 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.resume(big.id);
     assert.equal(vmm.restoredInto.length, 1);
     await manager.destroy(small);
+    await manager.destroy(big.id);
+  });
+
+  test("with room for two, one machine's resumes in quick succession each take one; another machine's pause takes the oldest's place", async () => {
+    await manager.close();
+    await startManager(2);
+    const id = await pausedWithStandby();
+    await manager.resume(id);
+    // The resume's next and this pause's fill both places for the one machine.
+    await manager.pause(id);
+    await until(() => vmm.standbys.size === 2, "two standbys for the one machine");
+    await manager.resume(id);
+    await manager.pause(id);
+    await manager.resume(id);
+    assert.equal(vmm.restoredInto.length, 3, "each resume in quick succession took one");
+    await until(() => vmm.standbys.size === 2, "the takes start the next two");
+    const small = [...vmm.standbys.values()].map((s) => s.key);
+    const big = params(512);
+    await manager.create(big);
+    await manager.pause(big.id);
+    await until(
+      () => [...vmm.standbys.values()].some((s) => s.key !== small[0]),
+      "the 512 MiB pause's standby starts",
+    );
+    assert.equal(vmm.standbys.size, 2, "in the oldest's place");
+    await until(() => network.held.size === 3, "the replaced one's slot is freed");
+    await manager.resume(big.id);
+    assert.equal(vmm.restoredInto.length, 4, "the 512 MiB resume took its own");
+    await manager.destroy(id);
     await manager.destroy(big.id);
   });
 

@@ -10,9 +10,13 @@
  * Started at once after the resume, it was ready even in back-to-back
  * cycles, but made the first exec after every resume ≈ 50 ms slower (280
  * against 229 ms, alternated); started at the take, it slowed the resume
- * that took it. At most `size` (the oldest goes for a new machine a pause
- * or resume wants); a resume that finds none ready for its machine starts
- * its own VMM, as without them.
+ * that took it. At most `size`: a machine a pause or resume wants and none
+ * is kept for takes the oldest's place; more of one machine fill free
+ * places, so that with two kept for one machine, back-to-back cycles (a
+ * pause ≈ 0.3 s after the last resume) mostly find one ready too (host side
+ * p50 87–91 ms against 179–184 with one kept, 10-cycle runs). A resume
+ * whose machine's standby is still in its second's wait starts its own VMM,
+ * as without them.
  * One that dies waiting is dropped; the agent's close stops them all, and
  * a restarted agent kills those its predecessor left (killStrays: no
  * record names them).
@@ -37,8 +41,10 @@ export interface Standby {
 interface Entry {
   key: string;
   ready: Promise<Standby | null>;
-  /** Set once it is ready (a resume takes only such). */
+  /** Set once it is ready. */
   standby: Standby | null;
+  /** Its QEMU is starting (its second's wait is over). */
+  starting: boolean;
   /** Dropped before its start began: it starts none. */
   cancel: AbortController;
 }
@@ -95,19 +101,23 @@ export class Standbys {
   }
 
   /**
-   * A ready standby for resuming from `dir`, or null; the caller owns it.
-   * One still starting is left for the next resume: waiting for it made a
-   * resume right after its pause slower than starting its own QEMU (host
-   * side p50 215–217 ms against 155–183, on the second machine).
+   * A standby for resuming from `dir`, or null; the caller owns it. A ready
+   * one, else one whose QEMU is starting (it is further along than a QEMU
+   * the resume would start, and both starting at once made such resumes
+   * 239–316 ms against 148–163 waiting for it, second machine). One still
+   * in its second's wait is left for the next resume: started at once and
+   * waited for, it made a resume right after its pause slower than starting
+   * its own QEMU (host side p50 215–217 ms against 155–183).
    */
   async take(dir: string, kernel: RestoreSpec["kernel"]): Promise<Standby | null> {
-    if (!this.#entries.some((e) => e.standby)) return null;
+    if (!this.#entries.some((e) => e.standby || e.starting)) return null;
     const key = await this.#key(dir, kernel);
-    const i = this.#entries.findIndex((e) => e.key === key && e.standby);
-    const entry = this.#entries[i];
+    const entry =
+      this.#entries.find((e) => e.key === key && e.standby) ??
+      this.#entries.find((e) => e.key === key && e.starting);
     if (!entry) return null;
-    this.#entries.splice(i, 1);
-    return entry.standby;
+    this.#entries.splice(this.#entries.indexOf(entry), 1);
+    return entry.standby ?? (await entry.ready);
   }
 
   /**
@@ -136,12 +146,14 @@ export class Standbys {
   }
 
   /**
-   * Starts one for `key` (a second later) unless one is kept for it, in the
-   * oldest's place if all are kept; a `spare` only into a free place.
+   * Starts one for `key` (a second later): a machine's first in the oldest's
+   * place if all are kept, more of one machine (for resumes in quick
+   * succession) and a `spare` only into a free place.
    */
   #keep(key: string, spare: boolean): void {
-    if (this.#closed || this.size === 0 || this.#entries.some((e) => e.key === key)) return;
-    if (spare && this.#entries.length >= this.size) return;
+    if (this.#closed || this.size === 0) return;
+    const full = this.#entries.length >= this.size;
+    if (full && (spare || this.#entries.some((e) => e.key === key))) return;
     while (this.#entries.length >= this.size) {
       const oldest = this.#entries.shift();
       if (oldest) void this.#drop(oldest);
@@ -158,6 +170,7 @@ export class Standbys {
       key,
       ready: Promise.resolve(null),
       standby: null,
+      starting: false,
       cancel: new AbortController(),
     };
     entry.ready = (async (): Promise<Standby | null> => {
@@ -165,9 +178,10 @@ export class Standbys {
       try {
         if (!vmm.startStandby) return null;
         // A second after the pause, as its write-back: a resume right after
-        // it (which takes no standby still starting) then has the cores; or
+        // it (which takes none still waiting here) then has the cores; or
         // after the resume, whose guest's first requests then have them.
         await sleep(START_DELAY_MS, undefined, { signal: entry.cancel.signal });
+        entry.starting = true;
         // Not the pool's: those are for requests, and taking one refills it a
         // second later, in the middle of the next resume.
         slot = await network.acquire({ background: true });
