@@ -40,7 +40,8 @@ const plain = args.includes("--plain");
 const cycles = Number(args.find((a) => /^\d+$/.test(a)) ?? 5);
 
 const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const ms = (x: number) => `${Math.round(x)} ms`;
+// A step a run did not take (a standby's resume builds no network slot) has no time.
+const ms = (x: number) => (Number.isNaN(x) ? "none" : `${Math.round(x)} ms`);
 
 /** The agent's `timed` steps, collected from its log. */
 const steps = new Map<string, number[]>();
@@ -73,15 +74,17 @@ const root = await mkdtemp(join(tmpdir(), "wrenn-bench-lc-"));
 const data = join(root, "data");
 const fs = plain ? "plain (no pool)" : await prepareDataDir(data, { log });
 console.log(`data dir: ${fs}`);
+/** `wrenn up`'s default (`--standby-vmms`). */
+const STANDBY_VMMS = 2;
 const agent = await startHostAgent({
   listen: "127.0.0.1:0",
   dataDir: data,
   imageDir: dataDir(),
   bootSnapshotDir: TEST_BOOT_SNAPSHOT_DIR,
   networkPrefix: "wbl",
-  // Slots built ahead, and a standby QEMU per recent pause, as `wrenn up`'s agent keeps them.
+  // Slots built ahead, and standby QEMUs for recent pauses, as `wrenn up`'s agent keeps them.
   networkPool: 2,
-  standbyVmms: 1,
+  standbyVmms: STANDBY_VMMS,
   log,
 });
 // The agent's own driver: the read-ahead's baseline turns it off in this run.
@@ -106,12 +109,16 @@ try {
     const firstExec: number[] = [];
     /** A resume's host side: everything but the guest's first answer (envd's /init). */
     const hostSide: number[] = [];
+    /** The resumes that took a standby (their disk went under its device). */
+    let tookStandby = 0;
     for (let i = 0; i < cycles; i++) {
       const t0 = performance.now();
       await client.pauseSandbox({ sandboxId: id });
       const t1 = performance.now();
+      const attached = steps.get("qemu.attach_disk")?.length ?? 0;
       await client.resumeSandbox({ sandboxId: id });
       const t2 = performance.now();
+      if ((steps.get("qemu.attach_disk")?.length ?? 0) > attached) tookStandby++;
       hostSide.push(t2 - t1 - (steps.get("resume.envd_init")?.at(-1) ?? NaN));
       await exec(id, "true");
       pause.push(t1 - t0);
@@ -120,7 +127,7 @@ try {
     }
     console.log(
       `${agent.manager.vmm.name} ${memoryMb} MiB guest, ${cycles} cycles: pause p50 ${ms(p50(pause))}, resume p50 ${ms(p50(resume))} ` +
-        `(host side ${ms(p50(hostSide))}: network ${ms(step("resume.network"))}, disk ${ms(step("resume.attach_disk"))}, VM running again ${ms(step("resume.restore"))} (RAM copy ${ms(step("qemu.copy_memory"))}, ${started()}, state loaded ${ms(step("qemu.load_state"))}); the guest's first envd answer ${ms(step("resume.envd_init"))}), then first exec p50 ${ms(p50(firstExec))}` +
+        `(host side ${ms(p50(hostSide))}, ${tookStandby} of ${cycles} into a standby, each ${hostSide.map((x) => Math.round(x)).join("/")} ms: network ${ms(step("resume.network"))}, disk ${ms(step("resume.attach_disk"))}, VM running again ${ms(step("resume.restore"))} (RAM copy ${ms(step("qemu.copy_memory"))}, ${started()}, state loaded ${ms(step("qemu.load_state"))}); the guest's first envd answer ${ms(step("resume.envd_init"))}), then first exec p50 ${ms(p50(firstExec))}` +
         `  (targets for 1 GiB: pause ≤ 100 ms, resume ≤ 150 ms, its host side ≤ 100 ms; E2B ≈ 4 s/GiB and ≈ 1 s)`,
     );
     // The same, resumed 2 s after the pause instead of at once: the agent
@@ -161,7 +168,7 @@ try {
       const running = { on: [] as number[], off: [] as number[] };
       for (let i = 0; i < 2 * cycles; i++) {
         const mode = i % 2 === 0 ? "off" : "on";
-        agent.manager.standbyVmms = mode === "on" ? 1 : 0;
+        agent.manager.standbyVmms = mode === "on" ? STANDBY_VMMS : 0;
         await client.pauseSandbox({ sandboxId: id });
         await new Promise((r) => setTimeout(r, 2000));
         const t1 = performance.now();
@@ -170,7 +177,7 @@ try {
         running[mode].push(steps.get("resume.restore")?.at(-1) ?? NaN);
         await exec(id, "true");
       }
-      agent.manager.standbyVmms = 1;
+      agent.manager.standbyVmms = STANDBY_VMMS;
       console.log(
         `  into a standby QEMU vs a QEMU started on the path (${cycles} each, alternated, 2 s after the pause): host side p50 ${ms(p50(host.on))} vs ${ms(p50(host.off))} (${(p50(host.on) / p50(host.off)).toFixed(2)}), VM running again p50 ${ms(p50(running.on))} vs ${ms(p50(running.off))}`,
       );
@@ -200,6 +207,10 @@ try {
       await client.createSnapshot({ sandboxId: id, name: "bench-tpl" });
     }
     await client.destroySandbox({ sandboxId: id });
+    // The next size's sandbox is the only machine in use, as this one was:
+    // it gets every place (machines in use together share them).
+    agent.manager.standbyVmms = 0;
+    agent.manager.standbyVmms = STANDBY_VMMS;
   }
 
   // Alternated, so neither gets the warmer host.

@@ -48,10 +48,10 @@ interface Model {
 }
 
 /**
- * As `wrenn up` runs its agent: network slots, ready sandboxes and a
- * standby QEMU kept ahead, so the faults hit those too.
+ * As `wrenn up` runs its agent: network slots, ready sandboxes and
+ * standby QEMUs kept ahead, so the faults hit those too.
  */
-const POOLS = { networkPool: 2, warmPool: 2, standbyVmms: 1 };
+const POOLS = { networkPool: 2, warmPool: 2, standbyVmms: 2 };
 /** QEMUs beyond the running sandboxes': the warm pool's (one template, one shape) and the standbys. */
 const SPARE_VMMS = POOLS.warmPool + POOLS.standbyVmms;
 

@@ -89,9 +89,9 @@ export interface HostAgentOptions {
   /** Warm sandboxes kept per template in use for these templates, instead of `warmPool` (0: none). */
   warmPoolTemplates?: Readonly<Record<string, number>>;
   /**
-   * VMMs kept started ahead for resumes, each for the machine of a recent
-   * pause and on a network slot of its own (`--standby-vmms`; the CLI's
-   * default is 1). Default 0 here, as `networkPool`.
+   * VMMs kept started ahead for resumes, for the machines of recent pauses
+   * and resumes, each on a network slot of its own (`--standby-vmms`; the
+   * CLI's default is 2). Default 0 here, as `networkPool`.
    */
   standbyVmms?: number;
   log?: Logger;

@@ -43,7 +43,7 @@ export function allowPrivateOf(values: { "allow-private": string[] }): string[] 
 export const POOL_OPTIONS = {
   "network-pool": { type: "string", default: process.env.WRENN_NETWORK_POOL ?? "2" },
   "warm-pool": { type: "string", default: process.env.WRENN_WARM_POOL ?? "2" },
-  "standby-vmms": { type: "string", default: process.env.WRENN_STANDBY_VMMS ?? "1" },
+  "standby-vmms": { type: "string", default: process.env.WRENN_STANDBY_VMMS ?? "2" },
 } as const;
 
 const MAX_NETWORK_POOL = 64;

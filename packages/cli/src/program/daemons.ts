@@ -47,7 +47,7 @@ const NETWORK_POOL_HELP =
   "network slots kept built ahead so a create or resume need not build one (default $WRENN_NETWORK_POOL or 2; 0 turns it off)";
 
 const STANDBY_VMMS_HELP =
-  "VMMs kept started ahead so a resume need not wait for one (QEMU's start): each for the machine of a recent pause or resume, on a network slot of its own (default $WRENN_STANDBY_VMMS or 1; 0 turns them off)";
+  "VMMs kept started ahead so a resume need not wait for one (QEMU's start): for the machines of recent pauses and resumes, each on a network slot of its own (default $WRENN_STANDBY_VMMS or 2; 0 turns them off)";
 
 const ALLOW_PRIVATE_HELP =
   "private ranges sandboxes may reach, e.g. 192.168.1.0/24,10.0.0.0/8 (repeatable; $WRENN_ALLOW_PRIVATE); by default none: no LAN, CGNAT, link-local or other non-public address";
