@@ -24,12 +24,16 @@ const skip = vmSkipReason("warm pool tests");
 
 /** While set, a pool entry's VM dies right after its restore (a refill failing half-way). */
 let failPoolRestores = false;
+/** While set, pool entries' VM handles say they wait for disk space (vmm-qemu.test.ts makes a real one). */
+let poolNoSpace = false;
 
 function faulty(real: VmmDriver): VmmDriver {
   return driverWith(real, {
     restore: async (spec) => {
       const vm = await real.restore(spec);
-      if (failPoolRestores && spec.vmId.startsWith("pool-")) process.kill(vm.pid, "SIGKILL");
+      if (!spec.vmId.startsWith("pool-")) return vm;
+      if (failPoolRestores) process.kill(vm.pid, "SIGKILL");
+      Object.defineProperty(vm, "waitsForSpace", { get: () => poolNoSpace });
       return vm;
     },
   });
@@ -198,6 +202,34 @@ describe("warm pool", { skip, concurrency: false, timeout: 600_000 }, () => {
     }
     await h.agent.manager.destroyAll();
     assert.deepEqual(await recordDirs(), [], "no record left by the failed refills");
+    await h.noLeaks();
+  });
+
+  test("a create skips an entry whose VM waits for disk space: it is destroyed and the create takes the slow path", async () => {
+    await h.agent.manager.destroyAll();
+    const a = h.newId();
+    await create(a, {});
+    await until("a warm entry", () => poolReady() === 1);
+    const entries = (await recordDirs()).filter((d) => d.startsWith("pool-"));
+    assert.equal(entries.length, 1);
+    poolNoSpace = true;
+    try {
+      const b = h.newId();
+      await create(b, {});
+      assert.equal(homeOf(b), b, "no entry claimed: the slow path");
+      assert.equal((await h.sh(b, "echo ok")).stdout, "ok\n");
+      const left = await recordDirs();
+      assert.deepEqual(
+        entries.filter((e) => left.includes(e)),
+        [],
+        "the waiting entry is destroyed",
+      );
+      for (const id of [a, b]) await h.client.destroySandbox({ sandboxId: id });
+    } finally {
+      poolNoSpace = false;
+    }
+    await h.agent.manager.destroyAll();
+    assert.deepEqual(await recordDirs(), [], "no entry's record left");
     await h.noLeaks();
   });
 

@@ -36,6 +36,16 @@ export async function claim(
       await teardown(host, entry.record, null).catch(() => undefined);
       continue;
     }
+    if (entry.vm?.waitsForSpace) {
+      // Stopped until the data disk has space: its /init would only time
+      // out, and destroying it frees what it holds on that disk.
+      host.log.warn(
+        { sandbox: params.id, entry: id },
+        "a warm pool entry waits for disk space; destroying it",
+      );
+      await discard(host, entry);
+      continue;
+    }
     const t0 = performance.now();
     try {
       const record = await registry.withLock(id, () => personalise(host, entry, params));
@@ -49,16 +59,28 @@ export async function claim(
         { sandbox: params.id, entry: id, err: messageOf(err) },
         "a warm pool entry could not be claimed; destroying it",
       );
-      entry.stopping = true;
-      entry.envd?.close();
-      registry.delete(entry.record.id);
-      registry.set(placeholder);
-      await teardown(host, entry.record, entry.vm).catch((e: unknown) => {
-        host.log.error({ entry: id, err: messageOf(e) }, "tearing down a warm pool entry failed");
-      });
+      await discard(host, entry, placeholder);
     }
   }
   return null;
+}
+
+/**
+ * Destroys an entry a claim cannot use: its VM, what it holds, its record.
+ * Once personalised, its record carries the create's id: the create's
+ * `placeholder` goes back in its place.
+ */
+async function discard(host: SandboxHost, entry: Live, placeholder?: Live): Promise<void> {
+  entry.stopping = true;
+  entry.envd?.close();
+  host.registry.delete(entry.record.id);
+  if (placeholder) host.registry.set(placeholder);
+  await teardown(host, entry.record, entry.vm).catch((e: unknown) => {
+    host.log.error(
+      { entry: homeOf(entry.record), err: messageOf(e) },
+      "tearing down a warm pool entry failed",
+    );
+  });
 }
 
 async function personalise(
