@@ -172,6 +172,23 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     await manager.destroy(p.id);
   });
 
+  test("a standby whose VMM is slow to start is not waited for long: the resume starts its own, and the standby is stopped once started", async () => {
+    let started!: () => void;
+    vmm.standbyGate = new Promise((r) => (started = r));
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await until(() => network.held.size === 1, "the starting standby holds a slot");
+    await manager.resume(p.id);
+    assert.deepEqual(vmm.restoredInto, [], "its own VMM");
+    started();
+    vmm.standbyGate = null;
+    await until(() => network.held.size === 1, "the late standby's slot is freed");
+    assert.equal(vmm.standbys.size, 0, "and it is stopped");
+    assert.deepEqual(await standbyDirs(), [], "its run dir removed");
+    await manager.destroy(p.id);
+  });
+
   test("a standby whose VMM fails to start while a resume waits for it leaves nothing; the resume starts its own VMM", async () => {
     let fail!: (err: Error) => void;
     vmm.standbyGate = new Promise((_, reject) => (fail = reject));

@@ -51,6 +51,11 @@ interface Entry {
 
 /** How long after its pause, or the resume that took the last, a standby starts (see #start). */
 const START_DELAY_MS = 1000;
+/**
+ * How long a resume waits for a standby whose QEMU is starting (114–239 ms
+ * here): one slower than this is dropped and the resume starts its own.
+ */
+const START_WAIT_MS = 1000;
 
 /** Run dirs of standbys are named so; a restarted agent removes those left. */
 export const STANDBY_PREFIX = "standby-";
@@ -117,7 +122,17 @@ export class Standbys {
       this.#entries.find((e) => e.key === key && e.starting);
     if (!entry) return null;
     this.#entries.splice(this.#entries.indexOf(entry), 1);
-    return entry.standby ?? (await entry.ready);
+    if (entry.standby) return entry.standby;
+    const late = new AbortController();
+    const standby = await Promise.race([
+      entry.ready,
+      sleep(START_WAIT_MS, null, { signal: late.signal }).catch(() => null),
+    ]);
+    late.abort();
+    if (standby !== null || entry.standby !== null) return standby ?? entry.standby;
+    // Failed (it freed what it held), or still starting: dropped once started.
+    void this.#drop(entry);
+    return null;
   }
 
   /**
