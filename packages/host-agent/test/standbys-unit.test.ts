@@ -103,6 +103,31 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
     return p.id;
   }
 
+  /** A sandbox, paused, whose standby's VMM is starting until `start` or `fail` is called. */
+  async function pausedWhileStandbyStarts() {
+    let start!: () => void;
+    let fail!: (err: Error) => void;
+    vmm.standbyGate = new Promise<void>((resolve, reject) => {
+      start = resolve;
+      fail = reject;
+    });
+    const p = params();
+    await manager.create(p);
+    await manager.pause(p.id);
+    await until(() => network.held.size === 1, "the starting standby holds a slot");
+    return {
+      id: p.id,
+      start: () => {
+        start();
+        vmm.standbyGate = null;
+      },
+      fail: (err: Error) => {
+        fail(err);
+        vmm.standbyGate = null;
+      },
+    };
+  }
+
   test("a pause starts a standby on a slot of its own; the resume runs the sandbox in it, on its slot, and starts the next", async () => {
     const id = await pausedWithStandby();
     const [standby] = [...vmm.standbys.values()];
@@ -155,57 +180,39 @@ describe("standby VMMs on in-memory drivers", { timeout: 60_000 }, () => {
   });
 
   test("a resume while the standby's VMM is starting waits for it and runs in it", async () => {
-    let started!: () => void;
-    vmm.standbyGate = new Promise((r) => (started = r));
-    const p = params();
-    await manager.create(p);
-    await manager.pause(p.id);
-    await until(() => network.held.size === 1, "the starting standby holds a slot");
-    const resumed = manager.resume(p.id);
+    const standby = await pausedWhileStandbyStarts();
+    const resumed = manager.resume(standby.id);
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(manager.get(p.id).record.status, "paused", "the resume waits for it");
-    started();
-    vmm.standbyGate = null;
+    assert.equal(manager.get(standby.id).record.status, "paused", "the resume waits for it");
+    standby.start();
     await resumed;
     assert.equal(vmm.restoredInto.length, 1, "it runs in the standby");
     assert.equal(network.held.size, 1, "on the standby's slot, none of its own");
-    await manager.destroy(p.id);
+    await manager.destroy(standby.id);
   });
 
   test("a standby whose VMM is slow to start is not waited for long: the resume starts its own, and the standby is stopped once started", async () => {
-    let started!: () => void;
-    vmm.standbyGate = new Promise((r) => (started = r));
-    const p = params();
-    await manager.create(p);
-    await manager.pause(p.id);
-    await until(() => network.held.size === 1, "the starting standby holds a slot");
-    await manager.resume(p.id);
+    const standby = await pausedWhileStandbyStarts();
+    await manager.resume(standby.id);
     assert.deepEqual(vmm.restoredInto, [], "its own VMM");
-    started();
-    vmm.standbyGate = null;
+    standby.start();
     await until(() => network.held.size === 1, "the late standby's slot is freed");
     assert.equal(vmm.standbys.size, 0, "and it is stopped");
     assert.deepEqual(await standbyDirs(), [], "its run dir removed");
-    await manager.destroy(p.id);
+    await manager.destroy(standby.id);
   });
 
   test("a standby whose VMM fails to start while a resume waits for it leaves nothing; the resume starts its own VMM", async () => {
-    let fail!: (err: Error) => void;
-    vmm.standbyGate = new Promise((_, reject) => (fail = reject));
-    const p = params();
-    await manager.create(p);
-    await manager.pause(p.id);
-    await until(() => network.held.size === 1, "the starting standby holds a slot");
-    const resumed = manager.resume(p.id);
+    const standby = await pausedWhileStandbyStarts();
+    const resumed = manager.resume(standby.id);
     await new Promise((r) => setTimeout(r, 100));
-    fail(new Error("QEMU did not start"));
-    vmm.standbyGate = null;
+    standby.fail(new Error("QEMU did not start"));
     await resumed;
-    assert.equal(manager.get(p.id).record.status, "running");
+    assert.equal(manager.get(standby.id).record.status, "running");
     assert.deepEqual(vmm.restoredInto, [], "its own VMM");
     assert.equal(network.held.size, 1, "the failed standby's slot is freed");
     assert.deepEqual(await standbyDirs(), [], "and its run dir");
-    await manager.destroy(p.id);
+    await manager.destroy(standby.id);
   });
 
   test("a standby that dies waiting gives back its slot and run dir; the resume starts its own VMM", async () => {

@@ -14,7 +14,7 @@
  * is kept for takes the oldest's place; more of one machine fill free
  * places, so that with two kept for one machine, back-to-back cycles (a
  * pause ≈ 0.3 s after the last resume) mostly find one ready too (host side
- * p50 87–91 ms against 179–184 with one kept, 10-cycle runs). A resume
+ * p50 87–91 ms against 179–184 with one kept, 14-cycle runs). A resume
  * whose machine's standby is still in its second's wait starts its own VMM,
  * as without them.
  * One that dies waiting is dropped; the agent's close stops them all, and
