@@ -32,8 +32,9 @@ const cases: Array<[CrashPoint, Op, After]> = [
   ["pause:after-detach", "pause", "paused"],
   ["resume:after-attach", "resume", "paused"],
   ["resume:after-network", "resume", "paused"],
-  ["resume:after-restore", "resume", "running-or-paused"],
-  // Committed, before the paused disk was deleted: the next agent deletes it.
+  // Committed (the record says running once envd answered), before the
+  // VMM's and the agent's clean-up of the pause folder: the next agent does it.
+  ["resume:after-restore", "resume", "running"],
   ["resume:after-commit", "resume", "running"],
   ["snapshot:after-flatten", "snapshot", "paused"],
   ["snapshot:after-copy", "snapshot", "paused"],

@@ -152,6 +152,8 @@ export async function attachVm(
   live.envd = envd;
   record.status = "running";
   record.lastActiveAtMs = Date.now();
+  // envd answered: the operation (a resume's) is done, in this same save.
+  delete record.op;
   await host.records.save(record);
   watchExit(host, live, vm);
 }

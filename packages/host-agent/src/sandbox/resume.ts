@@ -86,10 +86,9 @@ export async function resume(
         undo,
       );
       if (timeoutSec) record.timeoutSec = timeoutSec;
+      // Committed once envd answered: its record, running, has no op.
       await attachVm(host, live, vm, "resume", true);
       crashPoint("resume:after-restore");
-      delete record.op;
-      await host.records.save(record);
     } catch (err) {
       log.warn({ err: messageOf(err) }, "resume failed; the sandbox stays paused");
       // Judged before the undo frees what the failed VM held (a full disk shows).
